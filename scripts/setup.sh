@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Idempotent setup on Debian 12 as root: the real peers from Debian's packages, libvirt's users
+# and config (what libvirt-daemon-system's postinst would do, without systemd), a virtualenv with
+# virtrio and its test tools, and the demo guest image. A second run skips what is done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+export DEBIAN_FRONTEND=noninteractive
+
+step() { printf '\033[1m== %s\033[0m\n' "$*"; }
+
+# 1. Debian packages
+mapfile -t pkgs < <(grep -v '^\s*#' scripts/apt-packages.txt | grep -v '^\s*$')
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "apt: installing ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then echo "setup: installing Debian packages needs root" >&2; exit 1; fi
+  apt-get update -q -o DPkg::Lock::Timeout=600
+  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}"
+fi
+
+# 2. libvirt without systemd: the build-time user must exist or the QEMU driver refuses to start.
+if [ "$(id -u)" = 0 ]; then
+  getent group kvm >/dev/null || groupadd --system kvm
+  getent group libvirt >/dev/null || groupadd --system libvirt
+  getent passwd libvirt-qemu >/dev/null || \
+    useradd --system -g kvm -d /var/lib/libvirt -M -s /usr/sbin/nologin libvirt-qemu
+  getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+  mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/cache/libvirt/qemu /etc/libvirt
+  if ! grep -q 'written by virtrio' /etc/libvirt/qemu.conf 2>/dev/null; then
+    cat > /etc/libvirt/qemu.conf <<'CONF'
+# written by virtrio scripts/setup.sh: QEMU runs as root with no relabelling and no private
+# mount namespace (required when libvirtd runs in a container, harmless elsewhere)
+user = "root"
+group = "root"
+dynamic_ownership = 0
+security_driver = "none"
+namespaces = [ ]
+CONF
+  fi
+fi
+
+# 3. the virtualenv with virtrio (editable), every extra, and the test and lint tools
+stamp="$VENV/.virtrio-installed"
+if [ ! -x "$VENV/bin/python" ]; then
+  step "venv: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  step "pip: installing virtrio[all] with the test and lint groups"
+  "$VENV/bin/python" -m pip install -q --upgrade 'pip>=25.1'
+  "$VENV/bin/python" -m pip install -q -e '.[all]' --group test --group lint
+  touch "$stamp"
+fi
+
+# 4. the demo guest (cached; rebuilt only when its inputs change)
+step "guest: demo image"
+"$VENV/bin/python" -m virtrio guest build

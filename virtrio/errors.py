@@ -1,0 +1,91 @@
+"""One error hierarchy for all of virtrio (feature V1).
+
+Every error virtrio raises derives from :class:`VirtrioError` and says what was being done and
+to what address, so a log line alone is enough to act on. The families:
+
+* :class:`ConfigError` — the caller gave something invalid (a bad address, an option out of
+  range). Also a :class:`ValueError`.
+* :class:`ConnectError` — a connection could not be made (refused, no such socket, timed out).
+* :class:`ConnectionLostError` — an established connection went away; every call pending on it
+  fails with this, promptly.
+* :class:`ProtocolError` — the peer sent something that breaks the protocol (remote), and
+  :class:`LocalProtocolError` — we were asked to do something the protocol forbids (local).
+* :class:`VirtrioTimeoutError` — a deadline passed. Also a :class:`TimeoutError`.
+* :class:`ChannelUnavailableError` — a supervised channel stayed down past a call's deadline.
+
+Protocol modules subclass these (``QmpCommandError`` is a remote error reply, for instance), so a
+caller can catch as broadly or as narrowly as it likes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChannelUnavailableError",
+    "ConfigError",
+    "ConnectError",
+    "ConnectionLostError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "VirtrioError",
+    "VirtrioTimeoutError",
+]
+
+
+class VirtrioError(Exception):
+    """Base of every error virtrio raises."""
+
+
+class ConfigError(VirtrioError, ValueError):
+    """Invalid configuration or argument given by the caller (an address, an option, a URI)."""
+
+
+class ConnectError(VirtrioError, OSError):
+    """A connection to ``address`` could not be established.
+
+    Attributes:
+        address: the address (as text) that was being connected to.
+    """
+
+    def __init__(self, message: str, *, address: str) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class ConnectionLostError(VirtrioError):
+    """An established connection closed or failed while it was in use.
+
+    Attributes:
+        address: the peer's address, if known.
+    """
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
+class ProtocolError(VirtrioError):
+    """The peer sent data that violates the protocol (a remote error).
+
+    The connection it came on can no longer be trusted and is closed; other connections are
+    untouched.
+    """
+
+
+class LocalProtocolError(VirtrioError):
+    """The caller asked for something the protocol or the connection's state forbids."""
+
+
+class VirtrioTimeoutError(VirtrioError, TimeoutError):
+    """A deadline passed; the message says what was being waited for."""
+
+
+class ChannelUnavailableError(VirtrioTimeoutError):
+    """A supervised channel was not connected within the call's deadline.
+
+    Attributes:
+        last_error: the error that took the channel down, if any.
+    """
+
+    def __init__(self, message: str, *, last_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.last_error = last_error

@@ -1,0 +1,219 @@
+"""One publisher, many subscribers, each with its own bounded queue.
+
+This is the single fan-out primitive of virtrio: VM state changes and protocol events go through
+it, and so does terminal output in the session daemon (seed 003's flow control). Publishing never
+blocks and never waits for a slow subscriber::
+
+    fanout: Fanout[bytes] = Fanout(max_queue=16384, warn_remaining=4096)
+    with fanout.subscribe() as sub:
+        async for chunk in sub:              # ends when the fanout closes
+            if (p := sub.take_pressure()) is not None:
+                print("behind by", p.queue_size, p.level)
+            ...
+    fanout.publish(b"data")                  # from the producer, sync
+
+When a subscriber's free room falls below ``warn_remaining`` it is marked *yellow*; when its queue
+is full, the item cannot be queued: the subscriber is marked *red* and, with
+``overflow="disconnect"``, closed with :class:`SubscriberOverflowError`; otherwise the item is
+dropped for that subscriber alone and counted in :attr:`Pressure.dropped`, so the loss is never
+silent. Pressure notices are kept beside the queue (they need no room in it) and taken with
+:meth:`Subscription.take_pressure`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Generic, Literal, TypeVar
+
+import attrs
+import trio
+
+from virtrio.errors import ConfigError, VirtrioError
+
+__all__ = ["Fanout", "Pressure", "PressureLevel", "SubscriberOverflowError", "Subscription"]
+
+T = TypeVar("T")
+
+
+class PressureLevel(enum.Enum):
+    """How far behind a subscriber is."""
+
+    YELLOW = "yellow"  #: free room fell below the warning threshold
+    RED = "red"  #: the queue was full and an item could not be queued
+
+
+class SubscriberOverflowError(VirtrioError):
+    """The subscriber's queue overflowed and the fanout's policy is to disconnect it."""
+
+
+@attrs.frozen
+class Pressure:
+    """A backpressure notice for one subscriber."""
+
+    level: PressureLevel
+    #: Items waiting in the subscriber's queue when the notice was raised.
+    queue_size: int
+    #: Items dropped for this subscriber since its last notice was taken.
+    dropped: int = 0
+
+
+class Subscription(Generic[T]):
+    """One subscriber's end of a :class:`Fanout`: an async iterator of the published items.
+
+    Use it as a context manager (``with fanout.subscribe() as sub``) so it unsubscribes on exit.
+    """
+
+    def __init__(self, fanout: Fanout[T], max_queue: int) -> None:
+        self._fanout = fanout
+        self._send, self._receive = trio.open_memory_channel[T](max_queue)
+        self._max_queue = max_queue
+        self._pressure: Pressure | None = None
+        self._overflowed = False
+        self._closed = False
+
+    @property
+    def queue_size(self) -> int:
+        """Items published but not yet received."""
+        return self._send.statistics().current_buffer_used
+
+    def take_pressure(self) -> Pressure | None:
+        """Return and clear the pending pressure notice, if any."""
+        notice, self._pressure = self._pressure, None
+        return notice
+
+    async def receive(self) -> T:
+        """The next item.
+
+        Raises:
+            trio.EndOfChannel: the fanout was closed and every item was received.
+            SubscriberOverflowError: this subscriber fell behind under the disconnect policy.
+        """
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            if self._overflowed:
+                raise SubscriberOverflowError(
+                    f"subscriber disconnected: its queue of {self._max_queue} items overflowed"
+                ) from None
+            raise
+        except trio.ClosedResourceError:
+            raise trio.EndOfChannel from None
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[T]:
+        while True:
+            try:
+                yield await self.receive()
+            except trio.EndOfChannel:
+                return
+
+    def close(self) -> None:
+        """Unsubscribe; items still queued are discarded."""
+        if not self._closed:
+            self._closed = True
+            self._fanout._subscribers.discard(self)
+            self._send.close()
+            self._receive.close()
+
+    def __enter__(self) -> Subscription[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # called by Fanout.publish
+    def _offer(self, item: T, warn_remaining: int, overflow: str) -> None:
+        try:
+            self._send.send_nowait(item)
+        except trio.WouldBlock:
+            dropped = (self._pressure.dropped if self._pressure else 0) + 1
+            self._pressure = Pressure(PressureLevel.RED, self.queue_size, dropped)
+            if overflow == "disconnect":
+                self._overflowed = True
+                self._fanout._subscribers.discard(self)
+                self._send.close()
+            return
+        except trio.BrokenResourceError:  # receiver closed without unsubscribing
+            self.close()
+            return
+        remaining = self._max_queue - self.queue_size
+        if remaining < warn_remaining and (
+            self._pressure is None or self._pressure.level is PressureLevel.YELLOW
+        ):
+            self._pressure = Pressure(PressureLevel.YELLOW, self.queue_size)
+
+
+class Fanout(Generic[T]):
+    """Publishes each item to every current subscriber without ever blocking the publisher.
+
+    Args:
+        max_queue: default queue capacity per subscriber (seed default 16384).
+        warn_remaining: a yellow notice is raised when a subscriber's free room drops below this
+            (seed default 4096; 0 disables yellow notices).
+        overflow: ``"drop"`` drops items for a full subscriber (counted in its red notice);
+            ``"disconnect"`` ends that subscriber with :class:`SubscriberOverflowError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_queue: int = 16384,
+        warn_remaining: int = 4096,
+        overflow: Literal["drop", "disconnect"] = "drop",
+    ) -> None:
+        if max_queue < 1:
+            raise ConfigError(f"Fanout max_queue must be >= 1, got {max_queue}")
+        if not 0 <= warn_remaining <= max_queue:
+            raise ConfigError(f"Fanout warn_remaining must be in [0, {max_queue}]")
+        if overflow not in ("drop", "disconnect"):
+            raise ConfigError(f"Fanout overflow must be 'drop' or 'disconnect', not {overflow!r}")
+        self.max_queue = max_queue
+        self.warn_remaining = warn_remaining
+        self.overflow = overflow
+        self._subscribers: set[Subscription[T]] = set()
+        self._closed = False
+
+    def subscribe(self, *, max_queue: int | None = None) -> Subscription[T]:
+        """A new subscription that sees every item published from now on."""
+        size = self.max_queue if max_queue is None else max_queue
+        if size < 1 and size != math.inf:
+            raise ConfigError(f"subscription max_queue must be >= 1, got {size}")
+        sub = Subscription(self, size)
+        if self._closed:
+            sub._send.close()
+        else:
+            self._subscribers.add(sub)
+        return sub
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open."""
+        return len(self._subscribers)
+
+    def publish(self, item: T) -> None:
+        """Queue ``item`` for every subscriber; never blocks.
+
+        Raises:
+            trio.ClosedResourceError: the fanout was closed.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("publish on a closed Fanout")
+        for sub in list(self._subscribers):
+            sub._offer(item, self.warn_remaining, self.overflow)
+
+    def close(self) -> None:
+        """End every subscription once it has received what was already queued."""
+        self._closed = True
+        for sub in list(self._subscribers):
+            sub._send.close()
+        self._subscribers.clear()
