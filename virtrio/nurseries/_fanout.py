@@ -23,8 +23,7 @@ silent. Pressure notices are kept beside the queue (they need no room in it) and
 from __future__ import annotations
 
 import enum
-import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Generic, Literal, TypeVar
 
@@ -66,8 +65,11 @@ class Subscription(Generic[T]):
     Use it as a context manager (``with fanout.subscribe() as sub``) so it unsubscribes on exit.
     """
 
-    def __init__(self, fanout: Fanout[T], max_queue: int) -> None:
+    def __init__(
+        self, fanout: Fanout[T], max_queue: int, accept: Callable[[T], bool] | None
+    ) -> None:
         self._fanout = fanout
+        self._accept = accept
         self._send, self._receive = trio.open_memory_channel[T](max_queue)
         self._max_queue = max_queue
         self._pressure: Pressure | None = None
@@ -90,6 +92,8 @@ class Subscription(Generic[T]):
         Raises:
             trio.EndOfChannel: the fanout was closed and every item was received.
             SubscriberOverflowError: this subscriber fell behind under the disconnect policy.
+            Exception: the error the fanout was closed with (e.g. a lost connection), once
+                every item queued before it was received.
         """
         try:
             return await self._receive.receive()
@@ -98,6 +102,8 @@ class Subscription(Generic[T]):
                 raise SubscriberOverflowError(
                     f"subscriber disconnected: its queue of {self._max_queue} items overflowed"
                 ) from None
+            if self._fanout._close_error is not None:
+                raise self._fanout._close_error from None
             raise
         except trio.ClosedResourceError:
             raise trio.EndOfChannel from None
@@ -133,6 +139,8 @@ class Subscription(Generic[T]):
 
     # called by Fanout.publish
     def _offer(self, item: T, warn_remaining: int, overflow: str) -> None:
+        if self._accept is not None and not self._accept(item):
+            return
         try:
             self._send.send_nowait(item)
         except trio.WouldBlock:
@@ -182,13 +190,27 @@ class Fanout(Generic[T]):
         self.overflow = overflow
         self._subscribers: set[Subscription[T]] = set()
         self._closed = False
+        self._close_error: BaseException | None = None
 
-    def subscribe(self, *, max_queue: int | None = None) -> Subscription[T]:
-        """A new subscription that sees every item published from now on."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def subscribe(
+        self, *, max_queue: int | None = None, accept: Callable[[T], bool] | None = None
+    ) -> Subscription[T]:
+        """A new subscription that sees every item published from now on.
+
+        Args:
+            max_queue: this subscription's capacity (default: the fanout's ``max_queue``).
+            accept: if given, only items for which it returns true are queued (a filter that
+                costs the subscriber no queue room).
+        """
         size = self.max_queue if max_queue is None else max_queue
-        if size < 1 and size != math.inf:
+        if size < 1:
             raise ConfigError(f"subscription max_queue must be >= 1, got {size}")
-        sub = Subscription(self, size)
+        sub = Subscription(self, size, accept)
         if self._closed:
             sub._send.close()
         else:
@@ -211,9 +233,16 @@ class Fanout(Generic[T]):
         for sub in list(self._subscribers):
             sub._offer(item, self.warn_remaining, self.overflow)
 
-    def close(self) -> None:
-        """End every subscription once it has received what was already queued."""
+    def close(self, error: BaseException | None = None) -> None:
+        """End every subscription once it has received what was already queued.
+
+        With ``error``, each subscriber's next receive after the queued items raises it instead
+        of ending quietly (how a lost connection reaches every event listener).
+        """
+        if self._closed:
+            return
         self._closed = True
+        self._close_error = error
         for sub in list(self._subscribers):
             sub._send.close()
         self._subscribers.clear()

@@ -107,7 +107,7 @@ class Supervisor(Generic[C]):
         error = self.last_error if state is ChannelState.DISCONNECTED else None
         change = StateChange(self.name, state, error, self.backoff.attempts, retry_in)
         log.debug("%s: %s", self.name, change)
-        if not self.events._closed:
+        if not self.events.closed:
             self.events.publish(change)
         self._changed.set()
         self._changed = trio.Event()
