@@ -167,7 +167,8 @@ class Fanout(Generic[T]):
     Args:
         max_queue: default queue capacity per subscriber (seed default 16384).
         warn_remaining: a yellow notice is raised when a subscriber's free room drops below this
-            (seed default 4096; 0 disables yellow notices).
+            (default: a quarter of ``max_queue``, the seed's 4096 of 16384; 0 disables yellow
+            notices).
         overflow: ``"drop"`` drops items for a full subscriber (counted in its red notice);
             ``"disconnect"`` ends that subscriber with :class:`SubscriberOverflowError`.
     """
@@ -176,11 +177,13 @@ class Fanout(Generic[T]):
         self,
         *,
         max_queue: int = 16384,
-        warn_remaining: int = 4096,
+        warn_remaining: int | None = None,
         overflow: Literal["drop", "disconnect"] = "drop",
     ) -> None:
         if max_queue < 1:
             raise ConfigError(f"Fanout max_queue must be >= 1, got {max_queue}")
+        if warn_remaining is None:
+            warn_remaining = max_queue // 4
         if not 0 <= warn_remaining <= max_queue:
             raise ConfigError(f"Fanout warn_remaining must be in [0, {max_queue}]")
         if overflow not in ("drop", "disconnect"):
