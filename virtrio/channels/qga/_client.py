@@ -8,6 +8,7 @@ from typing import Any
 
 import trio
 
+from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import DEFAULT_MAX_MESSAGE_SIZE
 from virtrio.channels._rpc import RpcConnection
@@ -152,7 +153,7 @@ async def open_qga(
     protocol = QgaProtocol(max_message_size=max_message_size)
     connection = RpcConnection(stream, protocol, name="guest agent", address=str(addr))
     client = QgaClient(connection, protocol, default_timeout, sync_timeout)
-    async with trio.open_nursery() as nursery:
+    async with open_service_nursery() as nursery:
         await nursery.start(connection.run_reader)
         try:
             try:
@@ -164,5 +165,6 @@ async def open_qga(
                 ) from exc
             yield client
         finally:
+            with trio.CancelScope(shield=True):
+                await connection.aclose()
             nursery.cancel_scope.cancel()
-            await connection.aclose()

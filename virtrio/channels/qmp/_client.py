@@ -8,11 +8,12 @@ from typing import Any
 
 import trio
 
+from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import DEFAULT_MAX_MESSAGE_SIZE
 from virtrio.channels._rpc import RpcConnection
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.nurseries import Fanout, Subscription
+from virtrio.nurseries._fanout import Fanout, Subscription
 
 from ._commands import QmpCommands
 from ._protocol import QmpCommandError, QmpEvent, QmpGreeting, QmpProtocol
@@ -147,23 +148,28 @@ async def open_qmp(
     connection = RpcConnection(stream, protocol, name="QMP", address=str(addr), on_event=on_event)
     client = QmpClient(connection, protocol, events, default_timeout)
     try:
-        async with trio.open_nursery() as nursery:
+        async with open_service_nursery() as nursery:
             await nursery.start(connection.run_reader)
-            nursery.start_soon(_set_when_closed, connection, wakeup)
+            nursery.start_soon(_on_closed, connection, wakeup, events if owns_events else None)
             try:
                 await _handshake(client, protocol, wakeup, negotiate, deadline, addr)
                 yield client
             finally:
+                with trio.CancelScope(shield=True):
+                    await connection.aclose()
                 nursery.cancel_scope.cancel()
-                await connection.aclose()
     finally:
         if owns_events:
             events.close(connection.closed_reason)
 
 
-async def _set_when_closed(connection: RpcConnection, event: trio.Event) -> None:
+async def _on_closed(
+    connection: RpcConnection, wakeup: trio.Event, events: Fanout[QmpEvent] | None
+) -> None:
     await connection.wait_closed()
-    event.set()
+    wakeup.set()
+    if events is not None:  # listeners of this connection's own events hear of the loss now
+        events.close(connection.closed_reason)
 
 
 async def _handshake(
