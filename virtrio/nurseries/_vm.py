@@ -38,6 +38,9 @@ __all__ = ["SupervisedQga", "SupervisedQmp", "Vm", "open_vm"]
 
 
 class _Executor(Protocol):
+    @property
+    def is_connected(self) -> bool: ...
+
     async def wait_closed(self) -> None: ...
 
     async def execute(

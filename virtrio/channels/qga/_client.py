@@ -153,9 +153,9 @@ async def open_qga(
     protocol = QgaProtocol(max_message_size=max_message_size)
     connection = RpcConnection(stream, protocol, name="guest agent", address=str(addr))
     client = QgaClient(connection, protocol, default_timeout, sync_timeout)
-    async with open_service_nursery() as nursery:
-        await nursery.start(connection.run_reader)
-        try:
+    try:
+        async with open_service_nursery() as nursery:
+            await nursery.start(connection.run_reader)
             try:
                 await client.sync(timeout=max(0.0, deadline - trio.current_time()))
             except (VirtrioTimeoutError, ConnectionLostError, QgaProtocolError) as exc:
@@ -163,8 +163,11 @@ async def open_qga(
                     f"guest agent at {addr} did not answer guest-sync-delimited: {exc}",
                     address=str(addr),
                 ) from exc
-            yield client
-        finally:
-            with trio.CancelScope(shield=True):
-                await connection.aclose()
-            nursery.cancel_scope.cancel()
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        # owns the stream from the moment it exists, whatever is cancelled where
+        with trio.CancelScope(shield=True):
+            await connection.aclose()

@@ -151,14 +151,15 @@ async def open_qmp(
         async with open_service_nursery() as nursery:
             await nursery.start(connection.run_reader)
             nursery.start_soon(_on_closed, connection, wakeup, events if owns_events else None)
+            await _handshake(client, protocol, wakeup, negotiate, deadline, addr)
             try:
-                await _handshake(client, protocol, wakeup, negotiate, deadline, addr)
                 yield client
             finally:
-                with trio.CancelScope(shield=True):
-                    await connection.aclose()
                 nursery.cancel_scope.cancel()
     finally:
+        # owns the stream from the moment it exists, whatever is cancelled where
+        with trio.CancelScope(shield=True):
+            await connection.aclose()
         if owns_events:
             events.close(connection.closed_reason)
 
