@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -53,58 +53,52 @@ def summarize(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
 
 
-# --- virtrio ---------------------------------------------------------------------------------
+async def measure(
+    execute: Callable[[], Awaitable[object]],
+    run_callers: Callable[[Callable[[], Awaitable[None]], int], Awaitable[None]],
+) -> tuple[list[float], float]:
+    """Sequential samples and concurrent throughput for one async client (any framework)."""
+    for _ in range(100):
+        await execute()
+    samples = []
+    for _ in range(N_SEQUENTIAL):
+        t = time.perf_counter()
+        await execute()
+        samples.append(time.perf_counter() - t)
+
+    async def caller() -> None:
+        for _ in range(N_CONCURRENT // CALLERS):
+            await execute()
+
+    t = time.perf_counter()
+    await run_callers(caller, CALLERS)
+    return samples, N_CONCURRENT / (time.perf_counter() - t)
 
 
 def virtrio_round(path: str) -> tuple[list[float], float]:
+    async def run_callers(caller: Callable[[], Awaitable[None]], count: int) -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(count):
+                nursery.start_soon(caller)
+
     async def main() -> tuple[list[float], float]:
         async with open_qmp(f"unix:{path}") as qmp:
-            for _ in range(100):
-                await qmp.execute("query-status")
-            samples = []
-            for _ in range(N_SEQUENTIAL):
-                t = time.perf_counter()
-                await qmp.execute("query-status")
-                samples.append(time.perf_counter() - t)
-
-            async def caller() -> None:
-                for _ in range(N_CONCURRENT // CALLERS):
-                    await qmp.execute("query-status")
-
-            t = time.perf_counter()
-            async with trio.open_nursery() as nursery:
-                for _ in range(CALLERS):
-                    nursery.start_soon(caller)
-            return samples, N_CONCURRENT / (time.perf_counter() - t)
+            return await measure(lambda: qmp.execute("query-status"), run_callers)
 
     return trio.run(main)
-
-
-# --- qemu.qmp (asyncio) ----------------------------------------------------------------------
 
 
 def qemu_qmp_round(path: str) -> tuple[list[float], float]:
     from qemu.qmp import QMPClient
 
+    async def run_callers(caller: Callable[[], Awaitable[None]], count: int) -> None:
+        await asyncio.gather(*(caller() for _ in range(count)))
+
     async def main() -> tuple[list[float], float]:
         qmp = QMPClient("bench")
         await qmp.connect(path)
         try:
-            for _ in range(100):
-                await qmp.execute("query-status")
-            samples = []
-            for _ in range(N_SEQUENTIAL):
-                t = time.perf_counter()
-                await qmp.execute("query-status")
-                samples.append(time.perf_counter() - t)
-
-            async def caller() -> None:
-                for _ in range(N_CONCURRENT // CALLERS):
-                    await qmp.execute("query-status")
-
-            t = time.perf_counter()
-            await asyncio.gather(*(caller() for _ in range(CALLERS)))
-            return samples, N_CONCURRENT / (time.perf_counter() - t)
+            return await measure(lambda: qmp.execute("query-status"), run_callers)
         finally:
             await qmp.disconnect()
 
