@@ -1,0 +1,96 @@
+"""xtransport's packet layout (kylin-x-kernel/xtransfer @ e6d1ffe, vendored as-is by virga 0.1).
+
+All integers are little-endian. A packet is a 16-byte header followed by ``length`` payload
+bytes; the CRC-32 covers the payload only::
+
+    magic u32 = 0x58545250 ("PRTX" on the wire) | version u8 = 1 | type u8 | seq u32
+    | length u16 | crc32 u32
+
+A message longer than one packet's payload travels as a MessageHead packet (a 32-byte
+``total_length u64, message_id u64, packet_count u32, flags u32, reserved 8`` payload) followed
+by ``packet_count`` MessageData packets.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+
+from virtrio.errors import ProtocolError
+
+__all__ = [
+    "HEADER",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MAX_FRAME_SIZE",
+    "MAX_PAYLOAD",
+    "MESSAGE_HEAD",
+    "MESSAGE_HEAD_SIZE",
+    "VERSION",
+    "PacketType",
+    "XtransferChecksumError",
+    "XtransferError",
+    "XtransferFramingError",
+    "XtransferMagicError",
+    "XtransferMessageTooLargeError",
+    "XtransferTruncatedError",
+    "XtransferVersionError",
+    "encode_packet",
+]
+
+MAGIC = 0x58545250
+VERSION = 1
+HEADER = struct.Struct("<IBBIHI")
+HEADER_SIZE = HEADER.size
+MESSAGE_HEAD = struct.Struct("<QQII8x")
+MESSAGE_HEAD_SIZE = MESSAGE_HEAD.size
+#: The u16 length field bounds a packet's payload, so a frame is at most 16 + 65535 bytes.
+MAX_PAYLOAD = 0xFFFF
+MAX_FRAME_SIZE = HEADER_SIZE + MAX_PAYLOAD
+
+
+class PacketType(enum.IntEnum):
+    """The ``type`` byte of a packet header."""
+
+    DATA = 0
+    MESSAGE_HEAD = 1
+    MESSAGE_DATA = 2
+    ACK = 3
+
+
+class XtransferError(ProtocolError):
+    """The peer sent bytes that are not valid xtransport; the connection cannot be resynced."""
+
+
+class XtransferMagicError(XtransferError):
+    """A packet header did not start with the magic ``PRTX``."""
+
+
+class XtransferVersionError(XtransferError):
+    """A packet header carried a protocol version other than 1."""
+
+
+class XtransferChecksumError(XtransferError):
+    """A packet's payload did not match the CRC-32 in its header."""
+
+
+class XtransferFramingError(XtransferError):
+    """A packet of an unknown or unexpected type, a malformed MessageHead or Ack, or message
+    pieces that do not add up to the announced length (xtransfer's ``InvalidPacket``)."""
+
+
+class XtransferMessageTooLargeError(XtransferError):
+    """A MessageHead announced more bytes than the receiver's ``max_message_size``."""
+
+
+class XtransferTruncatedError(XtransferError):
+    """The byte stream ended inside a packet or inside a multi-packet message."""
+
+
+def encode_packet(kind: PacketType, seq: int, payload: bytes | memoryview = b"") -> bytes:
+    """One packet, header and payload in one buffer (``payload`` at most 65535 bytes)."""
+    return (
+        HEADER.pack(MAGIC, VERSION, kind, seq, len(payload), zlib.crc32(payload) if payload else 0)
+        + payload
+    )
