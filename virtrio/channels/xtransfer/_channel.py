@@ -49,6 +49,8 @@ class XtransferChannel(trio.abc.Channel[bytes]):
         self._messages = receive_channel
         self._send_lock = trio.StrictFIFOLock()
         self._delivered: dict[int, trio.Event] = {}
+        self._acknowledged: set[int] = set()
+        self._reader_done = False
         self._error: VirtrioError | None = None
         self._peer_closed = False
         self._closed = False
@@ -73,10 +75,16 @@ class XtransferChannel(trio.abc.Channel[bytes]):
         await self._flush()
         if delivered is not None:
             try:
-                await delivered.wait()
+                if not self._reader_done:
+                    await delivered.wait()
             finally:
                 self._delivered.pop(ticket, None)
-            self._check_usable()
+            if ticket not in self._acknowledged:
+                self._check_usable()
+                raise ConnectionLostError(
+                    "the peer closed the connection before acknowledging the message"
+                )
+            self._acknowledged.discard(ticket)
 
     async def receive(self) -> bytes:
         """The next message from the peer.
@@ -151,6 +159,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
                 if not self._closed:
                     self._error = ConnectionLostError(f"xtransport stream failed: {exc!r}")
             finally:
+                self._reader_done = True
                 self._fail_senders()
 
     async def _read_loop(self, send_channel: trio.MemorySendChannel[bytes]) -> None:
@@ -169,6 +178,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
                 elif isinstance(event, MessageDelivered):
                     waiter = self._delivered.get(event.ticket)
                     if waiter is not None:
+                        self._acknowledged.add(event.ticket)
                         waiter.set()
                 elif isinstance(event, ConnectionClosed):
                     self._peer_closed = True
