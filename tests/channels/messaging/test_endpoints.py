@@ -1,0 +1,178 @@
+"""MessageClient and MessageServer over TCP and Unix through the same code path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
+import pytest
+import trio
+
+from virtrio.channels import Address
+from virtrio.channels.messaging import (
+    ClientConfig,
+    MessageClient,
+    MessageConnection,
+    MessageServer,
+    ServerConfig,
+    Transport,
+    with_xtransport,
+)
+from virtrio.channels.xtransfer import XtransferConfig
+from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
+
+TRANSPORTS = {
+    "xtransport": with_xtransport(),
+    "xtransport-virga-ack": with_xtransport(XtransferConfig(max_frame_size=1024, ack=True)),
+}
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def listen_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "tcp://127.0.0.1:0" if request.param == "tcp" else f"unix:{tmp_path}/m.sock"
+
+
+@pytest.fixture(params=sorted(TRANSPORTS))
+def transport(request: pytest.FixtureRequest) -> Transport:
+    return TRANSPORTS[request.param]
+
+
+async def echo(connection: MessageConnection) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+@asynccontextmanager
+async def running(server: MessageServer, handler: object = echo) -> AsyncIterator[Address]:
+    async with trio.open_nursery() as nursery:
+        [address] = await nursery.start(server.serve, handler)
+        yield address
+        nursery.cancel_scope.cancel()
+
+
+async def test_echo_round_trips(listen_address: str, transport: Transport) -> None:
+    server = MessageServer(ServerConfig(listen_address), transport)
+    async with running(server) as address:
+        client = MessageClient(ClientConfig(address, io_timeout=10), transport)
+        async with client.connect() as connection:
+            assert connection.is_active
+            assert connection.transport == transport.name
+            for size in (0, 1, 1008, 5000, 1 << 20):
+                message = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+                await connection.send(message)
+                assert await connection.receive() == message
+            await connection.disconnect()
+            assert not connection.is_active
+
+
+async def test_many_clients_at_once(listen_address: str, transport: Transport) -> None:
+    server = MessageServer(ServerConfig(listen_address, max_connections=20), transport)
+    async with running(server) as address:
+
+        async def one(i: int) -> None:
+            async with MessageClient(ClientConfig(address), transport).connect() as connection:
+                for j in range(5):
+                    await connection.send(b"%d-%d" % (i, j))
+                    assert await connection.receive(timeout=10) == b"%d-%d" % (i, j)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(one, i)
+
+
+async def test_server_side_sees_the_client_disconnect(listen_address: str) -> None:
+    seen: list[object] = []
+    done = trio.Event()
+
+    async def handler(connection: MessageConnection) -> None:
+        seen.append(await connection.receive())
+        try:
+            await connection.receive()
+        except ConnectionLostError as exc:
+            seen.append(exc)
+        seen.append(connection.is_active)
+        done.set()
+
+    server = MessageServer.with_xtransport(ServerConfig(listen_address))
+    async with running(server, handler) as address:
+        async with MessageClient.with_xtransport(ClientConfig(address)).connect() as connection:
+            await connection.send(b"bye")
+        with trio.fail_after(5):
+            await done.wait()
+    assert seen[0] == b"bye"
+    assert isinstance(seen[1], ConnectionLostError)
+    assert "disconnected" in str(seen[1])
+    assert seen[2] is False
+
+
+async def test_connection_limit(listen_address: str, transport: Transport) -> None:
+    server = MessageServer(ServerConfig(listen_address, max_connections=1), transport)
+    async with running(server) as address:
+        client = MessageClient(ClientConfig(address), transport)
+        async with client.connect() as first:
+            await first.send(b"one")
+            assert await first.receive(timeout=5) == b"one"
+            async with client.connect() as second, trio.open_nursery() as nursery:
+                nursery.start_soon(second.send, b"two")  # in ack mode it waits for the server
+                with pytest.raises(VirtrioTimeoutError, match="waiting for a message on"):
+                    await second.receive(timeout=0.3)
+                await first.disconnect()
+                assert await second.receive(timeout=5) == b"two"
+
+
+async def test_receive_timeout_from_config(autojump_clock: trio.abc.Clock) -> None:
+    async def silent(connection: MessageConnection) -> None:
+        await trio.sleep_forever()
+
+    server = MessageServer.with_xtransport(ServerConfig("tcp://127.0.0.1:0"))
+    async with running(server, silent) as address:
+        config = ClientConfig(address, io_timeout=7)
+        async with MessageClient.with_xtransport(config).connect() as connection:
+            start = trio.current_time()
+            with pytest.raises(VirtrioTimeoutError, match="nothing in 7 s"):
+                await connection.receive()
+            assert trio.current_time() - start == pytest.approx(7)
+
+
+async def test_connect_errors_name_the_address(tmp_path: Path) -> None:
+    client = MessageClient.with_xtransport(ClientConfig(f"unix:{tmp_path}/none.sock"))
+    with pytest.raises(ConnectError, match=r"cannot connect to unix:.*none\.sock"):
+        async with client.connect():
+            pass
+
+
+async def test_protocol_error_from_client_closes_only_that_connection(
+    listen_address: str,
+) -> None:
+    from virtrio.channels import open_stream
+
+    server = MessageServer.with_xtransport(ServerConfig(listen_address))
+    async with running(server) as address:
+        async with await open_stream(address) as raw:
+            await raw.send_all(b"not xtransport at all")
+            assert await raw.receive_some(10) == b""
+        async with MessageClient.with_xtransport(ClientConfig(address)).connect() as connection:
+            await connection.send(b"still serving")
+            assert await connection.receive(timeout=5) == b"still serving"
+
+
+def test_configs_validate() -> None:
+    assert ClientConfig().address == Address.vsock(103, 1234)
+    assert ServerConfig().address == Address.vsock(0xFFFFFFFF, 1234)
+    assert ClientConfig.vsock(3, 99, connect_timeout=1).address == Address.vsock(3, 99)
+    assert ServerConfig.vsock(port=5).address == Address.vsock(0xFFFFFFFF, 5)
+    with pytest.raises(ConfigError, match="connect_timeout must be a positive"):
+        ClientConfig(connect_timeout=0)
+    with pytest.raises(ConfigError, match="io_timeout must be a positive"):
+        ServerConfig(io_timeout=-1)
+    with pytest.raises(ConfigError, match="max_connections must be at least 1"):
+        ServerConfig(max_connections=0)
+    with pytest.raises(ConfigError, match="not a vsock, tcp or unix address"):
+        ClientConfig("ws://127.0.0.1:1/x")
+    with pytest.raises(ConfigError, match="invalid address"):
+        ClientConfig("tcp://nowhere")
+    with pytest.raises(ConfigError, match="32-bit"):
+        ClientConfig.vsock(2**32, 1)
+    assert attrs.evolve(ServerConfig(), max_connections=3).max_connections == 3
