@@ -21,6 +21,19 @@ PUBLIC = {
         "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands",
         "QgaProtocol", "QgaProtocolError", "open_qga",
     ],
+    "virtrio.channels.xtransfer": [
+        "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",
+        "MessageDelivered", "NeedData", "PacketType", "XtransferChannel", "XtransferChecksumError",
+        "XtransferConfig", "XtransferError", "XtransferFramingError", "XtransferMagicError",
+        "XtransferMessageTooLargeError", "XtransferProtocol", "XtransferTruncatedError",
+        "XtransferVersionError", "encode_packet", "open_xtransfer",
+    ],
+    "virtrio.channels.messaging": [
+        "DEFAULT_CLIENT_CID", "DEFAULT_PORT", "ClientConfig",
+        "LengthPrefixDecoder", "LengthPrefixError", "LengthPrefixedChannel", "MessageChannel",
+        "MessageClient", "MessageConnection", "MessageServer", "ServerConfig", "Transport",
+        "XtransportTransport", "encode_length_prefixed", "with_xtransport",
+    ],
 }  # fmt: skip
 
 

@@ -27,7 +27,6 @@ from ._config import (
     ServerConfig as ServerConfig,
 )
 from ._endpoints import (
-    ConnectionHandler as ConnectionHandler,
     MessageClient as MessageClient,
     MessageConnection as MessageConnection,
     MessageServer as MessageServer,
@@ -49,7 +48,6 @@ __all__ = [
     "DEFAULT_CLIENT_CID",
     "DEFAULT_PORT",
     "ClientConfig",
-    "ConnectionHandler",
     "LengthPrefixDecoder",
     "LengthPrefixError",
     "LengthPrefixedChannel",

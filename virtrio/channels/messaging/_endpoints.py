@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # xtransfer is imported only when used
     from virtrio.channels.xtransfer import XtransferConfig
 
 __all__ = [
-    "ConnectionHandler",
     "MessageClient",
     "MessageConnection",
     "MessageServer",

@@ -1,0 +1,105 @@
+"""``virtrio mux serve|send`` end to end: two real processes over loopback and Unix sockets."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+TRANSPORTS = ["xtransport"]
+
+
+@asynccontextmanager
+async def mux_server(*args: str) -> AsyncIterator[str]:
+    """Run ``virtrio mux serve ARGS``; yields the address it printed."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "virtrio", "mux", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = b""
+        with trio.fail_after(20):
+            while not line.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(1)
+                assert chunk, "the server exited before it was listening"
+                line += chunk
+        match = re.fullmatch(r"serving \w+ (echo|sink) on (\S+)\n", line.decode())
+        assert match, line
+        yield match[2]
+    finally:
+        process.terminate()
+        with trio.move_on_after(5):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def mux_send(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return await trio.run_process(
+        [sys.executable, "-m", "virtrio", "mux", "send", *args],
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+    )
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def listen(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "tcp://127.0.0.1:0" if request.param == "tcp" else f"unix:{tmp_path}/mux.sock"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_echo(listen: str, transport: str) -> None:
+    async with mux_server(listen, "--transport", transport, "--echo") as address:
+        done = await mux_send(
+            address, "--transport", transport, "--streams", "3", "--bytes", "300K"
+        )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert re.fullmatch(
+        rf"{transport} to {re.escape(address)}: 3 x 300 KiB = 900 KiB in [\d.]+ s:"
+        r" [\d.]+ MB/s \(echo verified \(sha256\)\)\n",
+        out,
+    ), out
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_sink(listen: str, transport: str) -> None:
+    async with mux_server(listen, "--transport", transport, "--sink") as address:
+        done = await mux_send(
+            address, "--transport", transport, "--streams", "2", "--bytes", "1M",
+            "--message-size", "1000",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert b"2 x 1 MiB = 2 MiB" in done.stdout
+    assert b"(sink confirmed every byte)" in done.stdout
+
+
+async def test_xtransport_ack_mode_and_frame_size(listen: str) -> None:
+    options = ["--transport", "xtransport", "--ack", "--frame-size", "1024"]
+    async with mux_server(listen, *options, "--echo") as address:
+        done = await mux_send(address, *options, "--streams", "2", "--bytes", "100K")
+    assert done.returncode == 0, done.stderr
+    assert b"echo verified" in done.stdout
+
+
+async def test_errors_are_one_line(tmp_path: Path) -> None:
+    done = await mux_send(f"unix:{tmp_path}/nothing.sock", "--transport", "xtransport")
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("virtrio: error: cannot connect to unix:")
+    assert done.stderr.count(b"\n") == 1
+    done = await mux_send("tcp://127.0.0.1:1", "--bytes", "lots")
+    assert done.returncode == 2
+    assert b"not a size: 'lots'" in done.stderr
+    done = await mux_send("tcp://127.0.0.1:1", "--transport", "xtransport", "--frame-size", "16")
+    assert done.returncode == 1
+    assert b"max_frame_size 16 is out of range" in done.stderr
