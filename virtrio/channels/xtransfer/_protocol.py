@@ -49,7 +49,6 @@ from ._wire import (
     XtransferMessageTooLargeError,
     XtransferTruncatedError,
     XtransferVersionError,
-    encode_packet,
 )
 
 __all__ = [
@@ -146,7 +145,7 @@ class XtransferProtocol:
         self._send_seq = 0
         self._message_id = 1
         self._tickets = 0
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         # ack mode: packets not yet released, each with the ticket it completes (or None)
         self._pending: deque[tuple[PacketType, bytes, int | None]] = deque()
         self._awaiting_ack: tuple[int, int | None] | None = None
@@ -165,7 +164,8 @@ class XtransferProtocol:
         Raises:
             LocalProtocolError: the message needs more than 2**32-1 packets.
         """
-        view = memoryview(data).cast("B")
+        # a private immutable copy unless it is one already: slices of it wait in the queue
+        view = memoryview(data if isinstance(data, bytes) else bytes(data)).cast("B")
         payload = self.config.max_payload
         self._tickets += 1
         ticket = self._tickets
@@ -193,7 +193,9 @@ class XtransferProtocol:
 
     def _emit(self, kind: PacketType, payload: bytes | memoryview) -> int:
         seq = self._next_seq()
-        self._out.append(encode_packet(kind, seq, payload))
+        crc = zlib.crc32(payload) if payload else 0
+        # header and payload joined once, in data_to_send
+        self._out += (HEADER.pack(MAGIC, VERSION, kind, seq, len(payload), crc), payload)
         return seq
 
     def _release(self) -> None:
