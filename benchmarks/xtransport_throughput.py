@@ -9,6 +9,7 @@ virtrio; the raw socket (no framing at all) is the ceiling. Run:
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from virtrio.channels.messaging import (
     ServerConfig,
     Transport,
     with_xtransport,
+    with_yamux,
 )
 from virtrio.channels.xtransfer import XtransferConfig
 
@@ -118,10 +120,8 @@ def transports() -> dict[str, Callable[[], Awaitable[tuple[float, float]]]]:
         ("xtransport frame 65551 + acks", XtransferConfig(max_frame_size=65551, ack=True)),
     ]:
         cases[label] = lambda config=config: message_api(with_xtransport(config))  # type: ignore[misc]
-    try:
-        from virtrio.channels.messaging import with_yamux  # type: ignore[attr-defined]
-    except ImportError:
-        print("(yamux transport not available in this checkout)")
+    if importlib.util.find_spec("virtrio.channels.yamux") is None:
+        print("(virtrio.channels.yamux is not in this checkout: no yamux figures)")
     else:
         cases["message API over yamux"] = lambda: message_api(with_yamux())
     return cases

@@ -32,7 +32,8 @@ PUBLIC = {
         "DEFAULT_CLIENT_CID", "DEFAULT_PORT", "ClientConfig",
         "LengthPrefixDecoder", "LengthPrefixError", "LengthPrefixedChannel", "MessageChannel",
         "MessageClient", "MessageConnection", "MessageServer", "ServerConfig", "Transport",
-        "XtransportTransport", "encode_length_prefixed", "with_xtransport",
+        "XtransportTransport", "YamuxTransport", "encode_length_prefixed", "with_xtransport",
+        "with_yamux",
     ],
 }  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -19,6 +20,7 @@ from virtrio.channels.messaging import (
     ServerConfig,
     Transport,
     with_xtransport,
+    with_yamux,
 )
 from virtrio.channels.xtransfer import XtransferConfig
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
@@ -26,7 +28,13 @@ from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, Virtr
 TRANSPORTS = {
     "xtransport": with_xtransport(),
     "xtransport-virga-ack": with_xtransport(XtransferConfig(max_frame_size=1024, ack=True)),
+    "yamux": with_yamux(),
 }
+
+
+def require_yamux() -> Any:
+    """The yamux package (built on its own branch; until it is merged these cases skip)."""
+    return pytest.importorskip("virtrio.channels.yamux", reason="yamux branch not merged here")
 
 
 @pytest.fixture(params=["tcp", "unix"])
@@ -36,6 +44,8 @@ def listen_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(params=sorted(TRANSPORTS))
 def transport(request: pytest.FixtureRequest) -> Transport:
+    if request.param == "yamux":
+        require_yamux()
     return TRANSPORTS[request.param]
 
 
@@ -122,18 +132,21 @@ async def test_connection_limit(listen_address: str, transport: Transport) -> No
                 assert await second.receive(timeout=5) == b"two"
 
 
-async def test_receive_timeout_from_config(autojump_clock: trio.abc.Clock) -> None:
+async def test_receive_timeout_from_config() -> None:
+    # real sockets, so a real (short) clock: autojump would also skip over socket waits
     async def silent(connection: MessageConnection) -> None:
         await trio.sleep_forever()
 
     server = MessageServer.with_xtransport(ServerConfig("tcp://127.0.0.1:0"))
     async with running(server, silent) as address:
-        config = ClientConfig(address, io_timeout=7)
+        config = ClientConfig(address, io_timeout=0.2)
         async with MessageClient.with_xtransport(config).connect() as connection:
             start = trio.current_time()
-            with pytest.raises(VirtrioTimeoutError, match="nothing in 7 s"):
+            with pytest.raises(VirtrioTimeoutError, match=r"nothing in 0\.2 s"):
                 await connection.receive()
-            assert trio.current_time() - start == pytest.approx(7)
+            assert trio.current_time() - start >= 0.2
+            with pytest.raises(VirtrioTimeoutError, match=r"nothing in 0\.05 s"):
+                await connection.receive(timeout=0.05)
 
 
 async def test_connect_errors_name_the_address(tmp_path: Path) -> None:
@@ -176,3 +189,34 @@ def test_configs_validate() -> None:
     with pytest.raises(ConfigError, match="32-bit"):
         ClientConfig.vsock(2**32, 1)
     assert attrs.evolve(ServerConfig(), max_connections=3).max_connections == 3
+
+
+async def test_yamux_uses_virgas_framing_on_one_stream(listen_address: str) -> None:
+    """What virga (use-yamux) does as a client: one stream, 8-byte big-endian length + bytes."""
+    yamux = require_yamux()
+    from virtrio.channels import open_stream
+
+    server = MessageServer.with_yamux(ServerConfig(listen_address))
+    async with running(server) as address:
+        stream = await open_stream(address)
+        async with yamux.open_mux(stream, client=True) as session:
+            mux_stream = await session.open_stream()
+            await mux_stream.send_all(bytes.fromhex("0000000000000005") + b"hello")
+            got = b""
+            while len(got) < 13:
+                got += await mux_stream.receive_some(100)
+            assert got == bytes.fromhex("0000000000000005") + b"hello"
+            await mux_stream.send_eof()
+            assert await mux_stream.receive_some(100) == b""
+
+
+async def test_yamux_server_times_out_a_client_that_opens_no_stream() -> None:
+    require_yamux()
+    from virtrio.channels import open_stream
+
+    server = MessageServer.with_yamux(ServerConfig("tcp://127.0.0.1:0", handshake_timeout=0.3))
+    async with running(server) as address, await open_stream(address) as idle:
+        # the server gives up on the silent client after handshake_timeout and hangs up
+        with trio.fail_after(10):
+            while await idle.receive_some(100):
+                pass

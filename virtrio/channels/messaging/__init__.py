@@ -31,6 +31,7 @@ from ._endpoints import (
     MessageConnection as MessageConnection,
     MessageServer as MessageServer,
     with_xtransport as with_xtransport,
+    with_yamux as with_yamux,
 )
 from ._framing import (
     LengthPrefixDecoder as LengthPrefixDecoder,
@@ -42,6 +43,7 @@ from ._transports import (
     MessageChannel as MessageChannel,
     Transport as Transport,
     XtransportTransport as XtransportTransport,
+    YamuxTransport as YamuxTransport,
 )
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
     "ServerConfig",
     "Transport",
     "XtransportTransport",
+    "YamuxTransport",
     "encode_length_prefixed",
     "with_xtransport",
+    "with_yamux",
 ]

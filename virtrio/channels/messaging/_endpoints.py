@@ -14,7 +14,7 @@ from virtrio.channels._serving import serve_streams
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 
 from ._config import ClientConfig, ServerConfig
-from ._transports import MessageChannel, Transport, XtransportTransport
+from ._transports import MessageChannel, Transport, XtransportTransport, YamuxTransport
 
 if TYPE_CHECKING:  # xtransfer is imported only when used
     from virtrio.channels.xtransfer import XtransferConfig
@@ -24,6 +24,7 @@ __all__ = [
     "MessageConnection",
     "MessageServer",
     "with_xtransport",
+    "with_yamux",
 ]
 
 
@@ -31,6 +32,12 @@ def with_xtransport(config: XtransferConfig | None = None) -> Transport:
     """The xtransport transport (frame size and ack mode from ``config``; virga uses
     ``XtransferConfig(max_frame_size=1024)``, any frame size interoperates)."""
     return XtransportTransport(config)
+
+
+def with_yamux() -> Transport:
+    """The yamux transport, framed as virga frames it (one stream, 8-byte big-endian lengths),
+    so a virga peer built with ``use-yamux`` can be either end."""
+    return YamuxTransport()
 
 
 class MessageConnection:
@@ -133,6 +140,11 @@ class MessageClient:
         """A client speaking xtransport."""
         return cls(config or ClientConfig(), with_xtransport(xtransfer))
 
+    @classmethod
+    def with_yamux(cls, config: ClientConfig | None = None) -> MessageClient:
+        """A client speaking yamux (virga's framing)."""
+        return cls(config or ClientConfig(), with_yamux())
+
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[MessageConnection]:
         """Connect (within ``connect_timeout``) and yield the connection; disconnects on exit.
@@ -181,6 +193,11 @@ class MessageServer:
     ) -> MessageServer:
         """A server speaking xtransport."""
         return cls(config or ServerConfig(), with_xtransport(xtransfer))
+
+    @classmethod
+    def with_yamux(cls, config: ServerConfig | None = None) -> MessageServer:
+        """A server speaking yamux (virga's framing)."""
+        return cls(config or ServerConfig(), with_yamux())
 
     async def serve(
         self,

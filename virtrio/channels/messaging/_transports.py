@@ -8,17 +8,22 @@ the other (feature V5).
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 import trio
 
+from virtrio.errors import VirtrioTimeoutError
+
+from ._framing import LengthPrefixedChannel
+
 if TYPE_CHECKING:
     from virtrio.channels.xtransfer import XtransferConfig
 
-__all__ = ["MessageChannel", "Transport", "XtransportTransport"]
+__all__ = ["MessageChannel", "Transport", "XtransportTransport", "YamuxTransport"]
 
 
 class MessageChannel(Protocol):
@@ -76,3 +81,41 @@ class XtransportTransport(Transport):
         config = attrs.evolve(config, max_message_size=max_message_size)
         async with open_xtransfer(stream, config) as channel:
             yield channel
+
+
+@attrs.frozen
+class YamuxTransport(Transport):
+    """Messages the way virga sends them over yamux: the client opens one stream, the server
+    takes the first inbound one, and each message is an 8-byte big-endian length and the bytes.
+    """
+
+    name: ClassVar[str] = "yamux"
+
+    @asynccontextmanager
+    async def open_channel(
+        self,
+        stream: trio.abc.HalfCloseableStream,
+        *,
+        client: bool,
+        max_message_size: int,
+        handshake_timeout: float,
+    ) -> AsyncIterator[MessageChannel]:
+        # the yamux package is loaded only when this transport is used (and may be absent)
+        yamux: Any = importlib.import_module("virtrio.channels.yamux")
+        async with yamux.open_mux(stream, client=client) as session:
+            try:
+                with trio.fail_after(handshake_timeout):
+                    mux_stream = await (
+                        session.open_stream() if client else session.accept_stream()
+                    )
+            except trio.TooSlowError:
+                raise VirtrioTimeoutError(
+                    f"no yamux stream was {'opened' if client else 'opened by the client'}"
+                    f" within {handshake_timeout:g} s"
+                ) from None
+            channel = LengthPrefixedChannel(mux_stream, max_message_size=max_message_size)
+            try:
+                yield channel
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(channel)

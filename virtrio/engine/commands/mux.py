@@ -14,7 +14,8 @@ import argparse
 import hashlib
 import re
 import time
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import trio
@@ -173,7 +174,27 @@ async def run_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_yamux(stream: trio.SocketStream, echo: bool) -> None:
-    raise NotImplementedError("yamux lands with the yamux branch")
+    """Answer every stream the client opens until the session ends."""
+    import importlib
+
+    import trio
+
+    from virtrio._nursery import open_service_nursery
+    from virtrio.errors import VirtrioError
+
+    yamux: Any = importlib.import_module("virtrio.channels.yamux")
+    async with yamux.open_mux(stream, client=False) as session, open_service_nursery() as nursery:
+        while True:
+            try:
+                mux_stream = await session.accept_stream()
+            except (VirtrioError, trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            nursery.start_soon(_answer_stream, mux_stream, echo)
+
+
+async def _answer_stream(stream: trio.abc.HalfCloseableStream, echo: bool) -> None:
+    async with stream:
+        await _answer(_StreamLane(stream), echo)
 
 
 async def run_send(args: argparse.Namespace) -> int:
@@ -228,8 +249,27 @@ async def run_send(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _send_yamux(address: Address, args: argparse.Namespace, lane_run: object) -> None:
-    raise NotImplementedError("yamux lands with the yamux branch")
+async def _send_yamux(
+    address: Address, args: argparse.Namespace, lane_run: Callable[[Lane], Awaitable[None]]
+) -> None:
+    """N streams on one yamux session."""
+    import importlib
+
+    from virtrio._nursery import open_service_nursery
+    from virtrio.channels import open_stream
+
+    yamux: Any = importlib.import_module("virtrio.channels.yamux")
+    stream = await open_stream(address, timeout=args.timeout)
+    async with yamux.open_mux(stream, client=True) as session:
+
+        async def one() -> None:
+            mux_stream = await session.open_stream()
+            async with mux_stream:
+                await lane_run(_StreamLane(mux_stream))
+
+        async with open_service_nursery() as nursery:
+            for _ in range(args.streams):
+                nursery.start_soon(one)
 
 
 async def _drive(lane: Lane, size: int, pattern: bytes) -> str:
