@@ -136,7 +136,11 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
             LengthPrefixError: the peer broke the framing.
         """
         while True:
-            message = self._decoder.next_message()
+            try:
+                message = self._decoder.next_message()
+            except LengthPrefixError:
+                self._broken = True
+                raise
             if isinstance(message, bytes):
                 return message
             if message is None:

@@ -105,7 +105,11 @@ class XtransferChannel(trio.abc.Channel[bytes]):
 
     async def send_eof(self) -> None:
         """Half-close: the peer sees end of stream after our last message (the stream must be
-        a ``trio.abc.HalfCloseableStream``, as TCP, Unix and vsock socket streams are)."""
+        a ``trio.abc.HalfCloseableStream``, as TCP, Unix and vsock socket streams are).
+
+        In ack mode our Acks for whatever the peer still sends cannot go out any more: end an
+        ack-mode conversation with a message of your own instead.
+        """
         if not isinstance(self.stream, trio.abc.HalfCloseableStream):
             raise TypeError(f"{type(self.stream).__name__} cannot be half-closed")
         async with self._send_lock:
