@@ -110,3 +110,11 @@ async def test_errors_are_one_line(tmp_path: Path) -> None:
     done = await mux_send("tcp://127.0.0.1:1", "--transport", "xtransport", "--frame-size", "16")
     assert done.returncode == 1
     assert b"max_frame_size 16 is out of range" in done.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/vsock").exists(), reason="no /dev/vsock on this machine")
+async def test_serve_listens_on_vsock() -> None:
+    # vsock "any port" is 2**32-1 (port 0 is a real port); no loopback to send through here
+    async with mux_server("vsock://any:4294967295", "--transport", "xtransport", "--sink") as a:
+        assert re.fullmatch(r"vsock://4294967295:\d+", a)
+        assert a != "vsock://4294967295:4294967295"
