@@ -1,0 +1,31 @@
+"""The demo guest image and the local QEMU launcher (public names)."""
+
+from ._guest import (
+    GuestBuildError as GuestBuildError,
+    GuestImage as GuestImage,
+    build_guest as build_guest,
+    find_guest as find_guest,
+    guest_cache_dir as guest_cache_dir,
+    require_guest as require_guest,
+)
+from ._qemu import (
+    AGENT_PORT as AGENT_PORT,
+    QemuExitedError as QemuExitedError,
+    QemuMachine as QemuMachine,
+    QemuProcess as QemuProcess,
+    open_qemu as open_qemu,
+)
+
+__all__ = [
+    "AGENT_PORT",
+    "GuestBuildError",
+    "GuestImage",
+    "QemuExitedError",
+    "QemuMachine",
+    "QemuProcess",
+    "build_guest",
+    "find_guest",
+    "guest_cache_dir",
+    "open_qemu",
+    "require_guest",
+]
