@@ -310,15 +310,14 @@ class LibvirtConnection:
         except LibvirtUnsupportedError:
             pass
         if keepalive_interval > 0:
-            try:
+            # in-process drivers (test:///) have nothing to keep alive
+            with suppress(LibvirtUnsupportedError):
                 await self.call(
                     self.raw.setKeepAlive,
                     keepalive_interval,
                     keepalive_count,
                     what="set keepalive",
                 )
-            except LibvirtUnsupportedError:
-                pass  # in-process drivers (test:///) have nothing to keep alive
 
     async def aclose(self) -> None:
         """Deregister callbacks and close the connection (idempotent)."""
