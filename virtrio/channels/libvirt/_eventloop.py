@@ -77,7 +77,9 @@ class EventLoopStats:
 class _TrioEventImpl:
     """The process-wide implementation; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, free: Callable[[Any], None] | None = None) -> None:
+        #: runs libvirt's free callback for an opaque (injectable for tests)
+        self._free = free
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._handles: dict[int, _Handle] = {}
@@ -166,7 +168,7 @@ class _TrioEventImpl:
         )
         self._registered = True
 
-    def attach(self) -> None:
+    def attach(self, *, register: bool = True) -> None:
         token = trio.lowlevel.current_trio_token()
         with self._lock:
             if self._token is token:
@@ -177,7 +179,8 @@ class _TrioEventImpl:
                     " libvirt allows one event loop per process"
                 )
             self._token = token
-        self.register()
+        if register:
+            self.register()
         trio.lowlevel.spawn_system_task(self._driver, name="virtrio-libvirt-event-loop")
 
     async def _driver(self) -> None:
@@ -240,15 +243,17 @@ class _TrioEventImpl:
                 nursery.start_soon(self._run_timer, tid, interval, generation, scope)
         self._run_frees(frees)
 
-    @staticmethod
-    def _run_frees(frees: list[tuple[Any, int | None]]) -> None:
+    def _run_frees(self, frees: list[tuple[Any, int | None]]) -> None:
         if not frees:
             return
-        import libvirt
+        free = self._free
+        if free is None:
+            import libvirt
 
+            free = self._free = libvirt.virEventInvokeFreeCallback
         for opaque, _fd in frees:
             try:
-                libvirt.virEventInvokeFreeCallback(opaque)
+                free(opaque)
             except Exception:
                 log.exception("libvirt free callback failed")
 

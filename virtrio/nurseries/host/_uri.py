@@ -98,7 +98,7 @@ class LibvirtUri:
             authority = (f"{quote(self.user, safe='')}@" if self.user else "") + self.host
             if self.port is not None:
                 authority += f":{self.port}"
-        query = f"?{urlencode(self.params)}" if self.params else ""
+        query = f"?{urlencode(self.params, safe='/', quote_via=quote)}" if self.params else ""
         return f"{scheme}://{authority}{self.path}{query}"
 
 
