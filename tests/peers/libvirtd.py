@@ -12,6 +12,7 @@ stopped and reaped. ``libvirt_guest`` boots the demo guest once per test module.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -248,16 +249,12 @@ def libvirt_guest(libvirtd: LibvirtDaemon) -> Iterator[LibvirtGuest]:
     finally:
         try:
             conn2 = libvirt.open(libvirtd.uri)  # the daemon may have been restarted meanwhile
-            try:
+            with contextlib.suppress(libvirt.libvirtError):
                 conn2.lookupByName(name).destroy()
-            except libvirt.libvirtError:
-                pass
             conn2.close()
         finally:
-            try:
+            with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
-            except libvirt.libvirtError:
-                pass
         deadline = time.monotonic() + 10
         while qemu_processes(f"guest={name}") and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -149,9 +149,23 @@ class LibvirtStream(trio.abc.Stream):
                 with contextlib.suppress(libvirt.libvirtError):
                     raw.abort()
 
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(5):
-                await trio.to_thread.run_sync(finish, abandon_on_cancel=True)
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await trio.to_thread.run_sync(finish, abandon_on_cancel=True)
+        _free_now(raw)
+
+
+def _free_now(raw: Any) -> None:
+    """Free the C stream now, releasing its hold on the connection.
+
+    libvirt-python keeps the callback's data (which refers back to the stream object) alive
+    on the C side after ``eventRemoveCallback``, so the wrapper is never collected and the
+    stream would keep its connection open; the wrapper is left inert instead.
+    """
+    handle, raw._o = raw._o, None
+    if hasattr(raw, "cb"):
+        del raw.cb
+    if handle is not None:
+        _libvirt().libvirtmod.virStreamFree(handle)
 
 
 async def _open(
