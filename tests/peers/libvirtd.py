@@ -233,6 +233,8 @@ def libvirt_guest(libvirtd: LibvirtDaemon) -> Iterator[LibvirtGuest]:
     libvirt.registerErrorHandler(lambda _c, _e: None, None)
     name = f"vt-{uuid.uuid4().hex[:8]}"
     qmp_socket = libvirtd.root / "home" / f"{name}-qmp.sock"
+    # the fixture's own connections are closed before the tests run: tests check that nothing
+    # stays registered in the libvirt event loop
     conn = libvirt.open(libvirtd.uri)
     try:
         dom = conn.createXML(define_guest(libvirtd, name, qmp_socket=qmp_socket), 0)
@@ -243,18 +245,22 @@ def libvirt_guest(libvirtd: LibvirtDaemon) -> Iterator[LibvirtGuest]:
                 break
             except libvirt.libvirtError:
                 if time.monotonic() > deadline:
+                    dom.destroy()
                     pytest.fail("the demo guest's agent did not answer within 60 s")
                 time.sleep(0.25)
+        del dom
+    finally:
+        conn.close()
+    try:
         yield LibvirtGuest(libvirtd, name, qmp_socket)
     finally:
+        conn = libvirt.open(libvirtd.uri)  # the daemon may have been restarted meanwhile
         try:
-            conn2 = libvirt.open(libvirtd.uri)  # the daemon may have been restarted meanwhile
             with contextlib.suppress(libvirt.libvirtError):
-                conn2.lookupByName(name).destroy()
-            conn2.close()
+                conn.lookupByName(name).destroy()
         finally:
-            with contextlib.suppress(libvirt.libvirtError):
-                conn.close()
+            conn.close()
         deadline = time.monotonic() + 10
         while qemu_processes(f"guest={name}") and time.monotonic() < deadline:
             time.sleep(0.05)
+        assert qemu_processes(f"guest={name}") == [], f"QEMU of {name} still running"

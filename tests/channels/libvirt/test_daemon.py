@@ -137,3 +137,21 @@ async def test_daemon_restart_host_reconnects(libvirt_guest: LibvirtGuest) -> No
             assert await host.qga(libvirt_guest.name).osinfo()
             seen = [host.state]
         assert seen == [ChannelState.CONNECTED]
+
+
+def test_cli_through_the_daemon(
+    libvirt_guest: LibvirtGuest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from virtrio.engine._cli import main
+
+    uri, name = libvirt_guest.daemon.uri, libvirt_guest.name
+    assert main(["libvirt", uri, "domains"]) == 0
+    assert name in capsys.readouterr().out
+    assert main(["libvirt", uri, "qmp", name, "query-status"]) == 0
+    assert '"status": "running"' in capsys.readouterr().out
+    assert main(["libvirt", uri, "qga", name, "guest-get-osinfo"]) == 0
+    assert '"id": "virtrio"' in capsys.readouterr().out
+    assert main(["libvirt", uri, "qga", name, "--shell", "echo cli; exit 4"]) == 4
+    assert capsys.readouterr().out == "cli\n"
+    assert main(["libvirt", uri, "channels", name]) == 0
+    assert "org.virtrio.echo0\tunix\t" in capsys.readouterr().out
