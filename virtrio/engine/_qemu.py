@@ -26,18 +26,21 @@ import attrs
 import trio
 
 from virtrio.channels import Address
-from virtrio.errors import ConfigError, VirtrioError
+from virtrio.errors import ConfigError
 
 from ._guest import GuestImage
 
-__all__ = ["AGENT_PORT", "QemuExitedError", "QemuMachine", "QemuProcess", "open_qemu"]
+__all__ = [
+    "AGENT_PORT",
+    "QemuLaunch",
+    "QemuMachine",
+    "QemuProcess",
+    "open_qemu",
+    "plan_launch",
+]
 
 #: The virtio-serial port name qemu-ga listens on in the guest.
 AGENT_PORT = "org.qemu.guest_agent.0"
-
-
-class QemuExitedError(VirtrioError):
-    """QEMU exited when it was expected to run (the message holds the end of its log)."""
 
 
 @attrs.frozen
@@ -166,6 +169,56 @@ def _argv(
     return argv + list(machine.extra_args)
 
 
+@attrs.define
+class QemuLaunch:
+    """Everything needed to start QEMU for a machine in a folder: the command line, the
+    listening sockets to pass it, and the addresses they serve. Made by :func:`plan_launch`;
+    start the process with any launcher (``open_qemu`` uses Trio's), then :meth:`close` the
+    sockets on this side."""
+
+    argv: list[str]
+    sockets: list[socket.socket]
+    qmp_address: Address
+    port_addresses: dict[str, Address]
+    console_log: Path | None
+    log: Path
+
+    @property
+    def pass_fds(self) -> list[int]:
+        """The descriptors QEMU must inherit."""
+        return [s.fileno() for s in self.sockets]
+
+    def close(self) -> None:
+        """Close this side's copies of the listening sockets (QEMU keeps its own)."""
+        for sock in self.sockets:
+            sock.close()
+
+
+def plan_launch(machine: QemuMachine, folder: Path) -> QemuLaunch:
+    """Bind the machine's sockets in ``folder`` and build its command line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    qmp = _listen(folder / "qmp.sock")
+    sockets = [qmp]
+    ports: dict[str, Address] = {}
+    port_fds: dict[str, int] = {}
+    try:
+        for name in machine.serial_ports():
+            path = folder / ("qga.sock" if name == AGENT_PORT else f"{name}.sock")
+            sock = _listen(path)
+            sockets.append(sock)
+            ports[name] = Address.unix(path)
+            port_fds[name] = sock.fileno()
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    console = folder / "console.log" if machine.console_log else None
+    argv = _argv(machine, qmp.fileno(), port_fds, console)
+    return QemuLaunch(
+        argv, sockets, Address.unix(folder / "qmp.sock"), ports, console, folder / "qemu.log"
+    )
+
+
 @asynccontextmanager
 async def open_qemu(
     machine: QemuMachine,
@@ -184,22 +237,12 @@ async def open_qemu(
     """
     with tempfile.TemporaryDirectory(prefix="virtrio-qemu-") as tmp:
         folder = Path(workdir) if workdir is not None else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        sockets = {"qmp": _listen(folder / "qmp.sock")}
-        port_paths = {}
-        for name in machine.serial_ports():
-            filename = "qga.sock" if name == AGENT_PORT else f"{name}.sock"
-            port_paths[name] = folder / filename
-            sockets[name] = _listen(port_paths[name])
-        console = folder / "console.log" if machine.console_log else None
-        log = folder / "qemu.log"
-        port_fds = {name: sockets[name].fileno() for name in port_paths}
-        argv = _argv(machine, sockets["qmp"].fileno(), port_fds, console)
+        launch = plan_launch(machine, folder)
         try:
-            with log.open("wb") as log_file:
+            with launch.log.open("wb") as log_file:
                 process = await trio.lowlevel.open_process(
-                    argv,
-                    pass_fds=[s.fileno() for s in sockets.values()],
+                    launch.argv,
+                    pass_fds=launch.pass_fds,
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
@@ -209,16 +252,15 @@ async def open_qemu(
                 f"{machine.binary} not found: apt-get install qemu-system-x86"
             ) from None
         finally:
-            for sock in sockets.values():
-                sock.close()  # QEMU holds its own copies
+            launch.close()
         qemu = QemuProcess(
             machine,
             folder,
             process,
-            Address.unix(folder / "qmp.sock"),
-            {name: Address.unix(path) for name, path in port_paths.items()},
-            console,
-            log,
+            launch.qmp_address,
+            launch.port_addresses,
+            launch.console_log,
+            launch.log,
         )
         try:
             yield qemu

@@ -10,22 +10,24 @@ from ._guest import (
 )
 from ._qemu import (
     AGENT_PORT as AGENT_PORT,
-    QemuExitedError as QemuExitedError,
+    QemuLaunch as QemuLaunch,
     QemuMachine as QemuMachine,
     QemuProcess as QemuProcess,
     open_qemu as open_qemu,
+    plan_launch as plan_launch,
 )
 
 __all__ = [
     "AGENT_PORT",
     "GuestBuildError",
     "GuestImage",
-    "QemuExitedError",
+    "QemuLaunch",
     "QemuMachine",
     "QemuProcess",
     "build_guest",
     "find_guest",
     "guest_cache_dir",
     "open_qemu",
+    "plan_launch",
     "require_guest",
 ]

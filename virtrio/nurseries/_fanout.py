@@ -98,15 +98,31 @@ class Subscription(Generic[T]):
         try:
             return await self._receive.receive()
         except trio.EndOfChannel:
-            if self._overflowed:
-                raise SubscriberOverflowError(
-                    f"subscriber disconnected: its queue of {self._max_queue} items overflowed"
-                ) from None
-            if self._fanout._close_error is not None:
-                raise self._fanout._close_error from None
-            raise
+            raise self._end() from None
         except trio.ClosedResourceError:
             raise trio.EndOfChannel from None
+
+    def _end(self) -> BaseException:
+        """What a receive raises once the queue is drained and closed."""
+        if self._overflowed:
+            return SubscriberOverflowError(
+                f"subscriber disconnected: its queue of {self._max_queue} items overflowed"
+            )
+        if self._fanout._close_error is not None:
+            return self._fanout._close_error
+        return trio.EndOfChannel()
+
+    def receive_nowait(self) -> T:
+        """The next item if one is queued.
+
+        Raises:
+            trio.WouldBlock: nothing is queued.
+            trio.EndOfChannel, SubscriberOverflowError, Exception: as :meth:`receive`.
+        """
+        try:
+            return self._receive.receive_nowait()
+        except trio.EndOfChannel:
+            raise self._end() from None
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iterate()
