@@ -155,3 +155,23 @@ def test_cli_through_the_daemon(
     assert capsys.readouterr().out == "cli\n"
     assert main(["libvirt", uri, "channels", name]) == 0
     assert "org.virtrio.echo0\tunix\t" in capsys.readouterr().out
+
+
+async def test_vm_nursery_attached_to_a_libvirt_domain(libvirt_guest: LibvirtGuest) -> None:
+    from virtrio.nurseries import open_vm
+
+    async with (
+        open_host(libvirt_guest.daemon.uri) as host,
+        open_vm(libvirt_guest.name, libvirt=host) as vm,
+    ):
+        await vm.qga.wait_connected(timeout=20)
+        assert vm.channel_states() == {"qmp": ChannelState.CONNECTED, "qga": ChannelState.CONNECTED}
+        assert (await vm.qmp.query_status()).running
+        assert (await vm.qga.shell("echo vm", timeout=20)).stdout_text == "vm\n"
+        assert (await vm.domain.state()) == "running"
+        channel = await vm.open_virtio_serial("org.virtrio.echo0", via="libvirt")
+        await channel.send_all(b"owned\n")
+        assert await channel.read_line(timeout=10) == b"owned"
+    # the VM nursery closed the channel it owned
+    with pytest.raises(trio.ClosedResourceError):
+        await channel.send_all(b"x")

@@ -280,6 +280,11 @@ class LibvirtConnection:
         """True until the connection is closed or lost."""
         return not self._closed.is_set()
 
+    @property
+    def is_connected(self) -> bool:
+        """Same as :attr:`is_open` (the supervisor's view)."""
+        return self.is_open
+
     async def wait_closed(self) -> None:
         """Return once the connection has been closed or lost (keepalive, EOF, daemon gone)."""
         await self._closed.wait()

@@ -17,6 +17,8 @@ URIs are validated by :func:`parse_libvirt_uri` with a clear :class:`LibvirtUriE
 from ._host import (
     HostNursery as HostNursery,
     HostPool as HostPool,
+    HostQga as HostQga,
+    HostQmp as HostQmp,
     HostUnavailableError as HostUnavailableError,
     open_host as open_host,
     open_host_pool as open_host_pool,
@@ -30,6 +32,8 @@ from ._uri import (
 __all__ = [
     "HostNursery",
     "HostPool",
+    "HostQga",
+    "HostQmp",
     "HostUnavailableError",
     "LibvirtUri",
     "LibvirtUriError",

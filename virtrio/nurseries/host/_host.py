@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from virtrio._nursery import open_service_nursery
 from virtrio.channels.libvirt import (
     DomainEvent,
     EventKind,
@@ -33,28 +34,24 @@ from virtrio.nurseries import Backoff, ChannelState, Fanout, StateChange, Subscr
 
 from ._uri import LibvirtUri, parse_libvirt_uri
 
-__all__ = ["HostNursery", "HostPool", "HostUnavailableError", "open_host", "open_host_pool"]
+__all__ = [
+    "HostNursery",
+    "HostPool",
+    "HostQga",
+    "HostQmp",
+    "HostUnavailableError",
+    "open_host",
+    "open_host_pool",
+]
 
 R = TypeVar("R")
+
+#: The guest agent's virtio-serial port name.
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
 class HostUnavailableError(ChannelUnavailableError):
     """The host's libvirt connection stayed down past the call's deadline (or was stopped)."""
-
-
-def _single(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one non-cancellation error inside nested groups, if there is exactly one."""
-    leaves: list[BaseException] = []
-
-    def walk(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                walk(inner)
-        elif not isinstance(exc, trio.Cancelled):
-            leaves.append(exc)
-
-    walk(group)
-    return leaves[0] if len(leaves) == 1 else None
 
 
 class HostNursery:
@@ -130,9 +127,6 @@ class HostNursery:
             raise HostUnavailableError(
                 f"libvirt host {self.uri}: {exc}", last_error=exc.last_error
             ) from None
-        if not connection.is_open:  # lost a moment ago; the supervisor has not noticed yet
-            await trio.lowlevel.checkpoint()
-            return await self.connection(timeout)
         return connection
 
     async def call(
@@ -156,13 +150,13 @@ class HostNursery:
         """A handle on the domain ``name`` that stays valid across reconnects."""
         return LibvirtDomain(self.connection, name, timeout=self.default_timeout)
 
-    def qmp(self, name: str) -> LibvirtQmp:
+    def qmp(self, name: str) -> HostQmp:
         """QMP to the domain ``name`` through libvirt (survives reconnects)."""
-        return LibvirtQmp(self.domain(name))
+        return HostQmp(self, name)
 
-    def qga(self, name: str) -> LibvirtQga:
+    def qga(self, name: str) -> HostQga:
         """The guest agent of the domain ``name`` through libvirt (survives reconnects)."""
-        return LibvirtQga(self.domain(name))
+        return HostQga(self, name)
 
     def events(
         self,
@@ -184,6 +178,59 @@ class HostNursery:
 
     def _close(self) -> None:
         self._events.close(ConnectionLostError(f"libvirt host {self.uri}: closed"))
+
+
+class HostQmp(LibvirtQmp):
+    """QMP through the host's connection, with the VM nursery's handle interface
+    (:attr:`state`, :meth:`wait_connected`)."""
+
+    def __init__(self, host: HostNursery, name: str) -> None:
+        super().__init__(host.domain(name))
+        self._host = host
+
+    @property
+    def state(self) -> ChannelState:
+        """The state of the host connection commands go through."""
+        return self._host.state
+
+    async def wait_connected(self, *, timeout: float | None = None) -> None:
+        """Wait for the host connection (HostUnavailableError at the deadline)."""
+        await self._host.connection(timeout)
+
+
+class HostQga(LibvirtQga):
+    """The guest agent through the host's connection, with the VM nursery's handle interface
+    (:attr:`state`, :meth:`wait_connected`)."""
+
+    def __init__(self, host: HostNursery, name: str) -> None:
+        super().__init__(host.domain(name))
+        self._host = host
+
+    @property
+    def state(self) -> ChannelState:
+        """The state of the host connection commands go through."""
+        return self._host.state
+
+    async def wait_connected(self, *, timeout: float | None = None) -> None:
+        """Wait until libvirt reports the guest agent connected (its channel's state in the
+        domain XML, else the agent-lifecycle event).
+
+        Raises:
+            ChannelUnavailableError: not connected by the deadline.
+            KeyError: the domain has no guest-agent channel.
+        """
+        limit = self._host.default_timeout if timeout is None else timeout
+        deadline = trio.current_time() + limit
+        name = self.domain.name
+        with self._host.events([EventKind.AGENT_LIFECYCLE], domain=name) as events:
+            xml = await self.domain.xml(timeout=limit)
+            if xml.channel(AGENT_CHANNEL).state == "connected":
+                return
+            with trio.move_on_at(deadline):
+                while (await events.receive()).event != "CONNECTED":
+                    pass
+                return
+        raise ChannelUnavailableError(f"guest agent of {name} not connected after {limit:g} s")
 
 
 @asynccontextmanager
@@ -219,19 +266,13 @@ async def open_host(
         call_timeout=call_timeout,
         backoff=backoff,
     )
-    try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(host.supervisor.run)
-            try:
-                yield host
-            finally:
-                host._close()
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        single = _single(group)
-        if single is None:
-            raise
-        raise single from None
+    async with open_service_nursery() as nursery:
+        await nursery.start(host.supervisor.run)
+        try:
+            yield host
+        finally:
+            host._close()
+            nursery.cancel_scope.cancel()
 
 
 class HostPool:
@@ -282,15 +323,9 @@ class HostPool:
 @asynccontextmanager
 async def open_host_pool(**options: Any) -> AsyncIterator[HostPool]:
     """A pool of host connections (keyword options as for :func:`open_host`), closed on exit."""
-    try:
-        async with trio.open_nursery() as nursery:
-            pool = HostPool(nursery, options)
-            try:
-                yield pool
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        single = _single(group)
-        if single is None:
-            raise
-        raise single from None
+    async with open_service_nursery() as nursery:
+        pool = HostPool(nursery, options)
+        try:
+            yield pool
+        finally:
+            nursery.cancel_scope.cancel()
