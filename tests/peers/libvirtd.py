@@ -118,6 +118,22 @@ class LibvirtDaemon:
         self.stop_libvirtd()
         self.start_libvirtd()
 
+    @classmethod
+    def create(cls) -> LibvirtDaemon:
+        """A daemon (not started) with its private directories made under a new temp dir."""
+        daemon = cls(
+            Path(tempfile.mkdtemp(prefix="vtlv-", dir="/tmp")),
+            require_program("libvirtd", "libvirt-daemon-system"),
+            require_program("virtlogd", "libvirt-daemon-system"),
+        )
+        for sub in ("home", "run", "config", "data"):
+            (daemon.root / sub).mkdir(mode=0o700)
+            _chown(daemon.root / sub)
+        daemon.root.chmod(0o755)
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        _chown(CACHE_DIR)
+        return daemon
+
     def stop(self) -> None:
         """Stop both daemons and reap them."""
         for name in ("libvirtd", "virtlogd"):
@@ -144,18 +160,8 @@ def qemu_processes(marker: str) -> list[int]:
 @pytest.fixture(scope="session")
 def libvirtd() -> Iterator[LibvirtDaemon]:
     """A private libvirt daemon for the whole session (see the module docstring)."""
-    daemon = LibvirtDaemon(
-        Path(tempfile.mkdtemp(prefix="vtlv-", dir="/tmp")),
-        require_program("libvirtd", "libvirt-daemon-system"),
-        require_program("virtlogd", "libvirt-daemon-system"),
-    )
     require_program("qemu-system-x86_64", "qemu-system-x86")
-    for sub in ("home", "run", "config", "data"):
-        (daemon.root / sub).mkdir(mode=0o700)
-        _chown(daemon.root / sub)
-    daemon.root.chmod(0o755)
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    _chown(CACHE_DIR)
+    daemon = LibvirtDaemon.create()
     try:
         daemon.start()
         yield daemon

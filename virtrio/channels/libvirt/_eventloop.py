@@ -91,6 +91,8 @@ class _TrioEventImpl:
         # Trio-thread state
         self._nursery: trio.Nursery | None = None
         self._waiters: dict[tuple[int, int], trio.CancelScope] = {}
+        # waiters whose fd lost interest in their direction, parked until it comes back
+        self._parked: dict[tuple[int, int], trio.Event] = {}
         self._timer_tasks: dict[int, tuple[trio.CancelScope, int]] = {}
 
     # -- the six libvirt callbacks (any thread) ------------------------------------------------
@@ -106,8 +108,13 @@ class _TrioEventImpl:
         with self._lock:
             handle = self._handles.get(watch)
             if handle is not None and handle.events != events:
+                grows = events & ~handle.events
                 handle.events = events
-                self._kick_locked()
+                # Less interest needs no Trio-side work: a waiter that wakes for nothing parks
+                # itself. libvirt's remote driver drops and restores interest around every
+                # call made from another thread, so this halves the wake-ups per call.
+                if grows:
+                    self._kick_locked()
 
     def remove_handle(self, watch: int) -> int:
         with self._lock:
@@ -200,6 +207,7 @@ class _TrioEventImpl:
                 self._scheduled = False
                 frees, self._frees = self._frees, []
             self._waiters.clear()
+            self._parked.clear()
             self._timer_tasks.clear()
             self._run_frees(frees)
 
@@ -213,6 +221,7 @@ class _TrioEventImpl:
             if nursery is None:
                 return
             wanted: set[tuple[int, int]] = set()
+            open_fds = {handle.fd for handle in self._handles.values()}
             for handle in self._handles.values():
                 for direction in (READABLE, WRITABLE):
                     if handle.events & direction:
@@ -221,8 +230,11 @@ class _TrioEventImpl:
             frees, self._frees = self._frees, []
         closing = {fd for _, fd in frees if fd is not None}
         for key in list(self._waiters):
-            if key not in wanted or key[0] in closing:
+            if key[0] not in open_fds or key[0] in closing:
                 self._waiters.pop(key).cancel()
+                self._parked.pop(key, None)
+            elif key in wanted and key in self._parked:
+                self._parked.pop(key).set()
         for fd in closing:
             # wakes (with ClosedResourceError) anything still waiting on it, before libvirt
             # closes it in the free callback below
@@ -281,7 +293,10 @@ class _TrioEventImpl:
                             if h.fd == fd and h.events & direction
                         ]
                     if not targets:
-                        return  # interest dropped before _apply ran
+                        # interest dropped (a call in another thread owns the socket for now)
+                        parked = self._parked[key] = trio.Event()
+                        await parked.wait()
+                        continue
                     for watch, handle in targets:
                         with self._lock:
                             if self._handles.get(watch) is not handle:
@@ -293,6 +308,7 @@ class _TrioEventImpl:
                         except Exception:
                             log.exception("libvirt handle callback failed (fd %d)", fd)
         finally:
+            self._parked.pop(key, None)
             self._forget(self._waiters, key, scope)
 
     async def _run_timer(
