@@ -175,3 +175,17 @@ async def test_vm_nursery_attached_to_a_libvirt_domain(libvirt_guest: LibvirtGue
     # the VM nursery closed the channel it owned
     with pytest.raises(trio.ClosedResourceError):
         await channel.send_all(b"x")
+
+
+async def test_the_documented_example_runs(
+    libvirt_guest: LibvirtGuest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import runpy
+    from pathlib import Path
+
+    path = Path(__file__).parents[3] / "docs" / "examples" / "virtio_serial_echo.py"
+    example = runpy.run_path(str(path))
+    await example["main"](libvirt_guest.daemon.uri, libvirt_guest.name, "org.virtrio.echo1")
+    out = capsys.readouterr().out
+    assert "org.virtrio.echo1" in out
+    assert out.splitlines()[-3:] == ["b'PING 1'", "b'PING 2'", "b'ready$ '"]
