@@ -13,6 +13,7 @@ stopped and reaped. ``libvirt_guest`` boots the demo guest once per test module.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import subprocess
@@ -155,6 +156,21 @@ def qemu_processes(marker: str) -> list[int]:
         if b"qemu-system" in cmdline and marker.encode() in cmdline:
             found.append(int(entry.name))
     return found
+
+
+@pytest.fixture
+def no_libvirt_leftovers() -> Iterator[None]:
+    """After the test: nothing registered in the libvirt event loop.
+
+    libvirt keeps a connection open while any of its domain objects lives; a test's objects
+    (some held by tracebacks in reference cycles) are collected first.
+    """
+    from virtrio.channels.libvirt import event_loop_stats
+
+    yield
+    gc.collect()
+    stats = event_loop_stats()
+    assert (stats.handles, stats.timers) == (0, 0), stats
 
 
 @pytest.fixture(scope="session")

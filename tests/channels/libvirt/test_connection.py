@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -17,18 +15,11 @@ from virtrio.channels.libvirt import (
     LibvirtQga,
     LibvirtQmp,
     LibvirtUnsupportedError,
-    event_loop_stats,
     open_connection,
 )
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
 
-
-@pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
-    yield
-    gc.collect()
-    stats = event_loop_stats()
-    assert (stats.handles, stats.timers) == (0, 0), stats
+pytestmark = pytest.mark.usefixtures("no_libvirt_leftovers")
 
 
 async def test_lookups_and_listing() -> None:

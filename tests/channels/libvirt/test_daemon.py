@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterator
 
 import pytest
 import trio
 
 from tests.peers.libvirtd import LibvirtDaemon, LibvirtGuest, define_guest, qemu_processes
-from virtrio.channels.libvirt import EventKind, event_loop_stats, open_connection
+from virtrio.channels.libvirt import EventKind, open_connection
 from virtrio.channels.qga import QgaCommandError
 from virtrio.channels.qmp import QmpCommandError, open_qmp
 from virtrio.channels.virtio_serial import discover_channels, open_virtio_serial
 from virtrio.nurseries import Backoff, ChannelState
 from virtrio.nurseries.host import HostUnavailableError, open_host
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
-    """After each test: nothing registered in the libvirt event loop.
-
-    libvirt keeps a connection open while any of its domain objects lives; a test's objects
-    (some held by tracebacks in reference cycles) are collected first.
-    """
-    yield
-    gc.collect()
-    stats = event_loop_stats()
-    assert (stats.handles, stats.timers) == (0, 0), stats
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_libvirt_leftovers")]
 
 
 async def test_qmp_and_qga_through_libvirt(libvirt_guest: LibvirtGuest) -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from virtrio.channels.libvirt import DomainNotFoundError, EventKind, event_loop_stats
+from virtrio.channels.libvirt import DomainNotFoundError, EventKind
 from virtrio.nurseries import Backoff, ChannelState
 from virtrio.nurseries.host import (
     HostUnavailableError,
@@ -21,13 +19,7 @@ from virtrio.nurseries.host import (
 NODE = """<node><domain type='test'><name>t1</name><memory>65536</memory>
 <os><type>hvm</type></os></domain></node>"""
 
-
-@pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[None]:
-    yield
-    gc.collect()
-    stats = event_loop_stats()
-    assert (stats.handles, stats.timers) == (0, 0), stats
+pytestmark = pytest.mark.usefixtures("no_libvirt_leftovers")
 
 
 async def test_states_lookups_and_events() -> None:

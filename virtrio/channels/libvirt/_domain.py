@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from virtrio.channels._rpc import error_reply
 from virtrio.channels.qga import QgaCommandError, QgaCommands
 from virtrio.channels.qmp import QmpCommandError, QmpCommands
 from virtrio.errors import ProtocolError, VirtrioTimeoutError
@@ -117,10 +118,10 @@ def _reply(text: str, command: str, error: type[QmpCommandError | QgaCommandErro
     if not isinstance(reply, dict):
         raise ProtocolError(f"{command}: libvirt returned {reply!r}, not an object")
     if "error" in reply:
-        err = reply["error"] if isinstance(reply["error"], dict) else {}
-        raise error(
-            str(err.get("class", "GenericError")), str(err.get("desc", "")), command=command
-        )
+        failed = error_reply(None, reply["error"])
+        if failed is None:
+            raise ProtocolError(f"{command}: malformed error reply {text[:200]!r}")
+        raise error(failed.error_class or "GenericError", failed.desc, command=command)
     if "return" not in reply:
         raise ProtocolError(f"{command}: reply without return: {text[:200]!r}")
     return reply["return"]
@@ -133,17 +134,19 @@ def _command(command: str, arguments: Mapping[str, Any] | None) -> str:
     return json.dumps(message)
 
 
-class LibvirtQmp(QmpCommands):
+class _ThroughLibvirt:
+    def __init__(self, domain: LibvirtDomain) -> None:
+        #: the domain commands go to
+        self.domain = domain
+
+
+class LibvirtQmp(_ThroughLibvirt, QmpCommands):
     """QMP through libvirt's ``qemuMonitorCommand``: the same interface as the socket client.
 
     Error replies raise :class:`~virtrio.channels.qmp.QmpCommandError` with QEMU's class and
     description, as on a direct socket. libvirt marks the domain "custom-monitor" (tainted)
     after the first command; that is libvirt's bookkeeping, not a fault.
     """
-
-    def __init__(self, domain: LibvirtDomain) -> None:
-        #: the domain commands go to
-        self.domain = domain
 
     async def execute(
         self,
@@ -165,7 +168,7 @@ class LibvirtQmp(QmpCommands):
         return _reply(text, command, QmpCommandError)
 
 
-class LibvirtQga(QgaCommands):
+class LibvirtQga(_ThroughLibvirt, QgaCommands):
     """The guest agent through libvirt's ``qemuAgentCommand``: the socket client's interface.
 
     libvirt answers an agent error reply with an error whose message carries the agent's
@@ -173,10 +176,6 @@ class LibvirtQga(QgaCommands):
     that is not connected raises
     :class:`~virtrio.channels.libvirt.GuestAgentUnavailableError` (a timeout error).
     """
-
-    def __init__(self, domain: LibvirtDomain) -> None:
-        #: the domain commands go to
-        self.domain = domain
 
     async def execute(
         self,

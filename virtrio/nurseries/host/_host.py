@@ -180,36 +180,30 @@ class HostNursery:
         self._events.close(ConnectionLostError(f"libvirt host {self.uri}: closed"))
 
 
-class HostQmp(LibvirtQmp):
-    """QMP through the host's connection, with the VM nursery's handle interface
-    (:attr:`state`, :meth:`wait_connected`)."""
+class _OnHost:
+    """QMP/QGA through a host nursery, with the VM nursery's handle interface: :attr:`state`
+    and ``wait_connected``."""
 
     def __init__(self, host: HostNursery, name: str) -> None:
-        super().__init__(host.domain(name))
         self._host = host
+        super().__init__(host.domain(name))  # type: ignore[call-arg]
 
     @property
     def state(self) -> ChannelState:
         """The state of the host connection commands go through."""
         return self._host.state
+
+
+class HostQmp(_OnHost, LibvirtQmp):
+    """QMP to a domain through its host's connection, valid across reconnects."""
 
     async def wait_connected(self, *, timeout: float | None = None) -> None:
         """Wait for the host connection (HostUnavailableError at the deadline)."""
         await self._host.connection(timeout)
 
 
-class HostQga(LibvirtQga):
-    """The guest agent through the host's connection, with the VM nursery's handle interface
-    (:attr:`state`, :meth:`wait_connected`)."""
-
-    def __init__(self, host: HostNursery, name: str) -> None:
-        super().__init__(host.domain(name))
-        self._host = host
-
-    @property
-    def state(self) -> ChannelState:
-        """The state of the host connection commands go through."""
-        return self._host.state
+class HostQga(_OnHost, LibvirtQga):
+    """The guest agent of a domain through its host's connection, valid across reconnects."""
 
     async def wait_connected(self, *, timeout: float | None = None) -> None:
         """Wait until libvirt reports the guest agent connected (its channel's state in the
