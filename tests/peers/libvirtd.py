@@ -124,8 +124,8 @@ class LibvirtDaemon:
         """A daemon (not started) with its private directories made under a new temp dir."""
         daemon = cls(
             Path(tempfile.mkdtemp(prefix="vtlv-", dir="/tmp")),
-            require_program("libvirtd", "libvirt-daemon-system"),
-            require_program("virtlogd", "libvirt-daemon-system"),
+            require_program("libvirtd", "libvirt-daemon"),
+            require_program("virtlogd", "libvirt-daemon"),
         )
         for sub in ("home", "run", "config", "data"):
             (daemon.root / sub).mkdir(mode=0o700)
