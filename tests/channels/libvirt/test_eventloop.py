@@ -230,3 +230,23 @@ async def test_libvirt_events_and_no_leftovers_on_test_driver() -> None:
     await trio.testing.wait_all_tasks_blocked()
     stats = event_loop_stats()
     assert (stats.handles, stats.timers, stats.fd_waiters, stats.timer_tasks) == (0, 0, 0, 0)
+
+
+async def test_updating_a_timer_to_the_same_period_restarts_it_in_place() -> None:
+    """libvirt restarts its keepalive timer on every message: no new task, no wake-up."""
+    rec = Recorder()
+    impl = attached(rec)
+    timer = impl.add_timeout(300, rec.timer, "ka")
+    await trio.testing.wait_all_tasks_blocked()
+    [(scope, _)] = impl._timer_tasks.values()
+    for _ in range(15):  # 15 x 30 ms: well past one period, restarted each time
+        await trio.sleep(0.03)
+        impl.update_timeout(timer, 300)
+    assert rec.calls == []
+    assert [s for s, _ in impl._timer_tasks.values()] == [scope]  # the same task
+    with trio.fail_after(5):
+        await rec.event.wait()  # fires one period after the last restart
+    assert rec.calls == [(timer, "ka")]
+    impl.remove_timeout(timer)
+    await trio.testing.wait_all_tasks_blocked()
+    assert rec.freed == ["ka"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,8 +55,12 @@ class _Timer:
     interval: int
     cb: Callable[..., Any]
     opaque: Any
-    #: bumped by every update, so a running timer task knows it is stale
+    #: bumped by every update that needs a new task, so a running one knows it is stale
     generation: int = 0
+    #: ``time.monotonic()`` when the current period started (updates restart it)
+    restarted_at: float = attrs.field(factory=time.monotonic)
+    #: the cancel scope of the task serving this timer, if one runs
+    task: trio.CancelScope | None = None
 
 
 @attrs.frozen
@@ -135,10 +140,16 @@ class _TrioEventImpl:
     def update_timeout(self, timer_id: int, interval: int) -> None:
         with self._lock:
             timer = self._timers.get(timer_id)
-            if timer is not None:
-                timer.interval = interval
-                timer.generation += 1
-                self._kick_locked()
+            if timer is None:
+                return
+            timer.restarted_at = time.monotonic()
+            if interval == timer.interval and interval > 0 and timer.task is not None:
+                # Same period, task running: it re-arms itself from restarted_at. libvirt
+                # restarts the keepalive timer on every message, so this path is hot.
+                return
+            timer.interval = interval
+            timer.generation += 1
+            self._kick_locked()
 
     def remove_timeout(self, timer_id: int) -> int:
         with self._lock:
@@ -252,6 +263,10 @@ class _TrioEventImpl:
             if interval >= 0 and tid not in self._timer_tasks:
                 scope = trio.CancelScope()
                 self._timer_tasks[tid] = (scope, generation)
+                with self._lock:
+                    timer = self._timers.get(tid)
+                    if timer is not None:
+                        timer.task = scope
                 nursery.start_soon(self._run_timer, tid, interval, generation, scope)
         self._run_frees(frees)
 
@@ -321,15 +336,26 @@ class _TrioEventImpl:
                         await trio.lowlevel.checkpoint()
                     else:
                         await trio.sleep(interval / 1000)
-                    with self._lock:
-                        timer = self._timers.get(tid)
-                    if timer is None or timer.generation != generation or timer.interval < 0:
-                        return  # stale: removed or updated since this task started
+                    while True:
+                        with self._lock:
+                            timer = self._timers.get(tid)
+                            if timer is None or timer.generation != generation:
+                                return  # stale: removed or changed since this task started
+                            remaining = timer.restarted_at + interval / 1000 - time.monotonic()
+                        if interval == 0 or remaining <= 0:
+                            break
+                        await trio.sleep(remaining)  # restarted meanwhile: a new full period
                     try:
                         timer.cb(tid, timer.opaque)
                     except Exception:
                         log.exception("libvirt timer callback failed")
+                    with self._lock:
+                        timer.restarted_at = time.monotonic()
         finally:
+            with self._lock:
+                timer = self._timers.get(tid)
+                if timer is not None and timer.task is scope:
+                    timer.task = None
             self._forget(self._timer_tasks, tid, scope)
 
     def stats(self) -> EventLoopStats:
