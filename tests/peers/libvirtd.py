@@ -199,7 +199,8 @@ class LibvirtGuest:
 def domain_xml(
     name: str, kernel: Path, initrd: Path, cmdline: str, *, qmp_socket: Path | None = None
 ) -> str:
-    """A TCG domain booting the demo guest: agent + two echo channels, Spice on loopback."""
+    """A TCG domain booting the demo guest: agent + two echo channels, Spice on loopback, a
+    serial console (the guest runs a shell on it)."""
     extra = ""
     if qmp_socket is not None:
         extra = (
@@ -221,6 +222,8 @@ def domain_xml(
     {channels}
     <graphics type='spice' autoport='yes' listen='127.0.0.1'><image compression='off'/></graphics>
     <video><model type='vga'/></video>
+    <serial type='pty'><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
   </devices>
   {extra}
 </domain>"""

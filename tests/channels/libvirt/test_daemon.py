@@ -174,3 +174,13 @@ async def test_the_documented_example_runs(
     out = capsys.readouterr().out
     assert "org.virtrio.echo1" in out
     assert out.splitlines()[-3:] == ["b'PING 1'", "b'PING 2'", "b'ready$ '"]
+
+
+async def test_console_stream_through_libvirt(libvirt_guest: LibvirtGuest) -> None:
+    from virtrio.channels.virtio_serial import StreamReader
+
+    async with open_host(libvirt_guest.daemon.uri) as host:
+        stream = await host.domain(libvirt_guest.name).open_console()
+        async with StreamReader(stream, name="console") as console:
+            await console.send_all(b"echo console-$((6 * 7))\n")
+            assert b"console-42" in await console.read_until(b"console-42\r\n", timeout=10)
