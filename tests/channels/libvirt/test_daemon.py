@@ -184,3 +184,35 @@ async def test_console_stream_through_libvirt(libvirt_guest: LibvirtGuest) -> No
         async with StreamReader(stream, name="console") as console:
             await console.send_all(b"echo console-$((6 * 7))\n")
             assert b"console-42" in await console.read_until(b"console-42\r\n", timeout=10)
+
+
+async def test_cli_streams_events_until_interrupted(libvirt_guest: LibvirtGuest) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from virtrio.channels.virtio_serial import StreamReader
+
+    uri, name = libvirt_guest.daemon.uri, libvirt_guest.name
+    argv = [sys.executable, "-m", "virtrio", "libvirt", uri, "events", name]
+    proc = await trio.lowlevel.open_process(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        out, err = StreamReader(proc.stdout), StreamReader(proc.stderr)
+        while await err.read_line(timeout=20) != b"# host connected":
+            pass
+        async with open_connection(uri) as conn:
+            dom = await conn.lookup(name)
+            await conn.call(dom.suspend)
+            await conn.call(dom.resume)
+            del dom
+        assert await out.read_line(timeout=10) == f"{name} lifecycle SUSPENDED PAUSED".encode()
+        assert await out.read_line(timeout=10) == f"{name} lifecycle RESUMED UNPAUSED".encode()
+        proc.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await proc.wait() == 130
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

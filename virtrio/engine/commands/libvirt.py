@@ -92,6 +92,7 @@ async def _events(args: argparse.Namespace) -> int:
             import trio
 
             async def show_states() -> None:
+                print(f"# host {host.state.value}", file=sys.stderr, flush=True)
                 async for change in states:
                     print(f"# host {change.state.value}", file=sys.stderr, flush=True)
 
