@@ -177,12 +177,9 @@ class PtyClient:
 
     def events(self) -> AsyncIterator[PtyEvent]:
         """Output, exits, backpressure warnings and unsolicited errors of attached sessions, in
-        order; ends when the connection closes (see :attr:`closed_reason`)."""
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[PtyEvent]:
-        async for event in self._events:
-            yield event
+        order; ends when the connection closes (see :attr:`closed_reason`). Not a generator:
+        breaking out of the loop loses nothing, and iterating again goes on where it stopped."""
+        return self._events
 
     async def receive_event(self) -> PtyEvent:
         """The next event.

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import trio
 
+from virtrio._nursery import open_service_nursery
 from virtrio.channels import Address, open_listeners
 from virtrio.channels.pty import (
     NEED_DATA,
@@ -178,7 +179,7 @@ class _Connection:
     async def run(self) -> None:
         try:
             with self._scope:
-                async with trio.open_nursery() as nursery:
+                async with open_service_nursery() as nursery:
                     self._nursery = nursery
                     try:
                         await self._read_requests()
@@ -282,15 +283,19 @@ class _Connection:
     async def _forward(self, session: Session, sub: Subscription[bytes], snapshot: bytes) -> None:
         ident = session.id
         try:
-            if snapshot:
-                await self._send(encode_output(ident, snapshot))
-            await self._pump(ident, sub)
-        finally:
-            detached = self._attached.get(ident) is not sub
-            if not detached:
-                del self._attached[ident]
-        if not detached and session.ended.is_set():
-            await self._send(encode(Exit(ident, session.exit_code, session.exit_signal)))
+            try:
+                if snapshot:
+                    await self._send(encode_output(ident, snapshot))
+                await self._pump(ident, sub)
+            finally:
+                detached = self._attached.get(ident) is not sub
+                if not detached:
+                    del self._attached[ident]
+            if not detached and session.ended.is_set():
+                await self._send(encode(Exit(ident, session.exit_code, session.exit_signal)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("session %d: client went away: %s", ident, exc)
+            self._scope.cancel()
 
     async def _pump(self, ident: int, sub: Subscription[bytes]) -> None:
         """Send the subscription's output, batched, until the session ends or it is closed."""
@@ -371,6 +376,6 @@ async def serve_pty_daemon(
             log.info("pty daemon listening on %s", path)
             task_status.started(daemon)
     finally:
-        for listener in listeners:
-            await trio.aclose_forcefully(listener)
         path.unlink(missing_ok=True)
+        for listener in listeners:
+            listener.socket.close()
