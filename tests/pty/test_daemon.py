@@ -300,12 +300,14 @@ async def test_limits(nursery: trio.Nursery, pty_config: PtyDaemonConfig) -> Non
             await client.attach(99)
         with pytest.raises(PtyRequestError, match="not attached"):
             await client.detach(1)
-        async with open_pty_client(daemon.socket_path):
-            async with open_pty_client(daemon.socket_path) as third:
-                with trio.fail_after(5):
-                    events = [e async for e in third.events()]
-                assert [e.code for e in events] == ["too_many_connections"]  # type: ignore[union-attr]
-                assert "maximum of 2 connections" in str(third.closed_reason)
+        async with (
+            open_pty_client(daemon.socket_path),
+            open_pty_client(daemon.socket_path) as third,
+        ):
+            with trio.fail_after(5):
+                events = [e async for e in third.events()]
+            assert [e.code for e in events] == ["too_many_connections"]  # type: ignore[union-attr]
+            assert "maximum of 2 connections" in str(third.closed_reason)
 
 
 async def test_detach_stops_output_and_the_session_keeps_running(pty_daemon: PtyDaemon) -> None:

@@ -38,7 +38,8 @@ class TerminalEmulator(Protocol):
         """Forget everything: a blank screen, cursor home, no scrollback."""
 
     def render(self) -> bytes:
-        """Bytes that reproduce the scrollback, the screen and the cursor on a fresh terminal."""
+        """Bytes that reproduce the scrollback, the screen and the cursor on a fresh terminal
+        (ending with any unfinished escape sequence, so the output that follows completes it)."""
 
     def display(self) -> list[str]:
         """The screen's lines as text (for tests and ``list``)."""
@@ -84,10 +85,18 @@ class PyteEmulator:
     def __init__(self, cols: int, rows: int, scrollback: int) -> None:
         self._screen = pyte.HistoryScreen(cols, rows, history=max(scrollback, 1), ratio=0.5)
         self._stream = pyte.ByteStream(self._screen)
+        # bytes taken in but not acted on yet: an unfinished escape sequence or UTF-8 character
+        self._unsettled = b""
 
     def feed(self, data: bytes) -> None:
         """Process terminal output."""
-        self._stream.feed(data)
+        stream = self._stream
+        stream.feed(data)
+        if not stream._taking_plain_text:  # inside an escape sequence: it began at the last ESC
+            combined = self._unsettled + data
+            self._unsettled = combined[max(combined.rfind(b"\x1b"), 0) :]
+        else:
+            self._unsettled = stream.utf8_decoder.getstate()[0] if stream.use_utf8 else b""
 
     def resize(self, cols: int, rows: int) -> None:
         """Change the screen size."""
@@ -96,6 +105,8 @@ class PyteEmulator:
     def reset(self) -> None:
         """Blank screen, no scrollback."""
         self._screen.reset()
+        self._stream = pyte.ByteStream(self._screen)
+        self._unsettled = b""
 
     def display(self) -> list[str]:
         """The screen's lines as text."""
@@ -124,7 +135,7 @@ class PyteEmulator:
 
     def render(self) -> bytes:
         """Scrollback lines (pushed up into the terminal's own scrollback), then the screen
-        drawn line by line, then the cursor."""
+        drawn line by line, then the cursor, then the unfinished sequence if any."""
         screen = self._screen
         out: list[str] = ["\x1b[0m"]
         history = list(screen.history.top)
@@ -137,9 +148,11 @@ class PyteEmulator:
                 out.append(f"\x1b[{y + 1};1H{text}")
         cursor = screen.cursor
         out.append(f"\x1b[{cursor.y + 1};{cursor.x + 1}H")
+        if (attrs := _sgr(cursor.attrs)) != "\x1b[0m":
+            out.append(attrs)  # what the program set for the text it prints next
         if cursor.hidden:
             out.append("\x1b[?25l")
-        return "".join(out).encode()
+        return "".join(out).encode() + self._unsettled
 
 
 class LaggingScreen:
