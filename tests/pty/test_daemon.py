@@ -17,6 +17,7 @@ from tests.pty.helpers import read_to_exit, read_until
 from virtrio.channels.pty import NEED_DATA, Error, FrameDecoder, List, Sessions, encode
 from virtrio.errors import ConfigError
 from virtrio.pty import (
+    BackpressureWarning,
     Exit,
     Output,
     PtyDaemon,
@@ -190,10 +191,10 @@ async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
                 events.append(event)
                 if isinstance(event, Exit):
                     break
-        warnings = [e for e in events if type(e).__name__ == "BackpressureWarning"]
-        levels = {w.level.value for w in warnings}  # type: ignore[attr-defined]
+        warnings = [e for e in events if isinstance(e, BackpressureWarning)]
+        levels = {w.level.value for w in warnings}
         assert "red" in levels  # yellow first, but the notice is replaced while it is blocked
-        assert sum(w.dropped for w in warnings) > 0  # type: ignore[attr-defined]
+        assert sum(w.dropped for w in warnings) > 0
         received = sum(e.data.count(b"x") for e in events if isinstance(e, Output))
         assert received < total
         assert events[-1] == Exit(sid, 0, None)
