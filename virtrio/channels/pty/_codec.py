@@ -329,7 +329,9 @@ def encode_output(session: int, data: bytes) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-def decode_payload(payload: bytes, accept: Iterable[type[Message]] | None = None) -> Message:
+def decode_payload(
+    payload: bytes | memoryview, accept: Iterable[type[Message]] | None = None
+) -> Message:
     """Decode one frame's payload into a message.
 
     Raises:
@@ -419,9 +421,11 @@ class FrameDecoder:
         end = 4 + size
         if len(buffer) < end:
             return self._need_data()
-        payload = bytes(buffer[4:end])
-        del buffer[:end]
-        return decode_payload(payload, self._accept)
+        try:
+            with memoryview(buffer) as view, view[4:end] as payload:  # no copy of the payload
+                return decode_payload(payload, self._accept)
+        finally:
+            del buffer[:end]  # consumed, even when it was bad
 
     def _need_data(self) -> NeedData:
         if self._eof and self._buffer:
