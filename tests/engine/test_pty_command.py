@@ -73,3 +73,27 @@ async def test_attach_in_a_real_terminal(pty_daemon: PtyDaemon, tmux: Tmux) -> N
         await client.attach(sid)
         await client.input(sid, b"exit 4\n")
         assert (await read_to_exit(client, sid))[1] == Exit(sid, 4, None)
+
+
+async def test_create_list_signal_kill_commands(pty_daemon: PtyDaemon) -> None:
+    async def virtrio(*args: str) -> str:
+        done = await trio.run_process(
+            [sys.executable, "-m", "virtrio", *args], capture_stdout=True, capture_stderr=True
+        )
+        return done.stdout.decode()
+
+    socket = str(pty_daemon.socket_path)
+    created = await virtrio("pty", "--socket", socket, "create", "--cols", "90", "--", "/bin/cat")
+    sid = int(created)
+    listing = await virtrio("pty", "--socket", socket, "list")
+    assert f"{sid}  pty" in listing
+    assert "90x24" in listing
+    assert "/bin/cat" in listing
+    async with open_pty_client(pty_daemon.socket_path) as client:
+        await client.attach(sid)
+        await virtrio("pty", "--socket", socket, "signal", str(sid), "TERM")
+        assert (await read_to_exit(client, sid))[1] == Exit(sid, None, 15)
+        sid = int(await virtrio("pty", "--socket", socket, "create", "/bin/cat"))
+        await client.attach(sid)
+        await virtrio("pty", "--socket", socket, "kill", str(sid))
+        assert (await read_to_exit(client, sid))[1] == Exit(sid, None, 9)
