@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import stat
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import attrs
 import msgpack
@@ -20,6 +22,7 @@ from virtrio.pty import (
     BackpressureWarning,
     Exit,
     Output,
+    PtyClient,
     PtyDaemon,
     PtyDaemonConfig,
     PtyRequestError,
@@ -166,13 +169,18 @@ async def test_100_clients_on_20_sessions(pty_daemon: PtyDaemon) -> None:
     assert len(pty_daemon.sessions) == 20
 
 
-async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
-    nursery: trio.Nursery, pty_config: PtyDaemonConfig
-) -> None:
-    config = attrs.evolve(pty_config, max_queue_size=256, flow_threshold=64)
+FLOOD = 8_000_000
+
+
+@asynccontextmanager
+async def flood_past_a_slow_subscriber(
+    nursery: trio.Nursery, config: PtyDaemonConfig
+) -> AsyncIterator[tuple[PtyClient, int]]:
+    """A session prints FLOOD bytes to two clients: one reads everything (checked here), the
+    other never reads (its event queue holds one event) until the body of the ``with``."""
+    config = attrs.evolve(config, max_queue_size=256, flow_threshold=64)
     daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
-    total = 8_000_000
-    script = f"read go; head -c {total} /dev/zero | tr '\\0' x; exit 0"
+    script = f"read go; head -c {FLOOD} /dev/zero | tr '\\0' x; exit 0"
     async with (
         open_pty_client(daemon.socket_path) as fast,
         open_pty_client(daemon.socket_path, max_events=1) as slow,
@@ -182,8 +190,15 @@ async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
         await fast.attach(sid)
         await fast.input(sid, "go\n")
         output, exit_event = await read_to_exit(fast, sid, timeout=120)
-        assert output.count(b"x") == total
+        assert output.count(b"x") == FLOOD  # the slow one cost the fast one nothing
         assert exit_event == Exit(sid, 0, None)
+        yield slow, sid
+
+
+async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
+    nursery: trio.Nursery, pty_config: PtyDaemonConfig
+) -> None:
+    async with flood_past_a_slow_subscriber(nursery, pty_config) as (slow, sid):
         # now the slow one reads what it was sent: warnings, a loss it was told of, the exit
         events = []
         with trio.fail_after(60):
@@ -196,27 +211,15 @@ async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
         assert "red" in levels  # yellow first, but the notice is replaced while it is blocked
         assert sum(w.dropped for w in warnings) > 0
         received = sum(e.data.count(b"x") for e in events if isinstance(e, Output))
-        assert received < total
+        assert received < FLOOD
         assert events[-1] == Exit(sid, 0, None)
 
 
 async def test_auto_disconnect_closes_the_slow_subscriber_only(
     nursery: trio.Nursery, pty_config: PtyDaemonConfig
 ) -> None:
-    config = attrs.evolve(pty_config, max_queue_size=256, flow_threshold=64, auto_disconnect=True)
-    daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
-    total = 8_000_000
-    script = f"read go; head -c {total} /dev/zero | tr '\\0' x; exit 0"
-    async with (
-        open_pty_client(daemon.socket_path) as fast,
-        open_pty_client(daemon.socket_path, max_events=1) as slow,
-    ):
-        sid = await fast.create(command="/bin/sh", args=["-c", script])
-        await slow.attach(sid)
-        await fast.attach(sid)
-        await fast.input(sid, "go\n")
-        output, _exit_event = await read_to_exit(fast, sid, timeout=120)
-        assert output.count(b"x") == total
+    config = attrs.evolve(pty_config, auto_disconnect=True)
+    async with flood_past_a_slow_subscriber(nursery, config) as (slow, _sid):
         with trio.fail_after(30):
             events = [event async for event in slow.events()]
         assert not any(isinstance(e, Exit) for e in events)
