@@ -175,7 +175,7 @@ FLOOD = 8_000_000
 @asynccontextmanager
 async def flood_past_a_slow_subscriber(
     nursery: trio.Nursery, config: PtyDaemonConfig
-) -> AsyncIterator[tuple[PtyClient, int]]:
+) -> AsyncIterator[tuple[PtyDaemon, PtyClient, int]]:
     """A session prints FLOOD bytes to two clients: one reads everything (checked here), the
     other never reads (its event queue holds one event) until the body of the ``with``."""
     config = attrs.evolve(config, max_queue_size=256, flow_threshold=64)
@@ -192,13 +192,13 @@ async def flood_past_a_slow_subscriber(
         output, exit_event = await read_to_exit(fast, sid, timeout=120)
         assert output.count(b"x") == FLOOD  # the slow one cost the fast one nothing
         assert exit_event == Exit(sid, 0, None)
-        yield slow, sid
+        yield daemon, slow, sid
 
 
 async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
     nursery: trio.Nursery, pty_config: PtyDaemonConfig
 ) -> None:
-    async with flood_past_a_slow_subscriber(nursery, pty_config) as (slow, sid):
+    async with flood_past_a_slow_subscriber(nursery, pty_config) as (daemon, slow, sid):
         # now the slow one reads what it was sent: warnings, a loss it was told of, the exit
         events = []
         with trio.fail_after(60):
@@ -213,16 +213,21 @@ async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
         received = sum(e.data.count(b"x") for e in events if isinstance(e, Output))
         assert received < FLOOD
         assert events[-1] == Exit(sid, 0, None)
+        stats = daemon.statistics()
+        assert stats.red_warnings >= 1
+        assert stats.chunks_dropped == sum(w.dropped for w in warnings)
+        assert (stats.sessions_started, stats.connections_accepted, stats.disconnects) == (1, 2, 0)
 
 
 async def test_auto_disconnect_closes_the_slow_subscriber_only(
     nursery: trio.Nursery, pty_config: PtyDaemonConfig
 ) -> None:
     config = attrs.evolve(pty_config, auto_disconnect=True)
-    async with flood_past_a_slow_subscriber(nursery, config) as (slow, _sid):
+    async with flood_past_a_slow_subscriber(nursery, config) as (daemon, slow, _sid):
         with trio.fail_after(30):
             events = [event async for event in slow.events()]
         assert not any(isinstance(e, Exit) for e in events)
+        assert daemon.statistics().disconnects == 1
         assert slow.closed_reason is not None
         assert "closed the connection" in str(slow.closed_reason)
 
@@ -267,6 +272,7 @@ async def test_garbage_gets_an_error_and_other_clients_are_untouched(
         [error] = await raw_frames(stream, decoder, 2)  # and then the end of the stream
         assert isinstance(error, Error)
         assert error.code == "frame_too_large"
+        assert pty_daemon.statistics().bad_frames == 3
         with trio.fail_after(5):
             assert await stream.receive_some(10) == b""
         await stream.aclose()

@@ -17,6 +17,7 @@ def test_virtrio_pty() -> None:
         "BackpressureWarning", "ENVIRONMENT", "EmulatorFactory", "Error", "Exit", "Level",
         "Output", "PtyClient", "PtyDaemon", "PtyDaemonConfig", "PtyRequestError",
         "PyteEmulator", "Session", "SessionError", "SessionInfo", "TerminalEmulator",
+        "PtyDaemonStatistics",
         "default_socket_path", "open_pty_client", "serve_pty_daemon",
     }  # fmt: skip
     for name in public(virtrio.pty):

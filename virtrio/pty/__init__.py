@@ -35,7 +35,11 @@ from ._config import (
     PtyDaemonConfig as PtyDaemonConfig,
     default_socket_path as default_socket_path,
 )
-from ._daemon import PtyDaemon as PtyDaemon, serve_pty_daemon as serve_pty_daemon
+from ._daemon import (
+    PtyDaemon as PtyDaemon,
+    PtyDaemonStatistics as PtyDaemonStatistics,
+    serve_pty_daemon as serve_pty_daemon,
+)
 from ._emulator import (
     EmulatorFactory as EmulatorFactory,
     PyteEmulator as PyteEmulator,

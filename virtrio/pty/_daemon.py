@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import attrs
 import trio
 
 from virtrio._nursery import open_service_nursery
@@ -59,13 +60,28 @@ from virtrio.nurseries import Fanout, SubscriberOverflowError, Subscription
 from ._config import PtyDaemonConfig
 from ._session import Session, SessionError, spawn_session
 
-__all__ = ["PtyDaemon", "serve_pty_daemon"]
+__all__ = ["PtyDaemon", "PtyDaemonStatistics", "serve_pty_daemon"]
 
 log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE = 65536
 #: Output queued for one subscriber is sent in frames of up to this many bytes.
 _BATCH_BYTES = 256 * 1024
+
+
+@attrs.frozen
+class PtyDaemonStatistics:
+    """A snapshot of a daemon's counters (seed 003's metrics)."""
+
+    sessions: int  #: live sessions
+    connections: int  #: clients connected now
+    sessions_started: int
+    connections_accepted: int
+    yellow_warnings: int  #: yellow backpressure warnings sent
+    red_warnings: int  #: red backpressure warnings sent
+    chunks_dropped: int  #: output chunks dropped for subscribers that were full
+    disconnects: int  #: clients closed by the auto-disconnect policy
+    bad_frames: int  #: frames answered with a protocol error
 
 
 class PtyDaemon:
@@ -78,6 +94,14 @@ class PtyDaemon:
         self._ids = itertools.count(1)
         self._reserved = 0
         self._connections = 0
+        self._counters = dict.fromkeys((f.name for f in attrs.fields(PtyDaemonStatistics)[2:]), 0)
+
+    def statistics(self) -> PtyDaemonStatistics:
+        """The daemon's counters now."""
+        return PtyDaemonStatistics(len(self._sessions), self._connections, **self._counters)
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        self._counters[name] += amount
 
     @property
     def socket_path(self) -> Path:
@@ -125,6 +149,7 @@ class PtyDaemon:
                 drain_timeout=config.drain_timeout,
             )
             self._sessions[session.id] = session
+            self._count("sessions_started")
         finally:
             self._reserved -= 1
         await self._nursery.start(self._run_session, session)
@@ -155,6 +180,7 @@ class PtyDaemon:
             await trio.aclose_forcefully(stream)
             return
         self._connections += 1
+        self._count("connections_accepted")
         try:
             await _Connection(self, stream).run()
         finally:
@@ -204,6 +230,7 @@ class _Connection:
                     message = decoder.next_message()
                 except PtyProtocolError as exc:
                     log.info("bad frame from a client: %s", exc)
+                    self._daemon._count("bad_frames")
                     await self._send(encode(Error(exc.code.value, str(exc), id=exc.request_id)))
                     if exc.fatal:
                         return
@@ -273,6 +300,7 @@ class _Connection:
         self._nursery.start_soon(self._forward, session, sub, snapshot)
 
     def _overflowed(self, session: Session) -> None:
+        self._daemon._count("disconnects")
         log.warning(
             "client fell %d chunks behind on session %d: disconnecting it (auto-disconnect)",
             self._daemon.config.max_queue_size,
@@ -317,6 +345,8 @@ class _Connection:
                 size += len(chunk)
             frames = encode_output(ident, b"".join(batch))
             if (pressure := sub.take_pressure()) is not None:
+                self._daemon._count(f"{pressure.level.value}_warnings")
+                self._daemon._count("chunks_dropped", pressure.dropped)
                 warning = BackpressureWarning(
                     ident, pressure.queue_size, Level(pressure.level.value), pressure.dropped
                 )
