@@ -169,7 +169,7 @@ async def test_100_clients_on_20_sessions(pty_daemon: PtyDaemon) -> None:
     assert len(pty_daemon.sessions) == 20
 
 
-FLOOD = 8_000_000
+FLOOD = 32_000_000
 
 
 @asynccontextmanager
@@ -178,7 +178,7 @@ async def flood_past_a_slow_subscriber(
 ) -> AsyncIterator[tuple[PtyDaemon, PtyClient, int]]:
     """A session prints FLOOD bytes to two clients: one reads everything (checked here), the
     other never reads (its event queue holds one event) until the body of the ``with``."""
-    config = attrs.evolve(config, max_queue_size=256, flow_threshold=64)
+    config = attrs.evolve(config, max_queue_size=512, flow_threshold=128)
     daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
     script = f"read go; head -c {FLOOD} /dev/zero | tr '\\0' x; exit 0"
     async with (

@@ -56,6 +56,7 @@ from virtrio.channels.pty import (
     SessionInfo,
     Sessions,
     Signal,
+    TruncatedFrameError,
     encode,
 )
 from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
@@ -251,31 +252,32 @@ class PtyClient:
         task_status.started()
         last_error: Error | None = None
         try:
-            async with self._events_send:
-                while True:
-                    data = await self._stream.receive_some(_RECEIVE_SIZE)
-                    decoder.receive_data(data)
-                    while (message := decoder.next_message()) is not NEED_DATA:
-                        if isinstance(message, Created | Sessions | Ok) or (
-                            isinstance(message, Error) and message.id is not None
-                        ):
-                            self._complete(message)
-                        else:
-                            if isinstance(message, Error):
-                                last_error = message
-                            await self._events_send.send(message)  # type: ignore[arg-type]
-                    if not data:
-                        why = f": {last_error.message}" if last_error else ""
-                        self._lose(
-                            ConnectionLostError(f"the pty daemon closed the connection{why}")
-                        )
-                        return
+            while True:
+                data = await self._stream.receive_some(_RECEIVE_SIZE)
+                decoder.receive_data(data)
+                while (message := decoder.next_message()) is not NEED_DATA:
+                    if isinstance(message, Created | Sessions | Ok) or (
+                        isinstance(message, Error) and message.id is not None
+                    ):
+                        self._complete(message)
+                    else:
+                        if isinstance(message, Error):
+                            last_error = message
+                        await self._events_send.send(message)  # type: ignore[arg-type]
+                if not data:
+                    why = f": {last_error.message}" if last_error else ""
+                    self._lose(ConnectionLostError(f"the daemon closed the connection{why}"))
+                    return
+        except TruncatedFrameError:
+            why = f": {last_error.message}" if last_error else ""
+            self._lose(ConnectionLostError(f"the daemon closed the connection mid-frame{why}"))
         except PtyProtocolError as exc:
             self._lose(ConnectionLostError(f"bad frame from the pty daemon: {exc}"))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._lose(ConnectionLostError(f"connection lost: {exc}"))
         finally:
             self._lose(ConnectionLostError("the client was closed"))
+            self._events_send.close()  # after the reason is set: iterators end, then can ask
 
     def _complete(self, reply: Any) -> None:
         slot = self._slots.get(reply.id)

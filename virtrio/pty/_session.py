@@ -39,6 +39,8 @@ __all__ = ["Session", "SessionError", "parse_signal", "spawn_session"]
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
+#: Output already waiting in the PTY is gathered into chunks of up to this many bytes.
+_BURST_SIZE = 32 * 1024
 #: The emulator catches up once output has paused this long (seconds).
 _EMULATE_WHEN_QUIET = 0.05
 #: Bytes emulated between checkpoints while catching up.
@@ -132,13 +134,28 @@ class _LocalPty:
 
     async def receive_some(self) -> bytes:
         try:
-            return await self._stream.receive_some(_READ_SIZE)
+            first = await self._stream.receive_some(_READ_SIZE)
         except trio.BrokenResourceError as exc:  # EIO: no process holds the terminal any more
             if isinstance(exc.__cause__, OSError) and exc.__cause__.errno != errno.EIO:
                 log.warning("pty %s: read failed: %s", self.command, exc.__cause__)
             return b""
         except trio.ClosedResourceError:
             return b""
+        # A PTY read returns at most ~4 KiB, but under a flood more is already waiting: take it
+        # now, so a burst becomes one chunk for every subscriber instead of dozens of wake-ups.
+        # An interactive echo pays one extra non-blocking read (EAGAIN), never a wait.
+        chunks = [first]
+        size = len(first)
+        while size < _BURST_SIZE:
+            try:
+                more = os.read(self._master, _READ_SIZE)
+            except OSError:  # EAGAIN: nothing more now; EIO: seen again by the next call
+                break
+            if not more:
+                break
+            chunks.append(more)
+            size += len(more)
+        return first if len(chunks) == 1 else b"".join(chunks)
 
     async def send_all(self, data: bytes) -> None:
         await self._stream.send_all(data)
