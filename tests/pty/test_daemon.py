@@ -26,6 +26,7 @@ from virtrio.pty import (
     PtyDaemon,
     PtyDaemonConfig,
     PtyRequestError,
+    PyteEmulator,
     open_pty_client,
     serve_pty_daemon,
 )
@@ -333,3 +334,29 @@ async def test_detach_stops_output_and_the_session_keeps_running(pty_daemon: Pty
         await client.attach(sid)
         seen = await read_until(client, sid, b"while-detached\r\n")  # from the screen snapshot
         assert seen.count(b"while-detached") >= 1
+
+
+class ExplodingEmulator(PyteEmulator):
+    """A plugged-in emulator with a bug."""
+
+    def feed(self, data: bytes) -> None:
+        raise ValueError("emulator bug")
+
+
+async def test_a_plugged_in_emulator_that_fails_costs_only_the_screen(
+    nursery: trio.Nursery, pty_config: PtyDaemonConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = attrs.evolve(pty_config, emulator=ExplodingEmulator)
+    daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
+    async with open_pty_client(daemon.socket_path) as client:
+        sid = await client.create(command="/bin/cat")
+        await client.attach(sid)
+        await client.input(sid, b"one\n")
+        await read_until(client, sid, b"one\r\n")
+        with trio.fail_after(10):  # the emulator runs (and fails) once output pauses
+            while "terminal emulator failed" not in caplog.text:
+                await trio.sleep(0.02)
+        await client.input(sid, b"two\n")
+        await read_until(client, sid, b"two\r\n")
+        [info] = await client.list()
+        assert info.session == sid

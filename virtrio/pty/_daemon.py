@@ -161,6 +161,8 @@ class PtyDaemon:
     ) -> None:
         try:
             await session.run(task_status=task_status)
+        except Exception:  # a bug in one session must not take the daemon down
+            log.exception("session %d failed", session.id)
         finally:
             self._sessions.pop(session.id, None)
             log.info(
@@ -183,6 +185,8 @@ class PtyDaemon:
         self._count("connections_accepted")
         try:
             await _Connection(self, stream).run()
+        except Exception:  # nor a bug in serving one client
+            log.exception("a client connection failed")
         finally:
             self._connections -= 1
 

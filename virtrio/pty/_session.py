@@ -368,7 +368,11 @@ class Session:
                 if quiet_at > trio.current_time():
                     await trio.sleep_until(quiet_at)  # a debounce, re-armed by new output
                     continue
-                self.screen.catch_up(_EMULATE_SLICE)
+                try:
+                    self.screen.catch_up(_EMULATE_SLICE)
+                except Exception:  # an emulator bug costs the snapshot, never the session
+                    log.exception("session %d: terminal emulator failed; resetting it", self.id)
+                    self.screen.emulator.reset()
                 await trio.lowlevel.checkpoint()
 
 
