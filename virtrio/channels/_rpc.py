@@ -22,7 +22,7 @@ from virtrio.errors import ConnectionLostError, ProtocolError, VirtrioTimeoutErr
 
 from ._jsonstream import NEED_DATA, NeedData
 
-__all__ = ["Reply", "RpcConnection", "RpcProtocol"]
+__all__ = ["Reply", "RpcClient", "RpcConnection", "RpcProtocol", "error_reply"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,14 @@ class Reply:
     value: Any = None
     error_class: str = ""
     desc: str = ""
+
+
+def error_reply(ident: Any, error: object) -> Reply | None:
+    """The :class:`Reply` for an ``{"error": {"class": ..., "desc": ...}}`` member, or None if
+    ``error`` is not such an object."""
+    if not isinstance(error, dict):
+        return None
+    return Reply(ident, False, None, str(error.get("class", "")), str(error.get("desc", "")))
 
 
 class RpcProtocol(Protocol):
@@ -181,7 +189,17 @@ class RpcConnection:
         """
         if self.closed_reason is not None:
             raise self._lost_error()
-        async with self._send_lock:
+        # A caller already cancelled stops here, before a byte is written; only a write
+        # interrupted half-way below has to close the connection.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        # An uncontended lock is taken without a trip through the scheduler (the common case:
+        # messages are small and the socket buffer takes them at once).
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
@@ -201,6 +219,8 @@ class RpcConnection:
                 )
                 await trio.aclose_forcefully(self.stream)
                 raise
+        finally:
+            lock.release()
 
     async def request(
         self,
@@ -240,3 +260,36 @@ class RpcConnection:
         if self.closed_reason is None:
             self._lose(self._closed_locally())
         await trio.aclose_forcefully(self.stream)
+
+
+class RpcClient:
+    """Base of the clients built on one :class:`RpcConnection`: its state, its address, and
+    closing it. Subclasses add the protocol's calls."""
+
+    def __init__(self, connection: RpcConnection, default_timeout: float) -> None:
+        self._connection = connection
+        #: Timeout applied when a call passes none.
+        self.default_timeout = default_timeout
+
+    @property
+    def address(self) -> str:
+        """The peer's address."""
+        return self._connection.address
+
+    @property
+    def is_connected(self) -> bool:
+        """True until the connection is lost or closed."""
+        return self._connection.is_connected
+
+    @property
+    def closed_reason(self) -> BaseException | None:
+        """Why the connection ended, once it has."""
+        return self._connection.closed_reason
+
+    async def wait_closed(self) -> None:
+        """Return once the connection has closed or failed."""
+        await self._connection.wait_closed()
+
+    async def aclose(self) -> None:
+        """Close the connection; pending calls fail with ConnectionLostError."""
+        await self._connection.aclose()

@@ -185,3 +185,12 @@ async def test_send_key_and_type_text(pc_qemu: QemuProcess) -> None:
         # QEMU itself validates what it is sent
         with pytest.raises(QmpCommandError, match="nokey"):
             await qmp.execute("send-key", {"keys": [{"type": "qcode", "data": "nokey"}]})
+
+
+async def test_an_expired_caller_does_not_break_the_connection(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        with trio.move_on_after(0):
+            await qmp.query_status()
+        with pytest.raises(VirtrioTimeoutError):
+            await qmp.query_status(timeout=0)
+        assert (await qmp.query_status()).running

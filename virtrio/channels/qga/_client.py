@@ -11,7 +11,7 @@ import trio
 from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import DEFAULT_MAX_MESSAGE_SIZE
-from virtrio.channels._rpc import RpcConnection
+from virtrio.channels._rpc import RpcClient, RpcConnection
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
 
 from ._commands import QgaCommands
@@ -20,7 +20,7 @@ from ._protocol import SYNC_PREFIX, QgaCommandError, QgaProtocol, QgaProtocolErr
 __all__ = ["QgaClient", "open_qga"]
 
 
-class QgaClient(QgaCommands):
+class QgaClient(RpcClient, QgaCommands):
     """A connected guest-agent session. Create it with :func:`open_qga`.
 
     The stream is resynchronised (``guest-sync-delimited``) when it opens and again before the
@@ -34,32 +34,12 @@ class QgaClient(QgaCommands):
         default_timeout: float,
         sync_timeout: float,
     ) -> None:
-        self._connection = connection
+        super().__init__(connection, default_timeout)
         self._protocol = protocol
-        #: Timeout applied when a call passes none.
-        self.default_timeout = default_timeout
+        #: Deadline of each resynchronisation after the first.
         self.sync_timeout = sync_timeout
         self._need_sync = True
         self._sync_lock = trio.Lock()
-
-    @property
-    def address(self) -> str:
-        """The agent's address."""
-        return self._connection.address
-
-    @property
-    def is_connected(self) -> bool:
-        """True until the connection is lost or closed."""
-        return self._connection.is_connected
-
-    @property
-    def closed_reason(self) -> BaseException | None:
-        """Why the connection ended, once it has."""
-        return self._connection.closed_reason
-
-    async def wait_closed(self) -> None:
-        """Return once the connection has closed or failed."""
-        await self._connection.wait_closed()
 
     async def sync(self, *, timeout: float | None = None) -> None:
         """Resynchronise the stream with ``guest-sync-delimited``.
@@ -118,10 +98,6 @@ class QgaClient(QgaCommands):
         if not reply.ok:
             raise QgaCommandError(reply.error_class, reply.desc, command=command)
         return reply.value
-
-    async def aclose(self) -> None:
-        """Close the connection; pending calls fail with ConnectionLostError."""
-        await self._connection.aclose()
 
 
 @asynccontextmanager

@@ -18,7 +18,7 @@ from virtrio.channels._jsonstream import (
     NeedData,
     encode_message,
 )
-from virtrio.channels._rpc import Reply
+from virtrio.channels._rpc import Reply, error_reply
 from virtrio.errors import CommandError, ProtocolError
 
 __all__ = ["QgaCommandError", "QgaProtocol", "QgaProtocolError"]
@@ -68,15 +68,9 @@ class QgaProtocol:
                 continue
             if "return" in message:
                 return Reply(message["id"], True, message["return"])
-            error = message.get("error")
-            if isinstance(error, dict):
-                return Reply(
-                    message["id"],
-                    False,
-                    None,
-                    str(error.get("class", "")),
-                    str(error.get("desc", "")),
-                )
+            reply = error_reply(message["id"], message.get("error"))
+            if reply is not None:
+                return reply
             raise QgaProtocolError(f"unexpected guest-agent message {message!r:.120}")
 
     def send_command(

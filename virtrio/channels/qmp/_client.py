@@ -11,7 +11,7 @@ import trio
 from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import DEFAULT_MAX_MESSAGE_SIZE
-from virtrio.channels._rpc import RpcConnection
+from virtrio.channels._rpc import RpcClient, RpcConnection
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
 from virtrio.nurseries._fanout import Fanout, Subscription
 
@@ -21,7 +21,7 @@ from ._protocol import QmpCommandError, QmpEvent, QmpGreeting, QmpProtocol
 __all__ = ["QmpClient", "open_qmp"]
 
 
-class QmpClient(QmpCommands):
+class QmpClient(RpcClient, QmpCommands):
     """A connected, negotiated QMP session. Create it with :func:`open_qmp`.
 
     Any number of tasks may call :meth:`execute` at once: each request carries an id and waits
@@ -35,36 +35,15 @@ class QmpClient(QmpCommands):
         events: Fanout[QmpEvent],
         default_timeout: float,
     ) -> None:
-        self._connection = connection
+        super().__init__(connection, default_timeout)
         self._protocol = protocol
         self._events = events
-        #: Timeout applied when a call passes none.
-        self.default_timeout = default_timeout
-
-    @property
-    def address(self) -> str:
-        """The peer's address."""
-        return self._connection.address
 
     @property
     def greeting(self) -> QmpGreeting:
         """QEMU's greeting (version and capabilities)."""
         assert self._protocol.greeting is not None
         return self._protocol.greeting
-
-    @property
-    def is_connected(self) -> bool:
-        """True until the connection is lost or closed."""
-        return self._connection.is_connected
-
-    @property
-    def closed_reason(self) -> BaseException | None:
-        """Why the connection ended, once it has."""
-        return self._connection.closed_reason
-
-    async def wait_closed(self) -> None:
-        """Return once the connection has closed or failed."""
-        await self._connection.wait_closed()
 
     async def execute(
         self,
@@ -101,10 +80,6 @@ class QmpClient(QmpCommands):
         wanted = frozenset(names)
         accept = (lambda event: event.name in wanted) if wanted else None
         return self._events.subscribe(max_queue=max_queue, accept=accept)
-
-    async def aclose(self) -> None:
-        """Close the connection; pending calls fail with ConnectionLostError."""
-        await self._connection.aclose()
 
 
 @asynccontextmanager

@@ -13,7 +13,7 @@ from virtrio.channels._jsonstream import (
     NeedData,
     encode_message,
 )
-from virtrio.channels._rpc import Reply
+from virtrio.channels._rpc import Reply, error_reply
 from virtrio.errors import CommandError, ProtocolError
 
 __all__ = [
@@ -113,16 +113,10 @@ class QmpProtocol:
         if "return" in message:
             return Reply(self._id(message), True, message["return"])
         if "error" in message:
-            error = message["error"]
-            if not isinstance(error, dict):
+            reply = error_reply(self._id(message), message["error"])
+            if reply is None:
                 raise QmpProtocolError(f"malformed QMP error reply {message!r}")
-            return Reply(
-                self._id(message),
-                False,
-                None,
-                str(error.get("class", "")),
-                str(error.get("desc", "")),
-            )
+            return reply
         if "event" in message:
             return _event(message)
         raise QmpProtocolError(f"unexpected QMP message {_short(message)}")
