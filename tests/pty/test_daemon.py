@@ -360,3 +360,48 @@ async def test_a_plugged_in_emulator_that_fails_costs_only_the_screen(
         await read_until(client, sid, b"two\r\n")
         [info] = await client.list()
         assert info.session == sid
+
+
+async def test_a_seed_client_that_sends_no_ids_works_unchanged(pty_daemon: PtyDaemon) -> None:
+    """Plain MessagePack maps as the seed's SDK writes them: replies only where the seed has
+    one (created), then output events; ack is accepted silently."""
+
+    def frame(message: dict[str, object]) -> bytes:
+        payload = msgpack.packb(message)
+        return struct.pack(">I", len(payload)) + payload
+
+    stream = await trio.open_unix_socket(str(pty_daemon.socket_path))
+    async with stream:
+        await stream.send_all(
+            frame({"type": "create", "options": {"shell": "/bin/sh", "cols": 80, "rows": 24}})
+        )
+        buffer = b""
+        with trio.fail_after(10):
+            while len(buffer) < 4 or len(buffer) < 4 + struct.unpack(">I", buffer[:4])[0]:
+                buffer += await stream.receive_some(4096)
+        size = struct.unpack(">I", buffer[:4])[0]
+        created = msgpack.unpackb(buffer[4 : 4 + size])
+        assert created["type"] == "created"
+        assert "id" not in created
+        sid = created["session"]
+        await stream.send_all(
+            frame({"type": "attach", "session": sid})
+            + frame({"type": "ack", "session": sid, "count": 1})
+            + frame({"type": "input", "session": sid, "data": "echo seed-$((1+1))\n"})
+        )
+        unpacker = msgpack.Unpacker()
+        seen = b""
+        buffer = buffer[4 + size :]
+        with trio.fail_after(10):
+            while b"seed-2\r\n" not in seen:
+                while len(buffer) >= 4 and len(buffer) >= 4 + struct.unpack(">I", buffer[:4])[0]:
+                    size = struct.unpack(">I", buffer[:4])[0]
+                    unpacker.feed(buffer[4 : 4 + size])
+                    buffer = buffer[4 + size :]
+                    event = next(unpacker)
+                    assert event["type"] == "output"  # nothing but output: no ok, no error
+                    assert event["session"] == sid
+                    assert isinstance(event["data"], bytes)  # bin
+                    seen += event["data"]
+                if b"seed-2\r\n" not in seen:
+                    buffer += await stream.receive_some(4096)
