@@ -175,7 +175,7 @@ async def daemon_round_trip(socket: Path, count: int) -> list[float]:
         times = []
         for _ in range(count):
             start = time.perf_counter()
-            await client.input(sid, b"a")
+            await client.input(sid, b"a", wait=False)
             got = b""
             while b"a" not in got:
                 event = await client.receive_event()
@@ -231,7 +231,8 @@ async def main() -> None:
             if tmux:
                 tmux_per = tmux_memory_per_window(tmux, folder, args.sessions)
                 print(f"  tmux server RSS:    {tmux_per:8.1f} KiB per window")
-                print(f"  ratio daemon/tmux:  {per / tmux_per:.2f}x")
+                if tmux_per > 0:
+                    print(f"  ratio daemon/tmux:  {per / tmux_per:.2f}x")
             mb = size / 1e6
             print(f"cat of {args.size_mb} MiB ({size} bytes), MB = 10^6 bytes")
             bare = bare_pty_cat(path)

@@ -405,3 +405,15 @@ async def test_a_seed_client_that_sends_no_ids_works_unchanged(pty_daemon: PtyDa
                     seen += event["data"]
                 if b"seed-2\r\n" not in seen:
                     buffer += await stream.receive_some(4096)
+
+
+async def test_input_without_waiting_reports_failures_as_events(pty_daemon: PtyDaemon) -> None:
+    async with open_pty_client(pty_daemon.socket_path) as client:
+        await client.input(999, b"lost", wait=False)
+        with trio.fail_after(10):
+            event = await client.receive_event()
+        assert event == Error("unknown_session", "no session 999", session=999)
+        sid = await client.create(command="/bin/cat")
+        await client.attach(sid)
+        await client.input(sid, b"quick\n", wait=False)
+        await read_until(client, sid, b"quick\r\n")

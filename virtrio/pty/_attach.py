@@ -87,7 +87,7 @@ async def attach_terminal(
                 status, detached = 0, True
                 cancel.cancel()
                 return
-            await client.input(session, data)
+            await client.input(session, data, wait=False)
 
     async def follow_size() -> None:
         with trio.open_signal_receiver(signal.SIGWINCH) as changes:

@@ -153,10 +153,23 @@ class PtyClient:
         """Stop receiving the session's events; it keeps running."""
         await self._request(Detach(session, id=self._next_id()), timeout)
 
-    async def input(self, session: int, data: bytes | str, *, timeout: float = 10.0) -> None:
-        """Type ``data`` (str is sent as UTF-8) into the session."""
+    async def input(
+        self, session: int, data: bytes | str, *, wait: bool = True, timeout: float = 10.0
+    ) -> None:
+        """Type ``data`` (str is sent as UTF-8) into the session.
+
+        With ``wait=False`` it returns once the bytes are on the socket, without waiting for the
+        daemon's answer (keystrokes: one trip less); a failure then arrives as an
+        :class:`~virtrio.channels.pty.Error` event.
+        """
         raw = data.encode() if isinstance(data, str) else bytes(data)
-        await self._request(Input(session, raw, id=self._next_id()), timeout)
+        if wait:
+            await self._request(Input(session, raw, id=self._next_id()), timeout)
+        elif self.closed_reason is not None:
+            raise self._lost_error()
+        else:
+            with trio.fail_after(timeout):
+                await self._send(encode(Input(session, raw)))
 
     async def resize(self, session: int, cols: int, rows: int, *, timeout: float = 10.0) -> None:
         """Set the session's terminal size (its program gets SIGWINCH)."""
