@@ -23,7 +23,7 @@ import trio
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 from virtrio.nurseries import Fanout, Subscription
 
-from ._errors import LibvirtUnsupportedError, translate_error
+from ._errors import VIR_ERR_NO_SUPPORT, translate_error
 from ._eventloop import ensure_event_loop
 from ._events import DomainEvent, EventKind, agent_names, lifecycle_names
 
@@ -303,26 +303,22 @@ class LibvirtConnection:
         )
         self._on_trio(lambda: self._mark_closed(error))
 
-    async def _setup(self, keepalive_interval: int, keepalive_count: int) -> None:
+    def _setup_blocking(self, keepalive_interval: int, keepalive_count: int) -> None:
+        """Close callback and keepalive, in the worker thread that opened the connection."""
+        libvirt = _libvirt()
         try:
-            await self.call(
-                self.raw.registerCloseCallback,
-                self._on_close_callback,
-                None,
-                what="register close callback",
-            )
+            self.raw.registerCloseCallback(self._on_close_callback, None)
             self._close_registered = True
-        except LibvirtUnsupportedError:
-            pass
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
+                raise
         if keepalive_interval > 0:
-            # in-process drivers (test:///) have nothing to keep alive
-            with suppress(LibvirtUnsupportedError):
-                await self.call(
-                    self.raw.setKeepAlive,
-                    keepalive_interval,
-                    keepalive_count,
-                    what="set keepalive",
-                )
+            try:
+                self.raw.setKeepAlive(keepalive_interval, keepalive_count)
+            except libvirt.libvirtError as exc:
+                # in-process drivers (test:///) have nothing to keep alive
+                if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
+                    raise
 
     async def aclose(self) -> None:
         """Deregister callbacks and close the connection (idempotent)."""
@@ -375,18 +371,35 @@ async def open_connection(
     ensure_event_loop()
     libvirt = _libvirt()
     limiter = trio.CapacityLimiter(concurrency)
-    raw = await run_blocking(
-        libvirt.open,
-        uri,
-        what="open",
-        uri=uri,
-        timeout=timeout,
-        limiter=limiter,
-        connecting=True,
-    )
-    connection = LibvirtConnection(raw, uri, limiter, call_timeout)
+    connection = LibvirtConnection(None, uri, limiter, call_timeout)
+
+    abandoned = threading.Event()
+
+    def open_and_set_up() -> None:
+        # one worker-thread trip for open, close callback and keepalive
+        connection.raw = libvirt.open(uri)
+        try:
+            connection._setup_blocking(keepalive_interval, keepalive_count)
+            if abandoned.is_set():  # the caller gave up (timeout): nobody will close it
+                raise RuntimeError("open abandoned after its deadline")
+        except BaseException:
+            raw, connection.raw = connection.raw, None
+            raw.close()
+            raise
+
     try:
-        await connection._setup(keepalive_interval, keepalive_count)
+        await run_blocking(
+            open_and_set_up,
+            what="open",
+            uri=uri,
+            timeout=timeout,
+            limiter=limiter,
+            connecting=True,
+        )
+    except BaseException:
+        abandoned.set()
+        raise
+    try:
         yield connection
     finally:
         await connection.aclose()
