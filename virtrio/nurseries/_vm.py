@@ -306,9 +306,46 @@ async def _open_libvirt_vm(name: str, host: HostNursery) -> AsyncIterator[Vm]:
     events: Fanout[QmpEvent] = Fanout(max_queue=1024)
     vm = Vm(name, host.qmp(name), host.qga(name), states, events, domain=host.domain(name))
     try:
-        yield vm
+        async with open_service_nursery() as nursery:
+            # returns once QMP events are registered (at once if the host is down)
+            await nursery.start(_forward_qmp_events, host, name, events)
+            try:
+                yield vm
+            finally:
+                nursery.cancel_scope.cancel()
     finally:
         events.close()
         with trio.CancelScope(shield=True):
             for channel in vm._channels:
                 await channel.aclose()
+
+
+async def _forward_qmp_events(
+    host: HostNursery,
+    name: str,
+    events: Fanout[QmpEvent],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """QMP events through libvirt into the VM's fanout, registered again on every connection."""
+    from virtrio.errors import VirtrioError
+
+    started = False
+    while True:
+        if not started and host.state is not ChannelState.CONNECTED:
+            task_status.started()
+            started = True
+        connection = await host.connection(math.inf)
+        try:
+            async with connection.qmp_events(name) as source:
+                if not started:
+                    task_status.started()
+                    started = True
+                async for event in source:
+                    events.publish(event)
+        except VirtrioError:
+            pass  # lost, or the domain is not running: wait for the next connection
+        if not started:
+            task_status.started()
+            started = True
+        await connection.wait_closed()

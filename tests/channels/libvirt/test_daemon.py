@@ -12,6 +12,7 @@ from virtrio.channels.libvirt import EventKind, open_connection
 from virtrio.channels.qga import QgaCommandError
 from virtrio.channels.qmp import QmpCommandError, open_qmp
 from virtrio.channels.virtio_serial import discover_channels, open_virtio_serial
+from virtrio.errors import ConnectionLostError
 from virtrio.nurseries import Backoff, ChannelState
 from virtrio.nurseries.host import HostUnavailableError, open_host
 
@@ -154,6 +155,12 @@ async def test_vm_nursery_attached_to_a_libvirt_domain(libvirt_guest: LibvirtGue
         assert (await vm.qmp.query_status()).running
         assert (await vm.qga.shell("echo vm", timeout=20)).stdout_text == "vm\n"
         assert (await vm.domain.state()) == "running"
+        with vm.events("STOP", "RESUME") as qmp_events:
+            await vm.domain.call(lambda d: d.suspend())
+            await vm.domain.call(lambda d: d.resume())
+            with trio.fail_after(10):
+                names = [(await qmp_events.receive()).name for _ in range(2)]
+        assert names == ["STOP", "RESUME"]
         channel = await vm.open_virtio_serial("org.virtrio.echo0", via="libvirt")
         await channel.send_all(b"owned\n")
         assert await channel.read_line(timeout=10) == b"owned"
@@ -216,3 +223,20 @@ async def test_cli_streams_events_until_interrupted(libvirt_guest: LibvirtGuest)
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_qmp_events_through_libvirt(libvirt_guest: LibvirtGuest) -> None:
+    async with open_connection(libvirt_guest.daemon.uri) as conn:
+        async with conn.qmp_events(libvirt_guest.name) as events:
+            dom = await conn.lookup(libvirt_guest.name)
+            await conn.call(dom.suspend)
+            await conn.call(dom.resume)
+            del dom
+            with trio.fail_after(10):
+                got = [await events.receive() for _ in range(2)]
+        assert [e.name for e in got] == ["STOP", "RESUME"]
+        assert got[0].timestamp > 1e9  # QEMU's wall-clock timestamp
+        await conn.aclose()
+        with pytest.raises(ConnectionLostError):
+            async with conn.qmp_events(libvirt_guest.name):
+                pass  # pragma: no cover

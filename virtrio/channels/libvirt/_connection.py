@@ -10,6 +10,7 @@ that outlives its deadline is abandoned (its thread finishes on its own) and rai
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import threading
@@ -20,7 +21,8 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
+from virtrio.channels.qmp import QmpEvent
+from virtrio.errors import ConnectionLostError, VirtrioError, VirtrioTimeoutError
 from virtrio.nurseries import Fanout, Subscription
 
 from ._errors import VIR_ERR_NO_SUPPORT, translate_error
@@ -126,6 +128,7 @@ class LibvirtConnection:
         self._trio_thread = threading.get_ident()
         self._events: Fanout[DomainEvent] = Fanout(max_queue=1024, overflow="disconnect")
         self._callback_ids: dict[EventKind, int] = {}
+        self._qmp_fanouts: set[Fanout[QmpEvent]] = set()
         self._register_lock = trio.Lock()
         self._closed = trio.Event()
         self._close_registered = False
@@ -152,10 +155,7 @@ class LibvirtConnection:
             VirtrioTimeoutError: no answer in time.
             LibvirtCallError: libvirt's error (or a subclass: DomainNotFoundError, ...).
         """
-        if self._closed.is_set():
-            raise ConnectionLostError(
-                f"libvirt {self.uri}: connection closed: {self.closed_reason}", address=self.uri
-            )
+        self._live()
         return await run_blocking(
             fn,
             *args,
@@ -165,12 +165,22 @@ class LibvirtConnection:
             limiter=self.limiter,
         )
 
+    def _live(self) -> Any:
+        """The open ``virConnect``, or ConnectionLostError."""
+        if self._closed.is_set() or self.raw is None:
+            raise ConnectionLostError(
+                f"libvirt {self.uri}: connection closed: {self.closed_reason}", address=self.uri
+            )
+        return self.raw
+
     async def list_domains(self, *, timeout: float | None = None) -> list[DomainSummary]:
         """Every domain on the host (running and defined), sorted by name."""
 
+        raw = self._live()
+
         def collect() -> list[DomainSummary]:
             out = []
-            for dom in self.raw.listAllDomains(0):
+            for dom in raw.listAllDomains(0):
                 state = dom.state()[0]
                 out.append(
                     DomainSummary(
@@ -191,11 +201,12 @@ class LibvirtConnection:
         Raises:
             DomainNotFoundError: no such domain.
         """
+        raw = self._live()
         if len(name) == 36 and name.count("-") == 4:
             return await self.call(
-                self.raw.lookupByUUIDString, name, what=f"look up {name}", timeout=timeout
+                raw.lookupByUUIDString, name, what=f"look up {name}", timeout=timeout
             )
-        return await self.call(self.raw.lookupByName, name, what=f"look up {name}", timeout=timeout)
+        return await self.call(raw.lookupByName, name, what=f"look up {name}", timeout=timeout)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -225,6 +236,61 @@ class LibvirtConnection:
         with self._events.subscribe(max_queue=max_queue, accept=accept) as sub:
             yield sub
 
+    @asynccontextmanager
+    async def qmp_events(
+        self, domain: str, *, max_queue: int = 1024, timeout: float | None = None
+    ) -> AsyncIterator[Subscription[QmpEvent]]:
+        """Receive the QMP events (``STOP``, ``RESUME``, ``SHUTDOWN``, ...) of ``domain`` while in
+        the block, through libvirt's ``qemuMonitorEventRegister``.
+
+        The subscription ends with :class:`~virtrio.errors.ConnectionLostError` when the
+        connection goes away.
+        """
+        import libvirt_qemu
+
+        dom = await self.lookup(domain, timeout=timeout)
+        events: Fanout[QmpEvent] = Fanout(max_queue=max_queue, overflow="disconnect")
+
+        def callback(
+            _c: Any, _d: Any, name: str, seconds: int, micros: int, details: str | None, _o: Any
+        ) -> None:
+            try:
+                data = json.loads(details) if details else {}
+            except ValueError:
+                data = {"raw": details}
+            event = QmpEvent(name, data if isinstance(data, dict) else {}, seconds + micros / 1e6)
+            self._on_trio(lambda: None if events.closed else events.publish(event))
+
+        callback_id = await self.call(
+            libvirt_qemu.qemuMonitorEventRegister,
+            self._live(),
+            dom,
+            None,
+            callback,
+            None,
+            0,
+            what=f"register QMP events of {domain}",
+            timeout=timeout,
+        )
+        del dom
+        try:
+            with events.subscribe() as sub:
+                self._qmp_fanouts.add(events)  # closed with the connection's error
+                yield sub
+        finally:
+            self._qmp_fanouts.discard(events)
+            events.close()
+            raw = self.raw
+            if raw is not None and self.is_open:
+                with trio.CancelScope(shield=True), suppress(VirtrioError):
+                    await self.call(
+                        libvirt_qemu.qemuMonitorEventDeregister,
+                        raw,
+                        callback_id,
+                        what="deregister QMP events",
+                        timeout=5,
+                    )
+
     async def _register(self, kind: EventKind, timeout: float | None) -> None:
         async with self._register_lock:
             if kind in self._callback_ids:
@@ -246,7 +312,7 @@ class LibvirtConnection:
                     self._deliver(kind, dom, *agent_names(state, reason))
 
             self._callback_ids[kind] = await self.call(
-                self.raw.domainEventRegisterAny,
+                self._live().domainEventRegisterAny,
                 None,
                 kind.event_id,
                 callback,
@@ -295,6 +361,8 @@ class LibvirtConnection:
         self.closed_reason = reason
         self._closed.set()
         self._events.close(reason)
+        for fanout in list(self._qmp_fanouts):
+            fanout.close(reason)
 
     def _on_close_callback(self, _conn: Any, reason: int, _opaque: Any) -> None:
         text = _CLOSE_REASONS.get(reason, str(reason))
