@@ -22,9 +22,19 @@ def replay(data: bytes, cols: int = 40, rows: int = 10) -> tuple[list[str], tupl
     return screen.display, (screen.cursor.x, screen.cursor.y)
 
 
+def visible(char: pyte.screens.Char) -> object:
+    """What a person sees of a cell: on a blank, the foreground colour, bold, italics and blink
+    show nothing (unless the cell is reversed), so they are not compared there."""
+    if char.data != " " or char.reverse:
+        return char
+    return (char.bg, char.underscore, char.strikethrough)
+
+
 def attributes(emulator: PyteEmulator) -> list[object]:
     screen = emulator._screen
-    return [screen.buffer[y][x] for y in range(screen.lines) for x in range(screen.columns)]
+    return [
+        visible(screen.buffer[y][x]) for y in range(screen.lines) for x in range(screen.columns)
+    ]
 
 
 @given(outputs, st.data())
