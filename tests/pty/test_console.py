@@ -1,5 +1,5 @@
 """A VM's serial console as a session: the demo guest's shell on ttyS0 through a QEMU chardev
-socket (``-serial unix:PATH,server=on,wait=off``)."""
+socket (``-serial unix:PATH,server=on,wait=off``), or through libvirt's console stream."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import pytest
 import trio
 
 from tests.peers import require_program
+from tests.peers.libvirtd import LibvirtGuest
 from tests.pty.helpers import read_to_exit, read_until
 from virtrio.channels.qmp import open_qmp
 from virtrio.engine.guest import QemuMachine, find_guest, open_qemu
+from virtrio.errors import ConfigError
 from virtrio.pty import Exit, PtyDaemon, PtyRequestError, open_pty_client
+from virtrio.pty._daemon import parse_libvirt_console
 
 
 @pytest.mark.slow
@@ -52,3 +55,42 @@ async def test_a_vm_serial_console_is_a_session(pty_daemon: PtyDaemon, tmp_path:
             await read_until(client, sid, b"again-2", timeout=30)
             qemu.kill()  # the VM going away ends the session
             assert (await read_to_exit(client, sid))[1] == Exit(sid, None, None)
+
+
+@pytest.mark.parametrize(
+    ("console", "parsed"),
+    [
+        ("libvirt:qemu:///system#web1", ("qemu:///system", "web1", None)),
+        (
+            "libvirt:qemu+ssh://root@h/system#web1/serial0",
+            ("qemu+ssh://root@h/system", "web1", "serial0"),
+        ),
+    ],
+)
+def test_libvirt_console_addresses(console: str, parsed: tuple[str, str, str | None]) -> None:
+    assert parse_libvirt_console(console) == parsed
+
+
+@pytest.mark.parametrize(
+    "console", ["libvirt:qemu:///system", "libvirt:#web1", "libvirt:qemu:///system#"]
+)
+def test_bad_libvirt_console_addresses(console: str) -> None:
+    with pytest.raises(ConfigError, match=r"expected libvirt:URI#DOMAIN\[/DEVICE\]"):
+        parse_libvirt_console(console)
+
+
+@pytest.mark.slow
+async def test_a_libvirt_console_is_a_session(
+    pty_daemon: PtyDaemon, libvirt_guest: LibvirtGuest
+) -> None:
+    console = f"libvirt:{libvirt_guest.daemon.uri}#{libvirt_guest.name}"
+    async with open_pty_client(pty_daemon.socket_path) as client:
+        sid = await client.create(console=console)
+        await client.attach(sid)
+        await client.input(sid, b"echo $((40 + 2))-through-libvirt\n")
+        await read_until(client, sid, b"42-through-libvirt", timeout=30)
+        await client.kill(sid)
+        assert (await read_to_exit(client, sid))[1] == Exit(sid, None, None)
+        with pytest.raises(PtyRequestError, match="nosuchdomain") as info:
+            await client.create(console=f"libvirt:{libvirt_guest.daemon.uri}#nosuchdomain")
+        assert info.value.code == "spawn_failed"

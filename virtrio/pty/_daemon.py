@@ -21,12 +21,13 @@ import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from virtrio._nursery import open_service_nursery
-from virtrio.channels import Address, open_listeners
+from virtrio.channels import Address, open_listeners, open_stream
 from virtrio.channels.pty import (
     NEED_DATA,
     REQUEST_TYPES,
@@ -58,6 +59,9 @@ from virtrio.errors import ConfigError
 from virtrio.nurseries import Fanout, SubscriberOverflowError, Subscription
 
 from ._config import PtyDaemonConfig
+
+if TYPE_CHECKING:
+    from virtrio.nurseries.host import HostPool
 from ._session import Session, SessionError, spawn_session
 
 __all__ = ["PtyDaemon", "PtyDaemonStatistics", "serve_pty_daemon"]
@@ -84,6 +88,36 @@ class PtyDaemonStatistics:
     bad_frames: int  #: frames answered with a protocol error
 
 
+#: How a console address names a libvirt domain's console.
+LIBVIRT_CONSOLE_PREFIX = "libvirt:"
+
+
+def parse_libvirt_console(console: str) -> tuple[str, str, str | None]:
+    """Split ``libvirt:URI#DOMAIN[/DEVICE]`` into (URI, domain, device or None).
+
+    Raises:
+        ConfigError: the form is not that (the message shows the expected one).
+    """
+    body = console.removeprefix(LIBVIRT_CONSOLE_PREFIX)
+    uri, hash_, target = body.rpartition("#")
+    domain, _, device = target.partition("/")
+    if not hash_ or not uri or not domain:
+        raise ConfigError(
+            f"invalid libvirt console {console!r}: expected libvirt:URI#DOMAIN[/DEVICE], "
+            "e.g. libvirt:qemu:///system#web1/serial0"
+        )
+    return uri, domain, device or None
+
+
+async def _serve_host_pool(*, task_status: trio.TaskStatus[HostPool]) -> None:
+    # imported here: the libvirt extra is needed only once a libvirt console is asked for
+    from virtrio.nurseries.host import open_host_pool
+
+    async with open_host_pool() as pool:
+        task_status.started(pool)
+        await trio.sleep_forever()
+
+
 class PtyDaemon:
     """A running daemon, as :func:`serve_pty_daemon` reports it started."""
 
@@ -95,6 +129,20 @@ class PtyDaemon:
         self._reserved = 0
         self._connections = 0
         self._counters = dict.fromkeys((f.name for f in attrs.fields(PtyDaemonStatistics)[2:]), 0)
+        self._host_pool: HostPool | None = None
+        self._host_pool_lock = trio.Lock()
+
+    async def _open_console(self, console: str) -> trio.abc.Stream:
+        """A console session's stream: a socket address, or ``libvirt:URI#DOMAIN[/DEVICE]``
+        (the domain's console through libvirt, over one shared connection per host)."""
+        if not console.startswith(LIBVIRT_CONSOLE_PREFIX):
+            return await open_stream(console, timeout=5)
+        uri, domain, device = parse_libvirt_console(console)
+        async with self._host_pool_lock:
+            if self._host_pool is None:
+                self._host_pool = await self._nursery.start(_serve_host_pool)
+        host = await self._host_pool.host(uri)
+        return await host.domain(domain).open_console(device, timeout=10)
 
     def statistics(self) -> PtyDaemonStatistics:
         """The daemon's counters now."""
@@ -147,6 +195,7 @@ class PtyDaemon:
                 fanout=fanout,
                 backlog=config.emulator_backlog,
                 drain_timeout=config.drain_timeout,
+                open_console=self._open_console,
             )
             self._sessions[session.id] = session
             self._count("sessions_started")

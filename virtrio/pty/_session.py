@@ -22,14 +22,14 @@ import struct
 import subprocess
 import termios
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 import trio
 
 from virtrio.channels import open_stream
 from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo
-from virtrio.errors import ConnectError, LocalProtocolError
+from virtrio.errors import LocalProtocolError, VirtrioError
 from virtrio.nurseries import Fanout
 
 from ._emulator import LaggingScreen, TerminalEmulator
@@ -195,19 +195,25 @@ class _Console:
     kind = "console"
     pid: int | None = None
 
-    def __init__(self, stream: trio.SocketStream, address: str) -> None:
+    def __init__(self, stream: trio.abc.Stream, address: str) -> None:
         self._stream = stream
         self.command = address
         self._ended = trio.Event()
+        self._killed = False
+        self._receiving: trio.CancelScope | None = None
 
     async def receive_some(self) -> bytes:
-        try:
-            data = await self._stream.receive_some(_READ_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            data = b""
+        data: bytes | bytearray = b""
+        if not self._killed:
+            with trio.CancelScope() as self._receiving:
+                try:
+                    data = await self._stream.receive_some(_READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    data = b""
+            self._receiving = None
         if not data:
             self._ended.set()
-        return data
+        return bytes(data)
 
     async def send_all(self, data: bytes) -> None:
         try:
@@ -226,8 +232,10 @@ class _Console:
         )
 
     def kill(self) -> None:
+        self._killed = True
         self._ended.set()
-        self._stream.socket.close()  # wakes the reader with ClosedResourceError
+        if self._receiving is not None:  # wake the reader: the console reads as ended
+            self._receiving.cancel()
 
     async def wait(self) -> tuple[int | None, int | None]:
         await self._ended.wait()
@@ -393,8 +401,12 @@ async def spawn_session(
     fanout: Fanout[bytes],
     backlog: int,
     drain_timeout: float,
+    open_console: Callable[[str], Awaitable[trio.abc.Stream]] | None = None,
 ) -> Session:
     """Start the process (or open the console) that ``options`` describe.
+
+    ``open_console`` turns a console address into a stream (default: a socket address); the
+    daemon passes one that also opens libvirt consoles.
 
     Raises:
         SessionError: bad options, or the program or console could not be started.
@@ -409,8 +421,11 @@ async def spawn_session(
     terminal: _Terminal
     if options.console is not None:
         try:
-            stream = await open_stream(options.console, timeout=5)
-        except (ConnectError, ValueError) as exc:
+            if open_console is None:
+                stream: trio.abc.Stream = await open_stream(options.console, timeout=5)
+            else:
+                stream = await open_console(options.console)
+        except (VirtrioError, ValueError) as exc:
             raise SessionError(str(exc), ErrorCode.SPAWN_FAILED) from None
         terminal = _Console(stream, options.console)
     else:

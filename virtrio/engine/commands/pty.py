@@ -48,7 +48,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.add_argument("--rows", type=int, default=24)
     create.add_argument("--cwd")
     create.add_argument("--env", action="append", default=[], metavar="NAME=VALUE")
-    create.add_argument("--console", metavar="ADDRESS", help="a VM serial console socket")
+    create.add_argument(
+        "--console",
+        metavar="ADDRESS",
+        help="a VM serial console: a socket address, or libvirt:URI#DOMAIN[/DEVICE]",
+    )
     create.add_argument("command", nargs=argparse.REMAINDER, help="program and arguments")
     create.set_defaults(run=_create)
 
