@@ -115,3 +115,23 @@ async def test_a_waiting_receiver_wakes_on_publish() -> None:
 def test_invalid_settings(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         Fanout(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_on_overflow_tells_the_owner_at_once() -> None:
+    fanout: Fanout[int] = Fanout(max_queue=2, warn_remaining=0, overflow="disconnect")
+    dropped: list[str] = []
+    with (
+        fanout.subscribe(on_overflow=lambda: dropped.append("slow")) as slow,
+        fanout.subscribe(max_queue=10, on_overflow=lambda: dropped.append("fast")) as fast,
+    ):
+        fanout.publish(1)
+        fanout.publish(2)
+        assert dropped == []
+        fanout.publish(3)  # the slow one overflows: its owner hears it now, not after a drain
+        assert dropped == ["slow"]
+        fanout.publish(4)
+        assert dropped == ["slow"]  # once
+        assert [await slow.receive(), await slow.receive()] == [1, 2]
+        with pytest.raises(SubscriberOverflowError):
+            await slow.receive()
+        assert fast.queue_size == 4

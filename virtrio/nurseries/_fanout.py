@@ -66,10 +66,15 @@ class Subscription(Generic[T]):
     """
 
     def __init__(
-        self, fanout: Fanout[T], max_queue: int, accept: Callable[[T], bool] | None
+        self,
+        fanout: Fanout[T],
+        max_queue: int,
+        accept: Callable[[T], bool] | None,
+        on_overflow: Callable[[], None] | None = None,
     ) -> None:
         self._fanout = fanout
         self._accept = accept
+        self._on_overflow = on_overflow
         self._send, self._receive = trio.open_memory_channel[T](max_queue)
         self._max_queue = max_queue
         self._pressure: Pressure | None = None
@@ -166,6 +171,8 @@ class Subscription(Generic[T]):
                 self._overflowed = True
                 self._fanout._subscribers.discard(self)
                 self._send.close()
+                if self._on_overflow is not None:
+                    self._on_overflow()
             return
         except trio.BrokenResourceError:  # receiver closed without unsubscribing
             self.close()
@@ -217,7 +224,11 @@ class Fanout(Generic[T]):
         return self._closed
 
     def subscribe(
-        self, *, max_queue: int | None = None, accept: Callable[[T], bool] | None = None
+        self,
+        *,
+        max_queue: int | None = None,
+        accept: Callable[[T], bool] | None = None,
+        on_overflow: Callable[[], None] | None = None,
     ) -> Subscription[T]:
         """A new subscription that sees every item published from now on.
 
@@ -225,11 +236,14 @@ class Fanout(Generic[T]):
             max_queue: this subscription's capacity (default: the fanout's ``max_queue``).
             accept: if given, only items for which it returns true are queued (a filter that
                 costs the subscriber no queue room).
+            on_overflow: called once, synchronously from :meth:`publish`, when the
+                ``"disconnect"`` policy ends this subscriber — so its owner can act at once
+                (close a connection) instead of after draining the queue.
         """
         size = self.max_queue if max_queue is None else max_queue
         if size < 1:
             raise ConfigError(f"subscription max_queue must be >= 1, got {size}")
-        sub = Subscription(self, size, accept)
+        sub = Subscription(self, size, accept, on_overflow)
         if self._closed:
             sub._send.close()
         else:

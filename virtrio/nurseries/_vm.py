@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import trio
 
@@ -33,6 +33,11 @@ from virtrio.errors import ConfigError
 from ._backoff import Backoff
 from ._fanout import Fanout, Subscription
 from ._supervisor import ChannelState, StateChange, Supervisor
+
+if TYPE_CHECKING:
+    from virtrio.channels.libvirt import LibvirtDomain
+    from virtrio.channels.virtio_serial import StreamReader
+    from virtrio.nurseries.host import HostNursery, HostQga, HostQmp
 
 __all__ = ["SupervisedQga", "SupervisedQmp", "Vm", "open_vm"]
 
@@ -117,10 +122,11 @@ class Vm:
     def __init__(
         self,
         name: str,
-        qmp: SupervisedQmp | None,
-        qga: SupervisedQga | None,
+        qmp: SupervisedQmp | HostQmp | None,
+        qga: SupervisedQga | HostQga | None,
         states: Fanout[StateChange],
         events: Fanout[QmpEvent],
+        domain: LibvirtDomain | None = None,
     ) -> None:
         #: The VM's name (used in state changes and errors).
         self.name = name
@@ -128,9 +134,37 @@ class Vm:
         self._qga = qga
         self._states = states
         self._events = events
+        self._domain = domain
+        self._channels: list[StreamReader] = []
 
     @property
-    def qmp(self) -> SupervisedQmp:
+    def domain(self) -> LibvirtDomain:
+        """The libvirt domain (XML, state, raw calls) of a VM opened with ``libvirt=``.
+
+        Raises:
+            ConfigError: the VM was not opened through libvirt.
+        """
+        if self._domain is None:
+            raise ConfigError(f"VM {self.name} was not opened through libvirt (open_vm(libvirt=))")
+        return self._domain
+
+    async def open_virtio_serial(
+        self,
+        port: str,
+        *,
+        via: Literal["auto", "libvirt", "socket"] = "auto",
+        timeout: float = 10.0,
+    ) -> StreamReader:
+        """Open the VM's virtio-serial channel ``port`` (libvirt VMs); the VM nursery owns it
+        and closes it when its block exits (closing it earlier is fine too)."""
+        from virtrio.channels.virtio_serial import open_virtio_serial
+
+        channel = await open_virtio_serial(self.domain, port, via=via, timeout=timeout)
+        self._channels.append(channel)
+        return channel
+
+    @property
+    def qmp(self) -> SupervisedQmp | HostQmp:
         """The QMP handle.
 
         Raises:
@@ -141,7 +175,7 @@ class Vm:
         return self._qmp
 
     @property
-    def qga(self) -> SupervisedQga:
+    def qga(self) -> SupervisedQga | HostQga:
         """The guest-agent handle.
 
         Raises:
@@ -192,6 +226,7 @@ async def open_vm(
     call_timeout: float = 30.0,
     connect_timeout: float = 10.0,
     backoff: Callable[[], Backoff] = Backoff,
+    libvirt: HostNursery | None = None,
 ) -> AsyncIterator[Vm]:
     """Open the nursery of one VM, supervising a channel per address given.
 
@@ -204,10 +239,20 @@ async def open_vm(
         connect_timeout: deadline of one connection attempt (for the guest agent, the first
             ``guest-sync-delimited`` answer: a booting guest answers once its agent starts).
         backoff: makes each channel's delay policy (default 1 s doubling to 60 s, jittered).
+        libvirt: attach to the libvirt domain ``name`` on this host instead of sockets: QMP
+            and QGA go through the host's shared connection (``vm.qmp``/``vm.qga`` keep their
+            interface; their state is the host connection's), and ``vm.open_virtio_serial``
+            opens its channels.
 
     Raises:
-        ConfigError: an address is invalid (before anything starts).
+        ConfigError: an address is invalid, or addresses are given with ``libvirt``.
     """
+    if libvirt is not None:
+        if qmp is not None or qga is not None:
+            raise ConfigError("open_vm: give socket addresses or libvirt=, not both")
+        async with _open_libvirt_vm(name, libvirt) as vm:
+            yield vm
+        return
     qmp_addr = parse_address(qmp) if qmp is not None else None
     qga_addr = parse_address(qga) if qga is not None else None
     states: Fanout[StateChange] = Fanout(max_queue=256)
@@ -253,3 +298,54 @@ async def open_vm(
     finally:
         states.close()
         events.close()
+
+
+@asynccontextmanager
+async def _open_libvirt_vm(name: str, host: HostNursery) -> AsyncIterator[Vm]:
+    states = host.supervisor.events  # the host connection's state changes
+    events: Fanout[QmpEvent] = Fanout(max_queue=1024)
+    vm = Vm(name, host.qmp(name), host.qga(name), states, events, domain=host.domain(name))
+    try:
+        async with open_service_nursery() as nursery:
+            # returns once QMP events are registered (at once if the host is down)
+            await nursery.start(_forward_qmp_events, host, name, events)
+            try:
+                yield vm
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        events.close()
+        with trio.CancelScope(shield=True):
+            for channel in vm._channels:
+                await channel.aclose()
+
+
+async def _forward_qmp_events(
+    host: HostNursery,
+    name: str,
+    events: Fanout[QmpEvent],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """QMP events through libvirt into the VM's fanout, registered again on every connection."""
+    from virtrio.errors import VirtrioError
+
+    started = False
+    while True:
+        if not started and host.state is not ChannelState.CONNECTED:
+            task_status.started()
+            started = True
+        connection = await host.connection(math.inf)
+        try:
+            async with connection.qmp_events(name) as source:
+                if not started:
+                    task_status.started()
+                    started = True
+                async for event in source:
+                    events.publish(event)
+        except VirtrioError:
+            pass  # lost, or the domain is not running: wait for the next connection
+        if not started:
+            task_status.started()
+            started = True
+        await connection.wait_closed()

@@ -1,0 +1,118 @@
+"""The Trio yamux shell: streams are real half-closeable Trio streams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from virtrio.channels.yamux import MuxSession, MuxStream, StreamResetError, open_mux
+from virtrio.errors import LocalProtocolError
+
+
+@asynccontextmanager
+async def mux_pair() -> AsyncIterator[tuple[MuxSession, MuxSession]]:
+    left, right = trio.testing.memory_stream_pair()
+    async with open_mux(left, client=True) as client, open_mux(right, client=False) as server:
+        yield client, server
+
+
+async def stream_pair(client: MuxSession, server: MuxSession) -> tuple[MuxStream, MuxStream]:
+    opened = await client.open_stream()
+    accepted = await server.accept_stream()
+    return opened, accepted
+
+
+async def test_check_half_closeable_stream() -> None:
+    async def maker() -> tuple[MuxStream, MuxStream]:
+        left, right = trio.testing.memory_stream_pair()
+        nursery = _nursery_holder[0]
+        client = await nursery.start(_serve, left, True)
+        server = await nursery.start(_serve, right, False)
+        return await stream_pair(client, server)
+
+    async with trio.open_nursery() as nursery:
+        _nursery_holder[:] = [nursery]
+        await trio.testing.check_half_closeable_stream(maker, None)
+        nursery.cancel_scope.cancel()
+
+
+_nursery_holder: list[trio.Nursery] = []
+
+
+async def _serve(
+    transport: trio.abc.Stream, client: bool, *, task_status: trio.TaskStatus[MuxSession]
+) -> None:
+    async with open_mux(transport, client=client) as session:
+        task_status.started(session)
+        await trio.sleep_forever()
+
+
+async def test_many_streams_both_ways() -> None:
+    async with mux_pair() as (client, server):
+
+        async def echo(stream: MuxStream) -> None:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+            await stream.send_eof()
+
+        async def serve() -> None:
+            async with trio.open_nursery() as nursery:
+                for _ in range(50):
+                    nursery.start_soon(echo, await server.accept_stream())
+
+        async def talk(i: int) -> None:
+            stream = await client.open_stream()
+            payload = bytes([i]) * 300_000  # more than a window
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream.send_all, payload)
+                got = bytearray()
+                while len(got) < len(payload):
+                    got += await stream.receive_some()
+            assert got == payload
+            await stream.send_eof()
+            assert await stream.receive_some() == b""
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            for i in range(50):
+                nursery.start_soon(talk, i)
+
+
+async def test_reset_is_not_eof() -> None:
+    async with mux_pair() as (client, server):
+        mine, theirs = await stream_pair(client, server)
+        await mine.send_all(b"x")
+        await theirs.reset()
+        with pytest.raises(StreamResetError):
+            while True:
+                await mine.receive_some()
+        with pytest.raises(StreamResetError):
+            await theirs.send_all(b"y")
+
+
+async def test_ping_and_go_away() -> None:
+    async with mux_pair() as (client, server):
+        rtt = await client.ping()
+        assert rtt >= 0
+        await server.go_away()
+        await server.ping()  # the GoAway reached the client before this answer
+        with pytest.raises(LocalProtocolError, match="GoAway"):
+            await client.open_stream()
+
+
+async def test_slow_reader_throttles_only_its_writer() -> None:
+    async with mux_pair() as (client, server):
+        slow_w, slow_r = await stream_pair(client, server)
+        fast_w, fast_r = await stream_pair(client, server)
+        with trio.move_on_after(0.5) as blocked:
+            await slow_w.send_all(b"s" * 1_000_000)  # nobody reads: stalls at the window
+        assert blocked.cancelled_caught
+        await fast_w.send_all(b"f" * 100_000)
+        got = bytearray()
+        while len(got) < 100_000:
+            got += await fast_r.receive_some()
+        assert got == b"f" * 100_000

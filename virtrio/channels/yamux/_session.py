@@ -1,0 +1,409 @@
+"""The sans-I/O yamux session: bytes in, events out; operations in, bytes out.
+
+Like h2, every operation (and every frame received that needs an answer: a ping, a refused
+stream, credit returned) queues bytes, which the I/O layer takes with :meth:`data_to_send` —
+so answering never requires the reader to write, and nothing here can block.
+
+Flow control is per stream: a sender never exceeds the credit the peer granted (256 KiB to
+start), and credit is returned only as the application *consumes* data
+(:meth:`YamuxSession.consumed`), which is what makes a slow reader push back on its writer.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Final
+
+import attrs
+
+from virtrio.errors import LocalProtocolError, ProtocolError
+
+from ._frames import (
+    DEFAULT_WINDOW,
+    HEADER,
+    HEADER_SIZE,
+    VERSION,
+    Flag,
+    FrameType,
+    GoAwayCode,
+    encode_header,
+)
+
+__all__ = [
+    "GoAwayReceived",
+    "PongReceived",
+    "StreamAcknowledged",
+    "StreamData",
+    "StreamEnded",
+    "StreamOpened",
+    "StreamReset",
+    "WindowUpdated",
+    "YamuxError",
+    "YamuxProtocolError",
+    "YamuxSession",
+]
+
+#: Outbound streams the peer has not acknowledged yet, at most (as hashicorp and rust-yamux).
+MAX_UNACKED: Final = 256
+#: Largest Data frame we send (rust-yamux rejects bodies over 1 MiB).
+MAX_FRAME: Final = 256 * 1024
+
+
+class YamuxError(ProtocolError):
+    """Base of yamux errors."""
+
+
+class YamuxProtocolError(YamuxError):
+    """The peer broke the yamux protocol; the session sends GoAway(protocol error) and ends."""
+
+
+@attrs.frozen
+class StreamOpened:
+    """The peer opened stream ``stream_id`` (to be accepted)."""
+
+    stream_id: int
+
+
+@attrs.frozen
+class StreamData:
+    """Bytes for stream ``stream_id``; report them with :meth:`YamuxSession.consumed` once the
+    application has read them."""
+
+    stream_id: int
+    data: bytes
+
+
+@attrs.frozen
+class StreamEnded:
+    """The peer half-closed stream ``stream_id`` (FIN): nothing more will arrive on it."""
+
+    stream_id: int
+
+
+@attrs.frozen
+class StreamReset:
+    """The peer reset stream ``stream_id`` (RST): both directions are dead."""
+
+    stream_id: int
+
+
+@attrs.frozen
+class StreamAcknowledged:
+    """The peer acknowledged our stream ``stream_id`` (a slot for another open is free)."""
+
+    stream_id: int
+
+
+@attrs.frozen
+class WindowUpdated:
+    """The peer granted more credit on stream ``stream_id``: blocked writers may go on."""
+
+    stream_id: int
+
+
+@attrs.frozen
+class PongReceived:
+    """The answer to our ping ``opaque``."""
+
+    opaque: int
+
+
+@attrs.frozen
+class GoAwayReceived:
+    """The peer will accept no new streams (``code`` 0), or ends the session (other codes)."""
+
+    code: int
+
+
+Event = (
+    StreamOpened
+    | StreamData
+    | StreamEnded
+    | StreamReset
+    | StreamAcknowledged
+    | WindowUpdated
+    | PongReceived
+    | GoAwayReceived
+)
+
+
+@attrs.define
+class _Stream:
+    send_window: int
+    recv_window: int  # credit the peer still has on this stream
+    inbound: bool
+    to_ack: bool = False  # we owe the peer an ACK (inbound stream, not yet acknowledged)
+    acked: bool = False  # the peer acknowledged it (outbound)
+    returned: int = 0  # consumed bytes not yet given back as credit
+    local_fin: bool = False
+    remote_fin: bool = False
+
+
+class YamuxSession:
+    """One end of a yamux session, without I/O.
+
+    Args:
+        client: the side that opens odd stream ids (the connecting side, by convention).
+        window: the receive window per stream; above 256 KiB it is announced with each open
+            and acknowledgement, as hashicorp does.
+        accept_backlog: inbound streams allowed to wait for :meth:`accept`; more are refused
+            with RST (the session lives on).
+    """
+
+    def __init__(
+        self, *, client: bool, window: int = DEFAULT_WINDOW, accept_backlog: int = 256
+    ) -> None:
+        if window < DEFAULT_WINDOW:
+            raise LocalProtocolError(f"yamux window must be >= {DEFAULT_WINDOW}, got {window}")
+        self.client = client
+        self.window = window
+        self.accept_backlog = accept_backlog
+        self._streams: dict[int, _Stream] = {}
+        self._next_id = 1 if client else 2
+        self._out = bytearray()
+        self._in = bytearray()
+        self._pending_accept = 0
+        self._unacked = 0
+        self._pings = itertools.count(1)
+        self._ping_waiting: set[int] = set()
+        #: The peer sent GoAway: opening streams is refused.
+        self.remote_go_away: int | None = None
+        #: We sent GoAway: inbound opens are refused.
+        self.local_go_away = False
+
+    # --- output ---------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytearray:
+        """Take everything queued for the wire (empty if nothing is)."""
+        out, self._out = self._out, bytearray()
+        return out
+
+    @property
+    def bytes_queued(self) -> int:
+        """Bytes waiting in :meth:`data_to_send`."""
+        return len(self._out)
+
+    def _frame(self, kind: FrameType, flags: int, stream_id: int, length: int) -> None:
+        self._out += encode_header(kind, flags, stream_id, length)
+
+    # --- streams ----------------------------------------------------------------------------
+
+    @property
+    def can_open(self) -> bool:
+        """Whether :meth:`open_stream` would succeed now (fewer than 256 un-acknowledged)."""
+        return self._unacked < MAX_UNACKED and self.remote_go_away is None
+
+    def open_stream(self) -> int:
+        """Open a stream; the SYN is queued at once (a server may speak first).
+
+        Raises:
+            LocalProtocolError: the peer sent GoAway, or 256 opens await acknowledgement.
+        """
+        if self.remote_go_away is not None:
+            raise LocalProtocolError(
+                f"the peer sent GoAway (code {self.remote_go_away}): no new streams"
+            )
+        if self._unacked >= MAX_UNACKED:
+            raise LocalProtocolError(f"{MAX_UNACKED} streams await acknowledgement")
+        stream_id = self._next_id
+        if stream_id >= 2**32 - 2:
+            raise LocalProtocolError("stream ids exhausted")
+        self._next_id += 2
+        self._streams[stream_id] = _Stream(DEFAULT_WINDOW, self.window, inbound=False)
+        self._unacked += 1
+        self._frame(FrameType.WINDOW_UPDATE, Flag.SYN, stream_id, self.window - DEFAULT_WINDOW)
+        return stream_id
+
+    def accept(self, stream_id: int) -> None:
+        """The application took the inbound stream: acknowledge it (with any extra window)."""
+        self._pending_accept -= 1
+        stream = self._streams.get(stream_id)
+        if stream is not None and stream.to_ack:
+            stream.to_ack = False
+            self._frame(FrameType.WINDOW_UPDATE, Flag.ACK, stream_id, self.window - DEFAULT_WINDOW)
+
+    def send_window(self, stream_id: int) -> int:
+        """Bytes that may be sent on the stream now."""
+        stream = self._streams.get(stream_id)
+        return stream.send_window if stream is not None and not stream.local_fin else 0
+
+    def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
+        """Queue as much of ``data`` as the stream's credit allows (split into frames of at
+        most 256 KiB); returns how many bytes were taken.
+
+        Raises:
+            LocalProtocolError: the stream is unknown, reset, or half-closed by us.
+        """
+        stream = self._live(stream_id)
+        if stream.local_fin:
+            raise LocalProtocolError(f"stream {stream_id} was half-closed: no more data")
+        count = min(len(data), stream.send_window)
+        view = memoryview(data)
+        sent = 0
+        out = self._out
+        while sent < count:
+            size = min(MAX_FRAME, count - sent)
+            flags = Flag.NONE
+            if stream.to_ack:
+                stream.to_ack = False
+                flags = Flag.ACK
+            out += HEADER.pack(VERSION, FrameType.DATA, flags, stream_id, size)
+            out += view[sent : sent + size]
+            sent += size
+        stream.send_window -= count
+        return count
+
+    def consumed(self, stream_id: int, count: int) -> None:
+        """The application read ``count`` bytes of the stream: return credit once half the
+        window is used up (so a slow reader throttles its writer)."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.remote_fin:
+            return
+        stream.returned += count
+        if stream.returned >= self.window // 2:
+            flags = Flag.NONE
+            if stream.to_ack:
+                stream.to_ack = False
+                flags = Flag.ACK
+            self._frame(FrameType.WINDOW_UPDATE, flags, stream_id, stream.returned)
+            stream.recv_window += stream.returned
+            stream.returned = 0
+
+    def send_fin(self, stream_id: int) -> None:
+        """Half-close: we send no more on the stream (reading goes on)."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.local_fin:
+            return
+        stream.local_fin = True
+        flags = Flag.FIN
+        if stream.to_ack:
+            stream.to_ack = False
+            flags |= Flag.ACK
+        self._frame(FrameType.WINDOW_UPDATE, flags, stream_id, 0)
+        self._forget_if_done(stream_id, stream)
+
+    def send_reset(self, stream_id: int) -> None:
+        """Abort the stream in both directions."""
+        if self._streams.pop(stream_id, None) is not None:
+            self._frame(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+
+    def ping(self) -> int:
+        """Queue a ping; returns its opaque value (a :class:`PongReceived` carries it back)."""
+        opaque = next(self._pings) & 0xFFFFFFFF
+        self._ping_waiting.add(opaque)
+        self._frame(FrameType.PING, Flag.SYN, 0, opaque)
+        return opaque
+
+    def go_away(self, code: int = GoAwayCode.NORMAL) -> None:
+        """Tell the peer we accept no new streams (code 0) or that the session ends."""
+        self.local_go_away = True
+        self._frame(FrameType.GO_AWAY, Flag.NONE, 0, code)
+
+    def _live(self, stream_id: int) -> _Stream:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise LocalProtocolError(f"stream {stream_id} is closed or was reset")
+        return stream
+
+    def _forget_if_done(self, stream_id: int, stream: _Stream) -> None:
+        if stream.local_fin and stream.remote_fin:
+            del self._streams[stream_id]
+
+    # --- input ------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Feed bytes from the peer; returns the events they complete.
+
+        Raises:
+            YamuxProtocolError: the peer broke the protocol (then send GoAway(protocol error)
+                from :meth:`go_away` and close).
+        """
+        buffer = self._in
+        buffer += data
+        events: list[Event] = []
+        offset = 0
+        size = len(buffer)
+        unpack = HEADER.unpack_from
+        while size - offset >= HEADER_SIZE:
+            version, kind, flags, stream_id, length = unpack(buffer, offset)
+            if version != VERSION:
+                raise YamuxProtocolError(f"unsupported yamux version {version}")
+            if kind == FrameType.DATA:
+                if size - offset - HEADER_SIZE < length:
+                    if length > self.window + MAX_FRAME:
+                        raise YamuxProtocolError(f"Data frame of {length} bytes exceeds any window")
+                    break
+                body = bytes(buffer[offset + HEADER_SIZE : offset + HEADER_SIZE + length])
+                offset += HEADER_SIZE + length
+                self._on_stream_frame(events, flags, stream_id, body, 0)
+            else:
+                offset += HEADER_SIZE
+                if kind == FrameType.WINDOW_UPDATE:
+                    self._on_stream_frame(events, flags, stream_id, None, length)
+                elif kind == FrameType.PING:
+                    self._on_ping(events, flags, length)
+                elif kind == FrameType.GO_AWAY:
+                    self.remote_go_away = length
+                    events.append(GoAwayReceived(length))
+                else:
+                    raise YamuxProtocolError(f"unknown yamux frame type {kind}")
+        del buffer[:offset]
+        return events
+
+    def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
+        if flags & Flag.SYN:
+            self._frame(FrameType.PING, Flag.ACK, 0, opaque)
+        elif flags & Flag.ACK and opaque in self._ping_waiting:
+            self._ping_waiting.discard(opaque)
+            events.append(PongReceived(opaque))
+        # an answer to no ping of ours is ignored (never answered)
+
+    def _on_stream_frame(
+        self, events: list[Event], flags: int, stream_id: int, body: bytes | None, delta: int
+    ) -> None:
+        stream = self._streams.get(stream_id)
+        if flags & Flag.SYN:
+            if stream is not None:
+                raise YamuxProtocolError(f"duplicate SYN for live stream {stream_id}")
+            if stream_id == 0 or (stream_id % 2 == 1) == self.client:
+                raise YamuxProtocolError(f"stream id {stream_id} has the wrong parity for the peer")
+            if self.local_go_away or self._pending_accept >= self.accept_backlog:
+                self._frame(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+                return
+            stream = _Stream(
+                DEFAULT_WINDOW + (delta if body is None else 0), self.window, inbound=True
+            )
+            stream.to_ack = True
+            self._streams[stream_id] = stream
+            self._pending_accept += 1
+            events.append(StreamOpened(stream_id))
+        elif stream is None:
+            return  # a frame for a stream that is gone (or never was): ignored, as everybody does
+        elif body is None and delta:
+            stream.send_window += delta
+            if stream.send_window > 2**32 - 1:
+                raise YamuxProtocolError(f"window of stream {stream_id} overflowed")
+            events.append(WindowUpdated(stream_id))
+        if flags & Flag.ACK and not stream.inbound and not stream.acked:
+            stream.acked = True
+            self._unacked -= 1
+            events.append(StreamAcknowledged(stream_id))
+        if body:
+            if len(body) > stream.recv_window:
+                raise YamuxProtocolError(
+                    f"stream {stream_id}: {len(body)} bytes exceed its window "
+                    f"of {stream.recv_window}"
+                )
+            stream.recv_window -= len(body)
+            if not stream.remote_fin:
+                events.append(StreamData(stream_id, body))
+        if flags & Flag.RST:
+            del self._streams[stream_id]
+            if not stream.acked and not stream.inbound:
+                self._unacked -= 1
+            events.append(StreamReset(stream_id))
+            return
+        if flags & Flag.FIN and not stream.remote_fin:
+            stream.remote_fin = True
+            events.append(StreamEnded(stream_id))
+            self._forget_if_done(stream_id, stream)

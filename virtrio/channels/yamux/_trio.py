@@ -1,0 +1,444 @@
+"""yamux over any Trio stream: :func:`open_mux`."""
+
+from __future__ import annotations
+
+import operator
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import trio
+
+from virtrio._nursery import open_service_nursery
+from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
+
+from ._frames import DEFAULT_WINDOW, GoAwayCode
+from ._session import (
+    GoAwayReceived,
+    PongReceived,
+    StreamAcknowledged,
+    StreamData,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowUpdated,
+    YamuxError,
+    YamuxProtocolError,
+    YamuxSession,
+)
+
+__all__ = ["MuxSession", "MuxStream", "StreamResetError", "open_mux"]
+
+_RECEIVE_SIZE = 256 * 1024
+#: Writers wait once this much is queued for the wire (bounds memory; the reader never waits).
+_HIGH_WATER = 1024 * 1024
+
+
+class StreamResetError(YamuxError, trio.BrokenResourceError):
+    """The stream was reset (by the peer, or because the session ended): not an EOF."""
+
+
+class MuxStream(trio.abc.HalfCloseableStream):
+    """One yamux stream: a :class:`trio.abc.HalfCloseableStream`."""
+
+    def __init__(self, session: MuxSession, stream_id: int) -> None:
+        self._session = session
+        #: The yamux stream id (odd: opened by the client side).
+        self.stream_id = stream_id
+        self._buffer = bytearray()
+        self._eof = False
+        self._reset: BaseException | None = None
+        self._closed = False
+        self._sent_eof = False
+        self._readable = trio.Event()
+        self._writable = trio.Event()
+        self._receiving = False
+        self._sending = False
+
+    # called by the session's reader
+    def _feed(self, data: bytes) -> None:
+        self._buffer += data
+        self._readable.set()
+
+    def _end(self) -> None:
+        self._eof = True
+        self._readable.set()
+
+    def _broken(self, error: BaseException) -> None:
+        if self._reset is None:
+            self._reset = error
+        self._readable.set()
+        self._writable.set()
+
+    def _window(self) -> None:
+        self._writable.set()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``, waiting for credit as the peer reads.
+
+        Raises:
+            trio.BusyResourceError: another task is sending on this stream.
+            trio.ClosedResourceError: the stream was closed or half-closed by us.
+            StreamResetError: the stream was reset.
+        """
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this yamux stream")
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            core = self._session._core
+            view = memoryview(data)
+            while True:
+                self._check_writable()
+                if view:
+                    taken = core.send_data(self.stream_id, view)
+                    if taken:
+                        view = view[taken:]
+                        self._session._wake_writer()
+                if core.bytes_queued > _HIGH_WATER:
+                    await self._session._wait_drained()
+                elif not view:
+                    break
+                elif not core.send_window(self.stream_id):
+                    self._writable = trio.Event()
+                    if not core.send_window(self.stream_id):
+                        await self._writable.wait()
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
+
+    def _check_writable(self) -> None:
+        if self._closed or self._sent_eof:
+            raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed for sending")
+        if self._reset is not None:
+            raise StreamResetError(f"yamux stream {self.stream_id} was reset") from self._reset
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Return once the stream has credit (or is closed/reset)."""
+        self._check_writable()
+        core = self._session._core
+        while not core.send_window(self.stream_id) and self._reset is None and not self._closed:
+            self._writable = trio.Event()
+            await self._writable.wait()
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Up to ``max_bytes`` bytes (default: all buffered); ``b""`` once the peer sent FIN.
+
+        Raises:
+            StreamResetError: the stream was reset (distinct from EOF).
+            trio.ClosedResourceError: we closed the stream.
+            trio.BusyResourceError: another task is receiving.
+        """
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)  # TypeError for anything but an integer
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this yamux stream")
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
+                if self._buffer:
+                    size = (
+                        len(self._buffer)
+                        if max_bytes is None
+                        else min(max_bytes, len(self._buffer))
+                    )
+                    data = bytes(self._buffer[:size])
+                    del self._buffer[:size]
+                    self._session._core.consumed(self.stream_id, size)
+                    self._session._wake_writer()
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return data
+                if self._reset is not None:
+                    raise StreamResetError(
+                        f"yamux stream {self.stream_id} was reset"
+                    ) from self._reset
+                if self._eof:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    return b""
+                self._readable = trio.Event()
+                await self._readable.wait()
+        finally:
+            self._receiving = False
+
+    async def send_eof(self) -> None:
+        """Half-close (FIN): the peer reads EOF; we may go on reading."""
+        await trio.lowlevel.checkpoint()
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this yamux stream")
+        if self._closed:
+            raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
+        if not self._sent_eof and self._reset is None:
+            self._sent_eof = True
+            self._session._core.send_fin(self.stream_id)
+            self._session._wake_writer()
+
+    async def aclose(self) -> None:
+        """Close: FIN if not sent yet; unread data is discarded."""
+        if not self._closed:
+            self._closed = True
+            if not self._sent_eof and self._reset is None:
+                self._sent_eof = True
+                self._session._core.send_fin(self.stream_id)
+                self._session._wake_writer()
+            self._readable.set()
+            self._writable.set()
+            if self._eof or self._reset is not None:  # both directions done: forget it
+                self._session._streams.pop(self.stream_id, None)
+        await trio.lowlevel.checkpoint()
+
+    async def reset(self) -> None:
+        """Abort the stream in both directions (RST); the peer's reads raise a reset error."""
+        if self._reset is None:
+            self._session._core.send_reset(self.stream_id)
+            self._session._wake_writer()
+            self._broken(LocalProtocolError("reset locally"))
+            self._session._streams.pop(self.stream_id, None)
+        await trio.lowlevel.checkpoint()
+
+
+class MuxSession:
+    """A yamux session over one stream. Create it with :func:`open_mux`."""
+
+    def __init__(self, transport: trio.abc.Stream, core: YamuxSession, name: str) -> None:
+        self._transport = transport
+        self._core = core
+        self.name = name
+        self._streams: dict[int, MuxStream] = {}
+        self._accept_queue: deque[MuxStream] = deque()
+        self._acceptable = trio.Event()
+        self._can_open = trio.Event()
+        self._writer_wake = trio.Event()
+        self._drained = trio.Event()
+        self._pongs: dict[int, trio.Event] = {}
+        self._closed = trio.Event()
+        #: Why the session ended (None while it runs).
+        self.closed_reason: BaseException | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        """True until the session ends."""
+        return self.closed_reason is None
+
+    async def wait_closed(self) -> None:
+        """Return once the session has ended."""
+        await self._closed.wait()
+
+    def _check_open(self) -> None:
+        if self.closed_reason is not None:
+            raise ConnectionLostError(f"yamux session {self.name} ended: {self.closed_reason}")
+
+    async def open_stream(self) -> MuxStream:
+        """Open a stream (the peer sees it at once; no round trip is awaited).
+
+        Raises:
+            LocalProtocolError: the peer sent GoAway (raised at once, with its code).
+            ConnectionLostError: the session ended.
+        """
+        while True:
+            self._check_open()
+            if self._core.remote_go_away is not None:
+                raise LocalProtocolError(
+                    f"yamux session {self.name}: the peer sent GoAway "
+                    f"(code {self._core.remote_go_away}); no new streams"
+                )
+            if self._core.can_open:
+                break
+            self._can_open = trio.Event()
+            await self._can_open.wait()
+        stream_id = self._core.open_stream()
+        stream = MuxStream(self, stream_id)
+        self._streams[stream_id] = stream
+        self._wake_writer()
+        await trio.lowlevel.checkpoint()
+        return stream
+
+    async def accept_stream(self) -> MuxStream:
+        """The next stream the peer opened.
+
+        Raises:
+            ConnectionLostError: the session ended.
+        """
+        while not self._accept_queue:
+            self._check_open()
+            self._acceptable = trio.Event()
+            await self._acceptable.wait()
+        stream = self._accept_queue.popleft()
+        self._core.accept(stream.stream_id)
+        self._wake_writer()
+        await trio.lowlevel.checkpoint()
+        return stream
+
+    async def ping(self, *, timeout: float = 10.0) -> float:
+        """Ping the peer; returns the round trip in seconds.
+
+        Raises:
+            VirtrioTimeoutError: no answer within ``timeout``.
+            ConnectionLostError: the session ended.
+        """
+        self._check_open()
+        start = trio.current_time()
+        opaque = self._core.ping()
+        answered = self._pongs[opaque] = trio.Event()
+        self._wake_writer()
+        with trio.move_on_after(timeout):
+            await answered.wait()
+        self._pongs.pop(opaque, None)
+        self._check_open()
+        if not answered.is_set():
+            raise VirtrioTimeoutError(f"yamux session {self.name}: no ping answer in {timeout:g} s")
+        return trio.current_time() - start
+
+    async def go_away(self, code: int = GoAwayCode.NORMAL) -> None:
+        """Tell the peer we accept no new streams (existing ones go on)."""
+        self._core.go_away(code)
+        self._wake_writer()
+        await trio.lowlevel.checkpoint()
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def _wake_writer(self) -> None:
+        self._writer_wake.set()
+
+    async def _wait_drained(self) -> None:
+        self._check_open()
+        await self._drained.wait()
+
+    async def _writer(self) -> None:
+        core = self._core
+        while True:
+            await self._writer_wake.wait()
+            self._writer_wake = trio.Event()
+            while data := core.data_to_send():
+                await self._transport.send_all(data)
+            self._drained.set()
+            self._drained = trio.Event()
+
+    async def _reader(self) -> None:
+        core = self._core
+        receive_some = self._transport.receive_some
+        while True:
+            data = await receive_some(_RECEIVE_SIZE)
+            if not data:
+                raise ConnectionLostError(
+                    f"yamux session {self.name}: the peer closed the connection"
+                )
+            for event in core.receive_data(data):
+                if isinstance(event, StreamData):
+                    stream = self._streams.get(event.stream_id)
+                    if stream is None:
+                        pass
+                    elif stream._closed:
+                        # data for a stream we closed: refuse it, as TCP does, so the peer's
+                        # writer fails instead of waiting forever for credit
+                        core.send_reset(event.stream_id)
+                        del self._streams[event.stream_id]
+                    else:
+                        stream._feed(event.data)
+                elif isinstance(event, WindowUpdated):
+                    if (stream := self._streams.get(event.stream_id)) is not None:
+                        stream._window()
+                elif isinstance(event, StreamOpened):
+                    stream = MuxStream(self, event.stream_id)
+                    self._streams[event.stream_id] = stream
+                    self._accept_queue.append(stream)
+                    self._acceptable.set()
+                elif isinstance(event, StreamEnded):
+                    if (stream := self._streams.get(event.stream_id)) is not None:
+                        stream._end()
+                        if stream._closed:
+                            del self._streams[event.stream_id]
+                elif isinstance(event, StreamReset):
+                    if (stream := self._streams.pop(event.stream_id, None)) is not None:
+                        stream._broken(StreamResetError("reset by the peer"))
+                elif isinstance(event, StreamAcknowledged):
+                    self._can_open.set()
+                elif isinstance(event, PongReceived):
+                    if (answered := self._pongs.get(event.opaque)) is not None:
+                        answered.set()
+                elif isinstance(event, GoAwayReceived):
+                    self._can_open.set()
+                    if event.code != GoAwayCode.NORMAL:
+                        raise ConnectionLostError(
+                            f"yamux session {self.name}: the peer ended it "
+                            f"(GoAway code {event.code})"
+                        )
+            if core.bytes_queued:
+                self._wake_writer()
+
+    def _end(self, reason: BaseException) -> None:
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        for stream in self._streams.values():
+            stream._broken(reason)
+        self._acceptable.set()
+        self._can_open.set()
+        self._drained.set()
+        for answered in self._pongs.values():
+            answered.set()
+        self._closed.set()
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_loop, nursery.cancel_scope)
+            task_status.started()
+            try:
+                await self._reader()
+            except YamuxProtocolError as exc:
+                self._end(exc)
+                with trio.move_on_after(1) as scope:
+                    scope.shield = True
+                    self._core.go_away(GoAwayCode.PROTOCOL_ERROR)
+                    await self._transport.send_all(self._core.data_to_send())
+            except ConnectionLostError as exc:
+                self._end(exc)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._end(ConnectionLostError(f"yamux session {self.name}: {exc}"))
+            finally:
+                self._end(ConnectionLostError(f"yamux session {self.name} closed"))
+                nursery.cancel_scope.cancel()
+
+    async def _write_loop(self, scope: trio.CancelScope) -> None:
+        try:
+            await self._writer()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._end(ConnectionLostError(f"yamux session {self.name}: cannot send: {exc}"))
+            scope.cancel()
+
+
+@asynccontextmanager
+async def open_mux(
+    stream: trio.abc.Stream,
+    *,
+    client: bool,
+    window: int = DEFAULT_WINDOW,
+    accept_backlog: int = 256,
+    name: str = "",
+) -> AsyncIterator[MuxSession]:
+    """Run a yamux session over ``stream`` (which it closes on exit).
+
+    Args:
+        client: True on the connecting side (it opens odd stream ids).
+        window: receive window per stream (256 KiB minimum; larger ones speed up fast links
+            and are announced to the peer with each stream).
+        accept_backlog: inbound streams that may wait for :meth:`MuxSession.accept_stream`;
+            more are refused.
+    """
+    core = YamuxSession(client=client, window=window, accept_backlog=accept_backlog)
+    session = MuxSession(stream, core, name or ("client" if client else "server"))
+    try:
+        async with open_service_nursery() as nursery:
+            await nursery.start(session._run)
+            try:
+                yield session
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
