@@ -9,7 +9,6 @@ virtrio; the raw socket (no framing at all) is the ceiling. Run:
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -120,10 +119,7 @@ def transports() -> dict[str, Callable[[], Awaitable[tuple[float, float]]]]:
         ("xtransport frame 65551 + acks", XtransferConfig(max_frame_size=65551, ack=True)),
     ]:
         cases[label] = lambda config=config: message_api(with_xtransport(config))  # type: ignore[misc]
-    if importlib.util.find_spec("virtrio.channels.yamux") is None:
-        print("(virtrio.channels.yamux is not in this checkout: no yamux figures)")
-    else:
-        cases["message API over yamux"] = lambda: message_api(with_yamux())
+    cases["message API over yamux"] = lambda: message_api(with_yamux())
     return cases
 
 

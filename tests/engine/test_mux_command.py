@@ -15,13 +15,6 @@ import trio
 TRANSPORTS = ["xtransport", "yamux"]
 
 
-@pytest.fixture(autouse=True)
-def _needs_yamux(request: pytest.FixtureRequest) -> None:
-    transport = getattr(request.node, "callspec", None)
-    if transport is not None and transport.params.get("transport") == "yamux":
-        pytest.importorskip("virtrio.channels.yamux", reason="yamux branch not merged here")
-
-
 @asynccontextmanager
 async def mux_server(*args: str) -> AsyncIterator[str]:
     """Run ``virtrio mux serve ARGS``; yields the address it printed."""

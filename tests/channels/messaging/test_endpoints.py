@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
@@ -32,11 +31,6 @@ TRANSPORTS = {
 }
 
 
-def require_yamux() -> Any:
-    """The yamux package (built on its own branch; until it is merged these cases skip)."""
-    return pytest.importorskip("virtrio.channels.yamux", reason="yamux branch not merged here")
-
-
 @pytest.fixture(params=["tcp", "unix"])
 def listen_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return "tcp://127.0.0.1:0" if request.param == "tcp" else f"unix:{tmp_path}/m.sock"
@@ -44,8 +38,6 @@ def listen_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(params=sorted(TRANSPORTS))
 def transport(request: pytest.FixtureRequest) -> Transport:
-    if request.param == "yamux":
-        require_yamux()
     return TRANSPORTS[request.param]
 
 
@@ -193,13 +185,13 @@ def test_configs_validate() -> None:
 
 async def test_yamux_uses_virgas_framing_on_one_stream(listen_address: str) -> None:
     """What virga (use-yamux) does as a client: one stream, 8-byte big-endian length + bytes."""
-    yamux = require_yamux()
     from virtrio.channels import open_stream
+    from virtrio.channels.yamux import open_mux
 
     server = MessageServer.with_yamux(ServerConfig(listen_address))
     async with running(server) as address:
         stream = await open_stream(address)
-        async with yamux.open_mux(stream, client=True) as session:
+        async with open_mux(stream, client=True) as session:
             mux_stream = await session.open_stream()
             await mux_stream.send_all(bytes.fromhex("0000000000000005") + b"hello")
             got = b""
@@ -211,7 +203,6 @@ async def test_yamux_uses_virgas_framing_on_one_stream(listen_address: str) -> N
 
 
 async def test_yamux_server_times_out_a_client_that_opens_no_stream() -> None:
-    require_yamux()
     from virtrio.channels import open_stream
 
     server = MessageServer.with_yamux(ServerConfig("tcp://127.0.0.1:0", handshake_timeout=0.3))

@@ -8,10 +8,9 @@ the other (feature V5).
 from __future__ import annotations
 
 import abc
-import importlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import attrs
 import trio
@@ -100,9 +99,9 @@ class YamuxTransport(Transport):
         max_message_size: int,
         handshake_timeout: float,
     ) -> AsyncIterator[MessageChannel]:
-        # the yamux package is loaded only when this transport is used (and may be absent)
-        yamux: Any = importlib.import_module("virtrio.channels.yamux")
-        async with yamux.open_mux(stream, client=client) as session:
+        from virtrio.channels.yamux import open_mux  # loaded only when this transport is used
+
+        async with open_mux(stream, client=client) as session:
             try:
                 with trio.fail_after(handshake_timeout):
                     mux_stream = await (

@@ -15,7 +15,7 @@ import hashlib
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import trio
@@ -175,15 +175,13 @@ async def run_serve(args: argparse.Namespace) -> int:
 
 async def _serve_yamux(stream: trio.SocketStream, echo: bool) -> None:
     """Answer every stream the client opens until the session ends."""
-    import importlib
-
     import trio
 
     from virtrio._nursery import open_service_nursery
+    from virtrio.channels.yamux import open_mux
     from virtrio.errors import VirtrioError
 
-    yamux: Any = importlib.import_module("virtrio.channels.yamux")
-    async with yamux.open_mux(stream, client=False) as session, open_service_nursery() as nursery:
+    async with open_mux(stream, client=False) as session, open_service_nursery() as nursery:
         while True:
             try:
                 mux_stream = await session.accept_stream()
@@ -253,14 +251,12 @@ async def _send_yamux(
     address: Address, args: argparse.Namespace, lane_run: Callable[[Lane], Awaitable[None]]
 ) -> None:
     """N streams on one yamux session."""
-    import importlib
-
     from virtrio._nursery import open_service_nursery
     from virtrio.channels import open_stream
+    from virtrio.channels.yamux import open_mux
 
-    yamux: Any = importlib.import_module("virtrio.channels.yamux")
     stream = await open_stream(address, timeout=args.timeout)
-    async with yamux.open_mux(stream, client=True) as session:
+    async with open_mux(stream, client=True) as session:
 
         async def one() -> None:
             mux_stream = await session.open_stream()
