@@ -84,7 +84,9 @@ async def test_many_clients_at_once(listen_address: str, transport: Transport) -
                 nursery.start_soon(one, i)
 
 
-async def test_server_side_sees_the_client_disconnect(listen_address: str) -> None:
+async def test_server_side_sees_the_client_disconnect(
+    listen_address: str, transport: Transport
+) -> None:
     seen: list[object] = []
     done = trio.Event()
 
@@ -97,9 +99,9 @@ async def test_server_side_sees_the_client_disconnect(listen_address: str) -> No
         seen.append(connection.is_active)
         done.set()
 
-    server = MessageServer.with_xtransport(ServerConfig(listen_address))
+    server = MessageServer(ServerConfig(listen_address), transport)
     async with running(server, handler) as address:
-        async with MessageClient.with_xtransport(ClientConfig(address)).connect() as connection:
+        async with MessageClient(ClientConfig(address), transport).connect() as connection:
             await connection.send(b"bye")
         with trio.fail_after(5):
             await done.wait()
