@@ -100,7 +100,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 elif not view:
                     break
                 elif not core.send_window(self.stream_id):
-                    self._writable = trio.Event()
+                    if self._writable.is_set():  # shared by all waiters: renew once used
+                        self._writable = trio.Event()
                     if not core.send_window(self.stream_id):
                         await self._writable.wait()
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -118,7 +119,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._check_writable()
         core = self._session._core
         while not core.send_window(self.stream_id) and self._reset is None and not self._closed:
-            self._writable = trio.Event()
+            if self._writable.is_set():  # shared by all waiters: renew once used
+                self._writable = trio.Event()
             await self._writable.wait()
         await trio.lowlevel.checkpoint()
 
@@ -161,7 +163,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 if self._eof:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return b""
-                self._readable = trio.Event()
+                if self._readable.is_set():  # shared by all waiters: renew once used
+                    self._readable = trio.Event()
                 await self._readable.wait()
         finally:
             self._receiving = False
@@ -249,7 +252,8 @@ class MuxSession:
                 )
             if self._core.can_open:
                 break
-            self._can_open = trio.Event()
+            if self._can_open.is_set():  # shared by all waiters: renew once used
+                self._can_open = trio.Event()
             await self._can_open.wait()
         stream_id = self._core.open_stream()
         stream = MuxStream(self, stream_id)
@@ -266,7 +270,8 @@ class MuxSession:
         """
         while not self._accept_queue:
             self._check_open()
-            self._acceptable = trio.Event()
+            if self._acceptable.is_set():  # shared by all waiters: renew once used
+                self._acceptable = trio.Event()
             await self._acceptable.wait()
         stream = self._accept_queue.popleft()
         self._core.accept(stream.stream_id)
