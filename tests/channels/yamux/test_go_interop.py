@@ -15,7 +15,7 @@ import trio
 from tests.peers.yamux import Factory, GoYamux
 from virtrio.channels._addresses import open_listeners, open_stream
 from virtrio.channels.yamux import MuxSession, MuxStream, StreamResetError, open_mux
-from virtrio.errors import LocalProtocolError
+from virtrio.errors import ConnectionLostError, LocalProtocolError
 
 MiB = 1024 * 1024
 
@@ -94,6 +94,14 @@ async def listening(
             await listener.aclose()
 
 
+async def accept_all(session: MuxSession) -> None:
+    """Echo every stream until the peer closes the connection (its normal end)."""
+    with pytest.raises(ConnectionLostError, match="closed the connection"):  # noqa: PT012
+        async with trio.open_nursery() as streams:
+            while True:
+                streams.start_soon(echo, await session.accept_stream())
+
+
 async def echo(stream: MuxStream) -> None:
     while data := await stream.receive_some():
         await stream.send_all(data)
@@ -112,12 +120,8 @@ async def test_1000_go_streams_echoed_by_virtrio(
 
         async def serve() -> None:
             transport_stream = await listener.accept()
-            async with (
-                open_mux(transport_stream, client=False) as session,
-                trio.open_nursery() as streams,
-            ):
-                while True:
-                    streams.start_soon(echo, await session.accept_stream())
+            async with open_mux(transport_stream, client=False) as session:
+                await accept_all(session)
 
         nursery.start_soon(serve)
         status, output = await trio.to_thread.run_sync(peer.wait, 120)

@@ -162,6 +162,7 @@ class YamuxSession:
         self._next_id = 1 if client else 2
         self._out = bytearray()
         self._in = bytearray()
+        self._parsed = 0
         self._pending_accept = 0
         self._unacked = 0
         self._pings = itertools.count(1)
@@ -318,11 +319,29 @@ class YamuxSession:
             YamuxProtocolError: the peer broke the protocol (then send GoAway(protocol error)
                 from :meth:`go_away` and close).
         """
-        buffer = self._in
-        buffer += data
+        pending = bool(self._in)
+        if pending:
+            self._in += data
+            buffer = memoryview(self._in)
+        else:  # the usual case: parse the caller's bytes in place, keep only a partial tail
+            buffer = memoryview(data)
         events: list[Event] = []
         offset = 0
         size = len(buffer)
+        try:
+            self._parse(buffer, size, events)
+        finally:
+            offset = self._parsed
+            if pending:
+                buffer.release()
+                del self._in[:offset]
+            else:
+                self._in = bytearray(buffer[offset:])
+                buffer.release()
+        return events
+
+    def _parse(self, buffer: memoryview, size: int, events: list[Event]) -> None:
+        offset = self._parsed = 0
         unpack = HEADER.unpack_from
         while size - offset >= HEADER_SIZE:
             version, kind, flags, stream_id, length = unpack(buffer, offset)
@@ -334,10 +353,10 @@ class YamuxSession:
                         raise YamuxProtocolError(f"Data frame of {length} bytes exceeds any window")
                     break
                 body = bytes(buffer[offset + HEADER_SIZE : offset + HEADER_SIZE + length])
-                offset += HEADER_SIZE + length
+                offset = self._parsed = offset + HEADER_SIZE + length
                 self._on_stream_frame(events, flags, stream_id, body, 0)
             else:
-                offset += HEADER_SIZE
+                offset = self._parsed = offset + HEADER_SIZE
                 if kind == FrameType.WINDOW_UPDATE:
                     self._on_stream_frame(events, flags, stream_id, None, length)
                 elif kind == FrameType.PING:
@@ -347,8 +366,6 @@ class YamuxSession:
                     events.append(GoAwayReceived(length))
                 else:
                     raise YamuxProtocolError(f"unknown yamux frame type {kind}")
-        del buffer[:offset]
-        return events
 
     def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
         if flags & Flag.SYN:

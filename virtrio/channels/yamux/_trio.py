@@ -45,7 +45,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._session = session
         #: The yamux stream id (odd: opened by the client side).
         self.stream_id = stream_id
-        self._buffer = bytearray()
+        self._chunks: deque[bytes] = deque()  # frame bodies as received: no copying
         self._eof = False
         self._reset: BaseException | None = None
         self._closed = False
@@ -57,7 +57,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
 
     # called by the session's reader
     def _feed(self, data: bytes) -> None:
-        self._buffer += data
+        self._chunks.append(data)
         self._readable.set()
 
     def _end(self) -> None:
@@ -144,15 +144,12 @@ class MuxStream(trio.abc.HalfCloseableStream):
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
-                if self._buffer:
-                    size = (
-                        len(self._buffer)
-                        if max_bytes is None
-                        else min(max_bytes, len(self._buffer))
-                    )
-                    data = bytes(self._buffer[:size])
-                    del self._buffer[:size]
-                    self._session._core.consumed(self.stream_id, size)
+                if self._chunks:
+                    data = self._chunks.popleft()
+                    if max_bytes is not None and len(data) > max_bytes:
+                        self._chunks.appendleft(data[max_bytes:])
+                        data = data[:max_bytes]
+                    self._session._core.consumed(self.stream_id, len(data))
                     self._session._wake_writer()
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return data
