@@ -60,13 +60,21 @@ async def serve(kind: str, window: int) -> None:
             await transport.aclose()
             return
         handler = sink if kind == "sink" else echo
-        with contextlib.suppress(ConnectionLostError, StreamResetError):  # the client is done
-            async with (
-                open_mux(transport, client=False, window=window) as session,
-                trio.open_nursery() as nursery,
-            ):
-                while True:
-                    nursery.start_soon(handler, await session.accept_stream())
+
+        async def guarded(stream: MuxStream) -> None:
+            with contextlib.suppress(StreamResetError):  # the client left mid-stream
+                await handler(stream)
+
+        async with (
+            open_mux(transport, client=False, window=window) as session,
+            trio.open_nursery() as nursery,
+        ):
+            while True:
+                try:
+                    stream = await session.accept_stream()
+                except ConnectionLostError:
+                    return  # the client is done
+                nursery.start_soon(guarded, stream)
 
     await trio.serve_listeners(connection, listeners)
 

@@ -252,11 +252,12 @@ class MuxSession:
             if self._can_open.is_set():  # shared by all waiters: renew once used
                 self._can_open = trio.Event()
             await self._can_open.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
         stream_id = self._core.open_stream()
         stream = MuxStream(self, stream_id)
         self._streams[stream_id] = stream
+        # no schedule point: the SYN then leaves with the caller's first write, in one send
         self._wake_writer()
-        await trio.lowlevel.checkpoint()
         return stream
 
     async def accept_stream(self) -> MuxStream:
@@ -265,6 +266,7 @@ class MuxSession:
         Raises:
             ConnectionLostError: the session ended.
         """
+        await trio.lowlevel.checkpoint_if_cancelled()
         while not self._accept_queue:
             self._check_open()
             if self._acceptable.is_set():  # shared by all waiters: renew once used
@@ -272,8 +274,7 @@ class MuxSession:
             await self._acceptable.wait()
         stream = self._accept_queue.popleft()
         self._core.accept(stream.stream_id)
-        self._wake_writer()
-        await trio.lowlevel.checkpoint()
+        self._wake_writer()  # no schedule point: the ACK leaves with the first reply
         return stream
 
     async def ping(self, *, timeout: float = 10.0) -> float:
