@@ -273,11 +273,14 @@ class TwoSessions(RuleBasedStateMachine):
     must arrive once and in order, windows are never exceeded (that would raise), and once
     everything is delivered and read no writer is left waiting for credit."""
 
-    @initialize(window=st.sampled_from([DEFAULT_WINDOW, 4 * DEFAULT_WINDOW]))
-    def start(self, window: int) -> None:
+    @initialize(
+        window=st.sampled_from([DEFAULT_WINDOW, 4 * DEFAULT_WINDOW]),
+        tuned=st.sampled_from([None, 16 * DEFAULT_WINDOW]),
+    )
+    def start(self, window: int, tuned: int | None) -> None:
         self.sides = [
-            YamuxSession(client=True, window=window),
-            YamuxSession(client=False, window=window),
+            YamuxSession(client=True, window=window, max_window=tuned, max_extra=window * 8),
+            YamuxSession(client=False, window=window, max_window=tuned, max_extra=window * 8),
         ]
         self.wire = [bytearray(), bytearray()]
         self.streams: list[set[int]] = [set(), set()]  # usable for writing, per side
@@ -420,3 +423,25 @@ class TwoSessions(RuleBasedStateMachine):
 
 TestTwoSessions = TwoSessions.TestCase
 TestTwoSessions.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+
+
+def test_auto_tuning_grows_the_window_only_when_the_reader_keeps_up() -> None:
+    client = YamuxSession(client=True)
+    server = YamuxSession(client=False, max_window=4 * DEFAULT_WINDOW)
+    client.open_stream()
+    server.receive_data(client.data_to_send())
+    server.accept(1)
+    client.receive_data(server.data_to_send())
+    client.send_data(1, bytes(DEFAULT_WINDOW))  # the writer uses all its credit
+    server.receive_data(client.data_to_send())
+    server.consumed(1, DEFAULT_WINDOW)  # and the reader took it all at once
+    update = server.data_to_send()
+    assert update == h("00 01 0000 00000001 00080000")  # credit back + 256 KiB more
+    client.receive_data(update)
+    assert client.send_window(1) == 2 * DEFAULT_WINDOW
+
+    slow = YamuxSession(client=False, max_window=4 * DEFAULT_WINDOW)
+    slow.receive_data(h("00 01 0001 00000001 00000000") + h("00 00 0000 00000001 00040000"))
+    slow.data_to_send()
+    slow.consumed(1, DEFAULT_WINDOW // 2)  # half read, half still buffered: no growth
+    assert slow.data_to_send() == h("00 01 0002 00000001 00020000")  # ACK rides along

@@ -421,6 +421,7 @@ async def open_mux(
     *,
     client: bool,
     window: int = DEFAULT_WINDOW,
+    max_window: int | None = 16 * 1024 * 1024,
     accept_backlog: int = 256,
     name: str = "",
 ) -> AsyncIterator[MuxSession]:
@@ -430,10 +431,18 @@ async def open_mux(
         client: True on the connecting side (it opens odd stream ids).
         window: receive window per stream (256 KiB minimum; larger ones speed up fast links
             and are announced to the peer with each stream).
+        max_window: auto-tuning limit: a stream whose reader keeps up but whose writer runs
+            out of credit gets its window doubled, up to this (and 64 MiB of growth over all
+            streams at most), as rust-yamux does. ``None``: the window stays ``window``.
         accept_backlog: inbound streams that may wait for :meth:`MuxSession.accept_stream`;
             more are refused.
     """
-    core = YamuxSession(client=client, window=window, accept_backlog=accept_backlog)
+    core = YamuxSession(
+        client=client,
+        window=window,
+        max_window=None if max_window is None else max(window, max_window),
+        accept_backlog=accept_backlog,
+    )
     session = MuxSession(stream, core, name or ("client" if client else "server"))
     try:
         async with open_service_nursery() as nursery:
