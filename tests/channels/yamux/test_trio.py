@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from virtrio.channels.yamux import MuxSession, MuxStream, StreamResetError, open_mux
-from virtrio.errors import LocalProtocolError
+from virtrio.errors import ConnectionLostError, LocalProtocolError
 
 
 @asynccontextmanager
@@ -88,8 +88,7 @@ async def test_reset_is_not_eof() -> None:
         await mine.send_all(b"x")
         await theirs.reset()
         with pytest.raises(StreamResetError):
-            while True:
-                await mine.receive_some()
+            await mine.receive_some()
         with pytest.raises(StreamResetError):
             await theirs.send_all(b"y")
 
@@ -106,7 +105,7 @@ async def test_ping_and_go_away() -> None:
 
 async def test_slow_reader_throttles_only_its_writer() -> None:
     async with mux_pair() as (client, server):
-        slow_w, slow_r = await stream_pair(client, server)
+        slow_w, _ = await stream_pair(client, server)
         fast_w, fast_r = await stream_pair(client, server)
         with trio.move_on_after(0.5) as blocked:
             await slow_w.send_all(b"s" * 1_000_000)  # nobody reads: stalls at the window
@@ -116,3 +115,17 @@ async def test_slow_reader_throttles_only_its_writer() -> None:
         while len(got) < 100_000:
             got += await fast_r.receive_some()
         assert got == b"f" * 100_000
+
+
+async def test_protocol_error_sends_go_away_and_ends_the_session() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with open_mux(left, client=True) as session:
+        stream = await session.open_stream()
+        assert (await right.receive_some())[:4] == bytes.fromhex("0001 0001")  # our SYN
+        await right.send_all(bytes.fromhex("00 07 0000 00000000 00000000"))  # unknown type
+        await session.wait_closed()
+        assert await right.receive_some() == bytes.fromhex("00 03 0000 00000000 00000001")
+        with pytest.raises(ConnectionLostError, match="frame type 7"):
+            await session.open_stream()
+        with pytest.raises(StreamResetError):
+            await stream.receive_some()

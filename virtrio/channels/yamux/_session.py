@@ -131,6 +131,7 @@ Event = (
 class _Stream:
     send_window: int
     recv_window: int  # credit the peer still has on this stream
+    window: int  # our receive window on this stream (grows when auto-tuned)
     inbound: bool
     to_ack: bool = False  # we owe the peer an ACK (inbound stream, not yet acknowledged)
     acked: bool = False  # the peer acknowledged it (outbound)
@@ -146,22 +147,41 @@ class YamuxSession:
         client: the side that opens odd stream ids (the connecting side, by convention).
         window: the receive window per stream; above 256 KiB it is announced with each open
             and acknowledgement, as hashicorp does.
+        max_window: auto-tuning: a stream's window doubles, up to this, each time its
+            reader kept up but its writer ran out of credit (the window, not the reader, was
+            the bottleneck). Equal to ``window``: no tuning.
+        max_extra: the most all streams together may have grown beyond ``window`` (bounds
+            the memory a peer can make us buffer).
         accept_backlog: inbound streams allowed to wait for :meth:`accept`; more are refused
             with RST (the session lives on).
     """
 
     def __init__(
-        self, *, client: bool, window: int = DEFAULT_WINDOW, accept_backlog: int = 256
+        self,
+        *,
+        client: bool,
+        window: int = DEFAULT_WINDOW,
+        max_window: int | None = None,
+        max_extra: int = 64 * 1024 * 1024,
+        accept_backlog: int = 256,
     ) -> None:
         if window < DEFAULT_WINDOW:
             raise LocalProtocolError(f"yamux window must be >= {DEFAULT_WINDOW}, got {window}")
+        if max_window is not None and not window <= max_window < 2**31:
+            raise LocalProtocolError(
+                f"yamux max_window must be in [window, 2**31), got {max_window}"
+            )
         self.client = client
         self.window = window
+        self.max_window = window if max_window is None else max_window
+        self.max_extra = max_extra
+        self._extra = 0  # sum over streams of (stream.window - window)
         self.accept_backlog = accept_backlog
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1 if client else 2
         self._out = bytearray()
         self._in = bytearray()
+        self._parsed = 0
         self._pending_accept = 0
         self._unacked = 0
         self._pings = itertools.count(1)
@@ -209,7 +229,7 @@ class YamuxSession:
         if stream_id >= 2**32 - 2:
             raise LocalProtocolError("stream ids exhausted")
         self._next_id += 2
-        self._streams[stream_id] = _Stream(DEFAULT_WINDOW, self.window, inbound=False)
+        self._streams[stream_id] = _Stream(DEFAULT_WINDOW, self.window, self.window, inbound=False)
         self._unacked += 1
         self._frame(FrameType.WINDOW_UPDATE, Flag.SYN, stream_id, self.window - DEFAULT_WINDOW)
         return stream_id
@@ -260,7 +280,16 @@ class YamuxSession:
         if stream is None or stream.remote_fin:
             return
         stream.returned += count
-        if stream.returned >= self.window // 2:
+        if stream.returned >= stream.window // 2:
+            grow = 0
+            if stream.window < self.max_window:
+                unread = stream.window - stream.recv_window - stream.returned
+                if unread < stream.window // 4 and stream.recv_window < stream.window // 4:
+                    grow = min(stream.window, self.max_window - stream.window)
+                    grow = max(0, min(grow, self.max_extra - self._extra))
+                    stream.window += grow
+                    self._extra += grow
+            stream.returned += grow
             flags = Flag.NONE
             if stream.to_ack:
                 stream.to_ack = False
@@ -284,7 +313,7 @@ class YamuxSession:
 
     def send_reset(self, stream_id: int) -> None:
         """Abort the stream in both directions."""
-        if self._streams.pop(stream_id, None) is not None:
+        if self._discard(stream_id) is not None:
             self._frame(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
 
     def ping(self) -> int:
@@ -307,7 +336,13 @@ class YamuxSession:
 
     def _forget_if_done(self, stream_id: int, stream: _Stream) -> None:
         if stream.local_fin and stream.remote_fin:
-            del self._streams[stream_id]
+            self._discard(stream_id)
+
+    def _discard(self, stream_id: int) -> _Stream | None:
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            self._extra -= stream.window - self.window
+        return stream
 
     # --- input ------------------------------------------------------------------------------
 
@@ -318,11 +353,29 @@ class YamuxSession:
             YamuxProtocolError: the peer broke the protocol (then send GoAway(protocol error)
                 from :meth:`go_away` and close).
         """
-        buffer = self._in
-        buffer += data
+        pending = bool(self._in)
+        if pending:
+            self._in += data
+            buffer = memoryview(self._in)
+        else:  # the usual case: parse the caller's bytes in place, keep only a partial tail
+            buffer = memoryview(data)
         events: list[Event] = []
         offset = 0
         size = len(buffer)
+        try:
+            self._parse(buffer, size, events)
+        finally:
+            offset = self._parsed
+            if pending:
+                buffer.release()
+                del self._in[:offset]
+            else:
+                self._in = bytearray(buffer[offset:])
+                buffer.release()
+        return events
+
+    def _parse(self, buffer: memoryview, size: int, events: list[Event]) -> None:
+        offset = self._parsed = 0
         unpack = HEADER.unpack_from
         while size - offset >= HEADER_SIZE:
             version, kind, flags, stream_id, length = unpack(buffer, offset)
@@ -330,14 +383,14 @@ class YamuxSession:
                 raise YamuxProtocolError(f"unsupported yamux version {version}")
             if kind == FrameType.DATA:
                 if size - offset - HEADER_SIZE < length:
-                    if length > self.window + MAX_FRAME:
+                    if length > self.max_window + MAX_FRAME:
                         raise YamuxProtocolError(f"Data frame of {length} bytes exceeds any window")
                     break
                 body = bytes(buffer[offset + HEADER_SIZE : offset + HEADER_SIZE + length])
-                offset += HEADER_SIZE + length
+                offset = self._parsed = offset + HEADER_SIZE + length
                 self._on_stream_frame(events, flags, stream_id, body, 0)
             else:
-                offset += HEADER_SIZE
+                offset = self._parsed = offset + HEADER_SIZE
                 if kind == FrameType.WINDOW_UPDATE:
                     self._on_stream_frame(events, flags, stream_id, None, length)
                 elif kind == FrameType.PING:
@@ -347,8 +400,6 @@ class YamuxSession:
                     events.append(GoAwayReceived(length))
                 else:
                     raise YamuxProtocolError(f"unknown yamux frame type {kind}")
-        del buffer[:offset]
-        return events
 
     def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
         if flags & Flag.SYN:
@@ -371,7 +422,10 @@ class YamuxSession:
                 self._frame(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
                 return
             stream = _Stream(
-                DEFAULT_WINDOW + (delta if body is None else 0), self.window, inbound=True
+                DEFAULT_WINDOW + (delta if body is None else 0),
+                self.window,
+                self.window,
+                inbound=True,
             )
             stream.to_ack = True
             self._streams[stream_id] = stream
@@ -398,7 +452,7 @@ class YamuxSession:
             if not stream.remote_fin:
                 events.append(StreamData(stream_id, body))
         if flags & Flag.RST:
-            del self._streams[stream_id]
+            self._discard(stream_id)
             if not stream.acked and not stream.inbound:
                 self._unacked -= 1
             events.append(StreamReset(stream_id))

@@ -45,7 +45,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._session = session
         #: The yamux stream id (odd: opened by the client side).
         self.stream_id = stream_id
-        self._buffer = bytearray()
+        self._chunks: deque[bytes] = deque()  # frame bodies as received: no copying
         self._eof = False
         self._reset: BaseException | None = None
         self._closed = False
@@ -57,7 +57,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
 
     # called by the session's reader
     def _feed(self, data: bytes) -> None:
-        self._buffer += data
+        self._chunks.append(data)
         self._readable.set()
 
     def _end(self) -> None:
@@ -100,7 +100,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 elif not view:
                     break
                 elif not core.send_window(self.stream_id):
-                    self._writable = trio.Event()
+                    if self._writable.is_set():  # shared by all waiters: renew once used
+                        self._writable = trio.Event()
                     if not core.send_window(self.stream_id):
                         await self._writable.wait()
             await trio.lowlevel.cancel_shielded_checkpoint()
@@ -118,7 +119,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._check_writable()
         core = self._session._core
         while not core.send_window(self.stream_id) and self._reset is None and not self._closed:
-            self._writable = trio.Event()
+            if self._writable.is_set():  # shared by all waiters: renew once used
+                self._writable = trio.Event()
             await self._writable.wait()
         await trio.lowlevel.checkpoint()
 
@@ -142,15 +144,12 @@ class MuxStream(trio.abc.HalfCloseableStream):
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
-                if self._buffer:
-                    size = (
-                        len(self._buffer)
-                        if max_bytes is None
-                        else min(max_bytes, len(self._buffer))
-                    )
-                    data = bytes(self._buffer[:size])
-                    del self._buffer[:size]
-                    self._session._core.consumed(self.stream_id, size)
+                if self._chunks:
+                    data = self._chunks.popleft()
+                    if max_bytes is not None and len(data) > max_bytes:
+                        self._chunks.appendleft(data[max_bytes:])
+                        data = data[:max_bytes]
+                    self._session._core.consumed(self.stream_id, len(data))
                     self._session._wake_writer()
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return data
@@ -161,7 +160,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 if self._eof:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return b""
-                self._readable = trio.Event()
+                if self._readable.is_set():  # shared by all waiters: renew once used
+                    self._readable = trio.Event()
                 await self._readable.wait()
         finally:
             self._receiving = False
@@ -249,13 +249,15 @@ class MuxSession:
                 )
             if self._core.can_open:
                 break
-            self._can_open = trio.Event()
+            if self._can_open.is_set():  # shared by all waiters: renew once used
+                self._can_open = trio.Event()
             await self._can_open.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
         stream_id = self._core.open_stream()
         stream = MuxStream(self, stream_id)
         self._streams[stream_id] = stream
+        # no schedule point: the SYN then leaves with the caller's first write, in one send
         self._wake_writer()
-        await trio.lowlevel.checkpoint()
         return stream
 
     async def accept_stream(self) -> MuxStream:
@@ -264,14 +266,15 @@ class MuxSession:
         Raises:
             ConnectionLostError: the session ended.
         """
+        await trio.lowlevel.checkpoint_if_cancelled()
         while not self._accept_queue:
             self._check_open()
-            self._acceptable = trio.Event()
+            if self._acceptable.is_set():  # shared by all waiters: renew once used
+                self._acceptable = trio.Event()
             await self._acceptable.wait()
         stream = self._accept_queue.popleft()
         self._core.accept(stream.stream_id)
-        self._wake_writer()
-        await trio.lowlevel.checkpoint()
+        self._wake_writer()  # no schedule point: the ACK leaves with the first reply
         return stream
 
     async def ping(self, *, timeout: float = 10.0) -> float:
@@ -418,6 +421,7 @@ async def open_mux(
     *,
     client: bool,
     window: int = DEFAULT_WINDOW,
+    max_window: int | None = 16 * 1024 * 1024,
     accept_backlog: int = 256,
     name: str = "",
 ) -> AsyncIterator[MuxSession]:
@@ -427,10 +431,18 @@ async def open_mux(
         client: True on the connecting side (it opens odd stream ids).
         window: receive window per stream (256 KiB minimum; larger ones speed up fast links
             and are announced to the peer with each stream).
+        max_window: auto-tuning limit: a stream whose reader keeps up but whose writer runs
+            out of credit gets its window doubled, up to this (and 64 MiB of growth over all
+            streams at most), as rust-yamux does. ``None``: the window stays ``window``.
         accept_backlog: inbound streams that may wait for :meth:`MuxSession.accept_stream`;
             more are refused.
     """
-    core = YamuxSession(client=client, window=window, accept_backlog=accept_backlog)
+    core = YamuxSession(
+        client=client,
+        window=window,
+        max_window=None if max_window is None else max(window, max_window),
+        accept_backlog=accept_backlog,
+    )
     session = MuxSession(stream, core, name or ("client" if client else "server"))
     try:
         async with open_service_nursery() as nursery:

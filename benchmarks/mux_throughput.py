@@ -1,0 +1,234 @@
+"""yamux throughput and stream-open round trip: virtrio and the Go reference (hashicorp/yamux)
+in every pairing, over TCP loopback, with a raw Trio socket (no multiplexer) as the ceiling.
+
+    .venv/bin/python benchmarks/mux_throughput.py [--quick] [--window BYTES]
+
+Each receiver runs in its own process (as the Go peers do), so no pairing shares a CPU with
+itself. One stream carries 256 MiB, or 64 streams 4 MiB each; writes are 64 KiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.peers.yamux import build_go_peer  # noqa: E402
+from virtrio.channels._addresses import open_listeners, open_stream  # noqa: E402
+from virtrio.channels.yamux import MuxStream, StreamResetError, open_mux  # noqa: E402
+from virtrio.errors import ConnectionLostError  # noqa: E402
+
+MiB = 1024 * 1024
+CHUNK = 64 * 1024
+BLOCK = bytes(CHUNK)
+
+
+# --- the child process: a virtrio sink/echo server, or a raw socket sink -----------------------
+
+
+async def serve(kind: str, window: int) -> None:
+    listeners = await open_listeners("tcp://127.0.0.1:0")
+    host, port = listeners[0].socket.getsockname()[:2]
+    print(f"listening tcp://{host}:{port}", flush=True)
+
+    async def sink(stream: MuxStream) -> None:
+        total = 0
+        while data := await stream.receive_some():
+            total += len(data)
+        await stream.send_all(f"{total} -".encode())
+        await stream.aclose()
+
+    async def echo(stream: MuxStream) -> None:
+        while data := await stream.receive_some():
+            await stream.send_all(data)
+        await stream.aclose()
+
+    async def connection(transport: trio.SocketStream) -> None:
+        if kind == "raw":
+            total = 0
+            while data := await transport.receive_some(256 * 1024):
+                total += len(data)
+            await transport.send_all(str(total).encode())
+            await transport.aclose()
+            return
+        handler = sink if kind == "sink" else echo
+
+        async def guarded(stream: MuxStream) -> None:
+            with contextlib.suppress(StreamResetError):  # the client left mid-stream
+                await handler(stream)
+
+        async with (
+            open_mux(transport, client=False, window=window) as session,
+            trio.open_nursery() as nursery,
+        ):
+            while True:
+                try:
+                    stream = await session.accept_stream()
+                except ConnectionLostError:
+                    return  # the client is done
+                nursery.start_soon(guarded, stream)
+
+    await trio.serve_listeners(connection, listeners)
+
+
+# --- the measuring side -------------------------------------------------------------------------
+
+
+def start(argv: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().strip()
+    where = line.split(" ", 1)[1]
+    return proc, where if where.startswith("tcp://") else "tcp://" + where.split(":", 1)[1]
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait()
+
+
+async def virtrio_send(address: str, streams: int, size: int, window: int) -> float:
+    async with open_mux(await open_stream(address), client=True, window=window) as session:
+
+        async def one() -> None:
+            stream = await session.open_stream()
+            for _ in range(size // CHUNK):
+                await stream.send_all(BLOCK)
+            await stream.send_eof()
+            reply = bytearray()
+            while data := await stream.receive_some():
+                reply += data
+            assert reply.startswith(f"{size} ".encode()), reply
+
+        begin = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(streams):
+                nursery.start_soon(one)
+        return streams * size / (time.perf_counter() - begin) / 1e6
+
+
+async def raw_send(address: str, size: int) -> float:
+    stream = await open_stream(address)
+    begin = time.perf_counter()
+    for _ in range(size // CHUNK):
+        await stream.send_all(BLOCK)
+    await stream.send_eof()
+    reply = await stream.receive_some()
+    assert int(reply) == size
+    elapsed = time.perf_counter() - begin
+    await stream.aclose()
+    return size / elapsed / 1e6
+
+
+async def virtrio_open_rtt(address: str, count: int) -> float:
+    async with open_mux(await open_stream(address), client=True) as session:
+        begin = time.perf_counter()
+        for _ in range(count):
+            stream = await session.open_stream()
+            await stream.send_all(b"\1")
+            assert await stream.receive_some(1) == b"\1"
+            await stream.aclose()
+        return (time.perf_counter() - begin) / count * 1e6
+
+
+def go_send(go: str, address: str, streams: int, size: int, window: int) -> float:
+    out = subprocess.run(
+        [
+            *(go, "-connect", address.replace("tcp://", "tcp:"), "-mode", "send", "-hash=false"),
+            *("-streams", str(streams), "-bytes", str(size), "-window", str(window)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.split(": ")[1].split()[0])
+
+
+def go_open_rtt(go: str, address: str, count: int) -> float:
+    out = subprocess.run(
+        [go, "-connect", address.replace("tcp://", "tcp:"), "-mode", "open", "-count", str(count)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.split()[2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", choices=["sink", "echo", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument("--window", type=int, default=256 * 1024, help="per-stream window")
+    parser.add_argument("--quick", action="store_true", help="1/8 of the bytes")
+    args = parser.parse_args()
+    if args.serve:
+        trio.run(serve, args.serve, args.window)
+        return
+
+    go = build_go_peer()
+    me = [sys.executable, __file__, "--window", str(args.window), "--serve"]
+    win = ["-window", str(args.window)]
+    scale = 8 if args.quick else 1
+    shapes = [
+        ("1 stream x 256 MiB", 1, 256 * MiB // scale),
+        ("64 streams x 4 MiB", 64, 4 * MiB // scale),
+    ]
+    rows: list[tuple[str, str, float]] = []
+    servers = {
+        "virtrio": start([*me, "sink"]),
+        "Go": start([go, "-mode", "sink", "-hash=false", "-listen", "tcp:127.0.0.1:0", *win]),
+    }
+    raw = start([*me, "raw"])
+    try:
+        for shape, streams, size in shapes:
+            for sender in ("virtrio", "Go"):
+                for receiver in ("virtrio", "Go"):
+                    address = servers[receiver][1]
+                    if sender == "virtrio":
+                        rate = trio.run(virtrio_send, address, streams, size, args.window)
+                    else:
+                        rate = go_send(go, address, streams, size, args.window)
+                    rows.append((shape, f"{sender} -> {receiver}", rate))
+                    print(f"{shape:20} {sender:>7} -> {receiver:7} {rate:8.0f} MB/s", flush=True)
+        ceiling = trio.run(raw_send, raw[1], 256 * MiB // scale)
+        print(f"{'1 stream x 256 MiB':20} raw Trio socket    {ceiling:8.0f} MB/s (ceiling)")
+    finally:
+        for proc, _ in [*servers.values(), raw]:
+            stop(proc)
+
+    echo_me, echo_go = (
+        start([*me, "echo"]),
+        start([go, "-mode", "echo", "-listen", "tcp:127.0.0.1:0"]),
+    )
+    try:
+        count = 2000 // scale
+        rtt_me = trio.run(virtrio_open_rtt, echo_me[1], count)
+        rtt_go = go_open_rtt(go, echo_go[1], count)
+    finally:
+        stop(echo_me[0])
+        stop(echo_go[0])
+
+    print("\nratios (targets from issue 3)")
+    for shape, _, _ in shapes:
+        got = {pair: rate for s, pair, rate in rows if s == shape}
+        gogo = got["Go -> Go"]
+        print(f"  {shape}: Go<->Go {gogo:.0f} MB/s")
+        mine, to_go = got["virtrio -> virtrio"], got["virtrio -> Go"]
+        print(f"    virtrio<->virtrio / Go<->Go = {mine / gogo:.2f}  (target >= 1)")
+        print(f"    virtrio->Go       / Go<->Go = {to_go / gogo:.2f}  (target >= 0.8)")
+        print(f"    Go->virtrio       / Go<->Go = {got['Go -> virtrio'] / gogo:.2f}")
+        print(f"    virtrio<->virtrio / raw     = {got['virtrio -> virtrio'] / ceiling:.2f}")
+    ratio = rtt_me / rtt_go
+    print(f"  open round trip: virtrio {rtt_me:.0f} us, Go {rtt_go:.0f} us")
+    print(f"    virtrio / Go = {ratio:.2f}  (target <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+// yamux_peer: a hashicorp/yamux test and benchmark peer for virtrio.
+//
+// Build offline: GO111MODULE=off GOPATH=/usr/share/gocode go build -o tests/peers/bin/yamux_peer .
+//
+// Addresses are tcp:HOST:PORT or unix:PATH. A listening peer prints "listening ADDR" once ready
+// and serves every connection; a connecting peer runs one client mode and exits (status 1 on
+// any mismatch). Events worth asserting on are printed one per line on stdout.
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+var (
+	listenAddr  = flag.String("listen", "", "serve on tcp:HOST:PORT or unix:PATH")
+	connectAddr = flag.String("connect", "", "connect to tcp:HOST:PORT or unix:PATH")
+	mode        = flag.String("mode", "echo", "server: echo|sink|slow|goaway|noaccept; client: echo|send|open|pair-bench")
+	window      = flag.Int("window", 256*1024, "MaxStreamWindowSize")
+	backlog     = flag.Int("backlog", 256, "AcceptBacklog")
+	keepalive   = flag.Duration("keepalive", 0, "keepalive interval (0: off)")
+	writeTO     = flag.Duration("write-timeout", 10*time.Second, "ConnectionWriteTimeout (also the keepalive answer deadline)")
+	streams     = flag.Int("streams", 1, "client: concurrent streams")
+	nbytes      = flag.Int("bytes", 1<<20, "client: bytes per stream")
+	chunk       = flag.Int("chunk", 64*1024, "write size / slow reader read size")
+	delay       = flag.Duration("delay", 0, "slow reader: pause between reads")
+	count       = flag.Int("count", 1000, "open: round trips")
+	hash        = flag.Bool("hash", true, "sink: reply with the SHA-256 (off: \"-\", for benchmarks)")
+
+	out   = bufio.NewWriter(os.Stdout)
+	outMu sync.Mutex
+)
+
+func say(format string, args ...interface{}) {
+	outMu.Lock()
+	defer outMu.Unlock()
+	fmt.Fprintf(out, format+"\n", args...)
+	out.Flush()
+}
+
+func fail(format string, args ...interface{}) {
+	say("error "+format, args...)
+	os.Exit(1)
+}
+
+func split(addr string) (string, string) {
+	i := strings.Index(addr, ":")
+	if i < 0 {
+		fail("bad address %q", addr)
+	}
+	return addr[:i], addr[i+1:]
+}
+
+func config() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.AcceptBacklog = *backlog
+	c.MaxStreamWindowSize = uint32(*window)
+	c.EnableKeepAlive = *keepalive > 0
+	if *keepalive > 0 {
+		c.KeepAliveInterval = *keepalive
+	}
+	c.ConnectionWriteTimeout = *writeTO
+	c.LogOutput = os.Stderr
+	return c
+}
+
+// pattern is the deterministic payload of stream i.
+func pattern(i, size int) []byte {
+	b := make([]byte, size)
+	for j := range b {
+		b[j] = byte(i*131 + j*7 + j/251)
+	}
+	return b
+}
+
+func main() {
+	flag.Parse()
+	switch {
+	case *listenAddr != "":
+		serve()
+	case *connectAddr != "":
+		network, address := split(*connectAddr)
+		conn, err := net.Dial(network, address)
+		if err != nil {
+			fail("dial: %v", err)
+		}
+		session, err := yamux.Client(conn, config())
+		if err != nil {
+			fail("client: %v", err)
+		}
+		runClient(session)
+		session.Close()
+	default:
+		fail("give -listen or -connect")
+	}
+}
+
+func serve() {
+	network, address := split(*listenAddr)
+	ln, err := net.Listen(network, address)
+	if err != nil {
+		fail("listen: %v", err)
+	}
+	say("listening %s:%s", network, ln.Addr().String())
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			fail("accept: %v", err)
+		}
+		go serveConn(conn)
+	}
+}
+
+func serveConn(conn net.Conn) {
+	session, err := yamux.Server(conn, config())
+	if err != nil {
+		say("error server: %v", err)
+		return
+	}
+	if *mode == "pair-bench" { // the server half of Go<->Go: sink
+		*mode = "sink"
+	}
+	if *mode == "noaccept" { // streams pile up in the backlog; the overflow is RST by yamux
+		<-session.CloseChan()
+		say("closed")
+		return
+	}
+	first := true
+	for {
+		stream, err := session.AcceptStream()
+		if err != nil {
+			say("closed %v", err)
+			return
+		}
+		if *mode == "goaway" && first {
+			first = false
+			go func(s *yamux.Stream) {
+				// answer on the in-flight stream only after the GoAway went out
+				time.Sleep(50 * time.Millisecond)
+				echo(s)
+			}(stream)
+			if err := session.GoAway(); err != nil {
+				say("error goaway: %v", err)
+			}
+			say("goaway sent")
+			continue
+		}
+		switch *mode {
+		case "echo", "goaway":
+			go echo(stream)
+		case "sink":
+			go sink(stream, 0)
+		case "slow":
+			go sink(stream, *delay)
+		default:
+			fail("unknown server mode %q", *mode)
+		}
+	}
+}
+
+func echo(s *yamux.Stream) {
+	n, err := io.Copy(s, s)
+	if err != nil {
+		say("reset %d after %d: %v", s.StreamID(), n, err)
+		return
+	}
+	s.Close()
+}
+
+// sink reads to EOF (slowly with a delay), then answers "COUNT SHA256" and closes: a reply
+// after the peer's FIN.
+func sink(s *yamux.Stream, pause time.Duration) {
+	h := sha256.New()
+	buf := make([]byte, *chunk)
+	total := 0
+	for {
+		n, err := s.Read(buf)
+		total += n
+		if *hash {
+			h.Write(buf[:n])
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			say("reset %d after %d: %v", s.StreamID(), total, err)
+			return
+		}
+		if pause > 0 {
+			time.Sleep(pause)
+		}
+	}
+	digest := "-"
+	if *hash {
+		digest = hex.EncodeToString(h.Sum(nil))
+	}
+	fmt.Fprintf(s, "%d %s", total, digest)
+	s.Close()
+}
+
+func runClient(session *yamux.Session) {
+	switch *mode {
+	case "echo":
+		echoClient(session)
+	case "send":
+		start := time.Now()
+		sendClient(session)
+		elapsed := time.Since(start).Seconds()
+		say("sent %d in %.6f s: %.1f MB/s", *streams**nbytes, elapsed,
+			float64(*streams**nbytes)/elapsed/1e6)
+	case "open":
+		start := time.Now()
+		one := []byte{1}
+		for i := 0; i < *count; i++ {
+			s, err := session.OpenStream()
+			if err != nil {
+				fail("open: %v", err)
+			}
+			if _, err := s.Write(one); err != nil {
+				fail("write: %v", err)
+			}
+			if _, err := io.ReadFull(s, one); err != nil {
+				fail("read: %v", err)
+			}
+			s.Close()
+		}
+		say("open rtt %.3f us", time.Since(start).Seconds()/float64(*count)*1e6)
+	case "ping":
+		for i := 0; i < *count; i++ {
+			if _, err := session.Ping(); err != nil {
+				fail("ping: %v", err)
+			}
+		}
+		say("pinged %d", *count)
+	default:
+		fail("unknown client mode %q", *mode)
+	}
+}
+
+// echoClient opens many streams, writes each its pattern and checks the echo.
+func echoClient(session *yamux.Session) {
+	var wg sync.WaitGroup
+	for i := 0; i < *streams; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s, err := session.OpenStream()
+			if err != nil {
+				fail("open %d: %v", i, err)
+			}
+			payload := pattern(i, *nbytes)
+			go func() {
+				for off := 0; off < len(payload); off += *chunk {
+					end := off + *chunk
+					if end > len(payload) {
+						end = len(payload)
+					}
+					if _, err := s.Write(payload[off:end]); err != nil {
+						say("error write %d: %v", i, err)
+						return
+					}
+				}
+			}()
+			// hashicorp's Read after its own Close() may report a false EOF: read first.
+			got := make([]byte, len(payload))
+			if _, err := io.ReadFull(s, got); err != nil {
+				fail("read %d: %v", i, err)
+			}
+			if sha256.Sum256(got) != sha256.Sum256(payload) {
+				fail("stream %d: echo differs", i)
+			}
+			s.Close()
+		}(i)
+	}
+	wg.Wait()
+	say("echoed %d x %d", *streams, *nbytes)
+}
+
+// sendClient writes -bytes on each of -streams streams, half-closes, and waits for the
+// sink's "COUNT SHA256" reply.
+func sendClient(session *yamux.Session) {
+	var wg sync.WaitGroup
+	buf := make([]byte, *chunk)
+	for i := 0; i < *streams; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s, err := session.OpenStream()
+			if err != nil {
+				fail("open %d: %v", i, err)
+			}
+			for left := *nbytes; left > 0; left -= len(buf) {
+				n := len(buf)
+				if left < n {
+					n = left
+				}
+				if _, err := s.Write(buf[:n]); err != nil {
+					fail("write %d: %v", i, err)
+				}
+			}
+			s.Close()
+			digest := 64
+			if !*hash {
+				digest = 1
+			}
+			reply := readReply(s, len(fmt.Sprintf("%d ", *nbytes))+digest)
+			if !strings.HasPrefix(string(reply), fmt.Sprintf("%d ", *nbytes)) {
+				fail("stream %d: sink replied %q", i, reply)
+			}
+		}(i)
+	}
+	wg.Wait()
+}
+
+// readReply reads size bytes after our own Close(): this hashicorp version reports a false EOF
+// whenever its buffer is momentarily empty on a locally closed stream, so EOF means "retry"
+// until the deadline.
+func readReply(s *yamux.Stream, size int) []byte {
+	reply := make([]byte, 0, size)
+	buf := make([]byte, size)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(reply) < size && time.Now().Before(deadline) {
+		n, err := s.Read(buf[:size-len(reply)])
+		reply = append(reply, buf[:n]...)
+		if err == io.EOF && n == 0 {
+			time.Sleep(100 * time.Microsecond)
+		} else if err != nil && err != io.EOF {
+			fail("reply %d: %v", s.StreamID(), err)
+		}
+	}
+	return reply
+}
