@@ -1,0 +1,77 @@
+"""Sessions against a real QEMU Spice server (SeaBIOS on VGA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.peers.spice import SpiceVM, decode_png_rgb
+from virtrio.channels.spice import (
+    ChannelType,
+    DisplayChannel,
+    Rect,
+    SpicePermissionError,
+    open_spice_session,
+)
+
+
+async def wait_for_text_mode(display: DisplayChannel) -> None:
+    """SeaBIOS starts in 640x480 and switches to 720x400 text for its prompt."""
+    await display.wait_ready()
+    with trio.fail_after(20):
+        while (p := display.state.primary) is None or p.width != 720:
+            await display.wait_change(timeout=20)
+
+
+async def test_links_main_display_inputs_cursor(spice_vm: SpiceVM) -> None:
+    async with open_spice_session(spice_vm.address) as spice:
+        assert spice.session_id != 0
+        kinds = {kind for kind, _ in spice.channels}
+        assert {ChannelType.DISPLAY, ChannelType.INPUTS, ChannelType.CURSOR} <= kinds
+        assert spice.main.state.name is not None
+        assert spice.main.state.name.startswith("QEMU")
+        for sup in spice.supervisors.values():
+            assert sup.client is not None
+
+
+async def test_wrong_password_is_a_permission_error(spice_vm_factory) -> None:  # type: ignore[no-untyped-def]
+    vm = spice_vm_factory(password="s3cret")
+    with pytest.raises(SpicePermissionError, match="password"):
+        async with open_spice_session(vm.address, password="wrong"):
+            pass
+    with pytest.raises(PermissionError):
+        async with open_spice_session(vm.address):
+            pass
+    async with open_spice_session(vm.address, password="s3cret") as spice:
+        assert spice.channels
+
+
+async def test_screenshot_matches_qemu_screendump(spice_vm: SpiceVM, tmp_path: Path) -> None:
+    async with open_spice_session(spice_vm.address) as spice:
+        display = await spice.display()
+        await wait_for_text_mode(display)
+        await trio.to_thread.run_sync(spice_vm.qmp, "stop")
+        width, height, rgb = await trio.to_thread.run_sync(
+            spice_vm.screendump_rgb, tmp_path / "dump.png"
+        )
+        bgrx = bytearray(width * height * 4)
+        bgrx[0::4], bgrx[1::4], bgrx[2::4] = rgb[2::3], rgb[1::3], rgb[0::3]
+        # the Spice stream lags the guest by one refresh: wait (bounded) until it caught up
+        await display.wait_region(Rect(0, 0, width, height), bytes(bgrx), timeout=10)
+        png = await spice.screenshot()
+        assert decode_png_rgb(png) == (width, height, rgb)
+
+
+async def test_escape_opens_the_seabios_boot_menu(spice_vm: SpiceVM) -> None:
+    async with open_spice_session(spice_vm.address) as spice:
+        display = await spice.display()
+        await wait_for_text_mode(display)
+        before = await spice.screenshot()
+        await spice.send_keys("esc")
+        await spice.wait_screen_change(timeout=10)
+        with trio.move_on_after(1.0):  # let the menu finish drawing
+            while True:
+                await spice.wait_screen_change(timeout=1.0)
+        assert await spice.screenshot() != before
