@@ -10,6 +10,7 @@ import trio
 from tests.peers.spice import SpiceVM
 from virtrio.channels.spice import ChannelType, PortChannel, open_spice_session
 from virtrio.errors import ConnectError
+from virtrio.nurseries import ChannelState
 
 PORT = "org.virtrio.serial0"
 
@@ -65,12 +66,18 @@ async def test_a_dropped_channel_reconnects_alone(spice_vm: SpiceVM) -> None:
         inputs_sup = spice.supervisors[(ChannelType.INPUTS, 0)]
         old_display = display_sup.client
         old_inputs = inputs_sup.client
-        assert old_display is not None and old_inputs is not None
-        await old_display.channel.abort()
-        with trio.fail_after(10):
-            while display_sup.client is None or display_sup.client is old_display:
-                await display_sup.wait_connected(timeout=10)
-                await trio.sleep(0)
+        assert old_display is not None
+        assert old_inputs is not None
+        with display_sup.events.subscribe() as changes:
+            await old_display.channel.abort()
+            seen = []
+            with trio.fail_after(10):
+                async for change in changes:
+                    seen.append(change.state)
+                    if change.state is ChannelState.CONNECTED:
+                        break
+        assert seen[0] is ChannelState.DISCONNECTED
+        assert display_sup.client is not old_display
         assert inputs_sup.client is old_inputs  # untouched
         assert not spice.main.channel.is_closed
         assert (await spice.screenshot()).startswith(b"\x89PNG")
