@@ -55,6 +55,8 @@ def key_code(name: str) -> int:
         return _PLAIN[lower]
     if lower in _EXTENDED:
         return (_EXTENDED[lower] << 8) | 0xE0
+    if name in _UNSHIFTED:
+        return _UNSHIFTED[name]
     if lower.startswith("0x"):
         try:
             value = int(lower, 16)
