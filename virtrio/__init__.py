@@ -8,6 +8,7 @@ channel with :func:`virtrio.channels.open_qmp` / :func:`virtrio.channels.open_qg
 
 from virtrio.errors import (
     ChannelUnavailableError as ChannelUnavailableError,
+    CommandError as CommandError,
     ConfigError as ConfigError,
     ConnectError as ConnectError,
     ConnectionLostError as ConnectionLostError,

@@ -10,6 +10,8 @@ to what address, so a log line alone is enough to act on. The families:
   fails with this, promptly.
 * :class:`ProtocolError` — the peer sent something that breaks the protocol (remote), and
   :class:`LocalProtocolError` — we were asked to do something the protocol forbids (local).
+* :class:`CommandError` — the peer understood a command and answered it with an error (a QMP or
+  guest-agent error reply); carries the error class, description and the command.
 * :class:`VirtrioTimeoutError` — a deadline passed. Also a :class:`TimeoutError`.
 * :class:`ChannelUnavailableError` — a supervised channel stayed down past a call's deadline.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 __all__ = [
     "ChannelUnavailableError",
+    "CommandError",
     "ConfigError",
     "ConnectError",
     "ConnectionLostError",
@@ -73,6 +76,22 @@ class ProtocolError(VirtrioError):
 
 class LocalProtocolError(VirtrioError):
     """The caller asked for something the protocol or the connection's state forbids."""
+
+
+class CommandError(VirtrioError):
+    """The peer answered ``command`` with an error reply.
+
+    Attributes:
+        error_class: the peer's error class (QMP's ``GenericError``, ``CommandNotFound``, ...).
+        desc: the peer's human-readable description.
+        command: the command that failed.
+    """
+
+    def __init__(self, error_class: str, desc: str, *, command: str) -> None:
+        super().__init__(f"{command}: {error_class}: {desc}")
+        self.error_class = error_class
+        self.desc = desc
+        self.command = command
 
 
 class VirtrioTimeoutError(VirtrioError, TimeoutError):

@@ -78,7 +78,9 @@ class Address:
 
     def __str__(self) -> str:
         if self.scheme == "unix":
-            return f"unix:{self.path}"
+            # "unix://x" is the URL form of "unix:x": a path that itself starts with "//" needs
+            # that form to survive a round trip
+            return f"unix://{self.path}" if self.path.startswith("//") else f"unix:{self.path}"
         if self.scheme == "vsock":
             return f"vsock://{self.cid}:{self.port}"
         host = f"[{self.host}]" if ":" in self.host else self.host

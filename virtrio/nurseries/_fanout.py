@@ -23,8 +23,7 @@ silent. Pressure notices are kept beside the queue (they need no room in it) and
 from __future__ import annotations
 
 import enum
-import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Generic, Literal, TypeVar
 
@@ -66,8 +65,16 @@ class Subscription(Generic[T]):
     Use it as a context manager (``with fanout.subscribe() as sub``) so it unsubscribes on exit.
     """
 
-    def __init__(self, fanout: Fanout[T], max_queue: int) -> None:
+    def __init__(
+        self,
+        fanout: Fanout[T],
+        max_queue: int,
+        accept: Callable[[T], bool] | None,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
         self._fanout = fanout
+        self._accept = accept
+        self._on_overflow = on_overflow
         self._send, self._receive = trio.open_memory_channel[T](max_queue)
         self._max_queue = max_queue
         self._pressure: Pressure | None = None
@@ -90,17 +97,37 @@ class Subscription(Generic[T]):
         Raises:
             trio.EndOfChannel: the fanout was closed and every item was received.
             SubscriberOverflowError: this subscriber fell behind under the disconnect policy.
+            Exception: the error the fanout was closed with (e.g. a lost connection), once
+                every item queued before it was received.
         """
         try:
             return await self._receive.receive()
         except trio.EndOfChannel:
-            if self._overflowed:
-                raise SubscriberOverflowError(
-                    f"subscriber disconnected: its queue of {self._max_queue} items overflowed"
-                ) from None
-            raise
+            raise self._end() from None
         except trio.ClosedResourceError:
             raise trio.EndOfChannel from None
+
+    def _end(self) -> BaseException:
+        """What a receive raises once the queue is drained and closed."""
+        if self._overflowed:
+            return SubscriberOverflowError(
+                f"subscriber disconnected: its queue of {self._max_queue} items overflowed"
+            )
+        if self._fanout._close_error is not None:
+            return self._fanout._close_error
+        return trio.EndOfChannel()
+
+    def receive_nowait(self) -> T:
+        """The next item if one is queued.
+
+        Raises:
+            trio.WouldBlock: nothing is queued.
+            trio.EndOfChannel, SubscriberOverflowError, Exception: as :meth:`receive`.
+        """
+        try:
+            return self._receive.receive_nowait()
+        except trio.EndOfChannel:
+            raise self._end() from None
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iterate()
@@ -133,6 +160,8 @@ class Subscription(Generic[T]):
 
     # called by Fanout.publish
     def _offer(self, item: T, warn_remaining: int, overflow: str) -> None:
+        if self._accept is not None and not self._accept(item):
+            return
         try:
             self._send.send_nowait(item)
         except trio.WouldBlock:
@@ -142,6 +171,8 @@ class Subscription(Generic[T]):
                 self._overflowed = True
                 self._fanout._subscribers.discard(self)
                 self._send.close()
+                if self._on_overflow is not None:
+                    self._on_overflow()
             return
         except trio.BrokenResourceError:  # receiver closed without unsubscribing
             self.close()
@@ -159,7 +190,8 @@ class Fanout(Generic[T]):
     Args:
         max_queue: default queue capacity per subscriber (seed default 16384).
         warn_remaining: a yellow notice is raised when a subscriber's free room drops below this
-            (seed default 4096; 0 disables yellow notices).
+            (default: a quarter of ``max_queue``, the seed's 4096 of 16384; 0 disables yellow
+            notices).
         overflow: ``"drop"`` drops items for a full subscriber (counted in its red notice);
             ``"disconnect"`` ends that subscriber with :class:`SubscriberOverflowError`.
     """
@@ -168,11 +200,13 @@ class Fanout(Generic[T]):
         self,
         *,
         max_queue: int = 16384,
-        warn_remaining: int = 4096,
+        warn_remaining: int | None = None,
         overflow: Literal["drop", "disconnect"] = "drop",
     ) -> None:
         if max_queue < 1:
             raise ConfigError(f"Fanout max_queue must be >= 1, got {max_queue}")
+        if warn_remaining is None:
+            warn_remaining = max_queue // 4
         if not 0 <= warn_remaining <= max_queue:
             raise ConfigError(f"Fanout warn_remaining must be in [0, {max_queue}]")
         if overflow not in ("drop", "disconnect"):
@@ -182,13 +216,34 @@ class Fanout(Generic[T]):
         self.overflow = overflow
         self._subscribers: set[Subscription[T]] = set()
         self._closed = False
+        self._close_error: BaseException | None = None
 
-    def subscribe(self, *, max_queue: int | None = None) -> Subscription[T]:
-        """A new subscription that sees every item published from now on."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def subscribe(
+        self,
+        *,
+        max_queue: int | None = None,
+        accept: Callable[[T], bool] | None = None,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> Subscription[T]:
+        """A new subscription that sees every item published from now on.
+
+        Args:
+            max_queue: this subscription's capacity (default: the fanout's ``max_queue``).
+            accept: if given, only items for which it returns true are queued (a filter that
+                costs the subscriber no queue room).
+            on_overflow: called once, synchronously from :meth:`publish`, when the
+                ``"disconnect"`` policy ends this subscriber — so its owner can act at once
+                (close a connection) instead of after draining the queue.
+        """
         size = self.max_queue if max_queue is None else max_queue
-        if size < 1 and size != math.inf:
+        if size < 1:
             raise ConfigError(f"subscription max_queue must be >= 1, got {size}")
-        sub = Subscription(self, size)
+        sub = Subscription(self, size, accept, on_overflow)
         if self._closed:
             sub._send.close()
         else:
@@ -211,9 +266,16 @@ class Fanout(Generic[T]):
         for sub in list(self._subscribers):
             sub._offer(item, self.warn_remaining, self.overflow)
 
-    def close(self) -> None:
-        """End every subscription once it has received what was already queued."""
+    def close(self, error: BaseException | None = None) -> None:
+        """End every subscription once it has received what was already queued.
+
+        With ``error``, each subscriber's next receive after the queued items raises it instead
+        of ending quietly (how a lost connection reaches every event listener).
+        """
+        if self._closed:
+            return
         self._closed = True
+        self._close_error = error
         for sub in list(self._subscribers):
             sub._send.close()
         self._subscribers.clear()

@@ -38,7 +38,13 @@ log = logging.getLogger(__name__)
 
 
 class Connection(Protocol):
-    """What a supervised client must offer: a way to wait until its connection is gone."""
+    """What a supervised client must offer: whether it is connected, and a way to wait until
+    its connection is gone."""
+
+    @property
+    def is_connected(self) -> bool:
+        """False as soon as the connection is lost (before the supervisor has noticed)."""
+        ...
 
     async def wait_closed(self) -> None:
         """Return once the connection has closed or failed."""
@@ -107,7 +113,7 @@ class Supervisor(Generic[C]):
         error = self.last_error if state is ChannelState.DISCONNECTED else None
         change = StateChange(self.name, state, error, self.backoff.attempts, retry_in)
         log.debug("%s: %s", self.name, change)
-        if not self.events._closed:
+        if not self.events.closed:
             self.events.publish(change)
         self._changed.set()
         self._changed = trio.Event()
@@ -126,8 +132,15 @@ class Supervisor(Generic[C]):
         """
         with trio.move_on_after(timeout):
             while True:
-                if self.state is ChannelState.CONNECTED and self._client is not None:
-                    return self._client
+                client = self._client
+                # a client lost a moment ago is not handed out: the supervisor is about to
+                # notice and reconnect
+                if (
+                    self.state is ChannelState.CONNECTED
+                    and client is not None
+                    and client.is_connected
+                ):
+                    return client
                 if self.state is ChannelState.CLOSED and self._started:
                     break
                 await self._changed.wait()

@@ -1,0 +1,280 @@
+"""Terminal daemon benchmark: output throughput, input→echo round trip, memory per session.
+
+Run: ``.venv/bin/python benchmarks/pty.py [--size-mb 100]``. In the same run it measures the
+anchors: the same ``cat`` inside tmux (a detached session: tmux reads the PTY and emulates the
+terminal) and through a bare PTY read by a plain blocking loop, and prints ratios.
+
+The daemon runs as its own process (``python -m virtrio pty-daemon``), like the real thing;
+the subscribers are SDK clients in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from virtrio.pty import Exit, Output, PtyClient, open_pty_client
+
+LINE = b"The quick brown fox jumps over the lazy dog; 0123456789 !@#$%^&*() -_=+ [] {}\n"
+
+
+def make_file(folder: Path, size: int) -> Path:
+    path = folder / "big.txt"
+    block = LINE * (1 << 20 // len(LINE) + 1)
+    with path.open("wb") as f:
+        written = 0
+        while written < size:
+            chunk = block[: size - written]
+            f.write(chunk)
+            written += len(chunk)
+    return path
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+# ---- anchors ---------------------------------------------------------------------------------
+
+
+def bare_pty_cat(path: Path) -> float:
+    """Seconds to read ``cat path`` from a PTY master with a blocking loop."""
+    master, slave = os.openpty()
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        ["cat", str(path)], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL
+    )
+    os.close(slave)
+    while True:
+        try:
+            if not os.read(master, 65536):
+                break
+        except OSError:  # EIO: cat exited and its output is drained
+            break
+    elapsed = time.perf_counter() - start
+    proc.wait()
+    os.close(master)
+    return elapsed
+
+
+def bare_pty_round_trip(count: int) -> list[float]:
+    """Byte → ``cat`` in raw mode → back, on a bare PTY."""
+    pid, master = os.forkpty()
+    if pid == 0:  # child
+        os.execvp("sh", ["sh", "-c", "stty raw -echo; echo ready; exec cat"])
+    buffer = b""
+    while b"ready" not in buffer:
+        buffer += os.read(master, 1024)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        os.write(master, b"a")
+        got = b""
+        while b"a" not in got:
+            got += os.read(master, 1024)
+        times.append(time.perf_counter() - start)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    os.close(master)
+    return times
+
+
+def tmux_cat(tmux: str, path: Path, folder: Path) -> float:
+    """Seconds for ``cat path`` inside a detached tmux session (tmux parses all of it)."""
+    sock = str(folder / "tmux.sock")
+    base = [tmux, "-S", sock, "-f", "/dev/null"]
+    subprocess.run([*base, "new-session", "-d", "-x", "80", "-y", "24", "sh"], check=True)
+    try:
+        start = time.perf_counter()
+        subprocess.run(
+            [*base, "new-window", "-d", f"cat {path}; {tmux} -S {sock} wait-for -S done"],
+            check=True,
+        )
+        subprocess.run([*base, "wait-for", "done"], check=True)
+        return time.perf_counter() - start
+    finally:
+        subprocess.run([*base, "kill-server"], check=False)
+
+
+def tmux_memory_per_window(tmux: str, folder: Path, count: int) -> float:
+    sock = str(folder / "tmux-mem.sock")
+    base = [tmux, "-S", sock, "-f", "/dev/null"]
+    subprocess.run([*base, "new-session", "-d", "-x", "80", "-y", "24", "sh"], check=True)
+    try:
+        pid = int(subprocess.run([*base, "display", "-p", "#{pid}"], capture_output=True).stdout)
+        before = rss_kib(pid)
+        for _ in range(count):
+            subprocess.run([*base, "new-window", "-d", "sh"], check=True)
+        time.sleep(0.5)
+        return (rss_kib(pid) - before) / count
+    finally:
+        subprocess.run([*base, "kill-server"], check=False)
+
+
+# ---- through the daemon ----------------------------------------------------------------------
+
+
+async def drain_to_exit(client: PtyClient, session: int) -> int:
+    received = 0
+    async for event in client.events():
+        if isinstance(event, Output) and event.session == session:
+            received += len(event.data)
+        elif isinstance(event, Exit) and event.session == session:
+            return received
+    raise RuntimeError(f"connection lost: {client.closed_reason}")
+
+
+async def daemon_cat(socket: Path, path: Path, subscribers: int) -> tuple[float, list[int]]:
+    """Seconds until every subscriber has all of ``cat path`` and the exit."""
+    async with open_pty_client(socket) as control:
+        sid = await control.create(command="/bin/sh", args=["-c", f"read go; cat {path}"])
+        received: list[int] = []
+        async with trio.open_nursery() as nursery:
+            ready = trio.Event()
+            attached = 0
+
+            async def subscriber() -> None:
+                nonlocal attached
+                async with open_pty_client(socket) as client:
+                    await client.attach(sid)
+                    attached += 1
+                    if attached == subscribers:
+                        ready.set()
+                    received.append(await drain_to_exit(client, sid))
+
+            for _ in range(subscribers):
+                nursery.start_soon(subscriber)
+            await ready.wait()
+            start = time.perf_counter()
+            await control.input(sid, b"go\n")
+        return time.perf_counter() - start, received
+
+
+async def daemon_round_trip(socket: Path, count: int) -> list[float]:
+    async with open_pty_client(socket) as client:
+        script = "stty raw -echo; echo ready; exec cat"
+        sid = await client.create(command="/bin/sh", args=["-c", script])
+        await client.attach(sid)
+        seen = b""
+        while b"ready" not in seen:
+            event = await client.receive_event()
+            if isinstance(event, Output):
+                seen += event.data
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            await client.input(sid, b"a", wait=False)
+            got = b""
+            while b"a" not in got:
+                event = await client.receive_event()
+                if isinstance(event, Output):
+                    got += event.data
+            times.append(time.perf_counter() - start)
+        await client.kill(sid)
+        return times
+
+
+async def daemon_memory_per_session(socket: Path, pid: int, count: int) -> float:
+    async with open_pty_client(socket) as client:
+        before = rss_kib(pid)
+        for _ in range(count):
+            await client.create(command="/bin/sh")
+        await trio.sleep(0.5)  # let each emulator take in its prompt
+        after = rss_kib(pid)
+        for info in await client.list():
+            await client.kill(info.session)
+        return (after - before) / count
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.3f} ms"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--round-trips", type=int, default=1000)
+    parser.add_argument("--sessions", type=int, default=50, help="for memory per session")
+    args = parser.parse_args()
+    size = args.size_mb * 1024 * 1024
+    tmux = shutil.which("tmux")
+    with tempfile.TemporaryDirectory(prefix="virtrio-bench-pty-") as tmp:
+        folder = Path(tmp)
+        path = make_file(folder, size)
+        socket = folder / "d" / "socket"
+        env = {**os.environ, "RUST_PTY_SOCKET_PATH": str(socket)}
+        daemon = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "virtrio", "pty-daemon"], env=env, stdout=subprocess.PIPE
+        )
+        try:
+            assert daemon.stdout is not None
+            banner = b""
+            with trio.fail_after(10):  # it prints its socket path once listening
+                while b"listening" not in banner:
+                    banner += await daemon.stdout.receive_some(1024)
+            # first, while the daemon's heap is fresh
+            print(f"memory per idle session ({args.sessions} sessions of sh)")
+            per = await daemon_memory_per_session(socket, daemon.pid, args.sessions)
+            print(f"  virtrio daemon RSS: {per:8.1f} KiB per session")
+            if tmux:
+                tmux_per = tmux_memory_per_window(tmux, folder, args.sessions)
+                print(f"  tmux server RSS:    {tmux_per:8.1f} KiB per window")
+                if tmux_per > 0:
+                    print(f"  ratio daemon/tmux:  {per / tmux_per:.2f}x")
+            mb = size / 1e6
+            print(f"cat of {args.size_mb} MiB ({size} bytes), MB = 10^6 bytes")
+            bare = bare_pty_cat(path)
+            print(f"  bare PTY (blocking read loop):    {bare:7.3f} s  {mb / bare:8.1f} MB/s")
+            tmux_s = tmux_cat(tmux, path, folder) if tmux else None
+            if tmux_s:
+                print(
+                    f"  tmux (detached session):          {tmux_s:7.3f} s  {mb / tmux_s:8.1f} MB/s"
+                )
+            results = {}
+            for subscribers in (1, 10):
+                elapsed, received = await daemon_cat(socket, path, subscribers)
+                complete = all(r >= size for r in received)
+                results[subscribers] = elapsed
+                print(
+                    f"  virtrio daemon, {subscribers:2} subscriber(s):  {elapsed:7.3f} s  "
+                    f"{mb / elapsed:8.1f} MB/s per subscriber"
+                    + ("" if complete else f"  (INCOMPLETE: {min(received)} bytes)")
+                )
+            if tmux_s:
+                print(
+                    f"  ratio daemon(1)/tmux throughput:  {tmux_s / results[1]:.2f}x (target >= 1)"
+                )
+                print(f"  ratio daemon(10)/tmux throughput: {tmux_s / results[10]:.2f}x")
+            print(f"  ratio daemon(1)/bare PTY:         {bare / results[1]:.2f}x")
+
+            print(f"input -> echo round trip (raw-mode cat), {args.round_trips} round trips")
+            bare_rt = bare_pty_round_trip(args.round_trips)
+            ours = await daemon_round_trip(socket, args.round_trips)
+            for name, times in (("bare PTY", bare_rt), ("virtrio daemon", ours)):
+                times.sort()
+                p99 = times[int(len(times) * 0.99) - 1]
+                print(f"  {name:15} median {ms(statistics.median(times))}  p99 {ms(p99)}")
+            print(
+                f"  ratio daemon/bare median:         "
+                f"{statistics.median(ours) / statistics.median(bare_rt):.1f}x (target < 1 ms)"
+            )
+
+        finally:
+            daemon.terminate()
+            await daemon.wait()
+
+
+if __name__ == "__main__":
+    trio.run(main)

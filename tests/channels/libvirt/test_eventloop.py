@@ -1,0 +1,252 @@
+"""The Trio implementation of libvirt's event loop: the callbacks' contract, then real libvirt."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import pytest
+import trio
+import trio.lowlevel
+
+from virtrio.channels.libvirt import (
+    EventKind,
+    _eventloop,
+    ensure_event_loop,
+    event_loop_stats,
+    open_connection,
+)
+from virtrio.channels.libvirt._eventloop import READABLE, WRITABLE, _TrioEventImpl
+from virtrio.errors import LocalProtocolError
+
+
+class Recorder:
+    """Collects callback calls with the thread they ran on."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.freed: list[Any] = []
+        self.threads: set[int] = set()
+        self.event = trio.Event()
+
+    def handle(self, watch: int, fd: int, events: int, opaque: Any) -> None:
+        self.calls.append((watch, fd, events, opaque))
+        self.threads.add(threading.get_ident())
+        self.event.set()
+
+    def timer(self, timer_id: int, opaque: Any) -> None:
+        self.calls.append((timer_id, opaque))
+        self.threads.add(threading.get_ident())
+        self.event.set()
+
+    def free(self, opaque: Any) -> None:
+        self.freed.append(opaque)
+        self.threads.add(threading.get_ident())
+
+
+def attached(recorder: Recorder) -> _TrioEventImpl:
+    impl = _TrioEventImpl(free=recorder.free)
+    impl.attach(register=False)
+    return impl
+
+
+async def test_handles_registered_from_a_worker_thread_fire_on_the_trio_thread() -> None:
+    rec = Recorder()
+    impl = attached(rec)
+    a, b = socket.socketpair()
+    with a, b:
+        watch = await trio.to_thread.run_sync(impl.add_handle, a.fileno(), READABLE, rec.handle, 7)
+        assert watch > 0  # handed out at once, from the other thread
+        b.send(b"x")
+        with trio.fail_after(5):
+            await rec.event.wait()
+        assert rec.calls[0] == (watch, a.fileno(), READABLE, 7)
+        assert rec.threads == {threading.get_ident()}
+        assert impl.stats().fd_waiters == 1
+
+        # removal from a thread: the free callback is deferred to the Trio thread
+        def remove() -> tuple[int, list[Any]]:
+            return impl.remove_handle(watch), list(rec.freed)
+
+        result, freed_inline = await trio.to_thread.run_sync(remove)
+        assert (result, freed_inline) == (0, [])
+        await trio.testing.wait_all_tasks_blocked()
+        assert rec.freed == [7]
+        assert impl.stats() == impl.stats().__class__(0, 0, 0, 0, 0)
+        assert impl.remove_handle(watch) == -1  # unknown id
+
+
+async def test_update_handle_switches_direction_and_one_waiter_serves_many_handles() -> None:
+    rec = Recorder()
+    impl = attached(rec)
+    a, b = socket.socketpair()
+    with a, b:
+        w1 = impl.add_handle(a.fileno(), 0, rec.handle, "one")
+        w2 = impl.add_handle(a.fileno(), READABLE, rec.handle, "two")
+        await trio.testing.wait_all_tasks_blocked()
+        assert impl.stats().fd_waiters == 1
+        impl.update_handle(w1, WRITABLE | READABLE)
+        with trio.fail_after(5):
+            await rec.event.wait()  # writable at once
+        assert (w1, a.fileno(), WRITABLE, "one") in rec.calls
+        assert impl.stats().fd_waiters == 2  # one per direction, not per handle
+        impl.update_handle(w1, 0)
+        b.send(b"y")
+        rec.calls.clear()
+        rec.event = trio.Event()
+        with trio.fail_after(5):
+            await rec.event.wait()
+        assert {c[3] for c in rec.calls} == {"two"}
+        impl.remove_handle(w1)
+        impl.remove_handle(w2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(rec.freed) == ["one", "two"]
+        assert impl.stats().fd_waiters == 0
+
+
+async def test_fd_reuse_after_free_closes_it() -> None:
+    """notify_closing runs before the free callback closes the fd; a new fd of the same number
+    is then watched afresh."""
+    rec = Recorder()
+    closed: list[int] = []
+    a, b = socket.socketpair()
+
+    def free_and_close(opaque: Any) -> None:
+        a.close()  # what libvirt does in its free callback
+        closed.append(opaque)
+
+    impl = _TrioEventImpl(free=free_and_close)
+    impl.attach(register=False)
+    fd = a.fileno()
+    watch = impl.add_handle(fd, READABLE, rec.handle, 1)
+    await trio.testing.wait_all_tasks_blocked()
+    impl.remove_handle(watch)
+    await trio.testing.wait_all_tasks_blocked()
+    assert closed == [1]
+    c, d = socket.socketpair()
+    with b, c, d:
+        assert fd in (c.fileno(), d.fileno())  # the kernel reused the number
+        reused = c if c.fileno() == fd else d
+        other = d if reused is c else c
+        impl.add_handle(fd, READABLE, rec.handle, 2)
+        other.send(b"z")
+        with trio.fail_after(5):
+            await rec.event.wait()
+        assert rec.calls[-1][3] == 2
+        assert reused.recv(1) == b"z"
+
+
+async def test_timer_semantics() -> None:
+    rec = Recorder()
+    impl = attached(rec)
+    off = impl.add_timeout(-1, rec.timer, "off")
+    every_pass = impl.add_timeout(0, rec.timer, "zero")
+    with trio.fail_after(5):
+        while sum(1 for c in rec.calls if c[1] == "zero") < 3:
+            await trio.lowlevel.checkpoint()  # fires on every pass of the loop
+    impl.update_timeout(every_pass, -1)
+    await trio.testing.wait_all_tasks_blocked()
+    count = len(rec.calls)
+    await trio.sleep(0.05)
+    assert len(rec.calls) == count  # -1: off
+    assert impl.stats().timer_tasks == 0
+    impl.update_timeout(off, 10)
+    rec.event = trio.Event()
+    with trio.fail_after(5):
+        await rec.event.wait()
+    assert rec.calls[-1] == (off, "off")
+    assert rec.threads == {threading.get_ident()}
+    assert impl.remove_timeout(off) == 0
+    assert impl.remove_timeout(every_pass) == 0
+    assert impl.remove_timeout(every_pass) == -1
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(rec.freed) == ["off", "zero"]
+    assert impl.stats().timers == 0
+
+
+async def test_a_failing_callback_does_not_stop_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    logged: list[str] = []
+
+    class Log:
+        def exception(self, message: str, *args: object) -> None:
+            logged.append(message % args)
+
+    monkeypatch.setattr(_eventloop, "log", Log())
+    rec = Recorder()
+    impl = attached(rec)
+
+    fired = trio.Event()
+
+    def boom(_timer: int, _opaque: Any) -> None:
+        fired.set()
+        raise RuntimeError("callback bug")
+
+    bad = impl.add_timeout(0, boom, None)
+    with trio.fail_after(5):
+        await fired.wait()
+    impl.remove_timeout(bad)
+    good = impl.add_timeout(1, rec.timer, "ok")
+    with trio.fail_after(5):
+        await rec.event.wait()
+    impl.remove_timeout(good)
+    assert logged[0] == "libvirt timer callback failed"
+
+
+def test_the_loop_serves_one_trio_run_at_a_time() -> None:
+    async def hold(ready: threading.Event, release: threading.Event) -> None:
+        ensure_event_loop()
+        ready.set()
+        await trio.to_thread.run_sync(release.wait)
+
+    ready, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=trio.run, args=(hold, ready, release))
+    thread.start()
+    try:
+        ready.wait(10)
+
+        async def second() -> None:
+            ensure_event_loop()
+
+        with pytest.raises(LocalProtocolError, match="another Trio run"):
+            trio.run(second)
+    finally:
+        release.set()
+        thread.join(10)
+
+
+async def test_libvirt_events_and_no_leftovers_on_test_driver() -> None:
+    async with open_connection("test:///default") as conn:
+        async with conn.events([EventKind.LIFECYCLE], domain="test") as events:
+            dom = await conn.lookup("test")
+            await conn.call(dom.suspend)
+            await conn.call(dom.resume)
+            await conn.call(dom.destroy)
+            await conn.call(dom.create)
+            with trio.fail_after(5):
+                got = [(await events.receive()).event for _ in range(4)]
+        assert got == ["SUSPENDED", "RESUMED", "STOPPED", "STARTED"]
+        del dom
+    await trio.testing.wait_all_tasks_blocked()
+    stats = event_loop_stats()
+    assert (stats.handles, stats.timers, stats.fd_waiters, stats.timer_tasks) == (0, 0, 0, 0)
+
+
+async def test_updating_a_timer_to_the_same_period_restarts_it_in_place() -> None:
+    """libvirt restarts its keepalive timer on every message: no new task, no wake-up."""
+    rec = Recorder()
+    impl = attached(rec)
+    timer = impl.add_timeout(300, rec.timer, "ka")
+    await trio.testing.wait_all_tasks_blocked()
+    [(scope, _)] = impl._timer_tasks.values()
+    for _ in range(15):  # 15 x 30 ms: well past one period, restarted each time
+        await trio.sleep(0.03)
+        impl.update_timeout(timer, 300)
+    assert rec.calls == []
+    assert [s for s, _ in impl._timer_tasks.values()] == [scope]  # the same task
+    with trio.fail_after(5):
+        await rec.event.wait()  # fires one period after the last restart
+    assert rec.calls == [(timer, "ka")]
+    impl.remove_timeout(timer)
+    await trio.testing.wait_all_tasks_blocked()
+    assert rec.freed == ["ka"]

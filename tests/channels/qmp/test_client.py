@@ -1,0 +1,196 @@
+"""The QMP client against a real QEMU."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+import trio
+
+from virtrio.channels.qmp import QmpCommandError, QmpEvent, open_qmp
+from virtrio.engine.guest import QemuProcess
+from virtrio.errors import (
+    CommandError,
+    ConfigError,
+    ConnectError,
+    ConnectionLostError,
+    VirtrioTimeoutError,
+)
+
+
+async def test_greeting_status_and_version(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        assert qmp.greeting.version.major >= 7
+        assert "oob" in qmp.greeting.capabilities
+        status = await qmp.query_status()
+        assert status.running
+        assert status.status == "running"
+        assert await qmp.query_version() == qmp.greeting.version
+
+
+async def test_error_reply_carries_class_and_description(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        with pytest.raises(QmpCommandError) as info:
+            await qmp.execute("no-such-command")
+        assert isinstance(info.value, CommandError)
+        assert info.value.error_class == "CommandNotFound"
+        assert "no-such-command" in info.value.desc
+        assert info.value.command == "no-such-command"
+        with pytest.raises(QmpCommandError, match=r"GenericError|Invalid parameter"):
+            await qmp.execute("human-monitor-command", {"command-line": 5})
+        assert (await qmp.query_status()).running  # the connection is still fine
+
+
+async def test_many_tasks_call_one_client_at_once(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        results: dict[int, object] = {}
+
+        async def call(i: int) -> None:
+            command = "query-name" if i % 2 else "query-status"
+            results[i] = await qmp.execute(command)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(200):
+                nursery.start_soon(call, i)
+        for i, value in results.items():
+            assert ("running" not in value) if i % 2 else (value["status"] == "running")  # type: ignore[operator,index]
+        assert len(results) == 200
+
+
+async def test_events_are_delivered_and_filtered(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        with qmp.events() as everything, qmp.events("RESUME") as resumes:
+            await qmp.execute("stop")
+            await qmp.execute("cont")
+            first, second = await everything.receive(), await everything.receive()
+            assert [first.name, second.name] == ["STOP", "RESUME"]
+            assert isinstance(first, QmpEvent)
+            assert first.timestamp > 0
+            assert (await resumes.receive()).name == "RESUME"
+            assert resumes.queue_size == 0
+
+
+async def test_listener_raises_when_the_connection_is_lost(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        with qmp.events() as listener:
+            # QEMU may send quit's return before closing, or close first
+            with contextlib.suppress(ConnectionLostError):
+                await qmp.execute("quit")
+            # the SHUTDOWN sent before the socket closed is still delivered, then the error
+            assert (await listener.receive()).name == "SHUTDOWN"
+            with trio.fail_after(5), pytest.raises(ConnectionLostError, match="QMP connection"):
+                await listener.receive()
+        await qmp.wait_closed()
+        assert not qmp.is_connected
+        assert isinstance(qmp.closed_reason, ConnectionLostError)
+
+
+async def test_pending_calls_fail_promptly_when_qemu_dies(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        os.kill(bare_qemu.pid, signal.SIGSTOP)  # calls now stay pending
+        failures: list[BaseException] = []
+
+        async def call() -> None:
+            try:
+                await qmp.query_status(timeout=30)
+            except ConnectionLostError as exc:
+                failures.append(exc)
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                for _ in range(5):
+                    nursery.start_soon(call)
+                await trio.sleep(0.1)
+                bare_qemu.kill()
+        assert len(failures) == 5
+        with pytest.raises(ConnectionLostError, match=str(bare_qemu.qmp_address)):
+            await qmp.query_status()
+
+
+async def test_timeout_then_the_late_reply_is_not_mistaken(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        os.kill(bare_qemu.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(VirtrioTimeoutError, match=r"'query-status'.*0.2 s"):
+                await qmp.execute("query-status", timeout=0.2)
+        finally:
+            os.kill(bare_qemu.pid, signal.SIGCONT)
+        # the late query-status reply arrives first and is dropped; ours is query-name's
+        assert await qmp.execute("query-name") == {}
+
+
+async def test_second_client_gets_no_greeting(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address):
+        with pytest.raises(ConnectError, match=r"no QMP greeting.*another client"):
+            async with open_qmp(bare_qemu.qmp_address, connect_timeout=0.5):
+                pass
+
+
+async def test_connect_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConnectError, match=r"missing.sock") as info:
+        async with open_qmp(f"unix:{tmp_path / 'missing.sock'}"):
+            pass
+    assert info.value.address.endswith("missing.sock")
+
+
+async def test_a_peer_that_is_not_qmp(tmp_path: Path) -> None:
+    path = tmp_path / "fake.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen()
+
+        def talk_nonsense() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH\r\n")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, talk_nonsense)
+            with pytest.raises(ConnectError, match=r"no QMP greeting.*invalid JSON"):
+                async with open_qmp(f"unix:{path}", connect_timeout=5):
+                    pass
+
+
+async def test_qmp_over_tcp(qemu_binary: str) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        argv = [
+            qemu_binary, "-machine", "none", "-nodefaults", "-display", "none",
+            "-chardev", f"socket,id=mon,fd={listener.fileno()},server=on,wait=off",
+            "-mon", "chardev=mon,mode=control",
+        ]  # fmt: skip
+        process = await trio.lowlevel.open_process(argv, pass_fds=[listener.fileno()])
+    try:
+        async with open_qmp(f"tcp://127.0.0.1:{port}") as qmp:
+            assert (await qmp.query_status()).running
+    finally:
+        process.kill()
+        await process.wait()
+
+
+async def test_send_key_and_type_text(pc_qemu: QemuProcess) -> None:
+    async with open_qmp(pc_qemu.qmp_address) as qmp:
+        await qmp.send_key("ctrl-alt-delete")
+        await qmp.send_key(["shift", "a"], hold_time=0.05)
+        await qmp.send_keys(["esc", "ret"])
+        await qmp.type_text("Hello, world!\n")
+        with pytest.raises(ConfigError, match="unknown key"):
+            await qmp.send_key("ctrl-nokey")
+        # QEMU itself validates what it is sent
+        with pytest.raises(QmpCommandError, match="nokey"):
+            await qmp.execute("send-key", {"keys": [{"type": "qcode", "data": "nokey"}]})
+
+
+async def test_an_expired_caller_does_not_break_the_connection(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        with trio.move_on_after(0):
+            await qmp.query_status()
+        with pytest.raises(VirtrioTimeoutError):
+            await qmp.query_status(timeout=0)
+        assert (await qmp.query_status()).running

@@ -1,0 +1,120 @@
+"""The JSON stream codec shared by QMP and the guest agent."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from hypothesis import given, strategies as st
+
+from tests.strategies import json_objects, splits
+from virtrio.channels._jsonstream import (
+    NEED_DATA,
+    JsonStreamDecoder,
+    JsonStreamError,
+    encode_message,
+)
+from virtrio.errors import ProtocolError
+
+
+def drain(decoder: JsonStreamDecoder) -> list[dict[str, Any]]:
+    out = []
+    while (message := decoder.next_message()) is not NEED_DATA:
+        assert isinstance(message, dict)
+        out.append(message)
+    return out
+
+
+@given(st.lists(json_objects, max_size=8), st.data())
+def test_round_trip_at_any_split(messages: list[dict[str, Any]], data: st.DataObject) -> None:
+    wire = b"".join(encode_message(m) for m in messages)
+    decoder = JsonStreamDecoder()
+    received = []
+    for chunk in data.draw(splits(wire)):
+        decoder.receive_data(chunk)
+        received += drain(decoder)
+    assert received == messages
+    assert decoder.buffered == 0
+
+
+def test_qemu_line_endings_and_blank_lines() -> None:
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(b'{"a": 1}\r\n\r\n{"b": 2}\r\n{"c"')
+    assert drain(decoder) == [{"a": 1}, {"b": 2}]
+    decoder.receive_data(b": 3}\n")
+    assert drain(decoder) == [{"c": 3}]
+
+
+@given(st.lists(json_objects, min_size=1, max_size=4), st.binary(max_size=40), st.data())
+def test_resync_marker_drops_only_the_unfinished_message(
+    before: list[dict[str, Any]], junk: bytes, data: st.DataObject
+) -> None:
+    junk = junk.replace(b"\n", b"").replace(b"\xff", b"")
+    wire = b"".join(encode_message(m) for m in before) + junk + b"\xff" + encode_message({"x": 1})
+    decoder = JsonStreamDecoder()
+    received = []
+    for chunk in data.draw(splits(wire)):
+        decoder.receive_data(chunk)
+        received += drain(decoder)
+    assert received == [*before, {"x": 1}]
+
+
+@pytest.mark.parametrize(
+    ("wire", "match"),
+    [
+        (b"not json\n", "invalid JSON"),
+        (b"[1, 2]\n", "expected a JSON object"),
+        (b'"text"\n', "expected a JSON object"),
+        (b'{"a": \xfe}\n', "invalid JSON"),
+    ],
+)
+def test_garbage_is_a_protocol_error(wire: bytes, match: str) -> None:
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(wire)
+    with pytest.raises(JsonStreamError, match=match) as info:
+        decoder.next_message()
+    assert isinstance(info.value, ProtocolError)
+
+
+@given(st.binary(min_size=1, max_size=200))
+def test_arbitrary_bytes_give_messages_or_a_clear_error(wire: bytes) -> None:
+    decoder = JsonStreamDecoder(max_message_size=64)
+    decoder.receive_data(wire)
+    decoder.receive_data(b"")
+    with contextlib.suppress(JsonStreamError):  # a clear error is fine; anything else fails
+        drain(decoder)
+
+
+def test_size_limit_bounds_an_unterminated_message() -> None:
+    decoder = JsonStreamDecoder(max_message_size=100)
+    decoder.receive_data(b'{"a": "' + b"x" * 90)
+    assert decoder.next_message() is NEED_DATA
+    decoder.receive_data(b"x" * 20)
+    with pytest.raises(JsonStreamError, match="exceeds the limit of 100"):
+        decoder.next_message()
+
+
+def test_size_limit_on_a_complete_line() -> None:
+    decoder = JsonStreamDecoder(max_message_size=10)
+    decoder.receive_data(encode_message({"long": "y" * 20}))
+    with pytest.raises(JsonStreamError, match="exceeds the limit"):
+        decoder.next_message()
+
+
+def test_messages_accepted_before_garbage_are_kept() -> None:
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(b'{"ok": 1}\n{bad\n')
+    assert decoder.next_message() == {"ok": 1}
+    with pytest.raises(JsonStreamError):
+        decoder.next_message()
+
+
+def test_eof_inside_a_message() -> None:
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(b'{"a": 1}\n{"b"')
+    decoder.receive_data(b"")
+    assert decoder.eof
+    assert decoder.next_message() == {"a": 1}
+    with pytest.raises(JsonStreamError, match="stream ended inside a message"):
+        decoder.next_message()

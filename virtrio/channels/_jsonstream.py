@@ -1,0 +1,140 @@
+"""A sans-I/O codec for streams of JSON objects, shared by QMP and the guest agent.
+
+Both peers write one JSON object per line (QEMU ends each with ``\\r\\n``, qemu-ga with ``\\n``)
+and neither puts a raw newline inside one, so a message is a line. A ``0xFF`` byte — which never
+occurs in UTF-8 JSON — is the guest agent's resynchronisation marker (``guest-sync-delimited``):
+the unfinished message before it is discarded.
+
+>>> decoder = JsonStreamDecoder()
+>>> decoder.receive_data(b'{"return": {}}\\r\\n{"ev')
+>>> decoder.next_message()
+{'return': {}}
+>>> decoder.next_message() is NEED_DATA
+True
+
+The decoder never holds more than ``max_message_size`` bytes of an unfinished message: beyond
+that it raises :class:`JsonStreamError` instead of growing without bound.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final, final
+
+from virtrio.errors import ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "NEED_DATA",
+    "JsonStreamDecoder",
+    "JsonStreamError",
+    "NeedData",
+    "encode_message",
+]
+
+#: 64 MiB: room for the largest guest-file-read reply (48 MB of data, base64-encoded).
+DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
+
+_RESYNC = b"\xff"
+
+
+class JsonStreamError(ProtocolError):
+    """The peer sent something that is not a stream of JSON objects."""
+
+
+@final
+class NeedData:
+    """Sentinel type: no complete message is buffered yet."""
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+#: Returned by :meth:`JsonStreamDecoder.next_message` when more bytes are needed.
+NEED_DATA: Final = NeedData()
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """One message on the wire: compact JSON and a newline."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+class JsonStreamDecoder:
+    """Splits received bytes into JSON objects; see the module docstring."""
+
+    def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self.max_message_size = max_message_size
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of _buffer already known to hold no newline
+        self._eof = False
+
+    @property
+    def eof(self) -> bool:
+        """Whether end-of-stream was received (``receive_data(b"")``)."""
+        return self._eof
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as messages."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes from the peer; ``b""`` means the peer closed the stream."""
+        if not data:
+            self._eof = True
+            return
+        if _RESYNC in data:
+            # Each marker drops the unfinished message before it; complete ones are kept (their
+            # ids tell whether anyone still waits for them).
+            *before, data = data.split(b"\xff")
+            for part in before:
+                self._buffer += part
+                del self._buffer[self._buffer.rfind(b"\n") + 1 :]
+            self._scanned = 0
+        self._buffer += data
+
+    def next_message(self) -> dict[str, Any] | NeedData:
+        """The next complete message, or :data:`NEED_DATA`.
+
+        Raises:
+            JsonStreamError: a line is not a JSON object, an unfinished message exceeds
+                ``max_message_size``, or the stream ended in the middle of a message.
+        """
+        buffer = self._buffer
+        while True:
+            newline = buffer.find(b"\n", self._scanned)
+            if newline < 0:
+                break
+            line = bytes(buffer[:newline])
+            del buffer[: newline + 1]
+            self._scanned = 0
+            if not line.strip():
+                continue
+            if len(line) > self.max_message_size:
+                raise JsonStreamError(
+                    f"message of {len(line)} bytes exceeds the limit of {self.max_message_size}"
+                )
+            return _parse(line)
+        self._scanned = len(buffer)
+        if len(buffer) > self.max_message_size:
+            raise JsonStreamError(
+                f"unterminated message exceeds the limit of {self.max_message_size} bytes"
+            )
+        if self._eof and buffer.strip():
+            raise JsonStreamError(f"stream ended inside a message: {_excerpt(bytes(buffer))}")
+        return NEED_DATA
+
+
+def _excerpt(data: bytes, limit: int = 80) -> str:
+    text = repr(data[:limit])
+    return text + ("..." if len(data) > limit else "")
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JsonStreamError(f"invalid JSON from peer ({exc}): {_excerpt(line)}") from None
+    if not isinstance(message, dict):
+        raise JsonStreamError(f"expected a JSON object, got {_excerpt(line)}")
+    return message

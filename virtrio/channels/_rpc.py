@@ -1,0 +1,295 @@
+"""The Trio shell shared by the QMP and guest-agent clients: one stream, one reader task,
+requests correlated to replies by id.
+
+A protocol core (sans-I/O) turns bytes into events and commands into bytes; this class owns the
+stream, runs the reader task that feeds the core, and gives each request its own slot keyed by
+id, so any number of tasks can call at once with no lock around the wire (only a message's own
+bytes are written atomically). When the connection goes, every pending call fails at once with
+:class:`~virtrio.errors.ConnectionLostError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from virtrio.errors import ConnectionLostError, ProtocolError, VirtrioTimeoutError
+
+from ._jsonstream import NEED_DATA, NeedData
+
+__all__ = ["Reply", "RpcClient", "RpcConnection", "RpcProtocol", "error_reply"]
+
+log = logging.getLogger(__name__)
+
+_RECEIVE_SIZE = 65536
+
+
+@attrs.frozen
+class Reply:
+    """A reply to one command: its ``return`` value, or its ``error`` class and description."""
+
+    id: Any
+    ok: bool
+    value: Any = None
+    error_class: str = ""
+    desc: str = ""
+
+
+def error_reply(ident: Any, error: object) -> Reply | None:
+    """The :class:`Reply` for an ``{"error": {"class": ..., "desc": ...}}`` member, or None if
+    ``error`` is not such an object."""
+    if not isinstance(error, dict):
+        return None
+    return Reply(ident, False, None, str(error.get("class", "")), str(error.get("desc", "")))
+
+
+class RpcProtocol(Protocol):
+    """What :class:`RpcConnection` needs from a sans-I/O protocol core."""
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed received bytes (``b""`` at end of stream)."""
+
+    def next_event(self) -> object | NeedData:
+        """The next event (a :class:`Reply` or a protocol-specific event) or ``NEED_DATA``."""
+
+    def send_command(self, command: str, arguments: dict[str, Any] | None) -> tuple[Any, bytes]:
+        """Allocate an id and encode a command; returns ``(id, bytes)``."""
+
+
+class _Slot:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.reply: Reply | None = None
+
+
+class RpcConnection:
+    """One connection of a JSON RPC protocol (QMP or the guest agent) over a Trio stream.
+
+    Args:
+        stream: the connected stream; closed by :meth:`aclose`.
+        protocol: the sans-I/O core.
+        name: the protocol's name for messages (``"QMP"``).
+        address: the peer's address for messages.
+        on_event: called (synchronously, in the reader task) with every event that is not a
+            :class:`Reply`.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        protocol: RpcProtocol,
+        *,
+        name: str,
+        address: str,
+        on_event: Callable[[object], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.protocol = protocol
+        self.name = name
+        self.address = address
+        self._on_event = on_event
+        self._slots: dict[Any, _Slot] = {}
+        self._send_lock = trio.Lock()
+        self._closed = trio.Event()
+        #: Why the connection ended (None while it is open).
+        self.closed_reason: BaseException | None = None
+
+    @property
+    def is_connected(self) -> bool:
+        """True until the connection is lost or closed."""
+        return self.closed_reason is None
+
+    async def wait_closed(self) -> None:
+        """Return once the connection has closed or failed (see :attr:`closed_reason`)."""
+        await self._closed.wait()
+
+    async def run_reader(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The reader task: feed the core, complete slots, hand other events on. Never raises:
+        a lost connection or a protocol violation ends it and fails pending calls."""
+        task_status.started()
+        receive_some = self.stream.receive_some
+        protocol = self.protocol
+        try:
+            while True:
+                data = await receive_some(_RECEIVE_SIZE)
+                protocol.receive_data(data)
+                while (event := protocol.next_event()) is not NEED_DATA:
+                    if isinstance(event, Reply):
+                        self._complete(event)
+                    elif self._on_event is not None:
+                        self._on_event(event)
+                if not data:
+                    self._lose(
+                        ConnectionLostError(
+                            f"{self.name} connection to {self.address} closed by the peer",
+                            address=self.address,
+                        )
+                    )
+                    return
+        except ProtocolError as exc:
+            log.warning("%s %s: %s; closing the connection", self.name, self.address, exc)
+            self._lose(exc)
+        except (trio.BrokenResourceError, OSError) as exc:
+            self._lose(
+                ConnectionLostError(
+                    f"{self.name} connection to {self.address} lost: {exc}", address=self.address
+                )
+            )
+        except trio.ClosedResourceError:
+            self._lose(self._closed_locally())
+        finally:
+            if self.closed_reason is None:  # cancelled
+                self._lose(self._closed_locally())
+
+    def _closed_locally(self) -> ConnectionLostError:
+        return ConnectionLostError(
+            f"{self.name} connection to {self.address} was closed", address=self.address
+        )
+
+    def _complete(self, reply: Reply) -> None:
+        slot = self._slots.pop(reply.id, None)
+        if slot is None:  # a reply to a call that timed out, or to a previous client
+            log.debug("%s %s: dropping reply for unknown id %r", self.name, self.address, reply.id)
+            return
+        slot.reply = reply
+        slot.done.set()
+
+    def _lose(self, reason: BaseException) -> None:
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        slots, self._slots = self._slots, {}
+        for slot in slots.values():
+            slot.done.set()
+        self._closed.set()
+
+    def _lost_error(self) -> BaseException:
+        reason = self.closed_reason
+        if isinstance(reason, ConnectionLostError):
+            return ConnectionLostError(str(reason), address=self.address)
+        return ConnectionLostError(
+            f"{self.name} connection to {self.address} lost: {reason}", address=self.address
+        )
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Write raw bytes as one unit. A write interrupted half-way breaks the connection
+        (the peer would see a torn message), so it is then closed.
+
+        Raises:
+            ConnectionLostError: the connection is closed or the write failed.
+        """
+        if self.closed_reason is not None:
+            raise self._lost_error()
+        # A caller already cancelled stops here, before a byte is written; only a write
+        # interrupted half-way below has to close the connection.
+        await trio.lowlevel.checkpoint_if_cancelled()
+        # An uncontended lock is taken without a trip through the scheduler (the common case:
+        # messages are small and the socket buffer takes them at once).
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._lose(
+                    ConnectionLostError(
+                        f"{self.name} connection to {self.address} lost while sending: {exc}",
+                        address=self.address,
+                    )
+                )
+                raise self._lost_error() from exc
+            except BaseException:
+                self._lose(
+                    ConnectionLostError(
+                        f"{self.name} connection to {self.address} closed: a write was interrupted",
+                        address=self.address,
+                    )
+                )
+                await trio.aclose_forcefully(self.stream)
+                raise
+        finally:
+            lock.release()
+
+    async def request(
+        self,
+        command: str,
+        arguments: dict[str, Any] | None = None,
+        *,
+        timeout: float = math.inf,
+        prefix: bytes = b"",
+    ) -> Reply:
+        """Send a command and wait for its reply.
+
+        Raises:
+            ConnectionLostError: the connection was lost before the reply came.
+            VirtrioTimeoutError: no reply within ``timeout`` seconds (a late reply is dropped).
+        """
+        if self.closed_reason is not None:
+            raise self._lost_error()
+        ident, data = self.protocol.send_command(command, arguments)
+        slot = _Slot()
+        self._slots[ident] = slot
+        try:
+            with trio.move_on_after(timeout) as scope:
+                await self.send_bytes(prefix + data if prefix else data)
+                await slot.done.wait()
+        finally:
+            self._slots.pop(ident, None)
+        if slot.reply is not None:
+            return slot.reply
+        if scope.cancelled_caught:
+            raise VirtrioTimeoutError(
+                f"{self.name} command {command!r} to {self.address}: no reply within {timeout:g} s"
+            )
+        raise self._lost_error()
+
+    async def aclose(self) -> None:
+        """Close the stream; pending calls fail with ConnectionLostError."""
+        if self.closed_reason is None:
+            self._lose(self._closed_locally())
+        await trio.aclose_forcefully(self.stream)
+
+
+class RpcClient:
+    """Base of the clients built on one :class:`RpcConnection`: its state, its address, and
+    closing it. Subclasses add the protocol's calls."""
+
+    def __init__(self, connection: RpcConnection, default_timeout: float) -> None:
+        self._connection = connection
+        #: Timeout applied when a call passes none.
+        self.default_timeout = default_timeout
+
+    @property
+    def address(self) -> str:
+        """The peer's address."""
+        return self._connection.address
+
+    @property
+    def is_connected(self) -> bool:
+        """True until the connection is lost or closed."""
+        return self._connection.is_connected
+
+    @property
+    def closed_reason(self) -> BaseException | None:
+        """Why the connection ended, once it has."""
+        return self._connection.closed_reason
+
+    async def wait_closed(self) -> None:
+        """Return once the connection has closed or failed."""
+        await self._connection.wait_closed()
+
+    async def aclose(self) -> None:
+        """Close the connection; pending calls fail with ConnectionLostError."""
+        await self._connection.aclose()

@@ -1,0 +1,473 @@
+"""One libvirt connection driven from Trio: :func:`open_connection` and :class:`LibvirtConnection`.
+
+Every libvirt call that may block (anything that talks to the daemon) runs in a worker thread
+under the connection's :class:`trio.CapacityLimiter`, inside the caller's deadline; a call
+that outlives its deadline is abandoned (its thread finishes on its own) and raises
+:class:`~virtrio.errors.VirtrioTimeoutError`. Domain events come from the Trio event loop of
+:mod:`._eventloop` and are fanned out to subscribers as Trio memory channels.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from virtrio.channels.qmp import QmpEvent
+from virtrio.errors import ConnectionLostError, VirtrioError, VirtrioTimeoutError
+from virtrio.nurseries import Fanout, Subscription
+
+from ._errors import VIR_ERR_NO_SUPPORT, translate_error
+from ._eventloop import ensure_event_loop
+from ._events import DomainEvent, EventKind, agent_names, lifecycle_names
+
+__all__ = ["DomainSummary", "LibvirtConnection", "open_connection", "run_blocking"]
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+#: Default number of libvirt calls one connection runs at once in worker threads.
+DEFAULT_CONCURRENCY = 8
+
+_CLOSE_REASONS = {0: "error", 1: "end of file", 2: "keepalive timeout", 3: "closed by client"}
+
+
+@functools.cache
+def _libvirt() -> Any:
+    """Import libvirt once, with its default stderr error printer silenced."""
+    try:
+        import libvirt
+    except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+        raise ImportError("libvirt support needs `pip install virtrio[libvirt]`") from exc
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+async def run_blocking(
+    fn: Callable[..., R],
+    *args: Any,
+    what: str,
+    uri: str,
+    timeout: float = math.inf,
+    limiter: trio.CapacityLimiter | None = None,
+    connecting: bool = False,
+) -> R:
+    """Run the blocking libvirt call ``fn(*args)`` in a worker thread within ``timeout`` seconds.
+
+    Raises:
+        VirtrioTimeoutError: no result in time (the thread is abandoned and finishes alone).
+        VirtrioError: libvirt's error, translated (see :func:`._errors.translate_error`).
+    """
+    libvirt = _libvirt()
+    call = functools.partial(fn, *args)
+    with trio.move_on_after(timeout):
+        try:
+            return await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
+        except libvirt.libvirtError as exc:
+            raise translate_error(exc, what, uri=uri, connecting=connecting) from None
+    raise VirtrioTimeoutError(f"libvirt {uri}: {what}: no answer within {timeout:g} s")
+
+
+@attrs.frozen
+class DomainSummary:
+    """A domain as listed by :meth:`LibvirtConnection.list_domains`."""
+
+    name: str
+    uuid: str
+    #: the running domain's id, or -1 when it is not running
+    id: int
+    #: libvirt's state name: ``running``, ``paused``, ``shutoff``, ...
+    state: str
+    persistent: bool
+
+
+_STATE_NAMES = {
+    0: "nostate",
+    1: "running",
+    2: "blocked",
+    3: "paused",
+    4: "shutdown",
+    5: "shutoff",
+    6: "crashed",
+    7: "pmsuspended",
+}
+
+
+def state_name(state: int) -> str:
+    """libvirt's ``virDomainState`` as a lower-case name."""
+    return _STATE_NAMES.get(state, str(state))
+
+
+class LibvirtConnection:
+    """An open libvirt connection. Create it with :func:`open_connection`.
+
+    Any number of tasks may use it at once; at most ``concurrency`` calls run in threads at a
+    time. :attr:`raw` is the ``libvirt.virConnect`` for calls virtrio does not wrap: run them
+    through :meth:`call`.
+    """
+
+    def __init__(self, raw: Any, uri: str, limiter: trio.CapacityLimiter, timeout: float) -> None:
+        #: the underlying ``libvirt.virConnect``
+        self.raw = raw
+        #: the URI this connection was opened with
+        self.uri = uri
+        #: the limiter every blocking call of this connection runs under
+        self.limiter = limiter
+        #: the deadline applied when a call passes none
+        self.default_timeout = timeout
+        self._token = trio.lowlevel.current_trio_token()
+        self._trio_thread = threading.get_ident()
+        self._events: Fanout[DomainEvent] = Fanout(max_queue=1024, overflow="disconnect")
+        self._callback_ids: dict[EventKind, int] = {}
+        self._qmp_fanouts: set[Fanout[QmpEvent]] = set()
+        self._register_lock = trio.Lock()
+        self._closed = trio.Event()
+        self._close_registered = False
+        #: why the connection closed, once it has
+        self.closed_reason: BaseException | None = None
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        fn: Callable[..., R],
+        *args: Any,
+        what: str | None = None,
+        timeout: float | None = None,
+    ) -> R:
+        """Run the blocking libvirt call ``fn(*args)`` in a worker thread.
+
+        Args:
+            what: names the call in errors (default: the function's name).
+            timeout: seconds (default: :attr:`default_timeout`).
+
+        Raises:
+            ConnectionLostError: the connection is closed or was lost.
+            VirtrioTimeoutError: no answer in time.
+            LibvirtCallError: libvirt's error (or a subclass: DomainNotFoundError, ...).
+        """
+        self._live()
+        return await run_blocking(
+            fn,
+            *args,
+            what=what or str(getattr(fn, "__name__", "call")),
+            uri=self.uri,
+            timeout=self.default_timeout if timeout is None else timeout,
+            limiter=self.limiter,
+        )
+
+    def _live(self) -> Any:
+        """The open ``virConnect``, or ConnectionLostError."""
+        if self._closed.is_set() or self.raw is None:
+            raise ConnectionLostError(
+                f"libvirt {self.uri}: connection closed: {self.closed_reason}", address=self.uri
+            )
+        return self.raw
+
+    async def list_domains(self, *, timeout: float | None = None) -> list[DomainSummary]:
+        """Every domain on the host (running and defined), sorted by name."""
+
+        raw = self._live()
+
+        def collect() -> list[DomainSummary]:
+            out = []
+            for dom in raw.listAllDomains(0):
+                state = dom.state()[0]
+                out.append(
+                    DomainSummary(
+                        name=dom.name(),
+                        uuid=dom.UUIDString(),
+                        id=dom.ID() if dom.isActive() else -1,
+                        state=state_name(state),
+                        persistent=bool(dom.isPersistent()),
+                    )
+                )
+            return sorted(out, key=lambda d: d.name)
+
+        return await self.call(collect, what="list domains", timeout=timeout)
+
+    async def lookup(self, name: str, *, timeout: float | None = None) -> Any:
+        """The ``libvirt.virDomain`` named ``name`` (a UUID is accepted too).
+
+        Raises:
+            DomainNotFoundError: no such domain.
+        """
+        raw = self._live()
+        if len(name) == 36 and name.count("-") == 4:
+            return await self.call(
+                raw.lookupByUUIDString, name, what=f"look up {name}", timeout=timeout
+            )
+        return await self.call(raw.lookupByName, name, what=f"look up {name}", timeout=timeout)
+
+    # -- events ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def events(
+        self,
+        kinds: Iterable[EventKind] = tuple(EventKind),
+        *,
+        domain: str | None = None,
+        max_queue: int = 1024,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Subscription[DomainEvent]]:
+        """Receive domain events of ``kinds`` (of one ``domain``, or all) while in the block.
+
+        The subscription is a Trio memory channel underneath: ``async for event in sub``. It
+        ends with :class:`~virtrio.errors.ConnectionLostError` when the connection goes away,
+        and with :class:`~virtrio.nurseries.SubscriberOverflowError` if ``max_queue`` events
+        pile up unread. libvirt is told about each kind once per connection.
+        """
+        wanted = frozenset(kinds)
+        for kind in wanted:
+            await self._register(kind, timeout)
+
+        def accept(event: DomainEvent) -> bool:
+            return event.kind in wanted and (domain is None or event.domain == domain)
+
+        with self._events.subscribe(max_queue=max_queue, accept=accept) as sub:
+            yield sub
+
+    @asynccontextmanager
+    async def qmp_events(
+        self, domain: str, *, max_queue: int = 1024, timeout: float | None = None
+    ) -> AsyncIterator[Subscription[QmpEvent]]:
+        """Receive the QMP events (``STOP``, ``RESUME``, ``SHUTDOWN``, ...) of ``domain`` while in
+        the block, through libvirt's ``qemuMonitorEventRegister``.
+
+        The subscription ends with :class:`~virtrio.errors.ConnectionLostError` when the
+        connection goes away.
+        """
+        import libvirt_qemu
+
+        dom = await self.lookup(domain, timeout=timeout)
+        events: Fanout[QmpEvent] = Fanout(max_queue=max_queue, overflow="disconnect")
+
+        def callback(
+            _c: Any, _d: Any, name: str, seconds: int, micros: int, details: str | None, _o: Any
+        ) -> None:
+            try:
+                data = json.loads(details) if details else {}
+            except ValueError:
+                data = {"raw": details}
+            event = QmpEvent(name, data if isinstance(data, dict) else {}, seconds + micros / 1e6)
+            self._on_trio(lambda: None if events.closed else events.publish(event))
+
+        callback_id = await self.call(
+            libvirt_qemu.qemuMonitorEventRegister,
+            self._live(),
+            dom,
+            None,
+            callback,
+            None,
+            0,
+            what=f"register QMP events of {domain}",
+            timeout=timeout,
+        )
+        del dom
+        try:
+            with events.subscribe() as sub:
+                self._qmp_fanouts.add(events)  # closed with the connection's error
+                yield sub
+        finally:
+            self._qmp_fanouts.discard(events)
+            events.close()
+            raw = self.raw
+            if raw is not None and self.is_open:
+                with trio.CancelScope(shield=True), suppress(VirtrioError):
+                    await self.call(
+                        libvirt_qemu.qemuMonitorEventDeregister,
+                        raw,
+                        callback_id,
+                        what="deregister QMP events",
+                        timeout=5,
+                    )
+
+    async def _register(self, kind: EventKind, timeout: float | None) -> None:
+        async with self._register_lock:
+            if kind in self._callback_ids:
+                return
+            callback: Callable[..., None]
+            if kind is EventKind.LIFECYCLE:
+
+                def callback(_c: Any, dom: Any, event: int, detail: int, _o: Any) -> None:
+                    self._deliver(kind, dom, *lifecycle_names(event, detail))
+
+            elif kind is EventKind.REBOOT:
+
+                def callback(_c: Any, dom: Any, _o: Any) -> None:
+                    self._deliver(kind, dom, "REBOOT", "")
+
+            else:
+
+                def callback(_c: Any, dom: Any, state: int, reason: int, _o: Any) -> None:
+                    self._deliver(kind, dom, *agent_names(state, reason))
+
+            self._callback_ids[kind] = await self.call(
+                self._live().domainEventRegisterAny,
+                None,
+                kind.event_id,
+                callback,
+                None,
+                what=f"register {kind.value} events",
+                timeout=timeout,
+            )
+
+    def _deliver(self, kind: EventKind, dom: Any, event: str, detail: str) -> None:
+        name, uuid = dom.name(), dom.UUIDString()
+
+        def publish() -> None:
+            if not self._events.closed:
+                self._events.publish(
+                    DomainEvent(kind, name, uuid, event, detail, trio.current_time())
+                )
+
+        self._on_trio(publish)
+
+    def _on_trio(self, fn: Callable[[], None]) -> None:
+        if threading.get_ident() == self._trio_thread:
+            fn()
+        else:
+            with suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(fn)
+
+    # -- lifetime ----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True until the connection is closed or lost."""
+        return not self._closed.is_set()
+
+    @property
+    def is_connected(self) -> bool:
+        """Same as :attr:`is_open` (the supervisor's view)."""
+        return self.is_open
+
+    async def wait_closed(self) -> None:
+        """Return once the connection has been closed or lost (keepalive, EOF, daemon gone)."""
+        await self._closed.wait()
+
+    def _mark_closed(self, reason: BaseException) -> None:
+        if self._closed.is_set():
+            return
+        self.closed_reason = reason
+        self._closed.set()
+        self._events.close(reason)
+        for fanout in list(self._qmp_fanouts):
+            fanout.close(reason)
+
+    def _on_close_callback(self, _conn: Any, reason: int, _opaque: Any) -> None:
+        text = _CLOSE_REASONS.get(reason, str(reason))
+        error = ConnectionLostError(
+            f"libvirt {self.uri}: connection lost: {text}", address=self.uri
+        )
+        self._on_trio(lambda: self._mark_closed(error))
+
+    def _setup_blocking(self, keepalive_interval: int, keepalive_count: int) -> None:
+        """Close callback and keepalive, in the worker thread that opened the connection."""
+        libvirt = _libvirt()
+        try:
+            self.raw.registerCloseCallback(self._on_close_callback, None)
+            self._close_registered = True
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
+                raise
+        if keepalive_interval > 0:
+            try:
+                self.raw.setKeepAlive(keepalive_interval, keepalive_count)
+            except libvirt.libvirtError as exc:
+                # in-process drivers (test:///) have nothing to keep alive
+                if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
+                    raise
+
+    async def aclose(self) -> None:
+        """Deregister callbacks and close the connection (idempotent)."""
+        raw, self.raw = self.raw, None
+        if raw is None:
+            return
+        ids = list(self._callback_ids.values())
+        self._callback_ids.clear()
+        libvirt = _libvirt()
+
+        def close() -> None:
+            for callback_id in ids:
+                with suppress(libvirt.libvirtError):
+                    raw.domainEventDeregisterAny(callback_id)
+            if self._close_registered:
+                with suppress(libvirt.libvirtError):
+                    raw.unregisterCloseCallback()
+            with suppress(libvirt.libvirtError):
+                raw.close()
+
+        self._mark_closed(ConnectionLostError(f"libvirt {self.uri}: closed", address=self.uri))
+        with trio.CancelScope(shield=True):
+            # not abandoned: close must finish before the event loop may be torn down
+            await trio.to_thread.run_sync(close, limiter=self.limiter)
+
+
+@asynccontextmanager
+async def open_connection(
+    uri: str,
+    *,
+    keepalive_interval: int = 30,
+    keepalive_count: int = 5,
+    timeout: float = 10.0,
+    call_timeout: float = 30.0,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> AsyncIterator[LibvirtConnection]:
+    """Open the libvirt connection ``uri`` and close it on exit.
+
+    Args:
+        keepalive_interval: seconds between libvirt keepalive probes (0 disables; the seed's
+            default is 30 s); the connection is declared lost after ``keepalive_count`` probes
+            go unanswered.
+        timeout: seconds to wait for the connection to open.
+        call_timeout: the default deadline of each call.
+        concurrency: how many blocking calls may run in worker threads at once.
+
+    Raises:
+        ConnectError: the connection could not be opened (the message has libvirt's reason).
+    """
+    ensure_event_loop()
+    libvirt = _libvirt()
+    limiter = trio.CapacityLimiter(concurrency)
+    connection = LibvirtConnection(None, uri, limiter, call_timeout)
+
+    abandoned = threading.Event()
+
+    def open_and_set_up() -> None:
+        # one worker-thread trip for open, close callback and keepalive
+        connection.raw = libvirt.open(uri)
+        try:
+            connection._setup_blocking(keepalive_interval, keepalive_count)
+            if abandoned.is_set():  # the caller gave up (timeout): nobody will close it
+                raise RuntimeError("open abandoned after its deadline")
+        except BaseException:
+            raw, connection.raw = connection.raw, None
+            raw.close()
+            raise
+
+    try:
+        await run_blocking(
+            open_and_set_up,
+            what="open",
+            uri=uri,
+            timeout=timeout,
+            limiter=limiter,
+            connecting=True,
+        )
+    except BaseException:
+        abandoned.set()
+        raise
+    try:
+        yield connection
+    finally:
+        await connection.aclose()

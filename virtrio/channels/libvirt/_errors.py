@@ -1,0 +1,95 @@
+"""libvirt's errors translated into virtrio's hierarchy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from virtrio.errors import (
+    ConnectError,
+    ConnectionLostError,
+    LocalProtocolError,
+    VirtrioError,
+    VirtrioTimeoutError,
+)
+
+__all__ = [
+    "DomainNotFoundError",
+    "GuestAgentUnavailableError",
+    "LibvirtCallError",
+    "LibvirtUnsupportedError",
+    "translate_error",
+]
+
+# libvirt's virErrorNumber values used here (stable ABI)
+VIR_ERR_NO_SUPPORT = 3
+VIR_ERR_NO_CONNECT = 5
+VIR_ERR_OPERATION_INVALID = 55
+VIR_ERR_SYSTEM_ERROR = 38
+VIR_ERR_RPC = 39
+VIR_ERR_NO_DOMAIN = 42
+VIR_ERR_OPERATION_TIMEOUT = 68
+VIR_ERR_AUTH_FAILED = 45
+VIR_ERR_AGENT_UNRESPONSIVE = 86
+VIR_ERR_AGENT_UNSYNCED = 97
+VIR_ERR_AGENT_COMMAND_TIMEOUT = 99
+VIR_ERR_INTERNAL_ERROR = 1
+VIR_FROM_RPC = 7
+VIR_FROM_REMOTE = 13
+
+
+class LibvirtCallError(VirtrioError):
+    """A libvirt call failed for a reason no more specific virtrio error describes.
+
+    Attributes:
+        code: libvirt's error code (``virErrorNumber``).
+        domain: libvirt's error domain (``virErrorDomain``: which part of libvirt failed).
+    """
+
+    def __init__(self, message: str, *, code: int, domain: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.domain = domain
+
+
+class DomainNotFoundError(LibvirtCallError, LookupError):
+    """No domain of that name (or id/UUID) exists on the host."""
+
+
+class LibvirtUnsupportedError(LibvirtCallError, LocalProtocolError):
+    """The connection's driver does not support this call (``test:///`` has no QMP, say)."""
+
+
+class GuestAgentUnavailableError(VirtrioTimeoutError):
+    """libvirt says the guest agent is not connected or did not answer in time."""
+
+
+def _is_connection_failure(code: int, domain: int, message: str) -> bool:
+    if code in (VIR_ERR_NO_CONNECT, VIR_ERR_RPC):
+        return True
+    if domain in (VIR_FROM_RPC, VIR_FROM_REMOTE) and code in (
+        VIR_ERR_SYSTEM_ERROR,
+        VIR_ERR_INTERNAL_ERROR,
+        VIR_ERR_OPERATION_INVALID,
+    ):
+        return True
+    return "client socket is closed" in message or "End of file while reading" in message
+
+
+def translate_error(exc: Any, what: str, *, uri: str, connecting: bool = False) -> VirtrioError:
+    """The virtio error for the ``libvirt.libvirtError`` ``exc`` raised while doing ``what``."""
+    code = int(exc.get_error_code() or 0)
+    domain = int(exc.get_error_domain() or 0)
+    message = f"{what}: {exc.get_error_message() or exc}"
+    if connecting:
+        return ConnectError(f"libvirt {uri}: {message}", address=uri)
+    if code == VIR_ERR_NO_DOMAIN:
+        return DomainNotFoundError(message, code=code, domain=domain)
+    if code == VIR_ERR_NO_SUPPORT:
+        return LibvirtUnsupportedError(message, code=code, domain=domain)
+    if code in (VIR_ERR_AGENT_UNRESPONSIVE, VIR_ERR_AGENT_UNSYNCED, VIR_ERR_AGENT_COMMAND_TIMEOUT):
+        return GuestAgentUnavailableError(message)
+    if code == VIR_ERR_OPERATION_TIMEOUT:
+        return VirtrioTimeoutError(message)
+    if _is_connection_failure(code, domain, message):
+        return ConnectionLostError(f"libvirt {uri}: {message}", address=uri)
+    return LibvirtCallError(message, code=code, domain=domain)

@@ -1,0 +1,391 @@
+"""libvirt's event loop (``virEventRegisterImpl``) implemented on Trio.
+
+libvirt needs an event loop for keepalive, events and non-blocking streams. It asks for one
+through six callbacks (add/update/remove a handle, add/update/remove a timeout) that it calls
+from whichever thread made an API call. This module implements them on Trio:
+
+* registered once per process (:func:`ensure_event_loop`); the loop is then attached to the
+  current Trio run as a system task and detached when the run ends;
+* the callbacks may come from any thread: ids are handed out at once under a lock and the
+  tables updated, and the Trio thread is asked (``TrioToken.run_sync_soon``) to reconcile its
+  tasks with the tables;
+* one waiter task per file descriptor and direction (Trio allows only one), which dispatches to
+  every handle registered on that fd for that direction;
+* ``trio.lowlevel.notify_closing`` is called before an fd's last handle is given back, so
+  libvirt can close (and the kernel reuse) the fd safely;
+* timers: ``0`` fires on every pass of the Trio loop, ``-1`` is off, ``n`` every ``n`` ms;
+  an update restarts the period (as libvirt's own loop does);
+* free callbacks are always deferred to the Trio thread, never run inside a remove call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from virtrio.errors import LocalProtocolError
+
+__all__ = ["EventLoopStats", "ensure_event_loop", "event_loop_stats"]
+
+log = logging.getLogger(__name__)
+
+# libvirt's VIR_EVENT_HANDLE_* values (fixed by its ABI; importing libvirt here is avoided so
+# the module loads without the extra).
+READABLE = 1
+WRITABLE = 2
+
+
+@attrs.define
+class _Handle:
+    fd: int
+    events: int
+    cb: Callable[..., Any]
+    opaque: Any
+
+
+@attrs.define
+class _Timer:
+    interval: int
+    cb: Callable[..., Any]
+    opaque: Any
+    #: bumped by every update that needs a new task, so a running one knows it is stale
+    generation: int = 0
+    #: ``time.monotonic()`` when the current period started (updates restart it)
+    restarted_at: float = attrs.field(factory=time.monotonic)
+    #: the cancel scope of the task serving this timer, if one runs
+    task: trio.CancelScope | None = None
+
+
+@attrs.frozen
+class EventLoopStats:
+    """What the libvirt event loop holds right now (for leftover checks and debugging)."""
+
+    #: handles libvirt has registered and not removed
+    handles: int
+    #: timers libvirt has registered and not removed
+    timers: int
+    #: fd waiter tasks running on Trio
+    fd_waiters: int
+    #: timer tasks running on Trio (timers at -1 have none)
+    timer_tasks: int
+    #: free callbacks not yet run
+    pending_frees: int
+
+
+class _TrioEventImpl:
+    """The process-wide implementation; see the module docstring."""
+
+    def __init__(self, free: Callable[[Any], None] | None = None) -> None:
+        #: runs libvirt's free callback for an opaque (injectable for tests)
+        self._free = free
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._handles: dict[int, _Handle] = {}
+        self._timers: dict[int, _Timer] = {}
+        self._frees: list[tuple[Any, int | None]] = []
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._scheduled = False
+        self._registered = False
+        # Trio-thread state
+        self._nursery: trio.Nursery | None = None
+        self._waiters: dict[tuple[int, int], trio.CancelScope] = {}
+        # waiters whose fd lost interest in their direction, parked until it comes back
+        self._parked: dict[tuple[int, int], trio.Event] = {}
+        self._timer_tasks: dict[int, tuple[trio.CancelScope, int]] = {}
+
+    # -- the six libvirt callbacks (any thread) ------------------------------------------------
+
+    def add_handle(self, fd: int, events: int, cb: Callable[..., Any], opaque: Any) -> int:
+        with self._lock:
+            watch = next(self._ids)
+            self._handles[watch] = _Handle(fd, events, cb, opaque)
+            self._kick_locked()
+        return watch
+
+    def update_handle(self, watch: int, events: int) -> None:
+        with self._lock:
+            handle = self._handles.get(watch)
+            if handle is not None and handle.events != events:
+                grows = events & ~handle.events
+                handle.events = events
+                # Less interest needs no Trio-side work: a waiter that wakes for nothing parks
+                # itself. libvirt's remote driver drops and restores interest around every
+                # call made from another thread, so this halves the wake-ups per call.
+                if grows:
+                    self._kick_locked()
+
+    def remove_handle(self, watch: int) -> int:
+        with self._lock:
+            handle = self._handles.pop(watch, None)
+            if handle is None:
+                return -1
+            self._frees.append((handle.opaque, handle.fd))
+            self._kick_locked()
+        return 0
+
+    def add_timeout(self, interval: int, cb: Callable[..., Any], opaque: Any) -> int:
+        with self._lock:
+            timer_id = next(self._ids)
+            self._timers[timer_id] = _Timer(interval, cb, opaque)
+            self._kick_locked()
+        return timer_id
+
+    def update_timeout(self, timer_id: int, interval: int) -> None:
+        with self._lock:
+            timer = self._timers.get(timer_id)
+            if timer is None:
+                return
+            timer.restarted_at = time.monotonic()
+            if interval == timer.interval and interval > 0 and timer.task is not None:
+                # Same period, task running: it re-arms itself from restarted_at. libvirt
+                # restarts the keepalive timer on every message, so this path is hot.
+                return
+            timer.interval = interval
+            timer.generation += 1
+            self._kick_locked()
+
+    def remove_timeout(self, timer_id: int) -> int:
+        with self._lock:
+            timer = self._timers.pop(timer_id, None)
+            if timer is None:
+                return -1
+            self._frees.append((timer.opaque, None))
+            self._kick_locked()
+        return 0
+
+    def _kick_locked(self) -> None:
+        if self._token is None or self._scheduled:
+            return
+        try:
+            self._token.run_sync_soon(self._apply)
+        except trio.RunFinishedError:  # the run is ending; the driver's exit cleans up
+            return
+        self._scheduled = True
+
+    # -- attach / detach -------------------------------------------------------------------
+
+    def register(self) -> None:
+        if self._registered:
+            return
+        import libvirt
+
+        libvirt.virEventRegisterImpl(
+            self.add_handle,
+            self.update_handle,
+            self.remove_handle,
+            self.add_timeout,
+            self.update_timeout,
+            self.remove_timeout,
+        )
+        self._registered = True
+
+    def attach(self, *, register: bool = True) -> None:
+        token = trio.lowlevel.current_trio_token()
+        with self._lock:
+            if self._token is token:
+                return
+            if self._token is not None:
+                raise LocalProtocolError(
+                    "the libvirt event loop is attached to another Trio run (another thread);"
+                    " libvirt allows one event loop per process"
+                )
+            self._token = token
+        if register:
+            self.register()
+        trio.lowlevel.spawn_system_task(self._driver, name="virtrio-libvirt-event-loop")
+
+    async def _driver(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                with self._lock:
+                    self._scheduled = True
+                try:
+                    self._apply()
+                    await trio.sleep_forever()
+                finally:
+                    self._nursery = None  # closed to new tasks from here on
+        finally:
+            with self._lock:
+                self._token = None
+                self._scheduled = False
+                frees, self._frees = self._frees, []
+            self._waiters.clear()
+            self._parked.clear()
+            self._timer_tasks.clear()
+            self._run_frees(frees)
+
+    # -- the Trio side ---------------------------------------------------------------------
+
+    def _apply(self) -> None:
+        """Reconcile the waiter and timer tasks with the tables; run deferred frees."""
+        nursery = self._nursery
+        with self._lock:
+            self._scheduled = False
+            if nursery is None:
+                return
+            wanted: set[tuple[int, int]] = set()
+            open_fds = {handle.fd for handle in self._handles.values()}
+            for handle in self._handles.values():
+                for direction in (READABLE, WRITABLE):
+                    if handle.events & direction:
+                        wanted.add((handle.fd, direction))
+            timers = {tid: (t.interval, t.generation) for tid, t in self._timers.items()}
+            frees, self._frees = self._frees, []
+        closing = {fd for _, fd in frees if fd is not None}
+        for key in list(self._waiters):
+            if key[0] not in open_fds or key[0] in closing:
+                self._waiters.pop(key).cancel()
+                self._parked.pop(key, None)
+            elif key in wanted and key in self._parked:
+                self._parked.pop(key).set()
+        for fd in closing:
+            # wakes (with ClosedResourceError) anything still waiting on it, before libvirt
+            # closes it in the free callback below
+            trio.lowlevel.notify_closing(fd)
+        for key in wanted - self._waiters.keys():
+            scope = trio.CancelScope()
+            self._waiters[key] = scope
+            nursery.start_soon(self._wait_fd, key[0], key[1], scope)
+        for tid, (scope, generation) in list(self._timer_tasks.items()):
+            current = timers.get(tid)
+            if current is None or current[0] < 0 or current[1] != generation:
+                scope.cancel()
+                del self._timer_tasks[tid]
+        for tid, (interval, generation) in timers.items():
+            if interval >= 0 and tid not in self._timer_tasks:
+                scope = trio.CancelScope()
+                self._timer_tasks[tid] = (scope, generation)
+                with self._lock:
+                    timer = self._timers.get(tid)
+                    if timer is not None:
+                        timer.task = scope
+                nursery.start_soon(self._run_timer, tid, interval, generation, scope)
+        self._run_frees(frees)
+
+    def _run_frees(self, frees: list[tuple[Any, int | None]]) -> None:
+        if not frees:
+            return
+        free = self._free
+        if free is None:
+            import libvirt
+
+            free = self._free = libvirt.virEventInvokeFreeCallback
+        for opaque, _fd in frees:
+            try:
+                free(opaque)
+            except Exception:
+                log.exception("libvirt free callback failed")
+
+    def _forget(self, table: dict[Any, Any], key: Any, scope: trio.CancelScope) -> None:
+        entry = table.get(key)
+        if entry is scope or (isinstance(entry, tuple) and entry[0] is scope):
+            del table[key]
+            with self._lock:
+                self._kick_locked()  # the tables may want this task back
+
+    async def _wait_fd(self, fd: int, direction: int, scope: trio.CancelScope) -> None:
+        wait = trio.lowlevel.wait_readable if direction == READABLE else trio.lowlevel.wait_writable
+        key = (fd, direction)
+        try:
+            with scope:
+                while True:
+                    try:
+                        await wait(fd)
+                    except (trio.ClosedResourceError, OSError):
+                        return
+                    with self._lock:
+                        targets = [
+                            (watch, h)
+                            for watch, h in self._handles.items()
+                            if h.fd == fd and h.events & direction
+                        ]
+                    if not targets:
+                        # interest dropped (a call in another thread owns the socket for now)
+                        parked = self._parked[key] = trio.Event()
+                        await parked.wait()
+                        continue
+                    for watch, handle in targets:
+                        with self._lock:
+                            if self._handles.get(watch) is not handle:
+                                continue
+                            if not handle.events & direction:
+                                continue
+                        try:
+                            handle.cb(watch, fd, direction, handle.opaque)
+                        except Exception:
+                            log.exception("libvirt handle callback failed (fd %d)", fd)
+        finally:
+            self._parked.pop(key, None)
+            self._forget(self._waiters, key, scope)
+
+    async def _run_timer(
+        self, tid: int, interval: int, generation: int, scope: trio.CancelScope
+    ) -> None:
+        try:
+            with scope:
+                while True:
+                    if interval == 0:
+                        await trio.lowlevel.checkpoint()
+                    else:
+                        await trio.sleep(interval / 1000)
+                    while True:
+                        with self._lock:
+                            timer = self._timers.get(tid)
+                            if timer is None or timer.generation != generation:
+                                return  # stale: removed or changed since this task started
+                            remaining = timer.restarted_at + interval / 1000 - time.monotonic()
+                        if interval == 0 or remaining <= 0:
+                            break
+                        await trio.sleep(remaining)  # restarted meanwhile: a new full period
+                    try:
+                        timer.cb(tid, timer.opaque)
+                    except Exception:
+                        log.exception("libvirt timer callback failed")
+                    with self._lock:
+                        timer.restarted_at = time.monotonic()
+        finally:
+            with self._lock:
+                timer = self._timers.get(tid)
+                if timer is not None and timer.task is scope:
+                    timer.task = None
+            self._forget(self._timer_tasks, tid, scope)
+
+    def stats(self) -> EventLoopStats:
+        with self._lock:
+            return EventLoopStats(
+                handles=len(self._handles),
+                timers=len(self._timers),
+                fd_waiters=len(self._waiters),
+                timer_tasks=len(self._timer_tasks),
+                pending_frees=len(self._frees),
+            )
+
+
+_IMPL = _TrioEventImpl()
+
+
+def ensure_event_loop() -> None:
+    """Register virtrio's Trio event loop with libvirt (once per process) and run it here.
+
+    Call it from inside ``trio.run`` before opening a libvirt connection (every virtrio opener
+    does). The loop runs as a system task of the current run until the run ends; libvirt objects
+    opened in a later run are served by that run's loop.
+
+    Raises:
+        LocalProtocolError: the loop is already running in a Trio run on another thread.
+    """
+    _IMPL.attach()
+
+
+def event_loop_stats() -> EventLoopStats:
+    """Counts of what the libvirt event loop holds now (all zero once every connection is closed
+    and its callbacks have been freed)."""
+    return _IMPL.stats()

@@ -1,0 +1,93 @@
+"""The sans-I/O guest-agent core: numbered commands out, replies in, and resynchronisation.
+
+qemu-ga answers commands in order on one byte stream that may hold leftovers of an earlier
+client (a half-read reply, a half-written request). ``guest-sync-delimited`` cleans both
+directions: the request is preceded by ``0xFF`` (which resets qemu-ga's parser) and the reply is
+preceded by ``0xFF`` (so the client drops whatever unfinished bytes came before it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from virtrio.channels._jsonstream import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    NEED_DATA,
+    JsonStreamDecoder,
+    NeedData,
+    encode_message,
+)
+from virtrio.channels._rpc import Reply, error_reply
+from virtrio.errors import CommandError, ProtocolError
+
+__all__ = ["QgaCommandError", "QgaProtocol", "QgaProtocolError"]
+
+log = logging.getLogger(__name__)
+
+
+class QgaProtocolError(ProtocolError):
+    """The guest agent sent something that is not a valid reply."""
+
+
+class QgaCommandError(CommandError):
+    """The guest agent answered a command with an error."""
+
+
+class QgaProtocol:
+    """The guest-agent protocol without I/O (see the module docstring).
+
+    :meth:`next_event` returns :class:`~virtrio.channels._rpc.Reply` objects or ``NEED_DATA``.
+    Replies without an id answer no request of ours (a previous client's): they are dropped.
+    """
+
+    def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self._decoder = JsonStreamDecoder(max_message_size=max_message_size)
+        self._next_id = 0
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes from the agent (``b""`` at end of stream)."""
+        self._decoder.receive_data(data)
+
+    def next_event(self) -> Reply | NeedData:
+        """The next reply, or ``NEED_DATA``.
+
+        Raises:
+            QgaProtocolError: the agent sent something other than a reply.
+        """
+        while True:
+            try:
+                message = self._decoder.next_message()
+            except ProtocolError as exc:
+                raise QgaProtocolError(str(exc)) from None
+            if message is NEED_DATA:
+                return NEED_DATA
+            assert isinstance(message, dict)
+            if "id" not in message:
+                log.debug("guest agent: dropping a reply without id: %.100r", message)
+                continue
+            if "return" in message:
+                return Reply(message["id"], True, message["return"])
+            reply = error_reply(message["id"], message.get("error"))
+            if reply is not None:
+                return reply
+            raise QgaProtocolError(f"unexpected guest-agent message {message!r:.120}")
+
+    def send_command(
+        self, command: str, arguments: dict[str, Any] | None = None
+    ) -> tuple[int, bytes]:
+        """Number ``command`` and encode it; returns ``(id, bytes to send)``."""
+        self._next_id += 1
+        message: dict[str, Any] = {"execute": command, "id": self._next_id}
+        if arguments:
+            message["arguments"] = arguments
+        return self._next_id, encode_message(message)
+
+    def sync_token(self) -> int:
+        """A fresh token for ``guest-sync-delimited`` (the agent echoes it back)."""
+        self._next_id += 1
+        return self._next_id
+
+
+#: What precedes a ``guest-sync-delimited`` request on the wire.
+SYNC_PREFIX = b"\xff"

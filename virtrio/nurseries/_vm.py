@@ -1,0 +1,351 @@
+"""The VM nursery: one per VM, owning the supervisors of its channels.
+
+::
+
+    async with open_vm("web1", qmp="unix:/run/web1/qmp.sock", qga="unix:/run/web1/qga.sock") as vm:
+        with vm.state_changes() as changes:           # CONNECTING / CONNECTED / DISCONNECTED ...
+            ...
+        print(await vm.qmp.query_status())
+        result = await vm.qga.shell("uname -a", timeout=30)
+
+``vm.qmp`` and ``vm.qga`` stay valid across reconnects: a call made while the channel is down
+waits for it to come back, up to the call's deadline, then raises
+:class:`~virtrio.errors.ChannelUnavailableError` carrying the error that took it down. QMP
+events are delivered to ``vm.events()`` listeners across reconnects too. Leaving the block
+cancels every channel task of the VM at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+
+import trio
+
+from virtrio._nursery import open_service_nursery
+from virtrio.channels import Address, parse_address
+from virtrio.channels.qga import QgaClient, QgaCommands, open_qga
+from virtrio.channels.qmp import QmpClient, QmpCommands, QmpEvent, open_qmp
+from virtrio.errors import ConfigError
+
+from ._backoff import Backoff
+from ._fanout import Fanout, Subscription
+from ._supervisor import ChannelState, StateChange, Supervisor
+
+if TYPE_CHECKING:
+    from virtrio.channels.libvirt import LibvirtDomain
+    from virtrio.channels.virtio_serial import StreamReader
+    from virtrio.nurseries.host import HostNursery, HostQga, HostQmp
+
+__all__ = ["SupervisedQga", "SupervisedQmp", "Vm", "open_vm"]
+
+
+class _Executor(Protocol):
+    @property
+    def is_connected(self) -> bool: ...
+
+    async def wait_closed(self) -> None: ...
+
+    async def execute(
+        self,
+        command: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any: ...
+
+
+E = TypeVar("E", bound=_Executor)
+
+
+class _SupervisedExecute(Generic[E]):
+    """``execute`` through whichever client the supervisor currently holds."""
+
+    def __init__(self, supervisor: Supervisor[E], call_timeout: float) -> None:
+        self.supervisor = supervisor
+        #: Deadline of a call that gives none (waiting for a reconnect included).
+        self.call_timeout = call_timeout
+
+    @property
+    def state(self) -> ChannelState:
+        """The channel's state now."""
+        return self.supervisor.state
+
+    async def wait_connected(self, *, timeout: float | None = None) -> None:
+        """Wait until the channel is connected.
+
+        Raises:
+            ChannelUnavailableError: not connected within ``timeout`` (default: the call
+                timeout).
+        """
+        await self.supervisor.wait_connected(
+            timeout=self.call_timeout if timeout is None else timeout
+        )
+
+    async def execute(
+        self,
+        command: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run ``command`` on the connected client, waiting through an outage.
+
+        Raises:
+            ChannelUnavailableError: the channel did not come back within ``timeout``.
+            ConnectionLostError: the connection dropped while the command was in flight (it may
+                or may not have run; it is not retried).
+            CommandError: the peer answered with an error.
+        """
+        limit = self.call_timeout if timeout is None else timeout
+        deadline = trio.current_time() + limit
+        client = await self.supervisor.wait_connected(timeout=limit)
+        remaining = max(0.0, deadline - trio.current_time()) if math.isfinite(limit) else limit
+        return await client.execute(command, arguments, timeout=remaining)
+
+
+class SupervisedQmp(_SupervisedExecute[QmpClient], QmpCommands):
+    """The VM's QMP handle: every :class:`~virtrio.channels.qmp.QmpCommands` helper, valid
+    across reconnects."""
+
+
+class SupervisedQga(_SupervisedExecute[QgaClient], QgaCommands):
+    """The VM's guest-agent handle: every :class:`~virtrio.channels.qga.QgaCommands` helper,
+    valid across reconnects."""
+
+
+class Vm:
+    """A VM's handles and event streams, valid for the life of its :func:`open_vm` block."""
+
+    def __init__(
+        self,
+        name: str,
+        qmp: SupervisedQmp | HostQmp | None,
+        qga: SupervisedQga | HostQga | None,
+        states: Fanout[StateChange],
+        events: Fanout[QmpEvent],
+        domain: LibvirtDomain | None = None,
+    ) -> None:
+        #: The VM's name (used in state changes and errors).
+        self.name = name
+        self._qmp = qmp
+        self._qga = qga
+        self._states = states
+        self._events = events
+        self._domain = domain
+        self._channels: list[StreamReader] = []
+
+    @property
+    def domain(self) -> LibvirtDomain:
+        """The libvirt domain (XML, state, raw calls) of a VM opened with ``libvirt=``.
+
+        Raises:
+            ConfigError: the VM was not opened through libvirt.
+        """
+        if self._domain is None:
+            raise ConfigError(f"VM {self.name} was not opened through libvirt (open_vm(libvirt=))")
+        return self._domain
+
+    async def open_virtio_serial(
+        self,
+        port: str,
+        *,
+        via: Literal["auto", "libvirt", "socket"] = "auto",
+        timeout: float = 10.0,
+    ) -> StreamReader:
+        """Open the VM's virtio-serial channel ``port`` (libvirt VMs); the VM nursery owns it
+        and closes it when its block exits (closing it earlier is fine too)."""
+        from virtrio.channels.virtio_serial import open_virtio_serial
+
+        channel = await open_virtio_serial(self.domain, port, via=via, timeout=timeout)
+        self._channels.append(channel)
+        return channel
+
+    @property
+    def qmp(self) -> SupervisedQmp | HostQmp:
+        """The QMP handle.
+
+        Raises:
+            ConfigError: the VM was opened without a QMP address.
+        """
+        if self._qmp is None:
+            raise ConfigError(f"VM {self.name} has no QMP channel (open_vm(qmp=...))")
+        return self._qmp
+
+    @property
+    def qga(self) -> SupervisedQga | HostQga:
+        """The guest-agent handle.
+
+        Raises:
+            ConfigError: the VM was opened without a guest-agent address.
+        """
+        if self._qga is None:
+            raise ConfigError(f"VM {self.name} has no guest-agent channel (open_vm(qga=...))")
+        return self._qga
+
+    def channel_states(self) -> dict[str, ChannelState]:
+        """Each channel's current state, by channel name (``"qmp"``, ``"qga"``)."""
+        handles = {"qmp": self._qmp, "qga": self._qga}
+        return {name: h.state for name, h in handles.items() if h is not None}
+
+    def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
+        """Subscribe to the state changes of every channel of this VM."""
+        return self._states.subscribe(max_queue=max_queue)
+
+    def events(self, *names: str, max_queue: int = 1024) -> Subscription[QmpEvent]:
+        """Subscribe to QMP events (all, or the named ones), across reconnects."""
+        wanted = frozenset(names)
+        return self._events.subscribe(
+            max_queue=max_queue, accept=(lambda e: e.name in wanted) if wanted else None
+        )
+
+
+def _channel(
+    vm_name: str,
+    channel: str,
+    connect: Callable[[], AbstractAsyncContextManager[E]],
+    backoff: Backoff | None,
+    states: Fanout[StateChange],
+) -> Supervisor[E]:
+    return Supervisor(
+        f"{vm_name}/{channel}",
+        connect,
+        backoff=backoff if backoff is not None else Backoff(),
+        events=states,
+    )
+
+
+@asynccontextmanager
+async def open_vm(
+    name: str = "vm",
+    *,
+    qmp: str | Address | None = None,
+    qga: str | Address | None = None,
+    call_timeout: float = 30.0,
+    connect_timeout: float = 10.0,
+    backoff: Callable[[], Backoff] = Backoff,
+    libvirt: HostNursery | None = None,
+) -> AsyncIterator[Vm]:
+    """Open the nursery of one VM, supervising a channel per address given.
+
+    Args:
+        name: names the VM in state changes (channels are ``NAME/qmp``, ``NAME/qga``).
+        qmp: the QMP socket address, if any.
+        qga: the guest agent's host socket address, if any.
+        call_timeout: default deadline of a call through a handle (including any wait for a
+            reconnect).
+        connect_timeout: deadline of one connection attempt (for the guest agent, the first
+            ``guest-sync-delimited`` answer: a booting guest answers once its agent starts).
+        backoff: makes each channel's delay policy (default 1 s doubling to 60 s, jittered).
+        libvirt: attach to the libvirt domain ``name`` on this host instead of sockets: QMP
+            and QGA go through the host's shared connection (``vm.qmp``/``vm.qga`` keep their
+            interface; their state is the host connection's), and ``vm.open_virtio_serial``
+            opens its channels.
+
+    Raises:
+        ConfigError: an address is invalid, or addresses are given with ``libvirt``.
+    """
+    if libvirt is not None:
+        if qmp is not None or qga is not None:
+            raise ConfigError("open_vm: give socket addresses or libvirt=, not both")
+        async with _open_libvirt_vm(name, libvirt) as vm:
+            yield vm
+        return
+    qmp_addr = parse_address(qmp) if qmp is not None else None
+    qga_addr = parse_address(qga) if qga is not None else None
+    states: Fanout[StateChange] = Fanout(max_queue=256)
+    events: Fanout[QmpEvent] = Fanout(max_queue=1024)
+    supervisors: list[Supervisor[Any]] = []
+    qmp_handle = qga_handle = None
+    if qmp_addr is not None:
+        qmp_sup = _channel(
+            name,
+            "qmp",
+            lambda: open_qmp(
+                qmp_addr,
+                connect_timeout=connect_timeout,
+                default_timeout=call_timeout,
+                event_fanout=events,
+            ),
+            backoff(),
+            states,
+        )
+        supervisors.append(qmp_sup)
+        qmp_handle = SupervisedQmp(qmp_sup, call_timeout)
+    if qga_addr is not None:
+        qga_sup = _channel(
+            name,
+            "qga",
+            lambda: open_qga(
+                qga_addr, connect_timeout=connect_timeout, default_timeout=call_timeout
+            ),
+            backoff(),
+            states,
+        )
+        supervisors.append(qga_sup)
+        qga_handle = SupervisedQga(qga_sup, call_timeout)
+    vm = Vm(name, qmp_handle, qga_handle, states, events)
+    try:
+        async with open_service_nursery() as nursery:
+            for supervisor in supervisors:
+                await nursery.start(supervisor.run)
+            try:
+                yield vm
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        states.close()
+        events.close()
+
+
+@asynccontextmanager
+async def _open_libvirt_vm(name: str, host: HostNursery) -> AsyncIterator[Vm]:
+    states = host.supervisor.events  # the host connection's state changes
+    events: Fanout[QmpEvent] = Fanout(max_queue=1024)
+    vm = Vm(name, host.qmp(name), host.qga(name), states, events, domain=host.domain(name))
+    try:
+        async with open_service_nursery() as nursery:
+            # returns once QMP events are registered (at once if the host is down)
+            await nursery.start(_forward_qmp_events, host, name, events)
+            try:
+                yield vm
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        events.close()
+        with trio.CancelScope(shield=True):
+            for channel in vm._channels:
+                await channel.aclose()
+
+
+async def _forward_qmp_events(
+    host: HostNursery,
+    name: str,
+    events: Fanout[QmpEvent],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """QMP events through libvirt into the VM's fanout, registered again on every connection."""
+    from virtrio.errors import VirtrioError
+
+    started = False
+    while True:
+        if not started and host.state is not ChannelState.CONNECTED:
+            task_status.started()
+            started = True
+        connection = await host.connection(math.inf)
+        try:
+            async with connection.qmp_events(name) as source:
+                if not started:
+                    task_status.started()
+                    started = True
+                async for event in source:
+                    events.publish(event)
+        except VirtrioError:
+            pass  # lost, or the domain is not running: wait for the next connection
+        if not started:
+            task_status.started()
+            started = True
+        await connection.wait_closed()
