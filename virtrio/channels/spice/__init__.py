@@ -20,6 +20,7 @@ from virtrio.channels.spice._errors import (
     SpicePermissionError,
     SpiceProtocolError,
 )
+from virtrio.channels.spice._handle import SupervisedSpice
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
 from virtrio.channels.spice._link import ChannelType, LinkErr
@@ -48,6 +49,7 @@ __all__ = [
     "SpiceProtocolError",
     "SpiceSession",
     "SpiceTransport",
+    "SupervisedSpice",
     "Surface",
     "break_code",
     "combo_codes",

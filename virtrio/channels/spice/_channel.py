@@ -131,6 +131,11 @@ class SpiceChannel:
         await self._closed.wait()
 
     @property
+    def is_connected(self) -> bool:
+        """Whether the connection is up."""
+        return not self._closed.is_set()
+
+    @property
     def is_closed(self) -> bool:
         """Whether the connection is gone."""
         return self._closed.is_set()

@@ -52,7 +52,13 @@ class _Linked:
         self.channel = channel
         self.api = api
 
+    @property
+    def is_connected(self) -> bool:
+        """Whether the channel is still up."""
+        return not self.channel.is_closed
+
     async def wait_closed(self) -> None:
+        """Return once the channel is gone."""
         await self.channel.wait_closed()
 
     @property
@@ -97,6 +103,11 @@ class SpiceSession:
     def closed_reason(self) -> BaseException | None:
         """Why main closed, if it did."""
         return self.main.channel.closed_reason
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the main channel (and so the session) is up."""
+        return not self.main.channel.is_closed
 
     async def wait_closed(self) -> None:
         """Return once the main channel (and so the session) is gone."""
