@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.peers import require_program
 from tests.peers.spice import SpiceVM, decode_png_rgb
 from virtrio.channels.spice import (
     ChannelType,
@@ -75,3 +76,43 @@ async def test_escape_opens_the_seabios_boot_menu(spice_vm: SpiceVM) -> None:
             while True:
                 await spice.wait_screen_change(timeout=1.0)
         assert await spice.screenshot() != before
+
+
+def read_ppm(data: bytes) -> tuple[int, int, bytes]:
+    """Decode a binary P6 PPM (what spicy-screenshot writes) to (width, height, RGB)."""
+    fields: list[bytes] = []
+    pos = 0
+    while len(fields) < 4:
+        while data[pos : pos + 1].isspace():
+            pos += 1
+        if data[pos : pos + 1] == b"#":
+            pos = data.index(b"\n", pos) + 1
+            continue
+        end = pos
+        while not data[end : end + 1].isspace():
+            end += 1
+        fields.append(data[pos:end])
+        pos = end
+    assert fields[0] == b"P6"
+    width, height = int(fields[1]), int(fields[2])
+    return width, height, data[pos + 1 : pos + 1 + width * height * 3]
+
+
+async def test_screenshot_matches_the_reference_client(spice_vm: SpiceVM, tmp_path: Path) -> None:
+    spicy = require_program("spicy-screenshot", "spice-client-gtk")
+    async with open_spice_session(spice_vm.address) as spice:
+        display = await spice.display()
+        await wait_for_text_mode(display)
+        await trio.to_thread.run_sync(spice_vm.qmp, "stop")
+        out = tmp_path / "ref.ppm"
+        # the reference client links while ours stays connected (SPICE_DEBUG_ALLOW_MC=1)
+        await trio.run_process(
+            [spicy, f"--uri=spice+unix://{spice_vm.spice_path}", "-o", str(out)],
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+        width, height, rgb = read_ppm(out.read_bytes())
+        bgrx = bytearray(width * height * 4)
+        bgrx[0::4], bgrx[1::4], bgrx[2::4] = rgb[2::3], rgb[1::3], rgb[0::3]
+        await display.wait_region(Rect(0, 0, width, height), bytes(bgrx), timeout=10)
+        assert decode_png_rgb(await spice.screenshot()) == (width, height, rgb)
