@@ -157,8 +157,13 @@ class SpiceChannel:
                     raise ConnectionLostError(
                         f"Spice server closed the {self.name} channel", address=self.address
                     )
-                for msg in self._reader.feed(data):
-                    await self._dispatch(msg)
+                try:
+                    for msg in self._reader.feed(data):
+                        await self._dispatch(msg)
+                except (struct.error, IndexError, ValueError) as exc:
+                    raise SpiceProtocolError(
+                        f"Spice {self.name}: malformed message ({exc})"
+                    ) from None
         except (ConnectionLostError, SpiceProtocolError) as exc:
             self.closed_reason = exc
             log.info("%s: %s", self.name, exc)
