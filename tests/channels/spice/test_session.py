@@ -116,3 +116,14 @@ async def test_screenshot_matches_the_reference_client(spice_vm: SpiceVM, tmp_pa
         bgrx[0::4], bgrx[1::4], bgrx[2::4] = rgb[2::3], rgb[1::3], rgb[0::3]
         await display.wait_region(Rect(0, 0, width, height), bytes(bgrx), timeout=10)
         assert decode_png_rgb(await spice.screenshot()) == (width, height, rgb)
+
+
+async def test_mouse_motion_honours_the_ack_window(spice_vm: SpiceVM) -> None:
+    async with open_spice_session(spice_vm.address) as spice:
+        inputs = await spice.inputs()
+        with trio.fail_after(10):
+            for _ in range(40):  # 5x the window: only completes if the server's acks arrive
+                await inputs.mouse_move(1, 1)
+            await inputs.click("left")
+        assert inputs._unacked <= 8  # never more than two bunches in flight
+        assert inputs.buttons == 0
