@@ -191,11 +191,18 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 10.0) 
 
 @pytest.fixture
 def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
-    """``start(password="", all_channels=False, tls=False, menu=True) -> SpiceVM``."""
+    """``start(password="", all_channels=False, tls=False, tls_channels=()) -> SpiceVM``; with
+    ``tls`` the VM listens on loopback (a plain and a TLS port) instead of a Unix socket."""
     qemu = require_program("qemu-system-x86_64", "qemu-system-x86")
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(*, password: str = "", all_channels: bool = False, tls: bool = False) -> SpiceVM:
+    def start(
+        *,
+        password: str = "",
+        all_channels: bool = False,
+        tls: bool = False,
+        tls_channels: tuple[str, ...] = (),
+    ) -> SpiceVM:
         d = tmp_path / f"vm{len(procs)}"
         d.mkdir()
         spice = [f"unix=on,addr={d}/spice.sock,image-compression=off"]
@@ -217,6 +224,7 @@ def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
                 f"unix=on,addr={d}/spice.sock",
                 f"addr=127.0.0.1,port={tcp_port},tls-port={tls_port},x509-dir={d}",
             )
+            spice += [f"tls-channel={name}" for name in tls_channels]
         if all_channels:
             (d / "sercon").write_bytes(struct.pack("<H", 0x3F8))
             args += list(ALL_CHANNEL_DEVICES)

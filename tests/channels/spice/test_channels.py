@@ -9,7 +9,7 @@ import trio
 
 from tests.peers.spice import SpiceVM
 from virtrio.channels.spice import ChannelType, PortChannel, open_spice_session
-from virtrio.errors import ConnectError
+from virtrio.errors import ChannelUnavailableError, ConnectError
 from virtrio.nurseries import ChannelState
 
 PORT = "org.virtrio.serial0"
@@ -98,3 +98,20 @@ async def test_websocket_through_websockify(spice_vm_factory, websockify) -> Non
     async with open_spice_session(url) as spice:
         assert {k for k, _ in spice.channels} >= {ChannelType.DISPLAY, ChannelType.INPUTS}
         assert (await spice.screenshot()).startswith(b"\x89PNG")
+
+
+async def test_tls_only_channel_moves_to_the_tls_port(spice_vm_factory) -> None:  # type: ignore[no-untyped-def]
+    vm: SpiceVM = spice_vm_factory(tls=True, tls_channels=("inputs",))
+    plain = f"tcp://127.0.0.1:{vm.tcp_port}"
+    ctx = ssl.create_default_context(cafile=str(vm.ca_file))
+    tls = f"tls://127.0.0.1:{vm.tls_port}"
+    async with open_spice_session(plain, tls_address=tls, ssl_context=ctx) as spice:
+        inputs = await spice.inputs()
+        assert isinstance(inputs.channel._stream, trio.SSLStream)
+        display = await spice.display()
+        assert not isinstance(display.channel._stream, trio.SSLStream)
+        await spice.send_keys("esc")
+    # without the TLS port the refusal is explicit
+    async with open_spice_session(plain, channels={"display"}) as spice:
+        with pytest.raises(ChannelUnavailableError, match="requires TLS"):
+            await spice.inputs(timeout=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
 import trio
 
@@ -34,6 +34,7 @@ from virtrio.channels.spice._link import (
     CAP_MINI_HEADER,
     LINK_HEADER_SIZE,
     ChannelType,
+    LinkErr,
     build_link_message,
     check_link_result,
     encrypt_ticket,
@@ -222,6 +223,7 @@ async def open_channel(
     channel_type: int,
     channel_id: int = 0,
     *,
+    secure: SpiceTransport | None = None,
     connection_id: int = 0,
     password: str = "",
     channel_caps: tuple[int, ...] = (),
@@ -231,12 +233,44 @@ async def open_channel(
     """Connect and link one channel, run its reader, yield it; closed on exit.
 
     ``setup`` is called before the reader starts (to install a handler so no message is missed).
+    When the server answers NEED_SECURED (a TLS-only channel on the plain port) and ``secure``
+    (the TLS port) is given, the channel is linked there instead, as spice-gtk does.
 
     Raises:
         SpicePermissionError: wrong or missing password.
         SpiceLinkError: any other link refusal (its ``code`` is the SpiceLinkErr).
         ConnectError / VirtrioTimeoutError: the server could not be reached in time.
     """
+    async with AsyncExitStack() as stack:
+        args = (channel_type, channel_id)
+        kwargs = dict(
+            connection_id=connection_id,
+            password=password,
+            channel_caps=channel_caps,
+            timeout=timeout,
+            setup=setup,
+        )
+        try:
+            channel = await stack.enter_async_context(_open_once(transport, *args, **kwargs))  # type: ignore[arg-type]
+        except SpiceLinkError as exc:
+            if exc.code != LinkErr.NEED_SECURED or secure is None:
+                raise
+            channel = await stack.enter_async_context(_open_once(secure, *args, **kwargs))  # type: ignore[arg-type]
+        yield channel
+
+
+@asynccontextmanager
+async def _open_once(
+    transport: SpiceTransport,
+    channel_type: int,
+    channel_id: int = 0,
+    *,
+    connection_id: int = 0,
+    password: str = "",
+    channel_caps: tuple[int, ...] = (),
+    timeout: float = 10.0,
+    setup: Callable[[SpiceChannel], None] | None = None,
+) -> AsyncIterator[SpiceChannel]:
     from virtrio.errors import VirtrioTimeoutError
 
     address = str(transport.address)

@@ -77,8 +77,11 @@ class SpiceSession:
         *,
         timeout: float,
         backoff: Callable[[], Backoff],
+        secure: SpiceTransport | None = None,
     ) -> None:
         self.transport = transport
+        #: The TLS port, for channels the server only allows over TLS.
+        self.secure = secure
         self.main = main
         self._password = password
         self._timeout = timeout
@@ -134,6 +137,7 @@ class SpiceSession:
             self.transport,
             channel_type,
             channel_id,
+            secure=self.secure,
             connection_id=self.session_id,
             password=self._password,
             channel_caps=caps,
@@ -252,22 +256,34 @@ async def open_spice_session(
     password: str = "",
     channels: Collection[str] = DEFAULT_CHANNELS,
     ssl_context: ssl.SSLContext | None = None,
+    tls_address: str | Address | None = None,
     timeout: float = 10.0,
     backoff: Callable[[], Backoff] = lambda: Backoff(initial=0.05, maximum=2.0),
 ) -> AsyncIterator[SpiceSession]:
     """Connect a Spice session at ``address`` (``unix:PATH``, ``tcp://H:P``, ``tls://H:P``,
     ``ws://H:P/``); link main, then the named ``channels`` that the server offers
-    (``"all"`` = every one). Other channels link on first use.
+    (``"all"`` = every one). Other channels link on first use. ``tls_address``
+    (``tls://H:P``, verified with ``ssl_context`` or the system CAs) is where channels the
+    server refuses on the plain port (NEED_SECURED) are linked.
 
     Raises:
         SpicePermissionError: wrong or missing password.
         SpiceLinkError, ConnectError, VirtrioTimeoutError: the session could not be set up.
     """
-    transport = SpiceTransport.parse(address, ssl_context=ssl_context)
+    # with a separate TLS port, the context is for that port only
+    transport = SpiceTransport.parse(
+        address, ssl_context=ssl_context if tls_address is None else None
+    )
+    secure = None
+    if tls_address is not None:
+        secure = SpiceTransport.parse(tls_address, ssl_context=ssl_context)
+        if secure.ssl_context is None:
+            secure = SpiceTransport(secure.address, SpiceTransport.tls_context())
     state = MainState()
     async with open_channel(
         transport,
         ChannelType.MAIN,
+        secure=secure,
         password=password,
         channel_caps=(CAP_NAME_AND_UUID, CAP_AGENT_CONNECTED_TOKENS),
         timeout=timeout,
@@ -289,7 +305,9 @@ async def open_spice_session(
                 f"Spice main channel closed during setup: {channel.closed_reason}",
                 address=str(transport.address),
             )
-        session = SpiceSession(transport, password, main, timeout=timeout, backoff=backoff)
+        session = SpiceSession(
+            transport, password, main, timeout=timeout, backoff=backoff, secure=secure
+        )
         with collapse_groups():
             async with trio.open_nursery() as nursery:
                 session._nursery = nursery
