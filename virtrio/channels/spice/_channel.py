@@ -6,6 +6,7 @@ called (synchronously, in the reader task) with each non-common message.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -242,8 +243,10 @@ async def open_channel(
         ConnectError / VirtrioTimeoutError: the server could not be reached in time.
     """
     async with AsyncExitStack() as stack:
-        args = (channel_type, channel_id)
-        kwargs = dict(
+        once = functools.partial(
+            _open_once,
+            channel_type=channel_type,
+            channel_id=channel_id,
             connection_id=connection_id,
             password=password,
             channel_caps=channel_caps,
@@ -251,11 +254,11 @@ async def open_channel(
             setup=setup,
         )
         try:
-            channel = await stack.enter_async_context(_open_once(transport, *args, **kwargs))  # type: ignore[arg-type]
+            channel = await stack.enter_async_context(once(transport))
         except SpiceLinkError as exc:
             if exc.code != LinkErr.NEED_SECURED or secure is None:
                 raise
-            channel = await stack.enter_async_context(_open_once(secure, *args, **kwargs))  # type: ignore[arg-type]
+            channel = await stack.enter_async_context(once(secure))
         yield channel
 
 
