@@ -115,3 +115,14 @@ async def test_tls_only_channel_moves_to_the_tls_port(spice_vm_factory) -> None:
     async with open_spice_session(plain, channels={"display"}) as spice:
         with pytest.raises(ChannelUnavailableError, match="requires TLS"):
             await spice.inputs(timeout=1)
+
+
+async def test_typed_digit_picks_a_boot_entry(spice_vm_factory) -> None:  # type: ignore[no-untyped-def]
+    vm: SpiceVM = spice_vm_factory(all_channels=True)
+    async with open_spice_session(vm.address) as spice:
+        port = await spice.port(PORT)
+        await read_until(port, b"Press ESC for boot menu")
+        await spice.send_keys("esc")
+        await read_until(port, b"Select boot device")
+        await spice.type_text("1")
+        await read_until(port, b"Booting from")
