@@ -23,6 +23,7 @@ from virtrio.channels.spice._errors import (
 from virtrio.channels.spice._handle import SupervisedSpice
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
+from virtrio.channels.spice._libvirt import open_domain_spice, spice_addresses
 from virtrio.channels.spice._link import ChannelType, LinkErr
 from virtrio.channels.spice._main import MainChannel, MainInit, MainState
 from virtrio.channels.spice._manager import SpiceManager
@@ -56,6 +57,8 @@ __all__ = [
     "encode_png",
     "key_code",
     "open_channel",
+    "open_domain_spice",
     "open_spice_session",
+    "spice_addresses",
     "text_strokes",
 ]
