@@ -36,6 +36,7 @@ from ._supervisor import ChannelState, StateChange, Supervisor
 
 if TYPE_CHECKING:
     from virtrio.channels.libvirt import LibvirtDomain
+    from virtrio.channels.spice import SupervisedSpice
     from virtrio.channels.virtio_serial import StreamReader
     from virtrio.nurseries.host import HostNursery, HostQga, HostQmp
 
@@ -136,6 +137,7 @@ class Vm:
         self._events = events
         self._domain = domain
         self._channels: list[StreamReader] = []
+        self._spice: SupervisedSpice | None = None
 
     @property
     def domain(self) -> LibvirtDomain:
@@ -185,6 +187,13 @@ class Vm:
             raise ConfigError(f"VM {self.name} has no guest-agent channel (open_vm(qga=...))")
         return self._qga
 
+    @property
+    def spice(self) -> SupervisedSpice:
+        """The Spice handle (screenshots, keys, mouse, port streams); needs ``open_vm(spice=)``."""
+        if self._spice is None:
+            raise ConfigError(f"VM {self.name} has no Spice channel (open_vm(spice=...))")
+        return self._spice
+
     def channel_states(self) -> dict[str, ChannelState]:
         """Each channel's current state, by channel name (``"qmp"``, ``"qga"``)."""
         handles = {"qmp": self._qmp, "qga": self._qga}
@@ -223,6 +232,8 @@ async def open_vm(
     *,
     qmp: str | Address | None = None,
     qga: str | Address | None = None,
+    spice: str | Address | None = None,
+    spice_password: str = "",
     call_timeout: float = 30.0,
     connect_timeout: float = 10.0,
     backoff: Callable[[], Backoff] = Backoff,
@@ -234,6 +245,10 @@ async def open_vm(
         name: names the VM in state changes (channels are ``NAME/qmp``, ``NAME/qga``).
         qmp: the QMP socket address, if any.
         qga: the guest agent's host socket address, if any.
+        spice: the Spice server address (``unix:``, ``tcp://``, ``tls://``, ``ws://``), if any;
+            ``vm.spice`` then screenshots, types and clicks. (A libvirt domain's Spice address
+            comes from its XML: pass it here.)
+        spice_password: the Spice password.
         call_timeout: default deadline of a call through a handle (including any wait for a
             reconnect).
         connect_timeout: deadline of one connection attempt (for the guest agent, the first
@@ -287,6 +302,17 @@ async def open_vm(
         supervisors.append(qga_sup)
         qga_handle = SupervisedQga(qga_sup, call_timeout)
     vm = Vm(name, qmp_handle, qga_handle, states, events)
+    if spice is not None:
+        from virtrio.channels.spice import SpiceSession, SupervisedSpice, open_spice_session
+
+        spice_sup: Supervisor[SpiceSession] = Supervisor(
+            f"{name}/spice",
+            lambda: open_spice_session(spice, password=spice_password, timeout=connect_timeout),
+            backoff=backoff(),
+            events=states,
+        )
+        supervisors.append(spice_sup)
+        vm._spice = SupervisedSpice(spice_sup, call_timeout)
     try:
         async with open_service_nursery() as nursery:
             for supervisor in supervisors:

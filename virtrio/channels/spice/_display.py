@@ -1,0 +1,300 @@
+"""Sans-I/O display state: surfaces (BGRX framebuffers) updated from display messages; PNG out.
+
+Handles SURFACE_CREATE/DESTROY, DRAW_COPY (raw BITMAP 32/24-bit, OP_PUT), DRAW_FILL (solid),
+COPY_BITS, MARK and RESET — what QEMU's simple display sends with compression off.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import attrs
+
+from virtrio.channels.spice._errors import SpiceProtocolError
+
+__all__ = ["DisplayState", "Rect", "Surface", "encode_png"]
+
+MSG_MARK = 102
+MSG_RESET = 103
+MSG_COPY_BITS = 104
+MSG_DRAW_FILL = 302
+MSG_DRAW_COPY = 304
+MSG_SURFACE_CREATE = 314
+MSG_SURFACE_DESTROY = 315
+
+MSGC_INIT = 101
+MSGC_PREFERRED_COMPRESSION = 103
+COMPRESSION_OFF = 1
+CAP_MONITORS_CONFIG = 1
+CAP_PREF_COMPRESSION = 6
+CAP_MULTI_CODEC = 8
+
+_IMAGE_BITMAP = 0
+_BITMAP_24 = 7
+_BITMAP_32 = 8
+_BITMAP_RGBA = 9
+_TOP_DOWN = 4
+_PAL_FROM_CACHE = 2
+
+
+@attrs.frozen
+class Rect:
+    """A rectangle, right/bottom exclusive."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return self.bottom - self.top
+
+
+@attrs.define
+class Surface:
+    """One surface: ``width`` x ``height`` pixels, BGRX, 4 bytes each, rows top-down."""
+
+    width: int
+    height: int
+    pixels: bytearray
+
+    @classmethod
+    def blank(cls, width: int, height: int) -> Surface:
+        """A black surface."""
+        return cls(width, height, bytearray(width * height * 4))
+
+    def clip(self, rect: Rect) -> Rect:
+        """``rect`` clipped to the surface."""
+        return Rect(
+            max(0, rect.left),
+            max(0, rect.top),
+            min(self.width, rect.right),
+            min(self.height, rect.bottom),
+        )
+
+    def region(self, rect: Rect) -> bytes:
+        """The BGRX bytes of ``rect`` (clipped), row after row."""
+        r = self.clip(rect)
+        stride = self.width * 4
+        return b"".join(
+            bytes(self.pixels[y * stride + r.left * 4 : y * stride + r.right * 4])
+            for y in range(r.top, max(r.top, r.bottom))
+        )
+
+    def to_png(self) -> bytes:
+        """The surface as an RGB PNG."""
+        return encode_png(self.width, self.height, self.pixels)
+
+
+def encode_png(width: int, height: int, bgrx: bytes | bytearray) -> bytes:
+    """Encode BGRX pixels as an 8-bit RGB PNG (zlib only, no imaging library)."""
+    stride = width * 4
+    rows = bytearray()
+    for y in range(height):
+        row = bgrx[y * stride : (y + 1) * stride]
+        rgb = bytearray(width * 3)
+        rgb[0::3] = row[2::4]
+        rgb[1::3] = row[1::4]
+        rgb[2::3] = row[0::4]
+        rows += b"\0" + rgb
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data))
+            + tag
+            + data
+            + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(rows), 6))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _rect(body: bytes, off: int) -> Rect:
+    top, left, bottom, right = struct.unpack_from("<iiii", body, off)
+    return Rect(left, top, right, bottom)
+
+
+def _base(body: bytes) -> tuple[int, Rect, list[Rect] | None, int]:
+    """DisplayBase: surface id, box, clip rects (None = no clip), offset after it."""
+    surface_id = struct.unpack_from("<I", body)[0]
+    box = _rect(body, 4)
+    clip_type = body[20]
+    off = 21
+    clips: list[Rect] | None = None
+    if clip_type == 1:
+        (n,) = struct.unpack_from("<I", body, off)
+        off += 4
+        if off + 16 * n > len(body):
+            raise SpiceProtocolError("clip rects run past the message")
+        clips = [_rect(body, off + 16 * i) for i in range(n)]
+        off += 16 * n
+    elif clip_type != 0:
+        raise SpiceProtocolError(f"unknown clip type {clip_type}")
+    return surface_id, box, clips, off
+
+
+def _intersect(a: Rect, b: Rect) -> Rect:
+    return Rect(
+        max(a.left, b.left), max(a.top, b.top), min(a.right, b.right), min(a.bottom, b.bottom)
+    )
+
+
+class DisplayState:
+    """Surfaces of one display channel, updated by :meth:`handle`."""
+
+    def __init__(self) -> None:
+        self.surfaces: dict[int, Surface] = {}
+        self.primary_id: int | None = None
+        #: True after MARK: the primary has been fully drawn once.
+        self.marked = False
+        #: bumped on every change to any surface; waiters compare it
+        self.generation = 0
+
+    @property
+    def primary(self) -> Surface | None:
+        """The primary surface, if any."""
+        return None if self.primary_id is None else self.surfaces.get(self.primary_id)
+
+    def handle(self, mtype: int, body: bytes) -> Rect | None:
+        """Apply one display message; return the changed rect on the primary (or None)."""
+        try:
+            return self._handle(mtype, body)
+        except (struct.error, IndexError):
+            raise SpiceProtocolError(f"display message {mtype} is truncated") from None
+
+    def _handle(self, mtype: int, body: bytes) -> Rect | None:
+        if mtype == MSG_SURFACE_CREATE:
+            sid, width, height, _fmt, flags = struct.unpack_from("<IIIII", body)
+            if width * height > 16384 * 16384:
+                raise SpiceProtocolError(f"surface {width}x{height} too large")
+            self.surfaces[sid] = Surface.blank(width, height)
+            if flags & 1:
+                self.primary_id = sid
+            self.generation += 1
+            return Rect(0, 0, width, height) if flags & 1 else None
+        if mtype == MSG_SURFACE_DESTROY:
+            (sid,) = struct.unpack_from("<I", body)
+            self.surfaces.pop(sid, None)
+            if sid == self.primary_id:
+                self.primary_id = None
+                self.marked = False
+            self.generation += 1
+            return None
+        if mtype == MSG_MARK:
+            self.marked = True
+            self.generation += 1
+            return None
+        if mtype == MSG_RESET:
+            if (p := self.primary) is not None:
+                p.pixels[:] = bytes(len(p.pixels))
+            self.marked = False
+            self.generation += 1
+            return None
+        if mtype == MSG_DRAW_COPY:
+            return self._draw_copy(body)
+        if mtype == MSG_DRAW_FILL:
+            return self._draw_fill(body)
+        if mtype == MSG_COPY_BITS:
+            return self._copy_bits(body)
+        return None
+
+    def _target(self, sid: int, box: Rect, clips: list[Rect] | None) -> tuple[Surface, list[Rect]]:
+        surface = self.surfaces.get(sid)
+        if surface is None:
+            raise SpiceProtocolError(f"draw on unknown surface {sid}")
+        box = surface.clip(box)
+        areas = [box] if clips is None else [_intersect(box, surface.clip(c)) for c in clips]
+        return surface, [a for a in areas if a.width > 0 and a.height > 0]
+
+    def _changed(self, sid: int, box: Rect) -> Rect | None:
+        self.generation += 1
+        return box if sid == self.primary_id else None
+
+    def _draw_fill(self, body: bytes) -> Rect | None:
+        sid, box, clips, off = _base(body)
+        brush_type = body[off]
+        if brush_type != 1:
+            return None  # pattern brushes are not drawn
+        (color,) = struct.unpack_from("<I", body, off + 1)
+        surface, areas = self._target(sid, box, clips)
+        pixel = struct.pack("<I", color | 0xFF000000)
+        stride = surface.width * 4
+        for a in areas:
+            line = pixel * a.width
+            for y in range(a.top, a.bottom):
+                surface.pixels[y * stride + a.left * 4 : y * stride + a.right * 4] = line
+        return self._changed(sid, box)
+
+    def _copy_bits(self, body: bytes) -> Rect | None:
+        sid, box, clips, off = _base(body)
+        src_x, src_y = struct.unpack_from("<ii", body, off)
+        surface, areas = self._target(sid, box, clips)
+        stride = surface.width * 4
+        snapshot = bytes(surface.pixels)
+        for a in areas:
+            for y in range(a.top, a.bottom):
+                sy = src_y + (y - box.top)
+                sx = src_x + (a.left - box.left)
+                if not (0 <= sy < surface.height and sx >= 0 and sx + a.width <= surface.width):
+                    raise SpiceProtocolError("COPY_BITS source outside the surface")
+                surface.pixels[y * stride + a.left * 4 : y * stride + a.right * 4] = snapshot[
+                    sy * stride + sx * 4 : sy * stride + (sx + a.width) * 4
+                ]
+        return self._changed(sid, box)
+
+    def _draw_copy(self, body: bytes) -> Rect | None:
+        sid, box, clips, off = _base(body)
+        (image_ptr,) = struct.unpack_from("<I", body, off)
+        src = _rect(body, off + 4)
+        image_type = body[image_ptr + 8]
+        if image_type != _IMAGE_BITMAP:
+            raise SpiceProtocolError(
+                f"compressed image type {image_type} not supported (ask for compression off)"
+            )
+        b = image_ptr + 18
+        fmt, flags, width, height, stride = struct.unpack_from("<BBIII", body, b)
+        b += 14
+        b += 8 if flags & _PAL_FROM_CACHE else 4
+        bpp = {_BITMAP_32: 4, _BITMAP_RGBA: 4, _BITMAP_24: 3}.get(fmt)
+        if bpp is None:
+            raise SpiceProtocolError(f"bitmap format {fmt} not supported")
+        if stride < width * bpp or b + stride * height > len(body):
+            raise SpiceProtocolError("bitmap data runs past the message")
+        surface, areas = self._target(sid, box, clips)
+        if src.width != box.width or src.height != box.height:
+            raise SpiceProtocolError("scaled DRAW_COPY not supported")
+        sstride = surface.width * 4
+        for a in areas:
+            for y in range(a.top, a.bottom):
+                row = src.top + (y - box.top)
+                if not flags & _TOP_DOWN:
+                    row = height - 1 - row
+                col = src.left + (a.left - box.left)
+                if not (0 <= row < height and col >= 0 and col + a.width <= width):
+                    raise SpiceProtocolError("DRAW_COPY source area outside the bitmap")
+                start = b + row * stride + col * bpp
+                data = body[start : start + a.width * bpp]
+                dst = y * sstride
+                if bpp == 4:
+                    surface.pixels[dst + a.left * 4 : dst + a.right * 4] = data
+                else:
+                    out = bytearray(a.width * 4)
+                    out[0::4] = data[0::3]
+                    out[1::4] = data[1::3]
+                    out[2::4] = data[2::3]
+                    surface.pixels[dst + a.left * 4 : dst + a.right * 4] = out
+        return self._changed(sid, box)
