@@ -21,6 +21,10 @@ PUBLIC = {
         "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands",
         "QgaProtocol", "QgaProtocolError", "open_qga",
     ],
+    "virtrio.channels.yamux": [
+        "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxSession", "MuxStream",
+        "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession", "open_mux",
+    ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",
         "MessageDelivered", "NeedData", "PacketType", "XtransferChannel", "XtransferChecksumError",
