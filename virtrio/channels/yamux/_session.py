@@ -47,6 +47,9 @@ __all__ = [
 MAX_UNACKED: Final = 256
 #: Largest Data frame we send (rust-yamux rejects bodies over 1 MiB).
 MAX_FRAME: Final = 256 * 1024
+#: Data bodies this large are handed out as views into the received bytes instead of copies
+#: (smaller ones are copied, so a tiny body never keeps a large receive buffer alive).
+_VIEW_FROM: Final = 16 * 1024
 
 
 class YamuxError(ProtocolError):
@@ -67,10 +70,10 @@ class StreamOpened:
 @attrs.frozen
 class StreamData:
     """Bytes for stream ``stream_id``; report them with :meth:`YamuxSession.consumed` once the
-    application has read them."""
+    application has read them. Large bodies are read-only views into the bytes received."""
 
     stream_id: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @attrs.frozen
@@ -180,8 +183,7 @@ class YamuxSession:
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1 if client else 2
         self._out = bytearray()
-        self._in = bytearray()
-        self._parsed = 0
+        self._in = bytearray()  # the start of a frame the last input cut short
         self._pending_accept = 0
         self._unacked = 0
         self._pings = itertools.count(1)
@@ -349,48 +351,71 @@ class YamuxSession:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Feed bytes from the peer; returns the events they complete.
 
+        Large Data bodies are delivered as read-only views into ``data`` (no copy): ``data``
+        given as ``bytes`` is used as is, anything else is copied once first.
+
         Raises:
             YamuxProtocolError: the peer broke the protocol (then send GoAway(protocol error)
                 from :meth:`go_away` and close).
         """
-        pending = bool(self._in)
-        if pending:
-            self._in += data
-            buffer = memoryview(self._in)
-        else:  # the usual case: parse the caller's bytes in place, keep only a partial tail
-            buffer = memoryview(data)
+        buffer = memoryview(data if type(data) is bytes else bytes(data))
         events: list[Event] = []
         offset = 0
-        size = len(buffer)
-        try:
-            self._parse(buffer, size, events)
-        finally:
-            offset = self._parsed
-            if pending:
-                buffer.release()
-                del self._in[:offset]
-            else:
-                self._in = bytearray(buffer[offset:])
-                buffer.release()
+        if self._in:
+            offset = self._complete_pending(buffer, events)
+        offset = self._parse(buffer, offset, events)
+        if offset < len(buffer):
+            self._in = bytearray(buffer[offset:])
         return events
 
-    def _parse(self, buffer: memoryview, size: int, events: list[Event]) -> None:
-        offset = self._parsed = 0
+    def _frame_size(self, buffer: bytes | bytearray | memoryview, offset: int) -> int:
+        """The whole size of the frame whose (complete) header starts at ``offset``."""
+        version, kind, _, _, length = HEADER.unpack_from(buffer, offset)
+        if version != VERSION:
+            raise YamuxProtocolError(f"unsupported yamux version {version}")
+        if kind != FrameType.DATA:
+            return HEADER_SIZE
+        if length > self.max_window + MAX_FRAME:
+            raise YamuxProtocolError(f"Data frame of {length} bytes exceeds any window")
+        return HEADER_SIZE + length
+
+    def _complete_pending(self, buffer: memoryview, events: list[Event]) -> int:
+        """Finish the frame the previous input cut short, taking only its own bytes from
+        ``buffer`` (the rest is parsed in place); returns how many were taken."""
+        pending = self._in
+        taken = min(HEADER_SIZE - len(pending), len(buffer)) if len(pending) < HEADER_SIZE else 0
+        pending += buffer[:taken]
+        if len(pending) < HEADER_SIZE:
+            return taken
+        more = min(self._frame_size(pending, 0) - len(pending), len(buffer) - taken)
+        pending += buffer[taken : taken + more]
+        taken += more
+        if len(pending) == self._frame_size(pending, 0):
+            frame, self._in = bytes(pending), bytearray()
+            self._parse(memoryview(frame), 0, events)
+        return taken
+
+    def _parse(self, buffer: memoryview, offset: int, events: list[Event]) -> int:
+        """Handle every complete frame from ``offset``; returns where the first incomplete
+        one starts."""
+        size = len(buffer)
         unpack = HEADER.unpack_from
         while size - offset >= HEADER_SIZE:
             version, kind, flags, stream_id, length = unpack(buffer, offset)
             if version != VERSION:
                 raise YamuxProtocolError(f"unsupported yamux version {version}")
             if kind == FrameType.DATA:
-                if size - offset - HEADER_SIZE < length:
-                    if length > self.max_window + MAX_FRAME:
-                        raise YamuxProtocolError(f"Data frame of {length} bytes exceeds any window")
+                end = offset + HEADER_SIZE + length
+                if end > size:
+                    self._frame_size(buffer, offset)  # an impossible length fails at once
                     break
-                body = bytes(buffer[offset + HEADER_SIZE : offset + HEADER_SIZE + length])
-                offset = self._parsed = offset + HEADER_SIZE + length
-                self._on_stream_frame(events, flags, stream_id, body, 0)
+                body = buffer[offset + HEADER_SIZE : end]
+                offset = end
+                self._on_stream_frame(
+                    events, flags, stream_id, body if length >= _VIEW_FROM else bytes(body), 0
+                )
             else:
-                offset = self._parsed = offset + HEADER_SIZE
+                offset += HEADER_SIZE
                 if kind == FrameType.WINDOW_UPDATE:
                     self._on_stream_frame(events, flags, stream_id, None, length)
                 elif kind == FrameType.PING:
@@ -400,6 +425,7 @@ class YamuxSession:
                     events.append(GoAwayReceived(length))
                 else:
                     raise YamuxProtocolError(f"unknown yamux frame type {kind}")
+        return offset
 
     def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
         if flags & Flag.SYN:
@@ -410,7 +436,12 @@ class YamuxSession:
         # an answer to no ping of ours is ignored (never answered)
 
     def _on_stream_frame(
-        self, events: list[Event], flags: int, stream_id: int, body: bytes | None, delta: int
+        self,
+        events: list[Event],
+        flags: int,
+        stream_id: int,
+        body: bytes | memoryview | None,
+        delta: int,
     ) -> None:
         stream = self._streams.get(stream_id)
         if flags & Flag.SYN:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import os
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,8 @@ from ._session import (
 __all__ = ["MuxSession", "MuxStream", "StreamResetError", "open_mux"]
 
 _RECEIVE_SIZE = 256 * 1024
+#: What ``receive_some()`` returns at most when no size is asked for.
+_READ_SIZE = 1024 * 1024
 #: Writers wait once this much is queued for the wire (bounds memory; the reader never waits).
 _HIGH_WATER = 1024 * 1024
 
@@ -45,7 +48,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._session = session
         #: The yamux stream id (odd: opened by the client side).
         self.stream_id = stream_id
-        self._chunks: deque[bytes] = deque()  # frame bodies as received: no copying
+        self._chunks: deque[bytes | memoryview] = deque()  # frame bodies as received
         self._eof = False
         self._reset: BaseException | None = None
         self._closed = False
@@ -56,7 +59,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._sending = False
 
     # called by the session's reader
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)
         self._readable.set()
 
@@ -94,8 +97,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
                     taken = core.send_data(self.stream_id, view)
                     if taken:
                         view = view[taken:]
-                        self._session._wake_writer()
-                if core.bytes_queued > _HIGH_WATER:
+                        self._session._flush()
+                if self._session._unsent > _HIGH_WATER:
                     await self._session._wait_drained()
                 elif not view:
                     break
@@ -145,12 +148,11 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 if self._closed:
                     raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
                 if self._chunks:
-                    data = self._chunks.popleft()
-                    if max_bytes is not None and len(data) > max_bytes:
-                        self._chunks.appendleft(data[max_bytes:])
-                        data = data[:max_bytes]
-                    self._session._core.consumed(self.stream_id, len(data))
-                    self._session._wake_writer()
+                    data = self._take(_READ_SIZE if max_bytes is None else max_bytes)
+                    core = self._session._core
+                    core.consumed(self.stream_id, len(data))
+                    if core.bytes_queued:
+                        self._session._flush()
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     return data
                 if self._reset is not None:
@@ -165,6 +167,23 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 await self._readable.wait()
         finally:
             self._receiving = False
+
+    def _take(self, limit: int) -> bytes:
+        """Up to ``limit`` buffered bytes, in one piece (copied once at most)."""
+        chunks = self._chunks
+        parts: list[bytes | memoryview] = []
+        total = 0
+        while chunks and total < limit:
+            chunk = chunks.popleft()
+            if total + len(chunk) > limit:
+                chunk = memoryview(chunk)
+                chunks.appendleft(chunk[limit - total :])
+                chunk = chunk[: limit - total]
+            parts.append(chunk)
+            total += len(chunk)
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b"".join(parts)
 
     async def send_eof(self) -> None:
         """Half-close (FIN): the peer reads EOF; we may go on reading."""
@@ -196,7 +215,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         """Abort the stream in both directions (RST); the peer's reads raise a reset error."""
         if self._reset is None:
             self._session._core.send_reset(self.stream_id)
-            self._session._wake_writer()
+            self._session._flush()
             self._broken(LocalProtocolError("reset locally"))
             self._session._streams.pop(self.stream_id, None)
         await trio.lowlevel.checkpoint()
@@ -214,7 +233,13 @@ class MuxSession:
         self._acceptable = trio.Event()
         self._can_open = trio.Event()
         self._writer_wake = trio.Event()
+        self._writing = False  # the writer task owns the wire until it has sent everything
+        self._unsent_tail: memoryview | None = None  # taken from the core, not yet sent
         self._drained = trio.Event()
+        # A socket is written to directly, without blocking, by whichever task has bytes to
+        # send; only what the kernel does not take at once is left to the writer task.
+        socket = transport.socket if isinstance(transport, trio.SocketStream) else None
+        self._fd = socket.fileno() if socket is not None else -1
         self._pongs: dict[int, trio.Event] = {}
         self._closed = trio.Event()
         #: Why the session ended (None while it runs).
@@ -288,7 +313,7 @@ class MuxSession:
         start = trio.current_time()
         opaque = self._core.ping()
         answered = self._pongs[opaque] = trio.Event()
-        self._wake_writer()
+        self._flush()
         with trio.move_on_after(timeout):
             await answered.wait()
         self._pongs.pop(opaque, None)
@@ -300,13 +325,36 @@ class MuxSession:
     async def go_away(self, code: int = GoAwayCode.NORMAL) -> None:
         """Tell the peer we accept no new streams (existing ones go on)."""
         self._core.go_away(code)
-        self._wake_writer()
+        self._flush()
         await trio.lowlevel.checkpoint()
 
     # --- tasks ------------------------------------------------------------------------------
 
     def _wake_writer(self) -> None:
+        """Have the writer task send what is queued, one scheduling round from now (so that
+        a SYN, ACK or FIN usually leaves together with the Data frame that follows it)."""
         self._writer_wake.set()
+
+    def _flush(self) -> None:
+        """Send what is queued now, as far as the socket takes it without blocking; the
+        writer task sends the rest (and everything, on transports other than sockets)."""
+        if self._writing or self._fd < 0 or self.closed_reason is not None:
+            self._writer_wake.set()
+            return
+        data = self._core.data_to_send()
+        try:
+            sent = os.write(self._fd, data)
+        except OSError:  # full (EAGAIN), or broken: the writer task waits, or reports it
+            sent = 0
+        if sent < len(data):
+            self._unsent_tail = memoryview(data)[sent:]
+            self._writing = True
+            self._writer_wake.set()
+
+    @property
+    def _unsent(self) -> int:
+        tail = self._unsent_tail
+        return self._core.bytes_queued + (len(tail) if tail is not None else 0)
 
     async def _wait_drained(self) -> None:
         self._check_open()
@@ -314,11 +362,17 @@ class MuxSession:
 
     async def _writer(self) -> None:
         core = self._core
+        send_all = self._transport.send_all
         while True:
             await self._writer_wake.wait()
             self._writer_wake = trio.Event()
+            self._writing = True
+            if (tail := self._unsent_tail) is not None:
+                self._unsent_tail = None
+                await send_all(tail)
             while data := core.data_to_send():
-                await self._transport.send_all(data)
+                await send_all(data)
+            self._writing = False
             self._drained.set()
             self._drained = trio.Event()
 
@@ -372,7 +426,7 @@ class MuxSession:
                             f"(GoAway code {event.code})"
                         )
             if core.bytes_queued:
-                self._wake_writer()
+                self._flush()
 
     def _end(self, reason: BaseException) -> None:
         if self.closed_reason is not None:
