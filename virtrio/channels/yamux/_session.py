@@ -375,6 +375,7 @@ class YamuxSession:
             raise YamuxProtocolError(f"unsupported yamux version {version}")
         if kind != FrameType.DATA:
             return HEADER_SIZE
+        length = int(length)
         if length > self.max_window + MAX_FRAME:
             raise YamuxProtocolError(f"Data frame of {length} bytes exceeds any window")
         return HEADER_SIZE + length
