@@ -26,7 +26,6 @@ from ._frames import (
     Flag,
     FrameType,
     GoAwayCode,
-    encode_header,
 )
 
 __all__ = [
@@ -47,6 +46,9 @@ __all__ = [
 MAX_UNACKED: Final = 256
 #: Largest Data frame we send (rust-yamux rejects bodies over 1 MiB).
 MAX_FRAME: Final = 256 * 1024
+# The frame types and flags as plain ints: enum arithmetic costs microseconds per frame.
+_DATA, _WINDOW_UPDATE, _PING, _GO_AWAY = (int(kind) for kind in FrameType)
+_SYN, _ACK, _FIN, _RST = (int(flag) for flag in (Flag.SYN, Flag.ACK, Flag.FIN, Flag.RST))
 #: Data bodies this large are handed out as views into the received bytes instead of copies
 #: (smaller ones are copied, so a tiny body never keeps a large receive buffer alive).
 _VIEW_FROM: Final = 16 * 1024
@@ -205,8 +207,8 @@ class YamuxSession:
         """Bytes waiting in :meth:`data_to_send`."""
         return len(self._out)
 
-    def _frame(self, kind: FrameType, flags: int, stream_id: int, length: int) -> None:
-        self._out += encode_header(kind, flags, stream_id, length)
+    def _frame(self, kind: int, flags: int, stream_id: int, length: int) -> None:
+        self._out += HEADER.pack(VERSION, kind, flags, stream_id, length)
 
     # --- streams ----------------------------------------------------------------------------
 
@@ -233,7 +235,7 @@ class YamuxSession:
         self._next_id += 2
         self._streams[stream_id] = _Stream(DEFAULT_WINDOW, self.window, self.window, inbound=False)
         self._unacked += 1
-        self._frame(FrameType.WINDOW_UPDATE, Flag.SYN, stream_id, self.window - DEFAULT_WINDOW)
+        self._frame(_WINDOW_UPDATE, _SYN, stream_id, self.window - DEFAULT_WINDOW)
         return stream_id
 
     def accept(self, stream_id: int) -> None:
@@ -242,7 +244,7 @@ class YamuxSession:
         stream = self._streams.get(stream_id)
         if stream is not None and stream.to_ack:
             stream.to_ack = False
-            self._frame(FrameType.WINDOW_UPDATE, Flag.ACK, stream_id, self.window - DEFAULT_WINDOW)
+            self._frame(_WINDOW_UPDATE, _ACK, stream_id, self.window - DEFAULT_WINDOW)
 
     def send_window(self, stream_id: int) -> int:
         """Bytes that may be sent on the stream now."""
@@ -265,11 +267,11 @@ class YamuxSession:
         out = self._out
         while sent < count:
             size = min(MAX_FRAME, count - sent)
-            flags = Flag.NONE
+            flags = 0
             if stream.to_ack:
                 stream.to_ack = False
-                flags = Flag.ACK
-            out += HEADER.pack(VERSION, FrameType.DATA, flags, stream_id, size)
+                flags = _ACK
+            out += HEADER.pack(VERSION, _DATA, flags, stream_id, size)
             out += view[sent : sent + size]
             sent += size
         stream.send_window -= count
@@ -292,11 +294,11 @@ class YamuxSession:
                     stream.window += grow
                     self._extra += grow
             stream.returned += grow
-            flags = Flag.NONE
+            flags = 0
             if stream.to_ack:
                 stream.to_ack = False
-                flags = Flag.ACK
-            self._frame(FrameType.WINDOW_UPDATE, flags, stream_id, stream.returned)
+                flags = _ACK
+            self._frame(_WINDOW_UPDATE, flags, stream_id, stream.returned)
             stream.recv_window += stream.returned
             stream.returned = 0
 
@@ -306,29 +308,29 @@ class YamuxSession:
         if stream is None or stream.local_fin:
             return
         stream.local_fin = True
-        flags = Flag.FIN
+        flags = _FIN
         if stream.to_ack:
             stream.to_ack = False
-            flags |= Flag.ACK
-        self._frame(FrameType.WINDOW_UPDATE, flags, stream_id, 0)
+            flags |= _ACK
+        self._frame(_WINDOW_UPDATE, flags, stream_id, 0)
         self._forget_if_done(stream_id, stream)
 
     def send_reset(self, stream_id: int) -> None:
         """Abort the stream in both directions."""
         if self._discard(stream_id) is not None:
-            self._frame(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+            self._frame(_WINDOW_UPDATE, _RST, stream_id, 0)
 
     def ping(self) -> int:
         """Queue a ping; returns its opaque value (a :class:`PongReceived` carries it back)."""
         opaque = next(self._pings) & 0xFFFFFFFF
         self._ping_waiting.add(opaque)
-        self._frame(FrameType.PING, Flag.SYN, 0, opaque)
+        self._frame(_PING, _SYN, 0, opaque)
         return opaque
 
     def go_away(self, code: int = GoAwayCode.NORMAL) -> None:
         """Tell the peer we accept no new streams (code 0) or that the session ends."""
         self.local_go_away = True
-        self._frame(FrameType.GO_AWAY, Flag.NONE, 0, code)
+        self._frame(_GO_AWAY, 0, 0, code)
 
     def _live(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
@@ -373,7 +375,7 @@ class YamuxSession:
         version, kind, _, _, length = HEADER.unpack_from(buffer, offset)
         if version != VERSION:
             raise YamuxProtocolError(f"unsupported yamux version {version}")
-        if kind != FrameType.DATA:
+        if kind != _DATA:
             return HEADER_SIZE
         length = int(length)
         if length > self.max_window + MAX_FRAME:
@@ -405,7 +407,7 @@ class YamuxSession:
             version, kind, flags, stream_id, length = unpack(buffer, offset)
             if version != VERSION:
                 raise YamuxProtocolError(f"unsupported yamux version {version}")
-            if kind == FrameType.DATA:
+            if kind == _DATA:
                 end = offset + HEADER_SIZE + length
                 if end > size:
                     self._frame_size(buffer, offset)  # an impossible length fails at once
@@ -417,11 +419,11 @@ class YamuxSession:
                 )
             else:
                 offset += HEADER_SIZE
-                if kind == FrameType.WINDOW_UPDATE:
+                if kind == _WINDOW_UPDATE:
                     self._on_stream_frame(events, flags, stream_id, None, length)
-                elif kind == FrameType.PING:
+                elif kind == _PING:
                     self._on_ping(events, flags, length)
-                elif kind == FrameType.GO_AWAY:
+                elif kind == _GO_AWAY:
                     self.remote_go_away = length
                     events.append(GoAwayReceived(length))
                 else:
@@ -429,9 +431,9 @@ class YamuxSession:
         return offset
 
     def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
-        if flags & Flag.SYN:
-            self._frame(FrameType.PING, Flag.ACK, 0, opaque)
-        elif flags & Flag.ACK and opaque in self._ping_waiting:
+        if flags & _SYN:
+            self._frame(_PING, _ACK, 0, opaque)
+        elif flags & _ACK and opaque in self._ping_waiting:
             self._ping_waiting.discard(opaque)
             events.append(PongReceived(opaque))
         # an answer to no ping of ours is ignored (never answered)
@@ -445,13 +447,13 @@ class YamuxSession:
         delta: int,
     ) -> None:
         stream = self._streams.get(stream_id)
-        if flags & Flag.SYN:
+        if flags & _SYN:
             if stream is not None:
                 raise YamuxProtocolError(f"duplicate SYN for live stream {stream_id}")
             if stream_id == 0 or (stream_id % 2 == 1) == self.client:
                 raise YamuxProtocolError(f"stream id {stream_id} has the wrong parity for the peer")
             if self.local_go_away or self._pending_accept >= self.accept_backlog:
-                self._frame(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+                self._frame(_WINDOW_UPDATE, _RST, stream_id, 0)
                 return
             stream = _Stream(
                 DEFAULT_WINDOW + (delta if body is None else 0),
@@ -470,7 +472,7 @@ class YamuxSession:
             if stream.send_window > 2**32 - 1:
                 raise YamuxProtocolError(f"window of stream {stream_id} overflowed")
             events.append(WindowUpdated(stream_id))
-        if flags & Flag.ACK and not stream.inbound and not stream.acked:
+        if flags & _ACK and not stream.inbound and not stream.acked:
             stream.acked = True
             self._unacked -= 1
             events.append(StreamAcknowledged(stream_id))
@@ -483,13 +485,13 @@ class YamuxSession:
             stream.recv_window -= len(body)
             if not stream.remote_fin:
                 events.append(StreamData(stream_id, body))
-        if flags & Flag.RST:
+        if flags & _RST:
             self._discard(stream_id)
             if not stream.acked and not stream.inbound:
                 self._unacked -= 1
             events.append(StreamReset(stream_id))
             return
-        if flags & Flag.FIN and not stream.remote_fin:
+        if flags & _FIN and not stream.remote_fin:
             stream.remote_fin = True
             events.append(StreamEnded(stream_id))
             self._forget_if_done(stream_id, stream)

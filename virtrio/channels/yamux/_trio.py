@@ -35,6 +35,33 @@ _RECEIVE_SIZE = 256 * 1024
 _READ_SIZE = 1024 * 1024
 #: Writers wait once this much is queued for the wire (bounds memory; the reader never waits).
 _HIGH_WATER = 1024 * 1024
+#: Scheduling rounds a SYN, ACK or FIN waits for a Data frame to travel with.
+_DEFER_ROUNDS = 2
+
+
+class _Wakeup:
+    """Where the one task that may wait for something (a stream has one reader and one
+    writer) parks: cheaper than a :class:`trio.Event` renewed at every wait. Check the
+    condition, then wait, with no checkpoint in between."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+
+    async def wait(self) -> None:
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(self) -> None:
+        if (task := self._task) is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
 
 
 class StreamResetError(YamuxError, trio.BrokenResourceError):
@@ -53,28 +80,28 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._reset: BaseException | None = None
         self._closed = False
         self._sent_eof = False
-        self._readable = trio.Event()
-        self._writable = trio.Event()
+        self._readable = _Wakeup()
+        self._writable = _Wakeup()
         self._receiving = False
         self._sending = False
 
     # called by the session's reader
     def _feed(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)
-        self._readable.set()
+        self._readable.wake()
 
     def _end(self) -> None:
         self._eof = True
-        self._readable.set()
+        self._readable.wake()
 
     def _broken(self, error: BaseException) -> None:
         if self._reset is None:
             self._reset = error
-        self._readable.set()
-        self._writable.set()
+        self._readable.wake()
+        self._writable.wake()
 
     def _window(self) -> None:
-        self._writable.set()
+        self._writable.wake()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data``, waiting for credit as the peer reads.
@@ -89,25 +116,25 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._sending = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            core = self._session._core
+            session = self._session
+            core = session._core
             view = memoryview(data)
+            waited = False  # a wait is a checkpoint: then no other is needed
             while True:
                 self._check_writable()
-                if view:
-                    taken = core.send_data(self.stream_id, view)
-                    if taken:
-                        view = view[taken:]
-                        self._session._flush()
-                if self._session._unsent > _HIGH_WATER:
-                    await self._session._wait_drained()
+                if view and (taken := core.send_data(self.stream_id, view)):
+                    view = view[taken:]
+                session._flush()
+                if session._unsent > _HIGH_WATER:
+                    await session._wait_drained()
+                    waited = True
                 elif not view:
                     break
                 elif not core.send_window(self.stream_id):
-                    if self._writable.is_set():  # shared by all waiters: renew once used
-                        self._writable = trio.Event()
-                    if not core.send_window(self.stream_id):
-                        await self._writable.wait()
-            await trio.lowlevel.cancel_shielded_checkpoint()
+                    await self._writable.wait()
+                    waited = True
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             self._sending = False
 
@@ -119,13 +146,22 @@ class MuxStream(trio.abc.HalfCloseableStream):
 
     async def wait_send_all_might_not_block(self) -> None:
         """Return once the stream has credit (or is closed/reset)."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this yamux stream")
         self._check_writable()
         core = self._session._core
-        while not core.send_window(self.stream_id) and self._reset is None and not self._closed:
-            if self._writable.is_set():  # shared by all waiters: renew once used
-                self._writable = trio.Event()
-            await self._writable.wait()
-        await trio.lowlevel.checkpoint()
+        self._session._flush()
+        if core.send_window(self.stream_id):
+            await trio.lowlevel.checkpoint()
+            return
+        self._sending = True
+        try:
+            while not core.send_window(self.stream_id) and self._reset is None:
+                if self._closed:
+                    break
+                await self._writable.wait()
+        finally:
+            self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Up to ``max_bytes`` bytes (default: all buffered); ``b""`` once the peer sent FIN.
@@ -144,6 +180,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._receiving = True
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
+            waited = False  # a wait is a checkpoint: then no other is needed
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
@@ -153,18 +190,20 @@ class MuxStream(trio.abc.HalfCloseableStream):
                     core.consumed(self.stream_id, len(data))
                     if core.bytes_queued:
                         self._session._flush()
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    return data
+                    break
                 if self._reset is not None:
                     raise StreamResetError(
                         f"yamux stream {self.stream_id} was reset"
                     ) from self._reset
                 if self._eof:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    return b""
-                if self._readable.is_set():  # shared by all waiters: renew once used
-                    self._readable = trio.Event()
+                    data = b""
+                    break
+                self._session._flush()  # what we owe the peer (a SYN, an ACK) goes first
                 await self._readable.wait()
+                waited = True
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
         finally:
             self._receiving = False
 
@@ -205,8 +244,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 self._sent_eof = True
                 self._session._core.send_fin(self.stream_id)
                 self._session._wake_writer()
-            self._readable.set()
-            self._writable.set()
+            self._readable.wake()
+            self._writable.wake()
             if self._eof or self._reset is not None:  # both directions done: forget it
                 self._session._streams.pop(self.stream_id, None)
         await trio.lowlevel.checkpoint()
@@ -276,12 +315,14 @@ class MuxSession:
                 break
             if self._can_open.is_set():  # shared by all waiters: renew once used
                 self._can_open = trio.Event()
+            self._flush()  # the SYNs waiting for an ACK must be out
             await self._can_open.wait()
         await trio.lowlevel.checkpoint_if_cancelled()
         stream_id = self._core.open_stream()
         stream = MuxStream(self, stream_id)
         self._streams[stream_id] = stream
-        # no schedule point: the SYN then leaves with the caller's first write, in one send
+        # the SYN leaves one scheduling round from now, with the caller's first frame if it
+        # sends at once (then in one write)
         self._wake_writer()
         return stream
 
@@ -331,13 +372,15 @@ class MuxSession:
     # --- tasks ------------------------------------------------------------------------------
 
     def _wake_writer(self) -> None:
-        """Have the writer task send what is queued, one scheduling round from now (so that
-        a SYN, ACK or FIN usually leaves together with the Data frame that follows it)."""
+        """Have the writer task send what is queued a few scheduling rounds from now (so
+        that a SYN, ACK or FIN usually leaves together with the Data frame that follows)."""
         self._writer_wake.set()
 
     def _flush(self) -> None:
         """Send what is queued now, as far as the socket takes it without blocking; the
         writer task sends the rest (and everything, on transports other than sockets)."""
+        if not self._core.bytes_queued:
+            return
         if self._writing or self._fd < 0 or self.closed_reason is not None:
             self._writer_wake.set()
             return
@@ -360,11 +403,36 @@ class MuxSession:
         self._check_open()
         await self._drained.wait()
 
+    async def _drain(self) -> None:
+        """Return once everything queued has been sent (or the session ended)."""
+        self._flush()
+        while self._unsent and self.closed_reason is None:
+            self._wake_writer()
+            await self._drained.wait()
+
+    async def _send_all(self, data: bytearray | memoryview) -> None:
+        if self._fd < 0:
+            await self._transport.send_all(data)
+            return
+        # as _receive: no scheduling round after a write the socket took whole
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(self._fd)
+
     async def _writer(self) -> None:
         core = self._core
-        send_all = self._transport.send_all
+        send_all = self._send_all
         while True:
             await self._writer_wake.wait()
+            # Frames that may wait (SYN, ACK, FIN) wait a few scheduling rounds, so they
+            # usually leave in one write with the Data frame some task is about to send.
+            for _ in range(_DEFER_ROUNDS):
+                if self._unsent_tail is not None or not core.bytes_queued:
+                    break
+                await trio.lowlevel.checkpoint()
             self._writer_wake = trio.Event()
             self._writing = True
             if (tail := self._unsent_tail) is not None:
@@ -376,11 +444,22 @@ class MuxSession:
             self._drained.set()
             self._drained = trio.Event()
 
+    async def _receive(self) -> bytes:
+        if self._fd < 0:
+            return await self._transport.receive_some(_RECEIVE_SIZE)
+        # A socket is read directly: one scheduling round per read instead of Trio's two
+        # (wait, then a checkpoint after the read); waiting first keeps the reader fair.
+        while True:
+            await trio.lowlevel.wait_readable(self._fd)
+            try:
+                return os.read(self._fd, _RECEIVE_SIZE)
+            except BlockingIOError:
+                pass
+
     async def _reader(self) -> None:
         core = self._core
-        receive_some = self._transport.receive_some
         while True:
-            data = await receive_some(_RECEIVE_SIZE)
+            data = await self._receive()
             if not data:
                 raise ConnectionLostError(
                     f"yamux session {self.name}: the peer closed the connection"
@@ -477,6 +556,7 @@ async def open_mux(
     window: int = DEFAULT_WINDOW,
     max_window: int | None = 16 * 1024 * 1024,
     accept_backlog: int = 256,
+    drain_timeout: float = 5.0,
     name: str = "",
 ) -> AsyncIterator[MuxSession]:
     """Run a yamux session over ``stream`` (which it closes on exit).
@@ -490,6 +570,8 @@ async def open_mux(
             streams at most), as rust-yamux does. ``None``: the window stays ``window``.
         accept_backlog: inbound streams that may wait for :meth:`MuxSession.accept_stream`;
             more are refused.
+        drain_timeout: on leaving the block normally, how long frames still queued (a last
+            Data frame, a FIN) may take to leave before the connection is closed anyway.
     """
     core = YamuxSession(
         client=client,
@@ -503,6 +585,9 @@ async def open_mux(
             await nursery.start(session._run)
             try:
                 yield session
+                # what was queued (a last Data frame, a FIN) still leaves, if the peer reads
+                with trio.move_on_after(drain_timeout):
+                    await session._drain()
             finally:
                 nursery.cancel_scope.cancel()
     finally:
