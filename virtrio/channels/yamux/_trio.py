@@ -444,7 +444,7 @@ class MuxSession:
             self._drained.set()
             self._drained = trio.Event()
 
-    async def _receive(self) -> bytes:
+    async def _receive(self) -> bytes | bytearray:
         if self._fd < 0:
             return await self._transport.receive_some(_RECEIVE_SIZE)
         # A socket is read directly: one scheduling round per read instead of Trio's two
