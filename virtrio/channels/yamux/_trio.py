@@ -31,6 +31,8 @@ from ._session import (
 __all__ = ["MuxSession", "MuxStream", "StreamResetError", "open_mux"]
 
 _RECEIVE_SIZE = 256 * 1024
+#: Reads shorter than this make the next read go into a small reused buffer.
+_SMALL_READ = 16 * 1024
 #: What ``receive_some()`` returns at most when no size is asked for.
 _READ_SIZE = 1024 * 1024
 #: Writers wait once this much is queued for the wire (bounds memory; the reader never waits).
@@ -84,6 +86,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._writable = _Wakeup()
         self._receiving = False
         self._sending = False
+        self._outgoing: memoryview | None = None  # what send_all has still to queue
 
     # called by the session's reader
     def _feed(self, data: bytes | memoryview) -> None:
@@ -101,6 +104,11 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._writable.wake()
 
     def _window(self) -> None:
+        # A writer waiting for this credit has its next frame queued by the reader at once,
+        # a scheduling round before it wakes (the peer's reader is the bottleneck otherwise).
+        view = self._outgoing
+        if view and self._reset is None and self._session._unsent <= _HIGH_WATER:
+            self._outgoing = view[self._session._core.send_data(self.stream_id, view) :]
         self._writable.wake()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -118,17 +126,17 @@ class MuxStream(trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint_if_cancelled()
             session = self._session
             core = session._core
-            view = memoryview(data)
+            self._outgoing = memoryview(data)
             waited = False  # a wait is a checkpoint: then no other is needed
             while True:
                 self._check_writable()
-                if view and (taken := core.send_data(self.stream_id, view)):
-                    view = view[taken:]
+                if self._outgoing and (taken := core.send_data(self.stream_id, self._outgoing)):
+                    self._outgoing = self._outgoing[taken:]
                 session._flush()
                 if session._unsent > _HIGH_WATER:
                     await session._wait_drained()
                     waited = True
-                elif not view:
+                elif not self._outgoing:
                     break
                 elif not core.send_window(self.stream_id):
                     await self._writable.wait()
@@ -137,6 +145,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             self._sending = False
+            self._outgoing = None
 
     def _check_writable(self) -> None:
         if self._closed or self._sent_eof:
@@ -279,6 +288,7 @@ class MuxSession:
         # send; only what the kernel does not take at once is left to the writer task.
         socket = transport.socket if isinstance(transport, trio.SocketStream) else None
         self._fd = socket.fileno() if socket is not None else -1
+        self._scratch: bytearray | None = None  # see _receive
         self._pongs: dict[int, trio.Event] = {}
         self._closed = trio.Event()
         #: Why the session ended (None while it runs).
@@ -452,7 +462,19 @@ class MuxSession:
         while True:
             await trio.lowlevel.wait_readable(self._fd)
             try:
-                return os.read(self._fd, _RECEIVE_SIZE)
+                if self._scratch is None:
+                    data = os.read(self._fd, _RECEIVE_SIZE)
+                    if len(data) < _SMALL_READ:
+                        self._scratch = bytearray(_SMALL_READ)
+                    return data
+                # After a small read (window updates, pings, short messages), the next one
+                # is read into a small reused buffer: allocating a large buffer only to
+                # shrink it to 12 bytes costs more than the read itself.
+                size = os.readv(self._fd, [self._scratch])
+                data = bytes(memoryview(self._scratch)[:size])
+                if size == _SMALL_READ:
+                    self._scratch = None
+                return data
             except BlockingIOError:
                 pass
 
