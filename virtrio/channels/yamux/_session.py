@@ -185,7 +185,10 @@ class YamuxSession:
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1 if client else 2
         self._out = bytearray()
-        self._in = bytearray()  # the start of a frame the last input cut short
+        # the frame the last input cut short: its header, and its body so far as views
+        self._head = bytearray()
+        self._body: list[memoryview] = []
+        self._body_size = 0
         self._pending_accept = 0
         self._unacked = 0
         self._pings = itertools.count(1)
@@ -362,12 +365,13 @@ class YamuxSession:
         """
         buffer = memoryview(data if type(data) is bytes else bytes(data))
         events: list[Event] = []
-        offset = 0
-        if self._in:
-            offset = self._complete_pending(buffer, events)
+        offset = self._complete_pending(buffer, events) if self._head else 0
         offset = self._parse(buffer, offset, events)
         if offset < len(buffer):
-            self._in = bytearray(buffer[offset:])
+            tail = buffer[offset:]
+            self._head = bytearray(tail[:HEADER_SIZE])
+            self._body = [tail[HEADER_SIZE:]] if len(tail) > HEADER_SIZE else []
+            self._body_size = max(0, len(tail) - HEADER_SIZE)
         return events
 
     def _frame_size(self, buffer: bytes | bytearray | memoryview, offset: int) -> int:
@@ -383,19 +387,30 @@ class YamuxSession:
         return HEADER_SIZE + length
 
     def _complete_pending(self, buffer: memoryview, events: list[Event]) -> int:
-        """Finish the frame the previous input cut short, taking only its own bytes from
-        ``buffer`` (the rest is parsed in place); returns how many were taken."""
-        pending = self._in
-        taken = min(HEADER_SIZE - len(pending), len(buffer)) if len(pending) < HEADER_SIZE else 0
-        pending += buffer[:taken]
-        if len(pending) < HEADER_SIZE:
-            return taken
-        more = min(self._frame_size(pending, 0) - len(pending), len(buffer) - taken)
-        pending += buffer[taken : taken + more]
-        taken += more
-        if len(pending) == self._frame_size(pending, 0):
-            frame, self._in = bytes(pending), bytearray()
-            self._parse(memoryview(frame), 0, events)
+        """Go on with the frame the previous input cut short, taking only its own bytes from
+        ``buffer`` (the rest is parsed in place); returns how many were taken. Its body is
+        kept as views until it is whole, then joined: copied once."""
+        head = self._head
+        taken = 0
+        if len(head) < HEADER_SIZE:
+            taken = min(HEADER_SIZE - len(head), len(buffer))
+            head += buffer[:taken]
+            if len(head) < HEADER_SIZE:
+                return taken
+        size = self._frame_size(head, 0) - HEADER_SIZE
+        more = min(size - self._body_size, len(buffer) - taken)
+        if more > 0:
+            self._body.append(buffer[taken : taken + more])
+            self._body_size += more
+            taken += more
+        if self._body_size == size:
+            _, kind, flags, stream_id, _ = HEADER.unpack(head)
+            body = b"".join(self._body)
+            self._head, self._body, self._body_size = bytearray(), [], 0
+            if kind == _DATA:
+                self._on_stream_frame(events, flags, stream_id, body, 0)
+            else:
+                self._parse(memoryview(bytes(head)), 0, events)
         return taken
 
     def _parse(self, buffer: memoryview, offset: int, events: list[Event]) -> int:

@@ -30,7 +30,7 @@ from ._session import (
 
 __all__ = ["MuxSession", "MuxStream", "StreamResetError", "open_mux"]
 
-_RECEIVE_SIZE = 256 * 1024
+_RECEIVE_SIZE = 512 * 1024
 #: Reads shorter than this make the next read go into a small reused buffer.
 _SMALL_READ = 16 * 1024
 #: What ``receive_some()`` returns at most when no size is asked for.
@@ -198,7 +198,9 @@ class MuxStream(trio.abc.HalfCloseableStream):
                     core = self._session._core
                     core.consumed(self.stream_id, len(data))
                     if core.bytes_queued:
-                        self._session._flush()
+                        # credit goes back at half the window, so it can wait a round or
+                        # two, and leave with other streams' in one write
+                        self._session._wake_writer()
                     break
                 if self._reset is not None:
                     raise StreamResetError(
