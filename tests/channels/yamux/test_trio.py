@@ -13,9 +13,24 @@ from virtrio.channels.yamux import MuxSession, MuxStream, StreamResetError, open
 from virtrio.errors import ConnectionLostError, LocalProtocolError
 
 
+def transport_pair(kind: str) -> tuple[trio.abc.Stream, trio.abc.Stream]:
+    """Two connected transports: Trio memory streams (the generic path) or a Unix socket
+    pair (sockets are read and written directly, without Trio's stream layer)."""
+    if kind == "socket":
+        left, right = trio.socket.socketpair()
+        return trio.SocketStream(left), trio.SocketStream(right)
+    return trio.testing.memory_stream_pair()
+
+
+@pytest.fixture(params=["memory", "socket"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """Which kind of transport the test's sessions run over."""
+    return str(request.param)
+
+
 @asynccontextmanager
-async def mux_pair() -> AsyncIterator[tuple[MuxSession, MuxSession]]:
-    left, right = trio.testing.memory_stream_pair()
+async def mux_pair(kind: str = "memory") -> AsyncIterator[tuple[MuxSession, MuxSession]]:
+    left, right = transport_pair(kind)
     async with open_mux(left, client=True) as client, open_mux(right, client=False) as server:
         yield client, server
 
@@ -26,9 +41,9 @@ async def stream_pair(client: MuxSession, server: MuxSession) -> tuple[MuxStream
     return opened, accepted
 
 
-async def test_check_half_closeable_stream() -> None:
+async def test_check_half_closeable_stream(transport: str) -> None:
     async def maker() -> tuple[MuxStream, MuxStream]:
-        left, right = trio.testing.memory_stream_pair()
+        left, right = transport_pair(transport)
         nursery = _nursery_holder[0]
         client = await nursery.start(_serve, left, True)
         server = await nursery.start(_serve, right, False)
@@ -51,8 +66,8 @@ async def _serve(
         await trio.sleep_forever()
 
 
-async def test_many_streams_both_ways() -> None:
-    async with mux_pair() as (client, server):
+async def test_many_streams_both_ways(transport: str) -> None:
+    async with mux_pair(transport) as (client, server):
 
         async def echo(stream: MuxStream) -> None:
             while data := await stream.receive_some():
@@ -82,8 +97,8 @@ async def test_many_streams_both_ways() -> None:
                 nursery.start_soon(talk, i)
 
 
-async def test_reset_is_not_eof() -> None:
-    async with mux_pair() as (client, server):
+async def test_reset_is_not_eof(transport: str) -> None:
+    async with mux_pair(transport) as (client, server):
         mine, theirs = await stream_pair(client, server)
         await mine.send_all(b"x")
         await theirs.reset()
@@ -93,8 +108,8 @@ async def test_reset_is_not_eof() -> None:
             await theirs.send_all(b"y")
 
 
-async def test_ping_and_go_away() -> None:
-    async with mux_pair() as (client, server):
+async def test_ping_and_go_away(transport: str) -> None:
+    async with mux_pair(transport) as (client, server):
         rtt = await client.ping()
         assert rtt >= 0
         await server.go_away()
@@ -103,8 +118,8 @@ async def test_ping_and_go_away() -> None:
             await client.open_stream()
 
 
-async def test_slow_reader_throttles_only_its_writer() -> None:
-    async with mux_pair() as (client, server):
+async def test_slow_reader_throttles_only_its_writer(transport: str) -> None:
+    async with mux_pair(transport) as (client, server):
         slow_w, _ = await stream_pair(client, server)
         fast_w, fast_r = await stream_pair(client, server)
         with trio.move_on_after(0.5) as blocked:
@@ -129,3 +144,44 @@ async def test_protocol_error_sends_go_away_and_ends_the_session() -> None:
             await session.open_stream()
         with pytest.raises(StreamResetError):
             await stream.receive_some()
+
+
+async def test_leaving_open_mux_sends_what_is_still_queued(transport: str) -> None:
+    """send_all may return with its data queued (the socket was full); leaving the block
+    normally still delivers it, and the FIN, before the connection closes."""
+    left, right = transport_pair(transport)
+    payload = bytes(range(256)) * 8192  # 2 MiB: more than any socket buffer takes at once
+    received = bytearray()
+
+    async def receive() -> None:
+        async with open_mux(right, client=False, window=4 * 1024 * 1024) as server:
+            stream = await server.accept_stream()
+            while data := await stream.receive_some():
+                received.extend(data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        async with open_mux(left, client=True, window=4 * 1024 * 1024) as client:
+            stream = await client.open_stream()
+            await stream.send_all(payload)
+            await stream.aclose()
+    assert received == payload
+
+
+async def test_frames_owed_leave_though_the_application_does_nothing_more(
+    transport: str,
+) -> None:
+    """A SYN, ACK or FIN waits a couple of scheduling rounds for a Data frame to share a
+    write with, but leaves on its own when none comes (an ACK never sent would stop a peer
+    from opening more streams, and makes Go's yamux close the session)."""
+    raw, mine = transport_pair(transport)
+    async with raw, open_mux(mine, client=False) as server:
+        with trio.fail_after(5):
+            await raw.send_all(bytes.fromhex("00 01 0001 00000001 00000000"))  # SYN, stream 1
+            stream = await server.accept_stream()
+            assert await raw.receive_some() == bytes.fromhex("00 01 0002 00000001 00000000")
+            await stream.send_eof()
+            assert await raw.receive_some() == bytes.fromhex("00 01 0004 00000001 00000000")
+            opened = await server.open_stream()
+            assert await raw.receive_some() == bytes.fromhex("00 01 0001 00000002 00000000")
+            assert opened.stream_id == 2
