@@ -173,7 +173,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
             self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Up to ``max_bytes`` bytes (default: all buffered); ``b""`` once the peer sent FIN.
+        """Up to ``max_bytes`` bytes (default: all buffered, up to 1 MiB); ``b""`` after FIN.
 
         Raises:
             StreamResetError: the stream was reset (distinct from EOF).
