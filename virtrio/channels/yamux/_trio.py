@@ -1,4 +1,10 @@
-"""yamux over any Trio stream: :func:`open_mux`."""
+"""yamux over any Trio stream: :func:`open_mux`.
+
+On a socket, frames are read and written directly (``os.read``/``os.write`` after Trio
+reports readiness) by whichever task has them, and the writer task only sends what the
+kernel did not take at once; on other streams the writer task sends everything. The why and
+the figures are in docs/yamux.md ("How bytes move").
+"""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from ._session import (
 
 __all__ = ["MuxSession", "MuxStream", "StreamResetError", "open_mux"]
 
+#: Bytes asked of the transport per read.
 _RECEIVE_SIZE = 512 * 1024
 #: Reads shorter than this make the next read go into a small reused buffer.
 _SMALL_READ = 16 * 1024
