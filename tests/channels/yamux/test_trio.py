@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -185,3 +186,21 @@ async def test_frames_owed_leave_though_the_application_does_nothing_more(
             opened = await server.open_stream()
             assert await raw.receive_some() == bytes.fromhex("00 01 0001 00000002 00000000")
             assert opened.stream_id == 2
+
+
+async def test_a_protocol_error_found_by_a_reading_stream_ends_the_session() -> None:
+    """On a socket, a stream with nothing to read handles what the socket holds itself; a
+    protocol error met there ends the session just as the reader task would."""
+    raw, mine = transport_pair("socket")
+    assert isinstance(raw, trio.SocketStream)
+    async with raw, open_mux(mine, client=True) as session:
+        stream = await session.open_stream()
+        assert (await raw.receive_some())[:4] == bytes.fromhex("0001 0001")  # our SYN
+        # written without a checkpoint, so the reader task has had no chance to see it
+        os.write(raw.socket.fileno(), bytes.fromhex("00 07 0000 00000000 00000000"))
+        with pytest.raises(StreamResetError):
+            await stream.receive_some()
+        await session.wait_closed()
+        assert await raw.receive_some() == bytes.fromhex("00 03 0000 00000000 00000001")
+        with pytest.raises(ConnectionLostError, match="frame type 7"):
+            await session.open_stream()

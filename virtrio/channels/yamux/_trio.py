@@ -8,6 +8,7 @@ the figures are in docs/yamux.md ("How bytes move").
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 from collections import deque
@@ -217,6 +218,10 @@ class MuxStream(trio.abc.HalfCloseableStream):
                     data = b""
                     break
                 self._session._flush()  # what we owe the peer (a SYN, an ACK) goes first
+                if not waited:
+                    self._session._poll_input()  # the data may be there already
+                    if self._chunks or self._eof or self._reset is not None:
+                        continue
                 await self._readable.wait()
                 waited = True
             if not waited:
@@ -297,7 +302,8 @@ class MuxSession:
         # send; only what the kernel does not take at once is left to the writer task.
         socket = transport.socket if isinstance(transport, trio.SocketStream) else None
         self._fd = socket.fileno() if socket is not None else -1
-        self._scratch: bytearray | None = None  # see _receive
+        self._scratch: bytearray | None = None  # see _read_now
+        self._tasks = trio.CancelScope()  # the reader's and writer's, once running
         self._pongs: dict[int, trio.Event] = {}
         self._closed = trio.Event()
         #: Why the session ended (None while it runs).
@@ -471,72 +477,105 @@ class MuxSession:
         while True:
             await trio.lowlevel.wait_readable(self._fd)
             try:
-                if self._scratch is None:
-                    data = os.read(self._fd, _RECEIVE_SIZE)
-                    if len(data) < _SMALL_READ:
-                        self._scratch = bytearray(_SMALL_READ)
-                    return data
-                # After a small read (window updates, pings, short messages), the next one
-                # is read into a small reused buffer: allocating a large buffer only to
-                # shrink it to 12 bytes costs more than the read itself.
-                size = os.readv(self._fd, [self._scratch])
-                data = bytes(memoryview(self._scratch)[:size])
-                if size == _SMALL_READ:
-                    self._scratch = None
-                return data
+                return self._read_now()
             except BlockingIOError:
                 pass
 
+    def _read_now(self) -> bytes:
+        """One non-blocking read of the socket (BlockingIOError if it has nothing)."""
+        if self._scratch is None:
+            data = os.read(self._fd, _RECEIVE_SIZE)
+            if len(data) < _SMALL_READ:
+                self._scratch = bytearray(_SMALL_READ)
+            return data
+        # After a small read (window updates, pings, short messages), the next one goes
+        # into a small reused buffer: allocating a large buffer only to shrink it to 12
+        # bytes costs more than the read itself.
+        size = os.readv(self._fd, [self._scratch])
+        data = bytes(memoryview(self._scratch)[:size])
+        if size == _SMALL_READ:
+            self._scratch = None
+        return data
+
+    def _poll_input(self) -> None:
+        """Handle what the socket holds already, from the task about to park for it (a
+        writer out of credit, a reader with nothing to read): when the peer's frames are
+        there, that task goes on at once, and the reader task never has to run."""
+        if self._fd < 0 or self.closed_reason is not None:
+            return
+        try:
+            data = self._read_now()
+        except OSError:  # nothing yet (EAGAIN), or broken: the reader task reports it
+            return
+        if not data:
+            return  # the end of the connection stays readable: the reader task ends it
+        try:
+            self._handle(data)
+        except (YamuxProtocolError, ConnectionLostError) as exc:
+            self._fail(exc)
+
+    def _fail(self, reason: YamuxError | ConnectionLostError) -> None:
+        """End the session from outside its tasks (input handled by another task broke it)."""
+        self._end(reason)
+        if isinstance(reason, YamuxProtocolError):
+            self._core.go_away(GoAwayCode.PROTOCOL_ERROR)
+            with contextlib.suppress(OSError):
+                os.write(self._fd, self._core.data_to_send())
+        self._tasks.cancel()
+
     async def _reader(self) -> None:
-        core = self._core
         while True:
             data = await self._receive()
             if not data:
                 raise ConnectionLostError(
                     f"yamux session {self.name}: the peer closed the connection"
                 )
-            for event in core.receive_data(data):
-                if isinstance(event, StreamData):
-                    stream = self._streams.get(event.stream_id)
-                    if stream is None:
-                        pass
-                    elif stream._closed:
-                        # data for a stream we closed: refuse it, as TCP does, so the peer's
-                        # writer fails instead of waiting forever for credit
-                        core.send_reset(event.stream_id)
+            self._handle(data)
+
+    def _handle(self, data: bytes | bytearray) -> None:
+        """Feed bytes read to the core and deliver its events."""
+        core = self._core
+        for event in core.receive_data(data):
+            if isinstance(event, StreamData):
+                stream = self._streams.get(event.stream_id)
+                if stream is None:
+                    pass
+                elif stream._closed:
+                    # data for a stream we closed: refuse it, as TCP does, so the peer's
+                    # writer fails instead of waiting forever for credit
+                    core.send_reset(event.stream_id)
+                    del self._streams[event.stream_id]
+                else:
+                    stream._feed(event.data)
+            elif isinstance(event, WindowUpdated):
+                if (stream := self._streams.get(event.stream_id)) is not None:
+                    stream._window()
+            elif isinstance(event, StreamOpened):
+                stream = MuxStream(self, event.stream_id)
+                self._streams[event.stream_id] = stream
+                self._accept_queue.append(stream)
+                self._acceptable.set()
+            elif isinstance(event, StreamEnded):
+                if (stream := self._streams.get(event.stream_id)) is not None:
+                    stream._end()
+                    if stream._closed:
                         del self._streams[event.stream_id]
-                    else:
-                        stream._feed(event.data)
-                elif isinstance(event, WindowUpdated):
-                    if (stream := self._streams.get(event.stream_id)) is not None:
-                        stream._window()
-                elif isinstance(event, StreamOpened):
-                    stream = MuxStream(self, event.stream_id)
-                    self._streams[event.stream_id] = stream
-                    self._accept_queue.append(stream)
-                    self._acceptable.set()
-                elif isinstance(event, StreamEnded):
-                    if (stream := self._streams.get(event.stream_id)) is not None:
-                        stream._end()
-                        if stream._closed:
-                            del self._streams[event.stream_id]
-                elif isinstance(event, StreamReset):
-                    if (stream := self._streams.pop(event.stream_id, None)) is not None:
-                        stream._broken(StreamResetError("reset by the peer"))
-                elif isinstance(event, StreamAcknowledged):
-                    self._can_open.set()
-                elif isinstance(event, PongReceived):
-                    if (answered := self._pongs.get(event.opaque)) is not None:
-                        answered.set()
-                elif isinstance(event, GoAwayReceived):
-                    self._can_open.set()
-                    if event.code != GoAwayCode.NORMAL:
-                        raise ConnectionLostError(
-                            f"yamux session {self.name}: the peer ended it "
-                            f"(GoAway code {event.code})"
-                        )
-            if core.bytes_queued:
-                self._flush()
+            elif isinstance(event, StreamReset):
+                if (stream := self._streams.pop(event.stream_id, None)) is not None:
+                    stream._broken(StreamResetError("reset by the peer"))
+            elif isinstance(event, StreamAcknowledged):
+                self._can_open.set()
+            elif isinstance(event, PongReceived):
+                if (answered := self._pongs.get(event.opaque)) is not None:
+                    answered.set()
+            elif isinstance(event, GoAwayReceived):
+                self._can_open.set()
+                if event.code != GoAwayCode.NORMAL:
+                    raise ConnectionLostError(
+                        f"yamux session {self.name}: the peer ended it (GoAway code {event.code})"
+                    )
+        if core.bytes_queued:
+            self._flush()
 
     def _end(self, reason: BaseException) -> None:
         if self.closed_reason is not None:
@@ -553,6 +592,7 @@ class MuxSession:
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._tasks = nursery.cancel_scope
             nursery.start_soon(self._write_loop, nursery.cancel_scope)
             task_status.started()
             try:
