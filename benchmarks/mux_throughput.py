@@ -6,7 +6,9 @@ in every pairing, over TCP loopback, with a raw Trio socket (no multiplexer) as 
 Each receiver runs in its own process (as the Go peers do), so no pairing shares a CPU with
 itself. One stream carries 256 MiB, or 64 streams 4 MiB each; writes are 64 KiB. Every
 figure is the best of N rounds (3 by default), the rounds of all pairings interleaved, so a
-neighbour's burst on a shared machine hurts no pairing more than another.
+neighbour's burst on a shared machine hurts no pairing more than another. Beside the stream
+open round trip it prints what Trio alone needs for the same task structure (a reader, an
+acceptor, a handler spawned per message), the floor any Trio multiplexer stands on.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ async def serve(kind: str, window: int) -> None:
         await stream.aclose()
 
     async def connection(transport: trio.SocketStream) -> None:
+        if kind == "raw-open":
+            await open_floor(transport)
+            return
         if kind == "raw":
             total = 0
             while data := await transport.receive_some(256 * 1024):
@@ -79,6 +84,36 @@ async def serve(kind: str, window: int) -> None:
                 nursery.start_soon(guarded, stream)
 
     await trio.serve_listeners(connection, listeners)
+
+
+async def open_floor(transport: trio.SocketStream) -> None:
+    """What a stream open costs Trio alone: each message goes from the connection's reader
+    to an acceptor task, which spawns a handler that replies, as a multiplexer's server does
+    per stream, but with no multiplexer at all."""
+    send, receive = trio.open_memory_channel[bytes](1)
+
+    async def handler(data: bytes) -> None:
+        await trio.lowlevel.checkpoint()  # a receive_some that finds its data there
+        await transport.send_all(data)
+
+    async def acceptor(nursery: trio.Nursery) -> None:
+        async for data in receive:
+            nursery.start_soon(handler, data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(acceptor, nursery)
+        while data := await transport.receive_some():
+            await send.send(data)
+        nursery.cancel_scope.cancel()
+
+
+async def raw_open_rtt(address: str, count: int) -> float:
+    async with await open_stream(address) as stream:
+        begin = time.perf_counter()
+        for _ in range(count):
+            await stream.send_all(b"\1")
+            assert await stream.receive_some(1) == b"\1"
+        return (time.perf_counter() - begin) / count * 1e6
 
 
 # --- the measuring side -------------------------------------------------------------------------
@@ -166,7 +201,9 @@ def go_open_rtt(go: str, address: str, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--serve", choices=["sink", "echo", "raw"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=["sink", "echo", "raw", "raw-open"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--window", type=int, default=256 * 1024, help="per-stream window")
     parser.add_argument("--quick", action="store_true", help="1/8 of the bytes")
     parser.add_argument("--rounds", type=int, default=3, help="best of this many runs")
@@ -212,19 +249,21 @@ def main() -> None:
         for proc, _ in [*servers.values(), raw]:
             stop(proc)
 
-    echo_me, echo_go = (
+    echo_me, echo_go, floor = (
         start([*me, "echo"]),
         start([go, "-mode", "echo", "-listen", "tcp:127.0.0.1:0"]),
+        start([*me, "raw-open"]),
     )
     try:
         count = 2000 // scale
-        rtt_me = rtt_go = float("inf")
+        rtt_me = rtt_go = rtt_floor = float("inf")
         for _ in range(args.rounds):
             rtt_me = min(rtt_me, trio.run(virtrio_open_rtt, echo_me[1], count))
             rtt_go = min(rtt_go, go_open_rtt(go, echo_go[1], count))
+            rtt_floor = min(rtt_floor, trio.run(raw_open_rtt, floor[1], count))
     finally:
-        stop(echo_me[0])
-        stop(echo_go[0])
+        for proc, _ in (echo_me, echo_go, floor):
+            stop(proc)
 
     print("\nratios (targets from issue 3)")
     for shape, _, _ in shapes:
@@ -239,6 +278,10 @@ def main() -> None:
     ratio = rtt_me / rtt_go
     print(f"  open round trip: virtrio {rtt_me:.0f} us, Go {rtt_go:.0f} us")
     print(f"    virtrio / Go = {ratio:.2f}  (target <= 1.5)")
+    print(
+        f"    Trio alone, same tasks, no multiplexer: {rtt_floor:.0f} us "
+        f"({rtt_floor / rtt_go:.2f} x Go)"
+    )
 
 
 if __name__ == "__main__":
