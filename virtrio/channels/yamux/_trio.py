@@ -517,7 +517,7 @@ class MuxSession:
     def _fail(self, reason: YamuxError | ConnectionLostError) -> None:
         """End the session from outside its tasks (input handled by another task broke it)."""
         self._end(reason)
-        if isinstance(reason, YamuxProtocolError):
+        if isinstance(reason, YamuxProtocolError) and not self._writing:  # never mid-frame
             self._core.go_away(GoAwayCode.PROTOCOL_ERROR)
             with contextlib.suppress(OSError):
                 os.write(self._fd, self._core.data_to_send())
