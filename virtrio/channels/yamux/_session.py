@@ -261,24 +261,40 @@ class YamuxSession:
         Raises:
             LocalProtocolError: the stream is unknown, reset, or half-closed by us.
         """
+        frames = self.data_frames(stream_id, data)
+        out = self._out
+        for frame in frames:
+            out += frame
+        return sum(map(len, frames[1::2]))
+
+    def data_frames(
+        self, stream_id: int, data: bytes | bytearray | memoryview
+    ) -> list[bytes | memoryview]:
+        """As :meth:`send_data`, but the frames are returned instead of queued: headers, and
+        bodies as views into ``data`` (no copy), to be written at once after
+        :meth:`data_to_send`. The credit is used up as if they had been queued.
+
+        Raises:
+            LocalProtocolError: the stream is unknown, reset, or half-closed by us.
+        """
         stream = self._live(stream_id)
         if stream.local_fin:
             raise LocalProtocolError(f"stream {stream_id} was half-closed: no more data")
         count = min(len(data), stream.send_window)
         view = memoryview(data)
+        frames: list[bytes | memoryview] = []
         sent = 0
-        out = self._out
         while sent < count:
             size = min(MAX_FRAME, count - sent)
             flags = 0
             if stream.to_ack:
                 stream.to_ack = False
                 flags = _ACK
-            out += HEADER.pack(VERSION, _DATA, flags, stream_id, size)
-            out += view[sent : sent + size]
+            frames.append(HEADER.pack(VERSION, _DATA, flags, stream_id, size))
+            frames.append(view[sent : sent + size])
             sent += size
         stream.send_window -= count
-        return count
+        return frames
 
     def consumed(self, stream_id: int, count: int) -> None:
         """The application read ``count`` bytes of the stream: return credit once half the

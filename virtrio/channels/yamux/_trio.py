@@ -138,9 +138,10 @@ class MuxStream(trio.abc.HalfCloseableStream):
             waited = False  # a wait is a checkpoint: then no other is needed
             while True:
                 self._check_writable()
-                if self._outgoing and (taken := core.send_data(self.stream_id, self._outgoing)):
+                if self._outgoing and (taken := session._send_data(self.stream_id, self._outgoing)):
                     self._outgoing = self._outgoing[taken:]
-                session._flush()
+                else:
+                    session._flush()
                 if session._unsent > _HIGH_WATER:
                     await session._wait_drained()
                     waited = True
@@ -409,15 +410,42 @@ class MuxSession:
         if self._writing or self._fd < 0 or self.closed_reason is not None:
             self._writer_wake.set()
             return
-        data = self._core.data_to_send()
+        self._write_now([self._core.data_to_send()])
+
+    def _send_data(self, stream_id: int, view: memoryview) -> int:
+        """Send what the stream's credit allows of ``view`` after what is queued: written
+        at once, without copying, as far as the socket takes it. Returns how much of
+        ``view`` was taken."""
+        if self._writing or self._fd < 0 or self.closed_reason is not None:
+            taken = self._core.send_data(stream_id, view)
+            self._flush()
+            return taken
+        frames = self._core.data_frames(stream_id, view)
+        taken = sum(map(len, frames[1::2]))
+        self._write_now([self._core.data_to_send(), *frames])
+        return taken
+
+    def _write_now(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+        """Write ``buffers`` (the first one the core's, the others borrowed from a caller)
+        as far as the socket takes them without blocking; the writer task sends the rest,
+        a copy of it where it was borrowed."""
         try:
-            sent = os.write(self._fd, data)
+            sent = os.writev(self._fd, buffers)
         except OSError:  # full (EAGAIN), or broken: the writer task waits, or reports it
             sent = 0
-        if sent < len(data):
-            self._unsent_tail = memoryview(data)[sent:]
-            self._writing = True
-            self._writer_wake.set()
+        rest: list[bytes | bytearray | memoryview] = []
+        for buffer in buffers:
+            if sent >= len(buffer):
+                sent -= len(buffer)
+            else:
+                rest.append(memoryview(buffer)[sent:] if sent else buffer)
+                sent = 0
+        if not rest:
+            return
+        owned = len(rest) == 1 and len(buffers) == 1
+        self._unsent_tail = memoryview(rest[0] if owned else b"".join(rest))
+        self._writing = True
+        self._writer_wake.set()
 
     @property
     def _unsent(self) -> int:
