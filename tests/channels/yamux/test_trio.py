@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -204,3 +205,25 @@ async def test_a_protocol_error_found_by_a_reading_stream_ends_the_session() -> 
         assert await raw.receive_some() == bytes.fromhex("00 03 0000 00000000 00000001")
         with pytest.raises(ConnectionLostError, match="frame type 7"):
             await session.open_stream()
+
+
+async def test_a_send_of_more_frames_than_one_writev_takes_arrives_whole() -> None:
+    """A window so large that one send_all makes 640 frames, 1281 buffers, more than one
+    writev takes (1024): they still arrive whole and in order."""
+    left, right = transport_pair("socket")
+    payload = random.Random(1).randbytes(160 * 1024 * 1024)  # 640 frames, 1281 buffers
+    received = bytearray()
+
+    async def receive() -> None:
+        async with open_mux(right, client=False, window=200 * 1024 * 1024) as server:
+            stream = await server.accept_stream()
+            while data := await stream.receive_some():
+                received.extend(data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        async with open_mux(left, client=True) as client:
+            stream = await client.open_stream()
+            await stream.send_all(payload)
+            await stream.aclose()
+    assert received == payload

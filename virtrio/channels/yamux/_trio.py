@@ -45,6 +45,8 @@ _SMALL_READ = 16 * 1024
 _READ_SIZE = 1024 * 1024
 #: Writers wait once this much is queued for the wire (bounds memory; the reader never waits).
 _HIGH_WATER = 1024 * 1024
+#: Buffers one writev may take (Linux's IOV_MAX); any beyond go to the writer task.
+_IOV_MAX = 1024
 #: Scheduling rounds a SYN, ACK or FIN waits for a Data frame to travel with.
 _DEFER_ROUNDS = 2
 
@@ -430,7 +432,7 @@ class MuxSession:
         as far as the socket takes them without blocking; the writer task sends the rest,
         a copy of it where it was borrowed."""
         try:
-            sent = os.writev(self._fd, buffers)
+            sent = os.writev(self._fd, buffers[:_IOV_MAX])
         except OSError:  # full (EAGAIN), or broken: the writer task waits, or reports it
             sent = 0
         rest: list[bytes | bytearray | memoryview] = []
