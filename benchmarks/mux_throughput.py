@@ -256,11 +256,13 @@ def main() -> None:
     )
     try:
         count = 2000 // scale
-        rtt_me = rtt_go = rtt_floor = float("inf")
+        rtt_me = rtt_go = rtt_floor = rtt_me_go = rtt_go_me = float("inf")
         for _ in range(args.rounds):
             rtt_me = min(rtt_me, trio.run(virtrio_open_rtt, echo_me[1], count))
             rtt_go = min(rtt_go, go_open_rtt(go, echo_go[1], count))
             rtt_floor = min(rtt_floor, trio.run(raw_open_rtt, floor[1], count))
+            rtt_me_go = min(rtt_me_go, trio.run(virtrio_open_rtt, echo_go[1], count))
+            rtt_go_me = min(rtt_go_me, go_open_rtt(go, echo_me[1], count))
     finally:
         for proc, _ in (echo_me, echo_go, floor):
             stop(proc)
@@ -281,6 +283,10 @@ def main() -> None:
     print(
         f"    Trio alone, same tasks, no multiplexer: {rtt_floor:.0f} us "
         f"({rtt_floor / rtt_go:.2f} x Go)"
+    )
+    print(
+        f"    mixed: virtrio client -> Go server {rtt_me_go:.0f} us ({rtt_me_go / rtt_go:.2f} x), "
+        f"Go client -> virtrio server {rtt_go_me:.0f} us ({rtt_go_me / rtt_go:.2f} x)"
     )
 
 
