@@ -30,6 +30,32 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+async def send_one_stream(
+    transports: tuple[trio.abc.Stream, trio.abc.Stream],
+    payload: bytes,
+    client_window: int,
+    server_window: int,
+) -> bytes:
+    """Send ``payload`` on one stream, then close and leave both sessions at once; returns
+    what the server side read before EOF."""
+    left, right = transports
+    received = bytearray()
+
+    async def receive() -> None:
+        async with open_mux(right, client=False, window=server_window) as server:
+            stream = await server.accept_stream()
+            while data := await stream.receive_some():
+                received.extend(data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        async with open_mux(left, client=True, window=client_window) as client:
+            stream = await client.open_stream()
+            await stream.send_all(payload)
+            await stream.aclose()
+    return bytes(received)
+
+
 @asynccontextmanager
 async def mux_pair(kind: str = "memory") -> AsyncIterator[tuple[MuxSession, MuxSession]]:
     left, right = transport_pair(kind)
@@ -151,23 +177,9 @@ async def test_protocol_error_sends_go_away_and_ends_the_session() -> None:
 async def test_leaving_open_mux_sends_what_is_still_queued(transport: str) -> None:
     """send_all may return with its data queued (the socket was full); leaving the block
     normally still delivers it, and the FIN, before the connection closes."""
-    left, right = transport_pair(transport)
     payload = bytes(range(256)) * 8192  # 2 MiB: more than any socket buffer takes at once
-    received = bytearray()
-
-    async def receive() -> None:
-        async with open_mux(right, client=False, window=4 * 1024 * 1024) as server:
-            stream = await server.accept_stream()
-            while data := await stream.receive_some():
-                received.extend(data)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(receive)
-        async with open_mux(left, client=True, window=4 * 1024 * 1024) as client:
-            stream = await client.open_stream()
-            await stream.send_all(payload)
-            await stream.aclose()
-    assert received == payload
+    window = 4 * 1024 * 1024
+    assert await send_one_stream(transport_pair(transport), payload, window, window) == payload
 
 
 async def test_frames_owed_leave_though_the_application_does_nothing_more(
@@ -210,20 +222,7 @@ async def test_a_protocol_error_found_by_a_reading_stream_ends_the_session() -> 
 async def test_a_send_of_more_frames_than_one_writev_takes_arrives_whole() -> None:
     """A window so large that one send_all makes 640 frames, 1281 buffers, more than one
     writev takes (1024): they still arrive whole and in order."""
-    left, right = transport_pair("socket")
     payload = random.Random(1).randbytes(160 * 1024 * 1024)  # 640 frames, 1281 buffers
-    received = bytearray()
-
-    async def receive() -> None:
-        async with open_mux(right, client=False, window=200 * 1024 * 1024) as server:
-            stream = await server.accept_stream()
-            while data := await stream.receive_some():
-                received.extend(data)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(receive)
-        async with open_mux(left, client=True) as client:
-            stream = await client.open_stream()
-            await stream.send_all(payload)
-            await stream.aclose()
+    transports = transport_pair("socket")
+    received = await send_one_stream(transports, payload, 256 * 1024, 200 * 1024 * 1024)
     assert received == payload

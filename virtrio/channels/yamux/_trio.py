@@ -47,7 +47,7 @@ _READ_SIZE = 1024 * 1024
 _HIGH_WATER = 1024 * 1024
 #: Buffers one writev may take (Linux's IOV_MAX); any beyond go to the writer task.
 _IOV_MAX = 1024
-#: Scheduling rounds a SYN, ACK or FIN waits for a Data frame to travel with.
+#: Scheduling rounds a SYN, ACK, FIN or returned credit waits for a Data frame to travel with.
 _DEFER_ROUNDS = 2
 
 
@@ -176,9 +176,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
             return
         self._sending = True
         try:
-            while not core.send_window(self.stream_id) and self._reset is None:
-                if self._closed:
-                    break
+            while not (core.send_window(self.stream_id) or self._reset or self._closed):
                 await self._writable.wait()
         finally:
             self._sending = False
@@ -528,9 +526,9 @@ class MuxSession:
         return data
 
     def _poll_input(self) -> None:
-        """Handle what the socket holds already, from the task about to park for it (a
-        writer out of credit, a reader with nothing to read): when the peer's frames are
-        there, that task goes on at once, and the reader task never has to run."""
+        """Handle what the socket holds already, from a stream's reader about to park:
+        when the peer's frames are there, it goes on at once, and the reader task never
+        has to run."""
         if self._fd < 0 or self.closed_reason is not None:
             return
         try:
