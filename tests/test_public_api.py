@@ -33,11 +33,14 @@ PUBLIC = {
         "XtransferVersionError", "encode_packet", "open_xtransfer",
     ],
     "virtrio.channels.messaging": [
-        "DEFAULT_CLIENT_CID", "DEFAULT_PORT", "ClientConfig",
-        "LengthPrefixDecoder", "LengthPrefixError", "LengthPrefixedChannel", "MessageChannel",
-        "MessageClient", "MessageConnection", "MessageServer", "ServerConfig", "Transport",
-        "XtransportTransport", "YamuxTransport", "encode_length_prefixed", "with_xtransport",
-        "with_yamux",
+        "DEFAULT_CLIENT_CID", "DEFAULT_PORT", "ClientConfig", "Compression", "Encryption",
+        "HealthCheck", "HealthCheckError", "LengthPrefixDecoder", "LengthPrefixError",
+        "LengthPrefixedChannel", "MessageChannel", "MessageCipher", "MessageClient",
+        "MessageCompressor", "MessageConnection",
+        "MessagePool", "MessageServer", "Middleware", "MiddlewareError", "Probe", "RateLimit",
+        "ServerConfig", "SupervisedConnection", "TokenBucket", "Transport", "XtransportTransport",
+        "YamuxTransport", "encode_length_prefixed", "open_message_pool",
+        "open_supervised_connection", "with_xtransport", "with_yamux",
     ],
 }  # fmt: skip
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
 from pathlib import Path
 
 import attrs
@@ -13,45 +12,20 @@ import trio
 from virtrio.channels import Address
 from virtrio.channels.messaging import (
     ClientConfig,
+    Compression,
+    Encryption,
     MessageClient,
     MessageConnection,
     MessageServer,
+    MiddlewareError,
+    RateLimit,
     ServerConfig,
     Transport,
-    with_xtransport,
     with_yamux,
 )
-from virtrio.channels.xtransfer import XtransferConfig
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
 
-TRANSPORTS = {
-    "xtransport": with_xtransport(),
-    "xtransport-virga-ack": with_xtransport(XtransferConfig(max_frame_size=1024, ack=True)),
-    "yamux": with_yamux(),
-}
-
-
-@pytest.fixture(params=["tcp", "unix"])
-def listen_address(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return "tcp://127.0.0.1:0" if request.param == "tcp" else f"unix:{tmp_path}/m.sock"
-
-
-@pytest.fixture(params=sorted(TRANSPORTS))
-def transport(request: pytest.FixtureRequest) -> Transport:
-    return TRANSPORTS[request.param]
-
-
-async def echo(connection: MessageConnection) -> None:
-    async for message in connection:
-        await connection.send(message)
-
-
-@asynccontextmanager
-async def running(server: MessageServer, handler: object = echo) -> AsyncIterator[Address]:
-    async with trio.open_nursery() as nursery:
-        [address] = await nursery.start(server.serve, handler)
-        yield address
-        nursery.cancel_scope.cancel()
+from .helpers import running
 
 
 async def test_echo_round_trips(listen_address: str, transport: Transport) -> None:
@@ -212,4 +186,69 @@ async def test_yamux_server_times_out_a_client_that_opens_no_stream() -> None:
         # the server gives up on the silent client after handshake_timeout and hangs up
         with trio.fail_after(10):
             while await idle.receive_some(100):
+                pass
+
+
+KEY = bytes(range(32))
+
+
+async def test_middleware_layers_work_end_to_end(listen_address: str, transport: Transport) -> None:
+    layers = [Compression(), Encryption(KEY), RateLimit(256 * 1024 * 1024)]
+    server = MessageServer(ServerConfig(listen_address), transport, middleware=layers)
+    async with running(server) as address:
+        client = MessageClient(
+            ClientConfig(address, io_timeout=10, max_message_size=1 << 20),
+            transport,
+            middleware=layers,
+        )
+        async with client.connect() as connection:
+            for message in (b"", b"x", b"compress me " * 10_000, os.urandom(1 << 20)):
+                await connection.send(message)
+                assert await connection.receive() == message
+
+
+async def test_a_client_with_the_wrong_key_gets_nothing_through(listen_address: str) -> None:
+    seen: list[BaseException] = []
+
+    async def handler(connection: MessageConnection) -> None:
+        try:
+            await connection.receive()
+        except MiddlewareError as exc:
+            seen.append(exc)
+
+    transport = with_yamux()
+    server = MessageServer(ServerConfig(listen_address), transport, middleware=[Encryption(KEY)])
+    async with running(server, handler) as address:
+        wrong = MessageClient(ClientConfig(address), transport, middleware=[Encryption(bytes(32))])
+        async with wrong.connect() as connection:
+            await connection.send(b"let me in")
+            with pytest.raises((ConnectionLostError, MiddlewareError)):
+                await connection.receive(timeout=5)
+        with trio.fail_after(5):
+            while not seen:
+                await trio.sleep(0.01)
+    assert "failed authentication" in str(seen[0])
+
+
+async def test_a_middleware_handshake_that_never_comes_times_out() -> None:
+    server = MessageServer.with_xtransport(ServerConfig("tcp://127.0.0.1:0"))  # no layers
+    async with running(server) as address:
+        client = MessageClient.with_xtransport(
+            ClientConfig(address, connect_timeout=0.3), middleware=[Encryption(KEY)]
+        )
+        # the plain echo server sends our hello back: a hello that is our own is refused
+        with pytest.raises(MiddlewareError):
+            async with client.connect():
+                pass
+
+    async def silent(connection: MessageConnection) -> None:
+        await trio.sleep_forever()
+
+    server = MessageServer.with_xtransport(ServerConfig("tcp://127.0.0.1:0"))
+    async with running(server, silent) as address:
+        client = MessageClient.with_xtransport(
+            ClientConfig(address, connect_timeout=0.3), middleware=[Encryption(KEY)]
+        )
+        with pytest.raises(VirtrioTimeoutError, match=r"the middleware handshake.*0\.3 s"):
+            async with client.connect():
                 pass

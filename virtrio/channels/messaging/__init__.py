@@ -18,6 +18,11 @@ The transport is chosen when the client or server is made; the two ends must agr
 Over xtransport each message is one xtransport message (byte-exact with
 kylin-x-kernel/xtransfer); over yamux the client opens one stream and each message is an 8-byte
 big-endian length and the bytes, as virga frames them, so either end may be virga itself.
+
+The extension points (V6): ``middleware=[Compression(), Encryption(key), RateLimit(...)]`` on
+a client and its server; :meth:`MessageClient.connect_supervised` reconnects with backoff and
+checks health (:class:`HealthCheck`); :meth:`MessageClient.open_pool` keeps a pool of
+connections for many borrowers.
 """
 
 from ._config import (
@@ -39,6 +44,26 @@ from ._framing import (
     LengthPrefixError as LengthPrefixError,
     encode_length_prefixed as encode_length_prefixed,
 )
+from ._health import (
+    HealthCheck as HealthCheck,
+    HealthCheckError as HealthCheckError,
+    Probe as Probe,
+)
+from ._middleware import (
+    Compression as Compression,
+    Encryption as Encryption,
+    MessageCipher as MessageCipher,
+    MessageCompressor as MessageCompressor,
+    Middleware as Middleware,
+    MiddlewareError as MiddlewareError,
+    RateLimit as RateLimit,
+    TokenBucket as TokenBucket,
+)
+from ._pool import MessagePool as MessagePool, open_message_pool as open_message_pool
+from ._supervised import (
+    SupervisedConnection as SupervisedConnection,
+    open_supervised_connection as open_supervised_connection,
+)
 from ._transports import (
     MessageChannel as MessageChannel,
     Transport as Transport,
@@ -50,18 +75,33 @@ __all__ = [
     "DEFAULT_CLIENT_CID",
     "DEFAULT_PORT",
     "ClientConfig",
+    "Compression",
+    "Encryption",
+    "HealthCheck",
+    "HealthCheckError",
     "LengthPrefixDecoder",
     "LengthPrefixError",
     "LengthPrefixedChannel",
     "MessageChannel",
+    "MessageCipher",
+    "MessageCompressor",
     "MessageClient",
     "MessageConnection",
+    "MessagePool",
     "MessageServer",
+    "Middleware",
+    "MiddlewareError",
+    "Probe",
+    "RateLimit",
     "ServerConfig",
+    "SupervisedConnection",
+    "TokenBucket",
     "Transport",
     "XtransportTransport",
     "YamuxTransport",
     "encode_length_prefixed",
+    "open_message_pool",
+    "open_supervised_connection",
     "with_xtransport",
     "with_yamux",
 ]

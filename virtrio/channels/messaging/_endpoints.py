@@ -3,21 +3,33 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from typing import TYPE_CHECKING
 
 import trio
 
 from virtrio.channels._addresses import Address, open_stream
 from virtrio.channels._serving import serve_streams
-from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
+from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
 
 from ._config import ClientConfig, ServerConfig
+from ._middleware import Middleware
 from ._transports import MessageChannel, Transport, XtransportTransport, YamuxTransport
 
-if TYPE_CHECKING:  # xtransfer is imported only when used
+if TYPE_CHECKING:  # imported only when used
     from virtrio.channels.xtransfer import XtransferConfig
+    from virtrio.nurseries import Backoff
+
+    from ._health import HealthCheck
+    from ._pool import MessagePool
+    from ._supervised import SupervisedConnection
 
 __all__ = [
     "MessageClient",
@@ -48,7 +60,14 @@ class MessageConnection:
     """
 
     def __init__(
-        self, channel: MessageChannel, *, peer: Address, transport: str, io_timeout: float | None
+        self,
+        channel: MessageChannel,
+        *,
+        peer: Address,
+        transport: str,
+        io_timeout: float | None,
+        ping: Callable[[float], Awaitable[float]] | None = None,
+        wait_closed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._channel = channel
         #: The address of the other end (the server's, on a client).
@@ -56,6 +75,8 @@ class MessageConnection:
         #: ``"xtransport"`` or ``"yamux"``.
         self.transport = transport
         self.io_timeout = io_timeout
+        self._ping = ping
+        self._wait_closed = wait_closed
 
     @property
     def is_active(self) -> bool:
@@ -89,26 +110,53 @@ class MessageConnection:
                     f"{self.peer} disconnected", address=str(self.peer)
                 ) from None
 
+    async def wait_closed(self) -> None:
+        """Return once the connection can carry nothing more (it ended, failed or was
+        closed); messages that arrived before stay readable."""
+        if self._wait_closed is None:
+            await trio.sleep_forever()
+        else:
+            await self._wait_closed()
+
+    @property
+    def can_ping(self) -> bool:
+        """Whether the transport has a ping of its own (yamux does, xtransport does not)."""
+        return self._ping is not None
+
+    async def ping(self, *, timeout: float = 10.0) -> float:
+        """Ping the peer's transport (yamux answers pings itself, whatever the application
+        is doing); returns the round trip in seconds.
+
+        Raises:
+            LocalProtocolError: the transport has no ping (xtransport).
+            VirtrioTimeoutError: no answer within ``timeout``.
+            ConnectionLostError: the connection ended.
+        """
+        if self._ping is None:
+            raise LocalProtocolError(f"{self.transport} has no ping: give the health check a probe")
+        return await self._ping(timeout)
+
     async def disconnect(self) -> None:
         """Close the connection; the peer's receive ends."""
         await self._channel.aclose()
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._messages()
+    # an iterator, not an async generator: breaking out of ``async for`` (or being cancelled
+    # in it) leaves nothing to finalize
+    def __aiter__(self) -> MessageConnection:
+        return self
 
-    async def _messages(self) -> AsyncIterator[bytes]:
-        while True:
-            try:
-                yield await self._channel.receive()
-            except trio.EndOfChannel:
-                return
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._channel.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
     def _deadline(self, timeout: float | None, what: str) -> AbstractContextManager[None]:
         return _deadline(timeout if timeout is not None else self.io_timeout, what, self.peer)
 
 
 @contextmanager
-def _deadline(timeout: float | None, what: str, peer: Address) -> Iterator[None]:
+def _deadline(timeout: float | None, what: str, peer: Address | str) -> Iterator[None]:
     """``fail_after`` raising VirtrioTimeoutError naming what was waited for (None: no limit)."""
     if timeout is None:
         yield
@@ -120,6 +168,57 @@ def _deadline(timeout: float | None, what: str, peer: Address) -> Iterator[None]
         raise VirtrioTimeoutError(f"{what} on {peer}: nothing in {timeout:g} s") from None
 
 
+@asynccontextmanager
+async def _open_connection(
+    stream: trio.abc.HalfCloseableStream,
+    transport: Transport,
+    middleware: Sequence[Middleware],
+    *,
+    client: bool,
+    peer: Address,
+    max_message_size: int,
+    handshake_timeout: float,
+    io_timeout: float | None,
+) -> AsyncIterator[MessageConnection]:
+    """The transport over ``stream``, the middleware layers over the transport, as one
+    connection. Layer 0 is the nearest to the application; each may add ``overhead`` bytes,
+    so the limit below a layer is the application's plus what the layers above it add."""
+    overheads = [layer.overhead for layer in middleware]
+    async with transport.open_channel(
+        stream,
+        client=client,
+        max_message_size=max_message_size + sum(overheads),
+        handshake_timeout=handshake_timeout,
+    ) as channel:
+        top = channel
+        with _deadline(handshake_timeout, "the middleware handshake", peer):
+            for index in reversed(range(len(middleware))):
+                top = await middleware[index].wrap(
+                    top, client=client, max_message_size=max_message_size + sum(overheads[:index])
+                )
+
+        async def ping(timeout: float) -> float:
+            return await transport.ping(channel, timeout=timeout)
+
+        async def wait_closed() -> None:
+            await transport.wait_closed(channel)
+
+        try:
+            yield MessageConnection(
+                top,
+                peer=peer,
+                transport=transport.name,
+                io_timeout=io_timeout,
+                ping=ping if transport.can_ping else None,
+                wait_closed=wait_closed,
+            )
+        finally:
+            if top is not channel:  # the layers' own resources; the transport closes the rest
+                with trio.CancelScope() as forcefully:
+                    forcefully.cancel()
+                    await top.aclose()
+
+
 class MessageClient:
     """A client of one :class:`MessageServer` (virga's ``VirgeClient``)::
 
@@ -129,21 +228,37 @@ class MessageClient:
         reply = await connection.receive()
     """
 
-    def __init__(self, config: ClientConfig, transport: Transport) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        transport: Transport,
+        *,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
         self.config = config
         self.transport = transport
+        #: The layers every message passes through, the first nearest the application
+        #: (``[Compression(), Encryption(key)]`` compresses, then encrypts). The server must
+        #: use the same ones in the same order.
+        self.middleware = tuple(middleware)
 
     @classmethod
     def with_xtransport(
-        cls, config: ClientConfig | None = None, xtransfer: XtransferConfig | None = None
+        cls,
+        config: ClientConfig | None = None,
+        xtransfer: XtransferConfig | None = None,
+        *,
+        middleware: Sequence[Middleware] = (),
     ) -> MessageClient:
         """A client speaking xtransport."""
-        return cls(config or ClientConfig(), with_xtransport(xtransfer))
+        return cls(config or ClientConfig(), with_xtransport(xtransfer), middleware=middleware)
 
     @classmethod
-    def with_yamux(cls, config: ClientConfig | None = None) -> MessageClient:
+    def with_yamux(
+        cls, config: ClientConfig | None = None, *, middleware: Sequence[Middleware] = ()
+    ) -> MessageClient:
         """A client speaking yamux (virga's framing)."""
-        return cls(config or ClientConfig(), with_yamux())
+        return cls(config or ClientConfig(), with_yamux(), middleware=middleware)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[MessageConnection]:
@@ -154,18 +269,53 @@ class MessageClient:
         """
         config = self.config
         stream = await open_stream(config.address, timeout=config.connect_timeout)
-        async with self.transport.open_channel(
+        async with _open_connection(
             stream,
+            self.transport,
+            self.middleware,
             client=True,
+            peer=config.address,
             max_message_size=config.max_message_size,
             handshake_timeout=config.connect_timeout,
-        ) as channel:
-            yield MessageConnection(
-                channel,
-                peer=config.address,
-                transport=self.transport.name,
-                io_timeout=config.io_timeout,
-            )
+            io_timeout=config.io_timeout,
+        ) as connection:
+            yield connection
+
+    def connect_supervised(
+        self,
+        *,
+        backoff: Backoff | None = None,
+        health_check: HealthCheck | None = None,
+        receive_buffer: int = 64,
+        call_timeout: float = math.inf,
+    ) -> AbstractAsyncContextManager[SupervisedConnection]:
+        """Stay connected: reconnect with ``backoff`` whenever the connection is lost or fails
+        its ``health_check``; sends and receives wait through an outage up to their deadline.
+        See :class:`SupervisedConnection`."""
+        from ._supervised import open_supervised_connection
+
+        return open_supervised_connection(
+            self,
+            backoff=backoff,
+            health_check=health_check,
+            receive_buffer=receive_buffer,
+            call_timeout=call_timeout,
+        )
+
+    def open_pool(
+        self,
+        *,
+        max_size: int = 8,
+        idle_timeout: float = 60.0,
+        health_check: HealthCheck | None = None,
+    ) -> AbstractAsyncContextManager[MessagePool]:
+        """A pool of up to ``max_size`` connections to the server, reused across
+        borrowers. See :class:`MessagePool`."""
+        from ._pool import open_message_pool
+
+        return open_message_pool(
+            self, max_size=max_size, idle_timeout=idle_timeout, health_check=health_check
+        )
 
 
 ConnectionHandler = Callable[[MessageConnection], Awaitable[object]]
@@ -183,21 +333,35 @@ class MessageServer:
     addresses = await nursery.start(server.serve, echo)
     """
 
-    def __init__(self, config: ServerConfig, transport: Transport) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        transport: Transport,
+        *,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
         self.config = config
         self.transport = transport
+        #: The layers every message passes through (as the clients' own, in the same order).
+        self.middleware = tuple(middleware)
 
     @classmethod
     def with_xtransport(
-        cls, config: ServerConfig | None = None, xtransfer: XtransferConfig | None = None
+        cls,
+        config: ServerConfig | None = None,
+        xtransfer: XtransferConfig | None = None,
+        *,
+        middleware: Sequence[Middleware] = (),
     ) -> MessageServer:
         """A server speaking xtransport."""
-        return cls(config or ServerConfig(), with_xtransport(xtransfer))
+        return cls(config or ServerConfig(), with_xtransport(xtransfer), middleware=middleware)
 
     @classmethod
-    def with_yamux(cls, config: ServerConfig | None = None) -> MessageServer:
+    def with_yamux(
+        cls, config: ServerConfig | None = None, *, middleware: Sequence[Middleware] = ()
+    ) -> MessageServer:
         """A server speaking yamux (virga's framing)."""
-        return cls(config or ServerConfig(), with_yamux())
+        return cls(config or ServerConfig(), with_yamux(), middleware=middleware)
 
     async def serve(
         self,
@@ -217,21 +381,17 @@ class MessageServer:
         config = self.config
 
         async def one(stream: trio.SocketStream) -> None:
-            peer = _peer_address(stream, config.address)
-            async with self.transport.open_channel(
+            async with _open_connection(
                 stream,
+                self.transport,
+                self.middleware,
                 client=False,
+                peer=_peer_address(stream, config.address),
                 max_message_size=config.max_message_size,
                 handshake_timeout=config.handshake_timeout,
-            ) as channel:
-                await handler(
-                    MessageConnection(
-                        channel,
-                        peer=peer,
-                        transport=self.transport.name,
-                        io_timeout=config.io_timeout,
-                    )
-                )
+                io_timeout=config.io_timeout,
+            ) as connection:
+                await handler(connection)
 
         await serve_streams(
             config.address,

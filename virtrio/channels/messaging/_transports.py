@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 import attrs
 import trio
 
-from virtrio.errors import VirtrioTimeoutError
+from virtrio.errors import LocalProtocolError, VirtrioTimeoutError
 
 from ._framing import LengthPrefixedChannel
 
 if TYPE_CHECKING:
     from virtrio.channels.xtransfer import XtransferConfig
+    from virtrio.channels.yamux import MuxSession
 
 __all__ = ["MessageChannel", "Transport", "XtransportTransport", "YamuxTransport"]
 
@@ -56,6 +57,25 @@ class Transport(abc.ABC):
         """An async context manager running the transport over ``stream`` (which it owns);
         setting it up may take at most ``handshake_timeout`` seconds."""
 
+    @abc.abstractmethod
+    async def wait_closed(self, channel: MessageChannel) -> None:
+        """Return once ``channel`` (one this transport opened) can carry nothing more: the
+        connection under it ended or failed, or it was closed."""
+
+    #: Whether :meth:`ping` works (the transport has a ping of its own).
+    can_ping: ClassVar[bool] = False
+
+    async def ping(self, channel: MessageChannel, *, timeout: float) -> float:
+        """A transport-level ping on ``channel`` (one this transport opened); returns the
+        round trip in seconds.
+
+        Raises:
+            LocalProtocolError: the transport has no ping (xtransport).
+            VirtrioTimeoutError: no answer within ``timeout``.
+            ConnectionLostError: the connection ended.
+        """
+        raise LocalProtocolError(f"{self.name} has no ping: give the health check a probe")
+
 
 @attrs.frozen
 class XtransportTransport(Transport):
@@ -81,6 +101,14 @@ class XtransportTransport(Transport):
         async with open_xtransfer(stream, config) as channel:
             yield channel
 
+    async def wait_closed(self, channel: MessageChannel) -> None:
+        """Return once the channel's reader stopped (the connection ended or failed)."""
+        from virtrio.channels.xtransfer import XtransferChannel
+
+        if not isinstance(channel, XtransferChannel):
+            raise LocalProtocolError("not a channel of the xtransport transport")
+        await channel.wait_closed()
+
 
 @attrs.frozen
 class YamuxTransport(Transport):
@@ -89,6 +117,7 @@ class YamuxTransport(Transport):
     """
 
     name: ClassVar[str] = "yamux"
+    can_ping: ClassVar[bool] = True
 
     @asynccontextmanager
     async def open_channel(
@@ -112,9 +141,37 @@ class YamuxTransport(Transport):
                     f"no yamux stream was {'opened' if client else 'opened by the client'}"
                     f" within {handshake_timeout:g} s"
                 ) from None
-            channel = LengthPrefixedChannel(mux_stream, max_message_size=max_message_size)
+            channel = _YamuxChannel(session, mux_stream, max_message_size=max_message_size)
             try:
                 yield channel
             finally:
                 with trio.CancelScope(shield=True):
                     await trio.aclose_forcefully(channel)
+
+    async def ping(self, channel: MessageChannel, *, timeout: float) -> float:
+        """A yamux ping on the channel's session (answered by the peer's multiplexer)."""
+        if not isinstance(channel, _YamuxChannel):
+            raise LocalProtocolError("not a channel of the yamux transport")
+        return await channel.session.ping(timeout=timeout)
+
+    async def wait_closed(self, channel: MessageChannel) -> None:
+        """Return once the channel's yamux session ended."""
+        if not isinstance(channel, _YamuxChannel):
+            raise LocalProtocolError("not a channel of the yamux transport")
+        await channel.session.wait_closed()
+
+
+class _YamuxChannel(LengthPrefixedChannel):
+    """Virga's framing on one stream, knowing the session it belongs to (for pings)."""
+
+    def __init__(
+        self, session: MuxSession, stream: trio.abc.HalfCloseableStream, *, max_message_size: int
+    ) -> None:
+        super().__init__(stream, max_message_size=max_message_size)
+        self.session = session
+
+    @property
+    def is_active(self) -> bool:
+        """True while messages can still flow both ways (and the session is up: a pooled
+        connection nobody reads from learns of its end this way)."""
+        return super().is_active and self.session.is_connected

@@ -51,6 +51,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
         self._delivered: dict[int, trio.Event] = {}
         self._acknowledged: set[int] = set()
         self._reader_done = False
+        self._done = trio.Event()  # the reader stopped: nothing more can arrive
         self._error: VirtrioError | None = None
         self._peer_closed = False
         self._closed = False
@@ -115,6 +116,11 @@ class XtransferChannel(trio.abc.Channel[bytes]):
         async with self._send_lock:
             await self.stream.send_eof()
 
+    async def wait_closed(self) -> None:
+        """Return once nothing more can arrive: the peer closed the stream, it failed, the
+        peer broke the protocol, or we closed it (messages already received stay readable)."""
+        await self._done.wait()
+
     async def aclose(self) -> None:
         """Close the stream; pending and later calls fail with ConnectionLostError."""
         self._closed = True
@@ -164,6 +170,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
                     self._error = ConnectionLostError(f"xtransport stream failed: {exc!r}")
             finally:
                 self._reader_done = True
+                self._done.set()
                 self._fail_senders()
 
     async def _read_loop(self, send_channel: trio.MemorySendChannel[bytes]) -> None:
