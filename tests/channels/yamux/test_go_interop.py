@@ -205,6 +205,39 @@ async def test_go_keepalive_is_answered(go_yamux: Factory, transport: str) -> No
         await stream.send_eof()
         assert await receive_all(stream) == b"still there?"
         assert session.is_connected
+        assert session.pings_answered >= 10  # Go really pinged: about 30 in 1.5 s
+
+
+async def test_pings_are_answered_promptly_under_load(go_yamux: Factory, transport: str) -> None:
+    """16 streams echo 8 MiB each through Go while both sides ping: every ping, ours and
+    Go's keepalives (which drop the session if unanswered in 2 s), comes back in time."""
+    peer = go_yamux("echo", transport=transport, keepalive="100ms", write_timeout="2s")
+    sent = payloads(16, 8 * MiB)
+    async with connect(peer) as session:
+        done = trio.Event()
+
+        async def one(payload: bytes) -> None:
+            stream = await session.open_stream()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_chunks, stream, payload)
+                assert await receive_exactly(stream, len(payload)) == payload
+            await stream.aclose()
+
+        async def load() -> None:
+            async with trio.open_nursery() as nursery:
+                for payload in sent:
+                    nursery.start_soon(one, payload)
+            done.set()
+
+        rtts: list[float] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(load)
+            while not done.is_set():
+                rtts.append(await session.ping(timeout=2))
+                await trio.sleep(0.01)
+        assert len(rtts) >= 3, "the load ended before it could be pinged"
+        assert session.is_connected
+        assert session.pings_answered >= 1
 
 
 async def test_go_away_from_go(go_yamux: Factory, transport: str) -> None:

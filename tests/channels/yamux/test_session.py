@@ -15,7 +15,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from virtrio.channels.yamux import DEFAULT_WINDOW, YamuxProtocolError, YamuxSession
+from virtrio.channels.yamux import DEFAULT_WINDOW, Flag, YamuxProtocolError, YamuxSession
+from virtrio.channels.yamux._frames import HEADER
 from virtrio.channels.yamux._session import (
     MAX_FRAME,
     MAX_UNACKED,
@@ -196,6 +197,31 @@ def test_at_most_256_unacknowledged_opens() -> None:
     server.accept(1)
     client.receive_data(server.data_to_send())
     assert client.can_open
+
+
+def test_a_stream_gone_before_its_ack_frees_its_open_slot() -> None:
+    """Reset by us, reset by the peer, or closed both ways before the peer acknowledged:
+    each frees the slot (as hashicorp does), so opens never wedge at 256."""
+    client = YamuxSession(client=True)
+    for _ in range(3 * MAX_UNACKED):  # far past the budget, had resets leaked it
+        client.send_reset(client.open_stream())
+    assert client.can_open
+    for _ in range(MAX_UNACKED):
+        stream_id = client.open_stream()
+        client.receive_data(HEADER.pack(0, 1, int(Flag.RST), stream_id, 0))
+    assert client.can_open
+    for _ in range(MAX_UNACKED):
+        stream_id = client.open_stream()
+        client.send_fin(stream_id)
+        client.receive_data(HEADER.pack(0, 1, int(Flag.FIN), stream_id, 0))  # FIN, no ACK
+    assert client.can_open
+    # an acknowledged stream's slot was freed by its ACK, and is not freed twice
+    stream_id = client.open_stream()
+    client.receive_data(HEADER.pack(0, 1, int(Flag.ACK), stream_id, 0))
+    client.send_reset(stream_id)
+    for _ in range(MAX_UNACKED):
+        client.open_stream()
+    assert not client.can_open
 
 
 def test_backlog_overflow_is_refused_with_rst() -> None:

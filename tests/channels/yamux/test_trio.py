@@ -160,6 +160,43 @@ async def test_slow_reader_throttles_only_its_writer(transport: str) -> None:
         assert got == b"f" * 100_000
 
 
+async def test_an_open_waiting_for_a_slot_goes_on_when_an_unacknowledged_stream_is_reset(
+    transport: str,
+) -> None:
+    async with mux_pair(transport) as (client, server):
+        pending = [await client.open_stream() for _ in range(256)]  # the server accepts none
+        async with trio.open_nursery() as nursery:
+            opened: list[MuxStream] = []
+
+            async def open_one() -> None:
+                opened.append(await client.open_stream())
+
+            nursery.start_soon(open_one)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not opened  # 256 wait for an ACK
+            await pending[0].reset()
+            await trio.testing.wait_all_tasks_blocked()
+            assert opened, "the open still waits though a slot is free"
+        assert opened[0].stream_id == 2 * 256 + 1
+        assert server.is_connected
+
+
+async def test_go_away_with_an_error_code_ends_the_session() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with open_mux(left, client=True) as session:
+        stream = await session.open_stream()
+        await right.receive_some()  # our SYN
+        await right.send_all(bytes.fromhex("00 03 0000 00000000 00000002"))  # internal error
+        with trio.fail_after(5):
+            await session.wait_closed()
+        assert isinstance(session.closed_reason, ConnectionLostError)
+        assert "GoAway code 2" in str(session.closed_reason)
+        with pytest.raises(ConnectionLostError, match="GoAway code 2"):
+            await session.open_stream()
+        with pytest.raises(StreamResetError):
+            await stream.receive_some()
+
+
 async def test_protocol_error_sends_go_away_and_ends_the_session() -> None:
     left, right = trio.testing.memory_stream_pair()
     async with open_mux(left, client=True) as session:

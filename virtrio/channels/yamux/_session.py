@@ -197,6 +197,8 @@ class YamuxSession:
         self.remote_go_away: int | None = None
         #: We sent GoAway: inbound opens are refused.
         self.local_go_away = False
+        #: Pings of the peer's answered so far (keepalives included).
+        self.pings_answered = 0
 
     # --- output ---------------------------------------------------------------------------
 
@@ -365,6 +367,8 @@ class YamuxSession:
         stream = self._streams.pop(stream_id, None)
         if stream is not None:
             self._extra -= stream.window - self.window
+            if not stream.inbound and not stream.acked:
+                self._unacked -= 1  # a stream gone before its ACK frees its open slot too
         return stream
 
     # --- input ------------------------------------------------------------------------------
@@ -464,6 +468,7 @@ class YamuxSession:
     def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
         if flags & _SYN:
             self._frame(_PING, _ACK, 0, opaque)
+            self.pings_answered += 1
         elif flags & _ACK and opaque in self._ping_waiting:
             self._ping_waiting.discard(opaque)
             events.append(PongReceived(opaque))
@@ -518,8 +523,6 @@ class YamuxSession:
                 events.append(StreamData(stream_id, body))
         if flags & _RST:
             self._discard(stream_id)
-            if not stream.acked and not stream.inbound:
-                self._unacked -= 1
             events.append(StreamReset(stream_id))
             return
         if flags & _FIN and not stream.remote_fin:

@@ -278,6 +278,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         """Abort the stream in both directions (RST); the peer's reads raise a reset error."""
         if self._reset is None:
             self._session._core.send_reset(self.stream_id)
+            self._session._can_open.set()  # if it was never acknowledged, a slot is free
             self._session._flush()
             self._broken(LocalProtocolError("reset locally"))
             self._session._streams.pop(self.stream_id, None)
@@ -314,6 +315,11 @@ class MuxSession:
     def is_connected(self) -> bool:
         """True until the session ends."""
         return self.closed_reason is None
+
+    @property
+    def pings_answered(self) -> int:
+        """Pings of the peer's answered so far (keepalives included)."""
+        return self._core.pings_answered
 
     async def wait_closed(self) -> None:
         """Return once the session has ended."""
@@ -588,9 +594,11 @@ class MuxSession:
                     stream._end()
                     if stream._closed:
                         del self._streams[event.stream_id]
+                        self._can_open.set()  # closed both ways: its open slot may be free
             elif isinstance(event, StreamReset):
                 if (stream := self._streams.pop(event.stream_id, None)) is not None:
                     stream._broken(StreamResetError("reset by the peer"))
+                self._can_open.set()  # an unacknowledged stream's open slot may be free
             elif isinstance(event, StreamAcknowledged):
                 self._can_open.set()
             elif isinstance(event, PongReceived):
