@@ -1,26 +1,39 @@
 """Message throughput and round trip over TCP loopback: virtrio's message API over xtransport
-(several frame sizes, with and without acks) and over yamux, against a raw Trio socket ceiling.
+(several frame sizes, with and without acks) and over yamux, with and without middleware,
+against a raw Trio socket ceiling.
 
 There is no independent xtransport peer to compare with: kylin-x-kernel/xtransfer is a Rust
 crate that is not packaged (crates.io is unreachable here), so every figure is virtrio to
-virtrio; the raw socket (no framing at all) is the ceiling. Run:
+virtrio; the raw socket (no framing at all) is the ceiling. For the Encryption middleware the
+independent reference is TLS 1.3 (OpenSSL, through Python's ssl and trio.SSLStream) on the
+same raw socket: what it costs the socket, beside what Encryption costs the yamux channel.
+Messages are random bytes (so Compression has to try and give up), except the rows marked
+"text" (log-like lines, which deflate well). Run:
 ``.venv/bin/python benchmarks/xtransport_throughput.py``.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
+import ssl
 import statistics
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import trio
 
 from virtrio.channels import open_stream, serve_streams
 from virtrio.channels.messaging import (
     ClientConfig,
+    Compression,
+    Encryption,
     MessageClient,
     MessageConnection,
     MessageServer,
+    Middleware,
     ServerConfig,
     Transport,
     with_xtransport,
@@ -32,12 +45,67 @@ TOTAL = 64 * 1024 * 1024
 MESSAGE = 64 * 1024
 ROUND_TRIPS = 2000
 ROUNDS = 2
+RANDOM = os.urandom(MESSAGE)
+TEXT = b"".join(
+    b"2026-12-01T19:%02d:%02d.%06d vm-%d qmp event=RESUME status=running\n"
+    % (i % 60, i % 57, i, i % 7)
+    for i in range(MESSAGE // 60 + 1)
+)[:MESSAGE]
+KEY = os.urandom(32)
 
 
-async def raw_socket() -> tuple[float, float]:
-    """MB/s of 64 KiB writes, and the median 64-byte ping-pong in microseconds."""
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server and a client context for TLS 1.3 with a fresh self-signed certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
-    async def handler(stream: trio.SocketStream) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        cert_file, key_file = Path(folder, "cert.pem"), Path(folder, "key.pem")
+        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.minimum_version = ssl.TLSVersion.TLSv1_3
+        server.load_cert_chain(cert_file, key_file)
+        client = ssl.create_default_context(cafile=str(cert_file))
+        client.minimum_version = ssl.TLSVersion.TLSv1_3
+    return server, client
+
+
+async def raw_socket(tls: bool = False) -> tuple[float, float]:
+    """MB/s of 64 KiB writes, and the median 64-byte ping-pong in microseconds (on TLS 1.3
+    if ``tls``)."""
+    server_context, client_context = tls_contexts() if tls else (None, None)
+
+    async def serve(raw: trio.SocketStream) -> None:
+        if server_context is None:
+            await handler(raw)
+            return
+        stream = trio.SSLStream(raw, server_context, server_side=True)
+        await handler(stream)
+
+    async def handler(stream: trio.abc.Stream) -> None:
         first = await stream.receive_some(1)
         if first == b"T":
             got = 0
@@ -48,17 +116,25 @@ async def raw_socket() -> tuple[float, float]:
             while data := await stream.receive_some(64):
                 await stream.send_all(data)
 
+    async def connect(address: object) -> trio.abc.Stream:
+        raw = await open_stream(str(address))
+        if client_context is None:
+            return raw
+        stream = trio.SSLStream(raw, client_context, server_hostname="localhost")
+        await stream.do_handshake()
+        return stream
+
     async with trio.open_nursery() as nursery:
-        [address] = await nursery.start(serve_streams, "tcp://127.0.0.1:0", handler)
-        chunk = b"x" * MESSAGE
-        async with await open_stream(address) as stream:
+        [address] = await nursery.start(serve_streams, "tcp://127.0.0.1:0", serve)
+        chunk = RANDOM
+        async with await connect(address) as stream:
             start = time.perf_counter()
             await stream.send_all(b"T")
             for _ in range(TOTAL // MESSAGE):
                 await stream.send_all(chunk)
             await stream.receive_some(1)
             throughput = TOTAL / (time.perf_counter() - start) / 1e6
-        async with await open_stream(address) as stream:
+        async with await connect(address) as stream:
             await stream.send_all(b"P")
             samples = []
             for _ in range(ROUND_TRIPS):
@@ -72,7 +148,9 @@ async def raw_socket() -> tuple[float, float]:
     return throughput, statistics.median(samples) * 1e6
 
 
-async def message_api(transport: Transport) -> tuple[float, float]:
+async def message_api(
+    transport: Transport, middleware: Sequence[Middleware] = (), payload: bytes = RANDOM
+) -> tuple[float, float]:
     """The same two figures through MessageClient/MessageServer."""
 
     async def handler(connection: MessageConnection) -> None:
@@ -86,11 +164,11 @@ async def message_api(transport: Transport) -> tuple[float, float]:
             async for message in connection:
                 await connection.send(message)
 
-    server = MessageServer(ServerConfig("tcp://127.0.0.1:0"), transport)
+    server = MessageServer(ServerConfig("tcp://127.0.0.1:0"), transport, middleware=middleware)
     async with trio.open_nursery() as nursery:
         [address] = await nursery.start(server.serve, handler)
-        client = MessageClient(ClientConfig(address), transport)
-        message = b"x" * MESSAGE
+        client = MessageClient(ClientConfig(address), transport, middleware=middleware)
+        message = payload
         async with client.connect() as connection:
             start = time.perf_counter()
             await connection.send(b"T")
@@ -120,6 +198,13 @@ def transports() -> dict[str, Callable[[], Awaitable[tuple[float, float]]]]:
     ]:
         cases[label] = lambda config=config: message_api(with_xtransport(config))  # type: ignore[misc]
     cases["message API over yamux"] = lambda: message_api(with_yamux())
+    cases["yamux + Compression"] = lambda: message_api(with_yamux(), [Compression()])
+    cases["yamux + Compression, text"] = lambda: message_api(with_yamux(), [Compression()], TEXT)
+    cases["yamux + Encryption"] = lambda: message_api(with_yamux(), [Encryption(KEY)])
+    cases["yamux + Compression + Encryption, text"] = lambda: message_api(
+        with_yamux(), [Compression(), Encryption(KEY)], TEXT
+    )
+    cases["raw trio socket + TLS 1.3 (OpenSSL)"] = lambda: raw_socket(tls=True)
     return cases
 
 
@@ -138,12 +223,18 @@ async def main() -> None:
             best = results.get(label, (0.0, float("inf")))
             results[label] = (max(best[0], throughput), min(best[1], rtt))
     ceiling, raw_rtt = results["raw trio socket"]
-    print(f"{'':34} {'MB/s':>8} {'x raw':>7} {'RTT us':>8} {'x raw':>7}")
+    print(f"{'':40} {'MB/s':>8} {'x raw':>7} {'RTT us':>8} {'x raw':>7}")
     for label, (throughput, rtt) in results.items():
         print(
-            f"{label:34} {throughput:8.1f} {throughput / ceiling:7.2f}"
+            f"{label:40} {throughput:8.1f} {throughput / ceiling:7.2f}"
             f" {rtt:8.1f} {rtt / raw_rtt:7.2f}"
         )
+    plain, sealed = results["message API over yamux"], results["yamux + Encryption"]
+    tls = results["raw trio socket + TLS 1.3 (OpenSSL)"]
+    print(
+        f"\nEncryption keeps {sealed[0] / plain[0]:.2f} of yamux's throughput;"
+        f" TLS 1.3 keeps {tls[0] / ceiling:.2f} of the raw socket's."
+    )
 
 
 if __name__ == "__main__":

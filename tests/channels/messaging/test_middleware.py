@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import pytest
 import trio
 import trio.testing
+import zstandard
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -140,11 +141,14 @@ def test_key_is_not_in_the_repr() -> None:
 @pytest.mark.parametrize(
     ("make", "field"),
     [
-        (lambda: Compression(level=10), "level"),
-        (lambda: Compression(level=-1), "level"),
+        (lambda: Compression(algorithm="zlib", level=10), "level"),
+        (lambda: Compression(algorithm="zlib", level=-1), "level"),
+        (lambda: Compression(level=23), "level"),
+        (lambda: Compression(level=-8), "level"),
         (lambda: Compression(level=True), "level"),
+        (lambda: Compression(algorithm="lz4"), "algorithm"),
         (lambda: Compression(min_size=-1), "min_size"),
-        (lambda: MessageCompressor(level=12), "level"),
+        (lambda: MessageCompressor(algorithm="zlib", level=12), "level"),
         (lambda: Encryption(b"short"), "key"),
         (lambda: Encryption(bytes(33)), "key"),
         (lambda: Encryption("k" * 32), "key"),  # type: ignore[arg-type]
@@ -201,15 +205,16 @@ async def test_many_messages_stacked_keep_order() -> None:
     assert [await ends.client.receive() for _ in messages] == messages
 
 
+@pytest.mark.parametrize(("algorithm", "flag"), [("zstd", 2), ("zlib", 1)])
 @pytest.mark.parametrize("size", SIZES)
-async def test_compression_on_the_wire(size: int) -> None:
-    ends = await connect([Compression()])
+async def test_compression_on_the_wire(size: int, algorithm: str, flag: int) -> None:
+    ends = await connect([Compression(algorithm)])
     compressible, incompressible = payload("repetitive", size), payload("random", size)
     await ends.client.send(compressible)
     await ends.client.send(incompressible)
     deflated, stored = ends.client_wire.sent
     if size >= 256:
-        assert deflated[0] == 1
+        assert deflated[0] == flag
         assert len(deflated) < size // 4
     else:  # under min_size
         assert deflated == b"\x00" + compressible
@@ -286,9 +291,17 @@ async def test_zip_bomb_through_the_channel() -> None:
 repetitive = st.builds(lambda b, n: b * n, st.binary(min_size=1, max_size=8), st.integers(0, 600))
 
 
-@given(st.binary(max_size=3000) | repetitive, st.integers(0, 9), st.integers(0, 400))
-def test_compressor_round_trip(message: bytes, level: int, min_size: int) -> None:
-    compressor = MessageCompressor(level, min_size)
+@given(
+    st.binary(max_size=3000) | repetitive,
+    st.sampled_from(["zstd", "zlib"]),
+    st.data(),
+    st.integers(0, 400),
+)
+def test_compressor_round_trip(
+    message: bytes, algorithm: str, draw: st.DataObject, min_size: int
+) -> None:
+    levels = st.integers(-7, 22) if algorithm == "zstd" else st.integers(0, 9)
+    compressor = MessageCompressor(algorithm, draw.draw(levels | st.none()), min_size)
     encoded = compressor.encode(message)
     assert len(encoded) <= len(message) + 1
     assert encoded[0] == (0 if len(message) < min_size else encoded[0])
@@ -296,17 +309,30 @@ def test_compressor_round_trip(message: bytes, level: int, min_size: int) -> Non
 
 
 def test_compressor_wire_format() -> None:
-    compressor = MessageCompressor()
+    compressor = MessageCompressor("zlib")
     assert compressor.encode(b"") == b"\x00"
     assert compressor.encode(bytes(255)) == b"\x00" + bytes(255)
     assert compressor.encode(bytes(256)) == b"\x01" + zlib.compress(bytes(256), 6)
-    assert MessageCompressor(level=9).encode(bytes(256)) == b"\x01" + zlib.compress(bytes(256), 9)
+    nine = MessageCompressor("zlib", level=9)
+    assert nine.encode(bytes(256)) == b"\x01" + zlib.compress(bytes(256), 9)
+    # zstd: one frame that gives its size (what bounds decoding), flag 2
+    packed = MessageCompressor().encode(bytes(256))
+    assert packed[0] == 2
+    assert zstandard.frame_content_size(packed[1:]) == 256
+    assert zstandard.ZstdDecompressor().decompress(packed[1:]) == bytes(256)
+    # either end decodes both, whatever it sends with
+    assert MessageCompressor("zlib").decode(packed, max_size=256) == bytes(256)
+    assert MessageCompressor().decode(nine.encode(bytes(256)), max_size=256) == bytes(256)
 
 
+ZSTD_HELLO = zstandard.ZstdCompressor().compress(b"hello" * 100)
 valid_deflated = st.binary(max_size=200).map(lambda b: b"\x01" + zlib.compress(b * 3))
+valid_zstd = st.binary(max_size=200).map(
+    lambda b: b"\x02" + zstandard.ZstdCompressor().compress(b * 3)
+)
 
 
-@given(st.binary(max_size=200) | valid_deflated, st.data())
+@given(st.binary(max_size=200) | valid_deflated | valid_zstd, st.data())
 def test_compressor_garbage_is_an_error_or_a_message(data: bytes, draw: st.DataObject) -> None:
     if data and draw.draw(st.booleans()):  # flip a byte of something near-valid
         index = draw.draw(st.integers(0, len(data) - 1))
@@ -326,24 +352,46 @@ def test_compressor_garbage_is_an_error_or_a_message(data: bytes, draw: st.DataO
     ("data", "error"),
     [
         (b"", "empty"),
-        (b"\x02abc", "unknown flag 2"),
+        (b"\x03abc", "unknown flag 3"),
         (b"\xffabc", "unknown flag 255"),
         (b"\x01not zlib at all", "corrupt"),
         (b"\x01" + zlib.compress(b"hello" * 100)[:-6], "ends inside its zlib stream"),
         (b"\x01" + zlib.compress(b"hello" * 100) + b"tail", "4 bytes after its zlib stream"),
         (b"\x00" + bytes(1001), "stored message is 1001 bytes; the limit is 1000"),
+        (b"\x02not zstd at all", "corrupt"),
+        (b"\x02" + ZSTD_HELLO[:-4], "corrupt"),
+        (b"\x02" + ZSTD_HELLO[:4] + b"\x08" + bytes(8), "corrupt"),  # a reserved bit set
+        (
+            b"\x02" + zstandard.ZstdCompressor(write_content_size=False).compress(b"hello" * 100),
+            "does not give its size",
+        ),
+        (b"\x02" + zstandard.ZstdCompressor().compress(bytes(1001)), "more than 1000 bytes"),
     ],
-    ids=["empty", "flag-2", "flag-255", "corrupt", "truncated", "trailing", "stored-oversize"],
+    ids=[
+        "empty",
+        "flag-3",
+        "flag-255",
+        "corrupt",
+        "truncated",
+        "trailing",
+        "stored-oversize",
+        "zstd-corrupt",
+        "zstd-truncated",
+        "zstd-bad-header",
+        "zstd-no-size",
+        "zstd-oversize",
+    ],
 )
 def test_compressor_errors_are_clear(data: bytes, error: str) -> None:
     with pytest.raises(MiddlewareError, match=error):
         MessageCompressor().decode(data, max_size=1000)
 
 
-def test_compressor_limit_is_exact() -> None:
-    compressor = MessageCompressor(min_size=0)
+@pytest.mark.parametrize(("algorithm", "flag"), [("zstd", 2), ("zlib", 1)])
+def test_compressor_limit_is_exact(algorithm: str, flag: int) -> None:
+    compressor = MessageCompressor(algorithm, min_size=0)
     at_limit = compressor.encode(bytes(1000))
-    assert at_limit[0] == 1
+    assert at_limit[0] == flag
     assert compressor.decode(at_limit, max_size=1000) == bytes(1000)
     with pytest.raises(MiddlewareError, match="more than 999 bytes"):
         compressor.decode(at_limit, max_size=999)
@@ -361,6 +409,38 @@ def zip_bomb() -> bytes:
         body = b"".join(deflater.compress(chunk) for _ in range(100)) + deflater.flush()
         _BOMB.append(b"\x01" + body)
     return _BOMB[0]
+
+
+def test_a_zstd_bomb_is_refused_before_decompressing() -> None:
+    writer = zstandard.ZstdCompressor(level=19)
+    # 1 GiB of zeros in a frame that says so, made without holding 1 GiB
+    chunks = writer.chunker(size=1 << 30)
+    body = b"".join(chunk for _ in range(1024) for chunk in chunks.compress(bytes(MiB)))
+    bomb = b"\x02" + body + b"".join(chunks.finish())
+    assert len(bomb) < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(MiddlewareError, match=f"decompresses to more than {MiB} bytes"):
+            MessageCompressor().decode(bomb, max_size=MiB)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB
+
+
+def test_without_zstandard_zstd_is_refused_clearly_and_zlib_still_works(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    zstd_message = MessageCompressor().encode(bytes(1000))
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # import zstandard now fails
+    with pytest.raises(ConfigError, match=r"pip install 'virtrio\[compression\]'"):
+        Compression()
+    with pytest.raises(ConfigError, match="zstandard"):
+        MessageCompressor()
+    zlib_only = MessageCompressor("zlib")
+    with pytest.raises(MiddlewareError, match="the peer sent a zstd message"):
+        zlib_only.decode(zstd_message, max_size=1000)
+    assert zlib_only.decode(zlib_only.encode(bytes(1000)), max_size=1000) == bytes(1000)
 
 
 def test_zip_bomb_is_refused_without_inflating_it() -> None:

@@ -22,7 +22,7 @@ __all__ = [
 PREFIX_SIZE = 8
 _RECEIVE_SIZE = 256 * 1024
 # above this a message is sent as prefix + body in two writes instead of copying it once
-_COPY_LIMIT = 64 * 1024
+_COPY_LIMIT = 256 * 1024
 
 
 class LengthPrefixError(ProtocolError):

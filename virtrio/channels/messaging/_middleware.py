@@ -1,7 +1,7 @@
 """Middleware between the application and the transport (feature V6): every message passes
 through each layer both ways. Both ends must use the same layers in the same order.
 
-Three layers: :class:`Compression` (zlib, bounded on the way in), :class:`Encryption`
+Three layers: :class:`Compression` (zstd or zlib, bounded on the way in), :class:`Encryption`
 (ChaCha20-Poly1305 with a pre-shared key) and :class:`RateLimit` (token buckets on what this end
 sends). Each keeps its logic in a sans-I/O core (:class:`MessageCompressor`,
 :class:`MessageCipher`, :class:`TokenBucket`: bytes in, bytes out, time passed in) under a thin
@@ -120,12 +120,26 @@ class _LayerChannel(trio.abc.Channel[bytes]):
 # --- compression ------------------------------------------------------------------------------
 
 _STORED = 0
-_DEFLATED = 1
+_ZLIB = 1
+_ZSTD = 2
+#: The algorithms :class:`Compression` offers, with their default and allowed levels.
+_ALGORITHMS: dict[str, tuple[int, range]] = {"zstd": (3, range(-7, 23)), "zlib": (6, range(10))}
 
 
-def _level(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
-        raise ConfigError(f"{attribute.name} must be a zlib level in 0..9, got {value!r}")
+def _algorithm(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if value not in _ALGORITHMS:
+        raise ConfigError(f"{attribute.name} must be 'zstd' or 'zlib', got {value!r}")
+
+
+def _level(instance: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    if value is None:
+        return
+    levels = _ALGORITHMS[instance.algorithm][1]
+    if isinstance(value, bool) or not isinstance(value, int) or value not in levels:
+        raise ConfigError(
+            f"{attribute.name} must be a {instance.algorithm} level in"
+            f" {levels.start}..{levels.stop - 1}, got {value!r}"
+        )
 
 
 def _non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -133,11 +147,23 @@ def _non_negative_int(instance: object, attribute: attrs.Attribute[Any], value: 
         raise ConfigError(f"{attribute.name} must be a non-negative integer, got {value!r}")
 
 
+def _zstandard() -> Any:
+    try:
+        import zstandard
+    except ImportError as exc:
+        raise ConfigError(
+            "zstd compression needs the zstandard package: pip install 'virtrio[compression]'"
+            " (or use Compression(algorithm='zlib'))"
+        ) from exc
+    return zstandard
+
+
 @attrs.frozen
 class MessageCompressor:
     """The sans-I/O core of :class:`Compression`: one flag byte, then the message as is
-    (``0``) or zlib-deflated (``1``). A message shorter than ``min_size``, or that deflating
-    would not shrink, is stored.
+    (``0``), as a zlib stream (``1``) or as one zstd frame with its size (``2``). A message
+    shorter than ``min_size``, or that compressing would not shrink, is stored. Decoding reads
+    the flag, so it takes either algorithm whichever this end sends with.
 
     >>> compressor = MessageCompressor()
     >>> compressor.encode(b"hi")
@@ -146,28 +172,43 @@ class MessageCompressor:
     True
     """
 
-    #: zlib level, 0 (fastest) to 9 (smallest).
-    level: int = attrs.field(default=6, validator=_level)
-    #: Messages shorter than this are never deflated.
+    #: ``"zstd"`` (the default: several times faster than zlib at a better ratio) or
+    #: ``"zlib"`` (the standard library's, where zstandard is not installed).
+    algorithm: str = attrs.field(default="zstd", validator=_algorithm)
+    #: The algorithm's level (zstd -7..22, default 3; zlib 0..9, default 6).
+    level: int | None = attrs.field(default=None, validator=_level)
+    #: Messages shorter than this are never compressed.
     min_size: int = attrs.field(default=256, validator=_non_negative_int)
+    _zstd: Any = attrs.field(init=False, default=None, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.algorithm == "zstd":
+            object.__setattr__(self, "_zstd", _zstandard())
 
     def encode(self, message: bytes) -> bytes:
-        """``message`` with its flag byte, deflated if that makes it smaller."""
+        """``message`` with its flag byte, compressed if that makes it smaller."""
         if len(message) >= self.min_size:
-            deflated = zlib.compress(message, self.level)
-            if len(deflated) < len(message):
-                return bytes((_DEFLATED,)) + deflated
+            level = self.level if self.level is not None else _ALGORITHMS[self.algorithm][0]
+            if self._zstd is not None:
+                packed: bytes = self._zstd.ZstdCompressor(level=level).compress(message)
+                flag = _ZSTD
+            else:
+                packed = zlib.compress(message, level)
+                flag = _ZLIB
+            if len(packed) < len(message):
+                return bytes((flag,)) + packed
         return bytes((_STORED,)) + message
 
     def decode(self, data: bytes, max_size: int) -> bytes:
         """The message ``data`` carries, at most ``max_size`` bytes.
 
-        The inflated size is bounded while inflating, so a small message that would inflate
-        to gigabytes (a zip bomb) costs at most ``max_size`` bytes of memory.
+        The decompressed size is bounded before or while decompressing, so a small message
+        that would expand to gigabytes (a zip bomb) costs at most ``max_size`` bytes of memory.
 
         Raises:
-            MiddlewareError: no flag, an unknown flag, corrupt or truncated zlib data, bytes
-                after the zlib stream, or a message over ``max_size``.
+            MiddlewareError: no flag, an unknown flag, corrupt or truncated data, bytes after
+                a zlib stream, a zstd frame that does not give its size, a message over
+                ``max_size``, or a zstd message where zstandard is not installed.
         """
         if not data:
             raise MiddlewareError("compressed message is empty (no flag byte)")
@@ -178,46 +219,81 @@ class MessageCompressor:
                     f"stored message is {len(payload)} bytes; the limit is {max_size}"
                 )
             return bytes(payload)
-        if flag != _DEFLATED:
-            raise MiddlewareError(f"compressed message has unknown flag {flag}")
-        inflater = zlib.decompressobj()
-        try:
-            # max_length 0 would mean unbounded; max_size + 1 is at least 1 and tells "over"
-            # apart from "exactly at the limit"
-            message = inflater.decompress(payload, max_size + 1)
-        except zlib.error as exc:
-            raise MiddlewareError(f"compressed message is corrupt: {exc}") from None
-        if len(message) > max_size or inflater.unconsumed_tail:
-            raise MiddlewareError(f"compressed message decompresses to more than {max_size} bytes")
-        if not inflater.eof:
-            raise MiddlewareError("compressed message ends inside its zlib stream")
-        if inflater.unused_data:
-            raise MiddlewareError(
-                f"compressed message has {len(inflater.unused_data)} bytes after its zlib stream"
-            )
-        return message
+        if flag == _ZLIB:
+            return _inflate(payload, max_size)
+        if flag == _ZSTD:
+            return _unzstd(payload, max_size)
+        raise MiddlewareError(f"compressed message has unknown flag {flag}")
+
+
+def _inflate(payload: memoryview, max_size: int) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        # max_length 0 would mean unbounded; max_size + 1 is at least 1 and tells "over"
+        # apart from "exactly at the limit"
+        message = inflater.decompress(payload, max_size + 1)
+    except zlib.error as exc:
+        raise MiddlewareError(f"compressed message is corrupt: {exc}") from None
+    if len(message) > max_size or inflater.unconsumed_tail:
+        raise MiddlewareError(f"compressed message decompresses to more than {max_size} bytes")
+    if not inflater.eof:
+        raise MiddlewareError("compressed message ends inside its zlib stream")
+    if inflater.unused_data:
+        raise MiddlewareError(
+            f"compressed message has {len(inflater.unused_data)} bytes after its zlib stream"
+        )
+    return message
+
+
+def _unzstd(payload: memoryview, max_size: int) -> bytes:
+    try:
+        zstandard = _zstandard()
+    except ConfigError as exc:
+        raise MiddlewareError(f"the peer sent a zstd message: {exc}") from None
+    try:
+        size = zstandard.frame_content_size(payload)
+    except zstandard.ZstdError as exc:
+        raise MiddlewareError(f"compressed message is corrupt: {exc}") from None
+    if size < 0:  # every frame we write says its size: decoding is then bounded by it
+        raise MiddlewareError("compressed message is a zstd frame that does not give its size")
+    if size > max_size:
+        raise MiddlewareError(f"compressed message decompresses to more than {max_size} bytes")
+    try:
+        # one shot into a buffer of the size the frame gives: it cannot write past it
+        message = zstandard.ZstdDecompressor().decompress(payload)
+    except zstandard.ZstdError as exc:
+        raise MiddlewareError(f"compressed message is corrupt: {exc}") from None
+    return bytes(message)
 
 
 @attrs.frozen
 class Compression(Middleware):
-    """zlib compression of each message (``overhead`` 1: the flag byte).
+    """Compression of each message (``overhead`` 1: the flag byte): zstd by default (the
+    ``compression`` extra), or zlib from the standard library.
 
-    Deflating runs in the sending task (up to about 20 ms per MiB at the default level); the
-    receiver never inflates past its ``max_message_size``.
+    Compressing runs in the sending task: zstd takes well under 0.1 ms per 64 KiB, zlib up to
+    1 ms. The receiver decodes either algorithm and never expands past its
+    ``max_message_size``.
     """
 
-    #: zlib level, 0 (fastest) to 9 (smallest).
-    level: int = attrs.field(default=6, validator=_level)
+    #: ``"zstd"`` or ``"zlib"``.
+    algorithm: str = attrs.field(default="zstd", validator=_algorithm)
+    #: The algorithm's level (zstd -7..22, default 3; zlib 0..9, default 6).
+    level: int | None = attrs.field(default=None, validator=_level)
     #: Messages shorter than this are sent as they are.
     min_size: int = attrs.field(default=256, validator=_non_negative_int)
     overhead = 1
 
+    def __attrs_post_init__(self) -> None:
+        if self.algorithm == "zstd":
+            _zstandard()  # a missing extra is a ConfigError now, not at the first message
+
     async def wrap(
         self, channel: MessageChannel, *, client: bool, max_message_size: int
     ) -> MessageChannel:
-        """``channel`` with each message compressed on send and inflated on receive."""
+        """``channel`` with each message compressed on send and decompressed on receive."""
         return _CompressedChannel(
-            channel, MessageCompressor(self.level, self.min_size), max_message_size
+            channel, MessageCompressor(self.algorithm, self.level, self.min_size), max_message_size
         )
 
 
