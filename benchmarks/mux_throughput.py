@@ -1,5 +1,7 @@
 """yamux throughput and stream-open round trip: virtrio and the Go reference (hashicorp/yamux)
-in every pairing, over TCP loopback, with a raw Trio socket (no multiplexer) as the ceiling.
+in every pairing, over TCP loopback, with a raw Trio socket (no multiplexer) as the ceiling;
+then virtrio beside a second independent implementation, js-libp2p's (@chainsafe/libp2p-yamux
+on Node.js), when tests/peers/yamux_js is installed.
 
     .venv/bin/python benchmarks/mux_throughput.py [--quick] [--rounds N] [--window BYTES]
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.peers.yamux import build_go_peer  # noqa: E402
+from tests.peers.yamux_js import FOLDER as JS_PEER, LIBRARY as JS_LIBRARY  # noqa: E402
 from virtrio.channels._addresses import open_listeners, open_stream  # noqa: E402
 from virtrio.channels.yamux import MuxStream, StreamResetError, open_mux  # noqa: E402
 from virtrio.errors import ConnectionLostError  # noqa: E402
@@ -200,6 +204,20 @@ def go_send(go: str, address: str, streams: int, size: int, window: int) -> floa
     return float(out.split(": ")[1].split()[0])
 
 
+def js_send(address: str, streams: int, size: int) -> float:
+    node = [shutil.which("node") or "node", str(JS_PEER / "peer.mjs")]
+    out = subprocess.run(
+        [
+            *(*node, "--connect", address.replace("tcp://", "tcp:"), "--mode", "send"),
+            *("--streams", str(streams), "--bytes", str(size)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return float(out.split(": ")[1].split()[0])
+
+
 def go_open_rtt(go: str, address: str, count: int) -> float:
     out = subprocess.run(
         [go, "-connect", address.replace("tcp://", "tcp:"), "-mode", "open", "-count", str(count)],
@@ -306,6 +324,42 @@ def main() -> None:
         f"    mixed: virtrio client -> Go server {rtt_me_go:.0f} us ({rtt_me_go / rtt_go:.2f} x), "
         f"Go client -> virtrio server {rtt_go_me:.0f} us ({rtt_go_me / rtt_go:.2f} x)"
     )
+    if JS_LIBRARY.is_dir():
+        js_pairings(me, shapes, args.rounds)
+    else:
+        print(f"\n(no JS peer: npm ci --prefix {JS_PEER} to compare with js-libp2p's yamux)")
+
+
+def js_pairings(me: list[str], shapes: list[tuple[str, int, int]], rounds: int) -> None:
+    """virtrio beside js-libp2p's yamux (Node.js): every pairing, best of ``rounds``."""
+    js_sink = [shutil.which("node") or "node", str(JS_PEER / "peer.mjs"), "--mode", "sink"]
+    servers = {
+        "virtrio": start([*me, "sink"]),
+        "JS": start([*js_sink, "--hash", "false", "--listen", "tcp:127.0.0.1:0"]),
+    }
+    best: dict[tuple[str, str], float] = {}
+    try:
+        for _ in range(rounds):
+            for shape, streams, size in shapes:
+                for sender in ("virtrio", "JS"):
+                    for receiver in ("virtrio", "JS"):
+                        address = servers[receiver][1]
+                        if sender == "virtrio":
+                            rate = trio.run(virtrio_send, address, streams, size, 256 * 1024)
+                        else:
+                            rate = js_send(address, streams, size)
+                        key = (shape, f"{sender} -> {receiver}")
+                        best[key] = max(best.get(key, 0.0), rate)
+    finally:
+        for proc, _ in servers.values():
+            stop(proc)
+    print("\nbeside js-libp2p's yamux (@chainsafe/libp2p-yamux on Node.js), best of", rounds)
+    for shape, _, _ in shapes:
+        js = best[shape, "JS -> JS"]
+        print(f"  {shape}: JS<->JS {js:.0f} MB/s")
+        for pair in ("virtrio -> virtrio", "virtrio -> JS", "JS -> virtrio"):
+            rate = best[shape, pair]
+            print(f"    {pair:18} {rate:8.0f} MB/s  {rate / js:5.2f} x JS<->JS")
 
 
 if __name__ == "__main__":

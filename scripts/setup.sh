@@ -57,6 +57,23 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-# 4. the demo guest (cached; rebuilt only when its inputs change)
+# 4. the JavaScript yamux test peer (@chainsafe/libp2p-yamux from the npm registry, pinned by
+# its package-lock.json). Node.js comes with this machine image; on a Debian without it, apt
+# brings nodejs and npm (not listed in apt-packages.txt: NodeSource's nodejs provides npm
+# itself and conflicts with Debian's npm package).
+if ! command -v npm >/dev/null; then
+  step "apt: installing nodejs npm"
+  apt-get update -q -o DPkg::Lock::Timeout=600
+  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 nodejs npm
+fi
+js_peer=tests/peers/yamux_js
+if [ ! -f "$js_peer/node_modules/.virtrio-installed" ] || \
+   [ "$js_peer/package-lock.json" -nt "$js_peer/node_modules/.virtrio-installed" ]; then
+  step "npm: the JavaScript yamux test peer"
+  npm ci --prefix "$js_peer" --no-audit --no-fund --loglevel=error
+  touch "$js_peer/node_modules/.virtrio-installed"
+fi
+
+# 5. the demo guest (cached; rebuilt only when its inputs change)
 step "guest: demo image"
 "$VENV/bin/python" -m virtrio guest build
