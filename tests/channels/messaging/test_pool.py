@@ -160,7 +160,7 @@ async def test_health_checks_probe_idle_connections_and_drop_failing_ones() -> N
         await connection.send(b"are you there?")  # an idle connection may be used freely
         assert await connection.receive() == b"are you there?"
         if verdicts.pop(0):
-            raise ConnectionError("probe says no")
+            raise RuntimeError("probe says no")  # whatever a probe raises means unhealthy
 
     handler = CountingEcho()
     check = HealthCheck(interval=0.05, timeout=2, probe=probe)

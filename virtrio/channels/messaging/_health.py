@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import trio
 
-from virtrio.errors import ConfigError, ConnectionLostError, VirtrioError
+from virtrio.errors import ConfigError, ConnectionLostError
 
 if TYPE_CHECKING:
     from ._endpoints import MessageConnection
@@ -72,8 +72,8 @@ class HealthCheck:
             raise HealthCheckError(
                 f"health check of {connection.peer}: no answer in {self.timeout:g} s"
             ) from None
-        except (VirtrioError, OSError, trio.BrokenResourceError, trio.EndOfChannel) as exc:
-            raise HealthCheckError(f"health check of {connection.peer} failed: {exc}") from exc
+        except Exception as exc:  # whatever a probe raises, the connection is not healthy
+            raise HealthCheckError(f"health check of {connection.peer} failed: {exc!r}") from exc
 
     async def watch(self, connection: MessageConnection) -> HealthCheckError:
         """Probe every ``interval`` seconds until a check fails; returns that failure."""

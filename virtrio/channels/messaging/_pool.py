@@ -98,8 +98,9 @@ class MessagePool:
             trio.ClosedResourceError: the pool's block has ended.
         """
         limit = self.client.config.connect_timeout if timeout is None else timeout
+        deadline = trio.current_time() + limit  # for the wait and the connect together
         self._check_open()
-        with trio.move_on_after(limit) as waiting:
+        with trio.move_on_at(deadline) as waiting:
             await self._slots.acquire()
         if waiting.cancelled_caught:
             raise VirtrioTimeoutError(
@@ -107,7 +108,7 @@ class MessagePool:
                 f" in use for {limit:g} s"
             )
         try:
-            pooled = self._take_idle() or await self._connect(limit)
+            pooled = self._take_idle() or await self._connect(deadline, limit)
             returned = False
             try:
                 yield pooled.connection
@@ -147,8 +148,8 @@ class MessagePool:
         self._idle_changed.set()
         self._idle_changed = trio.Event()
 
-    async def _connect(self, limit: float) -> _Pooled:
-        with trio.move_on_after(limit) as connecting:
+    async def _connect(self, deadline: float, limit: float) -> _Pooled:
+        with trio.move_on_at(deadline) as connecting:
             pooled: _Pooled = await self._nursery.start(self._hold)
             return pooled
         assert connecting.cancelled_caught
