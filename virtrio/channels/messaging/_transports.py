@@ -57,10 +57,12 @@ class Transport(abc.ABC):
         """An async context manager running the transport over ``stream`` (which it owns);
         setting it up may take at most ``handshake_timeout`` seconds."""
 
-    @abc.abstractmethod
     async def wait_closed(self, channel: MessageChannel) -> None:
         """Return once ``channel`` (one this transport opened) can carry nothing more: the
-        connection under it ended or failed, or it was closed."""
+        connection under it ended or failed, or it was closed. A transport that cannot tell
+        never returns (the default): a pool then learns of a closed connection only when it
+        is next borrowed, or from its health check."""
+        await trio.sleep_forever()
 
     #: Whether :meth:`ping` works (the transport has a ping of its own).
     can_ping: ClassVar[bool] = False
