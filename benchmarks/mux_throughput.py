@@ -191,31 +191,29 @@ async def virtrio_open_rtt(address: str, count: int) -> float:
         return (time.perf_counter() - begin) / count * 1e6
 
 
+def peer_rate(argv: list[str]) -> float:
+    """Run a peer's send client; its MB/s (it prints ``sent N in T s: R MB/s``)."""
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+    return float(out.split(": ")[1].split()[0])
+
+
 def go_send(go: str, address: str, streams: int, size: int, window: int) -> float:
-    out = subprocess.run(
+    return peer_rate(
         [
             *(go, "-connect", address.replace("tcp://", "tcp:"), "-mode", "send", "-hash=false"),
             *("-streams", str(streams), "-bytes", str(size), "-window", str(window)),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return float(out.split(": ")[1].split()[0])
+        ]
+    )
 
 
 def js_send(address: str, streams: int, size: int) -> float:
     node = [shutil.which("node") or "node", str(JS_PEER / "peer.mjs")]
-    out = subprocess.run(
+    return peer_rate(
         [
             *(*node, "--connect", address.replace("tcp://", "tcp:"), "--mode", "send"),
             *("--streams", str(streams), "--bytes", str(size)),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return float(out.split(": ")[1].split()[0])
+        ]
+    )
 
 
 def go_open_rtt(go: str, address: str, count: int) -> float:

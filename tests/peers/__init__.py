@@ -9,10 +9,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from typing import NoReturn
 
+import attrs
 import pytest
 
-__all__ = ["require_program", "stop_process"]
+__all__ = [
+    "PeerProcess",
+    "peer_missing",
+    "require_program",
+    "start_peer",
+    "stop_peers",
+    "stop_process",
+]
 
 #: The README's one-line install, named in every "peer missing" message.
 INSTALL_HINT = "run `make test` (or `bash scripts/setup.sh`) to install the peers"
@@ -24,11 +33,16 @@ def require_program(name: str, package: str) -> str:
         f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
     )
     if path is None:
-        message = f"{name} not found: apt-get install {package} ({INSTALL_HINT})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        peer_missing(f"{name} not found: apt-get install {package} ({INSTALL_HINT})")
     return path
+
+
+def peer_missing(message: str) -> NoReturn:
+    """A peer is not installed: fail loudly in CI (which installs every peer), skip locally
+    with ``message``, which names the install command."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def stop_process(proc: subprocess.Popen[bytes], *, grace: float = 3.0) -> None:
@@ -41,3 +55,47 @@ def stop_process(proc: subprocess.Popen[bytes], *, grace: float = 3.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@attrs.define
+class PeerProcess:
+    """A running line-printing peer program (the Go and JS yamux peers): ``address`` (a
+    virtrio address) when it listens."""
+
+    process: subprocess.Popen[bytes]
+    address: str = ""
+
+    def read_line(self) -> str:
+        """The next line the peer prints (blocking; the peer prints only on events)."""
+        assert self.process.stdout is not None
+        return self.process.stdout.readline().decode().strip()
+
+    def wait(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for a client-mode peer to exit; its status and remaining output."""
+        out, _ = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out.decode()
+
+
+def start_peer(
+    argv: list[str], started: list[subprocess.Popen[bytes]], *, listens: bool
+) -> PeerProcess:
+    """Start ``argv`` (recorded in ``started`` for :func:`stop_peers`); a listening peer must
+    first print ``listening tcp:HOST:PORT`` or ``listening unix:PATH``."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    started.append(proc)
+    peer = PeerProcess(proc)
+    if listens:
+        line = peer.read_line()
+        if not line.startswith("listening "):
+            pytest.fail(f"{argv[0]} peer did not start: {line!r}")
+        network, where = line.split(" ", 1)[1].split(":", 1)
+        peer.address = f"tcp://{where}" if network == "tcp" else f"unix:{where}"
+    return peer
+
+
+def stop_peers(started: list[subprocess.Popen[bytes]]) -> None:
+    """Stop and reap every peer :func:`start_peer` started."""
+    for proc in started:
+        stop_process(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -8,10 +8,9 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import attrs
 import pytest
 
-from . import require_program, stop_process
+from . import PeerProcess, peer_missing, require_program, start_peer, stop_peers
 
 __all__ = ["GoYamux", "build_go_peer", "go_yamux"]
 
@@ -27,10 +26,7 @@ def build_go_peer() -> str:
         return str(BINARY)
     go = require_program("go", "golang-go")
     if not os.path.isdir(LIBRARY):
-        message = f"{LIBRARY} missing: apt-get install golang-github-hashicorp-yamux-dev"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        peer_missing(f"{LIBRARY} missing: apt-get install golang-github-hashicorp-yamux-dev")
     BINARY.parent.mkdir(exist_ok=True)
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": GOPATH}
     env.setdefault("GOCACHE", str(BINARY.parent / ".gocache"))
@@ -44,23 +40,8 @@ def build_go_peer() -> str:
     return str(BINARY)
 
 
-@attrs.define
-class GoYamux:
-    """A running Go peer: ``address`` (a virtrio address) when it listens; ``lines()`` is what
-    it printed so far."""
-
-    process: subprocess.Popen[bytes]
-    address: str = ""
-
-    def read_line(self) -> str:
-        """The next line the peer prints (blocking; the peer prints only on events)."""
-        assert self.process.stdout is not None
-        return self.process.stdout.readline().decode().strip()
-
-    def wait(self, timeout: float = 60) -> tuple[int, str]:
-        """Wait for a client-mode peer to exit; its status and remaining output."""
-        out, _ = self.process.communicate(timeout=timeout)
-        return self.process.returncode, out.decode()
+#: A running Go peer.
+GoYamux = PeerProcess
 
 
 Factory = Callable[..., GoYamux]
@@ -87,19 +68,7 @@ def go_yamux(tmp_path: Path) -> Iterator[Factory]:
             argv += ["-listen", f"unix:{tmp_path / f'go-{len(started)}.sock'}"]
         else:
             argv += ["-listen", "tcp:127.0.0.1:0"]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
-        started.append(proc)
-        peer = GoYamux(proc)
-        if connect is None:
-            line = peer.read_line()
-            if not line.startswith("listening "):
-                pytest.fail(f"Go yamux peer did not start: {line!r}")
-            network, where = line.split(" ", 1)[1].split(":", 1)
-            peer.address = f"tcp://{where}" if network == "tcp" else f"unix:{where}"
-        return peer
+        return start_peer(argv, started, listens=connect is None)
 
     yield start
-    for proc in started:
-        stop_process(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    stop_peers(started)

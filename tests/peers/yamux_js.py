@@ -5,15 +5,13 @@ Started per test on loopback TCP or a Unix socket."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import attrs
 import pytest
 
-from . import INSTALL_HINT, require_program, stop_process
+from . import INSTALL_HINT, PeerProcess, peer_missing, require_program, start_peer, stop_peers
 
 __all__ = ["JsFactory", "JsYamux", "js_yamux"]
 
@@ -21,22 +19,8 @@ FOLDER = Path(__file__).parent / "yamux_js"
 LIBRARY = FOLDER / "node_modules" / "@chainsafe" / "libp2p-yamux"
 
 
-@attrs.define
-class JsYamux:
-    """A running JS peer: ``address`` (a virtrio address) when it listens."""
-
-    process: subprocess.Popen[bytes]
-    address: str = ""
-
-    def read_line(self) -> str:
-        """The next line the peer prints on stdout (blocking)."""
-        assert self.process.stdout is not None
-        return self.process.stdout.readline().decode().strip()
-
-    def wait(self, timeout: float = 60) -> tuple[int, str]:
-        """Wait for a client-mode peer to exit; its status and remaining output."""
-        out, _ = self.process.communicate(timeout=timeout)
-        return self.process.returncode, out.decode()
+#: A running JS peer.
+JsYamux = PeerProcess
 
 
 JsFactory = Callable[..., JsYamux]
@@ -45,10 +29,7 @@ JsFactory = Callable[..., JsYamux]
 def _require_library() -> str:
     node = require_program("node", "nodejs")
     if not LIBRARY.is_dir():
-        message = f"{LIBRARY} missing: npm ci --prefix {FOLDER} ({INSTALL_HINT})"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        peer_missing(f"{LIBRARY} missing: npm ci --prefix {FOLDER} ({INSTALL_HINT})")
     return node
 
 
@@ -72,19 +53,7 @@ def js_yamux(tmp_path: Path) -> Iterator[JsFactory]:
             argv += ["--listen", f"unix:{tmp_path / f'js-{len(started)}.sock'}"]
         else:
             argv += ["--listen", "tcp:127.0.0.1:0"]
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
-        started.append(proc)
-        peer = JsYamux(proc)
-        if connect is None:
-            line = peer.read_line()
-            if not line.startswith("listening "):
-                pytest.fail(f"JS yamux peer did not start: {line!r}")
-            network, where = line.split(" ", 1)[1].split(":", 1)
-            peer.address = f"tcp://{where}" if network == "tcp" else f"unix:{where}"
-        return peer
+        return start_peer(argv, started, listens=connect is None)
 
     yield start
-    for proc in started:
-        stop_process(proc)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    stop_peers(started)
