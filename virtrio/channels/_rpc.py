@@ -156,7 +156,15 @@ class RpcConnection:
         )
 
     def _complete(self, reply: Reply) -> None:
-        slot = self._slots.pop(reply.id, None)
+        try:
+            slot = self._slots.pop(reply.id, None)
+        except TypeError:
+            # We number every request with an integer and the peer must echo it, so an object
+            # or array id answers nothing we sent: the peer is broken, not merely late.
+            raise ProtocolError(
+                f"{self.name} reply with a malformed id {reply.id!r:.60} (an object or array; "
+                "every request of ours has an integer id)"
+            ) from None
         if slot is None:  # a reply to a call that timed out, or to a previous client
             log.debug("%s %s: dropping reply for unknown id %r", self.name, self.address, reply.id)
             return
