@@ -290,17 +290,18 @@ def test_random_frames_give_messages_or_our_own_errors_and_decoding_goes_on(
     PtyProtocolError; nothing else (a TypeError from msgpack) ever comes out."""
     wire = b"".join(struct.pack(">I", len(p)) + p for p in payloads)
     decoder = FrameDecoder(accept=REQUEST_TYPES)
-    outcomes = 0
+    outcomes: list[object] = []
     for chunk in data.draw(splits(wire)):
         decoder.receive_data(chunk)
         while True:
             try:
-                if decoder.next_message() is NEED_DATA:
+                if (message := decoder.next_message()) is NEED_DATA:
                     break
+                outcomes.append(message)
             except PtyProtocolError as exc:
-                assert not exc.fatal
-            outcomes += 1
-    assert outcomes == len(payloads)
+                outcomes.append(exc)
+    assert len(outcomes) == len(payloads)
+    assert not [o for o in outcomes if isinstance(o, PtyProtocolError) and o.fatal]
     assert decoder.buffered == 0
 
 
