@@ -4,6 +4,7 @@ resynchronisation sentinel (issue 17). Every failure is a VirtrioError, never a 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,15 @@ from virtrio.channels.qmp import open_qmp
 from virtrio.errors import ConnectionLostError
 
 GREETING = {"QMP": {"version": {"qemu": {"major": 8, "minor": 2, "micro": 0}}, "capabilities": []}}
-UNHASHABLE_IDS: list[Any] = [{"x": 1}, [1, 2], []]
+#: Ids no request of ours has, made from the pending request's id: unhashable (they raised
+#: TypeError in the slot lookup), or equal to it in Python though not an integer.
+MALFORMED_IDS: dict[str, Callable[[int], Any]] = {
+    "object": lambda i: {"x": i},
+    "array": lambda i: [i],
+    "float": float,
+    "string": str,
+    "true": lambda i: True,
+}
 
 
 async def _qga_sync(peer: LineStream, *, stale: bytes = b"") -> None:
@@ -28,16 +37,16 @@ async def _qga_sync(peer: LineStream, *, stale: bytes = b"") -> None:
     await peer.reply(request["arguments"]["id"], request["id"], prefix=b"\xff")
 
 
-@pytest.mark.parametrize("bad_id", UNHASHABLE_IDS)
-async def test_qmp_reply_with_an_unhashable_id_is_a_protocol_error(
-    tmp_path: Path, bad_id: Any
+@pytest.mark.parametrize("bad_id", MALFORMED_IDS)
+async def test_qmp_reply_with_a_malformed_id_is_a_protocol_error(
+    tmp_path: Path, bad_id: str
 ) -> None:
     async def script(peer: LineStream) -> None:
         await peer.send(json.dumps(GREETING).encode() + b"\r\n")
         request = await peer.read_request()
         await peer.reply({}, request["id"])  # qmp_capabilities
-        await peer.read_request()
-        await peer.reply({}, bad_id)
+        request = await peer.read_request()
+        await peer.reply({}, MALFORMED_IDS[bad_id](request["id"]))
 
     async with serve_hostile(tmp_path, script) as address:
         with trio.fail_after(10):
@@ -48,14 +57,14 @@ async def test_qmp_reply_with_an_unhashable_id_is_a_protocol_error(
                 assert "QMP" in str(info.value)
 
 
-@pytest.mark.parametrize("bad_id", UNHASHABLE_IDS)
-async def test_qga_reply_with_an_unhashable_id_is_a_protocol_error(
-    tmp_path: Path, bad_id: Any
+@pytest.mark.parametrize("bad_id", MALFORMED_IDS)
+async def test_qga_reply_with_a_malformed_id_is_a_protocol_error(
+    tmp_path: Path, bad_id: str
 ) -> None:
     async def script(peer: LineStream) -> None:
         await _qga_sync(peer)
-        await peer.read_request()
-        await peer.reply({}, bad_id)
+        request = await peer.read_request()
+        await peer.reply({}, MALFORMED_IDS[bad_id](request["id"]))
 
     async with serve_hostile(tmp_path, script) as address:
         with trio.fail_after(10):
