@@ -1,7 +1,7 @@
 """A message connection that stays up (feature V6): reconnect with backoff, health checks.
 
 ``connect_supervised(client)`` runs the project's one reconnect loop
-(:class:`~virtrio.nurseries.Supervisor`) over :meth:`MessageClient.connect`. Each connection it
+(:class:`~virtrio.primitives.Supervisor`) over :meth:`MessageClient.connect`. Each connection it
 makes gets a task that moves every message received into one buffer shared by all the
 connections, so :meth:`SupervisedConnection.receive` sees the messages of consecutive
 connections in order, and a connection that ends leaves nothing it delivered behind.
