@@ -46,7 +46,7 @@ class HostConfig:
     #: The libvirt URI (``qemu+ssh://root@10.0.0.5/system``, ``qemu:///system``, ...).
     uri: str
     #: Seconds between libvirt keepalives.
-    keepalive_interval: int = 5
+    keepalive_interval: int = 30
     #: Unanswered keepalives before the connection counts as lost.
     keepalive_count: int = 5
 
