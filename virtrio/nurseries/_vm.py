@@ -379,6 +379,7 @@ async def open_vm(
             domain=domain,
         )
         built[channel_name] = kinds.get(kind_name).build(ctx, options)
+        built[channel_name].kind = kind_name
     dom = libvirt.domain(domain or name) if libvirt is not None else None
     vm = Vm(name, built, state_fanout, event_fanout, domain=dom)
     try:

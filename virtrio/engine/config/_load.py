@@ -244,8 +244,12 @@ def _check(data: Any) -> Iterator[tuple[Path_, str]]:
                     ("vms", i, "qemu", "template"),
                     f"unknown template {template!r} (known: {', '.join(TEMPLATES)})",
                 )
-            if template is None and qemu.get("kernel") is None and qemu.get("disk") is None:
-                yield ("vms", i, "qemu"), "give a template, or a kernel or disk to boot"
+            bootable = qemu.get("kernel") is not None or qemu.get("disk") is not None
+            if template is None and not bootable and qemu.get("machine") != "none":
+                yield (
+                    ("vms", i, "qemu"),
+                    "give a template, a kernel or disk to boot, or machine: none",
+                )
 
 
 def parse_fleet(
