@@ -36,6 +36,8 @@ _DEFAULT_RETENTION = 1024 * 1024
 
 def _check_address(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected an address string, got {value!r}")
         parse_address(value)  # raises ConfigError naming what is wrong
 
 
