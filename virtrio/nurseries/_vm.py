@@ -285,7 +285,7 @@ async def open_vm(
             lambda: open_qmp(
                 qmp_addr,
                 connect_timeout=connect_timeout,
-                default_timeout=call_timeout,
+                call_timeout=call_timeout,
                 event_fanout=events,
             ),
             backoff(),
@@ -298,7 +298,7 @@ async def open_vm(
             name,
             "qga",
             lambda: open_qga(
-                qga_addr, connect_timeout=connect_timeout, default_timeout=call_timeout
+                qga_addr, connect_timeout=connect_timeout, call_timeout=call_timeout
             ),
             backoff(),
             states,

@@ -70,13 +70,13 @@ async def test_qmp_and_qga_unsupported_by_the_test_driver() -> None:
 
 async def test_closed_connection_fails_calls_and_ends_event_listeners() -> None:
     async with open_connection("test:///default") as conn:
-        async with conn.events([EventKind.REBOOT, EventKind.AGENT_LIFECYCLE]) as events:
+        with conn.events([EventKind.REBOOT, EventKind.AGENT_LIFECYCLE]) as events:
             await conn.aclose()
             with pytest.raises(ConnectionLostError):
                 await events.receive()
         with pytest.raises(ConnectionLostError, match="closed"):
             await conn.list_domains()
-    assert not conn.is_open
+    assert not conn.is_connected
 
 
 async def test_open_failure_is_a_connect_error() -> None:

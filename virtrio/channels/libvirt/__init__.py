@@ -8,7 +8,7 @@
         vm = LibvirtDomain(conn, "demo")
         print(await LibvirtQmp(vm).query_status())
         print(await LibvirtQga(vm).osinfo())
-        async with conn.events(domain="demo") as events:
+        with conn.events(domain="demo") as events:
             async for event in events:          # DomainEvent(kind, domain, event, detail)
                 print(event.event, event.detail)
 
