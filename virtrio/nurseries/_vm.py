@@ -37,6 +37,7 @@ from virtrio.primitives import (
     Subscription,
     Supervisor,
     open_service_nursery,
+    warn_renamed,
 )
 
 if TYPE_CHECKING:
@@ -159,13 +160,15 @@ class Vm:
         port: str,
         *,
         via: Literal["auto", "libvirt", "socket"] = "auto",
-        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
     ) -> StreamReader:
         """Open the VM's virtio-serial channel ``port`` (libvirt VMs); the VM nursery owns it
         and closes it when its block exits (closing it earlier is fine too)."""
         from virtrio.channels.virtio_serial import open_virtio_serial
 
-        channel = await open_virtio_serial(self.domain, port, via=via, timeout=timeout)
+        channel = await open_virtio_serial(
+            self.domain, port, via=via, connect_timeout=connect_timeout
+        )
         self._channels.append(channel)
         return channel
 
@@ -237,11 +240,12 @@ async def open_vm(
     qmp: str | Address | None = None,
     qga: str | Address | None = None,
     spice: str | Address | None = None,
-    spice_password: str = "",
+    password: str = "",
     call_timeout: float = 30.0,
     connect_timeout: float = 10.0,
     backoff: Callable[[], Backoff] = Backoff,
     libvirt: HostNursery | None = None,
+    spice_password: str | None = None,
 ) -> AsyncIterator[Vm]:
     """Open the nursery of one VM, supervising a channel per address given.
 
@@ -252,7 +256,7 @@ async def open_vm(
         spice: the Spice server address (``unix:``, ``tcp://``, ``tls://``, ``ws://``), if any;
             ``vm.spice`` then screenshots, types and clicks. (A libvirt domain's Spice address
             comes from its XML: pass it here.)
-        spice_password: the Spice password.
+        password: the Spice password.
         call_timeout: default deadline of a call through a handle (including any wait for a
             reconnect).
         connect_timeout: deadline of one connection attempt (for the guest agent, the first
@@ -262,10 +266,14 @@ async def open_vm(
             and QGA go through the host's shared connection (``vm.qmp``/``vm.qga`` keep their
             interface; their state is the host connection's), and ``vm.open_virtio_serial``
             opens its channels.
+        spice_password: deprecated name of ``password``.
 
     Raises:
         ConfigError: an address is invalid, or addresses are given with ``libvirt``.
     """
+    if spice_password is not None:
+        warn_renamed("open_vm", "spice_password", "password", stacklevel=4)
+        password = spice_password
     if libvirt is not None:
         if qmp is not None or qga is not None:
             raise ConfigError("open_vm: give socket addresses or libvirt=, not both")
@@ -297,9 +305,7 @@ async def open_vm(
         qga_sup = _channel(
             name,
             "qga",
-            lambda: open_qga(
-                qga_addr, connect_timeout=connect_timeout, call_timeout=call_timeout
-            ),
+            lambda: open_qga(qga_addr, connect_timeout=connect_timeout, call_timeout=call_timeout),
             backoff(),
             states,
         )
@@ -312,7 +318,12 @@ async def open_vm(
 
         spice_sup: Supervisor[SpiceSession] = Supervisor(
             f"{name}/spice",
-            lambda: open_spice_session(spice, password=spice_password, timeout=connect_timeout),
+            lambda: open_spice_session(
+                spice,
+                password=password,
+                connect_timeout=connect_timeout,
+                call_timeout=call_timeout,
+            ),
             backoff=backoff(),
             events=states,
         )

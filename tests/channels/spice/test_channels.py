@@ -91,7 +91,7 @@ async def test_tls_port_verified_with_the_test_ca(spice_vm_factory) -> None:  # 
         assert (await spice.screenshot()).startswith(b"\x89PNG")
     # verification is on by default: the system CAs do not know the test CA
     with pytest.raises(ConnectError, match="TLS"):
-        async with open_spice_session(f"tls://127.0.0.1:{vm.tls_port}", timeout=5):
+        async with open_spice_session(f"tls://127.0.0.1:{vm.tls_port}", connect_timeout=5):
             pass
 
 

@@ -135,7 +135,7 @@ async def test_a_late_attach_first_gets_the_current_screen(
                     await trio.sleep(0.02)
         async with open_pty_client(pty_daemon.socket_path) as late:
             await late.attach(sid)
-            event = await late.receive_event()
+            event = await late.events().receive()
             assert isinstance(event, Output)
             assert screen_of(event.data)[:4] == ["one", "two", "3", "$"]
             if emulated:
@@ -186,7 +186,7 @@ async def flood_past_a_slow_subscriber(
     script = f"read go; head -c {FLOOD} /dev/zero | tr '\\0' x; exit 0"
     async with (
         open_pty_client(daemon.socket_path) as fast,
-        open_pty_client(daemon.socket_path, max_events=1) as slow,
+        open_pty_client(daemon.socket_path, max_queue=1) as slow,
     ):
         sid = await fast.create(command="/bin/sh", args=["-c", script])
         await slow.attach(sid)
@@ -413,7 +413,7 @@ async def test_input_without_waiting_reports_failures_as_events(pty_daemon: PtyD
     async with open_pty_client(pty_daemon.socket_path) as client:
         await client.input(999, b"lost", wait=False)
         with trio.fail_after(10):
-            event = await client.receive_event()
+            event = await client.events().receive()
         assert event == Error("unknown_session", "no session 999", session=999)
         sid = await client.create(command="/bin/cat")
         await client.attach(sid)

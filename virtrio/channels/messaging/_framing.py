@@ -102,7 +102,7 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         self._broken = False
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
         return not (self._closed or self._peer_closed or self._broken)
 

@@ -58,7 +58,7 @@ class HealthCheck:
         Raises:
             HealthCheckError: it is down, the probe failed, or it took over ``timeout``.
         """
-        if not connection.is_active:
+        if not connection.is_connected:
             raise HealthCheckError(f"connection to {connection.peer} is down")
         try:
             with trio.fail_after(self.timeout):

@@ -82,9 +82,9 @@ class _LayerChannel(trio.abc.Channel[bytes]):
         self._receive_error: MiddlewareError | None = None
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
-        return self._receive_error is None and self.inner.is_active
+        return self._receive_error is None and self.inner.is_connected
 
     async def send(self, value: bytes) -> None:
         """Send one message through the layer."""
@@ -512,9 +512,9 @@ class _EncryptedChannel(_LayerChannel):
         self._send_broken = False
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
-        return not self._send_broken and super().is_active
+        return not self._send_broken and super().is_connected
 
     async def send(self, value: bytes) -> None:
         """Send one message, encrypted.

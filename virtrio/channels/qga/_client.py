@@ -125,7 +125,7 @@ async def open_qga(
     """
     addr = parse_address(address)
     deadline = Deadline.after(connect_timeout)
-    stream = await open_stream(addr, timeout=connect_timeout)
+    stream = await open_stream(addr, connect_timeout=connect_timeout)
     protocol = QgaProtocol(max_message_size=max_message_size)
     connection = RpcConnection(stream, protocol, name="guest agent", address=str(addr))
     client = QgaClient(connection, protocol, call_timeout, sync_timeout)

@@ -118,7 +118,7 @@ async def open_qmp(
             events.publish(event)
 
     deadline = Deadline.after(connect_timeout)
-    stream = await open_stream(addr, timeout=connect_timeout)
+    stream = await open_stream(addr, connect_timeout=connect_timeout)
     connection = RpcConnection(stream, protocol, name="QMP", address=str(addr), on_event=on_event)
     client = QmpClient(connection, protocol, events, call_timeout)
     try:
