@@ -26,7 +26,7 @@ async def test_open_pty_client_max_events_is_max_queue(tmp_path: Path) -> None:
     missing = tmp_path / "no-daemon.sock"
     with (
         pytest.warns(DeprecationWarning, match="'max_events' is deprecated, use 'max_queue'"),
-        pytest.raises(ConnectError, match="no-daemon.sock"),
+        pytest.raises(ConnectError, match=r"no-daemon\.sock"),
     ):
         async with open_pty_client(missing, max_events=4):
             pass  # pragma: no cover

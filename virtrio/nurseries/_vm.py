@@ -37,8 +37,8 @@ from virtrio.primitives import (
     Subscription,
     Supervisor,
     open_service_nursery,
-    warn_renamed,
 )
+from virtrio.primitives._deprecated import warn_renamed
 
 if TYPE_CHECKING:
     from virtrio.channels.libvirt import LibvirtDomain
@@ -79,6 +79,11 @@ class _SupervisedExecute(Generic[E]):
     def state(self) -> ChannelState:
         """The channel's state now."""
         return self.supervisor.state
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the channel is connected (a call now would not wait for a reconnect)."""
+        return self.supervisor.state is ChannelState.CONNECTED
 
     async def wait_connected(self, *, timeout: float | None = None) -> None:
         """Wait until the channel is connected.

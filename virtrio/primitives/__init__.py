@@ -7,12 +7,10 @@ above it (enforced by the import-linter contract in pyproject.toml).
   :class:`StateChange`); a :class:`Connection` is what it keeps up.
 * :func:`open_service_nursery` — the nursery behind every ``open_*`` context manager.
 * :class:`Deadline` — one deadline shared by several waits.
-* :func:`warn_renamed` — the DeprecationWarning of an old argument or attribute name.
 """
 
 from ._backoff import Backoff as Backoff
 from ._deadline import Deadline as Deadline
-from ._deprecated import warn_renamed as warn_renamed
 from ._fanout import (
     Fanout as Fanout,
     Pressure as Pressure,
@@ -41,5 +39,4 @@ __all__ = [
     "Subscription",
     "Supervisor",
     "open_service_nursery",
-    "warn_renamed",
 ]

@@ -12,12 +12,13 @@ from virtrio.channels.libvirt import (
     DomainNotFoundError,
     EventKind,
     LibvirtDomain,
+    LibvirtError,
     LibvirtQga,
     LibvirtQmp,
     LibvirtUnsupportedError,
     open_connection,
 )
-from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
+from virtrio.errors import CommandError, ConnectError, ConnectionLostError, VirtrioTimeoutError
 
 pytestmark = pytest.mark.usefixtures("no_libvirt_leftovers")
 
@@ -33,8 +34,14 @@ async def test_lookups_and_listing() -> None:
         )
         by_uuid = await conn.lookup(domain.uuid)
         assert by_uuid.name() == "test"
-        with pytest.raises(DomainNotFoundError, match="look up nope"):
+        with pytest.raises(DomainNotFoundError, match="look up nope") as caught:
             await conn.lookup("nope")
+        error = caught.value
+        assert isinstance(error, LibvirtError)
+        assert isinstance(error, CommandError)  # libvirt answered the call with an error
+        assert (error.error_class, error.command) == ("VIR_ERR_NO_DOMAIN", "look up nope")
+        assert "nope" in error.desc
+        assert str(error).startswith("look up nope: ")  # libvirt's message, not re-formatted
 
 
 async def test_calls_run_in_worker_threads_under_the_limiter_and_deadline() -> None:

@@ -31,7 +31,7 @@ from virtrio.channels.pty import (
     open_pty_client,
 )
 from virtrio.engine.pty import PtyDaemon, PtyDaemonConfig, PyteEmulator, serve_pty_daemon
-from virtrio.errors import ConfigError
+from virtrio.errors import CommandError, ConfigError
 
 
 async def test_create_input_and_output(pty_daemon: PtyDaemon) -> None:
@@ -112,6 +112,10 @@ async def test_kill_ends_the_session(pty_daemon: PtyDaemon) -> None:
         with pytest.raises(PtyRequestError, match=f"no session {sid}") as info:
             await client.input(sid, b"x")
         assert (info.value.code, info.value.session) == ("unknown_session", sid)
+        # the daemon's error reply is a remote error, like a QMP error reply
+        assert isinstance(info.value, CommandError)
+        assert (info.value.error_class, info.value.command) == ("unknown_session", "input")
+        assert info.value.desc == f"no session {sid}"
 
 
 def screen_of(data: bytes, cols: int = 80, rows: int = 24) -> list[str]:

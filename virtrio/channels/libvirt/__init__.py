@@ -41,6 +41,7 @@ from ._errors import (
     DomainNotFoundError as DomainNotFoundError,
     GuestAgentUnavailableError as GuestAgentUnavailableError,
     LibvirtCallError as LibvirtCallError,
+    LibvirtError as LibvirtError,
     LibvirtUnsupportedError as LibvirtUnsupportedError,
 )
 from ._eventloop import (
@@ -67,6 +68,7 @@ __all__ = [
     "EventLoopStats",
     "GuestAgentUnavailableError",
     "LibvirtCallError",
+    "LibvirtError",
     "LibvirtConnection",
     "LibvirtDomain",
     "LibvirtQga",

@@ -8,7 +8,7 @@ import attrs
 
 from virtrio.channels._addresses import VMADDR_CID_ANY, Address, parse_address
 from virtrio.errors import ConfigError
-from virtrio.primitives import warn_renamed
+from virtrio.primitives._deprecated import warn_renamed
 
 __all__ = ["DEFAULT_CLIENT_CID", "DEFAULT_PORT", "ClientConfig", "ServerConfig"]
 

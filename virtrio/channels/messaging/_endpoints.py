@@ -16,7 +16,7 @@ import trio
 from virtrio.channels._addresses import Address, open_stream
 from virtrio.channels._serving import serve_streams
 from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
-from virtrio.primitives import warn_renamed
+from virtrio.primitives._deprecated import warn_renamed
 
 from ._config import ClientConfig, ServerConfig
 from ._middleware import Middleware

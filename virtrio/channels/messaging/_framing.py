@@ -11,6 +11,8 @@ import trio
 from virtrio.channels._jsonstream import NEED_DATA, NeedData
 from virtrio.errors import ConnectionLostError, ProtocolError
 
+from ._errors import MessagingError
+
 __all__ = [
     "PREFIX_SIZE",
     "LengthPrefixDecoder",
@@ -25,7 +27,7 @@ _RECEIVE_SIZE = 256 * 1024
 _COPY_LIMIT = 256 * 1024
 
 
-class LengthPrefixError(ProtocolError):
+class LengthPrefixError(MessagingError, ProtocolError):
     """The peer announced a message over the limit, or the stream ended inside a message."""
 
 

@@ -11,6 +11,8 @@ import trio
 
 from virtrio.errors import ConfigError, ConnectionLostError
 
+from ._errors import MessagingError
+
 if TYPE_CHECKING:
     from ._endpoints import MessageConnection
 
@@ -24,7 +26,7 @@ class Probe(Protocol):
     def __call__(self, connection: MessageConnection, /) -> Awaitable[object]: ...
 
 
-class HealthCheckError(ConnectionLostError):
+class HealthCheckError(MessagingError, ConnectionLostError):
     """A connection failed its health check (and was closed); carries the probe's error."""
 
 

@@ -23,6 +23,7 @@ import trio
 
 from virtrio.errors import ConfigError, ConnectionLostError, LocalProtocolError, ProtocolError
 
+from ._errors import MessagingError
 from ._transports import MessageChannel
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 
-class MiddlewareError(ProtocolError):
+class MiddlewareError(MessagingError, ProtocolError):
     """A message did not pass a middleware layer (corrupt, forged, too large, bad handshake)."""
 
 

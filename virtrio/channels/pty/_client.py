@@ -34,12 +34,14 @@ import trio
 
 from virtrio.channels import Address, open_stream, parse_address
 from virtrio.errors import (
+    CommandError,
     ConfigError,
     ConnectionLostError,
-    LocalProtocolError,
+    VirtrioError,
     VirtrioTimeoutError,
 )
-from virtrio.primitives import open_service_nursery, warn_renamed
+from virtrio.primitives import open_service_nursery
+from virtrio.primitives._deprecated import warn_renamed
 
 from ._codec import NEED_DATA, FrameDecoder, PtyProtocolError, TruncatedFrameError, encode
 from ._messages import (
@@ -90,16 +92,29 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
 _RECEIVE_SIZE = 256 * 1024
 
 
-class PtyRequestError(LocalProtocolError):
-    """The daemon refused a request.
+class PtyRequestError(CommandError):
+    """The daemon refused a request: its ``error`` reply (a remote error, like a QMP error
+    reply): ``error_class`` is the error code, ``desc`` the daemon's message, ``command`` the
+    request's type.
 
     Attributes:
         code: the error code (an :class:`~virtrio.channels.pty.ErrorCode` value).
         session: the session the request named, if any.
     """
 
-    def __init__(self, message: str, *, code: str, session: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        session: int | None = None,
+        command: str = "",
+        desc: str = "",
+    ) -> None:
+        VirtrioError.__init__(self, message)
+        self.error_class = code
+        self.desc = desc or message
+        self.command = command
         self.code = code
         self.session = session
 
@@ -298,6 +313,8 @@ class PtyClient:
                 f"{request.TYPE} refused by the pty daemon: {reply.message}",
                 code=reply.code,
                 session=reply.session,
+                command=request.TYPE,
+                desc=reply.message,
             )
         return reply
 

@@ -137,11 +137,6 @@ class SpiceChannel:
         """Whether the connection is up."""
         return not self._closed.is_set()
 
-    @property
-    def is_closed(self) -> bool:
-        """Whether the connection is gone."""
-        return self._closed.is_set()
-
     async def abort(self) -> None:
         """Close the underlying stream now (the reader then ends with a lost connection)."""
         await trio.aclose_forcefully(self._stream)

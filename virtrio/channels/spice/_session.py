@@ -56,7 +56,7 @@ class _Linked:
     @property
     def is_connected(self) -> bool:
         """Whether the channel is still up."""
-        return not self.channel.is_closed
+        return self.channel.is_connected
 
     async def wait_closed(self) -> None:
         """Return once the channel is gone."""
@@ -114,7 +114,7 @@ class SpiceSession:
     @property
     def is_connected(self) -> bool:
         """Whether the main channel (and so the session) is up."""
-        return not self.main.channel.is_closed
+        return self.main.channel.is_connected
 
     async def wait_closed(self) -> None:
         """Return once the main channel (and so the session) is gone."""

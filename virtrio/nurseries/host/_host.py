@@ -24,6 +24,7 @@ from virtrio.channels.libvirt import (
     EventKind,
     LibvirtConnection,
     LibvirtDomain,
+    LibvirtError,
     LibvirtQga,
     LibvirtQmp,
     LibvirtUri,
@@ -58,7 +59,7 @@ R = TypeVar("R")
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
-class HostUnavailableError(ChannelUnavailableError):
+class HostUnavailableError(LibvirtError, ChannelUnavailableError):
     """The host's libvirt connection stayed down past the call's deadline (or was stopped)."""
 
 
@@ -91,9 +92,9 @@ class HostNursery:
         """Where the connection is: connecting, connected, disconnected, reconnecting."""
         return self.supervisor.state
 
-    def state_changes(self) -> Subscription[StateChange]:
+    def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
         """Subscribe to state changes (use as a context manager)."""
-        return self.supervisor.events.subscribe()
+        return self.supervisor.events.subscribe(max_queue=max_queue)
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[LibvirtConnection]:
@@ -198,6 +199,11 @@ class _OnHost:
     def state(self) -> ChannelState:
         """The state of the host connection commands go through."""
         return self._host.state
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the host connection commands go through is up."""
+        return self._host.state is ChannelState.CONNECTED
 
 
 class HostQmp(_OnHost, LibvirtQmp):
