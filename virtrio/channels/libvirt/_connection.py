@@ -28,6 +28,7 @@ from virtrio.primitives import Fanout, Subscription
 from ._errors import VIR_ERR_NO_SUPPORT, translate_error
 from ._eventloop import ensure_event_loop
 from ._events import DomainEvent, EventKind, agent_names, lifecycle_names
+from ._uri import LibvirtUri
 
 __all__ = ["DomainSummary", "LibvirtConnection", "open_connection", "run_blocking"]
 
@@ -409,7 +410,7 @@ class LibvirtConnection:
 
 @asynccontextmanager
 async def open_connection(
-    uri: str,
+    uri: str | LibvirtUri,
     *,
     keepalive_interval: int = 30,
     keepalive_count: int = 5,
@@ -430,6 +431,7 @@ async def open_connection(
     Raises:
         ConnectError: the connection could not be opened (the message has libvirt's reason).
     """
+    uri = str(uri)
     ensure_event_loop()
     libvirt = _libvirt()
     limiter = trio.CapacityLimiter(concurrency)

@@ -145,7 +145,7 @@ class SpiceSession:
             connection_id=self.session_id,
             password=self._password,
             channel_caps=caps,
-            timeout=self._connect_timeout,
+            connect_timeout=self._connect_timeout,
             setup=setup,
         ) as channel:
             api = holder[0]
@@ -293,7 +293,7 @@ async def open_spice_session(
         secure=secure,
         password=password,
         channel_caps=(CAP_NAME_AND_UUID, CAP_AGENT_CONNECTED_TOKENS),
-        timeout=connect_timeout,
+        connect_timeout=connect_timeout,
         setup=lambda ch: setattr(ch, "handler", state.handle),
     ) as channel:
         main = MainChannel(channel, state)
