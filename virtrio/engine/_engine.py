@@ -337,7 +337,8 @@ async def open_engine(
                         server.vm_id,
                         f"{scheme}://{server.server_addr}:{server.port}",
                         password=server.password,
-                        timeout=defaults.connect_timeout,
+                        connect_timeout=defaults.connect_timeout,
+                        call_timeout=defaults.call_timeout,
                     )
                 nursery = await stack.enter_async_context(open_service_nursery())
                 for config in fleet.vms:

@@ -130,7 +130,7 @@ def _build_qmp(ctx: ChannelContext, options: QmpOptions) -> BuiltChannel:
         lambda: open_qmp(
             address,
             connect_timeout=ctx.connect_timeout,
-            default_timeout=ctx.call_timeout,
+            call_timeout=ctx.call_timeout,
             event_fanout=ctx.events,
         ),
     )
@@ -160,7 +160,7 @@ def _build_qga(ctx: ChannelContext, options: QgaOptions) -> BuiltChannel:
     supervisor = _supervisor(
         ctx,
         lambda: open_qga(
-            address, connect_timeout=ctx.connect_timeout, default_timeout=ctx.call_timeout
+            address, connect_timeout=ctx.connect_timeout, call_timeout=ctx.call_timeout
         ),
     )
     return _built(SupervisedQga(supervisor, ctx.call_timeout), supervisor, "qga")
@@ -175,7 +175,12 @@ def _build_spice(ctx: ChannelContext, options: SpiceOptions) -> BuiltChannel:
         domain = ctx.host.domain(ctx.domain or ctx.vm)
 
         def connect() -> Any:
-            return open_domain_spice(domain, password=options.password, timeout=ctx.connect_timeout)
+            return open_domain_spice(
+                domain,
+                password=options.password,
+                connect_timeout=ctx.connect_timeout,
+                call_timeout=ctx.call_timeout,
+            )
     else:
         address = (
             parse_address(options.address)
@@ -188,7 +193,8 @@ def _build_spice(ctx: ChannelContext, options: SpiceOptions) -> BuiltChannel:
                 address,
                 password=options.password,
                 tls_address=options.tls_address,
-                timeout=ctx.connect_timeout,
+                connect_timeout=ctx.connect_timeout,
+                call_timeout=ctx.call_timeout,
             )
 
     supervisor = _supervisor(ctx, connect)
@@ -214,7 +220,7 @@ def _dial(ctx: ChannelContext, address: str | None, port: str, what: str) -> Any
     target = parse_address(address) if address else ctx.port(port, what=what)
 
     async def dial() -> trio.abc.Stream:
-        return await open_stream(target, timeout=ctx.connect_timeout)
+        return await open_stream(target, connect_timeout=ctx.connect_timeout)
 
     return dial
 
@@ -227,7 +233,7 @@ def _build_virtio_serial(ctx: ChannelContext, options: VirtioSerialOptions) -> B
         domain = ctx.host.domain(ctx.domain or ctx.vm)
 
         async def dial() -> trio.abc.Stream:
-            return await open_virtio_serial(domain, port, timeout=ctx.connect_timeout)
+            return await open_virtio_serial(domain, port, connect_timeout=ctx.connect_timeout)
     else:
         dial = _dial(ctx, options.address, port, f"the address of port {port!r}")
     return _line(ctx, options.retention, dial, "virtio-serial")

@@ -25,7 +25,7 @@ async def open_mux_session(
     address: Address, *, client: bool, connect_timeout: float, name: str
 ) -> AsyncIterator[MuxSession]:
     """Dial ``address`` and run a yamux session over it."""
-    stream = await open_stream(address, timeout=connect_timeout)
+    stream = await open_stream(address, connect_timeout=connect_timeout)
     async with open_mux(stream, client=client, name=name, drain_timeout=0.5) as session:
         yield session
 

@@ -38,6 +38,7 @@ from virtrio.primitives import (
     Supervisor,
     open_service_nursery,
 )
+from virtrio.primitives._deprecated import warn_renamed
 
 from ._registry import BuiltChannel, ChannelContext, KindRegistry, default_registry
 
@@ -88,6 +89,11 @@ class _SupervisedExecute(Generic[E]):
     def state(self) -> ChannelState:
         """The channel's state now."""
         return self.supervisor.state
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the channel is connected (a call now would not wait for a reconnect)."""
+        return self.supervisor.state is ChannelState.CONNECTED
 
     async def wait_connected(self, *, timeout: float | None = None) -> None:
         """Wait until the channel is connected.
@@ -166,14 +172,16 @@ class Vm:
         port: str,
         *,
         via: Literal["auto", "libvirt", "socket"] = "auto",
-        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
     ) -> StreamReader:
         """Open the VM's virtio-serial channel ``port`` once, unsupervised (libvirt VMs); the VM
         nursery closes it when its block exits. (A supervised, recorded port is a channel of
         kind ``virtio-serial``.)"""
         from virtrio.channels.virtio_serial import open_virtio_serial
 
-        channel = await open_virtio_serial(self.domain, port, via=via, timeout=timeout)
+        channel = await open_virtio_serial(
+            self.domain, port, via=via, connect_timeout=connect_timeout
+        )
         self._opened.append(channel)
         return channel
 
@@ -318,7 +326,8 @@ async def open_vm(
         channels: channel name -> spec (``{"kind": ..., **options}``); each kind is built by the
             channel-kind registry. The keywords ``qmp=``, ``qga=``, ``spice=`` add a channel of
             that name and kind at that address (the form before channels existed).
-        password: the Spice password of ``spice=`` (``spice_password=`` is its old name).
+        password: the Spice password of ``spice=`` (``spice_password=`` is its deprecated
+            name).
         ports: addresses of a launched QEMU's sockets by name (``qmp``, ``console``, ``spice``,
             virtio-serial port names): a channel without an address uses these.
         call_timeout: default deadline of a call through a handle (including any wait for a
@@ -337,6 +346,9 @@ async def open_vm(
         ConfigError: a kind is unknown, an address or option is invalid, or the VM has no
             socket for a channel given without an address.
     """
+    if spice_password is not None:
+        warn_renamed("open_vm", "spice_password", "password", stacklevel=4)
+        password = spice_password
     kinds = registry if registry is not None else default_registry()
     specs: dict[str, ChannelSpec] = dict(channels or {})
     for key, address in (("qmp", qmp), ("qga", qga), ("spice", spice)):
@@ -348,7 +360,7 @@ async def open_vm(
             raise ConfigError(f"open_vm: channel {key!r} given twice ({key}= and channels=)")
         given: dict[str, Any] = {"kind": key, "address": str(parse_address(address))}
         if key == "spice":
-            given["password"] = spice_password if spice_password is not None else password
+            given["password"] = password
         specs[key] = given
     if libvirt is not None and not specs:
         specs = {"qmp": {"kind": "qmp"}, "qga": {"kind": "qga"}}
@@ -450,7 +462,7 @@ async def forward_qmp_events(
             report()
         connection = await host.connection(math.inf)
         try:
-            async with connection.events((EventKind.LIFECYCLE,), domain=name) as lifecycle:
+            with connection.events((EventKind.LIFECYCLE,), domain=name) as lifecycle:
                 await register_until_restart(connection, lifecycle)
         except VirtrioError:
             pass  # the connection is lost: wait for the next one
