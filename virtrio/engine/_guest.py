@@ -3,8 +3,8 @@
 It is the Debian kernel, a busybox initramfs and the host's qemu-ga with its shared libraries,
 started by ``init`` on the virtio-serial port ``org.qemu.guest_agent.0``; every port named
 ``org.virtrio.echo*`` echoes what it receives, hashicorp's yamux (the Go test peer, statically
-linked) serves echo streams on ``org.virtrio.mux0``, and the serial console runs a shell. Under TCG it
-boots to a responding agent in about 6.5 s with 128 MiB of RAM.
+linked) serves echo streams on ``org.virtrio.mux0``, and the serial console runs a shell. Under
+TCG it boots to a responding agent in about 6.5 s with 128 MiB of RAM.
 
 The image is cached under ``$VIRTRIO_GUEST_DIR`` (default ``~/.cache/virtrio/guest``) in a
 folder named by the hash of its inputs (kernel and busybox package versions, the qemu-ga binary
