@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import pytest
 import trio
 
 from tests.peers.spice import SpiceVM
+from virtrio.channels.spice import SpicePermissionError
 from virtrio.errors import ConfigError
-from virtrio.nurseries import Backoff, open_vm
+from virtrio.nurseries import Backoff, ChannelState, StateChange, Subscription, open_vm
 
 
 async def test_vm_spice_screenshot_keys_and_session_reconnect(spice_vm: SpiceVM) -> None:
@@ -30,3 +34,53 @@ async def test_vm_without_spice_says_so() -> None:
     async with open_vm("nospice") as vm:
         with pytest.raises(ConfigError, match="no Spice channel"):
             _ = vm.spice
+
+
+async def test_a_wrong_password_fails_the_channel_and_every_call_at_once(
+    spice_vm_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    server: SpiceVM = spice_vm_factory(password="right")
+    async with open_vm(
+        "locked",
+        spice=server.address,
+        spice_password="wrong",
+        call_timeout=math.inf,  # a call that waited for the channel would never return
+        backoff=lambda: Backoff(initial=0.05, maximum=0.5),
+    ) as vm:
+        with vm.state_changes() as changes, trio.fail_after(60):  # a guard against a hang
+            with pytest.raises(SpicePermissionError, match="password") as first:
+                await vm.spice.screenshot()
+            with pytest.raises(SpicePermissionError) as second:
+                await vm.spice.send_keys("esc")
+            seen = await _until_failed(changes)
+        assert vm.spice.state is ChannelState.FAILED
+        assert not vm.spice.is_connected
+        assert first.value is not second.value  # each call its own instance
+        assert isinstance(seen[-1].error, SpicePermissionError)
+        assert ChannelState.RECONNECTING not in [c.state for c in seen]  # never retried
+
+
+async def _until_failed(changes: Subscription[StateChange]) -> list[StateChange]:
+    seen = [await changes.receive()]
+    while seen[-1].state is not ChannelState.FAILED:
+        seen.append(await changes.receive())
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"spice": "bogus"}, "spice='bogus'"),
+        ({"qmp": "unix:"}, "qmp='unix:'"),
+        ({"qga": "tcp://host:99999"}, "qga='tcp://host:99999'"),
+        ({"spice": "tls://nohost"}, "spice='tls://nohost'"),
+        ({"call_timeout": 0}, "call_timeout"),
+        ({"connect_timeout": float("nan")}, "connect_timeout"),
+    ],
+)
+def test_open_vm_itself_refuses_a_bad_address_or_option(
+    options: dict[str, object], field: str
+) -> None:
+    # raised by the call, before any `async with`, so nothing starts and nothing retries
+    with pytest.raises(ConfigError, match=re.escape(f"open_vm: {field}")):
+        open_vm("bad", **options)  # type: ignore[arg-type]

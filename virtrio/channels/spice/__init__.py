@@ -21,6 +21,7 @@ from virtrio.channels.spice._errors import (
     SpiceLinkError,
     SpicePermissionError,
     SpiceProtocolError,
+    SpiceVersionError,
 )
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
@@ -46,6 +47,7 @@ __all__ = [
     "SpiceChannel",
     "SpiceLinkError",
     "SpicePermissionError",
+    "SpiceVersionError",
     "SpiceProtocolError",
     "SpiceSession",
     "SpiceTransport",

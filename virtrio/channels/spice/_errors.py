@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from virtrio.errors import ConnectError, ProtocolError
+from virtrio.errors import (
+    AuthenticationError,
+    ConnectError,
+    ProtocolError,
+    UnsupportedVersionError,
+)
 
-__all__ = ["SpiceLinkError", "SpicePermissionError", "SpiceProtocolError"]
+__all__ = [
+    "SpiceLinkError",
+    "SpicePermissionError",
+    "SpiceProtocolError",
+    "SpiceVersionError",
+]
 
 
 class SpiceProtocolError(ProtocolError):
@@ -19,5 +29,11 @@ class SpiceLinkError(ConnectError):
         self.code = code
 
 
-class SpicePermissionError(SpiceLinkError, PermissionError):
-    """Wrong or missing Spice password (link error PERMISSION_DENIED)."""
+class SpicePermissionError(SpiceLinkError, AuthenticationError, PermissionError):
+    """Wrong or missing Spice password (link error PERMISSION_DENIED). Permanent: a supervisor
+    does not retry it."""
+
+
+class SpiceVersionError(SpiceLinkError, UnsupportedVersionError):
+    """The server speaks another Spice major version, or refused ours (VERSION_MISMATCH).
+    Permanent."""

@@ -116,8 +116,7 @@ class HostNursery:
     async def _forward(self, events: Subscription[DomainEvent]) -> None:
         try:
             async for event in events:
-                if not self._events.closed:
-                    self._events.publish(event)
+                self._events.publish(event)
         except VirtrioError:
             return  # the connection went; the supervisor reconnects and a new forwarder starts
 
