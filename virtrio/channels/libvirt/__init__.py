@@ -40,6 +40,7 @@ from ._domainxml import (
 from ._errors import (
     DomainNotFoundError as DomainNotFoundError,
     GuestAgentUnavailableError as GuestAgentUnavailableError,
+    LibvirtAuthenticationError as LibvirtAuthenticationError,
     LibvirtCallError as LibvirtCallError,
     LibvirtUnsupportedError as LibvirtUnsupportedError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "EventKind",
     "EventLoopStats",
     "GuestAgentUnavailableError",
+    "LibvirtAuthenticationError",
     "LibvirtCallError",
     "LibvirtConnection",
     "LibvirtDomain",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from virtrio.errors import (
+    AuthenticationError,
     ConnectError,
     ConnectionLostError,
     LocalProtocolError,
@@ -15,6 +16,7 @@ from virtrio.errors import (
 __all__ = [
     "DomainNotFoundError",
     "GuestAgentUnavailableError",
+    "LibvirtAuthenticationError",
     "LibvirtCallError",
     "LibvirtUnsupportedError",
     "translate_error",
@@ -29,6 +31,17 @@ VIR_ERR_RPC = 39
 VIR_ERR_NO_DOMAIN = 42
 VIR_ERR_OPERATION_TIMEOUT = 68
 VIR_ERR_AUTH_FAILED = 45
+VIR_ERR_OPERATION_DENIED = 54
+VIR_ERR_AUTH_CANCELLED = 79
+VIR_ERR_ACCESS_DENIED = 88
+VIR_ERR_AUTH_UNAVAILABLE = 94
+_AUTH_CODES = (
+    VIR_ERR_AUTH_FAILED,
+    VIR_ERR_OPERATION_DENIED,
+    VIR_ERR_AUTH_CANCELLED,
+    VIR_ERR_ACCESS_DENIED,
+    VIR_ERR_AUTH_UNAVAILABLE,
+)
 VIR_ERR_AGENT_UNRESPONSIVE = 86
 VIR_ERR_AGENT_UNSYNCED = 97
 VIR_ERR_AGENT_COMMAND_TIMEOUT = 99
@@ -59,6 +72,11 @@ class LibvirtUnsupportedError(LibvirtCallError, LocalProtocolError):
     """The connection's driver does not support this call (``test:///`` has no QMP, say)."""
 
 
+class LibvirtAuthenticationError(ConnectError, AuthenticationError):
+    """libvirt refused our credentials or denied access to the connection. Permanent: a host
+    nursery stops (FAILED) instead of retrying."""
+
+
 class GuestAgentUnavailableError(VirtrioTimeoutError):
     """libvirt says the guest agent is not connected or did not answer in time."""
 
@@ -81,6 +99,8 @@ def translate_error(exc: Any, what: str, *, uri: str, connecting: bool = False) 
     domain = int(exc.get_error_domain() or 0)
     message = f"{what}: {exc.get_error_message() or exc}"
     if connecting:
+        if code in _AUTH_CODES:
+            return LibvirtAuthenticationError(f"libvirt {uri}: {message}", address=uri)
         return ConnectError(f"libvirt {uri}: {message}", address=uri)
     if code == VIR_ERR_NO_DOMAIN:
         return DomainNotFoundError(message, code=code, domain=domain)

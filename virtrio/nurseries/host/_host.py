@@ -38,6 +38,7 @@ from virtrio.primitives import (
     Fanout,
     StateChange,
     Subscription,
+    SupervisedHandle,
     Supervisor,
     open_service_nursery,
 )
@@ -62,8 +63,16 @@ class HostUnavailableError(ChannelUnavailableError):
     """The host's libvirt connection stayed down past the call's deadline (or was stopped)."""
 
 
-class HostNursery:
-    """The supervised connection to one libvirt host. Create it with :func:`open_host`."""
+class HostNursery(SupervisedHandle[LibvirtConnection]):
+    """The supervised connection to one libvirt host. Create it with :func:`open_host`.
+
+    A :class:`~virtrio.primitives.SupervisedHandle`: :attr:`state`, :meth:`state_changes`,
+    :attr:`is_connected`; calls wait through an outage up to their deadline, then raise
+    :class:`HostUnavailableError`; a permanent failure (a libvirt authentication failure)
+    raises at once.
+    """
+
+    unavailable_error = HostUnavailableError
 
     def __init__(
         self,
@@ -77,23 +86,16 @@ class HostNursery:
     ) -> None:
         #: the validated URI
         self.uri = uri
-        #: the default deadline of calls, including the wait for a reconnect
-        self.default_timeout = call_timeout
         self._keepalive = (keepalive_interval, keepalive_count)
         self._connect_timeout = connect_timeout
         self._events: Fanout[DomainEvent] = Fanout(max_queue=1024, overflow="disconnect")
-        self.supervisor: Supervisor[LibvirtConnection] = Supervisor(
-            str(uri), self._connect, backoff=backoff
-        )
+        super().__init__(Supervisor(str(uri), self._connect, backoff=backoff), call_timeout)
 
     @property
-    def state(self) -> ChannelState:
-        """Where the connection is: connecting, connected, disconnected, reconnecting."""
-        return self.supervisor.state
-
-    def state_changes(self) -> Subscription[StateChange]:
-        """Subscribe to state changes (use as a context manager)."""
-        return self.supervisor.events.subscribe()
+    def default_timeout(self) -> float:
+        """The default deadline of calls (the wait for a reconnect included):
+        :attr:`call_timeout`."""
+        return self.call_timeout
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[LibvirtConnection]:
@@ -127,14 +129,7 @@ class HostNursery:
         Raises:
             HostUnavailableError: still not connected at the deadline; carries the last error.
         """
-        limit = self.default_timeout if timeout is None else timeout
-        try:
-            connection = await self.supervisor.wait_connected(timeout=limit)
-        except ChannelUnavailableError as exc:
-            raise HostUnavailableError(
-                f"libvirt host {self.uri}: {exc}", last_error=exc.last_error
-            ) from None
-        return connection
+        return await self._client(Deadline.after(self._limit(timeout)))
 
     async def call(
         self, fn: Callable[[LibvirtConnection], R], *, timeout: float | None = None
@@ -145,9 +140,8 @@ class HostNursery:
             HostUnavailableError: no connection within the deadline.
             ConnectionLostError: the connection went away during the call.
         """
-        limit = self.default_timeout if timeout is None else timeout
-        deadline = Deadline.after(limit)
-        connection = await self.connection(limit)
+        deadline = Deadline.after(self._limit(timeout))
+        connection = await self._client(deadline)
         raw = connection.raw
         return await connection.call(fn, raw, timeout=deadline.remaining(), what="call")
 
@@ -186,8 +180,9 @@ class HostNursery:
 
 
 class _OnHost:
-    """QMP/QGA through a host nursery, with the VM nursery's handle interface: :attr:`state`
-    and ``wait_connected``."""
+    """QMP/QGA through a host nursery, with the VM nursery's handle interface (:attr:`state`,
+    :attr:`is_connected`, :meth:`state_changes`, ``wait_connected``), all the host
+    connection's."""
 
     def __init__(self, host: HostNursery, name: str) -> None:
         self._host = host
@@ -197,6 +192,15 @@ class _OnHost:
     def state(self) -> ChannelState:
         """The state of the host connection commands go through."""
         return self._host.state
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the host connection is up."""
+        return self._host.is_connected
+
+    def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
+        """Subscribe to the host connection's state changes."""
+        return self._host.state_changes(max_queue=max_queue)
 
 
 class HostQmp(_OnHost, LibvirtQmp):
