@@ -9,9 +9,9 @@ import pytest
 
 PUBLIC = {
     "virtrio.errors": [
-        "ChannelUnavailableError", "CommandError", "ConfigError", "ConnectError",
-        "ConnectionLostError", "LocalProtocolError", "ProtocolError", "VirtrioError",
-        "VirtrioTimeoutError",
+        "AuthenticationError", "ChannelUnavailableError", "CommandError", "ConfigError",
+        "ConnectError", "ConnectionLostError", "LocalProtocolError", "PermanentError",
+        "ProtocolError", "UnsupportedVersionError", "VirtrioError", "VirtrioTimeoutError",
     ],
     "virtrio.channels.qmp": [
         "QCODES", "QemuVersion", "QmpClient", "QmpCommandError", "QmpCommands", "QmpEvent",
@@ -43,8 +43,9 @@ PUBLIC = {
         "YamuxTransport", "encode_length_prefixed", "with_xtransport", "with_yamux",
     ],
     "virtrio.primitives": [
-        "Backoff", "ChannelState", "Connection", "Deadline", "Fanout", "Pressure", "PressureLevel",
-        "StateChange", "SubscriberOverflowError", "Subscription", "Supervisor",
+        "Backoff", "ChannelState", "Connection", "Deadline", "Executor", "Fanout", "Pressure",
+        "PressureLevel", "StateChange", "SubscriberOverflowError", "Subscription",
+        "SupervisedHandle", "Supervisor", "collapse_groups", "fresh_error", "is_transient",
         "open_service_nursery",
     ],
     "virtrio.nurseries": [

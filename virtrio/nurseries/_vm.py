@@ -32,7 +32,6 @@ from virtrio.primitives import (
     Backoff,
     ChannelState,
     Connection,
-    Deadline,
     Executor,
     Fanout,
     StateChange,
@@ -75,8 +74,7 @@ class _SupervisedExecute(SupervisedHandle[E], Executor):
             ChannelUnavailableError: the channel did not come back within ``timeout``.
             Exception: the permanent error the channel FAILED with, at once.
         """
-        deadline = Deadline.after(self._limit(timeout))
-        client = await self._client(deadline)
+        client, deadline = await self._connected(timeout)
         return await client.execute(command, arguments, timeout=deadline.remaining())
 
 
@@ -199,6 +197,14 @@ def _channel(
     )
 
 
+def _stream_address(address: str | Address) -> Address:
+    """A QMP or guest-agent socket: a stream address, not a WebSocket URL."""
+    parsed = parse_address(address)
+    if parsed.scheme not in ("unix", "tcp", "vsock"):
+        raise ConfigError(f"expected a unix:, tcp:// or vsock:// socket, not {parsed.scheme}://")
+    return parsed
+
+
 def _check_timeout(field: str, value: float) -> None:
     if not isinstance(value, int | float) or math.isnan(value) or value <= 0:
         raise ConfigError(f"open_vm: {field} must be a number of seconds > 0, got {value!r}")
@@ -264,8 +270,8 @@ def open_vm(
         if qmp is not None or qga is not None or spice is not None:
             raise ConfigError("open_vm: give socket addresses or libvirt=, not both")
         return _open_libvirt_vm(name, libvirt)
-    qmp_addr = _checked("qmp", qmp, parse_address)
-    qga_addr = _checked("qga", qga, parse_address)
+    qmp_addr = _checked("qmp", qmp, _stream_address)
+    qga_addr = _checked("qga", qga, _stream_address)
     if spice is not None:
         from virtrio.channels.spice import SpiceTransport
 

@@ -2,7 +2,7 @@
 
 A handle (``vm.qmp``, ``vm.spice``, a libvirt host, a supervised message connection) stays
 valid across reconnects of the channel its :class:`~virtrio.primitives.Supervisor` keeps up.
-Each call takes the connected client through :meth:`SupervisedHandle._client`, which
+Each call takes the connected client through :meth:`SupervisedHandle._connected`, which
 
 * returns it at once while connected,
 * waits through an outage up to the call's deadline, then raises
@@ -72,11 +72,15 @@ class SupervisedHandle(Generic[C]):
     def _limit(self, timeout: float | None) -> float:
         return self.call_timeout if timeout is None else timeout
 
-    async def _client(self, deadline: Deadline) -> C:
-        """The connected client, waiting for it until ``deadline``."""
-        return await self.supervisor.wait_connected(
-            timeout=deadline.remaining(), unavailable=self.unavailable_error
+    async def _connected(self, timeout: float | None) -> tuple[C, Deadline]:
+        """The connected client, waiting for it up to ``timeout`` (None: the call timeout),
+        and the deadline that is left for the rest of the call."""
+        limit = self._limit(timeout)
+        deadline = Deadline.after(limit)
+        client = await self.supervisor.wait_connected(
+            timeout=limit, unavailable=self.unavailable_error
         )
+        return client, deadline
 
     async def wait_connected(self, *, timeout: float | None = None) -> None:
         """Wait until the channel is connected.
@@ -86,4 +90,4 @@ class SupervisedHandle(Generic[C]):
                 timeout).
             Exception: the permanent error the channel FAILED with, at once.
         """
-        await self._client(Deadline.after(self._limit(timeout)))
+        await self._connected(timeout)

@@ -129,7 +129,8 @@ class HostNursery(SupervisedHandle[LibvirtConnection]):
         Raises:
             HostUnavailableError: still not connected at the deadline; carries the last error.
         """
-        return await self._client(Deadline.after(self._limit(timeout)))
+        connection, _ = await self._connected(timeout)
+        return connection
 
     async def call(
         self, fn: Callable[[LibvirtConnection], R], *, timeout: float | None = None
@@ -140,8 +141,7 @@ class HostNursery(SupervisedHandle[LibvirtConnection]):
             HostUnavailableError: no connection within the deadline.
             ConnectionLostError: the connection went away during the call.
         """
-        deadline = Deadline.after(self._limit(timeout))
-        connection = await self._client(deadline)
+        connection, deadline = await self._connected(timeout)
         raw = connection.raw
         return await connection.call(fn, raw, timeout=deadline.remaining(), what="call")
 

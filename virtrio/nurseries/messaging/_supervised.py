@@ -22,7 +22,6 @@ from virtrio.channels.messaging._endpoints import _deadline
 from virtrio.errors import ConfigError, VirtrioError
 from virtrio.primitives import (
     Backoff,
-    Deadline,
     SupervisedHandle,
     Supervisor,
     open_service_nursery,
@@ -105,8 +104,7 @@ class SupervisedConnection(SupervisedHandle[_Link]):
             ConnectionLostError: the connection failed during the send (it is replaced).
             VirtrioTimeoutError: the send itself did not finish within ``timeout``.
         """
-        deadline = Deadline.after(self._limit(timeout))
-        link = await self._client(deadline)
+        link, deadline = await self._connected(timeout)
         remaining = deadline.remaining()
         try:
             await link.connection.send(

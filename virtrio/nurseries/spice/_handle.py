@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from virtrio.channels.spice import PortChannel, Rect, SpiceSession
-from virtrio.primitives import Deadline, SupervisedHandle
+from virtrio.primitives import SupervisedHandle
 
 __all__ = ["SupervisedSpice"]
 
@@ -16,7 +16,8 @@ class SupervisedSpice(SupervisedHandle[SpiceSession]):
 
     async def session(self, *, timeout: float | None = None) -> SpiceSession:
         """The connected session."""
-        return await self._client(Deadline.after(self._limit(timeout)))
+        session, _ = await self._connected(timeout)
+        return session
 
     async def send_keys(self, combo: str) -> None:
         """Press a combination such as ``ctrl-alt-delete``."""
@@ -28,16 +29,14 @@ class SupervisedSpice(SupervisedHandle[SpiceSession]):
 
     async def screenshot(self, *, timeout: float | None = None) -> bytes:
         """The screen as PNG bytes."""
-        deadline = Deadline.after(self._limit(timeout))
-        session = await self._client(deadline)
+        session, deadline = await self._connected(timeout)
         return await session.screenshot(timeout=deadline.remaining())
 
     async def wait_screen_change(
         self, *, region: Rect | None = None, timeout: float | None = None
     ) -> None:
         """Wait until the screen (or ``region``) changes."""
-        deadline = Deadline.after(self._limit(timeout))
-        session = await self._client(deadline)
+        session, deadline = await self._connected(timeout)
         await session.wait_screen_change(region=region, timeout=deadline.remaining())
 
     async def mouse_move(self, dx: int, dy: int) -> None:
