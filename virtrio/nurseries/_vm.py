@@ -166,8 +166,8 @@ class Vm:
         return self._spice
 
     def channel_states(self) -> dict[str, ChannelState]:
-        """Each channel's current state, by channel name (``"qmp"``, ``"qga"``)."""
-        handles = {"qmp": self._qmp, "qga": self._qga}
+        """Each channel's current state, by channel name (``"qmp"``, ``"qga"``, ``"spice"``)."""
+        handles = {"qmp": self._qmp, "qga": self._qga, "spice": self._spice}
         return {name: h.state for name, h in handles.items() if h is not None}
 
     def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
@@ -393,7 +393,14 @@ async def _forward_qmp_events(
         if not started and host.state is not ChannelState.CONNECTED:
             task_status.started()
             started = True
-        connection = await host.connection(math.inf)
+        if host.state is ChannelState.FAILED:
+            return  # for good: every call through the VM's handles raises the host's error
+        try:
+            connection = await host.connection(math.inf)
+        except Exception:
+            if host.supervisor.failed is not None:  # failed while we waited
+                return
+            raise
         try:
             async with connection.qmp_events(name) as source:
                 if not started:
