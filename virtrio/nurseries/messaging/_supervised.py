@@ -24,6 +24,7 @@ from virtrio.primitives import (
     Backoff,
     SupervisedHandle,
     Supervisor,
+    fresh_error,
     open_service_nursery,
 )
 
@@ -120,7 +121,17 @@ class SupervisedConnection(SupervisedHandle[_Link]):
 
         Raises:
             VirtrioTimeoutError: nothing within ``timeout``.
+            Exception: the permanent error the connection FAILED with, at once, once every
+                message received before is taken.
         """
+        failed = self.supervisor.failed
+        if failed is not None:
+            try:
+                message = self._messages.receive_nowait()
+            except trio.WouldBlock:
+                raise fresh_error(failed) from None
+            self._room.release()
+            return message
         limit = self._limit(timeout)
         with _deadline(None if math.isinf(limit) else limit, "waiting for a message", self._peer):
             message = await self._messages.receive()
