@@ -35,6 +35,13 @@ async def test_vm_without_spice_says_so() -> None:
             _ = vm.spice
 
 
+async def test_vm_channel_states_include_spice(spice_vm: SpiceVM) -> None:
+    """A VM with only Spice reports its Spice channel's state (it returned ``{}``)."""
+    async with open_vm("web1", spice=spice_vm.address) as vm:
+        await vm.spice.session(timeout=10)
+        assert vm.channel_states() == {"spice": ChannelState.CONNECTED}
+
+
 async def test_a_wrong_password_fails_the_channel_and_every_call_at_once(
     spice_vm_factory,  # type: ignore[no-untyped-def]
 ) -> None:
