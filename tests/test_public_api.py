@@ -17,9 +17,9 @@ PUBLIC = {
         "VirtrioTimeoutError",
     ],
     "virtrio.errors": [
-        "ChannelUnavailableError", "CommandError", "ConfigError", "ConnectError",
-        "ConnectionLostError", "LocalProtocolError", "ProtocolError", "VirtrioError",
-        "VirtrioTimeoutError",
+        "AuthenticationError", "ChannelUnavailableError", "CommandError", "ConfigError",
+        "ConnectError", "ConnectionLostError", "LocalProtocolError", "PermanentError",
+        "ProtocolError", "UnsupportedVersionError", "VirtrioError", "VirtrioTimeoutError",
     ],
     "virtrio.channels": [
         "Address", "VMADDR_CID_ANY", "VMADDR_CID_HOST", "VMADDR_CID_LOCAL", "bound_address",
@@ -37,7 +37,7 @@ PUBLIC = {
     "virtrio.channels.libvirt": [
         "ChannelInfo", "DomainEvent", "DomainNotFoundError", "DomainSummary", "DomainXml",
         "DomainXmlError", "EventKind", "EventLoopStats", "GuestAgentUnavailableError",
-        "LibvirtCallError", "LibvirtConnection", "LibvirtDomain", "LibvirtError", "LibvirtQga",
+        "LibvirtAuthenticationError", "LibvirtCallError", "LibvirtConnection", "LibvirtDomain", "LibvirtError", "LibvirtQga",
         "LibvirtQmp", "LibvirtStream", "LibvirtUnsupportedError", "LibvirtUri", "LibvirtUriError",
         "SpiceInfo", "ensure_event_loop", "event_loop_stats", "open_connection",
         "parse_domain_xml", "parse_libvirt_uri", "run_blocking",
@@ -45,7 +45,7 @@ PUBLIC = {
     "virtrio.channels.spice": [
         "ChannelType", "DEFAULT_CHANNELS", "DisplayChannel", "DisplayState", "InputsChannel",
         "LinkErr", "MainChannel", "MainInit", "MainState", "PortChannel", "Rect", "SpiceChannel",
-        "SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError",
+        "SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError", "SpiceVersionError",
         "SpiceSession", "SpiceTransport", "Surface", "break_code", "combo_codes", "encode_png",
         "key_code", "open_channel", "open_domain_spice", "open_spice_session", "spice_addresses",
         "text_strokes",
@@ -85,8 +85,9 @@ PUBLIC = {
         "with_yamux",
     ],
     "virtrio.primitives": [
-        "Backoff", "ChannelState", "Connection", "Deadline", "Fanout", "Pressure", "PressureLevel",
-        "StateChange", "SubscriberOverflowError", "Subscription", "Supervisor",
+        "Backoff", "ChannelState", "Connection", "Deadline", "Executor", "Fanout", "Pressure",
+        "PressureLevel", "StateChange", "SubscriberOverflowError", "Subscription",
+        "SupervisedHandle", "Supervisor", "collapse_groups", "fresh_error", "is_transient",
         "open_service_nursery",
     ],
     "virtrio.nurseries": [
