@@ -23,8 +23,9 @@ PUBLIC = {
         "QgaProtocol", "QgaProtocolError", "open_qga",
     ],
     "virtrio.channels.yamux": [
-        "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxSession", "MuxStream",
-        "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession", "open_mux",
+        "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxListener", "MuxSession",
+        "MuxStream", "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession",
+        "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",

@@ -21,6 +21,7 @@ from ._frames import (
     FrameType as FrameType,
     GoAwayCode as GoAwayCode,
 )
+from ._listener import MuxListener as MuxListener
 from ._session import (
     YamuxError as YamuxError,
     YamuxProtocolError as YamuxProtocolError,
@@ -38,6 +39,7 @@ __all__ = [
     "Flag",
     "FrameType",
     "GoAwayCode",
+    "MuxListener",
     "MuxSession",
     "MuxStream",
     "StreamResetError",
