@@ -17,6 +17,7 @@ import errno
 import fcntl
 import logging
 import os
+import shutil
 import signal as signals
 import struct
 import subprocess
@@ -92,8 +93,27 @@ def _set_size(fd: int, cols: int, rows: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def _make_controlling_terminal() -> None:  # runs in the child, after setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+def _setsid_argv(argv: list[str], env: Mapping[str, str]) -> list[str]:
+    """``argv`` run through util-linux's ``setsid --ctty``, which makes the PTY the program's
+    controlling terminal (what ``os.login_tty`` does) without Python code in the child.
+
+    Why: ``preexec_fn`` runs Python between fork and exec, which is unsafe in a process with
+    threads (libvirt's event loop, Trio's worker threads): a lock another thread held at the
+    fork stays locked in the child forever. subprocess's ``start_new_session`` alone is not
+    enough: it calls setsid() after the PTY is already on fds 0-2, so the PTY is inherited, not
+    opened, and never becomes the controlling terminal (no /dev/tty, no job control). setsid(1)
+    is a small C program that calls setsid() then TIOCSCTTY on its stdin and execs the program:
+    the same process, so the pid we wait for is the program's (it forks only when it starts
+    as a process group leader, which a child of ours never is: no ``start_new_session``).
+
+    The program is looked up here, on the session's PATH, so a missing one is an error at once
+    rather than setsid's message on the terminal.
+    """
+    program = shutil.which(argv[0], path=env.get("PATH", os.defpath))
+    if program is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), argv[0])
+    setsid = shutil.which("setsid") or "/usr/bin/setsid"
+    return [setsid, "--ctty", program, *argv[1:]]
 
 
 class _LocalPty:
@@ -114,14 +134,12 @@ class _LocalPty:
         try:
             _set_size(master, cols, rows)
             process = await trio.lowlevel.open_process(
-                argv,
+                _setsid_argv(argv, env),
                 stdin=slave,
                 stdout=slave,
                 stderr=slave,
                 env=dict(env),
                 cwd=cwd,
-                start_new_session=True,
-                preexec_fn=_make_controlling_terminal,
             )
         except BaseException:
             os.close(master)
@@ -164,24 +182,30 @@ class _LocalPty:
         _set_size(self._master, cols, rows)  # the kernel sends SIGWINCH to the foreground group
 
     def signal(self, number: int) -> None:
+        group = self._foreground() or self._process.pid  # the foreground job, like a typed ^C
         try:
-            group = os.tcgetpgrp(self._master)  # the foreground job, like a typed ^C
-        except OSError:
-            group = self._process.pid
-        with contextlib.suppress(ProcessLookupError):
             os.killpg(group, number)
+        except ProcessLookupError:
+            # the program is not its group's leader yet (setsid(1) has not run): itself
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._process.pid, number)
 
     def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self._process.pid, signals.SIGKILL)  # even before setsid(1) has run
         for group in {self._process.pid, self._foreground()}:
             if group is not None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(group, signals.SIGKILL)
 
     def _foreground(self) -> int | None:
+        """The terminal's foreground process group; None while it has none (0 from the
+        kernel, which killpg would take for our own group) or it would be ours."""
         try:
-            return os.tcgetpgrp(self._master)
+            group = os.tcgetpgrp(self._master)
         except OSError:
             return None
+        return group if group > 0 and group != os.getpgrp() else None
 
     async def wait(self) -> tuple[int | None, int | None]:
         status = await self._process.wait()
