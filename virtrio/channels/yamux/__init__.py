@@ -27,12 +27,8 @@ from ._session import (
     YamuxProtocolError as YamuxProtocolError,
     YamuxSession as YamuxSession,
 )
-from ._trio import (
-    MuxSession as MuxSession,
-    MuxStream as MuxStream,
-    StreamResetError as StreamResetError,
-    open_mux as open_mux,
-)
+from ._stream import MuxStream as MuxStream, StreamResetError as StreamResetError
+from ._trio import MuxSession as MuxSession, open_mux as open_mux
 
 __all__ = [
     "DEFAULT_WINDOW",

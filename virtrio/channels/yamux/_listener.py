@@ -14,7 +14,8 @@ import trio
 from virtrio.errors import ConnectionLostError
 
 from ._frames import GoAwayCode
-from ._trio import MuxSession, MuxStream
+from ._stream import MuxStream
+from ._trio import MuxSession
 
 __all__ = ["MuxListener"]
 
