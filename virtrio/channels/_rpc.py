@@ -101,7 +101,7 @@ class RpcConnection(Correlator[Reply]):
                 protocol.receive_data(data)
                 while (event := protocol.next_event()) is not NEED_DATA:
                     if isinstance(event, Reply):
-                        self.complete(event.id, event)
+                        self._complete(event)
                     elif self._on_event is not None:
                         self._on_event(event)
                 if not data:
@@ -131,6 +131,17 @@ class RpcConnection(Correlator[Reply]):
         return ConnectionLostError(
             f"{self.name} connection to {self.address} was closed", address=self.address
         )
+
+    def _complete(self, reply: Reply) -> None:
+        if type(reply.id) is not int:
+            # We number every request with an integer and the peer echoes it, so any other id
+            # (an object or array, which cannot even be looked up, or true or 1.0, which would
+            # match request 1) answers nothing we sent: the peer is broken, not merely late.
+            raise ProtocolError(
+                f"{self.name} reply with a malformed id {reply.id!r:.60}: every request of ours "
+                "has an integer id"
+            )
+        self.complete(reply.id, reply)
 
     async def send_bytes(self, data: bytes) -> None:
         """Write raw bytes as one unit (see :meth:`~._correlator.Correlator.send`).
