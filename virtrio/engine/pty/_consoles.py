@@ -61,7 +61,7 @@ class ConsoleOpener:
             VirtrioError: the console cannot be opened.
         """
         if not console.startswith(LIBVIRT_CONSOLE_PREFIX):
-            return await open_stream(console, timeout=5)
+            return await open_stream(console, connect_timeout=5)
         uri, domain, device = parse_libvirt_console(console)
         async with self._host_pool_lock:
             if self._host_pool is None:

@@ -9,12 +9,13 @@ import trio
 
 from virtrio.errors import ProtocolError
 
+from .._errors import MessagingError
 from .._transports import MessageChannel
 
 __all__ = ["LayerChannel", "Middleware", "MiddlewareError"]
 
 
-class MiddlewareError(ProtocolError):
+class MiddlewareError(MessagingError, ProtocolError):
     """A message did not pass a middleware layer (corrupt, forged, too large, bad handshake)."""
 
 
@@ -51,9 +52,9 @@ class LayerChannel(trio.abc.Channel[bytes]):
         self._receive_error: MiddlewareError | None = None
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
-        return self._receive_error is None and self.inner.is_active
+        return self._receive_error is None and self.inner.is_connected
 
     async def send(self, value: bytes) -> None:
         """Send one message through the layer."""

@@ -232,9 +232,9 @@ class _EncryptedChannel(LayerChannel):
         self._send_broken = False
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
-        return not self._send_broken and super().is_active
+        return not self._send_broken and super().is_connected
 
     async def send(self, value: bytes) -> None:
         """Send one message, encrypted.
