@@ -22,8 +22,9 @@ PUBLIC = {
         "VirtrioTimeoutError",
     ],
     "virtrio.channels": [
-        "Address", "VMADDR_CID_ANY", "VMADDR_CID_HOST", "VMADDR_CID_LOCAL", "bound_address",
-        "open_listeners", "open_stream", "parse_address", "serve_streams",
+        "Address", "ServerStatistics", "StreamServer", "VMADDR_CID_ANY", "VMADDR_CID_HOST",
+        "VMADDR_CID_LOCAL", "bound_address", "open_listeners", "open_stream", "parse_address",
+        "serve_streams",
     ],
     "virtrio.channels.qmp": [
         "QCODES", "QemuVersion", "QmpClient", "QmpCommandError", "QmpCommands", "QmpError",
