@@ -22,8 +22,9 @@ PUBLIC = {
         "ProtocolError", "UnsupportedVersionError", "VirtrioError", "VirtrioTimeoutError",
     ],
     "virtrio.channels": [
-        "Address", "VMADDR_CID_ANY", "VMADDR_CID_HOST", "VMADDR_CID_LOCAL", "bound_address",
-        "open_listeners", "open_stream", "parse_address", "serve_streams",
+        "Address", "ServerStatistics", "StreamServer", "VMADDR_CID_ANY", "VMADDR_CID_HOST",
+        "VMADDR_CID_LOCAL", "bound_address", "open_listeners", "open_stream", "parse_address",
+        "serve_streams",
     ],
     "virtrio.channels.qmp": [
         "QCODES", "QemuVersion", "QmpClient", "QmpCommandError", "QmpCommands", "QmpError",
@@ -65,8 +66,9 @@ PUBLIC = {
         "default_socket_path", "encode", "encode_output", "open_pty_client",
     ],
     "virtrio.channels.yamux": [
-        "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxSession", "MuxStream",
-        "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession", "open_mux",
+        "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxListener", "MuxSession",
+        "MuxStream", "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession",
+        "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",
