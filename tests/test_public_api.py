@@ -38,7 +38,8 @@ PUBLIC = {
     "virtrio.channels.libvirt": [
         "ChannelInfo", "DomainEvent", "DomainNotFoundError", "DomainSummary", "DomainXml",
         "DomainXmlError", "EventKind", "EventLoopStats", "GuestAgentUnavailableError",
-        "LibvirtAuthenticationError", "LibvirtCallError", "LibvirtConnection", "LibvirtDomain", "LibvirtError", "LibvirtQga",
+        "LibvirtAuthenticationError", "LibvirtCallError", "LibvirtConnection", "LibvirtDomain",
+        "LibvirtError", "LibvirtQga",
         "LibvirtQmp", "LibvirtStream", "LibvirtUnsupportedError", "LibvirtUri", "LibvirtUriError",
         "SpiceInfo", "ensure_event_loop", "event_loop_stats", "open_connection",
         "parse_domain_xml", "parse_libvirt_uri", "run_blocking",
@@ -46,7 +47,8 @@ PUBLIC = {
     "virtrio.channels.spice": [
         "ChannelType", "DEFAULT_CHANNELS", "DisplayChannel", "DisplayState", "InputsChannel",
         "LinkErr", "MainChannel", "MainInit", "MainState", "PortChannel", "Rect", "SpiceChannel",
-        "SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError", "SpiceVersionError",
+        "SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError",
+        "SpiceVersionError",
         "SpiceSession", "SpiceTransport", "Surface", "break_code", "combo_codes", "encode_png",
         "key_code", "open_channel", "open_domain_spice", "open_spice_session", "spice_addresses",
         "text_strokes",
