@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,16 +23,14 @@ from virtrio.channels.gdb import GdbClient
 from virtrio.channels.qmp import QmpClient
 from virtrio.errors import ConfigError
 
-from ._console import ConsoleBuffer
 from ._coverage import DebugInfo, lcov, parse_exec_logs
-from ._debug import GdbDebugger
+from ._instance_base import GdbInstanceBase
 from ._qemu_board import QemuNodePlan
 from ._qemu_run import QemuRun, RunSpec, serve_run
 from ._snapshots import create_image, run_snapshot_job, snapshot_drive_args
 from ._types import (
     Artifact,
     BackendError,
-    Breakpoint,
     Capabilities,
     Capability,
     ProgramFormat,
@@ -59,8 +57,10 @@ class QemuSettings:
     qemu_img: str = "qemu-img"
 
 
-class QemuInstance:
+class QemuInstance(GdbInstanceBase):
     """One QEMU machine. Made by :func:`open_qemu_instance` (or an adapter)."""
+
+    backend_name = "qemu"
 
     def __init__(
         self,
@@ -71,16 +71,10 @@ class QemuInstance:
         capabilities: Capabilities,
         nursery: trio.Nursery,
     ) -> None:
+        super().__init__(instance_id, workdir, capabilities, call_timeout=settings.call_timeout)
         self._plan = plan
-        self._id = instance_id
-        self._workdir = workdir
         self._settings = settings
-        self._capabilities = capabilities
         self._nursery = nursery
-        self._console = ConsoleBuffer(workdir / "console.log")
-        self._debugger = GdbDebugger()
-        self._programs: dict[str, ProgramInfo] = {}
-        self._program: ProgramInfo | None = None
         self._snapshots: list[str] = []
         self._run: QemuRun | None = None
         self._runs = itertools.count(1)
@@ -88,26 +82,10 @@ class QemuInstance:
         self._logs: list[tuple[Path, str | None]] = []  # execution logs, by program id
         self._lock = trio.Lock()  # one power transition at a time
 
-    # --- identity ------------------------------------------------------------------------
-
-    @property
-    def instance_id(self) -> str:
-        """This instance's id."""
-        return self._id
-
-    @property
-    def workdir(self) -> Path:
-        """Where its sockets, programs, logs and artefacts live."""
-        return self._workdir
-
     @property
     def plan(self) -> QemuNodePlan:
         """The QEMU machine this instance runs."""
         return self._plan
-
-    def capabilities(self) -> Capabilities:
-        """What this instance can do (the board and the backend's settings decide)."""
-        return self._capabilities
 
     @property
     def is_powered(self) -> bool:
@@ -123,7 +101,11 @@ class QemuInstance:
 
     @property
     def gdb(self) -> GdbClient:
-        """The running QEMU's GDB client."""
+        """The running QEMU's GDB client.
+
+        Raises:
+            BackendError: QEMU is powered off or exited (with the end of its log).
+        """
         gdb = self._current().gdb
         assert gdb is not None
         return gdb
@@ -135,9 +117,6 @@ class QemuInstance:
         if run.exited.is_set():
             raise run.failure()
         return run
-
-    def _need(self, capability: Capability, doing: str) -> None:
-        self._capabilities.require(capability, doing=doing)
 
     # --- power ---------------------------------------------------------------------------
 
@@ -158,17 +137,6 @@ class QemuInstance:
         """Reset the machine (QMP ``system_reset``); a stopped CPU stays stopped."""
         self._need(Capability.POWER, "reset")
         await self.qmp.execute("system_reset")
-
-    async def pause(self) -> None:
-        """Stop the CPU (a GDB interrupt), keeping all state."""
-        self._need(Capability.PAUSE, "pause")
-        await self.gdb.interrupt()
-
-    async def resume(self) -> None:
-        """Let the CPU run (no-op if it runs)."""
-        self._need(Capability.PAUSE, "resume")
-        if not self.gdb.is_running:
-            await self.gdb.continue_()
 
     async def _start(self) -> None:
         run_number = next(self._runs)
@@ -205,117 +173,16 @@ class QemuInstance:
 
     # --- programs ------------------------------------------------------------------------
 
-    async def upload_program(
-        self,
-        data: bytes,
-        *,
-        format: ProgramFormat = ProgramFormat.ELF,
-        load_address: int | None = None,
-        name: str = "",
-    ) -> str:
-        """Store a program (an ELF, or a raw image with its load address); returns its id.
-
-        Raises:
-            UnsupportedCapabilityError: the format is not supported here.
-            ConfigError: an ELF that is not an ELF, a raw image without a load address.
-        """
-        capability = (
-            Capability.PROGRAM_ELF if format is ProgramFormat.ELF else Capability.PROGRAM_RAW
-        )
-        self._need(capability, f"upload_program(format={format.value!r})")
-        if format is ProgramFormat.ELF and not data.startswith(b"\x7fELF"):
-            raise ConfigError("upload_program: the data is not an ELF file (use format='raw')")
-        program_id = f"prog{len(self._programs) + 1}"
-        folder = self._workdir / "programs"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{program_id}.{'elf' if format is ProgramFormat.ELF else 'bin'}"
-        info = ProgramInfo(program_id, path, format, load_address, name or program_id)
-        await trio.Path(path).write_bytes(data)
-        self._programs[program_id] = info
-        return program_id
-
-    def program(self, program_id: str) -> ProgramInfo:
-        """An uploaded program.
-
-        Raises:
-            ConfigError: no program has this id.
-        """
-        try:
-            return self._programs[program_id]
-        except KeyError:
-            known = ", ".join(self._programs) or "none"
-            raise ConfigError(f"no program {program_id!r} (uploaded: {known})") from None
-
     async def start_program(self, program_id: str, options: StartOptions | None = None) -> None:
         """(Re)start QEMU with the program loaded, from reset or at ``options.entry``; the CPU
         runs unless ``options.halted``. Breakpoints already set apply from the first
         instruction."""
-        program = self.program(program_id)
         options = options or StartOptions()
-        if options.entry is not None:
-            self._need(Capability.START_AT_ENTRY, "start_program(entry=...)")
         async with self._lock:
             await self._stop()
-            self._program = program
-            elf = program.path if program.format is ProgramFormat.ELF else None
-            self._debugger.load_symbols(elf)
+            self._select_program(program_id, options)
             await self._start()
-        gdb = self.gdb
-        if options.entry is not None:
-            await gdb.write_register(GdbDebugger.pc_name(gdb), options.entry)
-        if not options.halted:
-            await gdb.continue_()
-
-    def address_of(self, symbol: str) -> int:
-        """The address of a function or variable of the running ELF."""
-        return self._debugger.address_of(symbol)
-
-    # --- debugging -----------------------------------------------------------------------
-
-    async def set_breakpoint(self, breakpoint: Breakpoint) -> int | None:
-        """Set a breakpoint (or watchpoint), now and after every restart; returns its address
-        (None for a symbol while no program runs: it is resolved when one starts)."""
-        capability = Capability.WATCHPOINTS if breakpoint.is_watchpoint else Capability.BREAKPOINTS
-        self._need(capability, "set_breakpoint")
-        return await self._debugger.add(breakpoint)
-
-    async def remove_breakpoint(self, breakpoint: Breakpoint) -> None:
-        """Remove a breakpoint set by :meth:`set_breakpoint`."""
-        await self._debugger.remove(breakpoint)
-
-    async def read_registers(self, scope: Iterable[str] | None = None) -> dict[str, int]:
-        """The CPU's registers (the CPU must be stopped)."""
-        self._need(Capability.REGISTERS, "read_registers")
-        return GdbDebugger.select(await self.gdb.read_registers(), scope)
-
-    async def read_memory(self, address: int, size: int) -> bytes:
-        """Guest memory (the CPU must be stopped)."""
-        self._need(Capability.MEMORY, "read_memory")
-        return await self.gdb.read_memory(address, size)
-
-    async def write_memory(self, address: int, data: bytes) -> None:
-        """Write guest memory (the CPU must be stopped)."""
-        self._need(Capability.MEMORY, "write_memory")
-        await self.gdb.write_memory(address, data)
-
-    async def continue_(self) -> None:
-        """Let a stopped CPU run until a breakpoint, :meth:`pause` or forever."""
-        self._need(Capability.STEP, "continue_")
-        await self.gdb.continue_()
-
-    async def step(self) -> int:
-        """Execute one instruction; returns the new program counter."""
-        self._need(Capability.STEP, "step")
-        gdb = self.gdb
-        await gdb.step()
-        return await gdb.read_register(GdbDebugger.pc_name(gdb))
-
-    async def wait_stop(self, *, timeout: float | None = None) -> int:
-        """Wait until the CPU stops; returns the program counter."""
-        self._need(Capability.STEP, "wait_stop")
-        gdb = self.gdb
-        await gdb.wait_stop(timeout)
-        return await gdb.read_register(GdbDebugger.pc_name(gdb))
+        await self._run_from(options)
 
     # --- snapshots -----------------------------------------------------------------------
 
@@ -381,23 +248,6 @@ class QemuInstance:
 
         await trio.to_thread.run_sync(build)
         return Artifact(target, "text/plain", "QEMU execution log (-d in_asm,exec,nochain)")
-
-    # --- console -------------------------------------------------------------------------
-
-    def console_output(self) -> bytes:
-        """Everything the console UART wrote since the instance was created."""
-        return self._console.output()
-
-    async def wait_console(self, text: bytes, *, timeout: float | None = None) -> bytes:
-        """Wait until the console output contains ``text``; returns all of it."""
-        self._need(Capability.CONSOLE, "wait_console")
-        limit = self._settings.call_timeout if timeout is None else timeout
-        return await self._console.wait_for(text, timeout=limit)
-
-    @property
-    def console(self) -> ConsoleBuffer:
-        """The console (subscribe to stream its output)."""
-        return self._console
 
 
 def _program_args(program: ProgramInfo) -> list[str]:
