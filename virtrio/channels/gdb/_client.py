@@ -207,23 +207,34 @@ class GdbClient(GdbCommands):
 
     # --- requests -------------------------------------------------------------------------
 
+    async def _lock_requests(self) -> None:
+        lock = self._request_lock
+        try:
+            lock.acquire_nowait()  # uncontended: no trip through the scheduler
+        except trio.WouldBlock:
+            await lock.acquire()
+
     async def _exchange(self, payload: bytes, timeout: float | None) -> _Slot:
         limit = self._deadline(timeout)
         with trio.move_on_after(limit) as scope:
-            async with self._request_lock:
+            await self._lock_requests()
+            try:
                 previous = self._slot
                 if previous is not None:  # a cancelled caller's reply is still on its way
                     await previous.done.wait()
                 if self.closed_reason is not None:
                     raise self._lost()
+                await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
+                data = self._protocol.send_request(payload)  # raises before anything is sent
                 slot = self._slot = _Slot()
-                data = self._protocol.send_request(payload)
                 await self._write(data)
                 await slot.done.wait()
                 self._slot = None
-                if slot.reply is None:
-                    raise self._lost()
-                return slot
+            finally:
+                self._request_lock.release()
+            if slot.reply is None:
+                raise self._lost()
+            return slot
         assert scope.cancelled_caught
         if self.closed_reason is not None:
             raise self._lost()
@@ -253,15 +264,19 @@ class GdbClient(GdbCommands):
     async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:
         if self.closed_reason is not None:
             raise self._lost()
-        async with self._request_lock:
+        await self._lock_requests()
+        try:
             if self._slot is not None:
                 await self._slot.done.wait()
+            await trio.lowlevel.checkpoint_if_cancelled()
             data = self._protocol.send_resume(payload)
             self._resume_error = None
             self._quiet = quiet
             self._stopped = trio.Event()
             self._stopped_since_resume()
             await self._write(data)
+        finally:
+            self._request_lock.release()
 
     def _publish(self, event: GdbEvent) -> None:
         if not self._events.closed:
