@@ -70,6 +70,7 @@ class GdbClient(GdbCommands):
         self._stopped.set()
         self._last_stop: StopReply | None = None
         self._resume_error: GdbError | None = None
+        self._quiet = False  # the stop of an internal step (off a breakpoint) is not published
         self.closed_reason: BaseException | None = None
         self._closed = trio.Event()
 
@@ -187,13 +188,12 @@ class GdbClient(GdbCommands):
             slot = self._slot
             if slot is not None and self._protocol.state is ProtocolState.WAITING:
                 slot.output += event.data
-            if not self._events.closed:
-                self._events.publish(event)
+            self._publish(event)
         else:
             self._last_stop = event
             self._stopped.set()
-            if not self._events.closed:
-                self._events.publish(event)
+            if not self._quiet:
+                self._publish(event)
 
     def _lose(self, reason: BaseException) -> None:
         if self.closed_reason is not None:
@@ -207,23 +207,34 @@ class GdbClient(GdbCommands):
 
     # --- requests -------------------------------------------------------------------------
 
+    async def _lock_requests(self) -> None:
+        lock = self._request_lock
+        try:
+            lock.acquire_nowait()  # uncontended: no trip through the scheduler
+        except trio.WouldBlock:
+            await lock.acquire()
+
     async def _exchange(self, payload: bytes, timeout: float | None) -> _Slot:
         limit = self._deadline(timeout)
         with trio.move_on_after(limit) as scope:
-            async with self._request_lock:
+            await self._lock_requests()
+            try:
                 previous = self._slot
                 if previous is not None:  # a cancelled caller's reply is still on its way
                     await previous.done.wait()
                 if self.closed_reason is not None:
                     raise self._lost()
+                await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
+                data = self._protocol.send_request(payload)  # raises before anything is sent
                 slot = self._slot = _Slot()
-                data = self._protocol.send_request(payload)
                 await self._write(data)
                 await slot.done.wait()
                 self._slot = None
-                if slot.reply is None:
-                    raise self._lost()
-                return slot
+            finally:
+                self._request_lock.release()
+            if slot.reply is None:
+                raise self._lost()
+            return slot
         assert scope.cancelled_caught
         if self.closed_reason is not None:
             raise self._lost()
@@ -250,16 +261,26 @@ class GdbClient(GdbCommands):
         assert slot.reply is not None
         return slot.reply, bytes(slot.output)
 
-    async def _resume(self, payload: bytes) -> None:
+    async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:
         if self.closed_reason is not None:
             raise self._lost()
-        async with self._request_lock:
+        await self._lock_requests()
+        try:
             if self._slot is not None:
                 await self._slot.done.wait()
+            await trio.lowlevel.checkpoint_if_cancelled()
             data = self._protocol.send_resume(payload)
             self._resume_error = None
+            self._quiet = quiet
             self._stopped = trio.Event()
+            self._stopped_since_resume()
             await self._write(data)
+        finally:
+            self._request_lock.release()
+
+    def _publish(self, event: GdbEvent) -> None:
+        if not self._events.closed:
+            self._events.publish(event)
 
     async def wait_stop(self, timeout: float | None = None) -> StopReply:
         """Wait until the target stops and return the stop reply; at once if it is stopped.
@@ -296,6 +317,9 @@ class GdbClient(GdbCommands):
         """Close the connection (the target stays as it is)."""
         self._lose(ConnectionLostError(f"GDB connection to {self.address} was closed"))
         await trio.aclose_forcefully(self._stream)
+
+    def _running(self) -> bool:
+        return self.is_running
 
     def _end_ack_mode(self) -> None:
         self._protocol.end_ack_mode()

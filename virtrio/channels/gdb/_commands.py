@@ -12,6 +12,9 @@ from typing import Literal
 from ._errors import GdbCommandError, GdbLocalProtocolError, GdbProtocolError, GdbUnsupportedError
 from ._framing import escape
 from ._replies import (
+    WATCH_REASONS,
+    GdbEvent,
+    Stopped,
     StopReply,
     StubFeatures,
     ThreadId,
@@ -67,6 +70,10 @@ class GdbCommands:
         self._binary_write: bool | None = None
         self._p_packet = True
         self._P_packet = True
+        # what is inserted, to step off it before resuming: (Z type, address, kind or length)
+        self._breakpoints: set[tuple[int, int, int]] = set()
+        self._watchpoints: set[tuple[int, int, int]] = set()
+        self._pc: int | None = None  # the program counter at this stop, once read
 
     async def request(self, packet: bytes | str, *, timeout: float | None = None) -> bytes:
         raise NotImplementedError
@@ -74,8 +81,18 @@ class GdbCommands:
     async def _request_output(self, payload: bytes, timeout: float | None) -> tuple[bytes, bytes]:
         raise NotImplementedError
 
-    async def _resume(self, payload: bytes) -> None:
+    async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:
         raise NotImplementedError
+
+    def _publish(self, event: GdbEvent) -> None:
+        raise NotImplementedError
+
+    @property
+    def last_stop(self) -> StopReply | None:
+        raise NotImplementedError
+
+    def _stopped_since_resume(self) -> None:
+        self._pc = None
 
     async def wait_stop(self, timeout: float | None = None) -> StopReply:
         raise NotImplementedError
@@ -167,6 +184,9 @@ class GdbCommands:
                 continue
             if value is not None:
                 values[reg.name] = value
+        pc_reg = self._pc_register()
+        if pc_reg is not None and pc_reg.name in values:
+            self._pc = values[pc_reg.name]
         return values
 
     async def _read_p(self, reg: Register, timeout: float | None) -> int | None:
@@ -204,6 +224,8 @@ class GdbCommands:
             value = _hex_register(text[start : start + reg.size * 2], reg, self.target.byteorder)
         if value is None:
             raise GdbLocalProtocolError(f"register {name} is unavailable")
+        if reg is self._pc_register():
+            self._pc = value
         return value
 
     async def write_register(self, name: str, value: int, *, timeout: float | None = None) -> None:
@@ -216,6 +238,7 @@ class GdbCommands:
         """
         reg = self._register(name)
         raw = self.target.encode_value(reg, value)
+        self._pc = None
         if self._P_packet:
             command = b"P%x=%s" % (reg.regnum, raw.hex().encode())
             reply = await self.request(command, timeout=timeout)
@@ -329,6 +352,11 @@ class GdbCommands:
     ) -> None:
         command = b"%s%d,%x,%x" % (b"Z" if insert else b"z", kind_type, address, kind)
         _ok(await self.request(command, timeout=timeout), command)
+        table = self._breakpoints if kind_type < 2 else self._watchpoints
+        if insert:
+            table.add((kind_type, address, kind))
+        else:
+            table.discard((kind_type, address, kind))
 
     async def set_breakpoint(
         self,
@@ -402,13 +430,76 @@ class GdbCommands:
 
     # --- execution -------------------------------------------------------------------------
 
-    async def continue_(self, *, thread: ThreadId | None = None) -> None:
+    def _pc_register(self) -> Register | None:
+        regs = self.target.registers_by_name
+        for name in ("pc", "rip", "eip"):
+            if name in regs:
+                return regs[name]
+        return next((r for r in self.target.registers if r.type == "code_ptr"), None)
+
+    def _watchpoints_stop_before_access(self) -> bool:
+        # GDB's "non-steppable watchpoints": on ARM, AArch64 and MIPS a watchpoint stops the
+        # target before the access, so resuming with it inserted would hit it again at once
+        return (self.target.architecture or "").startswith(("arm", "aarch64", "mips"))
+
+    def _step_packet(self, thread: ThreadId | None) -> bytes:
+        if "s" in self.vcont_actions:
+            target = thread or self._stop_thread()
+            return b"vCont;s" + (b":%s" % str(target).encode() if target else b"")
+        return b"s"
+
+    async def _step_off(self, thread: ThreadId | None, timeout: float | None) -> StopReply | None:
+        """Step one instruction with the breakpoints at the PC (and, where watchpoints stop
+        before the access, the watchpoints after a watchpoint stop) lifted, as GDB does: the
+        stub itself would report them again without moving. Returns the step's stop, or None
+        when there was nothing to step off."""
+        lifted: list[tuple[int, int, int]] = []
+        stop = self.last_stop
+        if (
+            self._watchpoints
+            and isinstance(stop, Stopped)
+            and stop.reason in WATCH_REASONS
+            and self._watchpoints_stop_before_access()
+        ):
+            lifted += self._watchpoints
+        pc_reg = self._pc_register()
+        if self._breakpoints and pc_reg is not None:
+            if self._pc is None:
+                self._pc = await self.read_register(pc_reg.name, timeout=timeout)
+            lifted += [b for b in self._breakpoints if b[1] == self._pc]
+        if not lifted:
+            return None
+        for z in lifted:
+            await self._z(False, *z, timeout)
+        try:
+            await self._resume(self._step_packet(thread), quiet=True)
+            return await self.wait_stop(timeout)
+        finally:
+            if self.last_stop is not None and not self._running():
+                for z in lifted:
+                    await self._z(True, *z, timeout)
+
+    def _running(self) -> bool:
+        raise NotImplementedError
+
+    @staticmethod
+    def _plain_step(stop: StopReply) -> bool:
+        return isinstance(stop, Stopped) and stop.signal == 5 and stop.reason is None
+
+    async def continue_(
+        self, *, thread: ThreadId | None = None, timeout: float | None = None
+    ) -> None:
         """Resume the target (``vCont;c`` or ``c``) and return once the request is sent; the
-        stop comes later: :meth:`wait_stop`, or the :meth:`events` listener.
+        stop comes later: :meth:`wait_stop`, or the :meth:`events` listener. Stopped at one of
+        our breakpoints, it first steps off it (as GDB does).
 
         Raises:
             GdbLocalProtocolError: the target already runs.
         """
+        stop = await self._step_off(thread, timeout)
+        if stop is not None and not self._plain_step(stop):
+            self._publish(stop)  # the step itself stopped somewhere that matters: stay there
+            return
         if "c" in self.vcont_actions:
             await self._resume(b"vCont;c" + (b":%s" % str(thread).encode() if thread else b""))
         else:
@@ -423,11 +514,11 @@ class GdbCommands:
             GdbLocalProtocolError: the target runs.
             VirtrioTimeoutError: no stop within ``timeout``.
         """
-        if "s" in self.vcont_actions:
-            target = thread or self._stop_thread()
-            await self._resume(b"vCont;s" + (b":%s" % str(target).encode() if target else b""))
-        else:
-            await self._resume(b"s")
+        stop = await self._step_off(thread, timeout)
+        if stop is not None:
+            self._publish(stop)
+            return stop
+        await self._resume(self._step_packet(thread))
         return await self.wait_stop(timeout)
 
     def _stop_thread(self) -> ThreadId | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-
 from virtrio.errors import CommandError, LocalProtocolError, ProtocolError, VirtrioError
 
 __all__ = [
@@ -33,10 +31,12 @@ class GdbCommandError(GdbError, CommandError):
     """The stub answered ``command`` with an error reply (``E NN`` or ``E.text``).
 
     Attributes:
-        code: the error number of an ``E NN`` reply (GDB uses errno values: 22 is EINVAL, 14
-            EFAULT), or None for a textual ``E.text`` reply.
-        error_class: ``"E22"``-style text (``"E.text"`` replies: ``"E"``).
-        desc: a readable description (the errno name, or the stub's text).
+        code: the number of an ``E NN`` reply, read as hex as the protocol defines it, or None
+            for a textual ``E.text`` reply. Stubs differ in what they mean by it: QEMU writes
+            errno values in decimal digits (``E22`` for EINVAL, ``E14`` for EFAULT), so
+            :attr:`error_class` keeps the text as sent.
+        error_class: the reply's code as sent (``"E22"``; ``"E"`` for ``E.text`` replies).
+        desc: the stub's text, or ``"error NN"``.
         command: the request that failed (its first 64 bytes, as text).
     """
 
@@ -54,9 +54,7 @@ class GdbCommandError(GdbError, CommandError):
             code = int(body, 16)
         except ValueError:
             return cls(f"E{body}", "error reply", command=command, code=None)
-        name = errno.errorcode.get(code)
-        desc = f"error {code}" + (f" ({name})" if name else "")
-        return cls(f"E{body}", desc, command=command, code=code)
+        return cls(f"E{body}", f"error {body}", command=command, code=code)
 
 
 class GdbUnsupportedError(GdbCommandError):
