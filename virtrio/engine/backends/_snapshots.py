@@ -61,7 +61,8 @@ async def run_snapshot_job(qmp: QmpClient, command: str, tag: str, job_id: str) 
         arguments["vmstate"] = SNAPSHOT_NODE
     with qmp.events("JOB_STATUS_CHANGE") as events:
         await qmp.execute(command, arguments)
-        async for event in events:
+        while True:
+            event = await events.receive()
             if event.data.get("id") == job_id and event.data.get("status") == "concluded":
                 break
     jobs = await qmp.execute("query-jobs")
@@ -83,8 +84,8 @@ async def migrate_to_file(qmp: QmpClient, path: Path) -> None:
     with qmp.events("MIGRATION") as events:
         await qmp.execute("stop")
         await qmp.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(path))}"})
-        async for event in events:
-            status = event.data.get("status")
+        while True:
+            status = (await events.receive()).data.get("status")
             if status == "completed":
                 return
             if status in ("failed", "cancelled"):
@@ -107,8 +108,8 @@ async def incoming_from_file(qmp: QmpClient, path: Path) -> None:
     )
     with qmp.events("MIGRATION") as events:
         await qmp.execute("migrate-incoming", {"uri": f"exec:cat {shlex.quote(str(path))}"})
-        async for event in events:
-            status = event.data.get("status")
+        while True:
+            status = (await events.receive()).data.get("status")
             if status == "completed":
                 return
             if status in ("failed", "cancelled"):
