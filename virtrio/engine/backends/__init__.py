@@ -66,7 +66,18 @@ from ._registry import (
     backend_names as backend_names,
     load_backend as load_backend,
 )
+from ._renode import (
+    RenodeBackend as RenodeBackend,
+    RenodeInstance as RenodeInstance,
+    RobotRemote as RobotRemote,
+    renode_platform as renode_platform,
+)
 from ._schema import BOARD_CONFIG_SCHEMA as BOARD_CONFIG_SCHEMA
+from ._skyeye import (
+    SkyEyeBackend as SkyEyeBackend,
+    SkyEyeInstance as SkyEyeInstance,
+    skyeye_config as skyeye_config,
+)
 from ._types import (
     Artifact as Artifact,
     BackendError as BackendError,
@@ -118,7 +129,12 @@ __all__ = [
     "QemuMachineModel",
     "QemuNodePlan",
     "QemuSettings",
+    "RenodeBackend",
+    "RenodeInstance",
+    "RobotRemote",
     "SharedMemory",
+    "SkyEyeBackend",
+    "SkyEyeInstance",
     "StartOptions",
     "UnsupportedCapabilityError",
     "backend_names",
@@ -130,5 +146,7 @@ __all__ = [
     "parse_size",
     "plan_qemu_board",
     "plan_qemu_node",
+    "renode_platform",
+    "skyeye_config",
     "template_names",
 ]

@@ -104,7 +104,7 @@ class GdbInstanceBase:
             raise ConfigError("upload_program: the data is not an ELF file (use format='raw')")
         program_id = f"prog{len(self._programs) + 1}"
         folder = self._workdir / "programs"
-        folder.mkdir(exist_ok=True)
+        await trio.Path(folder).mkdir(exist_ok=True)
         path = folder / f"{program_id}.{'elf' if elf else 'bin'}"
         info = ProgramInfo(program_id, path, format, load_address, name or program_id)
         await trio.Path(path).write_bytes(data)

@@ -267,7 +267,7 @@ async def open_qemu_instance(
 ) -> AsyncIterator[QemuInstance]:
     """An instance of ``plan`` in ``workdir`` (created); on exit QEMU is stopped and reaped."""
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    await trio.Path(workdir).mkdir(parents=True, exist_ok=True)
     await create_image(workdir / "snapshots.qcow2", qemu_img=settings.qemu_img)
     async with open_service_nursery() as nursery:
         instance = QemuInstance(plan, instance_id, workdir, settings, capabilities, nursery)
