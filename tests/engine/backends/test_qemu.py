@@ -18,6 +18,7 @@ from virtrio.engine.backends import (
     Breakpoint,
     BreakpointKind,
     Capability,
+    ConsoleBuffer,
     ProgramFormat,
     QemuBackend,
     QemuInstance,
@@ -27,6 +28,8 @@ from virtrio.engine.backends import (
     load_backend,
     open_adapter,
 )
+from virtrio.engine.backends._qemu_run import RunSpec, serve_run
+from virtrio.engine.backends._snapshots import migrate_to_file
 from virtrio.errors import ConfigError
 
 Build = Callable[[str], BareMetalProgram]
@@ -104,6 +107,39 @@ async def test_snapshot_restores_a_variable(bare_metal_program: Build, tmp_path:
         assert _u32(await machine.read_memory(counter, 4)) == saved + 1
         with pytest.raises(ConfigError, match="no snapshot 'nope'"):
             await machine.restore_snapshot("nope")
+
+
+async def test_migration_to_a_file_restores_in_a_new_qemu(
+    bare_metal_program: Build, tmp_path: Path
+) -> None:
+    """The other snapshot method (measured by benchmarks/backends.py): migrate to a file,
+    then a new QEMU started from it has the same memory."""
+    program = bare_metal_program("x86_64")
+    node = board_template("pc", ram_size=64 << 20).nodes[0]
+    state = tmp_path / "state.mig"
+    counter = program.symbols["counter"]
+    async with QemuBackend().open_instance(node, instance_id="m", workdir=tmp_path / "a") as m:
+        await _stop_at_tick(m, program)
+        await m.remove_breakpoint(Breakpoint(symbol="tick"))
+        await m.continue_()  # saved running: QMP pauses it (GDB hears of the stop)
+        await migrate_to_file(m.qmp, state)
+        await m.gdb.wait_stop(timeout=30)
+        saved = await m.read_memory(counter, 4)
+        assert m.run_spec is not None
+        argv = m.run_spec.argv
+    assert _u32(saved) > 1
+    spec = RunSpec(argv, 0, tmp_path / "b", tmp_path / "b.log", incoming=state)
+    spec.workdir.mkdir()
+    async with trio.open_nursery() as nursery:
+        run = await nursery.start(serve_run, spec, ConsoleBuffer(), _ignore)
+        assert run.gdb is not None
+        assert await run.gdb.read_memory(counter, 4) == saved
+        run.stop.set()
+    assert run.process.returncode is not None
+
+
+async def _ignore(gdb: object) -> None:
+    return None
 
 
 async def test_board_without_snapshots_says_so(tmp_path: Path) -> None:

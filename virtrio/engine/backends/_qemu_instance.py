@@ -46,7 +46,8 @@ class QemuSettings:
     """How the QEMU backend runs its instances.
 
     ``binaries`` maps a QEMU binary name to the program to run instead (a path); ``trace``
-    turns on the execution log that coverage and trace need (it slows the guest down).
+    turns on the execution log that coverage and trace need (it slows the guest down);
+    ``extra_args`` go at the end of every QEMU command line.
     """
 
     binaries: dict[str, str] = attrs.field(factory=dict)
@@ -55,6 +56,7 @@ class QemuSettings:
     call_timeout: float = 10.0
     stop_grace: float = 3.0
     qemu_img: str = "qemu-img"
+    extra_args: tuple[str, ...] = ()
 
 
 class QemuInstance(GdbInstanceBase):
@@ -77,6 +79,7 @@ class QemuInstance(GdbInstanceBase):
         self._nursery = nursery
         self._snapshots: list[str] = []
         self._run: QemuRun | None = None
+        self._spec: RunSpec | None = None
         self._runs = itertools.count(1)
         self._jobs = itertools.count(1)
         self._logs: list[tuple[Path, str | None]] = []  # execution logs, by program id
@@ -86,6 +89,11 @@ class QemuInstance(GdbInstanceBase):
     def plan(self) -> QemuNodePlan:
         """The QEMU machine this instance runs."""
         return self._plan
+
+    @property
+    def run_spec(self) -> RunSpec | None:
+        """How the current (or last) QEMU was started: its arguments less the sockets."""
+        return self._spec
 
     @property
     def is_powered(self) -> bool:
@@ -150,6 +158,7 @@ class QemuInstance(GdbInstanceBase):
             log = self._workdir / f"exec-{run_number}.log"
             argv += ["-d", "in_asm,exec,nochain", "-D", str(log)]
             self._logs.append((log, program.program_id if program else None))
+        argv += self._settings.extra_args
         spec = RunSpec(
             tuple(argv),
             self._plan.console_index,
@@ -159,6 +168,7 @@ class QemuInstance(GdbInstanceBase):
             self._settings.call_timeout,
             self._settings.stop_grace,
         )
+        self._spec = spec
         self._run = await self._nursery.start(serve_run, spec, self._console, self._debugger.attach)
 
     async def _stop(self) -> None:

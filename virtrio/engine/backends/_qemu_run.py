@@ -19,6 +19,7 @@ from virtrio.engine._qemu import _listen, _stop
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioError
 
 from ._console import ConsoleBuffer, pump_console
+from ._snapshots import incoming_from_file
 from ._types import BackendError
 
 __all__ = ["QemuRun", "RunSpec", "serve_run"]
@@ -35,6 +36,10 @@ class RunSpec:
     connect_timeout: float = 10.0
     call_timeout: float = 10.0
     stop_grace: float = 3.0
+    #: Start from a state saved by migration to this file (``-incoming defer``, then
+    #: ``migrate-incoming``; GDB connects only after it: QEMU aborts on a debugger stop
+    #: while in ``inmigrate``).
+    incoming: Path | None = None
 
 
 @attrs.define(eq=False)
@@ -90,6 +95,7 @@ async def serve_run(
         *["-serial", "null"] * spec.console_index,
         "-serial", "chardev:con0",
         "-S",
+        *(["-incoming", "defer"] if spec.incoming is not None else []),
     ]  # fmt: skip
     try:
         with spec.log.open("ab") as log:
@@ -148,6 +154,8 @@ async def _connect(
             default_timeout=spec.call_timeout,
         ) as qmp:
             run.qmp = qmp
+            if spec.incoming is not None:
+                await incoming_from_file(qmp, spec.incoming)
             async with open_gdb(
                 Address.unix(folder / "gdb.sock"),
                 connect_timeout=spec.connect_timeout,

@@ -73,7 +73,9 @@ async def run_snapshot_job(qmp: QmpClient, command: str, tag: str, job_id: str) 
 
 
 async def migrate_to_file(qmp: QmpClient, path: Path) -> None:
-    """Save the machine's state to ``path`` by migration (the machine is left paused).
+    """Save the machine's state to ``path`` by migration (the machine is left in QEMU's
+    ``postmigrate`` state: it can be migrated again, not resumed). A GDB client attached to
+    the stub sees a stop reply it did not ask for: one more reason the instance uses jobs.
 
     Raises:
         BackendError: the migration failed.
@@ -82,7 +84,8 @@ async def migrate_to_file(qmp: QmpClient, path: Path) -> None:
         "migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]}
     )
     with qmp.events("MIGRATION") as events:
-        await qmp.execute("stop")
+        if (await qmp.query_status()).running:
+            await qmp.execute("stop")
         await qmp.execute("migrate", {"uri": f"exec:cat > {shlex.quote(str(path))}"})
         while True:
             status = (await events.receive()).data.get("status")
@@ -98,7 +101,7 @@ async def migrate_to_file(qmp: QmpClient, path: Path) -> None:
 
 async def incoming_from_file(qmp: QmpClient, path: Path) -> None:
     """Load state saved by :func:`migrate_to_file` into a QEMU started with
-    ``-incoming defer`` (it stays paused).
+    ``-incoming defer`` and ``-S`` (it stays paused).
 
     Raises:
         BackendError: the incoming migration failed.
@@ -111,10 +114,13 @@ async def incoming_from_file(qmp: QmpClient, path: Path) -> None:
         while True:
             status = (await events.receive()).data.get("status")
             if status == "completed":
-                return
-            if status in ("failed", "cancelled"):
                 break
-    raise BackendError(f"incoming migration from {path} failed", backend="qemu")
+            if status in ("failed", "cancelled"):
+                raise BackendError(f"incoming migration from {path} failed", backend="qemu")
+    # QEMU leaves 'inmigrate' in a bottom half after the event; a round trip lets it run
+    state = (await qmp.query_status()).status
+    if state == "inmigrate":
+        raise BackendError(f"QEMU still in inmigrate after loading {path}", backend="qemu")
 
 
 async def create_image(path: Path, *, qemu_img: str = "qemu-img") -> None:
