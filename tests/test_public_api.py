@@ -51,6 +51,19 @@ PUBLIC = {
         "YamuxTransport", "encode_length_prefixed", "open_message_pool",
         "open_supervised_connection", "with_xtransport", "with_yamux",
     ],
+    "virtrio.engine.backends": [
+        "Access", "Artifact", "BOARD_CONFIG_SCHEMA", "Backend", "BackendAdapter", "BackendError",
+        "BackendInstance", "BackendType", "BoardConfig", "BoardConfigError", "Breakpoint",
+        "BreakpointKind", "Capabilities", "Capability", "ConsoleBuffer", "DebugInfo",
+        "ENTRY_POINT_GROUP", "ExecLogParser", "FunctionInfo", "InstanceAdapter", "Interconnect",
+        "IrqRoute", "MemoryRegion", "MemoryType", "MmioMapping", "NodeConfig", "Peripheral",
+        "Processor", "ProgramFormat", "ProgramInfo", "QEMU_MACHINES", "QemuBackend",
+        "QemuInstance", "QemuMachineModel", "QemuNodePlan", "QemuSettings", "RenodeBackend",
+        "RenodeInstance", "RobotRemote", "SharedMemory", "SkyEyeBackend", "SkyEyeInstance",
+        "StartOptions", "UnsupportedCapabilityError", "backend_names", "board_template", "lcov",
+        "load_backend", "open_adapter", "parse_board", "parse_size", "plan_qemu_board",
+        "plan_qemu_node", "renode_platform", "skyeye_config", "template_names",
+    ],
 }  # fmt: skip
 
 
