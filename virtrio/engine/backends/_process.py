@@ -15,9 +15,62 @@ import trio
 from virtrio.engine._qemu import _stop
 from virtrio.errors import ConfigError
 
-from ._types import BackendError
+from ._types import BackendError, Capabilities, Capability
 
-__all__ = ["find_program", "free_tcp_port", "open_announcing_process", "read_until"]
+__all__ = [
+    "GDB_DEBUGGED",
+    "ExternalBackend",
+    "find_program",
+    "free_tcp_port",
+    "open_announcing_process",
+    "read_until",
+]
+
+#: What an emulator debugged through its own GDB server offers (less what it lacks).
+GDB_DEBUGGED = frozenset(
+    {
+        Capability.POWER,
+        Capability.PAUSE,
+        Capability.PROGRAM_ELF,
+        Capability.PROGRAM_RAW,
+        Capability.START_AT_ENTRY,
+        Capability.BREAKPOINTS,
+        Capability.WATCHPOINTS,
+        Capability.REGISTERS,
+        Capability.MEMORY,
+        Capability.STEP,
+        Capability.CONSOLE,
+    }
+)
+
+
+class ExternalBackend:
+    """The settings of a backend that runs an emulator found on PATH (or at ``binary``)."""
+
+    name = "external"
+
+    def __init__(
+        self,
+        *,
+        binary: str | None = None,
+        connect_timeout: float = 30.0,
+        call_timeout: float = 30.0,
+        stop_grace: float = 5.0,
+    ) -> None:
+        self.binary = binary
+        self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
+        self.stop_grace = stop_grace
+
+    def _capabilities(
+        self, lacks: dict[Capability, str], summary: str, *, has_uart: bool | None
+    ) -> Capabilities:
+        caps = Capabilities(
+            self.name, GDB_DEBUGGED - set(lacks), lacks, tested=False, summary=summary
+        )
+        if has_uart is False:
+            caps = caps.without(Capability.CONSOLE, "the node has no uart peripheral")
+        return caps
 
 
 def find_program(configured: str | None, name: str, *, backend: str, hint: str) -> str:

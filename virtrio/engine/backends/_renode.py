@@ -36,7 +36,13 @@ from virtrio.channels.gdb import open_gdb
 from ._board import Access, BoardConfigError, NodeConfig
 from ._console import pump_console
 from ._instance_base import GdbInstanceBase
-from ._process import find_program, free_tcp_port, open_announcing_process, read_until
+from ._process import (
+    ExternalBackend,
+    find_program,
+    free_tcp_port,
+    open_announcing_process,
+    read_until,
+)
 from ._types import BackendError, BackendType, Capabilities, Capability, ProgramFormat, StartOptions
 
 __all__ = ["RenodeBackend", "RenodeInstance", "RobotRemote", "renode_platform"]
@@ -267,55 +273,21 @@ class RenodeInstance(GdbInstanceBase):
                     await trio.sleep_forever()
 
 
-class RenodeBackend:
+class RenodeBackend(ExternalBackend):
     """Renode (registered as ``renode``). ``binary`` overrides ``renode`` on PATH."""
 
     name = BackendType.RENODE.value
 
-    def __init__(
-        self,
-        *,
-        binary: str | None = None,
-        connect_timeout: float = 30.0,
-        call_timeout: float = 30.0,
-        stop_grace: float = 5.0,
-    ) -> None:
-        self.binary = binary
-        self.connect_timeout = connect_timeout
-        self.call_timeout = call_timeout
-        self.stop_grace = stop_grace
-
     def capabilities(self, node: NodeConfig | None = None) -> Capabilities:
         """What the adapter does (all of it untested against the real Renode)."""
         missing = "not implemented in virtrio's Renode adapter yet"
-        caps = Capabilities(
-            self.name,
-            frozenset(
-                {
-                    Capability.POWER,
-                    Capability.PAUSE,
-                    Capability.PROGRAM_ELF,
-                    Capability.PROGRAM_RAW,
-                    Capability.START_AT_ENTRY,
-                    Capability.BREAKPOINTS,
-                    Capability.WATCHPOINTS,
-                    Capability.REGISTERS,
-                    Capability.MEMORY,
-                    Capability.STEP,
-                    Capability.CONSOLE,
-                }
-            ),
-            {
-                Capability.SNAPSHOTS: f"{missing} (Renode's Save/Load re-create the emulation)",
-                Capability.COVERAGE: f"{missing} (Renode's CreateExecutionTracing could feed it)",
-                Capability.TRACE: missing,
-            },
-            tested=False,
-            summary=f"Renode: {_UNTESTED}",
-        )
-        if node is not None and _console_uart(node) is None:
-            caps = caps.without(Capability.CONSOLE, "the node has no uart peripheral")
-        return caps
+        lacks = {
+            Capability.SNAPSHOTS: f"{missing} (Renode's Save/Load re-create the emulation)",
+            Capability.COVERAGE: f"{missing} (Renode's CreateExecutionTracing could feed it)",
+            Capability.TRACE: missing,
+        }
+        uart = None if node is None else _console_uart(node) is not None
+        return self._capabilities(lacks, f"Renode: {_UNTESTED}", has_uart=uart)
 
     def check_node(self, node: NodeConfig) -> None:
         """Raise :class:`BoardConfigError` naming what this adapter cannot model."""

@@ -24,7 +24,7 @@ from virtrio.channels.gdb import open_gdb
 from ._board import Access, BoardConfigError, NodeConfig
 from ._console import pump_console
 from ._instance_base import GdbInstanceBase
-from ._process import find_program, open_announcing_process, read_until
+from ._process import ExternalBackend, find_program, open_announcing_process, read_until
 from ._types import BackendError, BackendType, Capabilities, Capability, ProgramFormat, StartOptions
 
 __all__ = ["SkyEyeBackend", "SkyEyeInstance", "skyeye_config"]
@@ -183,57 +183,27 @@ class SkyEyeInstance(GdbInstanceBase):
             self._exited.set()
 
 
-class SkyEyeBackend:
+class SkyEyeBackend(ExternalBackend):
     """SkyEye (registered as ``skyeye``). ``binary`` overrides ``skyeye`` on PATH."""
 
     name = BackendType.SKYEYE.value
 
-    def __init__(
-        self,
-        *,
-        binary: str | None = None,
-        connect_timeout: float = 30.0,
-        call_timeout: float = 30.0,
-        stop_grace: float = 3.0,
-    ) -> None:
-        self.binary = binary
-        self.connect_timeout = connect_timeout
-        self.call_timeout = call_timeout
-        self.stop_grace = stop_grace
-
     def capabilities(self, node: NodeConfig | None = None) -> Capabilities:
         """What the adapter does (all of it untested against the real SkyEye)."""
         none = "SkyEye's GDB server and command line offer no way to do this"
-        caps = Capabilities(
-            self.name,
-            frozenset(
-                {
-                    Capability.POWER,
-                    Capability.PAUSE,
-                    Capability.PROGRAM_ELF,
-                    Capability.PROGRAM_RAW,
-                    Capability.START_AT_ENTRY,
-                    Capability.BREAKPOINTS,
-                    Capability.REGISTERS,
-                    Capability.MEMORY,
-                    Capability.STEP,
-                    Capability.CONSOLE,
-                }
-            ),
-            {
-                Capability.POWER: "power_on needs a started program; reset restarts SkyEye",
-                Capability.WATCHPOINTS: "SkyEye's GDB server is not documented to support Z2-Z4",
-                Capability.SNAPSHOTS: none,
-                Capability.COVERAGE: none,
-                Capability.TRACE: none,
-            },
-            tested=False,
-            summary="SkyEye: untested against the real SkyEye (tested against a fake of it); "
-            f"GDB on the fixed port {GDB_PORT}, so one SkyEye instance at a time",
+        lacks = {
+            Capability.WATCHPOINTS: "SkyEye's GDB server is not documented to support Z2-Z4",
+            Capability.SNAPSHOTS: none,
+            Capability.COVERAGE: none,
+            Capability.TRACE: none,
+        }
+        summary = (
+            "SkyEye: untested against the real SkyEye (tested against a fake of it); "
+            f"GDB on the fixed port {GDB_PORT}, so one SkyEye instance at a time; "
+            "power_on needs a started program and reset restarts SkyEye"
         )
-        if node is not None and not any(p.type == "uart" for p in node.peripherals):
-            caps = caps.without(Capability.CONSOLE, "the node has no uart peripheral")
-        return caps
+        uart = None if node is None else any(p.type == "uart" for p in node.peripherals)
+        return self._capabilities(lacks, summary, has_uart=uart)
 
     def check_node(self, node: NodeConfig) -> None:
         """Raise :class:`BoardConfigError` naming what this adapter cannot model."""
