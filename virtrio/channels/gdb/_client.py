@@ -8,11 +8,10 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import NeedData
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.nurseries._fanout import Fanout, Subscription
+from virtrio.primitives import Fanout, Subscription, open_service_nursery
 
 from ._commands import GdbCommands
 from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError

@@ -28,8 +28,8 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.errors import ConfigError
+from virtrio.primitives import open_service_nursery
 
 from ._board import NodeConfig
 from ._types import Artifact, Breakpoint, Capabilities, ProgramFormat, StartOptions

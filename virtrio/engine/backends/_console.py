@@ -12,7 +12,7 @@ from pathlib import Path
 import trio
 
 from virtrio.errors import VirtrioTimeoutError
-from virtrio.nurseries import Fanout, Subscription
+from virtrio.primitives import Fanout, Subscription
 
 __all__ = ["ConsoleBuffer", "pump_console"]
 

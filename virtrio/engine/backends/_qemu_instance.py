@@ -18,10 +18,10 @@ from pathlib import Path
 import attrs
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels.gdb import GdbClient
 from virtrio.channels.qmp import QmpClient
 from virtrio.errors import ConfigError
+from virtrio.primitives import open_service_nursery
 
 from ._coverage import DebugInfo, lcov, parse_exec_logs
 from ._instance_base import GdbInstanceBase

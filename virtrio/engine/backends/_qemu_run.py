@@ -11,12 +11,12 @@ from pathlib import Path
 import attrs
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels import Address, open_stream
 from virtrio.channels.gdb import GdbClient, open_gdb
 from virtrio.channels.qmp import QmpClient, open_qmp
 from virtrio.engine._qemu import _listen, _stop
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioError
+from virtrio.primitives import open_service_nursery
 
 from ._console import ConsoleBuffer, pump_console
 from ._snapshots import incoming_from_file

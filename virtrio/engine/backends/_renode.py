@@ -29,9 +29,9 @@ from typing import Any
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels import Address, open_stream
 from virtrio.channels.gdb import open_gdb
+from virtrio.primitives import open_service_nursery
 
 from ._board import Access, BoardConfigError, NodeConfig
 from ._console import pump_console
