@@ -1,8 +1,8 @@
 """Emulation backends: the QEMU adapter's instance creation and snapshots.
 
 Rows (each the median of N runs, with the spread min..max, and CPU per operation: this
-process's user+system time, plus QEMU's for the operations that wait on QEMU's work, from
-/proc/PID/stat):
+process's user+system time plus QEMU's, from /proc/PID/stat; a mean, since /proc counts in
+clock ticks of 10 ms):
 
 * instance create to first instruction: ``open_instance`` (work directory, snapshot image)
   -> ``upload_program`` -> ``start_program(halted=True)`` (QEMU started, console, QMP and GDB
@@ -69,7 +69,7 @@ def row(name: str, samples: list[float], cpu: list[float]) -> str:
     return (
         f"{name:<48} median {statistics.median(ms):8.2f} ms  "
         f"(min {ms[0]:.2f}, max {ms[-1]:.2f}, n={len(ms)})  "
-        f"CPU {statistics.median(cpu) * 1000:7.2f} ms/op"
+        f"CPU {statistics.fmean(cpu) * 1000:7.2f} ms/op"
     )
 
 
