@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from virtrio.errors import ConfigError
 
@@ -60,3 +60,14 @@ def load_backend(name: str, **settings: Any) -> Backend:
         raise ConfigError(f"unknown backend {name!r} (known backends: {known})")
     factory = cast(Callable[..., Backend], point.load())
     return factory(**settings)
+
+
+if TYPE_CHECKING:  # mypy proves that our backends and instances fit the protocols
+    from ._adapter import BackendInstance
+    from ._qemu_backend import QemuBackend
+    from ._qemu_instance import QemuInstance
+    from ._renode import RenodeBackend, RenodeInstance
+    from ._skyeye import SkyEyeBackend, SkyEyeInstance
+
+    _backends: tuple[Backend, ...] = (QemuBackend(), RenodeBackend(), SkyEyeBackend())
+    _instances: tuple[type[BackendInstance], ...] = (QemuInstance, RenodeInstance, SkyEyeInstance)
