@@ -4,11 +4,12 @@ jsonschema package), templates, and QEMU generation that refuses what QEMU canno
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from virtrio.engine.backends import (
     BOARD_CONFIG_SCHEMA,
@@ -46,6 +47,7 @@ SEED_EXAMPLE: dict[str, Any] = {
 }
 
 
+@functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
     jsonschema.Draft202012Validator.check_schema(BOARD_CONFIG_SCHEMA)
     return jsonschema.Draft202012Validator(BOARD_CONFIG_SCHEMA)
@@ -240,3 +242,96 @@ def test_size_garbage_is_a_clear_error(text: str) -> None:
             assert parse_size(text) >= 0
         except ValueError as exc:
             assert "expected an integer" in str(exc)  # noqa: PT017
+
+
+_NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=8)
+
+
+@st.composite
+def _boards(draw: st.DrawFn) -> dict[str, Any]:
+    nodes = []
+    for node_id in draw(st.lists(_NAMES, min_size=1, max_size=3, unique=True)):
+        address, memory = 0, []
+        for _ in range(draw(st.integers(0, 4))):
+            address += draw(st.integers(0, 1 << 20))
+            size = draw(st.integers(1, 1 << 24))
+            memory.append(
+                {
+                    "type": draw(st.sampled_from(["RAM", "ROM", "Flash"])),
+                    "address": draw(st.sampled_from([address, hex(address)])),
+                    "size": size,
+                    "access": draw(st.sampled_from(["RW", "RO", "WO"])),
+                    "name": draw(_NAMES),
+                }
+            )
+            address += size
+        nodes.append(
+            {
+                "id": node_id,
+                "backend": draw(st.sampled_from(["qemu", "renode", "skyeye"])),
+                "processor": {
+                    "type": draw(_NAMES),
+                    "cores": draw(st.integers(1, 64)),
+                    "frequency": draw(st.none() | st.integers(1, 10**10)),
+                },
+                "memory": memory,
+                "peripherals": [
+                    {
+                        "type": "uart",
+                        "name": draw(_NAMES),
+                        "irq": draw(st.none() | st.integers(0, 200)),
+                    }
+                ],
+                "options": draw(
+                    st.dictionaries(_NAMES, st.booleans() | st.integers() | _NAMES, max_size=2)
+                ),
+            }
+        )
+    return {"system_id": draw(_NAMES), "name": draw(st.text(max_size=10)), "nodes": nodes}
+
+
+@settings(max_examples=50)
+@given(_boards())
+def test_valid_boards_round_trip_and_match_the_schema(data: dict[str, Any]) -> None:
+    assert _validator().is_valid(data)
+    board = parse_board(data)
+    assert parse_board(board.to_json()) == board
+    assert _validator().is_valid(board.to_json())
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(_boards(), st.lists(st.tuples(st.integers(0, 30), _JSON), min_size=1, max_size=3))
+def test_garbage_anywhere_is_a_board_config_error(data: dict[str, Any], edits: list[Any]) -> None:
+    paths: list[tuple[Any, Any]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                paths.append((value, key))
+                walk(item)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                paths.append((value, index))
+                walk(item)
+
+    walk(data)
+    for position, garbage in edits:
+        container, key = paths[position % len(paths)]
+        container[key] = garbage
+    try:
+        board = parse_board(data)
+    except BoardConfigError as exc:
+        errors = exc.errors
+    else:
+        assert parse_board(board.to_json()) == board
+        return
+    assert errors
+    assert all(path.startswith("$") for path, _ in errors)
