@@ -8,7 +8,7 @@ packets the receiver acknowledges each one with ``+`` (or ``-``: send it again),
 sides agree on ``QStartNoAckMode``.
 
 >>> encode_packet(b"m1000,4")
-b'$m1000,4#8c'
+b'$m1000,4#8e'
 >>> decode_payload(b"0*#")  # "0" and 6 more
 b'0000000'
 """

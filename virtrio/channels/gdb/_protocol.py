@@ -155,7 +155,9 @@ class GdbProtocol:
             GdbLocalProtocolError: the target is not running.
         """
         if self._state is not ProtocolState.RUNNING:
-            raise GdbLocalProtocolError(f"cannot interrupt: the target is {self._state.value}")
+            raise GdbLocalProtocolError(
+                f"cannot interrupt: the target is not running ({self._state.value})"
+            )
         return b"\x03"
 
     def end_ack_mode(self) -> None:
