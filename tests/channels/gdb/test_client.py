@@ -34,6 +34,7 @@ async def test_handshake_registers_and_memory_in_ack_mode(tmp_path: Path) -> Non
         # x and X are tried once, refused, and not tried again
         assert [p[:1] for p in stub.received[-4:]] == [b"x", b"m", b"X", b"M"]
         # one ack from us for every packet the stub sent
+        await trio.testing.wait_all_tasks_blocked()
         assert stub.acks == len(stub.received)
 
 
@@ -44,6 +45,7 @@ async def test_no_ack_mode_and_binary_transfers_when_offered(tmp_path: Path) -> 
         data = bytes(range(256)) * 9  # two PacketSize pieces, with every byte that escapes
         await gdb.write_memory(0, data)
         assert await gdb.read_memory(0, len(data)) == data
+        await trio.testing.wait_all_tasks_blocked()
         assert stub.acks == before  # no acks any more
         kinds = {p[:1] for p in stub.received[-4:]}
         assert kinds == {b"X", b"x"}
@@ -173,6 +175,11 @@ async def test_a_timed_out_request_does_not_take_the_next_reply(
             assert stub.received[-1] == b"m0,4"  # the next request waits for the late reply
             await stub.send(frame(b"deadbeef"))
         assert stub.received[-1] == b"m40,4"
+        # a shorter per-call deadline is kept although a longer one is pending
+        assert await gdb.read_memory(0x40, 4) == bytes(stub.memory[0x40:0x44])  # arms 5 s
+        with trio.fail_after(3), pytest.raises(VirtrioTimeoutError, match="within 1 s"):
+            await gdb.read_memory(0, 4, timeout=1)
+        await stub.send(frame(b"00000000"))
         # and a caller cancelled mid-request leaves the connection in step, too
         with trio.move_on_after(1):
             await gdb.read_memory(0, 4)

@@ -140,3 +140,8 @@ def test_garbage_gives_frames_or_a_protocol_error(garbage: bytes, data: st.DataO
                 pass
     except GdbProtocolError:
         pass
+
+
+@given(st.binary(max_size=5000) | st.integers(0, 3000).map(lambda n: b"\xff" * n))
+def test_checksum_is_the_sum_modulo_256(data: bytes) -> None:
+    assert checksum(data) == sum(data) % 256

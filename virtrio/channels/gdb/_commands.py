@@ -171,13 +171,18 @@ class GdbCommands:
         if not self.target.registers:
             raise GdbLocalProtocolError("the stub gave no target description: no register names")
         text = await self._read_g(timeout)
-        values: dict[str, int] = {}
         order = self.target.byteorder
         covered = len(text) // 2
-        for reg in self.target.registers:
-            if reg.offset + reg.size <= covered:
-                start = reg.offset * 2
-                value = _hex_register(text[start : start + reg.size * 2], reg, order)
+        registers = self.target.registers
+        if b"x" not in text and b"X" not in text:  # all available: decoded in one go
+            values = self.target.decode_registers(decode_hex(text, "g reply"))
+            registers = registers[len(values) :]  # then those the g packet does not carry
+        else:
+            values = {}
+        for reg in registers:
+            end = reg.offset + reg.size
+            if end <= covered:
+                value = _hex_register(text[reg.offset * 2 : end * 2], reg, order)
             elif self._p_packet:
                 value = await self._read_p(reg, timeout)
             else:
