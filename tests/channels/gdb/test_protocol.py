@@ -201,3 +201,25 @@ class ProtocolMachine(RuleBasedStateMachine):
 
 
 TestProtocolMachine = ProtocolMachine.TestCase
+
+
+@pytest.mark.parametrize("before_request", [True, False])
+def test_a_stop_reply_before_the_first_reply_is_qemus_greeting(before_request: bool) -> None:
+    p = GdbProtocol()
+    greeting = encode_packet(b"T02thread:p01.01;")
+    if before_request:
+        assert events(p, greeting) == [Stopped(2, ThreadId(1, 1))]
+        p.send_request(b"qSupported")
+    else:
+        p.send_request(b"qSupported")
+        assert events(p, b"+" + greeting) == [Stopped(2, ThreadId(1, 1))]
+    assert events(p, encode_packet(b"PacketSize=1000")) == [Reply(b"PacketSize=1000")]
+    # only then: later, a packet with no request pending is an error
+    with pytest.raises(GdbProtocolError, match="no request pending"):
+        events(p, greeting)
+
+
+def test_the_reply_to_a_stop_query_is_a_reply() -> None:
+    p = GdbProtocol()
+    p.send_request(b"?")
+    assert events(p, encode_packet(b"T05thread:01;")) == [Reply(b"T05thread:01;")]
