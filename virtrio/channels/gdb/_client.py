@@ -10,11 +10,10 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import NeedData
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.nurseries._fanout import Fanout, Subscription
+from virtrio.primitives import Deadline, Fanout, Subscription, open_service_nursery
 
 from ._commands import GdbCommands
 from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError
@@ -443,7 +442,7 @@ async def open_gdb(
             f"connect_timeout and call_timeout must be > 0, got {connect_timeout}, {call_timeout}"
         )
     addr = parse_address(address)
-    deadline = trio.current_time() + connect_timeout
+    deadline = Deadline.after(connect_timeout)  # connecting and the handshake, together
     stream = await open_stream(addr, timeout=connect_timeout)
     events: Fanout[GdbEvent] = Fanout(max_queue=1024)
     client = GdbClient(stream, str(addr), call_timeout, events, byteorder)
@@ -452,7 +451,7 @@ async def open_gdb(
             await nursery.start(client.run_reader)
             await nursery.start(client.run_watchdog)
             try:
-                with trio.fail_after(max(0.0, deadline - trio.current_time())):
+                with trio.fail_at(deadline.at):
                     await client._handshake()
             except (trio.TooSlowError, GdbError, ConnectionLostError, VirtrioTimeoutError) as exc:
                 why = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)

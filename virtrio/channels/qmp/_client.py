@@ -8,12 +8,11 @@ from typing import Any
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import DEFAULT_MAX_MESSAGE_SIZE
 from virtrio.channels._rpc import RpcClient, RpcConnection
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.nurseries._fanout import Fanout, Subscription
+from virtrio.primitives import Deadline, Fanout, Subscription, open_service_nursery
 
 from ._commands import QmpCommands
 from ._protocol import QmpCommandError, QmpEvent, QmpGreeting, QmpProtocol
@@ -118,7 +117,7 @@ async def open_qmp(
         elif isinstance(event, QmpEvent) and not events.closed:
             events.publish(event)
 
-    deadline = trio.current_time() + connect_timeout
+    deadline = Deadline.after(connect_timeout)
     stream = await open_stream(addr, timeout=connect_timeout)
     connection = RpcConnection(stream, protocol, name="QMP", address=str(addr), on_event=on_event)
     client = QmpClient(connection, protocol, events, default_timeout)
@@ -153,10 +152,10 @@ async def _handshake(
     protocol: QmpProtocol,
     wakeup: trio.Event,
     negotiate: bool,
-    deadline: float,
+    deadline: Deadline,
     addr: Address,
 ) -> None:
-    with trio.move_on_at(deadline):
+    with trio.move_on_at(deadline.at):
         await wakeup.wait()
     if protocol.greeting is None:
         reason = client.closed_reason
@@ -164,9 +163,7 @@ async def _handshake(
         raise ConnectError(f"no QMP greeting from {addr}{why}", address=str(addr))
     if negotiate:
         try:
-            await client.execute(
-                "qmp_capabilities", timeout=max(0.0, deadline - trio.current_time())
-            )
+            await client.execute("qmp_capabilities", timeout=deadline.remaining())
         except (ConnectionLostError, VirtrioTimeoutError, QmpCommandError) as exc:
             raise ConnectError(
                 f"QMP negotiation with {addr} failed: {exc}", address=str(addr)

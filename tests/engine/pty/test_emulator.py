@@ -1,0 +1,85 @@
+"""Lagging terminal emulation: a snapshot reproduces the screen whatever the emulator's lag."""
+
+from __future__ import annotations
+
+import pyte
+from hypothesis import given, strategies as st
+
+from tests.strategies import splits
+from virtrio.engine.pty import PyteEmulator
+from virtrio.engine.pty._emulator import LaggingScreen
+
+pieces = st.sampled_from(
+    ["a", "bc", "hello world", " ", "\r\n", "\n", "\x1b[1;31m", "\x1b[0m", "\x1b[44m", "\x1b[2J",
+     "\x1b[H", "\x1b[5;10H", "\x1b[K", "\x1b[38;2;1;2;3m", "é", "\t"]
+)  # fmt: skip
+outputs = st.lists(pieces, max_size=200).map(lambda p: "".join(p).encode())
+
+
+def replay(data: bytes, cols: int = 40, rows: int = 10) -> tuple[list[str], tuple[int, int]]:
+    screen = pyte.Screen(cols, rows)
+    pyte.ByteStream(screen).feed(data)
+    return screen.display, (screen.cursor.x, screen.cursor.y)
+
+
+def visible(char: pyte.screens.Char) -> object:
+    """What a person sees of a cell: on a blank, the foreground colour, bold, italics and blink
+    show nothing (unless the cell is reversed), so they are not compared there."""
+    if char.data != " " or char.reverse:
+        return char
+    return (char.bg, char.underscore, char.strikethrough)
+
+
+def attributes(emulator: PyteEmulator) -> list[object]:
+    screen = emulator._screen
+    return [
+        visible(screen.buffer[y][x]) for y in range(screen.lines) for x in range(screen.columns)
+    ]
+
+
+@given(outputs, st.data())
+def test_snapshot_reproduces_the_screen_at_any_lag(output: bytes, data: st.DataObject) -> None:
+    direct = PyteEmulator(40, 10, 100)
+    direct.feed(output)
+    lagging = LaggingScreen(PyteEmulator(40, 10, 100), backlog=1 << 20)
+    for chunk in data.draw(splits(output)):
+        lagging.append(chunk)
+        lagging.catch_up(data.draw(st.integers(0, 64)))
+    replayed = PyteEmulator(40, 10, 100)
+    replayed.feed(lagging.snapshot() + b"Z")  # Z: printed with the attributes in force
+    direct.feed(b"Z")
+    assert replayed.display() == direct.display()
+    assert attributes(replayed) == attributes(direct)
+    assert replayed.cursor() == direct.cursor()
+
+
+def test_render_keeps_colours_and_scrollback() -> None:
+    emulator = PyteEmulator(20, 3, 10)
+    emulator.feed(b"first\r\nsecond\r\n\x1b[1;32mgreen\x1b[0m\r\nlast")
+    rendered = emulator.render()
+    assert rendered.index(b"first\r\n") < rendered.index(b"\x1b[H\x1b[2J")  # history first
+    assert b"\x1b[0;1;32mgreen\x1b[0m" in rendered
+    assert replay(rendered, 20, 3)[0] == ["second".ljust(20), "green".ljust(20), "last".ljust(20)]
+
+
+def test_a_flood_keeps_the_tail_from_a_line_boundary() -> None:
+    lagging = LaggingScreen(PyteEmulator(40, 10, 100), backlog=4096)
+    for n in range(2000):
+        lagging.append(f"line {n}\r\n".encode())
+    assert lagging.overruns > 0
+    assert lagging.pending_bytes <= 4096
+    snapshot = lagging.snapshot()
+    tail = snapshot[snapshot.index(b"\x1b[1;1H") :]
+    assert tail.split(b"line ", 1)[1].split(b"\r\n", 1)[0].isdigit()  # no cut line first
+    assert replay(snapshot)[0][-2].rstrip() == "line 1999"
+
+
+def test_resizes_apply_in_order_with_output() -> None:
+    lagging = LaggingScreen(PyteEmulator(40, 10, 100), backlog=1 << 20)
+    lagging.append(b"x" * 30)
+    lagging.resize(20, 5)
+    lagging.append(b"\r\nshort")
+    lagging.catch_up(1 << 20)
+    assert not lagging.pending
+    assert len(lagging.emulator.display()) == 5
+    assert lagging.emulator.display()[1].rstrip() == "short"

@@ -1,0 +1,137 @@
+"""The fan-out primitive: bounded per-subscriber queues, pressure notices, overflow policies."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from virtrio.errors import ConfigError, ConnectionLostError
+from virtrio.primitives import Fanout, PressureLevel, SubscriberOverflowError
+
+
+async def test_every_subscriber_gets_every_item_in_order() -> None:
+    fanout: Fanout[int] = Fanout(max_queue=100)
+    with fanout.subscribe() as a, fanout.subscribe() as b:
+        for i in range(50):
+            fanout.publish(i)
+        fanout.close()
+        assert [i async for i in a] == list(range(50))
+        assert [i async for i in b] == list(range(50))
+
+
+async def test_a_slow_subscriber_never_blocks_the_publisher_or_the_others() -> None:
+    fanout: Fanout[int] = Fanout(max_queue=8, warn_remaining=2)
+    with fanout.subscribe() as slow, fanout.subscribe(max_queue=1000) as fast:
+        for i in range(20):
+            fanout.publish(i)  # never blocks
+        assert fast.queue_size == 20
+        assert slow.queue_size == 8
+        notice = slow.take_pressure()
+        assert notice is not None
+        assert notice.level is PressureLevel.RED
+        assert notice.dropped == 12  # counted, never silent
+        assert slow.take_pressure() is None
+        assert [await slow.receive() for _ in range(8)] == list(range(8))
+
+
+async def test_yellow_before_red() -> None:
+    fanout: Fanout[int] = Fanout(max_queue=10, warn_remaining=4)
+    with fanout.subscribe() as sub:
+        for i in range(6):
+            fanout.publish(i)
+        assert sub.take_pressure() is None
+        fanout.publish(6)  # 3 free < 4
+        notice = sub.take_pressure()
+        assert notice is not None
+        assert (notice.level, notice.queue_size) == (PressureLevel.YELLOW, 7)
+
+
+async def test_disconnect_policy() -> None:
+    fanout: Fanout[int] = Fanout(max_queue=3, overflow="disconnect")
+    with fanout.subscribe() as slow, fanout.subscribe(max_queue=10) as other:
+        for i in range(5):
+            fanout.publish(i)
+        assert fanout.subscriber_count == 1
+        assert [await slow.receive() for _ in range(3)] == [0, 1, 2]
+        with pytest.raises(SubscriberOverflowError, match="queue of 3 items overflowed"):
+            await slow.receive()
+        assert other.queue_size == 5
+
+
+async def test_close_with_an_error_reaches_every_subscriber_after_its_items() -> None:
+    fanout: Fanout[str] = Fanout()
+    with fanout.subscribe() as sub:
+        fanout.publish("last words")
+        fanout.close(ConnectionLostError("gone"))
+        assert await sub.receive() == "last words"
+        with pytest.raises(ConnectionLostError, match="gone"):
+            await sub.receive()
+    with fanout.subscribe() as late, pytest.raises(ConnectionLostError):
+        await late.receive()
+    with pytest.raises(trio.ClosedResourceError):
+        fanout.publish("more")
+
+
+async def test_filters_cost_no_queue_room() -> None:
+    fanout: Fanout[int] = Fanout(max_queue=2)
+    with fanout.subscribe(accept=lambda i: i % 10 == 0) as tens:
+        for i in range(20):
+            fanout.publish(i)
+        assert tens.take_pressure() is None
+        assert [await tens.receive() for _ in range(2)] == [0, 10]
+
+
+async def test_unsubscribing_stops_delivery() -> None:
+    fanout: Fanout[int] = Fanout()
+    sub = fanout.subscribe()
+    sub.close()
+    fanout.publish(1)
+    assert fanout.subscriber_count == 0
+
+
+async def test_a_waiting_receiver_wakes_on_publish() -> None:
+    fanout: Fanout[int] = Fanout()
+    with fanout.subscribe() as sub:
+        async with trio.open_nursery() as nursery:
+            result = []
+
+            async def receive() -> None:
+                result.append(await sub.receive())
+
+            nursery.start_soon(receive)
+            await trio.sleep(0.01)
+            fanout.publish(42)
+        assert result == [42]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_queue": 0}, "max_queue"),
+        ({"max_queue": 4, "warn_remaining": 5}, "warn_remaining"),
+        ({"overflow": "explode"}, "overflow"),
+    ],
+)
+def test_invalid_settings(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Fanout(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_on_overflow_tells_the_owner_at_once() -> None:
+    fanout: Fanout[int] = Fanout(max_queue=2, warn_remaining=0, overflow="disconnect")
+    dropped: list[str] = []
+    with (
+        fanout.subscribe(on_overflow=lambda: dropped.append("slow")) as slow,
+        fanout.subscribe(max_queue=10, on_overflow=lambda: dropped.append("fast")) as fast,
+    ):
+        fanout.publish(1)
+        fanout.publish(2)
+        assert dropped == []
+        fanout.publish(3)  # the slow one overflows: its owner hears it now, not after a drain
+        assert dropped == ["slow"]
+        fanout.publish(4)
+        assert dropped == ["slow"]  # once
+        assert [await slow.receive(), await slow.receive()] == [1, 2]
+        with pytest.raises(SubscriberOverflowError):
+            await slow.receive()
+        assert fast.queue_size == 4

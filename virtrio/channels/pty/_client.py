@@ -1,0 +1,355 @@
+"""The client SDK of the terminal daemon: :func:`open_pty_client`.
+
+Every request carries an ``id`` and waits for its reply (``created``, ``sessions``, ``ok`` or
+``error``), so a refused request raises :class:`PtyRequestError` at its call site; any number of
+tasks may call at once. Session output arrives as events on :meth:`PtyClient.events`::
+
+    async with open_pty_client(path) as client:
+        sid = await client.create(command="/bin/bash", cols=120, rows=40)
+        await client.attach(sid)            # the current screen first, then live output
+        await client.input(sid, b"ls\\n")
+        async for event in client.events():
+            match event:
+                case Output(session=s, data=data): ...
+                case BackpressureWarning(level=Level.RED): ...   # this client is too slow
+                case Exit(code=code, signal=signal): break
+
+The event queue is bounded (``max_events``): a program that stops iterating stops this client
+reading its socket, which is what makes the daemon warn (yellow, then red) and, if so
+configured, disconnect it — slow consumers never cost unbounded memory on either side.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from virtrio.channels import Address, open_stream
+from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
+from virtrio.primitives import open_service_nursery
+
+from ._codec import NEED_DATA, FrameDecoder, PtyProtocolError, TruncatedFrameError, encode
+from ._messages import (
+    EVENT_TYPES,
+    Attach,
+    BackpressureWarning,
+    Create,
+    Created,
+    CreateOptions,
+    Detach,
+    Error,
+    Exit,
+    Input,
+    Kill,
+    List,
+    Message,
+    Ok,
+    Output,
+    Request,
+    Resize,
+    SessionInfo,
+    Sessions,
+    Signal,
+)
+
+__all__ = ["PtyClient", "PtyEvent", "PtyRequestError", "default_socket_path", "open_pty_client"]
+
+log = logging.getLogger(__name__)
+
+PtyEvent = Output | Exit | BackpressureWarning | Error
+
+
+def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$RUST_PTY_SOCKET_PATH``, else ``$HOME/.vibest/pty/socket`` (the seed's default)."""
+    env = os.environ if environ is None else environ
+    if path := env.get("RUST_PTY_SOCKET_PATH"):
+        return Path(path)
+    return Path(env.get("HOME") or Path.home()) / ".vibest" / "pty" / "socket"
+
+
+_RECEIVE_SIZE = 256 * 1024
+
+
+class PtyRequestError(LocalProtocolError):
+    """The daemon refused a request.
+
+    Attributes:
+        code: the error code (an :class:`~virtrio.channels.pty.ErrorCode` value).
+        session: the session the request named, if any.
+    """
+
+    def __init__(self, message: str, *, code: str, session: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.session = session
+
+
+class _Slot:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.reply: Message | None = None
+
+
+class PtyClient:
+    """A connection to the daemon; made by :func:`open_pty_client`."""
+
+    def __init__(self, stream: trio.abc.Stream, address: str, *, max_events: int) -> None:
+        self._stream = stream
+        self.address = address
+        self._ids = itertools.count(1)
+        self._slots: dict[int, _Slot] = {}
+        self._send_lock = trio.StrictFIFOLock()
+        self._events_send, self._events = trio.open_memory_channel[PtyEvent](max_events)
+        #: Why the connection ended (None while it is open).
+        self.closed_reason: BaseException | None = None
+        self._closed = trio.Event()
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        command: str | None = None,
+        args: Sequence[str] = (),
+        shell: str | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        cols: int = 80,
+        rows: int = 24,
+        console: str | Address | None = None,
+        timeout: float = 10.0,
+    ) -> int:
+        """Start a session and return its id: ``command`` (or ``shell``, or the daemon's default
+        shell) with ``args`` on a new PTY — or, with ``console``, a VM serial console socket.
+
+        Raises:
+            PtyRequestError: the daemon refused (too many sessions, cannot start it, ...).
+            ConnectionLostError, VirtrioTimeoutError: as every request.
+        """
+        options = CreateOptions(
+            shell=shell,
+            command=command,
+            args=tuple(args),
+            env=dict(env or {}),
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            cols=cols,
+            rows=rows,
+            console=str(console) if console is not None else None,
+        )
+        reply = await self._request(Create(options, id=self._next_id()), timeout)
+        assert isinstance(reply, Created)
+        return reply.session
+
+    async def attach(self, session: int, *, timeout: float = 10.0) -> None:
+        """Receive the session's events: its current screen as a first :class:`Output`, then
+        everything it prints, then its :class:`Exit`."""
+        await self._request(Attach(session, id=self._next_id()), timeout)
+
+    async def detach(self, session: int, *, timeout: float = 10.0) -> None:
+        """Stop receiving the session's events; it keeps running."""
+        await self._request(Detach(session, id=self._next_id()), timeout)
+
+    async def input(
+        self, session: int, data: bytes | str, *, wait: bool = True, timeout: float = 10.0
+    ) -> None:
+        """Type ``data`` (str is sent as UTF-8) into the session.
+
+        With ``wait=False`` it returns once the bytes are on the socket, without waiting for the
+        daemon's answer (keystrokes: one trip less); a failure then arrives as an
+        :class:`~virtrio.channels.pty.Error` event.
+        """
+        raw = data.encode() if isinstance(data, str) else bytes(data)
+        if wait:
+            await self._request(Input(session, raw, id=self._next_id()), timeout)
+        elif self.closed_reason is not None:
+            raise self._lost_error()
+        else:
+            with trio.fail_after(timeout):
+                await self._send(encode(Input(session, raw)))
+
+    async def resize(self, session: int, cols: int, rows: int, *, timeout: float = 10.0) -> None:
+        """Set the session's terminal size (its program gets SIGWINCH)."""
+        await self._request(Resize(session, cols, rows, id=self._next_id()), timeout)
+
+    async def signal(self, session: int, signal: int | str, *, timeout: float = 10.0) -> None:
+        """Send a signal (number or name) to the session's foreground process group."""
+        await self._request(Signal(session, signal, id=self._next_id()), timeout)
+
+    async def kill(self, session: int, *, timeout: float = 10.0) -> None:
+        """End the session (SIGKILL to its process group; a console is closed)."""
+        await self._request(Kill(session, id=self._next_id()), timeout)
+
+    async def list(self, *, timeout: float = 10.0) -> tuple[SessionInfo, ...]:
+        """The daemon's sessions."""
+        reply = await self._request(List(id=self._next_id()), timeout)
+        assert isinstance(reply, Sessions)
+        return reply.sessions
+
+    def events(self) -> AsyncIterator[PtyEvent]:
+        """Output, exits, backpressure warnings and unsolicited errors of attached sessions, in
+        order; ends when the connection closes (see :attr:`closed_reason`). Not a generator:
+        breaking out of the loop loses nothing, and iterating again goes on where it stopped."""
+        return self._events
+
+    async def receive_event(self) -> PtyEvent:
+        """The next event.
+
+        Raises:
+            ConnectionLostError: the connection closed and every event was received.
+        """
+        try:
+            return await self._events.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise self._lost_error() from None
+
+    # ---- machinery ---------------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        return next(self._ids)
+
+    def _lost_error(self) -> ConnectionLostError:
+        reason = self.closed_reason
+        if isinstance(reason, ConnectionLostError):
+            return ConnectionLostError(str(reason), address=self.address)
+        return ConnectionLostError(
+            f"pty daemon connection to {self.address} lost: {reason}", address=self.address
+        )
+
+    async def _request(self, request: Request, timeout: float) -> Message:
+        if self.closed_reason is not None:
+            raise self._lost_error()
+        ident = request.id
+        assert ident is not None
+        slot = self._slots[ident] = _Slot()
+        try:
+            with trio.move_on_after(timeout) as scope:
+                await self._send(encode(request))
+                await slot.done.wait()
+        finally:
+            self._slots.pop(ident, None)
+        reply = slot.reply
+        if reply is None:
+            if scope.cancelled_caught:
+                raise VirtrioTimeoutError(
+                    f"pty daemon at {self.address}: no reply to {request.TYPE!r} "
+                    f"within {timeout:g} s"
+                )
+            raise self._lost_error()
+        if isinstance(reply, Error):
+            raise PtyRequestError(
+                f"{request.TYPE} refused by the pty daemon: {reply.message}",
+                code=reply.code,
+                session=reply.session,
+            )
+        return reply
+
+    async def _send(self, data: bytes) -> None:
+        async with self._send_lock:
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._lose(ConnectionLostError(f"sending to {self.address}: {exc}"))
+                raise self._lost_error() from None
+            except BaseException:
+                # a frame cut in half would desynchronise the daemon's decoder
+                self._lose(ConnectionLostError(f"a write to {self.address} was interrupted"))
+                await trio.aclose_forcefully(self._stream)
+                raise
+
+    async def _run_reader(self, *, task_status: trio.TaskStatus[None]) -> None:
+        decoder = FrameDecoder(max_frame_size=2**31, accept=EVENT_TYPES)
+        task_status.started()
+        last_error: Error | None = None
+        try:
+            while True:
+                data = await self._stream.receive_some(_RECEIVE_SIZE)
+                decoder.receive_data(data)
+                while (message := decoder.next_message()) is not NEED_DATA:
+                    if isinstance(message, Created | Sessions | Ok) or (
+                        isinstance(message, Error) and message.id is not None
+                    ):
+                        self._complete(message)
+                    else:
+                        if isinstance(message, Error):
+                            last_error = message
+                        await self._events_send.send(message)  # type: ignore[arg-type]
+                if not data:
+                    why = f": {last_error.message}" if last_error else ""
+                    self._lose(ConnectionLostError(f"the daemon closed the connection{why}"))
+                    return
+        except TruncatedFrameError:
+            why = f": {last_error.message}" if last_error else ""
+            self._lose(ConnectionLostError(f"the daemon closed the connection mid-frame{why}"))
+        except PtyProtocolError as exc:
+            self._lose(ConnectionLostError(f"bad frame from the pty daemon: {exc}"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._lose(ConnectionLostError(f"connection lost: {exc}"))
+        finally:
+            self._lose(ConnectionLostError("the client was closed"))
+            self._events_send.close()  # after the reason is set: iterators end, then can ask
+
+    def _complete(self, reply: Any) -> None:
+        slot = self._slots.get(reply.id)
+        if slot is None:
+            log.debug("pty client: dropping a reply to request %r (timed out)", reply.id)
+            return
+        slot.reply = reply
+        slot.done.set()
+
+    def _lose(self, reason: ConnectionLostError) -> None:
+        if self.closed_reason is not None:
+            return
+        reason.address = self.address
+        self.closed_reason = reason
+        slots, self._slots = self._slots, {}
+        for slot in slots.values():
+            slot.done.set()
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Return once the connection has closed (see :attr:`closed_reason`)."""
+        await self._closed.wait()
+
+
+@asynccontextmanager
+async def open_pty_client(
+    path: str | os.PathLike[str] | Address | None = None,
+    *,
+    timeout: float = 10.0,
+    max_events: int = 1024,
+) -> AsyncIterator[PtyClient]:
+    """Connect to the daemon at ``path`` (default: ``$RUST_PTY_SOCKET_PATH``, else
+    ``~/.vibest/pty/socket``).
+
+    Args:
+        timeout: for connecting.
+        max_events: events buffered before this client stops reading its socket.
+
+    Raises:
+        ConnectError: no daemon listens there.
+    """
+    if isinstance(path, Address):
+        address = path
+    else:
+        text = os.fspath(path or default_socket_path())
+        address = Address.unix(os.path.expanduser(text))  # noqa: ASYNC240 - no I/O
+    stream = await open_stream(address, timeout=timeout)
+    client = PtyClient(stream, str(address), max_events=max(1, max_events))
+    try:
+        async with open_service_nursery() as nursery:
+            await nursery.start(client._run_reader)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(stream)

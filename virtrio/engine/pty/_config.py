@@ -1,0 +1,119 @@
+"""The daemon's configuration: defaults and environment variables exactly as seed 003 lists them.
+
+=================================  =============================  ==========================
+variable                           default                        field
+=================================  =============================  ==========================
+``RUST_PTY_SOCKET_PATH``           ``$HOME/.vibest/pty/socket``   ``socket_path``
+``RUST_PTY_MAX_CONNECTIONS``       100                            ``max_connections``
+``RUST_PTY_MAX_SESSIONS``          100                            ``max_sessions``
+``RUST_PTY_SCROLLBACK_LINES``      1000                           ``scrollback_lines``
+``RUST_PTY_FLOW_THRESHOLD``        4096                           ``flow_threshold``
+``RUST_PTY_FLOW_MAX_QUEUE_SIZE``   16384                          ``max_queue_size``
+``RUST_PTY_FLOW_AUTO_DISCONNECT``  false                          ``auto_disconnect``
+=================================  =============================  ==========================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from virtrio.channels.pty import DEFAULT_MAX_FRAME_SIZE, default_socket_path
+from virtrio.errors import ConfigError
+
+from ._emulator import EmulatorFactory, PyteEmulator
+
+__all__ = ["ENVIRONMENT", "PtyDaemonConfig", "default_socket_path"]
+
+
+def _at_least(minimum: int) -> Callable[[Any, attrs.Attribute[int], int], None]:
+    def check(_inst: Any, attr: attrs.Attribute[int], value: int) -> None:
+        if value < minimum:
+            raise ConfigError(f"pty daemon {attr.name} must be >= {minimum}, got {value}")
+
+    return check
+
+
+def _parse_bool(name: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name}={text!r}: expected true or false")
+
+
+def _parse_int(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: expected an integer") from None
+
+
+#: Environment variable → (config field, parser).
+ENVIRONMENT: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "RUST_PTY_SOCKET_PATH": ("socket_path", lambda _n, t: Path(t)),
+    "RUST_PTY_MAX_CONNECTIONS": ("max_connections", _parse_int),
+    "RUST_PTY_MAX_SESSIONS": ("max_sessions", _parse_int),
+    "RUST_PTY_SCROLLBACK_LINES": ("scrollback_lines", _parse_int),
+    "RUST_PTY_FLOW_THRESHOLD": ("flow_threshold", _parse_int),
+    "RUST_PTY_FLOW_MAX_QUEUE_SIZE": ("max_queue_size", _parse_int),
+    "RUST_PTY_FLOW_AUTO_DISCONNECT": ("auto_disconnect", _parse_bool),
+}
+
+
+@attrs.frozen
+class PtyDaemonConfig:
+    """Everything the daemon needs; build it with :meth:`from_env` to honour the environment."""
+
+    socket_path: Path = attrs.field(factory=default_socket_path, converter=Path)
+    max_connections: int = attrs.field(default=100, validator=_at_least(1))
+    max_sessions: int = attrs.field(default=100, validator=_at_least(1))
+    scrollback_lines: int = attrs.field(default=1000, validator=_at_least(0))
+    #: A yellow warning when a subscriber's free queue room falls below this many chunks.
+    flow_threshold: int = attrs.field(default=4096, validator=_at_least(0))
+    #: Output chunks queued per subscriber before red (and, with auto_disconnect, disconnect).
+    max_queue_size: int = attrs.field(default=16384, validator=_at_least(1))
+    auto_disconnect: bool = False
+    #: Largest frame a client may send.
+    max_frame_size: int = attrs.field(default=DEFAULT_MAX_FRAME_SIZE, validator=_at_least(64))
+    #: Program of a session whose Create names none (``$SHELL``, else ``/bin/sh``).
+    default_shell: str = attrs.field(factory=lambda: os.environ.get("SHELL") or "/bin/sh")
+    #: Raw output kept for a late attach while the emulator catches up (bytes).
+    emulator_backlog: int = attrs.field(default=128 * 1024, validator=_at_least(1024))
+    #: The terminal emulator of each session (``(cols, rows, scrollback) -> emulator``).
+    emulator: EmulatorFactory = PyteEmulator
+    #: Seconds to wait, after a session's process exited, for the rest of its output (a
+    #: background job may hold the terminal open forever).
+    drain_timeout: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.flow_threshold > self.max_queue_size:
+            raise ConfigError(
+                f"pty daemon flow_threshold ({self.flow_threshold}) exceeds "
+                f"max_queue_size ({self.max_queue_size})"
+            )
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> PtyDaemonConfig:
+        """Defaults, then the ``RUST_PTY_*`` variables of ``environ`` (default: the process
+        environment), then ``overrides`` (CLI options; None values are ignored).
+
+        Raises:
+            ConfigError: a variable or option is malformed or out of range.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (field, parse) in ENVIRONMENT.items():
+            if (text := env.get(name)) is not None and text != "":
+                values[field] = parse(name, text)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "socket_path" not in values:
+            values["socket_path"] = default_socket_path(env)
+        return cls(**values)

@@ -1,0 +1,463 @@
+"""The terminal session daemon (seed 003): :func:`serve_pty_daemon`.
+
+Tasks, all owned by the daemon's nursery::
+
+    serve_pty_daemon
+    ├── serve_listeners ─ one task per connection: reads and answers requests in order
+    │                     └── one forwarder per attached session: its queue → the socket
+    └── one task per session: its reader (PTY → fan-out → backlog) and its emulator
+
+Nothing polls: connections wait on their socket, forwarders on their queue, sessions on their
+PTY and their child's exit. A bad frame is answered with an ``error`` naming it; when the
+stream cannot be trusted any more (oversize length) that connection alone is closed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import stat
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from virtrio.channels import Address, open_listeners, open_stream
+from virtrio.channels.pty import (
+    NEED_DATA,
+    REQUEST_TYPES,
+    Ack,
+    Attach,
+    BackpressureWarning,
+    Create,
+    Created,
+    Detach,
+    Error,
+    ErrorCode,
+    Exit,
+    FrameDecoder,
+    Input,
+    Kill,
+    Level,
+    List,
+    Message,
+    Ok,
+    PtyProtocolError,
+    Request,
+    Resize,
+    Sessions,
+    Signal,
+    encode,
+    encode_output,
+)
+from virtrio.errors import ConfigError
+from virtrio.primitives import Fanout, SubscriberOverflowError, Subscription, open_service_nursery
+
+from ._config import PtyDaemonConfig
+
+if TYPE_CHECKING:
+    from virtrio.nurseries.host import HostPool
+from ._session import Session, SessionError, spawn_session
+
+__all__ = ["PtyDaemon", "PtyDaemonStatistics", "serve_pty_daemon"]
+
+log = logging.getLogger(__name__)
+
+_RECEIVE_SIZE = 65536
+#: Output queued for one subscriber is sent in frames of up to this many bytes.
+_BATCH_BYTES = 256 * 1024
+
+
+@attrs.frozen
+class PtyDaemonStatistics:
+    """A snapshot of a daemon's counters (seed 003's metrics)."""
+
+    sessions: int  #: live sessions
+    connections: int  #: clients connected now
+    sessions_started: int
+    connections_accepted: int
+    yellow_warnings: int  #: yellow backpressure warnings sent
+    red_warnings: int  #: red backpressure warnings sent
+    chunks_dropped: int  #: output chunks dropped for subscribers that were full
+    disconnects: int  #: clients closed by the auto-disconnect policy
+    bad_frames: int  #: frames answered with a protocol error
+
+
+#: How a console address names a libvirt domain's console.
+LIBVIRT_CONSOLE_PREFIX = "libvirt:"
+
+
+def parse_libvirt_console(console: str) -> tuple[str, str, str | None]:
+    """Split ``libvirt:URI#DOMAIN[/DEVICE]`` into (URI, domain, device or None).
+
+    Raises:
+        ConfigError: the form is not that (the message shows the expected one).
+    """
+    body = console.removeprefix(LIBVIRT_CONSOLE_PREFIX)
+    uri, hash_, target = body.rpartition("#")
+    domain, _, device = target.partition("/")
+    if not hash_ or not uri or not domain:
+        raise ConfigError(
+            f"invalid libvirt console {console!r}: expected libvirt:URI#DOMAIN[/DEVICE], "
+            "e.g. libvirt:qemu:///system#web1/serial0"
+        )
+    return uri, domain, device or None
+
+
+async def _serve_host_pool(*, task_status: trio.TaskStatus[HostPool]) -> None:
+    # imported here: the libvirt extra is needed only once a libvirt console is asked for
+    from virtrio.nurseries.host import open_host_pool
+
+    async with open_host_pool() as pool:
+        task_status.started(pool)
+        await trio.sleep_forever()
+
+
+class PtyDaemon:
+    """A running daemon, as :func:`serve_pty_daemon` reports it started."""
+
+    def __init__(self, config: PtyDaemonConfig, nursery: trio.Nursery) -> None:
+        self.config = config
+        self._nursery = nursery
+        self._sessions: dict[int, Session] = {}
+        self._ids = itertools.count(1)
+        self._reserved = 0
+        self._connections = 0
+        self._counters = dict.fromkeys((f.name for f in attrs.fields(PtyDaemonStatistics)[2:]), 0)
+        self._host_pool: HostPool | None = None
+        self._host_pool_lock = trio.Lock()
+
+    async def _open_console(self, console: str) -> trio.abc.Stream:
+        """A console session's stream: a socket address, or ``libvirt:URI#DOMAIN[/DEVICE]``
+        (the domain's console through libvirt, over one shared connection per host)."""
+        if not console.startswith(LIBVIRT_CONSOLE_PREFIX):
+            return await open_stream(console, timeout=5)
+        uri, domain, device = parse_libvirt_console(console)
+        async with self._host_pool_lock:
+            if self._host_pool is None:
+                self._host_pool = await self._nursery.start(_serve_host_pool)
+        host = await self._host_pool.host(uri)
+        return await host.domain(domain).open_console(device, timeout=10)
+
+    def statistics(self) -> PtyDaemonStatistics:
+        """The daemon's counters now."""
+        return PtyDaemonStatistics(len(self._sessions), self._connections, **self._counters)
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        self._counters[name] += amount
+
+    @property
+    def socket_path(self) -> Path:
+        """Where clients connect."""
+        return self.config.socket_path
+
+    @property
+    def sessions(self) -> Mapping[int, Session]:
+        """The live sessions by id (read-only view)."""
+        return dict(self._sessions)
+
+    @property
+    def connection_count(self) -> int:
+        """Clients connected now."""
+        return self._connections
+
+    def _session(self, ident: int) -> Session:
+        try:
+            return self._sessions[ident]
+        except KeyError:
+            raise SessionError(f"no session {ident}", ErrorCode.UNKNOWN_SESSION) from None
+
+    async def _create(self, request: Create) -> Session:
+        config = self.config
+        if len(self._sessions) + self._reserved >= config.max_sessions:
+            raise SessionError(
+                f"the daemon already runs its maximum of {config.max_sessions} sessions",
+                ErrorCode.TOO_MANY_SESSIONS,
+            )
+        self._reserved += 1
+        try:
+            fanout: Fanout[bytes] = Fanout(
+                max_queue=config.max_queue_size,
+                warn_remaining=config.flow_threshold,
+                overflow="disconnect" if config.auto_disconnect else "drop",
+            )
+            session = await spawn_session(
+                next(self._ids),
+                request.options,
+                default_shell=config.default_shell,
+                emulator=config.emulator,
+                scrollback=config.scrollback_lines,
+                fanout=fanout,
+                backlog=config.emulator_backlog,
+                drain_timeout=config.drain_timeout,
+                open_console=self._open_console,
+            )
+            self._sessions[session.id] = session
+            self._count("sessions_started")
+        finally:
+            self._reserved -= 1
+        await self._nursery.start(self._run_session, session)
+        log.info("session %d: started %s (pid %s)", session.id, session.info().command, session.pid)
+        return session
+
+    async def _run_session(
+        self, session: Session, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await session.run(task_status=task_status)
+        except Exception:  # a bug in one session must not take the daemon down
+            log.exception("session %d failed", session.id)
+        finally:
+            self._sessions.pop(session.id, None)
+            log.info(
+                "session %d: ended (code %s, signal %s)",
+                session.id,
+                session.exit_code,
+                session.exit_signal,
+            )
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        if self._connections >= self.config.max_connections:
+            message = f"the daemon already serves its maximum of {self.config.max_connections}"
+            with trio.move_on_after(1):
+                await stream.send_all(
+                    encode(Error(ErrorCode.TOO_MANY_CONNECTIONS.value, message + " connections"))
+                )
+            await trio.aclose_forcefully(stream)
+            return
+        self._connections += 1
+        self._count("connections_accepted")
+        try:
+            await _Connection(self, stream).run()
+        except Exception:  # nor a bug in serving one client
+            log.exception("a client connection failed")
+        finally:
+            self._connections -= 1
+
+
+class _Connection:
+    """One client: its requests, answered in order, and a forwarder per attached session."""
+
+    def __init__(self, daemon: PtyDaemon, stream: trio.SocketStream) -> None:
+        self._daemon = daemon
+        self._stream = stream
+        self._send_lock = trio.StrictFIFOLock()
+        self._attached: dict[int, Subscription[bytes]] = {}
+        self._scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+
+    async def _send(self, data: bytes) -> None:
+        async with self._send_lock:
+            await self._stream.send_all(data)
+
+    async def run(self) -> None:
+        try:
+            with self._scope:
+                async with open_service_nursery() as nursery:
+                    self._nursery = nursery
+                    try:
+                        await self._read_requests()
+                    finally:
+                        nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            log.debug("connection lost: %s", exc)
+        finally:
+            for sub in self._attached.values():
+                sub.close()
+            await trio.aclose_forcefully(self._stream)
+
+    async def _read_requests(self) -> None:
+        decoder = FrameDecoder(
+            max_frame_size=self._daemon.config.max_frame_size, accept=REQUEST_TYPES
+        )
+        while True:
+            data = await self._stream.receive_some(_RECEIVE_SIZE)
+            decoder.receive_data(data)
+            while True:
+                try:
+                    message = decoder.next_message()
+                except PtyProtocolError as exc:
+                    log.info("bad frame from a client: %s", exc)
+                    self._daemon._count("bad_frames")
+                    await self._send(encode(Error(exc.code.value, str(exc), id=exc.request_id)))
+                    if exc.fatal:
+                        return
+                    continue
+                if message is NEED_DATA:
+                    break
+                await self._dispatch(message)  # type: ignore[arg-type]
+            if not data:
+                return
+
+    async def _dispatch(self, request: Request) -> None:
+        session_id = getattr(request, "session", None)
+        try:
+            reply = await self._answer(request)
+        except SessionError as exc:
+            reply = Error(exc.code.value, str(exc), session=session_id, id=request.id)
+        if reply is not None:
+            await self._send(encode(reply))
+
+    async def _answer(self, request: Request) -> Message | None:
+        daemon = self._daemon
+        ok = Ok(id=request.id) if request.id is not None else None
+        match request:
+            case Input(session=ident, data=data):
+                await daemon._session(ident).write(data)
+                return ok
+            case Create():
+                session = await daemon._create(request)
+                return Created(session.id, session.pid, id=request.id)
+            case Attach(session=ident):
+                self._attach(daemon._session(ident))
+                return ok
+            case Detach(session=ident):
+                sub = self._attached.pop(ident, None)
+                if sub is None:
+                    raise SessionError(
+                        f"this connection is not attached to session {ident}",
+                        ErrorCode.NOT_ATTACHED,
+                    )
+                sub.close()
+                return ok
+            case Resize(session=ident, cols=cols, rows=rows):
+                daemon._session(ident).resize(cols, rows)
+                return ok
+            case Kill(session=ident):
+                daemon._session(ident).kill()
+                return ok
+            case Signal(session=ident, signal=number):
+                daemon._session(ident).signal(number)
+                return ok
+            case List():
+                return Sessions(tuple(s.info() for s in daemon._sessions.values()), id=request.id)
+            case Ack():
+                return ok
+        raise AssertionError(f"unhandled request {request!r}")  # pragma: no cover
+
+    def _attach(self, session: Session) -> None:
+        if session.id in self._attached:
+            return
+        # subscribe and snapshot with no checkpoint between: the snapshot covers every byte
+        # before the subscription, the subscription every byte after
+        sub = session.output.subscribe(on_overflow=lambda: self._overflowed(session))
+        snapshot = session.screen.snapshot()
+        self._attached[session.id] = sub
+        session.last_attached = time.time()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._forward, session, sub, snapshot)
+
+    def _overflowed(self, session: Session) -> None:
+        self._daemon._count("disconnects")
+        log.warning(
+            "client fell %d chunks behind on session %d: disconnecting it (auto-disconnect)",
+            self._daemon.config.max_queue_size,
+            session.id,
+        )
+        self._scope.cancel()
+
+    async def _forward(self, session: Session, sub: Subscription[bytes], snapshot: bytes) -> None:
+        ident = session.id
+        try:
+            try:
+                if snapshot:
+                    await self._send(encode_output(ident, snapshot))
+                await self._pump(ident, sub)
+            finally:
+                detached = self._attached.get(ident) is not sub
+                if not detached:
+                    del self._attached[ident]
+            if not detached and session.ended.is_set():
+                await self._send(encode(Exit(ident, session.exit_code, session.exit_signal)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            log.debug("session %d: client went away: %s", ident, exc)
+            self._scope.cancel()
+
+    async def _pump(self, ident: int, sub: Subscription[bytes]) -> None:
+        """Send the subscription's output, batched, until the session ends or it is closed."""
+        while True:
+            try:
+                chunk = await sub.receive()
+            except trio.EndOfChannel:
+                return
+            except SubscriberOverflowError:
+                return  # _overflowed is closing the connection
+            batch = [chunk]
+            size = len(chunk)
+            while size < _BATCH_BYTES:
+                try:
+                    chunk = sub.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel, SubscriberOverflowError):
+                    break  # a closed queue is seen again by the next receive
+                batch.append(chunk)
+                size += len(chunk)
+            frames = encode_output(ident, b"".join(batch))
+            if (pressure := sub.take_pressure()) is not None:
+                self._daemon._count(f"{pressure.level.value}_warnings")
+                self._daemon._count("chunks_dropped", pressure.dropped)
+                warning = BackpressureWarning(
+                    ident, pressure.queue_size, Level(pressure.level.value), pressure.dropped
+                )
+                frames = encode(warning) + frames
+            await self._send(frames)
+
+
+def _prepare_directory(folder: Path) -> None:
+    """Create the socket's directory private (0700), or check that an existing one is."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.stat()
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise ConfigError(
+            f"the socket directory {folder} must be private to its owner (mode 0700, owned by "
+            f"uid {os.getuid()}), not mode {stat.S_IMODE(info.st_mode):04o} uid {info.st_uid}: "
+            "other users could connect and run commands as you"
+        )
+
+
+async def _refuse_if_running(path: Path) -> None:
+    try:
+        stream = await trio.open_unix_socket(str(path))
+    except OSError:
+        return  # no socket, or a stale one (nobody listening): it is replaced
+    await stream.aclose()
+    raise ConfigError(f"a daemon is already listening on {path}")
+
+
+async def serve_pty_daemon(
+    config: PtyDaemonConfig | None = None,
+    *,
+    task_status: trio.TaskStatus[PtyDaemon] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve terminal sessions on a Unix socket until cancelled.
+
+    The socket (mode 0600) is created in a directory only its owner can enter; on exit every
+    session's process group is killed and reaped and the socket removed. Reports the
+    :class:`PtyDaemon` once listening.
+
+    Args:
+        config: default: :meth:`PtyDaemonConfig.from_env`.
+
+    Raises:
+        ConfigError: the socket directory is not private, or another daemon listens there.
+        ConnectError: the socket could not be bound.
+    """
+    config = PtyDaemonConfig.from_env() if config is None else config
+    path = config.socket_path
+    _prepare_directory(path.parent)
+    await _refuse_if_running(path)
+    listeners = await open_listeners(Address.unix(path))
+    try:
+        os.chmod(path, 0o600)
+        async with trio.open_nursery() as nursery:
+            daemon = PtyDaemon(config, nursery)
+            await nursery.start(trio.serve_listeners, daemon._handle, listeners)
+            log.info("pty daemon listening on %s", path)
+            task_status.started(daemon)
+    finally:
+        path.unlink(missing_ok=True)
+        for listener in listeners:
+            listener.socket.close()
