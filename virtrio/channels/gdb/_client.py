@@ -15,8 +15,8 @@ from virtrio.channels._jsonstream import NeedData
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
 from virtrio.primitives import Deadline, Fanout, Subscription, open_service_nursery
 
-from ._commands import GdbCommands
 from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError
+from ._execution import GdbExecution
 from ._protocol import GdbProtocol, ProtocolState, Reply, ResumeRefused
 from ._replies import ConsoleOutput, GdbEvent, Stopped, StopReply, ThreadId, parse_stop_reply
 from ._target import Byteorder
@@ -43,7 +43,7 @@ class _Slot:
         self.output = bytearray()
 
 
-class GdbClient(GdbCommands):
+class GdbClient(GdbExecution):
     """A connected GDB remote-protocol session. Create it with :func:`open_gdb`.
 
     The protocol carries one request at a time and the stub's next packet is its answer, so
