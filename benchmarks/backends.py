@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -64,22 +64,53 @@ def cpu_self() -> float:
 # --- virtrio ----------------------------------------------------------------------------------
 
 
+async def time_async(
+    ops: dict[str, Callable[[], Awaitable[object]]],
+    counts: dict[str, int],
+    cpu: Callable[[], float] = cpu_self,
+) -> Result:
+    """Each operation ``counts[name]`` times after a warm-up: samples and CPU per operation."""
+    result: Result = {}
+    for name, op in ops.items():
+        for _ in range(20):
+            await op()
+        samples = []
+        start = cpu()
+        for _ in range(counts[name]):
+            t = time.perf_counter()
+            await op()
+            samples.append(time.perf_counter() - t)
+        result[name] = (samples, (cpu() - start) / counts[name])
+    return result
+
+
+def time_sync(
+    ops: dict[str, Callable[[], object]],
+    counts: dict[str, int],
+    cpu: Callable[[], float] = cpu_self,
+) -> Result:
+    """:func:`time_async` for blocking operations."""
+
+    async def run() -> Result:
+        wrapped = {name: _awaitable(op) for name, op in ops.items()}
+        return await time_async(wrapped, counts, cpu)
+
+    return trio.run(run)
+
+
+def _awaitable(op: Callable[[], object]) -> Callable[[], Awaitable[object]]:
+    async def call() -> object:
+        return op()
+
+    return call
+
+
 def virtrio_round(address: str, program: BareMetalProgram) -> Result:
     tick = program.symbols["tick"]
     pattern = program.symbols["pattern"]
 
     async def main() -> Result:
         async with open_gdb(address) as gdb:
-            await gdb.set_breakpoint(tick)
-            await gdb.continue_()
-            await gdb.wait_stop()
-            await gdb.remove_breakpoint(tick)
-
-            async def registers() -> None:
-                await gdb.read_registers()
-
-            async def memory() -> None:
-                await gdb.read_memory(pattern, 4096)
 
             async def breakpoint() -> None:
                 await gdb.set_breakpoint(tick)
@@ -87,23 +118,55 @@ def virtrio_round(address: str, program: BareMetalProgram) -> Result:
                 await gdb.wait_stop()
                 await gdb.remove_breakpoint(tick)
 
-            result: Result = {}
-            for name, op in zip(OPS, (registers, memory, breakpoint), strict=True):
-                for _ in range(50):
-                    await op()
-                samples = []
-                cpu = cpu_self()
-                for _ in range(N[name]):
-                    t = time.perf_counter()
-                    await op()
-                    samples.append(time.perf_counter() - t)
-                result[name] = (samples, (cpu_self() - cpu) / N[name])
-            return result
+            await breakpoint()  # to tick first
+            ops = {
+                "register read": gdb.read_registers,
+                "4 KiB memory read": lambda: gdb.read_memory(pattern, 4096),
+                "breakpoint round trip": breakpoint,
+            }
+            return await time_async(ops, N)
 
     return trio.run(main)
 
 
+def packets(program: BareMetalProgram) -> dict[str, list[bytes]]:
+    """What virtrio sends for each operation, for the raw clients to replay (each packet is
+    answered by one packet: ``vCont;c``'s is the stop reply once the target stops)."""
+    tick, pattern = program.symbols["tick"], program.symbols["pattern"]
+    z0, unz0 = b"Z0,%x,1" % tick, b"z0,%x,1" % tick
+    return {
+        "register read": [b"g"],
+        "4 KiB memory read": [b"m%x,800" % pattern, b"m%x,800" % (pattern + 0x800)],
+        # continuing from tick: step off it (is the PC at a breakpoint? lift it, step, put it back)
+        "breakpoint round trip": [z0, b"p10", unz0, b"vCont;s:p1.1", z0, b"vCont;c", unz0],
+    }
+
+
+def is_stop(payload: bytes) -> bool:
+    """A stop reply: QEMU greets a client with one (T02) when the previous client left the
+    target running, before the answer to the first request."""
+    return (
+        payload[:1] == b"T"
+        and len(payload) >= 3
+        and all(c in b"0123456789abcdef" for c in payload[1:3])
+    )
+
+
+SUPPORTED = b"qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+"
+
+
 # --- the raw socket: the same packets, blocking, no parsing beyond framing ------------------
+
+
+def take_packet(buffer: bytearray) -> bytes | None:
+    """The first whole packet's payload, taken out of ``buffer`` (acks before it dropped)."""
+    start = buffer.find(b"$")
+    end = buffer.find(b"#", start + 1) if start >= 0 else -1
+    if end < 0 or len(buffer) < end + 3:
+        return None
+    payload = bytes(buffer[start + 1 : end])
+    del buffer[: end + 3]
+    return payload
 
 
 class RawRsp:
@@ -114,74 +177,39 @@ class RawRsp:
         self.sock.connect(path)
         self.buffer = bytearray()
 
-    def _packet(self) -> bytes:
-        while True:
-            start = self.buffer.find(b"$")
-            end = self.buffer.find(b"#", start + 1) if start >= 0 else -1
-            if end >= 0 and len(self.buffer) >= end + 3:
-                payload = bytes(self.buffer[start + 1 : end])
-                del self.buffer[: end + 3]
-                self.sock.sendall(b"+")
-                return payload
+    def packet(self) -> bytes:
+        while (payload := take_packet(self.buffer)) is None:
             data = self.sock.recv(65536)
             if not data:
                 raise ConnectionError("the stub closed the connection")
             self.buffer += data
+        self.sock.sendall(b"+")
+        return payload
 
-    def send(self, payload: bytes) -> None:
-        self.sock.sendall(b"$%s#%02x" % (payload, sum(payload) & 0xFF))
+    def exchange(self, sequence: list[bytes]) -> bytes:
+        reply = b""
+        for payload in sequence:
+            self.sock.sendall(b"$%s#%02x" % (payload, sum(payload) & 0xFF))
+            reply = self.packet()
+        return reply
 
-    def call(self, payload: bytes) -> bytes:
-        self.send(payload)
-        return self._packet()
+    def handshake(self) -> None:
+        if is_stop(self.exchange([SUPPORTED])):
+            self.packet()
+        self.exchange([b"?"])
 
     def close(self) -> None:
         self.sock.close()
 
 
 def raw_round(address: str, program: BareMetalProgram) -> Result:
-    tick, pattern = program.symbols["tick"], program.symbols["pattern"]
     raw = RawRsp(address.removeprefix("unix:"))
     try:
-        if raw.call(b"qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+")[:1] == b"T":
-            raw._packet()  # QEMU halted the running target for us and said so first
-        raw.call(b"qXfer:features:read:target.xml:0,ffb")
-        raw.call(b"?")
-        z0, unz0 = b"Z0,%x,1" % tick, b"z0,%x,1" % tick
-        raw.call(z0)
-        raw.send(b"vCont;c")
-        raw._packet()
-        raw.call(unz0)
-
-        def registers() -> None:
-            raw.call(b"g")
-
-        def memory() -> None:
-            raw.call(b"m%x,800" % pattern)
-            raw.call(b"m%x,800" % (pattern + 0x800))
-
-        def breakpoint() -> None:
-            raw.call(z0)
-            raw.call(b"p10")
-            raw.call(unz0)
-            raw.call(b"vCont;s:p1.1")
-            raw.call(z0)
-            raw.send(b"vCont;c")
-            raw._packet()
-            raw.call(unz0)
-
-        result: Result = {}
-        for name, op in zip(OPS, (registers, memory, breakpoint), strict=True):
-            for _ in range(50):
-                op()
-            samples = []
-            cpu = cpu_self()
-            for _ in range(N[name]):
-                t = time.perf_counter()
-                op()
-                samples.append(time.perf_counter() - t)
-            result[name] = (samples, (cpu_self() - cpu) / N[name])
-        raw.call(b"D;1")  # gdb's detach: the target runs on, as after gdb
+        raw.handshake()
+        ops = packets(program)
+        raw.exchange(ops["breakpoint round trip"][4:])  # to tick first
+        result = time_sync({name: lambda s=seq: raw.exchange(s) for name, seq in ops.items()}, N)
+        raw.exchange([b"D;1"])  # gdb's detach: the target runs on, as after gdb
         return result
     finally:
         raw.close()
@@ -192,19 +220,11 @@ class TrioRsp:
     for any Trio client (virtrio adds its reader task, deadlines, parsing and checks)."""
 
     def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
         self.fd = stream.socket.fileno()
         self.buffer = bytearray()
 
     async def packet(self) -> bytes:
-        while True:
-            start = self.buffer.find(b"$")
-            end = self.buffer.find(b"#", start + 1) if start >= 0 else -1
-            if end >= 0 and len(self.buffer) >= end + 3:
-                payload = bytes(self.buffer[start + 1 : end])
-                del self.buffer[: end + 3]
-                os.write(self.fd, b"+")
-                return payload
+        while (payload := take_packet(self.buffer)) is None:
             try:
                 data = os.read(self.fd, 65536)
             except BlockingIOError:
@@ -213,59 +233,30 @@ class TrioRsp:
             if not data:
                 raise ConnectionError("the stub closed the connection")
             self.buffer += data
+        os.write(self.fd, b"+")
+        return payload
 
-    def send(self, payload: bytes) -> None:
-        os.write(self.fd, b"$%s#%02x" % (payload, sum(payload) & 0xFF))
-
-    async def call(self, payload: bytes) -> bytes:
-        self.send(payload)
-        return await self.packet()
+    async def exchange(self, sequence: list[bytes]) -> bytes:
+        reply = b""
+        for payload in sequence:
+            os.write(self.fd, b"$%s#%02x" % (payload, sum(payload) & 0xFF))
+            reply = await self.packet()
+        return reply
 
 
 def trio_floor_round(address: str, program: BareMetalProgram) -> Result:
-    tick, pattern = program.symbols["tick"], program.symbols["pattern"]
-
     async def main() -> Result:
         stream = await trio.open_unix_socket(address.removeprefix("unix:"))
         async with stream:
             raw = TrioRsp(stream)
-            features = b"qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+"
-            if (await raw.call(features))[:1] == b"T":
+            if is_stop(await raw.exchange([SUPPORTED])):
                 await raw.packet()
-            await raw.call(b"qXfer:features:read:target.xml:0,ffb")
-            await raw.call(b"?")
-            z0, unz0 = b"Z0,%x,1" % tick, b"z0,%x,1" % tick
-
-            async def registers() -> None:
-                await raw.call(b"g")
-
-            async def memory() -> None:
-                await raw.call(b"m%x,800" % pattern)
-                await raw.call(b"m%x,800" % (pattern + 0x800))
-
-            async def breakpoint() -> None:
-                for packet in (z0, b"p10", unz0, b"vCont;s:p1.1", z0):
-                    await raw.call(packet)
-                raw.send(b"vCont;c")
-                await raw.packet()
-                await raw.call(unz0)
-
-            await raw.call(z0)
-            raw.send(b"vCont;c")
-            await raw.packet()
-            await raw.call(unz0)
-            result: Result = {}
-            for name, op in zip(OPS, (registers, memory, breakpoint), strict=True):
-                for _ in range(50):
-                    await op()
-                samples = []
-                cpu = cpu_self()
-                for _ in range(N[name]):
-                    t = time.perf_counter()
-                    await op()
-                    samples.append(time.perf_counter() - t)
-                result[name] = (samples, (cpu_self() - cpu) / N[name])
-            return result
+            await raw.exchange([b"?"])
+            ops = packets(program)
+            await raw.exchange(ops["breakpoint round trip"][4:])
+            return await time_async(
+                {name: lambda s=seq: raw.exchange(s) for name, seq in ops.items()}, N
+            )
 
     return trio.run(main)
 
@@ -351,18 +342,12 @@ def gdb_round(address: str, program: BareMetalProgram) -> Result:
         def memory() -> None:
             gdb.command(f"-data-read-memory-bytes {pattern:#x} 4096")
 
-        result: Result = {}
-        for name, op in zip(OPS, (registers, memory, breakpoint), strict=True):
-            for _ in range(20):
-                op()
-            samples = []
-            cpu = gdb.cpu() + cpu_self()
-            for _ in range(N_GDB[name]):
-                t = time.perf_counter()
-                op()
-                samples.append(time.perf_counter() - t)
-            result[name] = (samples, (gdb.cpu() + cpu_self() - cpu) / N_GDB[name])
-        return result
+        ops = {
+            "register read": registers,
+            "4 KiB memory read": memory,
+            "breakpoint round trip": breakpoint,
+        }
+        return time_sync(ops, N_GDB, lambda: gdb.cpu() + cpu_self())
     finally:
         gdb.close()
 
