@@ -242,3 +242,20 @@ async def test_a_silent_stub_times_out_the_handshake(
         with pytest.raises(ConnectError, match="timed out"):
             async with open_gdb(address, connect_timeout=3):
                 pass
+
+
+async def test_plain_c_and_s_without_vcont(tmp_path: Path) -> None:
+    stub = FakeStub(handlers={b"vCont?": lambda _: [b""]})
+    async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
+        assert gdb.vcont_actions == frozenset()
+        stop = await gdb.step()
+        assert isinstance(stop, Stopped)
+        assert stub.received[-1] == b"s"
+        await gdb.continue_()
+        await trio.testing.wait_all_tasks_blocked()
+        assert stub.received[-1] == b"c"
+        await stub.stop()
+        await gdb.wait_stop()
+        await gdb.write_memory(0x10, b"")  # nothing to write, nothing sent
+        assert stub.received[-1] == b"c"
+        assert await gdb.read_memory(0x10, 0) == b""

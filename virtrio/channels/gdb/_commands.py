@@ -322,8 +322,7 @@ class GdbCommands:
         # room for "X<addr>,<len>:" and framing; binary data escapes to at most twice its size
         chunk = max(1, (self.features.packet_size - 64) // 2)
         view = memoryview(bytes(data))
-        done = 0
-        while done < len(view) or (done == 0 and not view):
+        for done in range(0, len(view), chunk):  # nothing to send for no bytes
             piece = view[done : done + chunk]
             at = address + done
             if self._binary_write is not False:
@@ -332,16 +331,10 @@ class GdbCommands:
                 if reply:
                     self._binary_write = True
                     _ok(reply, command[:24])
-                    done += len(piece)
-                    if not view:
-                        return
                     continue
-                self._binary_write = False
+                self._binary_write = False  # the empty reply: X is unsupported, M from now on
             command = b"M%x,%x:" % (at, len(piece)) + piece.hex().encode()
             _ok(await self.request(command, timeout=timeout), command[:24])
-            done += len(piece)
-            if not view:
-                return
 
     # --- threads and the rest --------------------------------------------------------------
 
