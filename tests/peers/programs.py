@@ -32,11 +32,13 @@ __all__ = [
     "PROGRAMS",
     "BareMetalProgram",
     "GdbQemu",
+    "HaltedQemu",
     "ProgramSpec",
     "bare_metal_program",
     "build_program",
     "gdb_qemu",
     "start_gdb_qemu",
+    "start_halted_qemu",
 ]
 
 SOURCES = Path(__file__).parent / "programs"
@@ -171,15 +173,21 @@ def bare_metal_program() -> Callable[[str], BareMetalProgram]:
 
 
 @attrs.frozen
-class GdbQemu:
-    """QEMU halted at reset (-S) with a program loaded: its gdbstub and its first UART on Unix
-    sockets that exist before QEMU starts (connect at once)."""
+class HaltedQemu:
+    """QEMU halted at reset (-S): its gdbstub and its first UART on Unix sockets that exist
+    before QEMU starts (connect at once)."""
 
-    program: BareMetalProgram
     gdb_address: str
     serial_address: str
     process: subprocess.Popen[bytes]
     log: Path
+
+
+@attrs.frozen
+class GdbQemu(HaltedQemu):
+    """A :class:`HaltedQemu` with a test program loaded."""
+
+    program: BareMetalProgram
 
 
 def _listen(path: Path) -> socket.socket:
@@ -192,18 +200,22 @@ def _listen(path: Path) -> socket.socket:
 def start_gdb_qemu(program: BareMetalProgram, folder: Path) -> GdbQemu:
     """Start QEMU for ``program`` in ``folder``; the caller stops it (:func:`stop_process`)."""
     qemu = require_program(program.qemu, PROGRAMS[program.name].qemu_package)
+    halted = start_halted_qemu([qemu, *program.qemu_args, "-kernel", str(program.elf)], folder)
+    return GdbQemu(*attrs.astuple(halted, recurse=False), program)
+
+
+def start_halted_qemu(argv: list[str], folder: Path) -> HaltedQemu:
+    """Start ``argv`` (a QEMU binary and its machine) halted (-S), with its gdbstub and first
+    UART on Unix sockets in ``folder`` that exist before it starts."""
     folder.mkdir(parents=True, exist_ok=True)
     gdb_sock = _listen(folder / "gdb.sock")
     serial_sock = _listen(folder / "serial.sock")
     argv = [
-        qemu,
-        *program.qemu_args,
+        *argv,
         "-nodefaults",
         "-display",
         "none",
         "-S",
-        "-kernel",
-        str(program.elf),
         "-chardev",
         f"socket,id=gdb0,fd={gdb_sock.fileno()},server=on,wait=off",
         "-gdb",
@@ -226,9 +238,7 @@ def start_gdb_qemu(program: BareMetalProgram, folder: Path) -> GdbQemu:
     finally:
         gdb_sock.close()
         serial_sock.close()
-    return GdbQemu(
-        program, f"unix:{folder / 'gdb.sock'}", f"unix:{folder / 'serial.sock'}", process, log
-    )
+    return HaltedQemu(f"unix:{folder / 'gdb.sock'}", f"unix:{folder / 'serial.sock'}", process, log)
 
 
 @pytest.fixture

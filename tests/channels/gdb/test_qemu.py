@@ -219,3 +219,18 @@ async def test_qemu_exit_ends_waits_and_listeners(gdb_qemu: StartQemu) -> None:
         assert not gdb.is_connected
         with pytest.raises(ConnectionLostError):
             await gdb.read_registers()
+
+
+async def test_a_client_after_one_that_left_the_target_running(gdb_qemu: StartQemu) -> None:
+    target = gdb_qemu("x86_64")
+    async with open_gdb(target.gdb_address) as gdb:
+        await gdb.detach()  # QEMU lets the target run on
+    # QEMU halts it for the next client, and may say so (T02) before or after its first request
+    async with open_gdb(target.gdb_address) as gdb:
+        assert isinstance(gdb.last_stop, Stopped)
+        assert not gdb.is_running
+        await _run_to_tick(gdb, target)
+        assert await gdb.read_register("rdi") >= 1
+        await gdb.detach()
+    async with open_gdb(target.gdb_address) as gdb:
+        assert await gdb.read_registers()

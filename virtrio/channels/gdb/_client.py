@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,10 +13,10 @@ import trio
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import NeedData
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.primitives import Fanout, Subscription, open_service_nursery
+from virtrio.primitives import Deadline, Fanout, Subscription, open_service_nursery
 
-from ._commands import GdbCommands
 from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError
+from ._execution import GdbExecution
 from ._protocol import GdbProtocol, ProtocolState, Reply, ResumeRefused
 from ._replies import ConsoleOutput, GdbEvent, Stopped, StopReply, ThreadId, parse_stop_reply
 from ._target import Byteorder
@@ -27,15 +29,21 @@ _RECEIVE_SIZE = 65536
 
 
 class _Slot:
-    __slots__ = ("done", "output", "reply")
+    """One request on the wire: ``wake`` wakes its caller (reply, loss or deadline); ``replied``
+    is set only once the stub has answered (or the connection is gone), which a later request
+    waits for so that a late reply is never taken for its own."""
 
-    def __init__(self) -> None:
-        self.done = trio.Event()
+    __slots__ = ("deadline", "output", "replied", "reply", "wake")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.wake = trio.Event()
+        self.replied = trio.Event()
         self.reply: bytes | None = None
         self.output = bytearray()
 
 
-class GdbClient(GdbCommands):
+class GdbClient(GdbExecution):
     """A connected GDB remote-protocol session. Create it with :func:`open_gdb`.
 
     The protocol carries one request at a time and the stub's next packet is its answer, so
@@ -54,6 +62,9 @@ class GdbClient(GdbCommands):
     ) -> None:
         super().__init__(byteorder)
         self._stream = stream
+        # the socket's descriptor (non-blocking, as Trio keeps it) for the fast paths
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._reads_in_a_row = 0
         self.address = address
         #: Deadline (seconds) of a call that passes ``timeout=None``.
         self.call_timeout = call_timeout
@@ -65,6 +76,11 @@ class GdbClient(GdbCommands):
         # The reader (acks) and callers (requests, \x03) both write.
         self._send_lock = trio.Lock()
         self._slot: _Slot | None = None
+        # the request deadlines' timer: one long-lived scope in the watchdog task, moved only
+        # when it must fire earlier (a cancel scope per request would cost more than the
+        # stub's whole round trip)
+        self._watch_scope: trio.CancelScope | None = None
+        self._watch_deadline = math.inf
         self._stopped = trio.Event()
         self._stopped.set()
         self._last_stop: StopReply | None = None
@@ -120,7 +136,16 @@ class GdbClient(GdbCommands):
         except trio.WouldBlock:
             await lock.acquire()
         try:
-            await self._stream.send_all(data)
+            sent = 0
+            if self._fd is not None:
+                # straight into the socket buffer, which takes a packet whole unless it is full:
+                # a send through the stream would cost a trip through the scheduler each time
+                try:
+                    sent = os.write(self._fd, data)
+                except BlockingIOError:
+                    sent = 0
+            if sent < len(data):
+                await self._stream.send_all(data[sent:])
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
             raise self._lost() from exc
@@ -132,6 +157,24 @@ class GdbClient(GdbCommands):
         finally:
             lock.release()
 
+    async def _receive(self) -> bytes | bytearray:
+        fd = self._fd
+        if fd is None:
+            return await self._stream.receive_some(_RECEIVE_SIZE)
+        # like the stream's receive_some, without the extra trip through the scheduler after
+        # data has come; every so many reads in a row it yields anyway, so a flood of output
+        # cannot starve the other tasks
+        self._reads_in_a_row += 1
+        if self._reads_in_a_row >= 16:
+            self._reads_in_a_row = 0
+            await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                return os.read(fd, _RECEIVE_SIZE)
+            except BlockingIOError:
+                self._reads_in_a_row = 0
+                await trio.lowlevel.wait_readable(fd)
+
     async def run_reader(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -140,11 +183,11 @@ class GdbClient(GdbCommands):
         protocol = self._protocol
         try:
             while True:
-                data = await self._stream.receive_some(_RECEIVE_SIZE)
+                data = await self._receive()
                 protocol.receive_data(data)
                 while not isinstance(event := protocol.next_event(), NeedData):
                     owed = protocol.data_to_send()
-                    if owed:
+                    if owed:  # acks go out before the reply is handed on (gdbserver waits)
                         await self._write(owed)
                     self._dispatch(event)
                 owed = protocol.data_to_send()
@@ -174,7 +217,8 @@ class GdbClient(GdbCommands):
                 log.debug("GDB %s: dropping a reply nobody waits for", self.address)
                 return
             slot.reply = event.payload
-            slot.done.set()
+            slot.replied.set()
+            slot.wake.set()
         elif isinstance(event, ResumeRefused):
             command = self._protocol.command.decode("ascii", "replace")
             self._resume_error = (
@@ -199,42 +243,83 @@ class GdbClient(GdbCommands):
             return
         self.closed_reason = reason
         if self._slot is not None:
-            self._slot.done.set()
+            self._slot.replied.set()
+            self._slot.wake.set()
         self._stopped.set()
         self._closed.set()
         self._events.close(ConnectionLostError(str(reason), address=self.address))
 
     # --- requests -------------------------------------------------------------------------
 
-    async def _lock_requests(self) -> None:
+    async def _lock_requests(self, deadline: float = math.inf) -> None:
+        """Take the request lock, once the stub has answered the request before (which a
+        cancelled or timed-out caller may have left on the wire)."""
         lock = self._request_lock
         try:
             lock.acquire_nowait()  # uncontended: no trip through the scheduler
         except trio.WouldBlock:
-            await lock.acquire()
+            with trio.move_on_at(deadline):
+                await lock.acquire()
+            if lock.statistics().owner is not trio.lowlevel.current_task():
+                raise self._timeout("the request queue") from None
+        previous = self._slot
+        if previous is not None and not previous.replied.is_set():
+            with trio.move_on_at(deadline):
+                await previous.replied.wait()
+            if not previous.replied.is_set():
+                lock.release()
+                raise self._timeout("the stub's answer to an earlier request")
+        if self.closed_reason is not None:
+            lock.release()
+            raise self._lost()
+
+    def _timeout(self, what: str) -> VirtrioTimeoutError:
+        return VirtrioTimeoutError(f"GDB {self.address}: timed out waiting for {what}")
+
+    def _arm_watchdog(self, deadline: float) -> None:
+        scope = self._watch_scope
+        if scope is None:
+            self._watch_deadline = min(self._watch_deadline, deadline)
+        elif deadline < scope.deadline:
+            scope.deadline = deadline
+
+    async def run_watchdog(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Wakes the request in flight when its deadline passes. It sleeps until the earliest
+        deadline it was given; then it either times that request out or, when the request
+        then on the wire has a later deadline, sleeps until that one."""
+        task_status.started()
+        while True:
+            with trio.CancelScope(deadline=self._watch_deadline) as scope:
+                self._watch_scope = scope
+                await trio.sleep_forever()
+            self._watch_scope = None
+            slot = self._slot
+            self._watch_deadline = math.inf
+            if slot is not None and not slot.wake.is_set():
+                if slot.deadline <= trio.current_time():
+                    slot.wake.set()  # its caller times out; the reply, if any, is dropped
+                else:
+                    self._watch_deadline = slot.deadline
 
     async def _exchange(self, payload: bytes, timeout: float | None) -> _Slot:
         limit = self._deadline(timeout)
-        with trio.move_on_after(limit) as scope:
-            await self._lock_requests()
-            try:
-                previous = self._slot
-                if previous is not None:  # a cancelled caller's reply is still on its way
-                    await previous.done.wait()
-                if self.closed_reason is not None:
-                    raise self._lost()
-                await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
-                data = self._protocol.send_request(payload)  # raises before anything is sent
-                slot = self._slot = _Slot()
-                await self._write(data)
-                await slot.done.wait()
+        deadline = trio.current_time() + limit
+        await self._lock_requests(deadline)
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
+            data = self._protocol.send_request(payload)  # raises before anything is sent
+            slot = self._slot = _Slot(deadline)
+            self._arm_watchdog(deadline)
+            await self._write(data)
+            await slot.wake.wait()
+        finally:
+            self._request_lock.release()
+        if slot.reply is not None:
+            if self._slot is slot:
                 self._slot = None
-            finally:
-                self._request_lock.release()
-            if slot.reply is None:
-                raise self._lost()
             return slot
-        assert scope.cancelled_caught
         if self.closed_reason is not None:
             raise self._lost()
         raise VirtrioTimeoutError(
@@ -265,8 +350,6 @@ class GdbClient(GdbCommands):
             raise self._lost()
         await self._lock_requests()
         try:
-            if self._slot is not None:
-                await self._slot.done.wait()
             await trio.lowlevel.checkpoint_if_cancelled()
             data = self._protocol.send_resume(payload)
             self._resume_error = None
@@ -359,15 +442,16 @@ async def open_gdb(
             f"connect_timeout and call_timeout must be > 0, got {connect_timeout}, {call_timeout}"
         )
     addr = parse_address(address)
-    deadline = trio.current_time() + connect_timeout
+    deadline = Deadline.after(connect_timeout)  # connecting and the handshake, together
     stream = await open_stream(addr, timeout=connect_timeout)
     events: Fanout[GdbEvent] = Fanout(max_queue=1024)
     client = GdbClient(stream, str(addr), call_timeout, events, byteorder)
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(client.run_reader)
+            await nursery.start(client.run_watchdog)
             try:
-                with trio.fail_after(max(0.0, deadline - trio.current_time())):
+                with trio.fail_at(deadline.at):
                     await client._handshake()
             except (trio.TooSlowError, GdbError, ConnectionLostError, VirtrioTimeoutError) as exc:
                 why = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)

@@ -80,6 +80,14 @@ def _is_output(payload: bytes) -> bool:
     )
 
 
+def _is_stop(payload: bytes) -> bool:
+    return (
+        payload[:1] in (b"T", b"S", b"W", b"X")
+        and len(payload) >= 3
+        and all(c in _HEX for c in payload[1:3])
+    )
+
+
 class GdbProtocol:
     """One client connection's protocol state; feed it bytes, take events and bytes to send.
 
@@ -97,6 +105,10 @@ class GdbProtocol:
         self._command = b""
         self._events: collections.deque[Reply | ResumeRefused | GdbEvent] = collections.deque()
         self._eof = False
+        # QEMU greets a new client with the stop reply of a target it halts for it (T02) when
+        # the previous client left it running, before or after our first request: until the
+        # first reply, one stop reply is taken as that
+        self._greeting_stop_allowed = True
 
     @property
     def state(self) -> ProtocolState:
@@ -155,7 +167,9 @@ class GdbProtocol:
             GdbLocalProtocolError: the target is not running.
         """
         if self._state is not ProtocolState.RUNNING:
-            raise GdbLocalProtocolError(f"cannot interrupt: the target is {self._state.value}")
+            raise GdbLocalProtocolError(
+                f"cannot interrupt: the target is not running ({self._state.value})"
+            )
         return b"\x03"
 
     def end_ack_mode(self) -> None:
@@ -201,7 +215,11 @@ class GdbProtocol:
         return self._events.popleft()
 
     def _on_frame(self, frame: object) -> None:
-        if isinstance(frame, Ack):
+        if isinstance(frame, Packet):
+            if self._ack_mode:
+                self._outgoing += b"+"
+            self._on_packet(frame.payload)
+        elif isinstance(frame, Ack):
             self._last_sent = b""
         elif isinstance(frame, Nak):
             if self._last_sent:
@@ -221,10 +239,6 @@ class GdbProtocol:
         elif isinstance(frame, Notification):
             # non-stop mode is never requested, so a stub that sends one is confused
             raise GdbProtocolError(f"unexpected notification {frame.payload[:64]!r}")
-        elif isinstance(frame, Packet):
-            if self._ack_mode:
-                self._outgoing += b"+"
-            self._on_packet(frame.payload)
 
     def _on_packet(self, payload: bytes) -> None:
         state = self._state
@@ -232,6 +246,11 @@ class GdbProtocol:
             if self._command.startswith(b"qRcmd,") and _is_output(payload):
                 self._events.append(ConsoleOutput(bytes.fromhex(payload[1:].decode())))
                 return
+            if self._greeting_stop_allowed and self._command != b"?" and _is_stop(payload):
+                self._greeting_stop_allowed = False
+                self._events.append(parse_stop_reply(payload))
+                return
+            self._greeting_stop_allowed = False
             self._state = ProtocolState.IDLE
             self._events.append(Reply(payload))
         elif state is ProtocolState.RUNNING:
@@ -246,5 +265,8 @@ class GdbProtocol:
             event = parse_stop_reply(payload)
             self._state = ProtocolState.IDLE
             self._events.append(event)
+        elif self._greeting_stop_allowed and _is_stop(payload):
+            self._greeting_stop_allowed = False
+            self._events.append(parse_stop_reply(payload))
         else:
             raise GdbProtocolError(f"unexpected packet {payload[:64]!r} with no request pending")

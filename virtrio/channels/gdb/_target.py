@@ -16,6 +16,7 @@ XML is read without namespace processing: element names are taken as written.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Literal
 from xml.parsers import expat
@@ -30,6 +31,7 @@ Byteorder = Literal["little", "big"]
 
 #: Architectures whose registers travel big-endian (prefixes of GDB's architecture names).
 _BIG_ENDIAN = ("s390", "m68k", "sparc", "hppa", "or1k", "openrisc")
+_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _FLOAT_TYPES = frozenset(
     {"ieee_half", "ieee_single", "ieee_double", "arm_fpa_ext", "i387_ext", "bfloat16", "float"}
 )
@@ -78,6 +80,9 @@ class TargetDescription:
     byteorder: Byteorder = "little"
     registers_by_name: Mapping[str, Register] = attrs.field(init=False, eq=False, repr=False)
     registers_by_number: Mapping[int, Register] = attrs.field(init=False, eq=False, repr=False)
+    _plans: dict[int, tuple[struct.Struct, list[str], list[int]]] = attrs.field(
+        init=False, eq=False, repr=False, factory=dict
+    )
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "registers_by_name", {r.name: r for r in self.registers})
@@ -98,15 +103,33 @@ class TargetDescription:
             ) from None
 
     def decode_registers(self, data: bytes) -> dict[str, int]:
-        """The registers a ``g`` reply (its hex decoded, unavailable ones as None bytes)
-        holds, by name; registers past its end are left out."""
-        out: dict[str, int] = {}
+        """The registers a ``g`` reply (its hex decoded) holds, by name; registers past its end
+        are left out."""
+        plan = self._plans.get(len(data))
+        if plan is None:
+            plan = self._plans[len(data)] = self._plan(len(data))
+        layout, names, wide = plan
+        values = list(layout.unpack_from(data))
+        for i in wide:
+            values[i] = int.from_bytes(values[i], self.byteorder)
+        return dict(zip(names, values, strict=True))
+
+    def _plan(self, length: int) -> tuple[struct.Struct, list[str], list[int]]:
+        # one struct call for the whole packet: registers are contiguous in regnum order
+        codes: list[str] = []
+        names: list[str] = []
+        wide: list[int] = []
         for reg in self.registers:
-            end = reg.offset + reg.size
-            if end > len(data):
+            if reg.offset + reg.size > length:
                 break
-            out[reg.name] = int.from_bytes(data[reg.offset : end], self.byteorder)
-        return out
+            code = _STRUCT_CODES.get(reg.size)
+            if code is None:
+                code = f"{reg.size}s"
+                wide.append(len(names))
+            codes.append(code)
+            names.append(reg.name)
+        prefix = "<" if self.byteorder == "little" else ">"
+        return struct.Struct(prefix + "".join(codes)), names, wide
 
     def encode_value(self, reg: Register, value: int) -> bytes:
         """``value`` as ``reg``'s bytes in target order (negative values in two's complement).
