@@ -129,6 +129,8 @@ async def test_migration_to_a_file_restores_in_a_new_qemu(
     counter = program.symbols["counter"]
     async with QemuBackend().open_instance(node, instance_id="m", workdir=tmp_path / "a") as m:
         await _stop_at_tick(m, program)
+        mark = b"virtrio-migrated"  # the program never writes pattern again after startup
+        await m.write_memory(program.symbols["pattern"], mark)
         await m.remove_breakpoint(Breakpoint(symbol="tick"))
         await m.continue_()  # saved running: QMP pauses it (GDB hears of the stop)
         await migrate_to_file(m.qmp, state)
@@ -136,13 +138,13 @@ async def test_migration_to_a_file_restores_in_a_new_qemu(
         saved = await m.read_memory(counter, 4)
         assert m.run_spec is not None
         argv = m.run_spec.argv
-    assert _u32(saved) > 1
     spec = RunSpec(argv, 0, tmp_path / "b", tmp_path / "b.log", incoming=state)
     spec.workdir.mkdir()
     async with trio.open_nursery() as nursery:
         run = await nursery.start(serve_run, spec, ConsoleBuffer(), _ignore)
         assert run.gdb is not None
         assert await run.gdb.read_memory(counter, 4) == saved
+        assert await run.gdb.read_memory(program.symbols["pattern"], len(mark)) == mark
         run.stop.set()
     assert run.process.returncode is not None
 
