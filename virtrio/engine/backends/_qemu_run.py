@@ -145,13 +145,13 @@ async def _connect(
     started = False
     try:
         stream = await open_stream(
-            Address.unix(folder / "console.sock"), timeout=spec.connect_timeout
+            Address.unix(folder / "console.sock"), connect_timeout=spec.connect_timeout
         )
         nursery.start_soon(pump_console, stream, console)
         async with open_qmp(
             Address.unix(folder / "qmp.sock"),
             connect_timeout=spec.connect_timeout,
-            default_timeout=spec.call_timeout,
+            call_timeout=spec.call_timeout,
         ) as qmp:
             run.qmp = qmp
             if spec.incoming is not None:

@@ -260,7 +260,7 @@ class RenodeInstance(GdbInstanceBase):
                 if getattr(self, "_console_port", None):
                     stream = await open_stream(
                         Address.tcp("127.0.0.1", self._console_port),
-                        timeout=backend.connect_timeout,
+                        connect_timeout=backend.connect_timeout,
                     )
                     nursery.start_soon(pump_console, stream, self._console)
                 async with open_gdb(
