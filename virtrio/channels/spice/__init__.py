@@ -18,6 +18,7 @@ from virtrio.channels.spice._channel import SpiceChannel, open_channel
 from virtrio.channels.spice._display import DisplayState, Rect, Surface, encode_png
 from virtrio.channels.spice._display_channel import DisplayChannel
 from virtrio.channels.spice._errors import (
+    SpiceError,
     SpiceLinkError,
     SpicePermissionError,
     SpiceProtocolError,
@@ -44,6 +45,7 @@ __all__ = [
     "PortChannel",
     "Rect",
     "SpiceChannel",
+    "SpiceError",
     "SpiceLinkError",
     "SpicePermissionError",
     "SpiceProtocolError",

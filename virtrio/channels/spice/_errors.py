@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from virtrio.errors import ConnectError, ProtocolError
+from virtrio.errors import ConnectError, ProtocolError, VirtrioError
 
-__all__ = ["SpiceLinkError", "SpicePermissionError", "SpiceProtocolError"]
+__all__ = ["SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError"]
 
 
-class SpiceProtocolError(ProtocolError):
+class SpiceError(VirtrioError):
+    """Base of the Spice errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`)."""
+
+
+class SpiceProtocolError(SpiceError, ProtocolError):
     """The Spice server sent bytes that break the protocol."""
 
 
-class SpiceLinkError(ConnectError):
+class SpiceLinkError(SpiceError, ConnectError):
     """The server refused to link a channel; ``code`` is the SpiceLinkErr value."""
 
     def __init__(self, message: str, code: int, *, address: str = "") -> None:
