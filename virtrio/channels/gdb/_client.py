@@ -449,7 +449,7 @@ async def open_gdb(
         )
     addr = parse_address(address)
     deadline = Deadline.after(connect_timeout)  # connecting and the handshake, together
-    stream = await open_stream(addr, timeout=connect_timeout)
+    stream = await open_stream(addr, connect_timeout=connect_timeout)
     events: Fanout[GdbEvent] = Fanout(max_queue=1024)
     client = GdbClient(stream, str(addr), call_timeout, events, byteorder)
     try:
