@@ -259,3 +259,17 @@ async def test_plain_c_and_s_without_vcont(tmp_path: Path) -> None:
         await gdb.write_memory(0x10, b"")  # nothing to write, nothing sent
         assert stub.received[-1] == b"c"
         assert await gdb.read_memory(0x10, 0) == b""
+
+
+async def test_endless_monitor_output_is_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from virtrio.channels.gdb import _client
+
+    monkeypatch.setattr(_client, "MAX_MONITOR_OUTPUT", 1000)
+    chunk = b"O" + (b"x" * 200).hex().encode()
+    stub = FakeStub(handlers={b"qRcmd": lambda _: [chunk] * 10})  # and never OK
+    async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
+        with pytest.raises(ConnectionLostError, match="monitor output over 1000 bytes"):
+            await gdb.monitor("info mtree")
+        assert isinstance(gdb.closed_reason, GdbProtocolError)

@@ -146,3 +146,20 @@ def test_error_replies() -> None:
     assert (text.code, text.desc) == (None, "no such memory")
     odd = GdbCommandError.from_reply(b"Ezz", "x")
     assert odd.code is None
+
+
+@given(st.lists(thread_ids, max_size=6), st.booleans())
+def test_thread_list_round_trip(threads: list[ThreadId], last: bool) -> None:
+    body = ",".join(str(t) for t in threads)
+    if not last and not threads:
+        return  # "m" with nothing after it is not a list
+    payload = (b"l" if last else b"m") + body.encode()
+    assert parse_thread_list(payload) == (threads, last)
+
+
+@given(st.binary(max_size=40))
+def test_thread_list_and_error_garbage(payload: bytes) -> None:
+    with contextlib.suppress(GdbProtocolError):
+        parse_thread_list(payload)
+    error = GdbCommandError.from_reply(b"E" + payload, "x")
+    assert error.error_class.startswith("E")

@@ -26,6 +26,8 @@ __all__ = ["GdbClient", "open_gdb"]
 log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE = 65536
+#: The most ``O`` output one ``monitor`` call collects (QEMU's ``info mtree`` is ~100 KiB).
+MAX_MONITOR_OUTPUT = 16 << 20
 
 
 class _Slot:
@@ -231,6 +233,10 @@ class GdbClient(GdbExecution):
             slot = self._slot
             if slot is not None and self._protocol.state is ProtocolState.WAITING:
                 slot.output += event.data
+                if len(slot.output) > MAX_MONITOR_OUTPUT:  # a stub that never says OK
+                    raise GdbProtocolError(
+                        f"monitor output over {MAX_MONITOR_OUTPUT} bytes with no end"
+                    )
             self._publish(event)
         else:
             self._last_stop = event
