@@ -31,6 +31,15 @@ PUBLIC = {
         "QmpEvent", "QmpGreeting", "QmpProtocol", "QmpProtocolError", "VmStatus", "open_qmp",
         "parse_combo", "text_to_combos",
     ],
+    "virtrio.channels.gdb": [
+        "Ack", "ConsoleOutput", "Exited", "GdbClient", "GdbCommandError", "GdbError", "GdbEvent",
+        "GdbLocalProtocolError", "GdbProtocol", "GdbProtocolError", "GdbUnsupportedError", "Nak",
+        "Notification", "Packet", "PacketReader", "ProtocolState", "Register", "Reply",
+        "ResumeRefused", "StopReply", "Stopped", "StubFeatures", "TargetDescription",
+        "TargetDescriptionReader", "Terminated", "ThreadId", "checksum",
+        "decode_payload", "encode_packet", "escape", "open_gdb", "parse_stop_reply",
+        "parse_supported",
+    ],
     "virtrio.channels.qga": [
         "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands", "QgaError",
         "QgaProtocol", "QgaProtocolError", "open_qga",
