@@ -20,6 +20,8 @@ from ._commands import (
 )
 from ._protocol import (
     QgaCommandError as QgaCommandError,
+    QgaError as QgaError,
+    QgaLocalProtocolError as QgaLocalProtocolError,
     QgaProtocol as QgaProtocol,
     QgaProtocolError as QgaProtocolError,
 )
@@ -30,6 +32,8 @@ __all__ = [
     "QgaClient",
     "QgaCommandError",
     "QgaCommands",
+    "QgaError",
+    "QgaLocalProtocolError",
     "QgaProtocol",
     "QgaProtocolError",
     "open_qga",

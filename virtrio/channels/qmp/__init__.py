@@ -22,10 +22,13 @@ from ._keys import QCODES as QCODES, parse_combo as parse_combo, text_to_combos 
 from ._protocol import (
     QemuVersion as QemuVersion,
     QmpCommandError as QmpCommandError,
+    QmpError as QmpError,
     QmpEvent as QmpEvent,
     QmpGreeting as QmpGreeting,
+    QmpLocalProtocolError as QmpLocalProtocolError,
     QmpProtocol as QmpProtocol,
     QmpProtocolError as QmpProtocolError,
+    QmpState as QmpState,
 )
 
 __all__ = [
@@ -34,10 +37,13 @@ __all__ = [
     "QmpClient",
     "QmpCommandError",
     "QmpCommands",
+    "QmpError",
     "QmpEvent",
     "QmpGreeting",
+    "QmpLocalProtocolError",
     "QmpProtocol",
     "QmpProtocolError",
+    "QmpState",
     "VmStatus",
     "open_qmp",
     "parse_combo",
