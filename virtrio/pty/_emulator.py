@@ -79,11 +79,53 @@ def _sgr(char: pyte.screens.Char) -> str:
     return f"\x1b[{codes}m"
 
 
+class _Screen(pyte.HistoryScreen):
+    """pyte's screen with the erase of a real terminal.
+
+    pyte's ``erase_in_display`` recolours only the cells its sparse buffer already holds, so a
+    cell skipped by a tab or a cursor move stays in the default colours after ``ESC [ 2 J``
+    while a real terminal (background colour erase) paints every cell. A snapshot, which writes
+    those cells explicitly, would then come out in other colours than the screen it renders.
+    Here every erased cell takes the cursor's attributes; an erase in the default attributes
+    simply forgets the cells, which keeps an idle screen's buffer small.
+    """
+
+    def erase_in_display(self, how: int = 0, *args: object, **kwargs: object) -> None:
+        if how not in (0, 1, 2, 3):
+            return
+        rows = {0: range(self.cursor.y + 1, self.lines), 1: range(self.cursor.y)}
+        interval = rows.get(how, range(self.lines))
+        self.dirty.update(interval)
+        attrs = self.cursor.attrs
+        for y in interval:
+            self._fill(self.buffer[y], range(self.columns), attrs)
+        if how in (0, 1):
+            self.erase_in_line(how)
+
+    def erase_in_line(self, how: int = 0, private: bool = False) -> None:
+        columns = {0: range(self.cursor.x, self.columns), 1: range(self.cursor.x + 1)}
+        if how not in (0, 1, 2):
+            return
+        self.dirty.add(self.cursor.y)
+        interval = columns.get(how, range(self.columns))
+        self._fill(self.buffer[self.cursor.y], interval, self.cursor.attrs)
+
+    def _fill(
+        self, line: dict[int, pyte.screens.Char], interval: range, attrs: pyte.screens.Char
+    ) -> None:
+        if attrs == self.default_char:
+            for x in interval:
+                line.pop(x, None)
+        else:
+            for x in interval:
+                line[x] = attrs
+
+
 class PyteEmulator:
     """A :class:`TerminalEmulator` on pyte's ``HistoryScreen``."""
 
     def __init__(self, cols: int, rows: int, scrollback: int) -> None:
-        self._screen = pyte.HistoryScreen(cols, rows, history=max(scrollback, 1), ratio=0.5)
+        self._screen = _Screen(cols, rows, history=max(scrollback, 1), ratio=0.5)
         self._stream = pyte.ByteStream(self._screen)
         # bytes taken in but not acted on yet: an unfinished escape sequence or UTF-8 character
         self._unsettled = b""
