@@ -13,13 +13,13 @@ PUBLIC = {
         "VirtrioTimeoutError",
     ],
     "virtrio.channels.qmp": [
-        "QCODES", "QemuVersion", "QmpClient", "QmpCommandError", "QmpCommands", "QmpEvent",
-        "QmpGreeting", "QmpProtocol", "QmpProtocolError", "VmStatus", "open_qmp", "parse_combo",
-        "text_to_combos",
+        "QCODES", "QemuVersion", "QmpClient", "QmpCommandError", "QmpCommands", "QmpError",
+        "QmpEvent", "QmpGreeting", "QmpLocalProtocolError", "QmpProtocol", "QmpProtocolError",
+        "QmpState", "VmStatus", "open_qmp", "parse_combo", "text_to_combos",
     ],
     "virtrio.channels.qga": [
         "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands",
-        "QgaProtocol", "QgaProtocolError", "open_qga",
+        "QgaError", "QgaLocalProtocolError", "QgaProtocol", "QgaProtocolError", "open_qga",
     ],
     "virtrio.channels.yamux": [
         "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxSession", "MuxStream",

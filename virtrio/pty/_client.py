@@ -37,6 +37,7 @@ from virtrio.channels.pty import (
     NEED_DATA,
     Attach,
     BackpressureWarning,
+    ConnectionClosed,
     Create,
     Created,
     CreateOptions,
@@ -269,6 +270,8 @@ class PtyClient:
                 data = await self._stream.receive_some(_RECEIVE_SIZE)
                 decoder.receive_data(data)
                 while (message := decoder.next_message()) is not NEED_DATA:
+                    if isinstance(message, ConnectionClosed):
+                        break
                     if isinstance(message, Created | Sessions | Ok) or (
                         isinstance(message, Error) and message.id is not None
                     ):
