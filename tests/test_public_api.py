@@ -23,7 +23,8 @@ PUBLIC = {
     ],
     "virtrio.channels.yamux": [
         "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxSession", "MuxStream",
-        "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession", "open_mux",
+        "StreamResetError", "StreamState", "YamuxError", "YamuxLocalProtocolError",
+        "YamuxProtocolError", "YamuxSession", "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",

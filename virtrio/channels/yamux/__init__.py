@@ -15,17 +15,19 @@ writer only as the reader consumes, so a slow reader throttles its own writer an
 stream. A reset stream raises :class:`StreamResetError`, never a silent EOF.
 """
 
+from ._errors import (
+    YamuxError as YamuxError,
+    YamuxLocalProtocolError as YamuxLocalProtocolError,
+    YamuxProtocolError as YamuxProtocolError,
+)
 from ._frames import (
     DEFAULT_WINDOW as DEFAULT_WINDOW,
     Flag as Flag,
     FrameType as FrameType,
     GoAwayCode as GoAwayCode,
 )
-from ._session import (
-    YamuxError as YamuxError,
-    YamuxProtocolError as YamuxProtocolError,
-    YamuxSession as YamuxSession,
-)
+from ._session import YamuxSession as YamuxSession
+from ._streams import StreamState as StreamState
 from ._trio import (
     MuxSession as MuxSession,
     MuxStream as MuxStream,
@@ -41,7 +43,9 @@ __all__ = [
     "MuxSession",
     "MuxStream",
     "StreamResetError",
+    "StreamState",
     "YamuxError",
+    "YamuxLocalProtocolError",
     "YamuxProtocolError",
     "YamuxSession",
     "open_mux",

@@ -561,6 +561,12 @@ class MuxSession:
         while True:
             data = await self._receive()
             if not data:
+                try:
+                    self._core.receive_data(b"")
+                except YamuxProtocolError as exc:
+                    raise ConnectionLostError(
+                        f"yamux session {self.name}: the peer closed the connection: {exc}"
+                    ) from exc
                 raise ConnectionLostError(
                     f"yamux session {self.name}: the peer closed the connection"
                 )
