@@ -16,7 +16,9 @@ from virtrio.channels.spice._channel import SpiceChannel, open_channel
 from virtrio.channels.spice._display import DisplayState, Rect, Surface, encode_png
 from virtrio.channels.spice._display_channel import DisplayChannel
 from virtrio.channels.spice._errors import (
+    SpiceError,
     SpiceLinkError,
+    SpiceLocalProtocolError,
     SpicePermissionError,
     SpiceProtocolError,
 )
@@ -24,7 +26,7 @@ from virtrio.channels.spice._handle import SupervisedSpice
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
 from virtrio.channels.spice._libvirt import open_domain_spice, spice_addresses
-from virtrio.channels.spice._link import ChannelType, LinkErr
+from virtrio.channels.spice._link import ChannelType, Linked, LinkErr, LinkState, SpiceLink
 from virtrio.channels.spice._main import MainChannel, MainInit, MainState
 from virtrio.channels.spice._manager import SpiceManager
 from virtrio.channels.spice._port import PortChannel
@@ -38,13 +40,18 @@ __all__ = [
     "DisplayState",
     "InputsChannel",
     "LinkErr",
+    "LinkState",
+    "Linked",
     "MainChannel",
     "MainInit",
     "MainState",
     "PortChannel",
     "Rect",
     "SpiceChannel",
+    "SpiceError",
+    "SpiceLink",
     "SpiceLinkError",
+    "SpiceLocalProtocolError",
     "SpiceManager",
     "SpicePermissionError",
     "SpiceProtocolError",

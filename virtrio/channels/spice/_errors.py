@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
-from virtrio.errors import ConnectError, ProtocolError
+from virtrio.errors import ConnectError, LocalProtocolError, ProtocolError, VirtrioError
 
-__all__ = ["SpiceLinkError", "SpicePermissionError", "SpiceProtocolError"]
+__all__ = [
+    "SpiceError",
+    "SpiceLinkError",
+    "SpiceLocalProtocolError",
+    "SpicePermissionError",
+    "SpiceProtocolError",
+]
 
 
-class SpiceProtocolError(ProtocolError):
+class SpiceError(VirtrioError):
+    """Base of the Spice errors."""
+
+
+class SpiceProtocolError(SpiceError, ProtocolError):
     """The Spice server sent bytes that break the protocol."""
 
 
-class SpiceLinkError(ConnectError):
+class SpiceLocalProtocolError(SpiceError, LocalProtocolError):
+    """We asked for something the protocol's state forbids."""
+
+
+class SpiceLinkError(SpiceError, ConnectError):
     """The server refused to link a channel; ``code`` is the SpiceLinkErr value."""
 
     def __init__(self, message: str, code: int, *, address: str = "") -> None:
