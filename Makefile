@@ -15,11 +15,13 @@ test: setup
 	$(PY) -m ruff check virtrio tests benchmarks
 	$(PY) -m ruff format --check virtrio tests benchmarks
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check virtrio tests benchmarks
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

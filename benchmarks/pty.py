@@ -22,7 +22,7 @@ from pathlib import Path
 
 import trio
 
-from virtrio.pty import Exit, Output, PtyClient, open_pty_client
+from virtrio.channels.pty import Exit, Output, PtyClient, open_pty_client
 
 LINE = b"The quick brown fox jumps over the lazy dog; 0123456789 !@#$%^&*() -_=+ [] {}\n"
 

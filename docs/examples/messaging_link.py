@@ -26,6 +26,7 @@ from virtrio.channels.messaging import (
     ServerConfig,
 )
 from virtrio.nurseries import Backoff
+from virtrio.nurseries.messaging import connect_supervised, open_pool
 
 KEY = os.urandom(32)  # both ends hold the same 32 bytes (read it from a secret store)
 LAYERS = [Compression(), Encryption(KEY)]
@@ -53,8 +54,10 @@ async def main(listen: str = "tcp://127.0.0.1:0") -> list[bytes]:
         first = trio.CancelScope()
         [address] = await nursery.start(serve, listen, first)
         client = MessageClient.with_yamux(ClientConfig(address), middleware=LAYERS)
-        async with client.connect_supervised(
-            backoff=Backoff(initial=0.1, maximum=1), health_check=HealthCheck(interval=1, timeout=1)
+        async with connect_supervised(
+            client,
+            backoff=Backoff(initial=0.1, maximum=1),
+            health_check=HealthCheck(interval=1, timeout=1),
         ) as link:
             await link.send(b"hello", timeout=10)
             replies.append(await link.receive(timeout=10))
@@ -64,7 +67,7 @@ async def main(listen: str = "tcp://127.0.0.1:0") -> list[bytes]:
             await link.send(b"still there?", timeout=10)  # waited for the reconnect
             replies.append(await link.receive(timeout=10))
 
-        async with client.open_pool(max_size=4) as pool:
+        async with open_pool(client, max_size=4) as pool:
 
             async def ask(text: bytes) -> None:
                 async with pool.connection() as connection:

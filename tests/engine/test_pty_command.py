@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.engine.pty.helpers import read_to_exit
 from tests.peers import require_program
-from tests.pty.helpers import read_to_exit
-from virtrio.pty import Exit, PtyDaemon, open_pty_client
+from virtrio.channels.pty import Exit, open_pty_client
+from virtrio.engine.pty import PtyDaemon
 
 Tmux = Callable[..., Awaitable[str]]
 

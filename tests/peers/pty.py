@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from virtrio.pty import PtyDaemon, PtyDaemonConfig, serve_pty_daemon
+from virtrio.engine.pty import PtyDaemon, PtyDaemonConfig, serve_pty_daemon
 
 
 @pytest.fixture

@@ -1,42 +1,31 @@
-"""Supervision: what owns tasks, restarts them with backoff, and fans out their events."""
+"""Supervision: what owns tasks, restarts them with backoff, and fans out their events.
 
-from typing import TYPE_CHECKING, Any
+:func:`open_vm` keeps one VM's channels up; :mod:`virtrio.nurseries.host` one libvirt
+connection per host; :mod:`virtrio.nurseries.spice` supervised Spice sessions;
+:mod:`virtrio.nurseries.messaging` a supervised message connection and a pool. The primitives
+they are made of (:class:`Backoff`, :class:`Fanout`, :class:`Supervisor`) live in
+:mod:`virtrio.primitives` and are re-exported here.
+"""
 
-from ._backoff import Backoff as Backoff
-from ._fanout import (
+from virtrio.primitives import (
+    Backoff as Backoff,
+    ChannelState as ChannelState,
+    Connection as Connection,
     Fanout as Fanout,
     Pressure as Pressure,
     PressureLevel as PressureLevel,
+    StateChange as StateChange,
     SubscriberOverflowError as SubscriberOverflowError,
     Subscription as Subscription,
-)
-from ._supervisor import (
-    ChannelState as ChannelState,
-    Connection as Connection,
-    StateChange as StateChange,
     Supervisor as Supervisor,
 )
 
-# The VM nursery sits above the channels, which themselves use the primitives above; importing
-# it lazily keeps `virtrio.channels` -> `virtrio.nurseries._fanout` free of an import cycle.
-if TYPE_CHECKING:
-    from ._vm import (
-        SupervisedQga as SupervisedQga,
-        SupervisedQmp as SupervisedQmp,
-        Vm as Vm,
-        open_vm as open_vm,
-    )
-
-_LAZY = frozenset({"SupervisedQga", "SupervisedQmp", "Vm", "open_vm"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from . import _vm
-
-        return getattr(_vm, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from ._vm import (
+    SupervisedQga as SupervisedQga,
+    SupervisedQmp as SupervisedQmp,
+    Vm as Vm,
+    open_vm as open_vm,
+)
 
 __all__ = [
     "Backoff",
@@ -48,9 +37,9 @@ __all__ = [
     "StateChange",
     "SubscriberOverflowError",
     "Subscription",
-    "Supervisor",
     "SupervisedQga",
     "SupervisedQmp",
+    "Supervisor",
     "Vm",
     "open_vm",
 ]

@@ -24,21 +24,26 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels import Address, parse_address
 from virtrio.channels.qga import QgaClient, QgaCommands, open_qga
 from virtrio.channels.qmp import QmpClient, QmpCommands, QmpEvent, open_qmp
 from virtrio.errors import ConfigError
-
-from ._backoff import Backoff
-from ._fanout import Fanout, Subscription
-from ._supervisor import ChannelState, StateChange, Supervisor
+from virtrio.primitives import (
+    Backoff,
+    ChannelState,
+    Deadline,
+    Fanout,
+    StateChange,
+    Subscription,
+    Supervisor,
+    open_service_nursery,
+)
 
 if TYPE_CHECKING:
     from virtrio.channels.libvirt import LibvirtDomain
-    from virtrio.channels.spice import SupervisedSpice
     from virtrio.channels.virtio_serial import StreamReader
     from virtrio.nurseries.host import HostNursery, HostQga, HostQmp
+    from virtrio.nurseries.spice import SupervisedSpice
 
 __all__ = ["SupervisedQga", "SupervisedQmp", "Vm", "open_vm"]
 
@@ -101,10 +106,9 @@ class _SupervisedExecute(Generic[E]):
             CommandError: the peer answered with an error.
         """
         limit = self.call_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit
+        deadline = Deadline.after(limit)
         client = await self.supervisor.wait_connected(timeout=limit)
-        remaining = max(0.0, deadline - trio.current_time()) if math.isfinite(limit) else limit
-        return await client.execute(command, arguments, timeout=remaining)
+        return await client.execute(command, arguments, timeout=deadline.remaining())
 
 
 class SupervisedQmp(_SupervisedExecute[QmpClient], QmpCommands):
@@ -303,7 +307,8 @@ async def open_vm(
         qga_handle = SupervisedQga(qga_sup, call_timeout)
     vm = Vm(name, qmp_handle, qga_handle, states, events)
     if spice is not None:
-        from virtrio.channels.spice import SpiceSession, SupervisedSpice, open_spice_session
+        from virtrio.channels.spice import SpiceSession, open_spice_session
+        from virtrio.nurseries.spice import SupervisedSpice
 
         spice_sup: Supervisor[SpiceSession] = Supervisor(
             f"{name}/spice",

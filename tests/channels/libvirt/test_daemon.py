@@ -13,8 +13,8 @@ from virtrio.channels.qga import QgaCommandError
 from virtrio.channels.qmp import QmpCommandError, open_qmp
 from virtrio.channels.virtio_serial import discover_channels, open_virtio_serial
 from virtrio.errors import ConnectionLostError
-from virtrio.nurseries import Backoff, ChannelState
 from virtrio.nurseries.host import HostUnavailableError, open_host
+from virtrio.primitives import Backoff, ChannelState
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_libvirt_leftovers")]
 

@@ -10,7 +10,7 @@ import trio
 from tests.peers.spice import SpiceVM
 from virtrio.channels.spice import ChannelType, PortChannel, open_spice_session
 from virtrio.errors import ChannelUnavailableError, ConnectError
-from virtrio.nurseries import ChannelState
+from virtrio.primitives import ChannelState
 
 PORT = "org.virtrio.serial0"
 

@@ -8,13 +8,13 @@ import pytest
 import trio
 
 from virtrio.channels.libvirt import DomainNotFoundError, EventKind
-from virtrio.nurseries import Backoff, ChannelState
 from virtrio.nurseries.host import (
     HostUnavailableError,
     LibvirtUriError,
     open_host,
     open_host_pool,
 )
+from virtrio.primitives import Backoff, ChannelState
 
 NODE = """<node><domain type='test'><name>t1</name><memory>65536</memory>
 <os><type>hvm</type></os></domain></node>"""

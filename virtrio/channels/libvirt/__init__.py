@@ -14,7 +14,9 @@
 
 libvirt's event loop runs on Trio (:func:`ensure_event_loop`, registered once per process);
 every blocking libvirt call runs in a worker thread under the connection's limiter and the
-caller's deadline. For one supervised connection per host, see :mod:`virtrio.nurseries.host`.
+caller's deadline. :func:`parse_libvirt_uri` validates a connection URI with a clear
+:class:`LibvirtUriError`. For one supervised connection per host, see
+:mod:`virtrio.nurseries.host`.
 """
 
 from ._connection import (
@@ -48,6 +50,11 @@ from ._eventloop import (
 )
 from ._events import DomainEvent as DomainEvent, EventKind as EventKind
 from ._stream import LibvirtStream as LibvirtStream
+from ._uri import (
+    LibvirtUri as LibvirtUri,
+    LibvirtUriError as LibvirtUriError,
+    parse_libvirt_uri as parse_libvirt_uri,
+)
 
 __all__ = [
     "ChannelInfo",
@@ -66,10 +73,13 @@ __all__ = [
     "LibvirtQmp",
     "LibvirtStream",
     "LibvirtUnsupportedError",
+    "LibvirtUri",
+    "LibvirtUriError",
     "SpiceInfo",
     "ensure_event_loop",
     "event_loop_stats",
     "open_connection",
     "parse_domain_xml",
+    "parse_libvirt_uri",
     "run_blocking",
 ]

@@ -23,7 +23,7 @@ import trio
 
 from virtrio.channels.qmp import QmpEvent
 from virtrio.errors import ConnectionLostError, VirtrioError, VirtrioTimeoutError
-from virtrio.nurseries import Fanout, Subscription
+from virtrio.primitives import Fanout, Subscription
 
 from ._errors import VIR_ERR_NO_SUPPORT, translate_error
 from ._eventloop import ensure_event_loop

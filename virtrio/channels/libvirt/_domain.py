@@ -11,12 +11,11 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import trio
-
 from virtrio.channels._rpc import error_reply
 from virtrio.channels.qga import QgaCommandError, QgaCommands
 from virtrio.channels.qmp import QmpCommandError, QmpCommands
 from virtrio.errors import ProtocolError, VirtrioTimeoutError
+from virtrio.primitives import Deadline
 
 from ._connection import LibvirtConnection
 from ._domainxml import DomainXml, parse_domain_xml
@@ -61,11 +60,11 @@ class LibvirtDomain:
     async def resolve(self, *, timeout: float | None = None) -> tuple[LibvirtConnection, Any]:
         """The current connection and its ``libvirt.virDomain`` for this domain."""
         limit = self.default_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit
+        deadline = Deadline.after(limit)
         connection = await self._source(limit)
         if self._cached is not None and self._cached[0] is connection:
             return self._cached
-        remaining = max(0.0, deadline - trio.current_time())
+        remaining = deadline.remaining()
         dom = await connection.lookup(self.name, timeout=remaining)
         self._cached = (connection, dom)
         return self._cached
@@ -79,9 +78,9 @@ class LibvirtDomain:
     ) -> R:
         """Run ``fn(domain, *args)`` (a blocking libvirt call) in a worker thread."""
         limit = self.default_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit
+        deadline = Deadline.after(limit)
         connection, dom = await self.resolve(timeout=limit)
-        remaining = max(0.0, deadline - trio.current_time())
+        remaining = deadline.remaining()
         label = f"{self.name}: {what or getattr(fn, '__name__', 'call')}"
         return await connection.call(fn, dom, *args, what=label, timeout=remaining)
 

@@ -20,9 +20,10 @@ kylin-x-kernel/xtransfer); over yamux the client opens one stream and each messa
 big-endian length and the bytes, as virga frames them, so either end may be virga itself.
 
 The extension points (V6): ``middleware=[Compression(), Encryption(key), RateLimit(...)]`` on
-a client and its server; :meth:`MessageClient.connect_supervised` reconnects with backoff and
-checks health (:class:`HealthCheck`); :meth:`MessageClient.open_pool` keeps a pool of
-connections for many borrowers.
+a client and its server; :func:`virtrio.nurseries.messaging.connect_supervised` reconnects
+with backoff and checks health (:class:`HealthCheck`); :func:`virtrio.nurseries.messaging.open_pool`
+keeps a pool of connections for many borrowers. A :class:`MessageClient` connection itself is
+one-shot: what keeps it alive lives in :mod:`virtrio.nurseries.messaging`.
 """
 
 from ._config import (
@@ -59,11 +60,6 @@ from ._middleware import (
     RateLimit as RateLimit,
     TokenBucket as TokenBucket,
 )
-from ._pool import MessagePool as MessagePool, open_message_pool as open_message_pool
-from ._supervised import (
-    SupervisedConnection as SupervisedConnection,
-    open_supervised_connection as open_supervised_connection,
-)
 from ._transports import (
     MessageChannel as MessageChannel,
     Transport as Transport,
@@ -87,21 +83,17 @@ __all__ = [
     "MessageCompressor",
     "MessageClient",
     "MessageConnection",
-    "MessagePool",
     "MessageServer",
     "Middleware",
     "MiddlewareError",
     "Probe",
     "RateLimit",
     "ServerConfig",
-    "SupervisedConnection",
     "TokenBucket",
     "Transport",
     "XtransportTransport",
     "YamuxTransport",
     "encode_length_prefixed",
-    "open_message_pool",
-    "open_supervised_connection",
     "with_xtransport",
     "with_yamux",
 ]

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import (
-    AbstractAsyncContextManager,
     AbstractContextManager,
     asynccontextmanager,
     contextmanager,
@@ -25,11 +23,6 @@ from ._transports import MessageChannel, Transport, XtransportTransport, YamuxTr
 
 if TYPE_CHECKING:  # imported only when used
     from virtrio.channels.xtransfer import XtransferConfig
-    from virtrio.nurseries import Backoff
-
-    from ._health import HealthCheck
-    from ._pool import MessagePool
-    from ._supervised import SupervisedConnection
 
 __all__ = [
     "MessageClient",
@@ -280,42 +273,6 @@ class MessageClient:
             io_timeout=config.io_timeout,
         ) as connection:
             yield connection
-
-    def connect_supervised(
-        self,
-        *,
-        backoff: Backoff | None = None,
-        health_check: HealthCheck | None = None,
-        receive_buffer: int = 64,
-        call_timeout: float = math.inf,
-    ) -> AbstractAsyncContextManager[SupervisedConnection]:
-        """Stay connected: reconnect with ``backoff`` whenever the connection is lost or fails
-        its ``health_check``; sends and receives wait through an outage up to their deadline.
-        See :class:`SupervisedConnection`."""
-        from ._supervised import open_supervised_connection
-
-        return open_supervised_connection(
-            self,
-            backoff=backoff,
-            health_check=health_check,
-            receive_buffer=receive_buffer,
-            call_timeout=call_timeout,
-        )
-
-    def open_pool(
-        self,
-        *,
-        max_size: int = 8,
-        idle_timeout: float = 60.0,
-        health_check: HealthCheck | None = None,
-    ) -> AbstractAsyncContextManager[MessagePool]:
-        """A pool of up to ``max_size`` connections to the server, reused across
-        borrowers. See :class:`MessagePool`."""
-        from ._pool import open_message_pool
-
-        return open_message_pool(
-            self, max_size=max_size, idle_timeout=idle_timeout, health_check=health_check
-        )
 
 
 ConnectionHandler = Callable[[MessageConnection], Awaitable[object]]

@@ -1,10 +1,18 @@
 """The terminal daemon's wire protocol (seed 003): frames, messages, a sans-I/O codec.
 
 Every frame is ``[u32 big-endian length][MessagePack map]`` and every map has a snake_case
-``type`` key; see docs/pty-protocol.md for the full protocol with examples. The daemon and the
-client SDK live in :mod:`virtrio.pty`.
+``type`` key; see docs/pty-protocol.md for the full protocol with examples. The client SDK,
+:func:`open_pty_client`, sits beside the codec here; the daemon (an application) lives in
+:mod:`virtrio.engine.pty`.
 """
 
+from ._client import (
+    PtyClient as PtyClient,
+    PtyEvent as PtyEvent,
+    PtyRequestError as PtyRequestError,
+    default_socket_path as default_socket_path,
+    open_pty_client as open_pty_client,
+)
 from ._codec import (
     DEFAULT_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE,
     NEED_DATA as NEED_DATA,

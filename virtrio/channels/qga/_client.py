@@ -8,11 +8,11 @@ from typing import Any
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import DEFAULT_MAX_MESSAGE_SIZE
 from virtrio.channels._rpc import RpcClient, RpcConnection
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
+from virtrio.primitives import Deadline, open_service_nursery
 
 from ._commands import QgaCommands
 from ._protocol import SYNC_PREFIX, QgaCommandError, QgaProtocol, QgaProtocolError
@@ -124,7 +124,7 @@ async def open_qga(
             resynchronisation in time (not running yet in the guest, or another client holds it).
     """
     addr = parse_address(address)
-    deadline = trio.current_time() + connect_timeout
+    deadline = Deadline.after(connect_timeout)
     stream = await open_stream(addr, timeout=connect_timeout)
     protocol = QgaProtocol(max_message_size=max_message_size)
     connection = RpcConnection(stream, protocol, name="guest agent", address=str(addr))
@@ -133,7 +133,7 @@ async def open_qga(
         async with open_service_nursery() as nursery:
             await nursery.start(connection.run_reader)
             try:
-                await client.sync(timeout=max(0.0, deadline - trio.current_time()))
+                await client.sync(timeout=deadline.remaining())
             except (VirtrioTimeoutError, ConnectionLostError, QgaProtocolError) as exc:
                 raise ConnectError(
                     f"guest agent at {addr} did not answer guest-sync-delimited: {exc}",

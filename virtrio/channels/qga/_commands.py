@@ -17,7 +17,7 @@ import attrs
 import trio
 
 from virtrio.errors import ProtocolError, VirtrioTimeoutError
-from virtrio.nurseries._backoff import Backoff
+from virtrio.primitives import Backoff
 
 __all__ = ["ExecResult", "GuestAgentInfo", "QgaCommands"]
 

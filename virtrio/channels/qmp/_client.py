@@ -8,12 +8,11 @@ from typing import Any
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.channels._jsonstream import DEFAULT_MAX_MESSAGE_SIZE
 from virtrio.channels._rpc import RpcClient, RpcConnection
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.nurseries._fanout import Fanout, Subscription
+from virtrio.primitives import Deadline, Fanout, Subscription, open_service_nursery
 
 from ._commands import QmpCommands
 from ._protocol import (
@@ -125,7 +124,7 @@ async def open_qmp(
         elif isinstance(event, QmpEvent) and not events.closed:
             events.publish(event)
 
-    deadline = trio.current_time() + connect_timeout
+    deadline = Deadline.after(connect_timeout)
     stream = await open_stream(addr, timeout=connect_timeout)
     connection = RpcConnection(stream, protocol, name="QMP", address=str(addr), on_event=on_event)
     client = QmpClient(connection, protocol, events, default_timeout)
@@ -160,10 +159,10 @@ async def _handshake(
     protocol: QmpProtocol,
     wakeup: trio.Event,
     negotiate: bool,
-    deadline: float,
+    deadline: Deadline,
     addr: Address,
 ) -> None:
-    with trio.move_on_at(deadline):
+    with trio.move_on_at(deadline.at):
         await wakeup.wait()
     if protocol.greeting is None:
         reason = client.closed_reason
@@ -172,9 +171,7 @@ async def _handshake(
     if negotiate and protocol.state is QmpState.NEGOTIATING:
         # the core knows the negotiation: it is READY once its reply came
         try:
-            await client.execute(
-                "qmp_capabilities", timeout=max(0.0, deadline - trio.current_time())
-            )
+            await client.execute("qmp_capabilities", timeout=deadline.remaining())
         except (
             ConnectionLostError,
             VirtrioTimeoutError,

@@ -8,8 +8,10 @@ Layers: sans-I/O cores (:mod:`._link`, :mod:`._framing`, :mod:`._display`, :mod:
 thin Trio adapters, one module per channel type (:mod:`._main`, :mod:`._inputs`,
 :mod:`._display_channel`, :mod:`._port`; cursor, playback, record, usbredir, smartcard and
 webdav channels are linked and drained by the generic :class:`SpiceChannel`), transports
-(Unix, TCP, TLS, WebSocket) in :mod:`._transport`, and :class:`SpiceSession` which keeps each
-channel up with its own :class:`~virtrio.nurseries.Supervisor`.
+(Unix, TCP, TLS, WebSocket) in :mod:`._transport`, and :class:`SpiceSession` which relinks each
+sub-channel with its own :class:`~virtrio.primitives.Supervisor` while main is up. Keeping a
+whole session alive (``vm.spice``, :class:`~virtrio.nurseries.spice.SpiceManager`) lives in
+:mod:`virtrio.nurseries.spice`.
 """
 
 from virtrio.channels.spice._channel import SpiceChannel, open_channel
@@ -22,13 +24,11 @@ from virtrio.channels.spice._errors import (
     SpicePermissionError,
     SpiceProtocolError,
 )
-from virtrio.channels.spice._handle import SupervisedSpice
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
 from virtrio.channels.spice._libvirt import open_domain_spice, spice_addresses
 from virtrio.channels.spice._link import ChannelType, Linked, LinkErr, LinkState, SpiceLink
 from virtrio.channels.spice._main import MainChannel, MainInit, MainState
-from virtrio.channels.spice._manager import SpiceManager
 from virtrio.channels.spice._port import PortChannel
 from virtrio.channels.spice._session import DEFAULT_CHANNELS, SpiceSession, open_spice_session
 from virtrio.channels.spice._transport import SpiceTransport
@@ -52,12 +52,10 @@ __all__ = [
     "SpiceLink",
     "SpiceLinkError",
     "SpiceLocalProtocolError",
-    "SpiceManager",
     "SpicePermissionError",
     "SpiceProtocolError",
     "SpiceSession",
     "SpiceTransport",
-    "SupervisedSpice",
     "Surface",
     "break_code",
     "combo_codes",

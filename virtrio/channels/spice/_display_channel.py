@@ -20,6 +20,7 @@ from virtrio.channels.spice._display import (
 from virtrio.channels.spice._framing import Message
 from virtrio.channels.spice._link import has_cap
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
+from virtrio.primitives import Deadline
 
 __all__ = ["DISPLAY_CAPS", "DisplayChannel"]
 
@@ -50,9 +51,9 @@ class DisplayChannel:
             await self.channel.send(MSGC_PREFERRED_COMPRESSION, bytes([COMPRESSION_OFF]))
         await self.channel.send(MSGC_INIT, struct.pack("<BqBi", 1, 20 * 1024 * 1024, 1, 0))
 
-    async def _wait_event(self, what: str, deadline: float) -> None:
+    async def _wait_event(self, what: str, deadline: Deadline) -> None:
         event = self._changed
-        with trio.move_on_at(deadline):
+        with trio.move_on_at(deadline.at):
             async with trio.open_nursery() as nursery:
 
                 async def closed() -> None:
@@ -67,12 +68,12 @@ class DisplayChannel:
                 f"display channel closed while waiting for {what}",
                 address=self.channel.address,
             ) from self.channel.closed_reason
-        if trio.current_time() >= deadline:
+        if deadline.expired:
             raise VirtrioTimeoutError(f"timed out waiting for {what}")
 
     async def wait_ready(self, *, timeout: float = 10.0) -> None:
         """Wait until the primary surface has been fully drawn once (MARK)."""
-        deadline = trio.current_time() + timeout
+        deadline = Deadline.after(timeout)
         while not (self.state.marked and self.state.primary is not None):
             await self._wait_event("the first complete frame", deadline)
 
@@ -85,7 +86,7 @@ class DisplayChannel:
 
     async def wait_change(self, *, region: Rect | None = None, timeout: float = 10.0) -> None:
         """Wait until the screen (or ``region`` of it) differs from now."""
-        deadline = trio.current_time() + timeout
+        deadline = Deadline.after(timeout)
         await self.wait_ready(timeout=timeout)
         start = self._snapshot(region)
         while self._snapshot(region) == start:
@@ -93,7 +94,7 @@ class DisplayChannel:
 
     async def wait_region(self, region: Rect, expected: bytes, *, timeout: float = 10.0) -> None:
         """Wait until ``region`` holds exactly ``expected`` BGRX bytes."""
-        deadline = trio.current_time() + timeout
+        deadline = Deadline.after(timeout)
         await self.wait_ready(timeout=timeout)
         while self._snapshot(region) != expected:
             await self._wait_event(f"{region} to match", deadline)

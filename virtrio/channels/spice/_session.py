@@ -1,9 +1,10 @@
 """A Spice session: main first, then the other channels, each kept up by its own Supervisor.
 
 The session lives as long as its main channel: :meth:`SpiceSession.wait_closed` returns when
-main is gone, so a :class:`~virtrio.nurseries.Supervisor` over :func:`open_spice_session`
-brings the whole session (and with it every channel) back. Any other channel that drops
-reconnects alone, with the session id it was linked with.
+main is gone, so a :class:`~virtrio.primitives.Supervisor` over :func:`open_spice_session`
+(:mod:`virtrio.nurseries.spice`) brings the whole session (and with it every channel) back.
+Any other channel that drops is relinked alone by the session, with the session id it was
+linked with.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from virtrio.channels.spice._main import (
 from virtrio.channels.spice._port import PortChannel
 from virtrio.channels.spice._transport import SpiceTransport
 from virtrio.errors import ChannelUnavailableError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.nurseries import Backoff, Supervisor
+from virtrio.primitives import Backoff, Deadline, Supervisor
 
 __all__ = ["DEFAULT_CHANNELS", "SpiceSession", "open_spice_session"]
 
@@ -209,12 +210,12 @@ class SpiceSession:
     async def port(self, name: str, *, timeout: float | None = None) -> PortChannel:
         """The spiceport named ``name`` (links every port channel to learn the names)."""
         timeout = self._timeout if timeout is None else timeout
-        deadline = trio.current_time() + timeout
+        deadline = Deadline.after(timeout)
         ports = [key for key in self.channels if key[0] == ChannelType.PORT]
         for kind, cid in ports:
-            api = await self._api(kind, cid, max(0.0, deadline - trio.current_time()))
+            api = await self._api(kind, cid, deadline.remaining())
             assert isinstance(api, PortChannel)
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(deadline.at):
                 await api.ready.wait()
             if api.name == name:
                 return api

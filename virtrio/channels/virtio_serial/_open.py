@@ -7,7 +7,7 @@ from typing import Literal
 import trio
 
 from virtrio.channels._addresses import open_stream
-from virtrio.channels.libvirt import ChannelInfo, LibvirtDomain
+from virtrio.channels.libvirt import ChannelInfo, LibvirtDomain, LibvirtUriError, parse_libvirt_uri
 from virtrio.errors import ConfigError
 
 from ._reader import StreamReader
@@ -25,8 +25,6 @@ async def discover_channels(
 
 
 def _is_local(uri: str) -> bool:
-    from virtrio.nurseries.host import LibvirtUriError, parse_libvirt_uri
-
     try:
         return not parse_libvirt_uri(uri).is_remote
     except LibvirtUriError:

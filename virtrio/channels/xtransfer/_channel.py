@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.errors import ConnectionLostError, VirtrioError
+from virtrio.primitives import open_service_nursery
 
 from ._protocol import (
     NEED_DATA,

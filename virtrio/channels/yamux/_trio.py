@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
+from virtrio.primitives import open_service_nursery
 
 from ._frames import DEFAULT_WINDOW, GoAwayCode
 from ._session import (

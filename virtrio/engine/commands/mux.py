@@ -148,8 +148,8 @@ def _xtransfer_config(args: argparse.Namespace) -> XtransferConfig:
 
 async def run_serve(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
-    from virtrio._nursery import open_service_nursery
     from virtrio.channels import serve_streams
+    from virtrio.primitives import open_service_nursery
 
     async def connection(stream: trio.SocketStream) -> None:
         if args.transport == "xtransport":
@@ -179,9 +179,9 @@ async def _serve_yamux(stream: trio.SocketStream, echo: bool) -> None:
     """Answer every stream the client opens until the session ends."""
     import trio
 
-    from virtrio._nursery import open_service_nursery
     from virtrio.channels.yamux import open_mux
     from virtrio.errors import VirtrioError
+    from virtrio.primitives import open_service_nursery
 
     async with open_mux(stream, client=False) as session, open_service_nursery() as nursery:
         while True:
@@ -201,9 +201,9 @@ async def run_send(args: argparse.Namespace) -> int:
     """Push the bytes, check the answers, print the throughput."""
     import trio
 
-    from virtrio._nursery import open_service_nursery
     from virtrio.channels import open_stream, parse_address
     from virtrio.errors import ConfigError, ProtocolError, VirtrioTimeoutError
+    from virtrio.primitives import open_service_nursery
 
     if args.streams < 1 or args.message_size < 1:
         raise ConfigError("--streams and --message-size must be at least 1")
@@ -253,9 +253,9 @@ async def _send_yamux(
     address: Address, args: argparse.Namespace, lane_run: Callable[[Lane], Awaitable[None]]
 ) -> None:
     """N streams on one yamux session."""
-    from virtrio._nursery import open_service_nursery
     from virtrio.channels import open_stream
     from virtrio.channels.yamux import open_mux
+    from virtrio.primitives import open_service_nursery
 
     stream = await open_stream(address, timeout=args.timeout)
     async with open_mux(stream, client=True) as session:
@@ -289,7 +289,7 @@ def _pieces(size: int, pattern: bytes) -> Iterator[bytes]:
 
 async def _drive(lane: Lane, size: int, pattern: bytes) -> _Answer:
     """Write ``size`` bytes while reading the answer."""
-    from virtrio._nursery import open_service_nursery
+    from virtrio.primitives import open_service_nursery
 
     received = hashlib.sha256()
     head = bytearray()

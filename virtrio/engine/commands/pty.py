@@ -81,7 +81,7 @@ async def _serve(args: argparse.Namespace) -> int:
 
     import trio
 
-    from virtrio.pty import PtyDaemonConfig, serve_pty_daemon
+    from virtrio.engine.pty import PtyDaemonConfig, serve_pty_daemon
 
     overrides: dict[str, Any] = {dest: getattr(args, dest) for _f, dest, _e, _d in _DAEMON_OPTIONS}
     overrides["socket_path"] = args.socket_path
@@ -98,8 +98,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
 
 async def _create(args: argparse.Namespace) -> int:
+    from virtrio.channels.pty import open_pty_client
     from virtrio.errors import ConfigError
-    from virtrio.pty import open_pty_client
 
     env = {}
     for item in args.env:
@@ -125,7 +125,7 @@ async def _create(args: argparse.Namespace) -> int:
 async def _list(args: argparse.Namespace) -> int:
     import time
 
-    from virtrio.pty import open_pty_client
+    from virtrio.channels.pty import open_pty_client
 
     async with open_pty_client(args.socket) as client:
         sessions = await client.list()
@@ -142,9 +142,9 @@ async def _list(args: argparse.Namespace) -> int:
 async def _attach(args: argparse.Namespace) -> int:
     import sys
 
+    from virtrio.channels.pty import open_pty_client
+    from virtrio.engine.pty._attach import attach_terminal, parse_key
     from virtrio.errors import ConfigError
-    from virtrio.pty import open_pty_client
-    from virtrio.pty._attach import attach_terminal, parse_key
 
     try:
         key = parse_key(args.detach_key)
@@ -158,7 +158,7 @@ async def _attach(args: argparse.Namespace) -> int:
 
 
 async def _kill(args: argparse.Namespace) -> int:
-    from virtrio.pty import open_pty_client
+    from virtrio.channels.pty import open_pty_client
 
     async with open_pty_client(args.socket) as client:
         await client.kill(args.session)
@@ -166,7 +166,7 @@ async def _kill(args: argparse.Namespace) -> int:
 
 
 async def _signal(args: argparse.Namespace) -> int:
-    from virtrio.pty import open_pty_client
+    from virtrio.channels.pty import open_pty_client
 
     value: int | str = int(args.signal) if args.signal.isdigit() else args.signal
     async with open_pty_client(args.socket) as client:

@@ -14,6 +14,12 @@
 URIs are validated by :func:`parse_libvirt_uri` with a clear :class:`LibvirtUriError`.
 """
 
+from virtrio.channels.libvirt import (
+    LibvirtUri as LibvirtUri,
+    LibvirtUriError as LibvirtUriError,
+    parse_libvirt_uri as parse_libvirt_uri,
+)
+
 from ._host import (
     HostNursery as HostNursery,
     HostPool as HostPool,
@@ -22,11 +28,6 @@ from ._host import (
     HostUnavailableError as HostUnavailableError,
     open_host as open_host,
     open_host_pool as open_host_pool,
-)
-from ._uri import (
-    LibvirtUri as LibvirtUri,
-    LibvirtUriError as LibvirtUriError,
-    parse_libvirt_uri as parse_libvirt_uri,
 )
 
 __all__ = [

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels.libvirt import (
     DomainEvent,
     EventKind,
@@ -27,12 +26,21 @@ from virtrio.channels.libvirt import (
     LibvirtDomain,
     LibvirtQga,
     LibvirtQmp,
+    LibvirtUri,
     open_connection,
+    parse_libvirt_uri,
 )
 from virtrio.errors import ChannelUnavailableError, ConnectionLostError, VirtrioError
-from virtrio.nurseries import Backoff, ChannelState, Fanout, StateChange, Subscription, Supervisor
-
-from ._uri import LibvirtUri, parse_libvirt_uri
+from virtrio.primitives import (
+    Backoff,
+    ChannelState,
+    Deadline,
+    Fanout,
+    StateChange,
+    Subscription,
+    Supervisor,
+    open_service_nursery,
+)
 
 __all__ = [
     "HostNursery",
@@ -139,12 +147,10 @@ class HostNursery:
             ConnectionLostError: the connection went away during the call.
         """
         limit = self.default_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit
+        deadline = Deadline.after(limit)
         connection = await self.connection(limit)
         raw = connection.raw
-        return await connection.call(
-            fn, raw, timeout=max(0.0, deadline - trio.current_time()), what="call"
-        )
+        return await connection.call(fn, raw, timeout=deadline.remaining(), what="call")
 
     def domain(self, name: str) -> LibvirtDomain:
         """A handle on the domain ``name`` that stays valid across reconnects."""
@@ -214,13 +220,13 @@ class HostQga(_OnHost, LibvirtQga):
             KeyError: the domain has no guest-agent channel.
         """
         limit = self._host.default_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit
+        deadline = Deadline.after(limit)
         name = self.domain.name
         with self._host.events([EventKind.AGENT_LIFECYCLE], domain=name) as events:
             xml = await self.domain.xml(timeout=limit)
             if xml.channel(AGENT_CHANNEL).state == "connected":
                 return
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(deadline.at):
                 while (await events.receive()).event != "CONNECTED":
                     pass
                 return

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from virtrio.errors import ChannelUnavailableError, ConnectError
-from virtrio.nurseries import Backoff, ChannelState, StateChange, Supervisor
+from virtrio.primitives import Backoff, ChannelState, StateChange, Supervisor
 
 
 class Link:

@@ -26,49 +26,60 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels import Address, open_stream
-from virtrio.channels.pty import (
-    EVENT_TYPES,
+from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
+from virtrio.primitives import open_service_nursery
+
+from ._codec import (
     NEED_DATA,
+    ConnectionClosed,
+    FrameDecoder,
+    PtyProtocolError,
+    TruncatedFrameError,
+    encode,
+)
+from ._messages import (
+    EVENT_TYPES,
     Attach,
     BackpressureWarning,
-    ConnectionClosed,
     Create,
     Created,
     CreateOptions,
     Detach,
     Error,
     Exit,
-    FrameDecoder,
     Input,
     Kill,
     List,
     Message,
     Ok,
     Output,
-    PtyProtocolError,
     Request,
     Resize,
     SessionInfo,
     Sessions,
     Signal,
-    TruncatedFrameError,
-    encode,
 )
-from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
 
-from ._config import default_socket_path
-
-__all__ = ["PtyClient", "PtyEvent", "PtyRequestError", "open_pty_client"]
+__all__ = ["PtyClient", "PtyEvent", "PtyRequestError", "default_socket_path", "open_pty_client"]
 
 log = logging.getLogger(__name__)
 
 PtyEvent = Output | Exit | BackpressureWarning | Error
+
+
+def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$RUST_PTY_SOCKET_PATH``, else ``$HOME/.vibest/pty/socket`` (the seed's default)."""
+    env = os.environ if environ is None else environ
+    if path := env.get("RUST_PTY_SOCKET_PATH"):
+        return Path(path)
+    return Path(env.get("HOME") or Path.home()) / ".vibest" / "pty" / "socket"
+
 
 _RECEIVE_SIZE = 256 * 1024
 

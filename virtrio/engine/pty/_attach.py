@@ -17,9 +17,7 @@ from collections.abc import Iterator
 
 import trio
 
-from virtrio.channels.pty import BackpressureWarning, Error, Exit, Output
-
-from ._client import PtyClient
+from virtrio.channels.pty import BackpressureWarning, Error, Exit, Output, PtyClient
 
 __all__ = ["DEFAULT_DETACH_KEY", "attach_terminal", "parse_key"]
 

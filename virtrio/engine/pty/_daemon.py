@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from virtrio._nursery import open_service_nursery
 from virtrio.channels import Address, open_listeners, open_stream
 from virtrio.channels.pty import (
     NEED_DATA,
@@ -57,7 +56,7 @@ from virtrio.channels.pty import (
     encode_output,
 )
 from virtrio.errors import ConfigError
-from virtrio.nurseries import Fanout, SubscriberOverflowError, Subscription
+from virtrio.primitives import Fanout, SubscriberOverflowError, Subscription, open_service_nursery
 
 from ._config import PtyDaemonConfig
 

@@ -6,8 +6,8 @@ import pyte
 from hypothesis import given, strategies as st
 
 from tests.strategies import splits
-from virtrio.pty import PyteEmulator
-from virtrio.pty._emulator import LaggingScreen
+from virtrio.engine.pty import PyteEmulator
+from virtrio.engine.pty._emulator import LaggingScreen
 
 pieces = st.sampled_from(
     ["a", "bc", "hello world", " ", "\r\n", "\n", "\x1b[1;31m", "\x1b[0m", "\x1b[44m", "\x1b[2J",

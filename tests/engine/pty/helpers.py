@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from virtrio.pty import Exit, Output, PtyClient
+from virtrio.channels.pty import Exit, Output, PtyClient
 
 
 async def read_until(

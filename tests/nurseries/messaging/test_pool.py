@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.channels.messaging.helpers import running
 from virtrio.channels.messaging import (
     ClientConfig,
     HealthCheck,
@@ -19,8 +20,7 @@ from virtrio.channels.messaging import (
     with_yamux,
 )
 from virtrio.errors import ConfigError, ConnectError, VirtrioTimeoutError
-
-from .helpers import running
+from virtrio.nurseries.messaging import open_pool
 
 
 class CountingEcho:
@@ -53,7 +53,7 @@ async def test_connections_are_reused(listen_address: str, transport: Transport)
     handler = CountingEcho()
     async with running(MessageServer(ServerConfig(listen_address), transport), handler) as address:
         client = MessageClient(ClientConfig(address), transport)
-        async with client.open_pool(max_size=4) as pool:
+        async with open_pool(client, max_size=4) as pool:
             for i in range(10):
                 async with pool.connection() as connection:
                     await connection.send(b"%d" % i)
@@ -67,7 +67,7 @@ async def test_at_most_max_size_connections_and_borrowers_queue() -> None:
     handler = CountingEcho()
     async with (
         running(MessageServer.with_yamux(ServerConfig("tcp://127.0.0.1:0")), handler) as a,
-        MessageClient.with_yamux(ClientConfig(a)).open_pool(max_size=2) as pool,
+        open_pool(MessageClient.with_yamux(ClientConfig(a)), max_size=2) as pool,
     ):
 
         async def borrower(i: int) -> None:
@@ -87,7 +87,7 @@ async def test_at_most_max_size_connections_and_borrowers_queue() -> None:
 async def test_borrowing_times_out_when_every_connection_stays_in_use() -> None:
     async with (
         running(MessageServer.with_yamux(ServerConfig("tcp://127.0.0.1:0"))) as address,
-        MessageClient.with_yamux(ClientConfig(address)).open_pool(max_size=1) as pool,
+        open_pool(MessageClient.with_yamux(ClientConfig(address)), max_size=1) as pool,
     ):
         async with pool.connection():
             with pytest.raises(VirtrioTimeoutError, match=r"all 1 connections stayed in use"):
@@ -101,7 +101,7 @@ async def test_a_borrower_that_fails_has_its_connection_closed(transport: Transp
     handler = CountingEcho()
     async with (
         running(MessageServer(ServerConfig("tcp://127.0.0.1:0"), transport), handler) as a,
-        MessageClient(ClientConfig(a), transport).open_pool() as pool,
+        open_pool(MessageClient(ClientConfig(a), transport)) as pool,
     ):
 
         async def buggy_borrower() -> None:
@@ -122,7 +122,7 @@ async def test_idle_connections_expire() -> None:
     handler = CountingEcho()
     async with (
         running(MessageServer.with_yamux(ServerConfig("tcp://127.0.0.1:0")), handler) as a,
-        MessageClient.with_yamux(ClientConfig(a)).open_pool(idle_timeout=0.2) as pool,
+        open_pool(MessageClient.with_yamux(ClientConfig(a)), idle_timeout=0.2) as pool,
     ):
         async with pool.connection():
             pass
@@ -143,7 +143,7 @@ async def test_a_dead_idle_connection_is_never_handed_out(listen_address: str) -
     transport = with_yamux()
     async with (
         running(MessageServer(ServerConfig(listen_address), transport), one_reply) as a,
-        MessageClient(ClientConfig(a), transport).open_pool() as pool,
+        open_pool(MessageClient(ClientConfig(a), transport)) as pool,
     ):
         for i in range(3):
             async with pool.connection() as connection:
@@ -166,7 +166,7 @@ async def test_health_checks_probe_idle_connections_and_drop_failing_ones() -> N
     check = HealthCheck(interval=0.05, timeout=2, probe=probe)
     async with running(MessageServer.with_yamux(ServerConfig("tcp://127.0.0.1:0")), handler) as a:
         client = MessageClient.with_yamux(ClientConfig(a))
-        async with client.open_pool(health_check=check) as pool:
+        async with open_pool(client, health_check=check) as pool:
             async with pool.connection():
                 pass
             await settle(lambda: not verdicts, "both probes ran")
@@ -175,7 +175,7 @@ async def test_health_checks_probe_idle_connections_and_drop_failing_ones() -> N
 
 async def test_connect_failures_reach_the_borrower_and_free_the_slot(tmp_path: Path) -> None:
     client = MessageClient.with_yamux(ClientConfig(f"unix:{tmp_path}/nobody.sock"))
-    async with client.open_pool(max_size=1) as pool:
+    async with open_pool(client, max_size=1) as pool:
         for _ in range(2):  # the slot of the failed attempt is free again
             with pytest.raises(ConnectError, match=r"nobody\.sock"):
                 async with pool.connection(timeout=1):
@@ -185,14 +185,14 @@ async def test_connect_failures_reach_the_borrower_and_free_the_slot(tmp_path: P
 
 async def test_a_closed_pool_refuses_borrowers() -> None:
     client = MessageClient.with_yamux(ClientConfig("tcp://127.0.0.1:9"))
-    async with client.open_pool() as pool:
+    async with open_pool(client) as pool:
         pass
     with pytest.raises(trio.ClosedResourceError, match=r"is closed"):
         async with pool.connection():
             pass
     with pytest.raises(ConfigError, match="max_size"):
-        async with client.open_pool(max_size=0):
+        async with open_pool(client, max_size=0):
             pass
     with pytest.raises(ConfigError, match="idle_timeout"):
-        async with client.open_pool(idle_timeout=0):
+        async with open_pool(client, idle_timeout=0):
             pass

@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from tests.peers.spice import SpiceVM
 from virtrio.channels.spice import SpiceChannel, SpiceProtocolError
-from virtrio.channels.spice._manager import open_spice_manager
 from virtrio.errors import ChannelUnavailableError, ConfigError, ConnectionLostError
+from virtrio.nurseries.spice import open_spice_manager
 
 
 async def test_manager_add_get_remove(spice_vm_factory) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ that yields a connected client with a ``wait_closed()`` coroutine — every clie
     CONNECTING ─ok─▶ CONNECTED ─lost─▶ DISCONNECTED ─backoff─▶ RECONNECTING ─ok─▶ CONNECTED …
          └─fail─▶ DISCONNECTED ─backoff─▶ RECONNECTING ─fail─▶ DISCONNECTED …
 
-Each change is published on the supervisor's :class:`~virtrio.nurseries.Fanout` as a
+Each change is published on the supervisor's :class:`~virtrio.primitives.Fanout` as a
 :class:`StateChange`. Callers that need the client use :meth:`Supervisor.wait_connected`, which
 waits through an outage up to a deadline and then raises
 :class:`~virtrio.errors.ChannelUnavailableError`. Cancelling the task that runs

@@ -22,20 +22,12 @@ from typing import Any
 
 import attrs
 
-from virtrio.channels.pty import DEFAULT_MAX_FRAME_SIZE
+from virtrio.channels.pty import DEFAULT_MAX_FRAME_SIZE, default_socket_path
 from virtrio.errors import ConfigError
 
 from ._emulator import EmulatorFactory, PyteEmulator
 
 __all__ = ["ENVIRONMENT", "PtyDaemonConfig", "default_socket_path"]
-
-
-def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``$RUST_PTY_SOCKET_PATH``, else ``$HOME/.vibest/pty/socket`` (the seed's default)."""
-    env = os.environ if environ is None else environ
-    if path := env.get("RUST_PTY_SOCKET_PATH"):
-        return Path(path)
-    return Path(env.get("HOME") or Path.home()) / ".vibest" / "pty" / "socket"
 
 
 def _at_least(minimum: int) -> Callable[[Any, attrs.Attribute[int], int], None]:

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from virtrio.channels.spice import SpiceSession, open_spice_session
 from virtrio.channels.spice._channel import collapse_groups
-from virtrio.channels.spice._session import SpiceSession, open_spice_session
 from virtrio.errors import ConfigError
-from virtrio.nurseries import Backoff, Supervisor
+from virtrio.primitives import Backoff, Supervisor
 
 __all__ = ["SpiceManager", "open_spice_manager"]
 

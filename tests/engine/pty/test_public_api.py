@@ -5,25 +5,23 @@ from __future__ import annotations
 import inspect
 
 import virtrio.channels.pty
-import virtrio.pty
+import virtrio.engine.pty
 
 
 def public(module: object) -> set[str]:
     return {name for name in dir(module) if not name.startswith("_")}
 
 
-def test_virtrio_pty() -> None:
-    assert public(virtrio.pty) >= {
-        "BackpressureWarning", "ENVIRONMENT", "EmulatorFactory", "Error", "Exit", "Level",
-        "Output", "PtyClient", "PtyDaemon", "PtyDaemonConfig", "PtyRequestError",
-        "PyteEmulator", "Session", "SessionError", "SessionInfo", "TerminalEmulator",
-        "PtyDaemonStatistics",
-        "default_socket_path", "open_pty_client", "serve_pty_daemon",
+def test_virtrio_engine_pty() -> None:
+    assert public(virtrio.engine.pty) >= {
+        "ENVIRONMENT", "EmulatorFactory", "PtyDaemon", "PtyDaemonConfig", "PtyDaemonStatistics",
+        "PyteEmulator", "Session", "SessionError", "TerminalEmulator", "serve_pty_daemon",
     }  # fmt: skip
-    for name in public(virtrio.pty):
-        obj = getattr(virtrio.pty, name)
-        if inspect.isclass(obj) or inspect.isfunction(obj):
-            assert getattr(obj, "__doc__", None), f"{name} has no docstring"
+    for module in (virtrio.engine.pty, virtrio.channels.pty):
+        for name in public(module):
+            obj = getattr(module, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                assert getattr(obj, "__doc__", None), f"{name} has no docstring"
 
 
 def test_virtrio_channels_pty() -> None:
@@ -35,4 +33,5 @@ def test_virtrio_channels_pty() -> None:
         "REQUEST_TYPES", "EVENT_TYPES", "Create", "CreateOptions", "Created", "Attach", "Detach",
         "Input", "Resize", "Kill", "Signal", "Ack", "List", "Sessions", "SessionInfo", "Ok",
         "Error", "Output", "Exit", "BackpressureWarning", "Level",
+        "PtyClient", "PtyRequestError", "default_socket_path", "open_pty_client",
     }  # fmt: skip

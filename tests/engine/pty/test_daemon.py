@@ -15,21 +15,23 @@ import pyte
 import pytest
 import trio
 
-from tests.pty.helpers import read_to_exit, read_until
-from virtrio.channels.pty import NEED_DATA, Error, FrameDecoder, List, Sessions, encode
-from virtrio.errors import ConfigError
-from virtrio.pty import (
+from tests.engine.pty.helpers import read_to_exit, read_until
+from virtrio.channels.pty import (
+    NEED_DATA,
     BackpressureWarning,
+    Error,
     Exit,
+    FrameDecoder,
+    List,
     Output,
     PtyClient,
-    PtyDaemon,
-    PtyDaemonConfig,
     PtyRequestError,
-    PyteEmulator,
+    Sessions,
+    encode,
     open_pty_client,
-    serve_pty_daemon,
 )
+from virtrio.engine.pty import PtyDaemon, PtyDaemonConfig, PyteEmulator, serve_pty_daemon
+from virtrio.errors import ConfigError
 
 
 async def test_create_input_and_output(pty_daemon: PtyDaemon) -> None:

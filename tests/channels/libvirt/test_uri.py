@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
+from virtrio.channels.libvirt import LibvirtUri, LibvirtUriError, parse_libvirt_uri
 from virtrio.errors import ConfigError
-from virtrio.nurseries.host import LibvirtUri, LibvirtUriError, parse_libvirt_uri
 
 
 @pytest.mark.parametrize(

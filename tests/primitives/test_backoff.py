@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from virtrio.errors import ConfigError
-from virtrio.nurseries import Backoff
+from virtrio.primitives import Backoff
 
 
 def test_seed_defaults_double_from_one_second_to_sixty() -> None:

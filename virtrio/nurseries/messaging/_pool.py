@@ -17,16 +17,14 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from virtrio._nursery import open_service_nursery
+from virtrio.channels.messaging import HealthCheck, HealthCheckError, MessageConnection
 from virtrio.errors import ConfigError, VirtrioTimeoutError
-
-from ._endpoints import MessageConnection
-from ._health import HealthCheck, HealthCheckError
+from virtrio.primitives import Deadline, open_service_nursery
 
 if TYPE_CHECKING:
-    from ._endpoints import MessageClient
+    from virtrio.channels.messaging import MessageClient
 
-__all__ = ["MessagePool", "open_message_pool"]
+__all__ = ["MessagePool", "open_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +41,9 @@ class _Pooled:
 
 class MessagePool:
     """Up to ``max_size`` connections to one server, reused. Made by
-    :meth:`MessageClient.open_pool`::
+    :func:`open_pool`::
 
-        async with client.open_pool(max_size=4, health_check=HealthCheck(interval=30)) as pool:
+        async with open_pool(client, max_size=4, health_check=HealthCheck(interval=30)) as pool:
             async with pool.connection() as connection:    # an idle one, or a new one
                 await connection.send(b"request")
                 reply = await connection.receive()
@@ -98,9 +96,9 @@ class MessagePool:
             trio.ClosedResourceError: the pool's block has ended.
         """
         limit = self.client.config.connect_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit  # for the wait and the connect together
+        deadline = Deadline.after(limit)  # for the wait and the connect together
         self._check_open()
-        with trio.move_on_at(deadline) as waiting:
+        with trio.move_on_at(deadline.at) as waiting:
             await self._slots.acquire()
         if waiting.cancelled_caught:
             raise VirtrioTimeoutError(
@@ -148,8 +146,8 @@ class MessagePool:
         self._idle_changed.set()
         self._idle_changed = trio.Event()
 
-    async def _connect(self, deadline: float, limit: float) -> _Pooled:
-        with trio.move_on_at(deadline) as connecting:
+    async def _connect(self, deadline: Deadline, limit: float) -> _Pooled:
+        with trio.move_on_at(deadline.at) as connecting:
             pooled: _Pooled = await self._nursery.start(self._hold)
             return pooled
         assert connecting.cancelled_caught
@@ -231,7 +229,7 @@ class MessagePool:
 
 
 @asynccontextmanager
-async def open_message_pool(
+async def open_pool(
     client: MessageClient,
     *,
     max_size: int = 8,

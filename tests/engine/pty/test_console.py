@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.engine.pty.helpers import read_to_exit, read_until
 from tests.peers import require_program
 from tests.peers.libvirtd import LibvirtGuest
-from tests.pty.helpers import read_to_exit, read_until
+from virtrio.channels.pty import Exit, PtyRequestError, open_pty_client
 from virtrio.channels.qmp import open_qmp
 from virtrio.engine.guest import QemuMachine, find_guest, open_qemu
+from virtrio.engine.pty import PtyDaemon
+from virtrio.engine.pty._daemon import parse_libvirt_console
 from virtrio.errors import ConfigError
-from virtrio.pty import Exit, PtyDaemon, PtyRequestError, open_pty_client
-from virtrio.pty._daemon import parse_libvirt_console
 
 
 @pytest.mark.slow

@@ -30,7 +30,7 @@ import trio
 from virtrio.channels import open_stream
 from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo
 from virtrio.errors import LocalProtocolError, VirtrioError
-from virtrio.nurseries import Fanout
+from virtrio.primitives import Fanout
 
 from ._emulator import LaggingScreen, TerminalEmulator
 

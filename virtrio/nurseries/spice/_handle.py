@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from virtrio.channels.spice._display import Rect
-from virtrio.channels.spice._port import PortChannel
-from virtrio.channels.spice._session import SpiceSession
-from virtrio.nurseries import ChannelState, Supervisor
+from virtrio.channels.spice import PortChannel, Rect, SpiceSession
+from virtrio.primitives import ChannelState, Supervisor
 
 __all__ = ["SupervisedSpice"]
 

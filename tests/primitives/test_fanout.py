@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from virtrio.errors import ConfigError, ConnectionLostError
-from virtrio.nurseries import Fanout, PressureLevel, SubscriberOverflowError
+from virtrio.primitives import Fanout, PressureLevel, SubscriberOverflowError
 
 
 async def test_every_subscriber_gets_every_item_in_order() -> None:

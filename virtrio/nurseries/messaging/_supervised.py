@@ -1,7 +1,7 @@
 """A message connection that stays up (feature V6): reconnect with backoff, health checks.
 
-``client.connect_supervised()`` runs the project's one reconnect loop
-(:class:`~virtrio.nurseries.Supervisor`) over :meth:`MessageClient.connect`. Each connection it
+``connect_supervised(client)`` runs the project's one reconnect loop
+(:class:`~virtrio.primitives.Supervisor`) over :meth:`MessageClient.connect`. Each connection it
 makes gets a task that moves every message received into one buffer shared by all the
 connections, so :meth:`SupervisedConnection.receive` sees the messages of consecutive
 connections in order, and a connection that ends leaves nothing it delivered behind.
@@ -17,17 +17,23 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from virtrio._nursery import open_service_nursery
+from virtrio.channels.messaging import HealthCheck, MessageConnection
+from virtrio.channels.messaging._endpoints import _deadline
 from virtrio.errors import ConfigError, VirtrioError
-from virtrio.nurseries import Backoff, ChannelState, StateChange, Subscription, Supervisor
-
-from ._endpoints import MessageConnection, _deadline
-from ._health import HealthCheck
+from virtrio.primitives import (
+    Backoff,
+    ChannelState,
+    Deadline,
+    StateChange,
+    Subscription,
+    Supervisor,
+    open_service_nursery,
+)
 
 if TYPE_CHECKING:
-    from ._endpoints import MessageClient
+    from virtrio.channels.messaging import MessageClient
 
-__all__ = ["SupervisedConnection", "open_supervised_connection"]
+__all__ = ["SupervisedConnection", "connect_supervised"]
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +62,9 @@ class _Link:
 
 class SupervisedConnection:
     """Messages to one server, across reconnects. Made by
-    :meth:`MessageClient.connect_supervised`::
+    :func:`connect_supervised`::
 
-        async with client.connect_supervised(health_check=HealthCheck(interval=5)) as link:
+        async with connect_supervised(client, health_check=HealthCheck(interval=5)) as link:
             await link.send(b"job", timeout=30)      # waits through an outage, up to 30 s
             reply = await link.receive(timeout=30)
             with link.state_changes() as changes: ...
@@ -109,9 +115,9 @@ class SupervisedConnection:
             VirtrioTimeoutError: the send itself did not finish within ``timeout``.
         """
         limit = self.call_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit
+        deadline = Deadline.after(limit)
         link = await self.supervisor.wait_connected(timeout=limit)
-        remaining = deadline - trio.current_time()
+        remaining = deadline.remaining()
         try:
             await link.connection.send(
                 message, timeout=None if math.isinf(remaining) else max(remaining, 1e-9)
@@ -187,7 +193,7 @@ async def _open_link(
 
 
 @asynccontextmanager
-async def open_supervised_connection(
+async def connect_supervised(
     client: MessageClient,
     *,
     backoff: Backoff | None = None,

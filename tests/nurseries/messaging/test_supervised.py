@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 
+from tests.channels.messaging.helpers import echo, running
 from virtrio.channels import Address, open_listeners
 from virtrio.channels.messaging import (
     ClientConfig,
@@ -30,9 +31,8 @@ from virtrio.errors import (
     LocalProtocolError,
     VirtrioTimeoutError,
 )
-from virtrio.nurseries import Backoff, ChannelState, StateChange, Subscription
-
-from .helpers import echo, running
+from virtrio.nurseries.messaging import connect_supervised
+from virtrio.primitives import Backoff, ChannelState, StateChange, Subscription
 
 FAST = Backoff(initial=0.05, maximum=0.2, jitter=0)
 Handler = Callable[[MessageConnection], Awaitable[object]]
@@ -77,7 +77,7 @@ async def test_a_send_waits_through_an_outage_and_reaches_the_restarted_server(
         server = Restartable(nursery, transport)
         address = await server.start(listen_address)
         client = MessageClient(ClientConfig(address, connect_timeout=2), transport)
-        async with client.connect_supervised(backoff=FAST, call_timeout=10) as link:
+        async with connect_supervised(client, backoff=FAST, call_timeout=10) as link:
             with link.state_changes() as states:
                 await link.send(b"before")
                 assert await link.receive() == b"before"
@@ -115,8 +115,8 @@ async def test_every_message_received_is_delivered_also_after_its_connection_end
         server = Restartable(nursery, transport, burst)
         address = await server.start(listen_address)
         client = MessageClient(ClientConfig(address), transport)
-        async with client.connect_supervised(
-            backoff=FAST, receive_buffer=100, call_timeout=10
+        async with connect_supervised(
+            client, backoff=FAST, receive_buffer=100, call_timeout=10
         ) as link:
             with link.state_changes() as states:
                 await wait_for(states, ChannelState.DISCONNECTED)  # the first one is over
@@ -137,7 +137,7 @@ async def test_a_full_buffer_holds_the_server_back_instead_of_dropping() -> None
     server = MessageServer.with_yamux(ServerConfig("tcp://127.0.0.1:0"))
     async with running(server, firehose) as address:
         client = MessageClient.with_yamux(ClientConfig(address))
-        async with client.connect_supervised(receive_buffer=4, call_timeout=5) as link:
+        async with connect_supervised(client, receive_buffer=4, call_timeout=5) as link:
             await trio.sleep(0.5)
             # 4 messages buffered here, the rest held by yamux's window (256 KiB) and sockets
             assert sent < 4 + 2 * 262144 // 1008 + 600
@@ -151,7 +151,7 @@ async def test_a_full_buffer_holds_the_server_back_instead_of_dropping() -> None
 
 async def test_calls_fail_clearly_while_the_server_stays_down(tmp_path: object) -> None:
     client = MessageClient.with_yamux(ClientConfig(f"unix:{tmp_path}/nobody.sock"))
-    async with client.connect_supervised(backoff=FAST) as link:
+    async with connect_supervised(client, backoff=FAST) as link:
         with pytest.raises(ChannelUnavailableError, match=r"not connected after 0\.3 s") as info:
             await link.send(b"x", timeout=0.3)
         assert isinstance(info.value.last_error, ConnectError)
@@ -180,7 +180,7 @@ async def test_a_connection_that_stops_answering_pings_is_replaced() -> None:
         nursery.start_soon(trio.serve_listeners, black_hole, listeners)
         client = MessageClient.with_yamux(ClientConfig(f"tcp://{host}:{port}"))
         check = HealthCheck(interval=0.1, timeout=0.2)
-        async with client.connect_supervised(backoff=FAST, health_check=check) as link:
+        async with connect_supervised(client, backoff=FAST, health_check=check) as link:
             with link.state_changes() as states:
                 down = await wait_for(states, ChannelState.DISCONNECTED)
                 assert isinstance(down.error, HealthCheckError)
@@ -206,7 +206,7 @@ async def test_a_healthy_connection_is_kept_and_a_failing_probe_replaces_it(
     async with running(server) as address:
         client = MessageClient(ClientConfig(address), transport)
         check = HealthCheck(interval=0.05, timeout=1, probe=probe)
-        async with client.connect_supervised(backoff=FAST, health_check=check) as link:
+        async with connect_supervised(client, backoff=FAST, health_check=check) as link:
             with link.state_changes() as states:
                 first = link.connection
                 down = await wait_for(states, ChannelState.DISCONNECTED)
@@ -253,8 +253,8 @@ def test_options_are_checked() -> None:
 async def test_bad_supervision_options_raise_config_errors() -> None:
     client = MessageClient(ClientConfig("tcp://127.0.0.1:9"), with_yamux())
     with pytest.raises(ConfigError, match="receive_buffer"):
-        async with client.connect_supervised(receive_buffer=0):
+        async with connect_supervised(client, receive_buffer=0):
             pass
     with pytest.raises(ConfigError, match="call_timeout"):
-        async with client.connect_supervised(call_timeout=0):
+        async with connect_supervised(client, call_timeout=0):
             pass

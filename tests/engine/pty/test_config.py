@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from virtrio.engine.pty import PtyDaemonConfig
 from virtrio.errors import ConfigError
-from virtrio.pty import PtyDaemonConfig
 
 
 def test_the_seeds_defaults() -> None:
