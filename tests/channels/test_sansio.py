@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +96,19 @@ def test_error_state_keeps_the_first_error() -> None:
         tb = tb.tb_next
     assert depth <= 2
     assert state.failed
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "virtrio.channels._sansio",
+        "virtrio.channels._jsonstream",
+        "virtrio.channels.qmp._protocol",
+        "virtrio.channels.pty._codec",
+    ],
+)
+def test_the_docstring_examples_run(name: str) -> None:
+    module = importlib.import_module(name)
+    failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert tried
+    assert not failed

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from virtrio.channels.qmp import QmpCommandError, QmpEvent, open_qmp
+from virtrio.channels.qmp import QmpCommandError, QmpEvent, QmpLocalProtocolError, open_qmp
 from virtrio.engine.guest import QemuProcess
 from virtrio.errors import (
     CommandError,
@@ -30,6 +30,19 @@ async def test_greeting_status_and_version(bare_qemu: QemuProcess) -> None:
         assert status.running
         assert status.status == "running"
         assert await qmp.query_version() == qmp.greeting.version
+
+
+async def test_negotiation_is_the_cores_and_can_be_driven_by_hand(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address, negotiate=False) as qmp:
+        # QEMU would refuse anything else while negotiating: the core refuses it first
+        with pytest.raises(QmpLocalProtocolError, match="negotiating"):
+            await qmp.query_status()
+        assert qmp.is_connected
+        await qmp.execute("qmp_capabilities", {"enable": ["oob"]})
+        assert (await qmp.query_status()).running
+        # QEMU's own answer to a second negotiation: a remote error, not ours
+        with pytest.raises(QmpCommandError, match="CommandNotFound"):
+            await qmp.execute("qmp_capabilities")
 
 
 async def test_error_reply_carries_class_and_description(bare_qemu: QemuProcess) -> None:
