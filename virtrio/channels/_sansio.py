@@ -9,7 +9,8 @@ for what it understood::
             break                             # the peer is done; nothing more will come
         handle(event)
 
-Three promises hold for all of them:
+(yamux, like h2, returns the events from ``receive_data`` itself: a list per read is
+cheaper than a call per frame.) Three promises hold for all of them:
 
 * **End of input is an event.** After ``receive_data(b"")`` the core reports
   :class:`ConnectionClosed` once, after every event still buffered, when the peer stopped
