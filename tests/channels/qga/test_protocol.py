@@ -15,6 +15,13 @@ from virtrio.channels._sansio import ConnectionClosed
 from virtrio.channels.qga import QgaLocalProtocolError, QgaProtocol, QgaProtocolError
 
 
+def synced() -> QgaProtocol:
+    """A core past its first resynchronisation marker (before it, every byte is stale)."""
+    protocol = QgaProtocol()
+    protocol.receive_data(b"\xff")
+    return protocol
+
+
 def replies(protocol: QgaProtocol) -> list[Reply | ConnectionClosed]:
     out: list[Reply | ConnectionClosed] = []
     while (event := protocol.next_event()) is not NEED_DATA:
@@ -44,7 +51,7 @@ def test_sync_reply_after_stale_bytes() -> None:
 
 
 def test_replies_without_id_are_dropped() -> None:
-    protocol = QgaProtocol()
+    protocol = synced()
     protocol.receive_data(
         b'{"return": {}}\n{"error": {"class": "GenericError", "desc": "x"}, "id": 3}\n'
     )
@@ -56,7 +63,7 @@ def test_replies_without_id_are_dropped() -> None:
     [(b'{"id": 1, "surprise": true}\n', "unexpected"), (b"\x00\x01\n", "invalid JSON")],
 )
 def test_bad_messages(wire: bytes, match: str) -> None:
-    protocol = QgaProtocol()
+    protocol = synced()
     protocol.receive_data(wire)
     with pytest.raises(QgaProtocolError, match=match):
         replies(protocol)
@@ -82,16 +89,37 @@ def test_replies_at_any_split_after_a_resync(
     assert got == [Reply(i, True, v) for i, v in enumerate(values)]
 
 
+@given(
+    st.binary(max_size=2000).map(lambda b: b.replace(b"\xff", b"")),
+    st.integers(1, 2**31),
+    st.data(),
+)
+def test_anything_before_the_first_sentinel_is_discarded(
+    stale: bytes, token: int, data: st.DataObject
+) -> None:
+    """qga/qapi-schema.json (guest-sync-delimited): until the sync reply, everything the agent
+    sent is ignored: complete lines, JSON or not, replies with ids we are about to use."""
+    lines = data.draw(st.lists(json_values, max_size=3))
+    stale += b"".join(json.dumps({"return": v, "id": 1}).encode() + b"\n" for v in lines)
+    wire = stale + b"\xff" + json.dumps({"return": token, "id": 1}).encode() + b"\n"
+    protocol = QgaProtocol()
+    got: list[Reply | ConnectionClosed] = []
+    for chunk in data.draw(splits(wire)):
+        protocol.receive_data(chunk)
+        got += replies(protocol)
+    assert got == [Reply(1, True, token)]
+
+
 @given(st.binary(max_size=300))
 def test_garbage_gives_replies_or_a_clear_error(wire: bytes) -> None:
-    protocol = QgaProtocol()
+    protocol = synced()
     protocol.receive_data(wire)
     protocol.receive_data(b"")
     with contextlib.suppress(QgaProtocolError):  # a clear error, or the end of input
         assert replies(protocol)[-1] == ConnectionClosed()
 
 
-REPLIES = b'{"return": 1, "id": 1}\n{"return": {}}\n\xff{"return": 3, "id": 3}\n'
+REPLIES = b'\xff{"return": 1, "id": 1}\n{"return": {}}\n\xff{"return": 3, "id": 3}\n'
 
 
 @given(st.integers(0, len(REPLIES)), st.data())
@@ -119,7 +147,7 @@ def test_end_of_input_at_every_point(cut: int, data: st.DataObject) -> None:
 
 
 def test_errors_are_sticky() -> None:
-    protocol = QgaProtocol()
+    protocol = synced()
     protocol.receive_data(b'{"return": 1, "id": 1}\n[]\n{"return": 2, "id": 2}\n')
     assert protocol.next_event() == Reply(1, True, 1)
     with pytest.raises(QgaProtocolError, match="expected a JSON object") as first:

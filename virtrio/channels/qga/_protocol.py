@@ -5,6 +5,12 @@ client (a half-read reply, a half-written request). ``guest-sync-delimited`` cle
 directions: the request is preceded by ``0xFF`` (which resets qemu-ga's parser) and the reply is
 preceded by ``0xFF`` (so the client drops whatever unfinished bytes came before it).
 
+A new connection starts out of sync: until the first ``0xFF`` arrives, every byte is a previous
+client's leftover (complete lines or not, JSON or not: qga/qapi-schema.json says all of it is to
+be ignored until the sync reply) and is discarded unread. Later markers, once in sync, drop only
+the unfinished message before them: complete replies there answer this client's own earlier
+calls, which their ids still match.
+
 The core keeps the contract of :mod:`virtrio.channels._sansio`: a clean end of input is a
 :class:`ConnectionClosed` event, an error is raised again by every later call, and a command
 once the stream has ended or failed raises :class:`QgaLocalProtocolError`.
@@ -68,6 +74,7 @@ class QgaProtocol:
         self._decoder = JsonStreamDecoder(max_message_size=max_message_size)
         self._next_id = 0
         self._error = ErrorState()
+        self._in_sync = False  # no 0xFF seen yet: what arrives is stale (module docstring)
 
     @property
     def error(self) -> BaseException | None:
@@ -80,13 +87,20 @@ class QgaProtocol:
         return self._decoder.eof or self._error.failed
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        """Feed bytes from the agent (``b""`` at end of stream).
+        """Feed bytes from the agent (``b""`` at end of stream); before the first ``0xFF``
+        they are discarded.
 
         Raises:
             QgaLocalProtocolError: bytes after the end of the stream.
         """
         if data and self._decoder.eof:
             raise QgaLocalProtocolError("guest-agent data received after the end of the stream")
+        if data and not self._in_sync:
+            marker = data.find(SYNC_PREFIX)
+            if marker < 0:
+                return
+            self._in_sync = True
+            data = data[marker:]
         self._decoder.receive_data(data)
 
     def next_event(self) -> Reply | ConnectionClosed | NeedData:

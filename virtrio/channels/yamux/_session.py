@@ -39,6 +39,7 @@ from ._events import (
 from ._frames import (
     DEFAULT_WINDOW,
     HEADER,
+    HEADER_SIZE,
     VERSION,
     Flag,
     FrameType,
@@ -135,18 +136,28 @@ class YamuxSession(FrameParser):
         self.local_go_away = False
         #: Pings of the peer's answered so far (keepalives included).
         self.pings_answered = 0
+        self._answers = 0  # see answers_queued
 
     # --- output ---------------------------------------------------------------------------
 
     def data_to_send(self) -> bytearray:
         """Take everything queued for the wire (empty if nothing is)."""
         out, self._out = self._out, bytearray()
+        self._answers = 0
         return out
 
     @property
     def bytes_queued(self) -> int:
         """Bytes waiting in :meth:`data_to_send`."""
         return len(self._out)
+
+    @property
+    def answers_queued(self) -> int:
+        """Bytes of :meth:`bytes_queued` that answer the peer's frames (ping ACKs, RSTs
+        refusing its opens): frames the peer makes us write just by sending, with no window to
+        bound them. While they cannot leave (the peer does not read), an I/O shell stops
+        feeding :meth:`receive_data`, as hashicorp bounds them by a channel."""
+        return self._answers
 
     def _frame(self, kind: int, flags: int, stream_id: int, length: int) -> None:
         self._out += HEADER.pack(VERSION, kind, flags, stream_id, length)
@@ -330,6 +341,7 @@ class YamuxSession(FrameParser):
     def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
         if flags & _SYN:
             self._frame(_PING, _ACK, 0, opaque)
+            self._answers += HEADER_SIZE
             self.pings_answered += 1
         elif flags & _ACK and opaque in self._ping_waiting:
             self._ping_waiting.discard(opaque)
@@ -352,6 +364,7 @@ class YamuxSession(FrameParser):
                 raise YamuxProtocolError(f"stream id {stream_id} has the wrong parity for the peer")
             if self.local_go_away or self._pending_accept >= self.accept_backlog:
                 self._frame(_WINDOW_UPDATE, _RST, stream_id, 0)
+                self._answers += HEADER_SIZE
                 return
             stream = _Stream(
                 DEFAULT_WINDOW + (delta if body is None else 0),
