@@ -168,6 +168,43 @@ async def test_a_peer_that_is_not_qmp(tmp_path: Path) -> None:
                     pass
 
 
+GREETING = (
+    b'{"QMP": {"version": {"qemu": {"major": 8, "minor": 2, "micro": 0}}, "capabilities": []}}\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (b"", r"negotiation .* failed: .*closed by the peer"),
+        (b'{"error": {"class": "GenericError", "desc": "no"}, "id": 1}\r\n', "GenericError"),
+    ],
+)
+async def test_a_failed_negotiation_is_a_connect_error(
+    tmp_path: Path, answer: bytes, match: str
+) -> None:
+    """A peer that greets, then hangs up or refuses qmp_capabilities (an in-process server:
+    QEMU does neither)."""
+    listener = trio.socket.socket(socket.AF_UNIX)
+    await listener.bind(str(tmp_path / "qmp.sock"))
+    listener.listen()
+
+    async def serve() -> None:
+        conn, _ = await listener.accept()
+        with conn:
+            await conn.send(GREETING)
+            assert b"qmp_capabilities" in await conn.recv(1024)
+            if answer:
+                await conn.send(answer)
+
+    with listener:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            with pytest.raises(ConnectError, match=match):
+                async with open_qmp(f"unix:{tmp_path / 'qmp.sock'}", connect_timeout=5):
+                    pass
+
+
 async def test_qmp_over_tcp(qemu_binary: str) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -168,7 +168,9 @@ async def _handshake(
         reason = client.closed_reason
         why = f": {reason}" if reason else " in time (is another client connected?)"
         raise ConnectError(f"no QMP greeting from {addr}{why}", address=str(addr))
-    if negotiate and protocol.state is QmpState.NEGOTIATING:
+    if not negotiate:
+        return
+    if protocol.state is QmpState.NEGOTIATING:
         # the core knows the negotiation: it is READY once its reply came
         try:
             await client.execute("qmp_capabilities", timeout=deadline.remaining())
@@ -181,7 +183,7 @@ async def _handshake(
             raise ConnectError(
                 f"QMP negotiation with {addr} failed: {exc}", address=str(addr)
             ) from exc
-        _check_ready(client, protocol, addr)
+    _check_ready(client, protocol, addr)
 
 
 def _check_ready(client: QmpClient, protocol: QmpProtocol, addr: Address) -> None:
