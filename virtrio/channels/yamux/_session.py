@@ -46,7 +46,7 @@ from ._frames import (
     GoAwayCode,
 )
 from ._parser import MAX_FRAME, FrameParser
-from ._streams import StreamInput, StreamState, next_state
+from ._streams import TRANSITIONS, StreamInput, StreamState
 
 __all__ = [
     "ConnectionClosed",
@@ -210,7 +210,7 @@ class YamuxSession(FrameParser):
     def _ack(self, stream: _Stream) -> int:
         """The flags for our next frame on ``stream``: ACK if we owe it (then no longer)."""
         if stream.state.ack_owed:
-            stream.state = next_state(stream.state, StreamInput.SEND_ACK)  # type: ignore[assignment]
+            stream.state = TRANSITIONS[stream.state][StreamInput.SEND_ACK]
             return _ACK
         return 0
 
@@ -321,8 +321,7 @@ class YamuxSession(FrameParser):
         state allows ``what``), with what leaving a state means: an acknowledgement frees an
         open slot, CLOSED forgets the stream."""
         before = stream.state
-        after = next_state(before, what)
-        assert after is not None, (before, what)
+        after = TRANSITIONS[before][what]
         stream.state = after
         if before.ack_awaited and not after.ack_awaited:
             self._unacked -= 1
