@@ -15,8 +15,25 @@ to what address, so a log line alone is enough to act on. The families:
 * :class:`VirtrioTimeoutError` — a deadline passed. Also a :class:`TimeoutError`.
 * :class:`ChannelUnavailableError` — a supervised channel stayed down past a call's deadline.
 
-Protocol modules subclass these (``QmpCommandError`` is a remote error reply, for instance), so a
-caller can catch as broadly or as narrowly as it likes.
+Each protocol has one base of its own, defined beside it, and every error of the protocol is
+both that base and one of the families above (multiple inheritance), so a caller catches by
+protocol or by kind::
+
+    QmpError         QmpProtocolError (ProtocolError), QmpCommandError (CommandError)
+    QgaError         QgaProtocolError (ProtocolError), QgaCommandError (CommandError)
+    SpiceError       SpiceProtocolError (ProtocolError), SpiceLinkError (ConnectError), ...
+    YamuxError       YamuxProtocolError (ProtocolError), StreamResetError (ConnectionLostError:
+                     a reset stream is not a protocol violation)
+    XtransferError   XtransferProtocolError (ProtocolError) and its specific kinds
+    LibvirtError     LibvirtCallError (CommandError: libvirt answered a call with an error),
+                     DomainXmlError (ProtocolError), LibvirtUriError (ConfigError), ...
+    MessagingError   LengthPrefixError, MiddlewareError (ProtocolError), HealthCheckError
+    VirtioSerialError ReadLimitError (ProtocolError), IncompleteReadError
+    (the PTY daemon)  PtyProtocolError (ProtocolError), PtyRequestError (CommandError: the
+                     daemon's error reply)
+
+``except QmpError`` catches everything QMP raises of its own; ``except CommandError`` catches
+every error reply, whichever protocol carried it.
 """
 
 from __future__ import annotations

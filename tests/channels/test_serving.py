@@ -120,7 +120,7 @@ async def test_vsock_listens_on_any_cid() -> None:
         # our own CID has no loopback transport here: the kernel says ENODEV at once
         cid = local_cid()
         with pytest.raises(ConnectError, match=f"cannot connect to vsock://{cid}:{bound.port}"):
-            await open_stream(Address.vsock(cid, bound.port), timeout=5)
+            await open_stream(Address.vsock(cid, bound.port), connect_timeout=5)
         nursery.cancel_scope.cancel()
 
 
@@ -128,7 +128,7 @@ async def test_vsock_listens_on_any_cid() -> None:
 async def test_vsock_connect_times_out_with_a_clear_error() -> None:
     # CID 1 (VMADDR_CID_LOCAL) needs the vsock_loopback module: the connect never completes
     with pytest.raises(ConnectError, match=r"connecting to vsock://1:1234 timed out after 0\.2 s"):
-        await open_stream("vsock://local:1234", timeout=0.2)
+        await open_stream("vsock://local:1234", connect_timeout=0.2)
 
 
 @needs_vsock

@@ -258,10 +258,10 @@ class RpcClient:
     """Base of the clients built on one :class:`RpcConnection`: its state, its address, and
     closing it. Subclasses add the protocol's calls."""
 
-    def __init__(self, connection: RpcConnection, default_timeout: float) -> None:
+    def __init__(self, connection: RpcConnection, call_timeout: float) -> None:
         self._connection = connection
         #: Timeout applied when a call passes none.
-        self.default_timeout = default_timeout
+        self.call_timeout = call_timeout
 
     @property
     def address(self) -> str:

@@ -38,6 +38,7 @@ from virtrio.primitives import (
     Supervisor,
     open_service_nursery,
 )
+from virtrio.primitives._deprecated import warn_renamed
 
 if TYPE_CHECKING:
     from virtrio.channels.libvirt import LibvirtDomain
@@ -78,6 +79,11 @@ class _SupervisedExecute(Generic[E]):
     def state(self) -> ChannelState:
         """The channel's state now."""
         return self.supervisor.state
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the channel is connected (a call now would not wait for a reconnect)."""
+        return self.supervisor.state is ChannelState.CONNECTED
 
     async def wait_connected(self, *, timeout: float | None = None) -> None:
         """Wait until the channel is connected.
@@ -159,13 +165,15 @@ class Vm:
         port: str,
         *,
         via: Literal["auto", "libvirt", "socket"] = "auto",
-        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
     ) -> StreamReader:
         """Open the VM's virtio-serial channel ``port`` (libvirt VMs); the VM nursery owns it
         and closes it when its block exits (closing it earlier is fine too)."""
         from virtrio.channels.virtio_serial import open_virtio_serial
 
-        channel = await open_virtio_serial(self.domain, port, via=via, timeout=timeout)
+        channel = await open_virtio_serial(
+            self.domain, port, via=via, connect_timeout=connect_timeout
+        )
         self._channels.append(channel)
         return channel
 
@@ -238,11 +246,12 @@ async def open_vm(
     qmp: str | Address | None = None,
     qga: str | Address | None = None,
     spice: str | Address | None = None,
-    spice_password: str = "",
+    password: str = "",
     call_timeout: float = 30.0,
     connect_timeout: float = 10.0,
     backoff: Callable[[], Backoff] = Backoff,
     libvirt: HostNursery | None = None,
+    spice_password: str | None = None,
 ) -> AsyncIterator[Vm]:
     """Open the nursery of one VM, supervising a channel per address given.
 
@@ -253,7 +262,7 @@ async def open_vm(
         spice: the Spice server address (``unix:``, ``tcp://``, ``tls://``, ``ws://``), if any;
             ``vm.spice`` then screenshots, types and clicks. (A libvirt domain's Spice address
             comes from its XML: pass it here.)
-        spice_password: the Spice password.
+        password: the Spice password.
         call_timeout: default deadline of a call through a handle (including any wait for a
             reconnect).
         connect_timeout: deadline of one connection attempt (for the guest agent, the first
@@ -263,10 +272,14 @@ async def open_vm(
             and QGA go through the host's shared connection (``vm.qmp``/``vm.qga`` keep their
             interface; their state is the host connection's), and ``vm.open_virtio_serial``
             opens its channels.
+        spice_password: deprecated name of ``password``.
 
     Raises:
         ConfigError: an address is invalid, or addresses are given with ``libvirt``.
     """
+    if spice_password is not None:
+        warn_renamed("open_vm", "spice_password", "password", stacklevel=4)
+        password = spice_password
     if libvirt is not None:
         if qmp is not None or qga is not None:
             raise ConfigError("open_vm: give socket addresses or libvirt=, not both")
@@ -286,7 +299,7 @@ async def open_vm(
             lambda: open_qmp(
                 qmp_addr,
                 connect_timeout=connect_timeout,
-                default_timeout=call_timeout,
+                call_timeout=call_timeout,
                 event_fanout=events,
             ),
             backoff(),
@@ -298,9 +311,7 @@ async def open_vm(
         qga_sup = _channel(
             name,
             "qga",
-            lambda: open_qga(
-                qga_addr, connect_timeout=connect_timeout, default_timeout=call_timeout
-            ),
+            lambda: open_qga(qga_addr, connect_timeout=connect_timeout, call_timeout=call_timeout),
             backoff(),
             states,
         )
@@ -313,7 +324,12 @@ async def open_vm(
 
         spice_sup: Supervisor[SpiceSession] = Supervisor(
             f"{name}/spice",
-            lambda: open_spice_session(spice, password=spice_password, timeout=connect_timeout),
+            lambda: open_spice_session(
+                spice,
+                password=password,
+                connect_timeout=connect_timeout,
+                call_timeout=call_timeout,
+            ),
             backoff=backoff(),
             events=states,
         )

@@ -31,7 +31,7 @@ from virtrio.channels.pty import (
     open_pty_client,
 )
 from virtrio.engine.pty import PtyDaemon, PtyDaemonConfig, PyteEmulator, serve_pty_daemon
-from virtrio.errors import ConfigError
+from virtrio.errors import CommandError, ConfigError
 
 
 async def test_create_input_and_output(pty_daemon: PtyDaemon) -> None:
@@ -112,6 +112,10 @@ async def test_kill_ends_the_session(pty_daemon: PtyDaemon) -> None:
         with pytest.raises(PtyRequestError, match=f"no session {sid}") as info:
             await client.input(sid, b"x")
         assert (info.value.code, info.value.session) == ("unknown_session", sid)
+        # the daemon's error reply is a remote error, like a QMP error reply
+        assert isinstance(info.value, CommandError)
+        assert (info.value.error_class, info.value.command) == ("unknown_session", "input")
+        assert info.value.desc == f"no session {sid}"
 
 
 def screen_of(data: bytes, cols: int = 80, rows: int = 24) -> list[str]:
@@ -135,7 +139,7 @@ async def test_a_late_attach_first_gets_the_current_screen(
                     await trio.sleep(0.02)
         async with open_pty_client(pty_daemon.socket_path) as late:
             await late.attach(sid)
-            event = await late.receive_event()
+            event = await late.events().receive()
             assert isinstance(event, Output)
             assert screen_of(event.data)[:4] == ["one", "two", "3", "$"]
             if emulated:
@@ -186,7 +190,7 @@ async def flood_past_a_slow_subscriber(
     script = f"read go; head -c {FLOOD} /dev/zero | tr '\\0' x; exit 0"
     async with (
         open_pty_client(daemon.socket_path) as fast,
-        open_pty_client(daemon.socket_path, max_events=1) as slow,
+        open_pty_client(daemon.socket_path, max_queue=1) as slow,
     ):
         sid = await fast.create(command="/bin/sh", args=["-c", script])
         await slow.attach(sid)
@@ -430,7 +434,7 @@ async def test_input_without_waiting_reports_failures_as_events(pty_daemon: PtyD
     async with open_pty_client(pty_daemon.socket_path) as client:
         await client.input(999, b"lost", wait=False)
         with trio.fail_after(10):
-            event = await client.receive_event()
+            event = await client.events().receive()
         assert event == Error("unknown_session", "no session 999", session=999)
         sid = await client.create(command="/bin/cat")
         await client.attach(sid)

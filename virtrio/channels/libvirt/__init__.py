@@ -8,7 +8,7 @@
         vm = LibvirtDomain(conn, "demo")
         print(await LibvirtQmp(vm).query_status())
         print(await LibvirtQga(vm).osinfo())
-        async with conn.events(domain="demo") as events:
+        with conn.events(domain="demo") as events:
             async for event in events:          # DomainEvent(kind, domain, event, detail)
                 print(event.event, event.detail)
 
@@ -41,6 +41,7 @@ from ._errors import (
     DomainNotFoundError as DomainNotFoundError,
     GuestAgentUnavailableError as GuestAgentUnavailableError,
     LibvirtCallError as LibvirtCallError,
+    LibvirtError as LibvirtError,
     LibvirtUnsupportedError as LibvirtUnsupportedError,
 )
 from ._eventloop import (
@@ -67,6 +68,7 @@ __all__ = [
     "EventLoopStats",
     "GuestAgentUnavailableError",
     "LibvirtCallError",
+    "LibvirtError",
     "LibvirtConnection",
     "LibvirtDomain",
     "LibvirtQga",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from virtrio.errors import (
+    CommandError,
     ConnectError,
     ConnectionLostError,
     LocalProtocolError,
@@ -16,6 +17,7 @@ __all__ = [
     "DomainNotFoundError",
     "GuestAgentUnavailableError",
     "LibvirtCallError",
+    "LibvirtError",
     "LibvirtUnsupportedError",
     "translate_error",
 ]
@@ -37,16 +39,30 @@ VIR_FROM_RPC = 7
 VIR_FROM_REMOTE = 13
 
 
-class LibvirtCallError(VirtrioError):
-    """A libvirt call failed for a reason no more specific virtrio error describes.
+class LibvirtError(VirtrioError):
+    """Base of the libvirt errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`)."""
+
+
+class LibvirtCallError(LibvirtError, CommandError):
+    """libvirt answered a call with an error no more specific virtrio error describes.
+
+    A :class:`~virtrio.errors.CommandError` whose ``error_class`` is libvirt's error name
+    (``VIR_ERR_...``, or the number when this libvirt does not name it), ``desc`` its message
+    and ``command`` the call.
 
     Attributes:
         code: libvirt's error code (``virErrorNumber``).
         domain: libvirt's error domain (``virErrorDomain``: which part of libvirt failed).
     """
 
-    def __init__(self, message: str, *, code: int, domain: int) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, code: int, domain: int, command: str = "", desc: str = ""
+    ) -> None:
+        VirtrioError.__init__(self, message)  # the message as libvirt put it, not re-formatted
+        self.error_class = _error_name(code)
+        self.desc = desc or message
+        self.command = command
         self.code = code
         self.domain = domain
 
@@ -59,8 +75,19 @@ class LibvirtUnsupportedError(LibvirtCallError, LocalProtocolError):
     """The connection's driver does not support this call (``test:///`` has no QMP, say)."""
 
 
-class GuestAgentUnavailableError(VirtrioTimeoutError):
+class GuestAgentUnavailableError(LibvirtError, VirtrioTimeoutError):
     """libvirt says the guest agent is not connected or did not answer in time."""
+
+
+def _error_name(code: int) -> str:
+    try:
+        import libvirt
+    except ImportError:  # pragma: no cover - the libvirt extra is what raises these
+        return str(code)
+    for name, value in vars(libvirt).items():
+        if name.startswith("VIR_ERR_") and value == code:
+            return str(name)
+    return str(code)
 
 
 def _is_connection_failure(code: int, domain: int, message: str) -> bool:
@@ -79,17 +106,22 @@ def translate_error(exc: Any, what: str, *, uri: str, connecting: bool = False) 
     """The virtio error for the ``libvirt.libvirtError`` ``exc`` raised while doing ``what``."""
     code = int(exc.get_error_code() or 0)
     domain = int(exc.get_error_domain() or 0)
-    message = f"{what}: {exc.get_error_message() or exc}"
+    desc = str(exc.get_error_message() or exc)
+    message = f"{what}: {desc}"
+
+    def call_error(cls: type[LibvirtCallError]) -> LibvirtCallError:
+        return cls(message, code=code, domain=domain, command=what, desc=desc)
+
     if connecting:
         return ConnectError(f"libvirt {uri}: {message}", address=uri)
     if code == VIR_ERR_NO_DOMAIN:
-        return DomainNotFoundError(message, code=code, domain=domain)
+        return call_error(DomainNotFoundError)
     if code == VIR_ERR_NO_SUPPORT:
-        return LibvirtUnsupportedError(message, code=code, domain=domain)
+        return call_error(LibvirtUnsupportedError)
     if code in (VIR_ERR_AGENT_UNRESPONSIVE, VIR_ERR_AGENT_UNSYNCED, VIR_ERR_AGENT_COMMAND_TIMEOUT):
         return GuestAgentUnavailableError(message)
     if code == VIR_ERR_OPERATION_TIMEOUT:
         return VirtrioTimeoutError(message)
     if _is_connection_failure(code, domain, message):
         return ConnectionLostError(f"libvirt {uri}: {message}", address=uri)
-    return LibvirtCallError(message, code=code, domain=domain)
+    return call_error(LibvirtCallError)

@@ -23,6 +23,7 @@ import trio
 
 from virtrio.errors import ConfigError, ConnectionLostError, LocalProtocolError, ProtocolError
 
+from ._errors import MessagingError
 from ._transports import MessageChannel
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 
-class MiddlewareError(ProtocolError):
+class MiddlewareError(MessagingError, ProtocolError):
     """A message did not pass a middleware layer (corrupt, forged, too large, bad handshake)."""
 
 
@@ -82,9 +83,9 @@ class _LayerChannel(trio.abc.Channel[bytes]):
         self._receive_error: MiddlewareError | None = None
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
-        return self._receive_error is None and self.inner.is_active
+        return self._receive_error is None and self.inner.is_connected
 
     async def send(self, value: bytes) -> None:
         """Send one message through the layer."""
@@ -512,9 +513,9 @@ class _EncryptedChannel(_LayerChannel):
         self._send_broken = False
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
-        return not self._send_broken and super().is_active
+        return not self._send_broken and super().is_connected
 
     async def send(self, value: bytes) -> None:
         """Send one message, encrypted.

@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 
 class QgaError(VirtrioError):
-    """Base of the guest-agent errors."""
+    """Base of the guest-agent errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`)."""
 
 
 class QgaProtocolError(QgaError, ProtocolError):

@@ -59,7 +59,8 @@ __all__ = [
 
 
 class QmpError(VirtrioError):
-    """Base of the QMP errors."""
+    """Base of the QMP errors (a QMP error is also one of the generic classes of
+    :mod:`virtrio.errors`: a protocol, local-protocol or command error)."""
 
 
 class QmpProtocolError(QmpError, ProtocolError):

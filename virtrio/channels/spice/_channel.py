@@ -125,11 +125,6 @@ class SpiceChannel:
         """Whether the connection is up."""
         return not self._closed.is_set()
 
-    @property
-    def is_closed(self) -> bool:
-        """Whether the connection is gone."""
-        return self._closed.is_set()
-
     async def abort(self) -> None:
         """Close the underlying stream now (the reader then ends with a lost connection)."""
         await trio.aclose_forcefully(self._stream)
@@ -235,10 +230,11 @@ async def open_channel(
     connection_id: int = 0,
     password: str = "",
     channel_caps: tuple[int, ...] = (),
-    timeout: float = 10.0,
+    connect_timeout: float = 10.0,
     setup: Callable[[SpiceChannel], None] | None = None,
 ) -> AsyncIterator[SpiceChannel]:
-    """Connect and link one channel, run its reader, yield it; closed on exit.
+    """Connect and link one channel (within ``connect_timeout``), run its reader, yield it;
+    closed on exit.
 
     ``setup`` is called before the reader starts (to install a handler so no message is missed).
     When the server answers NEED_SECURED (a TLS-only channel on the plain port) and ``secure``
@@ -257,7 +253,7 @@ async def open_channel(
             connection_id=connection_id,
             password=password,
             channel_caps=channel_caps,
-            timeout=timeout,
+            timeout=connect_timeout,
             setup=setup,
         )
         try:

@@ -14,7 +14,8 @@ __all__ = [
 
 
 class SpiceError(VirtrioError):
-    """Base of the Spice errors."""
+    """Base of the Spice errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`)."""
 
 
 class SpiceProtocolError(SpiceError, ProtocolError):

@@ -8,7 +8,8 @@ __all__ = ["YamuxError", "YamuxLocalProtocolError", "YamuxProtocolError"]
 
 
 class YamuxError(VirtrioError):
-    """Base of yamux errors."""
+    """Base of the yamux errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`: a reset stream is a lost connection, not a protocol violation)."""
 
 
 class YamuxProtocolError(YamuxError, ProtocolError):

@@ -79,8 +79,9 @@ class _Wakeup:
             trio.lowlevel.reschedule(task)
 
 
-class StreamResetError(YamuxError, trio.BrokenResourceError):
-    """The stream was reset (by the peer, or because the session ended): not an EOF."""
+class StreamResetError(YamuxError, ConnectionLostError, trio.BrokenResourceError):
+    """The stream was reset (by the peer, or because the session ended): not an EOF, and not
+    a protocol violation (a peer may reset a stream whenever it likes)."""
 
 
 class MuxStream(trio.abc.HalfCloseableStream):

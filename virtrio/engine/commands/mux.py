@@ -223,7 +223,7 @@ async def run_send(args: argparse.Namespace) -> int:
                 config = _xtransfer_config(args)
 
                 async def one() -> None:
-                    stream = await open_stream(address, timeout=args.timeout)
+                    stream = await open_stream(address, connect_timeout=args.timeout)
                     async with open_xtransfer(stream, config) as channel:
                         await lane_run(_ChannelLane(channel))
 
@@ -257,7 +257,7 @@ async def _send_yamux(
     from virtrio.channels.yamux import open_mux
     from virtrio.primitives import open_service_nursery
 
-    stream = await open_stream(address, timeout=args.timeout)
+    stream = await open_stream(address, connect_timeout=args.timeout)
     async with open_mux(stream, client=True) as session:
 
         async def one() -> None:

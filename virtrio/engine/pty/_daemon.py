@@ -136,7 +136,7 @@ class PtyDaemon:
         """A console session's stream: a socket address, or ``libvirt:URI#DOMAIN[/DEVICE]``
         (the domain's console through libvirt, over one shared connection per host)."""
         if not console.startswith(LIBVIRT_CONSOLE_PREFIX):
-            return await open_stream(console, timeout=5)
+            return await open_stream(console, connect_timeout=5)
         uri, domain, device = parse_libvirt_console(console)
         async with self._host_pool_lock:
             if self._host_pool is None:

@@ -422,7 +422,7 @@ async def spawn_session(
     if options.console is not None:
         try:
             if open_console is None:
-                stream: trio.abc.Stream = await open_stream(options.console, timeout=5)
+                stream: trio.abc.Stream = await open_stream(options.console, connect_timeout=5)
             else:
                 stream = await open_console(options.console)
         except (VirtrioError, ValueError) as exc:

@@ -24,6 +24,7 @@ from virtrio.channels.libvirt import (
     EventKind,
     LibvirtConnection,
     LibvirtDomain,
+    LibvirtError,
     LibvirtQga,
     LibvirtQmp,
     LibvirtUri,
@@ -58,7 +59,7 @@ R = TypeVar("R")
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
-class HostUnavailableError(ChannelUnavailableError):
+class HostUnavailableError(LibvirtError, ChannelUnavailableError):
     """The host's libvirt connection stayed down past the call's deadline (or was stopped)."""
 
 
@@ -78,7 +79,7 @@ class HostNursery:
         #: the validated URI
         self.uri = uri
         #: the default deadline of calls, including the wait for a reconnect
-        self.default_timeout = call_timeout
+        self.call_timeout = call_timeout
         self._keepalive = (keepalive_interval, keepalive_count)
         self._connect_timeout = connect_timeout
         self._events: Fanout[DomainEvent] = Fanout(max_queue=1024, overflow="disconnect")
@@ -91,9 +92,9 @@ class HostNursery:
         """Where the connection is: connecting, connected, disconnected, reconnecting."""
         return self.supervisor.state
 
-    def state_changes(self) -> Subscription[StateChange]:
+    def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
         """Subscribe to state changes (use as a context manager)."""
-        return self.supervisor.events.subscribe()
+        return self.supervisor.events.subscribe(max_queue=max_queue)
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[LibvirtConnection]:
@@ -103,15 +104,15 @@ class HostNursery:
                 str(self.uri),
                 keepalive_interval=interval,
                 keepalive_count=count,
-                timeout=self._connect_timeout,
-                call_timeout=self.default_timeout,
+                connect_timeout=self._connect_timeout,
+                call_timeout=self.call_timeout,
             ) as connection,
-            connection.events() as events,
             trio.open_nursery() as nursery,
         ):
-            nursery.start_soon(self._forward, events)
-            yield connection
-            nursery.cancel_scope.cancel()
+            with connection.events() as events:
+                nursery.start_soon(self._forward, events)
+                yield connection
+                nursery.cancel_scope.cancel()
 
     async def _forward(self, events: Subscription[DomainEvent]) -> None:
         try:
@@ -123,12 +124,12 @@ class HostNursery:
 
     async def connection(self, timeout: float | None = None) -> LibvirtConnection:
         """The connected :class:`~virtrio.channels.libvirt.LibvirtConnection`, waiting through
-        an outage up to ``timeout`` seconds (default: :attr:`default_timeout`).
+        an outage up to ``timeout`` seconds (default: :attr:`call_timeout`).
 
         Raises:
             HostUnavailableError: still not connected at the deadline; carries the last error.
         """
-        limit = self.default_timeout if timeout is None else timeout
+        limit = self.call_timeout if timeout is None else timeout
         try:
             connection = await self.supervisor.wait_connected(timeout=limit)
         except ChannelUnavailableError as exc:
@@ -146,7 +147,7 @@ class HostNursery:
             HostUnavailableError: no connection within the deadline.
             ConnectionLostError: the connection went away during the call.
         """
-        limit = self.default_timeout if timeout is None else timeout
+        limit = self.call_timeout if timeout is None else timeout
         deadline = Deadline.after(limit)
         connection = await self.connection(limit)
         raw = connection.raw
@@ -154,7 +155,7 @@ class HostNursery:
 
     def domain(self, name: str) -> LibvirtDomain:
         """A handle on the domain ``name`` that stays valid across reconnects."""
-        return LibvirtDomain(self.connection, name, timeout=self.default_timeout)
+        return LibvirtDomain(self.connection, name, call_timeout=self.call_timeout)
 
     def qmp(self, name: str) -> HostQmp:
         """QMP to the domain ``name`` through libvirt (survives reconnects)."""
@@ -199,6 +200,11 @@ class _OnHost:
         """The state of the host connection commands go through."""
         return self._host.state
 
+    @property
+    def is_connected(self) -> bool:
+        """True while the host connection commands go through is up."""
+        return self._host.state is ChannelState.CONNECTED
+
 
 class HostQmp(_OnHost, LibvirtQmp):
     """QMP to a domain through its host's connection, valid across reconnects."""
@@ -219,7 +225,7 @@ class HostQga(_OnHost, LibvirtQga):
             ChannelUnavailableError: not connected by the deadline.
             KeyError: the domain has no guest-agent channel.
         """
-        limit = self._host.default_timeout if timeout is None else timeout
+        limit = self._host.call_timeout if timeout is None else timeout
         deadline = Deadline.after(limit)
         name = self.domain.name
         with self._host.events([EventKind.AGENT_LIFECYCLE], domain=name) as events:

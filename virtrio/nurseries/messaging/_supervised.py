@@ -48,7 +48,7 @@ class _Link:
 
     @property
     def is_connected(self) -> bool:
-        return not self._closed.is_set() and self.connection.is_active
+        return not self._closed.is_set() and self.connection.is_connected
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -123,7 +123,7 @@ class SupervisedConnection:
                 message, timeout=None if math.isinf(remaining) else max(remaining, 1e-9)
             )
         except (VirtrioError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            if not link.connection.is_active:  # part of a message may be on the wire
+            if not link.connection.is_connected:  # part of a message may be on the wire
                 link.fail(exc)
             raise
 

@@ -21,6 +21,11 @@ class SupervisedSpice:
         """The session's (main channel's) state."""
         return self.supervisor.state
 
+    @property
+    def is_connected(self) -> bool:
+        """True while the session is connected."""
+        return self.supervisor.state is ChannelState.CONNECTED
+
     async def session(self, *, timeout: float | None = None) -> SpiceSession:
         """The connected session."""
         t = self.call_timeout if timeout is None else timeout

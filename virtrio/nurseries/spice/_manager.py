@@ -30,7 +30,8 @@ class SpiceManager:
         *,
         password: str = "",
         ssl_context: ssl.SSLContext | None = None,
-        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        call_timeout: float = 10.0,
         backoff: Backoff | None = None,
     ) -> Supervisor[SpiceSession]:
         """Start keeping a session to ``address`` under ``name``."""
@@ -39,7 +40,11 @@ class SpiceManager:
         sup: Supervisor[SpiceSession] = Supervisor(
             f"spice {name}",
             lambda: open_spice_session(
-                address, password=password, ssl_context=ssl_context, timeout=timeout
+                address,
+                password=password,
+                ssl_context=ssl_context,
+                connect_timeout=connect_timeout,
+                call_timeout=call_timeout,
             ),
             backoff=backoff or Backoff(initial=0.2, maximum=10.0),
         )
