@@ -17,13 +17,14 @@ cheaper than a call per frame.) Three promises hold for all of them:
   between messages; a stream that ends inside a message raises the protocol's error instead.
 * **Errors are sticky.** Once the peer broke the protocol, the core keeps raising that same
   error (h11's ``ERROR`` state): nothing after it is parsed, because nothing after it can be
-  trusted. Events completed before the fault are still delivered first.
+  trusted. Events completed before the fault are still delivered first (yamux, which returns
+  a read's events at once, loses those of the read that failed: its session ends anyway).
 * **The state decides what may be sent.** Asking a core for something its state forbids (a
   command before the greeting, data on a half-closed stream) raises the protocol's local
   error (a subclass of :class:`~virtrio.errors.LocalProtocolError`) and changes nothing.
 
-This module imports nothing but the standard library, attrs and :mod:`virtrio.errors`, so no core
-pulls in Trio, even indirectly (a test imports each core in a fresh interpreter to prove it).
+This module imports nothing but the standard library and attrs, and no core imports Trio, even
+indirectly (a test imports each core in a fresh interpreter to prove it).
 """
 
 from __future__ import annotations
