@@ -23,6 +23,7 @@ from virtrio.channels.spice._errors import (
     SpiceLocalProtocolError,
     SpicePermissionError,
     SpiceProtocolError,
+    SpiceVersionError,
 )
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
@@ -53,6 +54,7 @@ __all__ = [
     "SpiceLinkError",
     "SpiceLocalProtocolError",
     "SpicePermissionError",
+    "SpiceVersionError",
     "SpiceProtocolError",
     "SpiceSession",
     "SpiceTransport",

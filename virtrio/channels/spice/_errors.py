@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from virtrio.errors import ConnectError, LocalProtocolError, ProtocolError, VirtrioError
+from virtrio.errors import (
+    AuthenticationError,
+    ConnectError,
+    LocalProtocolError,
+    ProtocolError,
+    UnsupportedVersionError,
+    VirtrioError,
+)
 
 __all__ = [
     "SpiceError",
@@ -10,6 +17,7 @@ __all__ = [
     "SpiceLocalProtocolError",
     "SpicePermissionError",
     "SpiceProtocolError",
+    "SpiceVersionError",
 ]
 
 
@@ -34,5 +42,11 @@ class SpiceLinkError(SpiceError, ConnectError):
         self.code = code
 
 
-class SpicePermissionError(SpiceLinkError, PermissionError):
-    """Wrong or missing Spice password (link error PERMISSION_DENIED)."""
+class SpicePermissionError(SpiceLinkError, AuthenticationError, PermissionError):
+    """Wrong or missing Spice password (link error PERMISSION_DENIED). Permanent: a supervisor
+    does not retry it."""
+
+
+class SpiceVersionError(SpiceLinkError, UnsupportedVersionError):
+    """The server speaks another Spice major version, or refused ours (VERSION_MISMATCH).
+    Permanent."""

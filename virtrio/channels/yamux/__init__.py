@@ -26,20 +26,18 @@ from ._frames import (
     FrameType as FrameType,
     GoAwayCode as GoAwayCode,
 )
+from ._listener import MuxListener as MuxListener
 from ._session import YamuxSession as YamuxSession
+from ._stream import MuxStream as MuxStream, StreamResetError as StreamResetError
 from ._streams import StreamState as StreamState
-from ._trio import (
-    MuxSession as MuxSession,
-    MuxStream as MuxStream,
-    StreamResetError as StreamResetError,
-    open_mux as open_mux,
-)
+from ._trio import MuxSession as MuxSession, open_mux as open_mux
 
 __all__ = [
     "DEFAULT_WINDOW",
     "Flag",
     "FrameType",
     "GoAwayCode",
+    "MuxListener",
     "MuxSession",
     "MuxStream",
     "StreamResetError",
