@@ -186,14 +186,15 @@ async def _link(
         channel_caps=channel_caps,
     )
     while True:
+        before = link.state  # a close makes it CLOSED: say what was awaited
         event = link.next_event()
         if out := link.data_to_send():
             await stream.send_all(out)
         if isinstance(event, Linked):
             return event, link.trailing_data
-        waiting = link.state.value
         if isinstance(event, ConnectionClosed):
-            raise ConnectionLostError(f"server closed the connection while sending {waiting}")
+            raise ConnectionLostError(f"server closed the connection while sending {before.value}")
+        waiting = link.state.value
         try:
             data = await stream.receive_some(link.bytes_wanted)
         except trio.BrokenResourceError as exc:
