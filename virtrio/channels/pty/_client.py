@@ -49,6 +49,7 @@ from ._codec import (
     TruncatedFrameError,
     encode,
 )
+from ._errors import PtyError
 from ._messages import (
     EVENT_TYPES,
     Attach,
@@ -95,7 +96,7 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
 _RECEIVE_SIZE = 256 * 1024
 
 
-class PtyRequestError(CommandError):
+class PtyRequestError(PtyError, CommandError):
     """The daemon refused a request: its ``error`` reply (a remote error, like a QMP error
     reply): ``error_class`` is the error code, ``desc`` the daemon's message, ``command`` the
     request's type.
