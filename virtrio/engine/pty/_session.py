@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from virtrio.channels import open_stream
-from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo
+from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo, encode_output
 from virtrio.errors import VirtrioError
 from virtrio.primitives import Fanout
 
@@ -61,7 +61,8 @@ class Session:
         self._terminal = terminal
         self.cols = cols
         self.rows = rows
-        #: Output chunks, one bounded queue per attached subscriber.
+        #: Output chunks, each already an ``output`` frame (:func:`encode_output`), one bounded
+        #: queue per attached subscriber.
         self.output = fanout
         self.screen = LaggingScreen(emulator, backlog=backlog)
         self.created = time.time()
@@ -153,11 +154,15 @@ class Session:
 
     async def _read(self, done: trio.Event) -> None:
         receive_some = self._terminal.receive_some
-        publish = self.output.publish
+        output = self.output
         append = self.screen.append
+        ident = self.id
         try:
             while data := await receive_some():
-                publish(data)  # forwarding first: it never waits for the emulator
+                # forwarding first: it never waits for the emulator; each chunk is encoded
+                # once, whatever the number of subscribers
+                if output.subscriber_count:
+                    output.publish(encode_output(ident, data))
                 append(data)
                 self._last_output = trio.current_time()
                 self._dirty.set()
