@@ -146,6 +146,7 @@ class PyteEmulator:
         (Kept if it left UTF-8 mode: a fresh parser would not know.)"""
         if self._stream is not None and self._stream.use_utf8:
             self._stream = None
+        self._screen.dirty.clear()  # pyte's record for renderers, unused here (2 KiB at rest)
 
     def feed(self, data: bytes) -> None:
         """Process terminal output."""
