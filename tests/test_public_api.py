@@ -90,9 +90,13 @@ PUBLIC = {
         "open_service_nursery",
     ],
     "virtrio.nurseries": [
-        "Backoff", "ChannelState", "Connection", "Fanout", "Pressure", "PressureLevel",
-        "StateChange", "SubscriberOverflowError", "Subscription", "SupervisedQga",
-        "SupervisedQmp", "Supervisor", "Vm", "open_vm",
+        "BUILTIN_KINDS", "ENTRY_POINT_GROUP", "Backoff", "BuiltChannel", "ChannelContext",
+        "ChannelKind", "ChannelSpec", "ChannelState", "Connection", "DuplicateKindError",
+        "Fanout", "KindRegistry", "LineChannel", "Mark", "MarkExpiredError", "Match",
+        "MuxOptions", "Pressure", "PressureLevel", "QgaOptions", "QmpOptions", "Recorder",
+        "SerialConsoleOptions", "SpiceOptions", "StateChange", "SubscriberOverflowError",
+        "Subscription", "SupervisedMux", "SupervisedQga", "SupervisedQmp", "Supervisor",
+        "UnknownKindError", "VirtioSerialOptions", "Vm", "default_registry", "open_vm",
     ],
     "virtrio.nurseries.host": [
         "HostNursery", "HostPool", "HostQga", "HostQmp", "HostUnavailableError", "LibvirtUri",
