@@ -106,7 +106,15 @@ PUBLIC = {
     "virtrio.nurseries.messaging": [
         "MessagePool", "SupervisedConnection", "connect_supervised", "open_pool",
     ],
-    "virtrio.engine": [],
+    "virtrio.engine": [
+        "Engine", "EngineEvent", "EngineStatistics", "EventKind", "Fleet", "FleetError",
+        "default_fleet", "load_fleet", "open_engine",
+    ],
+    "virtrio.engine.config": [
+        "ChannelConfig", "Defaults", "Fleet", "FleetError", "FleetIssue", "HostConfig",
+        "QemuConfig", "SpiceConfig", "SpiceVmConfig", "VmConfig", "default_fleet",
+        "demo_channels", "dump_fleet", "fleet_data", "fleet_schema", "load_fleet", "parse_fleet",
+    ],
     "virtrio.engine.guest": [
         "AGENT_PORT", "GuestBuildError", "GuestImage", "QemuLaunch", "QemuMachine", "QemuProcess",
         "build_guest", "find_guest", "guest_cache_dir", "open_qemu", "plan_launch",

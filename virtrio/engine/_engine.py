@@ -250,6 +250,13 @@ def _machine(config: VmConfig, image: Any) -> QemuMachine:
             machine=qemu.machine,
             extra_args=qemu.extra_args,
         )
+
+    def wants(kind: str) -> bool:
+        return any(
+            c.kind == kind and getattr(c.options, "address", None) is None
+            for c in config.channels.values()
+        )
+
     extra = list(qemu.extra_args)
     if qemu.disk is not None:
         extra += ["-drive", f"file={qemu.disk},if=virtio,snapshot=on"]
@@ -259,8 +266,10 @@ def _machine(config: VmConfig, image: Any) -> QemuMachine:
         kernel=Path(qemu.kernel) if qemu.kernel else None,
         initrd=Path(qemu.initrd) if qemu.initrd else None,
         append=qemu.append,
+        agent=wants("qga"),
         ports=tuple(ports),
-        console_socket=True,
+        console_log=wants("serial-console"),
+        console_socket=wants("serial-console"),
         extra_args=tuple(extra),
     )
 
@@ -337,7 +346,8 @@ async def open_engine(
                         server.vm_id,
                         f"{scheme}://{server.server_addr}:{server.port}",
                         password=server.password,
-                        timeout=defaults.connect_timeout,
+                        connect_timeout=defaults.connect_timeout,
+                        call_timeout=defaults.call_timeout,
                     )
                 nursery = await stack.enter_async_context(open_service_nursery())
                 for config in fleet.vms:
@@ -422,6 +432,9 @@ async def _run_vm(
             vm = await stack.enter_async_context(open_vm(config.id, **options))
             engine._vms[config.id] = vm
             task_status.started()
+            if config.qemu is not None:
+                code = await engine._qemus[config.id].wait()
+                engine._log.emit(config.id, "state", "exited", "qemu", {"returncode": code})
             await trio.sleep(math.inf)
     finally:
         engine._vms.pop(config.id, None)

@@ -34,7 +34,8 @@ class EngineEvent:
     #: The VM's id.
     vm: str
     kind: EventKind
-    #: The QMP event's name (``SHUTDOWN``), or the new channel state (``connected``).
+    #: The QMP event's name (``SHUTDOWN``), the new channel state (``connected``), or
+    #: ``exited`` (channel ``qemu``, data ``{"returncode": N}``) when a launched QEMU ended.
     name: str
     #: The channel (``qmp``, ``console``, ...) for state and output events.
     channel: str | None = None

@@ -36,6 +36,8 @@ _DEFAULT_RETENTION = 1024 * 1024
 
 def _check_address(_: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected an address string, got {value!r}")
         parse_address(value)  # raises ConfigError naming what is wrong
 
 
@@ -174,7 +176,10 @@ def _build_spice(ctx: ChannelContext, options: SpiceOptions) -> BuiltChannel:
 
         def connect() -> Any:
             return open_domain_spice(
-                domain, password=options.password, connect_timeout=ctx.connect_timeout
+                domain,
+                password=options.password,
+                connect_timeout=ctx.connect_timeout,
+                call_timeout=ctx.call_timeout,
             )
     else:
         address = (
@@ -189,6 +194,7 @@ def _build_spice(ctx: ChannelContext, options: SpiceOptions) -> BuiltChannel:
                 password=options.password,
                 tls_address=options.tls_address,
                 connect_timeout=ctx.connect_timeout,
+                call_timeout=ctx.call_timeout,
             )
 
     supervisor = _supervisor(ctx, connect)

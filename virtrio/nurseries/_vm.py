@@ -321,7 +321,8 @@ async def open_vm(
         channels: channel name -> spec (``{"kind": ..., **options}``); each kind is built by the
             channel-kind registry. The keywords ``qmp=``, ``qga=``, ``spice=`` add a channel of
             that name and kind at that address (the form before channels existed).
-        password: the Spice password of ``spice=`` (``spice_password=`` is its old name).
+        password: the Spice password of ``spice=`` (``spice_password=`` is its deprecated
+            name).
         ports: addresses of a launched QEMU's sockets by name (``qmp``, ``console``, ``spice``,
             virtio-serial port names): a channel without an address uses these.
         call_timeout: default deadline of a call through a handle (including any wait for a

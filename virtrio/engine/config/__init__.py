@@ -26,6 +26,7 @@ A file looks like::
 """
 
 from ._default import default_fleet as default_fleet, demo_channels as demo_channels
+from ._dump import dump_fleet as dump_fleet, fleet_data as fleet_data
 from ._load import (
     FleetError as FleetError,
     FleetIssue as FleetIssue,
@@ -57,6 +58,8 @@ __all__ = [
     "VmConfig",
     "default_fleet",
     "demo_channels",
+    "dump_fleet",
+    "fleet_data",
     "fleet_schema",
     "load_fleet",
     "parse_fleet",

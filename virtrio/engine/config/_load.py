@@ -12,9 +12,11 @@ kind's own options class, looked up in the channel-kind registry.
 from __future__ import annotations
 
 import os
+import types
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -94,12 +96,27 @@ def _is_literal(t: Any) -> bool:
     return get_origin(t) is Literal
 
 
+def _is_optional(t: Any) -> bool:
+    args = get_args(t)
+    return get_origin(t) in (Union, types.UnionType) and len(args) == 2 and type(None) in args
+
+
 def _is_sequence(t: Any) -> bool:
     args = get_args(t)
     return get_origin(t) is tuple and len(args) == 2 and args[1] is Ellipsis
 
 
+_converters: weakref.WeakKeyDictionary[KindRegistry, cattrs.Converter] = weakref.WeakKeyDictionary()
+
+
 def _converter(registry: KindRegistry) -> cattrs.Converter:
+    conv = _converters.get(registry)
+    if conv is None:
+        conv = _converters[registry] = _make_converter(registry)
+    return conv
+
+
+def _make_converter(registry: KindRegistry) -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for t in (str, int, float, bool):
         conv.register_structure_hook(t, _strict(t))
@@ -129,6 +146,14 @@ def _converter(registry: KindRegistry) -> cattrs.Converter:
 
     conv.register_structure_hook_func(_is_sequence, sequence)
 
+    def optional(value: Any, t: Any) -> Any:
+        if value is None:
+            return None
+        (inner,) = [a for a in get_args(t) if a is not type(None)]
+        return conv.structure(value, inner)
+
+    conv.register_structure_hook_func(_is_optional, optional)
+
     def channel(value: Any, _: Any) -> ChannelConfig:
         if not isinstance(value, dict):
             raise _FieldError((), f"expected a map with a 'kind', got {value!r}")
@@ -153,7 +178,7 @@ def _converter(registry: KindRegistry) -> cattrs.Converter:
                 if field.validator is not None and field.name in fields:
                     try:
                         field.validator(None, field, fields[field.name])
-                    except (ValueError, TypeError) as bad:
+                    except Exception as bad:
                         raise _FieldError((field.name,), str(bad)) from None
             raise
         return ChannelConfig(kind_name, options)
