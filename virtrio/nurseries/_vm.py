@@ -90,6 +90,11 @@ class _SupervisedExecute(Generic[E]):
         """The channel's state now."""
         return self.supervisor.state
 
+    @property
+    def is_connected(self) -> bool:
+        """True while the channel is connected (a call now would not wait for a reconnect)."""
+        return self.supervisor.state is ChannelState.CONNECTED
+
     async def wait_connected(self, *, timeout: float | None = None) -> None:
         """Wait until the channel is connected.
 
