@@ -5,8 +5,9 @@
     async def test_power(vm):                       # a Vm (open_vm or engine.vm(...))
         await run_power_machine(vm, settings(max_examples=5, stateful_step_count=6))
 
-Each rule (pause, resume, reset) sends its QMP command, waits for its event (``STOP``,
-``RESUME``, ``RESET``) and then checks ``query-status`` against the model. Hypothesis runs the
+Each rule (pause: ``stop``, resume: ``cont``, reset: ``system_reset``) sends its QMP command,
+waits for its event (``STOP``, ``RESUME``, ``RESET``) and then checks ``query-status`` against
+the model. Hypothesis runs the
 machine in a worker thread; the rules reach the VM in the Trio loop through
 ``trio.from_thread.run``, so the VM stays in the loop that owns it.
 
@@ -48,14 +49,15 @@ async def _status(vm: Any) -> str:
 
 
 class PowerStateMachine(RuleBasedStateMachine):
-    """The model: ``running`` or ``paused``; subclass with :func:`power_state_machine`."""
+    """The model: ``running``, ``paused`` or ``prelaunch``; bound to a VM by
+    :func:`power_state_machine`."""
 
     vm: Any = None
 
     def __init__(self) -> None:
         super().__init__()
         status = trio.from_thread.run(_status, self.vm)
-        if status == "paused":
+        if status in ("paused", "prelaunch"):
             trio.from_thread.run(_act, self.vm, "cont", "RESUME")
         self.model = "running"
         #: Every (rule, event:status) seen, for the test to inspect.
@@ -75,7 +77,7 @@ class PowerStateMachine(RuleBasedStateMachine):
         self.model = "paused"
         self._expect("pause", "stop", "STOP")
 
-    @precondition(lambda self: self.model == "paused")
+    @precondition(lambda self: self.model in ("paused", "prelaunch"))
     @rule()
     def resume(self) -> None:
         """``cont``: a RESUME event, then ``running``."""
@@ -84,7 +86,10 @@ class PowerStateMachine(RuleBasedStateMachine):
 
     @rule()
     def reset(self) -> None:
-        """``system_reset``: a RESET event; running stays running and paused stays paused."""
+        """``system_reset``: a RESET event; a running VM keeps running, one that is not
+        running is ``prelaunch`` after it (QEMU's runstate rule, found by this machine)."""
+        if self.model != "running":
+            self.model = "prelaunch"
         self._expect("reset", "system_reset", "RESET")
 
     @invariant()
@@ -94,7 +99,7 @@ class PowerStateMachine(RuleBasedStateMachine):
         assert status == self.model, f"query-status says {status}, model says {self.model}"
 
     def teardown(self) -> None:
-        if self.model == "paused":
+        if self.model != "running":
             trio.from_thread.run(_act, self.vm, "cont", "RESUME")
 
 

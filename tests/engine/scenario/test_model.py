@@ -51,7 +51,8 @@ def test_a_valid_scenario_parses_with_labels_and_captures(tmp_path: Path) -> Non
         """,
     )
     scenario = load_scenario(path)
-    assert scenario.name == "smoke" and scenario.timeout == 5
+    assert scenario.name == "smoke"
+    assert scenario.timeout == 5
     shell, qmp, check, sleep = scenario.steps
     assert (shell.kind, shell.value, shell.timeout, shell.capture) == (
         "shell",
@@ -60,7 +61,8 @@ def test_a_valid_scenario_parses_with_labels_and_captures(tmp_path: Path) -> Non
         ("kernel", None),
     )
     assert qmp.capture == ("state", '"status": "(\\w+)"')
-    assert sleep.label == "wait" and check.label.startswith("assert value=")
+    assert sleep.label == "wait"
+    assert check.label.startswith("assert value=")
     assert shell.where == f"{path}:5"
 
 
@@ -162,40 +164,50 @@ def test_an_installed_distribution_adds_a_step(
 def test_a_duplicate_or_broken_step_fails_loudly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install_distribution(
-        tmp_path, "virtrio-shout", {"qmp": "virtrio_shout:Qmp", "gone": "virtrio_nothere:X"}
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ConfigError, match="registered twice|does not load"):
+    (tmp_path / "dup").mkdir()
+    install_distribution(tmp_path / "dup", "virtrio-dup", {"qmp": "virtrio_shout:Qmp"})
+    monkeypatch.syspath_prepend(str(tmp_path / "dup"))
+    with pytest.raises(ConfigError, match=r"'qmp' registered twice \(by virtrio and virtrio-dup"):
         default_steps()
+    monkeypatch.syspath_prepend(str(tmp_path / "gone"))
+    (tmp_path / "gone").mkdir()
+    install_distribution(tmp_path / "gone", "virtrio-gone", {"gone": "virtrio_nothere:X"})
+    registry = StepRegistry()
+    with pytest.raises(ConfigError, match="'gone' from virtrio-gone does not load"):
+        registry.load_entry_points()
 
 
 @given(st.lists(st.floats(0, 1000, allow_nan=False), min_size=1, max_size=50))
 def test_percentiles_are_observed_values_in_order(values: list[float]) -> None:
     p50, p95, p99 = (percentile(values, q) for q in (50, 95, 99))
-    assert p50 in values and p95 in values and p99 in values
+    assert p50 in values
+    assert p95 in values
+    assert p99 in values
     assert min(values) <= p50 <= p95 <= p99 <= max(values)
 
 
 def test_results_on_disk_load_in_junitparser(tmp_path: Path) -> None:
     from junitparser import Error, Failure, JUnitXml, Skipped
 
-    ok = VmResult("a", [StepRecord("a", 1, 0, "connect", "connect", "passed", 1.5),
-                        StepRecord("a", 1, 1, "shell true", "shell", "passed", 0.25, "x")],
+    ok = VmResult("a", [StepRecord("a", 1, -1, "connect", "connect", "passed", 1.5),
+                        StepRecord("a", 1, 0, "shell true", "shell", "passed", 0.25, "x")],
                   "passed")  # fmt: skip
-    bad = VmResult("b", [StepRecord("b", 1, 0, "connect", "connect", "passed", 1.0),
-                         StepRecord("b", 1, 1, "assert", "assert", "failed", 0.1, "",
+    bad = VmResult("b", [StepRecord("b", 1, -1, "connect", "connect", "passed", 1.0),
+                         StepRecord("b", 1, 0, "assert", "assert", "failed", 0.1, "",
                                     "StepFailed", "1 equals 2: false", "s.yaml:4")],
                    "failed")  # fmt: skip
-    broke = VmResult("c", [StepRecord("c", 1, 0, "connect", "connect", "failed", 9.0, "",
-                                      "VirtrioTimeoutError", "step took over 9 s")], "failed")  # fmt: skip
-    gone = VmResult("d", [StepRecord("d", 1, 0, "connect", "connect", "cancelled", 0.5)],
+    timeout = StepRecord(
+        "c", 1, -1, "connect", "connect", "failed", 9.0, "", "VirtrioTimeoutError", "over 9 s"
+    )
+    broke = VmResult("c", [timeout], "failed")
+    gone = VmResult("d", [StepRecord("d", 1, -1, "connect", "connect", "cancelled", 0.5)],
                     "cancelled")  # fmt: skip
     report = RunReport("smoke", "s.yaml", {v.vm: v for v in (ok, bad, broke, gone)}, 1, 4, True)
     report.channel_output = {"b": {"console.log": b"login: \x1b[6n\x00oops\n"}}
     write_results(report, tmp_path / "r")
     data = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert data["passed"] is False and data["vms"]["a"]["status"] == "passed"
+    assert data["passed"] is False
+    assert data["vms"]["a"]["status"] == "passed"
     assert [s["step"] for s in data["statistics"]] == ["connect", "shell true"]
     assert data["records"][3]["error"] == {"class": "StepFailed", "message": "1 equals 2: false"}
     assert (tmp_path / "r" / "artefacts" / "b" / "console.log").read_bytes().endswith(b"oops\n")
@@ -207,9 +219,11 @@ def test_results_on_disk_load_in_junitparser(tmp_path: Path) -> None:
     assert set(cases) == {"a", "b", "c", "d"}
     assert cases["a"].is_passed
     (failure,) = cases["b"].result
-    assert isinstance(failure, Failure) and failure.type == "StepFailed"
-    assert failure.message == "step 1 (assert): StepFailed: 1 equals 2: false"
-    assert "oops" in cases["b"].system_out and "\x1b" not in cases["b"].system_out
+    assert isinstance(failure, Failure)
+    assert failure.type == "StepFailed"
+    assert failure.message == "steps[0] (assert): StepFailed: 1 equals 2: false"
+    assert "oops" in cases["b"].system_out
+    assert "\x1b" not in cases["b"].system_out
     assert isinstance(cases["c"].result[0], Error)
     assert isinstance(cases["d"].result[0], Skipped)
     # what Jenkins' and GitLab's readers need: testsuite(s) with counts, testcases with a
@@ -227,5 +241,6 @@ def test_results_on_disk_load_in_junitparser(tmp_path: Path) -> None:
         suite.get("skipped"),
     ) == ("4", "1", "1", "1")
     for case in suite.iter("testcase"):
-        assert case.get("name") and case.get("classname") == "virtrio.smoke"
+        assert case.get("name")
+        assert case.get("classname") == "virtrio.smoke"
         float(case.get("time") or "x")

@@ -33,6 +33,8 @@ class StepRecord:
 
     vm: str
     iteration: int
+    #: The step's position in the scenario (from 0; -1 for ``connect``, the wait for the
+    #: VM's channels before the first step).
     index: int
     step: str
     kind: str
@@ -162,11 +164,18 @@ class ScenarioContext:
 
     @asynccontextmanager
     async def step(
-        self, name: str, *, timeout: float | None = None, kind: str = "python"
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,
+        kind: str = "python",
+        index: int | None = None,
     ) -> AsyncIterator[StepRecord]:
         """Record a step of a Python scenario (its duration, and its error if it raises),
         under a deadline (default: the scenario's)."""
-        record = self._record(len(self.records), name, kind)
+        if index is None:
+            index = sum(r.iteration == self.iteration and r.index >= 0 for r in self.records)
+        record = self._record(index, name, kind)
         self._take_marks()
         start = time.perf_counter()
         limit = self.default_timeout if timeout is None else timeout

@@ -27,7 +27,7 @@ steps:
   - qmp: stop
   - wait_event: STOP
   - qmp: query-status
-    set: {paused: '"status": "(\\\\w+)"'}
+    set: {paused: '"status": "(\\w+)"'}
   - assert: {value: "${paused}", equals: paused}
   - qmp: cont
   - wait_event: RESUME

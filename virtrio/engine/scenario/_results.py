@@ -52,8 +52,7 @@ def step_statistics(vms: Iterable[VmResult]) -> list[dict[str, Any]]:
     for vm in vms:
         for record in vm.records:
             if record.status == "passed":
-                index = record.index if record.kind != "connect" else -1
-                by_step.setdefault((index, record.step), []).append(record.duration)
+                by_step.setdefault((record.index, record.step), []).append(record.duration)
     out = []
     for (index, step), values in sorted(by_step.items()):
         out.append(
@@ -109,7 +108,8 @@ def _junit(report: RunReport, path: Path) -> None:
                     Failure if failed.error_class in ("StepFailed", "AssertionError") else Error
                 )
                 result = problem(
-                    f"step {failed.index} ({failed.step}): {failed.error_class}: {failed.error}",
+                    f"{'connect' if failed.index < 0 else f'steps[{failed.index}]'} "
+                    f"({failed.step}): {failed.error_class}: {failed.error}",
                     failed.error_class or "Error",
                 )
                 result.text = (

@@ -95,7 +95,9 @@ async def _run_steps(scenario: Scenario, ctx: ScenarioContext) -> None:
         kind = ctx.registry.get(step.kind)
         assert kind is not None  # checked when parsed
         timeout = step.timeout if step.timeout is not None else scenario.timeout
-        async with ctx.step(step.label, timeout=timeout, kind=step.kind) as record:
+        async with ctx.step(
+            step.label, timeout=timeout, kind=step.kind, index=step.index
+        ) as record:
             record.where = step.where
             ready = Step(
                 step.kind,
@@ -193,7 +195,9 @@ async def run_scenario(
                 )
                 boot.records = result.records
                 try:
-                    async with boot.step("connect", timeout=connect_timeout, kind="connect"):
+                    async with boot.step(
+                        "connect", timeout=connect_timeout, kind="connect", index=-1
+                    ):
                         await _connect(vm, connect_timeout)
                     for iteration in range(1, repeat + 1):
                         ctx = ScenarioContext(
