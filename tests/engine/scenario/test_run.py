@@ -129,23 +129,58 @@ async def test_scenarios_on_two_demo_guests(qemu_binary: str, tmp_path: Path) ->
         )
 
 
+BARE_FLEET = """\
+vms:
+  - id: bare1
+    tags: [bare]
+    qemu: {machine: none}
+    channels: {qmp: {kind: qmp}}
+  - id: bare2
+    qemu: {machine: none}
+    channels: {qmp: {kind: qmp}}
+"""
+
+
 def test_virtrio_run_cli(qemu_binary: str, tmp_path: Path) -> None:
+    # QEMUs that run no guest code (ready in milliseconds): the CLI's plumbing, not the guests
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(BARE_FLEET)
     scenario = tmp_path / "quick.yaml"
-    scenario.write_text("- qmp: query-status\n- shell: 'echo cli-ok'\n  set: said\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "virtrio", "run", str(scenario), "--vms", "1", "--json",
-         "--results", str(tmp_path / "out")],
-        capture_output=True, text=True, timeout=540, check=False,
-    )  # fmt: skip
+    scenario.write_text("- qmp: query-status\n  set: {state: '\"status\": \"(\\w+)\"'}\n"
+                        "- assert: {value: '${state}', in: [running, prelaunch]}\n")  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "virtrio", "run", *args],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+
+    done = run(str(scenario), "--fleet", str(fleet), "--json", "--results", str(tmp_path / "ok"))
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(done.stdout)
     assert data["passed"] is True
-    assert [r["status"] for r in data["records"]] == ["passed", "passed", "passed"]
-    assert (tmp_path / "out" / "junit.xml").exists()
-    assert (tmp_path / "out" / "artefacts" / "demo1" / "console.log").exists()
-    check = subprocess.run(
-        [sys.executable, "-m", "virtrio", "run", "--check", str(scenario) + ".nope"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert check.returncode == 1
-    assert "cannot read scenario" in check.stderr
+    assert sorted(data["vms"]) == ["bare1", "bare2"]
+    assert [r["kind"] for r in data["records"] if r["vm"] == "bare1"] == [
+        "connect",
+        "qmp",
+        "assert",
+    ]
+    assert (tmp_path / "ok" / "junit.xml").exists()
+    assert (tmp_path / "ok" / "artefacts" / "bare1" / "events.jsonl").exists()
+
+    # a failing VM makes the exit status 1; --tag selects; quiet without a terminal
+    scenario.write_text("- assert: {value: '${vm}', equals: bare2}\n")
+    done = run(str(scenario), "--fleet", str(fleet), "--tag", "bare", "--results",
+               str(tmp_path / "bad"))  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout == ""
+    data = json.loads((tmp_path / "bad" / "results.json").read_text())
+    assert list(data["vms"]) == ["bare1"]
+    assert data["records"][-1]["error"]["class"] == "StepFailed"
+
+    # problems in the scenario: every one, before anything runs
+    scenario.write_text("- shel: x\n- sleep: -1\n")
+    done = run(str(scenario), "--check")
+    assert done.returncode == 1
+    assert f"{scenario}:1: steps[0]: unknown step 'shel'" in done.stderr
+    assert f"{scenario}:2: steps[1].sleep: seconds" in done.stderr
