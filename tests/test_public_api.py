@@ -17,13 +17,14 @@ PUBLIC = {
         "VirtrioTimeoutError",
     ],
     "virtrio.errors": [
-        "ChannelUnavailableError", "CommandError", "ConfigError", "ConnectError",
-        "ConnectionLostError", "LocalProtocolError", "ProtocolError", "VirtrioError",
-        "VirtrioTimeoutError",
+        "AuthenticationError", "ChannelUnavailableError", "CommandError", "ConfigError",
+        "ConnectError", "ConnectionLostError", "LocalProtocolError", "PermanentError",
+        "ProtocolError", "UnsupportedVersionError", "VirtrioError", "VirtrioTimeoutError",
     ],
     "virtrio.channels": [
-        "Address", "VMADDR_CID_ANY", "VMADDR_CID_HOST", "VMADDR_CID_LOCAL", "bound_address",
-        "open_listeners", "open_stream", "parse_address", "serve_streams",
+        "Address", "ServerStatistics", "StreamServer", "VMADDR_CID_ANY", "VMADDR_CID_HOST",
+        "VMADDR_CID_LOCAL", "bound_address", "open_listeners", "open_stream", "parse_address",
+        "serve_streams",
     ],
     "virtrio.channels.qmp": [
         "QCODES", "QemuVersion", "QmpClient", "QmpCommandError", "QmpCommands", "QmpError",
@@ -37,7 +38,8 @@ PUBLIC = {
     "virtrio.channels.libvirt": [
         "ChannelInfo", "DomainEvent", "DomainNotFoundError", "DomainSummary", "DomainXml",
         "DomainXmlError", "EventKind", "EventLoopStats", "GuestAgentUnavailableError",
-        "LibvirtCallError", "LibvirtConnection", "LibvirtDomain", "LibvirtError", "LibvirtQga",
+        "LibvirtAuthenticationError", "LibvirtCallError", "LibvirtConnection", "LibvirtDomain",
+        "LibvirtError", "LibvirtQga",
         "LibvirtQmp", "LibvirtStream", "LibvirtUnsupportedError", "LibvirtUri", "LibvirtUriError",
         "SpiceInfo", "ensure_event_loop", "event_loop_stats", "open_connection",
         "parse_domain_xml", "parse_libvirt_uri", "run_blocking",
@@ -46,6 +48,7 @@ PUBLIC = {
         "ChannelType", "DEFAULT_CHANNELS", "DisplayChannel", "DisplayState", "InputsChannel",
         "LinkErr", "MainChannel", "MainInit", "MainState", "PortChannel", "Rect", "SpiceChannel",
         "SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError",
+        "SpiceVersionError",
         "SpiceSession", "SpiceTransport", "Surface", "break_code", "combo_codes", "encode_png",
         "key_code", "open_channel", "open_domain_spice", "open_spice_session", "spice_addresses",
         "text_strokes",
@@ -65,8 +68,9 @@ PUBLIC = {
         "default_socket_path", "encode", "encode_output", "open_pty_client",
     ],
     "virtrio.channels.yamux": [
-        "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxSession", "MuxStream",
-        "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession", "open_mux",
+        "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxListener", "MuxSession",
+        "MuxStream", "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession",
+        "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",
@@ -85,8 +89,9 @@ PUBLIC = {
         "with_yamux",
     ],
     "virtrio.primitives": [
-        "Backoff", "ChannelState", "Connection", "Deadline", "Fanout", "Pressure", "PressureLevel",
-        "StateChange", "SubscriberOverflowError", "Subscription", "Supervisor",
+        "Backoff", "ChannelState", "Connection", "Deadline", "Executor", "Fanout", "Pressure",
+        "PressureLevel", "StateChange", "SubscriberOverflowError", "Subscription",
+        "SupervisedHandle", "Supervisor", "collapse_groups", "fresh_error", "is_transient",
         "open_service_nursery",
     ],
     "virtrio.nurseries": [

@@ -34,18 +34,28 @@ protocol or by kind::
 
 ``except QmpError`` catches everything QMP raises of its own; ``except CommandError`` catches
 every error reply, whichever protocol carried it.
+
+Whether an error is worth a retry is one rule, :func:`virtrio.primitives.is_transient`: a
+:class:`PermanentError` never is. Its families are :class:`ConfigError`,
+:class:`AuthenticationError` (a wrong password, a permission denied) and
+:class:`UnsupportedVersionError` (a protocol version the peer refuses); a supervised channel
+that meets one stops in the FAILED state instead of reconnecting.
+
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ChannelUnavailableError",
     "CommandError",
     "ConfigError",
     "ConnectError",
     "ConnectionLostError",
     "LocalProtocolError",
+    "PermanentError",
     "ProtocolError",
+    "UnsupportedVersionError",
     "VirtrioError",
     "VirtrioTimeoutError",
 ]
@@ -55,7 +65,16 @@ class VirtrioError(Exception):
     """Base of every error virtrio raises."""
 
 
-class ConfigError(VirtrioError, ValueError):
+class PermanentError(VirtrioError):
+    """A failure that retrying cannot cure: the same attempt would fail the same way.
+
+    A marker base: a supervisor stops a channel that fails with one (state FAILED) and every
+    call through the channel's handle raises it at once. Subclass it (with another base of the
+    hierarchy) to mark an error of your own as permanent.
+    """
+
+
+class ConfigError(PermanentError, ValueError):
     """Invalid configuration or argument given by the caller (an address, an option, a URI)."""
 
 
@@ -69,6 +88,15 @@ class ConnectError(VirtrioError, OSError):
     def __init__(self, message: str, *, address: str) -> None:
         super().__init__(message)
         self.address = address
+
+
+class AuthenticationError(PermanentError):
+    """The peer refused our credentials or denied us access (a wrong Spice password, a libvirt
+    authentication failure). Permanent: retrying with the same credentials cannot succeed."""
+
+
+class UnsupportedVersionError(PermanentError):
+    """The peer speaks a protocol version we do not, or refuses ours. Permanent."""
 
 
 class ConnectionLostError(VirtrioError):

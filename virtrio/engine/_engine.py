@@ -54,7 +54,8 @@ __all__ = ["Engine", "EngineStatistics", "open_engine"]
 class EngineStatistics:
     """A snapshot of the fleet (immutable)."""
 
-    #: VMs by state: ``connected`` (every channel up), ``degraded`` (some), ``down`` (none).
+    #: VMs by state: ``connected`` (every channel up), ``degraded`` (some), ``down`` (none),
+    #: ``failed`` (a channel failed for good: a permanent error).
     vms: Mapping[str, int]
     #: Channels by :class:`~virtrio.nurseries.ChannelState` value.
     channels: Mapping[str, int]
@@ -224,7 +225,10 @@ class Engine:
             states = list(vm.channel_states().values())
             channels.update(s.value for s in states)
             up = sum(s is ChannelState.CONNECTED for s in states)
-            vms["connected" if up == len(states) else "degraded" if up else "down"] += 1
+            if any(s is ChannelState.FAILED for s in states):
+                vms["failed"] += 1
+            else:
+                vms["connected" if up == len(states) else "degraded" if up else "down"] += 1
         return EngineStatistics(
             dict(vms), dict(channels), self._reconnects, self._log.fanout.dropped, self._log.seq
         )

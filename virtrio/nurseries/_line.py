@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
-from virtrio.primitives import ChannelState, Deadline, Supervisor, open_service_nursery
+from virtrio.primitives import SupervisedHandle, Supervisor, open_service_nursery
 
 from ._recorder import Mark, Match, Pattern, Recorder, compile_pattern
 
@@ -101,16 +101,15 @@ async def open_recorded_stream(
             await trio.aclose_forcefully(stream)
 
 
-class LineChannel:
+class LineChannel(SupervisedHandle[StreamConnection]):
     """The handle of a line-oriented channel, valid across reconnects (``vm.channel(name)``)."""
 
     def __init__(
         self, supervisor: Supervisor[StreamConnection], recorder: Recorder, call_timeout: float
     ) -> None:
-        self.supervisor = supervisor
+        super().__init__(supervisor, call_timeout)
+        #: Every byte received since the channel first connected (bounded).
         self.recorder = recorder
-        #: Deadline of a call that gives none.
-        self.call_timeout = call_timeout
         self._arrived = trio.Event()
 
     def _notify(self, offset: int, data: bytes | bytearray) -> None:
@@ -121,26 +120,6 @@ class LineChannel:
     def name(self) -> str:
         """``VM/channel``."""
         return self.supervisor.name
-
-    @property
-    def state(self) -> ChannelState:
-        """The channel's state now."""
-        return self.supervisor.state
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether the channel is connected now."""
-        return self.supervisor.client is not None
-
-    async def wait_connected(self, *, timeout: float | None = None) -> None:
-        """Wait until the channel is connected (default deadline: the call timeout).
-
-        Raises:
-            ChannelUnavailableError: not connected in time.
-        """
-        await self.supervisor.wait_connected(
-            timeout=self.call_timeout if timeout is None else timeout
-        )
 
     def mark(self) -> Mark:
         """The output position now; pass it as ``after=`` to :meth:`expect`."""
@@ -162,9 +141,7 @@ class LineChannel:
             ConnectionLostError: the connection dropped while sending.
         """
         payload = data.encode() if isinstance(data, str) else data
-        limit = self.call_timeout if timeout is None else timeout
-        deadline = Deadline.after(limit)
-        connection = await self.supervisor.wait_connected(timeout=limit)
+        connection, deadline = await self._connected(timeout)
         with trio.fail_after(deadline.remaining()):
             await connection.send_all(payload)
 

@@ -15,7 +15,7 @@ import trio
 
 from virtrio.channels import Address, open_stream
 from virtrio.channels.yamux import MuxSession, MuxStream, open_mux
-from virtrio.primitives import ChannelState, Deadline, Supervisor
+from virtrio.primitives import Deadline, SupervisedHandle
 
 __all__ = ["SupervisedMux", "open_mux_session"]
 
@@ -30,24 +30,8 @@ async def open_mux_session(
         yield session
 
 
-class SupervisedMux:
+class SupervisedMux(SupervisedHandle[MuxSession]):
     """A yamux endpoint valid across reconnects of its session."""
-
-    def __init__(self, supervisor: Supervisor[MuxSession], call_timeout: float) -> None:
-        self.supervisor = supervisor
-        #: Deadline of a call that gives none (waiting for a reconnect included).
-        self.call_timeout = call_timeout
-
-    @property
-    def state(self) -> ChannelState:
-        """The session's state now."""
-        return self.supervisor.state
-
-    @property
-    def is_connected(self) -> bool:
-        """Whether a session is up now."""
-        client = self.supervisor.client
-        return client is not None and client.is_connected
 
     async def session(self, *, timeout: float | None = None) -> MuxSession:
         """The connected session, waiting for a reconnect up to ``timeout``.
@@ -55,8 +39,8 @@ class SupervisedMux:
         Raises:
             ChannelUnavailableError: no session within the deadline.
         """
-        limit = self.call_timeout if timeout is None else timeout
-        return await self.supervisor.wait_connected(timeout=limit)
+        session, _ = await self._connected(timeout)
+        return session
 
     async def open_stream(self, *, timeout: float | None = None) -> MuxStream:
         """Open a stream on the current session (waiting for one up to ``timeout``).
@@ -64,9 +48,7 @@ class SupervisedMux:
         Raises:
             ChannelUnavailableError: no session within the deadline.
         """
-        limit = self.call_timeout if timeout is None else timeout
-        deadline = Deadline.after(limit)
-        session = await self.session(timeout=limit)
+        session, deadline = await self._connected(timeout)
         with trio.fail_after(deadline.remaining()):
             return await session.open_stream()
 
@@ -93,7 +75,5 @@ class SupervisedMux:
 
     async def ping(self, *, timeout: float | None = None) -> float:
         """The round trip of a yamux ping on the current session, seconds."""
-        limit = self.call_timeout if timeout is None else timeout
-        deadline = Deadline.after(limit)
-        session = await self.session(timeout=limit)
+        session, deadline = await self._connected(timeout)
         return await session.ping(timeout=deadline.remaining())

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import trio
 
@@ -31,11 +31,12 @@ from virtrio.errors import ConfigError
 from virtrio.primitives import (
     Backoff,
     ChannelState,
-    Deadline,
+    Connection,
+    Executor,
     Fanout,
     StateChange,
     Subscription,
-    Supervisor,
+    SupervisedHandle,
     open_service_nursery,
 )
 from virtrio.primitives._deprecated import warn_renamed
@@ -59,52 +60,15 @@ __all__ = ["ChannelSpec", "SupervisedQga", "SupervisedQmp", "Vm", "forward_qmp_e
 ChannelSpec = Mapping[str, Any] | Any
 
 
-class _Executor(Protocol):
-    @property
-    def is_connected(self) -> bool: ...
-
-    async def wait_closed(self) -> None: ...
-
-    async def execute(
-        self,
-        command: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Any: ...
+class _ConnectedExecutor(Connection, Executor, Protocol):
+    """A client the supervisor keeps up that runs commands (the QMP and QGA clients)."""
 
 
-E = TypeVar("E", bound=_Executor)
+E = TypeVar("E", bound=_ConnectedExecutor)
 
 
-class _SupervisedExecute(Generic[E]):
+class _SupervisedExecute(SupervisedHandle[E], Executor):
     """``execute`` through whichever client the supervisor currently holds."""
-
-    def __init__(self, supervisor: Supervisor[E], call_timeout: float) -> None:
-        self.supervisor = supervisor
-        #: Deadline of a call that gives none (waiting for a reconnect included).
-        self.call_timeout = call_timeout
-
-    @property
-    def state(self) -> ChannelState:
-        """The channel's state now."""
-        return self.supervisor.state
-
-    @property
-    def is_connected(self) -> bool:
-        """True while the channel is connected (a call now would not wait for a reconnect)."""
-        return self.supervisor.state is ChannelState.CONNECTED
-
-    async def wait_connected(self, *, timeout: float | None = None) -> None:
-        """Wait until the channel is connected.
-
-        Raises:
-            ChannelUnavailableError: not connected within ``timeout`` (default: the call
-                timeout).
-        """
-        await self.supervisor.wait_connected(
-            timeout=self.call_timeout if timeout is None else timeout
-        )
 
     async def execute(
         self,
@@ -113,17 +77,14 @@ class _SupervisedExecute(Generic[E]):
         *,
         timeout: float | None = None,
     ) -> Any:
-        """Run ``command`` on the connected client, waiting through an outage.
+        """Run ``command`` on the connected client, waiting through an outage (the contract
+        of :meth:`Executor.execute <virtrio.primitives.Executor.execute>`).
 
         Raises:
             ChannelUnavailableError: the channel did not come back within ``timeout``.
-            ConnectionLostError: the connection dropped while the command was in flight (it may
-                or may not have run; it is not retried).
-            CommandError: the peer answered with an error.
+            Exception: the permanent error the channel FAILED with, at once.
         """
-        limit = self.call_timeout if timeout is None else timeout
-        deadline = Deadline.after(limit)
-        client = await self.supervisor.wait_connected(timeout=limit)
+        client, deadline = await self._connected(timeout)
         return await client.execute(command, arguments, timeout=deadline.remaining())
 
 
@@ -289,8 +250,33 @@ def _spec(name: str, spec: ChannelSpec, registry: KindRegistry) -> tuple[str, An
     return kind_name, options if options is not None else kind.options()
 
 
-@asynccontextmanager
-async def open_vm(
+def _stream_address(address: str | Address) -> Address:
+    """A QMP or guest-agent socket: a stream address, not a WebSocket URL."""
+    parsed = parse_address(address)
+    if parsed.scheme not in ("unix", "tcp", "vsock"):
+        raise ConfigError(f"expected a unix:, tcp:// or vsock:// socket, not {parsed.scheme}://")
+    return parsed
+
+
+def _check_timeout(field: str, value: float) -> None:
+    if not isinstance(value, int | float) or math.isnan(value) or value <= 0:
+        raise ConfigError(f"open_vm: {field} must be a number of seconds > 0, got {value!r}")
+
+
+T = TypeVar("T")
+
+
+def _checked(field: str, address: str | Address | None, parse: Callable[[Any], T]) -> T | None:
+    """``parse(address)``, with a ConfigError that names the field."""
+    if address is None:
+        return None
+    try:
+        return parse(address)
+    except ConfigError as exc:
+        raise ConfigError(f"open_vm: {field}={address!r}: {exc}") from None
+
+
+def open_vm(
     name: str = "vm",
     *,
     channels: Mapping[str, ChannelSpec] | None = None,
@@ -308,8 +294,11 @@ async def open_vm(
     registry: KindRegistry | None = None,
     events: Fanout[QmpEvent] | None = None,
     states: Fanout[StateChange] | None = None,
-) -> AsyncIterator[Vm]:
+) -> AbstractAsyncContextManager[Vm]:
     """Open the nursery of one VM, supervising each of its channels.
+
+    Use as ``async with open_vm(...) as vm:``. Every channel is built (its kind looked up,
+    its address and options checked) by the call itself, before anything starts.
 
     ::
 
@@ -343,12 +332,17 @@ async def open_vm(
             engine passes its own); default: new ones, closed with the block.
 
     Raises:
-        ConfigError: a kind is unknown, an address or option is invalid, or the VM has no
-            socket for a channel given without an address.
+        ConfigError: from ``open_vm(...)`` itself, before any channel starts: a kind is
+            unknown, an address or option is invalid (the message names the field), or the VM
+            has no socket for a channel given without an address. A permanent failure found
+            only by connecting (a wrong Spice password) puts that channel in FAILED: its handle
+            then raises the error at once.
     """
     if spice_password is not None:
-        warn_renamed("open_vm", "spice_password", "password", stacklevel=4)
+        warn_renamed("open_vm", "spice_password", "password")
         password = spice_password
+    _check_timeout("call_timeout", call_timeout)
+    _check_timeout("connect_timeout", connect_timeout)
     kinds = registry if registry is not None else default_registry()
     specs: dict[str, ChannelSpec] = dict(channels or {})
     for key, address in (("qmp", qmp), ("qga", qga), ("spice", spice)):
@@ -358,7 +352,15 @@ async def open_vm(
             raise ConfigError("open_vm: give socket addresses or libvirt=, not both")
         if key in specs:
             raise ConfigError(f"open_vm: channel {key!r} given twice ({key}= and channels=)")
-        given: dict[str, Any] = {"kind": key, "address": str(parse_address(address))}
+        if key == "spice":
+            from virtrio.channels.spice import SpiceTransport
+
+            # tls:// is Spice's own scheme: keep the text, which open_spice_session accepts
+            _checked("spice", address, SpiceTransport.parse)
+            text = str(address)
+        else:
+            text = str(_checked(key, address, _stream_address))
+        given: dict[str, Any] = {"kind": key, "address": text}
         if key == "spice":
             given["password"] = password
         specs[key] = given
@@ -394,6 +396,12 @@ async def open_vm(
         built[channel_name].kind = kind_name
     dom = libvirt.domain(domain or name) if libvirt is not None else None
     vm = Vm(name, built, state_fanout, event_fanout, domain=dom)
+    return _run_vm(vm, own_states=own_states, own_events=own_events)
+
+
+@asynccontextmanager
+async def _run_vm(vm: Vm, *, own_states: bool, own_events: bool) -> AsyncIterator[Vm]:
+    built, state_fanout, event_fanout = vm._built, vm._states, vm._events
     try:
         async with open_service_nursery() as nursery:
             for channel in built.values():
@@ -460,7 +468,14 @@ async def forward_qmp_events(
     while True:
         if host.state is not ChannelState.CONNECTED:
             report()
-        connection = await host.connection(math.inf)
+        if host.state is ChannelState.FAILED:
+            return  # for good: every call through the VM's handles raises the host's error
+        try:
+            connection = await host.connection(math.inf)
+        except Exception:
+            if host.supervisor.failed is not None:  # failed while we waited
+                return
+            raise
         try:
             with connection.events((EventKind.LIFECYCLE,), domain=name) as lifecycle:
                 await register_until_restart(connection, lifecycle)

@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from virtrio.channels import Address
 from virtrio.channels.messaging import (
@@ -85,19 +86,30 @@ async def test_server_side_sees_the_client_disconnect(
     assert seen[2] is False
 
 
-async def test_connection_limit(listen_address: str, transport: Transport) -> None:
+async def test_connection_limit_refuses_and_counts(
+    listen_address: str, transport: Transport
+) -> None:
     server = MessageServer(ServerConfig(listen_address, max_connections=1), transport)
     async with running(server) as address:
         client = MessageClient(ClientConfig(address), transport)
         async with client.connect() as first:
             await first.send(b"one")
             assert await first.receive(timeout=5) == b"one"
-            async with client.connect() as second, trio.open_nursery() as nursery:
-                nursery.start_soon(second.send, b"two")  # in ack mode it waits for the server
-                with pytest.raises(VirtrioTimeoutError, match="waiting for a message on"):
-                    await second.receive(timeout=0.3)
-                await first.disconnect()
-                assert await second.receive(timeout=5) == b"two"
+            with pytest.raises(ConnectionLostError):  # noqa: PT012 - refused at any step
+                async with client.connect() as second:
+                    await second.send(b"two")
+                    await second.receive(timeout=5)
+            assert server.statistics().refused == 1
+            assert await first.send(b"still") is None  # the first one is untouched
+            assert await first.receive(timeout=5) == b"still"
+            await first.disconnect()
+        with trio.fail_after(5):
+            while server.statistics().active:
+                await trio.testing.wait_all_tasks_blocked()
+        async with client.connect() as third:  # the place is free again
+            await third.send(b"three")
+            assert await third.receive(timeout=5) == b"three"
+        assert server.statistics().accepted == 2
 
 
 async def test_receive_timeout_from_config() -> None:

@@ -4,6 +4,7 @@ attach, many clients, and a specific reply to every kind of bad input."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 from collections.abc import AsyncIterator
@@ -101,6 +102,29 @@ async def test_signal_reaches_the_foreground_job(pty_daemon: PtyDaemon) -> None:
             await client.signal(sid, "SIGNOPE")
         await client.signal(sid, 15)
         assert (await read_to_exit(client, sid))[1] == Exit(sid, None, 15)
+
+
+async def test_the_shell_has_the_pty_as_its_controlling_terminal(pty_daemon: PtyDaemon) -> None:
+    # job control works (a background job gets its own process group), /dev/tty opens, and the
+    # shell leads its own session on the pts that `tty` prints
+    script = "tty; set -m; sleep 30 & echo bg=$!; echo x > /dev/tty && echo devtty-ok; read x"
+    async with open_pty_client(pty_daemon.socket_path) as client:
+        sid = await client.create(command="/bin/sh", args=["-c", script])
+        await client.attach(sid)
+        output = await read_until(client, sid, b"devtty-ok")
+        [info] = await client.list()
+        assert info.pid is not None
+        assert b"job control turned off" not in output
+        match = re.search(rb"(/dev/pts/\d+)\r\nbg=(\d+)\r\n", output)
+        assert match, output
+        pts, background = match[1].decode(), int(match[2])
+        assert os.getsid(info.pid) == os.getpgid(info.pid) == info.pid
+        assert os.getpgid(background) == background  # a job of its own: job control is on
+        stat_line = await trio.Path(f"/proc/{info.pid}/stat").read_text()
+        tty_nr = int(stat_line.rsplit(")", 1)[1].split()[4])
+        assert tty_nr == os.stat(pts).st_rdev  # its controlling terminal is that pts
+        await client.kill(sid)
+        await read_to_exit(client, sid)
 
 
 async def test_kill_ends_the_session(pty_daemon: PtyDaemon) -> None:
@@ -342,6 +366,7 @@ async def test_limits(nursery: trio.Nursery, pty_config: PtyDaemonConfig) -> Non
                 events = [e async for e in third.events()]
             assert [e.code for e in events] == ["too_many_connections"]  # type: ignore[union-attr]
             assert "maximum of 2 connections" in str(third.closed_reason)
+        assert daemon.statistics().connections_refused == 1
 
 
 async def test_detach_stops_output_and_the_session_keeps_running(pty_daemon: PtyDaemon) -> None:

@@ -40,6 +40,7 @@ from ._domainxml import (
 from ._errors import (
     DomainNotFoundError as DomainNotFoundError,
     GuestAgentUnavailableError as GuestAgentUnavailableError,
+    LibvirtAuthenticationError as LibvirtAuthenticationError,
     LibvirtCallError as LibvirtCallError,
     LibvirtError as LibvirtError,
     LibvirtUnsupportedError as LibvirtUnsupportedError,
@@ -67,6 +68,7 @@ __all__ = [
     "EventKind",
     "EventLoopStats",
     "GuestAgentUnavailableError",
+    "LibvirtAuthenticationError",
     "LibvirtCallError",
     "LibvirtError",
     "LibvirtConnection",

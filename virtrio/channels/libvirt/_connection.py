@@ -258,7 +258,7 @@ class LibvirtConnection:
             except ValueError:
                 data = {"raw": details}
             event = QmpEvent(name, data if isinstance(data, dict) else {}, seconds + micros / 1e6)
-            self._on_trio(lambda: None if events.closed else events.publish(event))
+            self._on_trio(lambda: events.publish(event))
 
         callback_id = await self.call(
             libvirt_qemu.qemuMonitorEventRegister,
@@ -324,10 +324,7 @@ class LibvirtConnection:
         name, uuid = dom.name(), dom.UUIDString()
 
         def publish() -> None:
-            if not self._events.closed:
-                self._events.publish(
-                    DomainEvent(kind, name, uuid, event, detail, trio.current_time())
-                )
+            self._events.publish(DomainEvent(kind, name, uuid, event, detail, trio.current_time()))
 
         self._on_trio(publish)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from virtrio.errors import (
+    AuthenticationError,
     CommandError,
     ConnectError,
     ConnectionLostError,
@@ -16,6 +17,7 @@ from virtrio.errors import (
 __all__ = [
     "DomainNotFoundError",
     "GuestAgentUnavailableError",
+    "LibvirtAuthenticationError",
     "LibvirtCallError",
     "LibvirtError",
     "LibvirtUnsupportedError",
@@ -31,6 +33,17 @@ VIR_ERR_RPC = 39
 VIR_ERR_NO_DOMAIN = 42
 VIR_ERR_OPERATION_TIMEOUT = 68
 VIR_ERR_AUTH_FAILED = 45
+VIR_ERR_OPERATION_DENIED = 54
+VIR_ERR_AUTH_CANCELLED = 79
+VIR_ERR_ACCESS_DENIED = 88
+VIR_ERR_AUTH_UNAVAILABLE = 94
+_AUTH_CODES = (
+    VIR_ERR_AUTH_FAILED,
+    VIR_ERR_OPERATION_DENIED,
+    VIR_ERR_AUTH_CANCELLED,
+    VIR_ERR_ACCESS_DENIED,
+    VIR_ERR_AUTH_UNAVAILABLE,
+)
 VIR_ERR_AGENT_UNRESPONSIVE = 86
 VIR_ERR_AGENT_UNSYNCED = 97
 VIR_ERR_AGENT_COMMAND_TIMEOUT = 99
@@ -75,6 +88,11 @@ class LibvirtUnsupportedError(LibvirtCallError, LocalProtocolError):
     """The connection's driver does not support this call (``test:///`` has no QMP, say)."""
 
 
+class LibvirtAuthenticationError(LibvirtError, ConnectError, AuthenticationError):
+    """libvirt refused our credentials or denied access to the connection. Permanent: a host
+    nursery stops (FAILED) instead of retrying."""
+
+
 class GuestAgentUnavailableError(LibvirtError, VirtrioTimeoutError):
     """libvirt says the guest agent is not connected or did not answer in time."""
 
@@ -113,6 +131,8 @@ def translate_error(exc: Any, what: str, *, uri: str, connecting: bool = False) 
         return cls(message, code=code, domain=domain, command=what, desc=desc)
 
     if connecting:
+        if code in _AUTH_CODES:
+            return LibvirtAuthenticationError(f"libvirt {uri}: {message}", address=uri)
         return ConnectError(f"libvirt {uri}: {message}", address=uri)
     if code == VIR_ERR_NO_DOMAIN:
         return call_error(DomainNotFoundError)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from virtrio.channels._addresses import Address, open_stream
-from virtrio.channels._serving import serve_streams
+from virtrio.channels._serving import ServerStatistics, StreamServer
 from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
 from virtrio.primitives._deprecated import warn_renamed
 
@@ -315,6 +315,7 @@ class MessageServer:
         self.transport = transport
         #: The layers every message passes through (as the clients' own, in the same order).
         self.middleware = tuple(middleware)
+        self._server: StreamServer[trio.SocketStream] | None = None
 
     @classmethod
     def with_xtransport(
@@ -341,10 +342,12 @@ class MessageServer:
         task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen and run ``handler(connection)`` per client, at most ``max_connections`` at
-        once; ``task_status.started`` gets the bound addresses. Runs until cancelled.
+        once (a client beyond them is accepted and closed at once: the protocol has no way to
+        say why; it is counted in :meth:`statistics`); ``task_status.started`` gets the bound
+        addresses. Runs until cancelled.
 
-        A connection whose client misbehaves or vanishes is logged and closed; the others and
-        the server carry on.
+        A connection whose client misbehaves or vanishes, or whose handler fails, is logged
+        and closed; the others and the server carry on.
 
         Raises:
             ConnectError: the address cannot be listened on.
@@ -364,12 +367,17 @@ class MessageServer:
             ) as connection:
                 await handler(connection)
 
-        await serve_streams(
-            config.address,
-            one,
-            max_connections=config.max_connections,
-            task_status=task_status,
+        self._server = StreamServer(
+            one, max_connections=config.max_connections, name=f"message server on {config.address}"
         )
+        await self._server.serve(config.address, task_status=task_status)
+
+    def statistics(self) -> ServerStatistics:
+        """The counters of the serving (connections now, accepted, refused over the limit,
+        failed); all zero before :meth:`serve`."""
+        if self._server is None:
+            return ServerStatistics(0, 0, 0, 0, 0)
+        return self._server.statistics()
 
 
 def _peer_address(stream: trio.SocketStream, listening: Address) -> Address:

@@ -23,22 +23,20 @@ configured, disconnect it — slow consumers never cost unbounded memory on eith
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import trio
 
 from virtrio.channels import Address, open_stream, parse_address
+from virtrio.channels._correlator import Correlator
 from virtrio.errors import (
     CommandError,
     ConfigError,
     ConnectionLostError,
     VirtrioError,
-    VirtrioTimeoutError,
 )
 from virtrio.primitives import open_service_nursery
 from virtrio.primitives._deprecated import warn_renamed
@@ -75,8 +73,6 @@ __all__ = [
     "default_socket_path",
     "open_pty_client",
 ]
-
-log = logging.getLogger(__name__)
 
 PtyEvent = Output | Exit | BackpressureWarning | Error
 
@@ -119,14 +115,6 @@ class PtyRequestError(CommandError):
         self.session = session
 
 
-class _Slot:
-    __slots__ = ("done", "reply")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.reply: Message | None = None
-
-
 class PtyEvents:
     """The event queue of a :class:`PtyClient`, from ``with client.events() as events``
     (an async iterator of events, like every subscription in virtrio)."""
@@ -166,12 +154,13 @@ class PtyClient:
         #: The deadline of a request that passes ``timeout=None``.
         self.call_timeout = call_timeout
         self._ids = itertools.count(1)
-        self._slots: dict[int, _Slot] = {}
-        self._send_lock = trio.StrictFIFOLock()
+        self._calls: Correlator[Message] = Correlator(stream, name="pty daemon", address=address)
         self._events_send, self._events = trio.open_memory_channel[PtyEvent](max_queue)
-        #: Why the connection ended (None while it is open).
-        self.closed_reason: BaseException | None = None
-        self._closed = trio.Event()
+
+    @property
+    def closed_reason(self) -> BaseException | None:
+        """Why the connection ended (None while it is open)."""
+        return self._calls.closed_reason
 
     # ---- requests ----------------------------------------------------------------------------
 
@@ -280,34 +269,15 @@ class PtyClient:
         return next(self._ids)
 
     def _lost_error(self) -> ConnectionLostError:
-        reason = self.closed_reason
-        if isinstance(reason, ConnectionLostError):
-            return ConnectionLostError(str(reason), address=self.address)
-        return ConnectionLostError(
-            f"pty daemon connection to {self.address} lost: {reason}", address=self.address
-        )
+        return self._calls.lost_error()
 
     async def _request(self, request: Request, timeout: float | None) -> Message:
         timeout = self.call_timeout if timeout is None else timeout
-        if self.closed_reason is not None:
-            raise self._lost_error()
         ident = request.id
         assert ident is not None
-        slot = self._slots[ident] = _Slot()
-        try:
-            with trio.move_on_after(timeout) as scope:
-                await self._send(encode(request))
-                await slot.done.wait()
-        finally:
-            self._slots.pop(ident, None)
-        reply = slot.reply
-        if reply is None:
-            if scope.cancelled_caught:
-                raise VirtrioTimeoutError(
-                    f"pty daemon at {self.address}: no reply to {request.TYPE!r} "
-                    f"within {timeout:g} s"
-                )
-            raise self._lost_error()
+        reply = await self._calls.call(
+            ident, encode(request), what=f"request {request.TYPE!r}", timeout=timeout
+        )
         if isinstance(reply, Error):
             raise PtyRequestError(
                 f"{request.TYPE} refused by the pty daemon: {reply.message}",
@@ -319,17 +289,7 @@ class PtyClient:
         return reply
 
     async def _send(self, data: bytes) -> None:
-        async with self._send_lock:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._lose(ConnectionLostError(f"sending to {self.address}: {exc}"))
-                raise self._lost_error() from None
-            except BaseException:
-                # a frame cut in half would desynchronise the daemon's decoder
-                self._lose(ConnectionLostError(f"a write to {self.address} was interrupted"))
-                await trio.aclose_forcefully(self._stream)
-                raise
+        await self._calls.send(data)
 
     async def _run_reader(self, *, task_status: trio.TaskStatus[None]) -> None:
         decoder = FrameDecoder(max_frame_size=2**31, accept=EVENT_TYPES)
@@ -343,7 +303,7 @@ class PtyClient:
                     if isinstance(message, Created | Sessions | Ok) or (
                         isinstance(message, Error) and message.id is not None
                     ):
-                        self._complete(message)
+                        self._calls.complete(message.id, message)
                     else:
                         if isinstance(message, Error):
                             last_error = message
@@ -363,27 +323,13 @@ class PtyClient:
             self._lose(ConnectionLostError("the client was closed"))
             self._events_send.close()  # after the reason is set: iterators end, then can ask
 
-    def _complete(self, reply: Any) -> None:
-        slot = self._slots.get(reply.id)
-        if slot is None:
-            log.debug("pty client: dropping a reply to request %r (timed out)", reply.id)
-            return
-        slot.reply = reply
-        slot.done.set()
-
     def _lose(self, reason: ConnectionLostError) -> None:
-        if self.closed_reason is not None:
-            return
         reason.address = self.address
-        self.closed_reason = reason
-        slots, self._slots = self._slots, {}
-        for slot in slots.values():
-            slot.done.set()
-        self._closed.set()
+        self._calls.lose(reason)
 
     async def wait_closed(self) -> None:
         """Return once the connection has closed (see :attr:`closed_reason`)."""
-        await self._closed.wait()
+        await self._calls.wait_closed()
 
 
 @asynccontextmanager

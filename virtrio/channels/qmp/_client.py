@@ -114,7 +114,7 @@ async def open_qmp(
     def on_event(event: object) -> None:
         if isinstance(event, QmpGreeting):
             wakeup.set()
-        elif isinstance(event, QmpEvent) and not events.closed:
+        elif isinstance(event, QmpEvent):
             events.publish(event)
 
     deadline = Deadline.after(connect_timeout)

@@ -22,6 +22,7 @@ from virtrio.channels.spice._errors import (
     SpiceLinkError,
     SpicePermissionError,
     SpiceProtocolError,
+    SpiceVersionError,
 )
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
@@ -48,6 +49,7 @@ __all__ = [
     "SpiceError",
     "SpiceLinkError",
     "SpicePermissionError",
+    "SpiceVersionError",
     "SpiceProtocolError",
     "SpiceSession",
     "SpiceTransport",

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from virtrio.errors import ConnectError, ProtocolError, VirtrioError
+from virtrio.errors import (
+    AuthenticationError,
+    ConnectError,
+    ProtocolError,
+    UnsupportedVersionError,
+    VirtrioError,
+)
 
-__all__ = ["SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError"]
+__all__ = [
+    "SpiceError",
+    "SpiceLinkError",
+    "SpicePermissionError",
+    "SpiceProtocolError",
+    "SpiceVersionError",
+]
 
 
 class SpiceError(VirtrioError):
@@ -24,5 +36,11 @@ class SpiceLinkError(SpiceError, ConnectError):
         self.code = code
 
 
-class SpicePermissionError(SpiceLinkError, PermissionError):
-    """Wrong or missing Spice password (link error PERMISSION_DENIED)."""
+class SpicePermissionError(SpiceLinkError, AuthenticationError, PermissionError):
+    """Wrong or missing Spice password (link error PERMISSION_DENIED). Permanent: a supervisor
+    does not retry it."""
+
+
+class SpiceVersionError(SpiceLinkError, UnsupportedVersionError):
+    """The server speaks another Spice major version, or refused ours (VERSION_MISMATCH).
+    Permanent."""

@@ -16,12 +16,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from virtrio.channels._addresses import Address
-from virtrio.channels.spice._channel import (
-    SpiceChannel,
-    channel_name,
-    collapse_groups,
-    open_channel,
-)
+from virtrio.channels.spice._channel import SpiceChannel, channel_name, open_channel
 from virtrio.channels.spice._display import Rect
 from virtrio.channels.spice._display_channel import DISPLAY_CAPS, DisplayChannel
 from virtrio.channels.spice._inputs import InputsChannel
@@ -36,7 +31,7 @@ from virtrio.channels.spice._main import (
 from virtrio.channels.spice._port import PortChannel
 from virtrio.channels.spice._transport import SpiceTransport
 from virtrio.errors import ChannelUnavailableError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.primitives import Backoff, Deadline, Supervisor
+from virtrio.primitives import Backoff, Deadline, Supervisor, collapse_groups
 
 __all__ = ["DEFAULT_CHANNELS", "SpiceSession", "open_spice_session"]
 

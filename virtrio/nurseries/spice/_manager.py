@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 import trio
 
 from virtrio.channels.spice import SpiceSession, open_spice_session
-from virtrio.channels.spice._channel import collapse_groups
 from virtrio.errors import ConfigError
-from virtrio.primitives import Backoff, Supervisor
+from virtrio.primitives import Backoff, Supervisor, collapse_groups
 
 __all__ = ["SpiceManager", "open_spice_manager"]
 
