@@ -183,3 +183,38 @@ def test_virtrio_run_cli(qemu_binary: str, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"{scenario}:1: steps[0]: unknown step 'shel'" in done.stderr
     assert f"{scenario}:2: steps[1].sleep: seconds" in done.stderr
+
+
+def test_virtrio_run_on_a_terminal_shows_progress(qemu_binary: str, tmp_path: Path) -> None:
+    import os
+    import pty
+
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(BARE_FLEET)
+    scenario = tmp_path / "quick.yaml"
+    scenario.write_text("- qmp: query-status\n- qmp: query-version\n")
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "virtrio", "run", str(scenario), "--fleet", str(fleet),
+         "--vms", "bare2", "--repeat", "2", "--results", str(tmp_path / "out")],
+        stdin=secondary, stdout=secondary, stderr=secondary, env={**os.environ, "COLUMNS": "120"},
+    )  # fmt: skip
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(primary)
+    assert process.wait(timeout=300) == 0, output[-2000:]
+    text = output.decode("utf-8", "replace")
+    assert "bare2" in text
+    assert "bare1" not in text  # --vms selects
+    assert "passed" in text
+    assert "step durations (ms)" in text  # the percentiles of --repeat
+    assert "p95" in text
+    assert f"results: {tmp_path / 'out'}" in text.replace("\r\n", "\n").replace("\n", "")

@@ -59,7 +59,7 @@ async def run(args: argparse.Namespace) -> int:
         raise ConfigError("--vms takes a count of demo guests without --fleet")
     folder = Path(args.results) if args.results else default_results_dir()
     tty = sys.stdout.isatty() and not args.json
-    console = Console(stderr=False) if tty else None
+    console = Console(highlight=False) if tty else None
     say = console.print if console is not None else (lambda *a, **k: None)
     say(f"virtrio run: scenario {scenario.name} ({scenario.source}) on fleet {fleet.source}")
     async with open_engine(fleet) as engine:
