@@ -167,12 +167,17 @@ def test_virtrio_run_cli(qemu_binary: str, tmp_path: Path) -> None:
     assert (tmp_path / "ok" / "junit.xml").exists()
     assert (tmp_path / "ok" / "artefacts" / "bare1" / "events.jsonl").exists()
 
-    # a failing VM makes the exit status 1; --tag selects; quiet without a terminal
+    # a failing VM makes the exit status 1; --tag selects; no live table without a terminal
     scenario.write_text("- assert: {value: '${vm}', equals: bare2}\n")
     done = run(str(scenario), "--fleet", str(fleet), "--tag", "bare", "--results",
                str(tmp_path / "bad"))  # fmt: skip
     assert done.returncode == 1
-    assert done.stdout == ""
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("bare1 failed (2 steps, ")
+    assert lines[0].endswith(
+        "): assert value=${vm} equals=bare2: StepFailed: 'bare1' equals 'bare2': false"
+    )
+    assert lines[1] == f"results: {tmp_path / 'bad'}"
     data = json.loads((tmp_path / "bad" / "results.json").read_text())
     assert list(data["vms"]) == ["bare1"]
     assert data["records"][-1]["error"]["class"] == "StepFailed"

@@ -1,7 +1,8 @@
 """``virtrio run [SCENARIO] [--fleet FLEET.yaml]``: the main job.
 
 With no arguments: boots 2 demo guests and runs the built-in demo scenario on both, with
-progress on a terminal, then prints where the results are. Exit status 0 only if every VM
+live progress on a terminal (a line per VM and where the results are otherwise; only the JSON
+with ``--json``). Exit status 0 only if every VM
 passed.
 """
 
@@ -83,4 +84,10 @@ async def run(args: argparse.Namespace) -> int:
         say(f"results: {folder}  (results.json, junit.xml, artefacts/)")
     elif args.json:
         print(json.dumps(report_json(report), indent=2))
+    else:  # no terminal: no live table, a line per VM and where the results are
+        for vm in report.vms.values():
+            failure = vm.failure
+            why = f": {failure.step}: {failure.error_class}: {failure.error}" if failure else ""
+            print(f"{vm.vm} {vm.status} ({len(vm.records)} steps, {vm.duration:.2f}s){why}")
+        print(f"results: {folder}")
     return 0 if report.passed else 1
