@@ -94,6 +94,14 @@ async def test_scenarios_on_two_demo_guests(qemu_binary: str, tmp_path: Path) ->
         report = await run_scenario(engine, late, vms=["demo1"])
         (record,) = [r for r in report.vms["demo1"].records if r.kind == "sleep"]
         assert (record.status, record.error_class) == ("failed", "VirtrioTimeoutError")
+        # a wait inside a step fails with its own message (what it waited for, the tail)
+        never = parse_scenario(
+            "- expect: {channel: console, pattern: never-printed}\n  timeout: 1\n"
+        )
+        report = await run_scenario(engine, never, vms=["demo2"])
+        (record,) = [r for r in report.vms["demo2"].records if r.kind == "expect"]
+        assert record.error_class == "VirtrioTimeoutError"
+        assert "b'never\\\\-printed' not seen after byte" in (record.error or "")
 
         # --repeat with --parallel 1: one VM at a time, percentiles over VMs x repeats
         bench = parse_scenario("- qmp: query-status\n- shell: 'true'\n")

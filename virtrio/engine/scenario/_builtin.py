@@ -174,7 +174,7 @@ class Expect(StepKind):
         channel = spec.get("channel", "console")
         pattern: Any = re.compile(spec["regex"]) if "regex" in spec else str(spec["pattern"])
         line = vm.line(channel)
-        found = await line.expect(pattern, after=ctx.mark_for(channel), timeout=float("inf"))
+        found = await line.expect(pattern, after=ctx.mark_for(channel), timeout=ctx.remaining())
         ctx.matched(channel, found.mark)
         groups = [g.decode("utf-8", "replace") if g is not None else None for g in found.groups]
         return StepOutcome(found.text, groups[0] if groups else found.text)
@@ -192,7 +192,7 @@ class WaitEvent(StepKind):
         after = ctx.event_after()
         while True:
             event = await ctx.engine.wait_event(
-                str(step.value), vm=vm.name, kind="qmp", after=after, timeout=float("inf")
+                str(step.value), vm=vm.name, kind="qmp", after=after, timeout=ctx.remaining()
             )
             after = event.seq
             if all(event.data.get(k) == v for k, v in wanted.items()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -123,6 +124,13 @@ class ScenarioContext:
         self._previous_marks: dict[str, Any] = {}
         self._event_seq = 0
         self._previous_seq = 0
+        self._deadline = math.inf
+
+    def remaining(self) -> float:
+        """Seconds left before the current step's deadline: a wait inside a step that uses it
+        fails with its own message (what it waited for, the output's tail) rather than the
+        step's generic one."""
+        return max(0.0, self._deadline - trio.current_time())
 
     # -- marks ------------------------------------------------------------------------------
 
@@ -179,6 +187,7 @@ class ScenarioContext:
         self._take_marks()
         start = time.perf_counter()
         limit = self.default_timeout if timeout is None else timeout
+        self._deadline = trio.current_time() + limit
         try:
             with trio.fail_after(limit):
                 yield record
