@@ -427,8 +427,8 @@ async def _run_vm(
                 )
                 engine._qemus[config.id] = qemu
                 options["ports"] = {"qmp": qemu.qmp_address, **qemu.port_addresses}
-            else:
-                host = engine.hosts.get(config.host or "")
+            elif config.host is not None:
+                host = engine.hosts.get(config.host)
                 if host is None:
                     raise ConfigError(f"VM {config.id}: no host {config.host!r} in the fleet")
                 options["libvirt"] = host

@@ -116,7 +116,11 @@ def test_every_problem_is_reported_at_once_with_line_and_path() -> None:
     [
         ("vms: [", "<f>:1: YAML: expected the node content"),
         ("- a\n- b\n", "<f>:1: a fleet is a map"),
-        ("vms:\n  - id: x\n", "<f>:2: vms[0]: give either host (with domain) or qemu"),
+        ("vms:\n  - id: x\n", "<f>:2: vms[0]: give a host (with domain), a qemu to launch"),
+        (
+            "hosts: [{id: h, uri: u}]\nvms:\n  - {id: x, host: h, qemu: {template: demo}}\n",
+            "<f>:3: vms[0]: give either host (with domain) or qemu, not both",
+        ),
         ("vms:\n  - qemu: {template: demo}\n", "<f>:2: vms[0].id: required field missing"),
         ("hosts:\n  - {id: h, uri: u}\n  - {id: h, uri: v}\n", "<f>:3: hosts[1].id: duplicate"),
         (

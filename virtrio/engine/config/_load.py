@@ -254,8 +254,13 @@ def _check(data: Any) -> Iterator[tuple[Path_, str]]:
                 yield ("vms", i, "id"), f"duplicate VM id {vm_id!r}"
             seen.add(vm_id)
         has_host, has_qemu = vm.get("host") is not None, vm.get("qemu") is not None
-        if has_host == has_qemu:
-            yield ("vms", i), "give either host (with domain) or qemu, not both or neither"
+        if has_host and has_qemu:
+            yield ("vms", i), "give either host (with domain) or qemu, not both"
+        elif not has_host and not has_qemu and not vm.get("channels"):
+            yield (
+                ("vms", i),
+                "give a host (with domain), a qemu to launch, or channels with addresses",
+            )
         if vm.get("domain") is not None and not has_host:
             yield ("vms", i, "domain"), "a domain needs a host"
         if has_host and isinstance(vm["host"], str) and vm["host"] not in host_ids:

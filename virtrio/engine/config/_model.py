@@ -79,7 +79,8 @@ class ChannelConfig:
 
 @attrs.frozen
 class VmConfig:
-    """A VM: a libvirt ``domain`` on ``host``, or a ``qemu`` the engine launches."""
+    """A VM: a libvirt ``domain`` on ``host``, a ``qemu`` the engine launches, or neither (a
+    VM started elsewhere, reached at the addresses its channels give)."""
 
     id: str
     host: str | None = None
