@@ -22,6 +22,8 @@ __all__ = ["ScenarioContext", "StepFailed", "StepRecord", "expand"]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: Output kept in a step's record (the artefacts keep everything).
 EXCERPT = 2000
+#: Seconds past a step's deadline before the step itself is cancelled (see ScenarioContext.step).
+STEP_GRACE = 0.5
 
 
 class StepFailed(VirtrioError):
@@ -189,7 +191,10 @@ class ScenarioContext:
         limit = self.default_timeout if timeout is None else timeout
         self._deadline = trio.current_time() + limit
         try:
-            with trio.fail_after(limit):
+            # a wait that uses remaining() ends at the deadline with its own message; the step
+            # as a whole is cut a little later, or both would end in one tick and the outer
+            # scope's generic error would win
+            with trio.fail_after(limit + STEP_GRACE):
                 yield record
         except trio.TooSlowError:
             self._finish(record, start, VirtrioTimeoutError(f"step took over {limit:g} s"))
