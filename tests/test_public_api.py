@@ -24,7 +24,8 @@ PUBLIC = {
     ],
     "virtrio.channels.yamux": [
         "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxSession", "MuxStream",
-        "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession", "open_mux",
+        "SessionLostError", "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession",
+        "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",

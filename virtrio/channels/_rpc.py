@@ -62,11 +62,12 @@ class RpcProtocol(Protocol):
 
 
 class _Slot:
-    __slots__ = ("done", "reply")
+    __slots__ = ("done", "reply", "sent")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.reply: Reply | None = None
+        self.sent = False
 
 
 class RpcConnection:
@@ -105,6 +106,11 @@ class RpcConnection:
     def is_connected(self) -> bool:
         """True until the connection is lost or closed."""
         return self.closed_reason is None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests written to the peer and still waiting for their reply."""
+        return sum(slot.sent for slot in self._slots.values())
 
     async def wait_closed(self) -> None:
         """Return once the connection has closed or failed (see :attr:`closed_reason`)."""
@@ -244,6 +250,7 @@ class RpcConnection:
         try:
             with trio.move_on_after(timeout) as scope:
                 await self.send_bytes(prefix + data if prefix else data)
+                slot.sent = True
                 await slot.done.wait()
         finally:
             self._slots.pop(ident, None)
@@ -285,6 +292,11 @@ class RpcClient:
     def closed_reason(self) -> BaseException | None:
         """Why the connection ended, once it has."""
         return self._connection.closed_reason
+
+    @property
+    def in_flight(self) -> int:
+        """Calls sent to the peer and still waiting for their reply (for tests and metrics)."""
+        return self._connection.in_flight
 
     async def wait_closed(self) -> None:
         """Return once the connection has closed or failed."""

@@ -29,6 +29,7 @@ from ._session import (
 from ._trio import (
     MuxSession as MuxSession,
     MuxStream as MuxStream,
+    SessionLostError as SessionLostError,
     StreamResetError as StreamResetError,
     open_mux as open_mux,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "GoAwayCode",
     "MuxSession",
     "MuxStream",
+    "SessionLostError",
     "StreamResetError",
     "YamuxError",
     "YamuxProtocolError",
