@@ -34,7 +34,14 @@ from typing import Any
 import attrs
 import trio
 
-__all__ = ["RUN_SCOPED_TASKS", "adopt", "Snapshot", "TaskLeakInstrument", "leaked", "run_with_checks"]
+__all__ = [
+    "RUN_SCOPED_TASKS",
+    "adopt",
+    "Snapshot",
+    "TaskLeakInstrument",
+    "leaked",
+    "run_with_checks",
+]
 
 #: System tasks that live exactly as long as the Trio run by design and end with it, with
 #: every task under them: libvirt's event loop is one per process, and its waiter and timer
@@ -51,6 +58,7 @@ _ADOPTED: set[int] = set()
 def adopt(pid: int) -> None:
     """Mark child ``pid`` as owned by a fixture that outlives the test that started it."""
     _ADOPTED.add(pid)
+
 
 #: How long a thread just done with its last call may take to return.
 _SETTLE = 2.0
@@ -94,9 +102,7 @@ def _main_task() -> trio.lowlevel.Task | None:
 
 
 def _is_trio_internal(task: trio.lowlevel.Task) -> bool:
-    return task.name.startswith("<TrioToken.run_sync_soon task>") or task.name.startswith(
-        "trio."
-    )
+    return task.name.startswith("<TrioToken.run_sync_soon task>") or task.name.startswith("trio.")
 
 
 def run_with_checks(run: Callable[..., Any], instrument: TaskLeakInstrument) -> Callable[..., Any]:
@@ -176,5 +182,22 @@ def leaked(before: Snapshot) -> list[str]:
     fds = {fd: target for fd, target in after.fds.items() if before.fds.get(fd) != target}
     problems = [f"thread {t.name!r} still running" for t in threads]
     problems += [f"child process {_describe_child(pid)} not reaped" for pid in sorted(children)]
-    problems += [f"fd {fd} -> {target} left open" for fd, target in sorted(fds.items())]
+    problems += [
+        f"fd {fd} -> {target} left open{_socket_peer(target)}" for fd, target in sorted(fds.items())
+    ]
     return problems
+
+
+def _socket_peer(target: str) -> str:
+    """`` (unix PATH)`` for a Unix socket fd with a path, to tell what it is."""
+    if not target.startswith("socket:["):
+        return ""
+    inode = target[len("socket:[") : -1]
+    try:
+        for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 7 and fields[6] == inode:
+                return f" (unix {fields[7]})" if len(fields) > 7 else " (unix, unnamed)"
+    except OSError:
+        pass
+    return ""

@@ -3,6 +3,7 @@ timing of how fast pending calls fail."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +24,9 @@ Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
 @asynccontextmanager
-async def hostile_server(handler: Handler, address: str = "tcp://127.0.0.1:0") -> AsyncIterator[str]:
+async def hostile_server(
+    handler: Handler, address: str = "tcp://127.0.0.1:0"
+) -> AsyncIterator[str]:
     """Serve ``handler`` on ``address`` (a free loopback port by default); yields the address
     to dial. The server and every handler are cancelled when the block exits."""
     listeners = await open_listeners(address)
@@ -32,11 +35,10 @@ async def hostile_server(handler: Handler, address: str = "tcp://127.0.0.1:0") -
         address = f"tcp://{host}:{port}"
 
     async def guarded(stream: trio.SocketStream) -> None:
+        # the client going away first is the fault under test, not the server's
         async with stream:
-            try:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                 await handler(stream)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the client went away first: the fault under test, not the server's
 
     async with trio.open_nursery() as nursery:
         await nursery.start(trio.serve_listeners, guarded, listeners)
@@ -112,5 +114,7 @@ async def pending_calls_fail_fast(
     assert len(errors) == calls
     assert all(isinstance(e, ConnectionLostError) for e in errors), errors
     slowest = max(failed_at) - killed_at
-    assert slowest <= LOSS_BOUND, f"the last pending call failed {slowest * 1000:.0f} ms after the kill"
+    assert slowest <= LOSS_BOUND, (
+        f"the last pending call failed {slowest * 1000:.0f} ms after the kill"
+    )
     return errors

@@ -103,10 +103,9 @@ async def test_oversize_line_is_refused_with_memory_bounded() -> None:
         await trio.sleep_forever()
 
     with PeakRss() as rss:
-        async with hostile_server(agent) as address:
-            async with open_qga(address, max_message_size=MIB) as qga:
-                with pytest.raises(ConnectionLostError, match="exceeds the limit of 1048576"):
-                    await qga.ping(timeout=10)
+        async with hostile_server(agent) as address, open_qga(address, max_message_size=MIB) as qga:
+            with pytest.raises(ConnectionLostError, match="exceeds the limit of 1048576"):
+                await qga.ping(timeout=10)
     assert rss.growth < 16 * MIB, f"peak RSS grew {rss.growth / MIB:.1f} MiB"
 
 

@@ -11,7 +11,13 @@ import pytest
 import trio
 import trio.testing
 
-from virtrio.channels.yamux import MuxSession, MuxStream, SessionLostError, StreamResetError, open_mux
+from virtrio.channels.yamux import (
+    MuxSession,
+    MuxStream,
+    SessionLostError,
+    StreamResetError,
+    open_mux,
+)
 from virtrio.errors import ConnectionLostError, LocalProtocolError
 
 
