@@ -86,18 +86,19 @@ async def pending_calls_fail_fast(
     *,
     calls: int,
     in_flight: Callable[[], int] | None = None,
+    expected: type[BaseException] = ConnectionLostError,
 ) -> list[BaseException]:
     """Start ``calls`` copies of ``call``, wait until every one is blocked (and, with
     ``in_flight``, until the client counts them all as written), ``kill`` the peer, and check
-    that every call failed with ConnectionLostError within :data:`LOSS_BOUND` of the kill, on
-    Trio's clock. Returns the errors."""
+    that every call failed with ``expected`` within :data:`LOSS_BOUND` of the kill, on Trio's
+    clock. Returns the errors."""
     errors: list[BaseException] = []
     failed_at: list[float] = []
 
     async def one() -> None:
         try:
             await call()
-        except Exception as exc:
+        except (Exception, trio.EndOfChannel) as exc:
             errors.append(exc)
             failed_at.append(trio.current_time())
 
@@ -112,7 +113,7 @@ async def pending_calls_fail_fast(
             killed_at = trio.current_time()
             kill()
     assert len(errors) == calls
-    assert all(isinstance(e, ConnectionLostError) for e in errors), errors
+    assert all(isinstance(e, expected) for e in errors), errors
     slowest = max(failed_at) - killed_at
     assert slowest <= LOSS_BOUND, (
         f"the last pending call failed {slowest * 1000:.0f} ms after the kill"
