@@ -131,8 +131,8 @@ async def test_a_late_attach_first_gets_the_current_screen(
         await read_until(first, sid, b"3\r\n$ ")
         if emulated:  # let the emulator catch up (it runs once output pauses)
             with trio.fail_after(10):
-                while pty_daemon.sessions[sid].screen.pending:
-                    await trio.sleep(0.02)
+                await pty_daemon.sessions[sid].wait_emulated()
+            assert not pty_daemon.sessions[sid].screen.pending
         async with open_pty_client(pty_daemon.socket_path) as late:
             await late.attach(sid)
             event = await late.receive_event()
@@ -356,8 +356,8 @@ async def test_a_plugged_in_emulator_that_fails_costs_only_the_screen(
         await client.input(sid, b"one\n")
         await read_until(client, sid, b"one\r\n")
         with trio.fail_after(10):  # the emulator runs (and fails) once output pauses
-            while "terminal emulator failed" not in caplog.text:
-                await trio.sleep(0.02)
+            await daemon.sessions[sid].wait_emulated()
+        assert "terminal emulator failed" in caplog.text
         await client.input(sid, b"two\n")
         await read_until(client, sid, b"two\r\n")
         [info] = await client.list()

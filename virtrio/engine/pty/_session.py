@@ -276,7 +276,16 @@ class Session:
         self._drain_timeout = drain_timeout
         self._write_lock = trio.StrictFIFOLock()
         self._dirty = trio.Event()
+        self._caught_up = trio.Event()
         self._last_output = 0.0
+
+    async def wait_emulated(self) -> None:
+        """Return once the emulated screen has caught up with all the output so far (the
+        emulator runs once output pauses), so a snapshot taken now is current. Waits as long
+        as output keeps coming: put it under a deadline."""
+        while self.screen.pending:
+            await self._caught_up.wait()
+        await trio.lowlevel.checkpoint()
 
     @property
     def kind(self) -> str:
@@ -382,6 +391,8 @@ class Session:
                     log.exception("session %d: terminal emulator failed; resetting it", self.id)
                     self.screen.emulator.reset()
                 await trio.lowlevel.checkpoint()
+            self._caught_up.set()
+            self._caught_up = trio.Event()
 
 
 def _local_environment(options: CreateOptions) -> dict[str, str]:
