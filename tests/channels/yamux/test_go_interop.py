@@ -15,7 +15,13 @@ import trio
 
 from tests.peers.yamux import Factory, GoYamux
 from virtrio.channels._addresses import open_listeners, open_stream
-from virtrio.channels.yamux import MuxSession, MuxStream, StreamResetError, open_mux
+from virtrio.channels.yamux import (
+    MuxSession,
+    MuxStream,
+    SessionLostError,
+    StreamResetError,
+    open_mux,
+)
 from virtrio.errors import ConnectionLostError, LocalProtocolError
 
 MiB = 1024 * 1024
@@ -107,8 +113,9 @@ async def accept_all(session: MuxSession) -> None:
 
 
 async def echo(stream: MuxStream) -> None:
-    # a stream still finishing when the client drops the connection is reset, not lost
-    with contextlib.suppress(StreamResetError):
+    # a stream still finishing when the client drops the connection ends with its session
+    # (SessionLostError), or is reset if the client reset it first
+    with contextlib.suppress(StreamResetError, SessionLostError):
         while data := await stream.receive_some():
             await stream.send_all(data)
         await stream.aclose()
