@@ -40,6 +40,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _INSTRUMENT = pytest.StashKey[leaks.TaskLeakInstrument]()
+#: The fds the first libvirt test of the process left (see nothing_left_over).
+_LIBVIRT_ONCE: list[str] = []
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +54,15 @@ def nothing_left_over(request: pytest.FixtureRequest) -> Iterator[None]:
     if instrument is not None:
         problems += [f"Trio task {name} still running" for name in instrument.leaked]
         instrument.leaked.clear()
-    known = request.node.get_closest_marker("leaks_fd_once")
-    problems += [p for p in leaks.leaked(before) if not (known and p.startswith("fd "))]
+    found = leaks.leaked(before)
+    if "no_libvirt_leftovers" in request.fixturenames and not _LIBVIRT_ONCE:
+        # libvirt's client keeps an unnamed socket and an eventfd open for the rest of the
+        # process from the first test that calls a domain through it (not yet traced further:
+        # issue 11 section 5); that first test is not blamed for fds, once per process
+        fds = [p for p in found if p.startswith("fd ")]
+        if fds:
+            _LIBVIRT_ONCE.extend(fds)
+            found = [p for p in found if not p.startswith("fd ")]
+    problems += found
     if problems:
         pytest.fail("left over after the test:\n  " + "\n  ".join(problems), pytrace=False)

@@ -19,9 +19,6 @@ from virtrio.primitives import Backoff, ChannelState
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_libvirt_leftovers")]
 
 
-# The first QMP/QGA call through libvirt in a process leaves one unnamed Unix socket open that
-# no later test adds to (issue 11 section 5: not yet traced to libvirt or to virtrio).
-@pytest.mark.leaks_fd_once("first libvirt domain call leaves one unnamed socket open")
 async def test_qmp_and_qga_through_libvirt(libvirt_guest: LibvirtGuest) -> None:
     async with open_host(libvirt_guest.daemon.uri) as host:
         qmp, qga = host.qmp(libvirt_guest.name), host.qga(libvirt_guest.name)
