@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from virtrio.errors import ConfigError, ConnectionLostError
-from virtrio.primitives import Fanout, PressureLevel, SubscriberOverflowError
+from virtrio.primitives import Fanout, Pressure, PressureLevel, SubscriberOverflowError
 
 
 async def test_every_subscriber_gets_every_item_in_order() -> None:
@@ -26,6 +26,7 @@ async def test_a_slow_subscriber_never_blocks_the_publisher_or_the_others() -> N
             fanout.publish(i)  # never blocks
         assert fast.queue_size == 20
         assert slow.queue_size == 8
+        assert slow.take_pressure() == Pressure(PressureLevel.YELLOW, 8)  # then it overflowed
         notice = slow.take_pressure()
         assert notice is not None
         assert notice.level is PressureLevel.RED
@@ -135,3 +136,71 @@ async def test_on_overflow_tells_the_owner_at_once() -> None:
         with pytest.raises(SubscriberOverflowError):
             await slow.receive()
         assert fast.queue_size == 4
+
+
+async def test_a_size_function_bounds_the_queue_in_bytes_not_items() -> None:
+    """Issue 17: a count bound let a never-reading subscriber pin 16384 chunks of any size."""
+    fanout: Fanout[bytes] = Fanout(max_queue=1000, warn_remaining=300, size=len)
+    with fanout.subscribe() as slow, fanout.subscribe() as fast:
+        for _ in range(8):
+            fanout.publish(b"x" * 100)
+            assert await fast.receive() == b"x" * 100
+        assert slow.queue_size == 800  # bytes, not items
+        assert slow.take_pressure() == Pressure(PressureLevel.YELLOW, 800)
+        fanout.publish(b"y" * 250)  # does not fit: dropped for the slow one alone
+        fanout.publish(b"z" * 200)  # fits exactly
+        fanout.publish(b"w")
+        assert slow.queue_size == 1000
+        assert slow.take_pressure() == Pressure(PressureLevel.RED, 1000, dropped=251)
+        assert [len(await slow.receive()) for _ in range(9)] == [100] * 8 + [200]
+        assert slow.queue_size == 0
+        assert fast.queue_size == 451
+
+
+async def test_an_empty_queue_takes_an_item_larger_than_the_bound() -> None:
+    fanout: Fanout[bytes] = Fanout(max_queue=10, size=len)
+    with fanout.subscribe() as sub:
+        fanout.publish(b"a" * 50)  # an empty queue always makes progress
+        fanout.publish(b"b")
+        assert sub.queue_size == 50
+        assert sub.receive_nowait() == b"a" * 50
+        assert sub.take_pressure() == Pressure(PressureLevel.YELLOW, 50)
+        assert sub.take_pressure() == Pressure(PressureLevel.RED, 50, dropped=1)
+
+
+async def test_a_subscriber_that_goes_frees_its_queue_at_once() -> None:
+    fanout: Fanout[bytes] = Fanout(max_queue=1 << 20, size=len)
+    sub = fanout.subscribe()
+    for _ in range(16):
+        fanout.publish(bytes(65536))
+    assert sub.queue_size == 1 << 20
+    assert sub._receive.statistics().current_buffer_used == 16
+    sub.close()
+    assert fanout.subscriber_count == 0
+    assert sub._receive.statistics().current_buffer_used == 0
+    fanout.publish(b"after")  # nobody is subscribed: nothing is kept
+    assert sub.queue_size == 0
+
+
+async def test_disconnect_policy_with_a_size_names_the_units() -> None:
+    fanout: Fanout[bytes] = Fanout(max_queue=4, size=len, overflow="disconnect")
+    with fanout.subscribe() as sub:
+        fanout.publish(b"abc")
+        fanout.publish(b"de")
+        assert sub.receive_nowait() == b"abc"
+        with pytest.raises(SubscriberOverflowError, match="queue of 4 units overflowed"):
+            sub.receive_nowait()
+
+
+async def test_receive_nowait_on_a_closed_subscription_ends_it() -> None:
+    """What ``receive`` does; a forwarder batching with receive_nowait while its subscriber
+    detaches used to get a ClosedResourceError (and the PTY daemon dropped the connection)."""
+    fanout: Fanout[int] = Fanout()
+    sub = fanout.subscribe()
+    fanout.publish(1)
+    sub.close()
+    with pytest.raises(trio.EndOfChannel):
+        sub.receive_nowait()
+    with pytest.raises(trio.EndOfChannel):
+        await sub.receive()
+    assert sub.queue_size == 0

@@ -162,6 +162,14 @@ class RpcConnection:
         )
 
     def _complete(self, reply: Reply) -> None:
+        if type(reply.id) is not int:
+            # We number every request with an integer and the peer echoes it, so any other id
+            # (an object or array, which cannot even be looked up, or true or 1.0, which would
+            # match request 1) answers nothing we sent: the peer is broken, not merely late.
+            raise ProtocolError(
+                f"{self.name} reply with a malformed id {reply.id!r:.60}: every request of ours "
+                "has an integer id"
+            )
         slot = self._slots.pop(reply.id, None)
         if slot is None:  # a reply to a call that timed out, or to a previous client
             log.debug("%s %s: dropping reply for unknown id %r", self.name, self.address, reply.id)

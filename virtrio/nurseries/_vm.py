@@ -199,8 +199,9 @@ class Vm:
         return self._spice
 
     def channel_states(self) -> dict[str, ChannelState]:
-        """Each channel's current state, by channel name (``"qmp"``, ``"qga"``)."""
-        handles = {"qmp": self._qmp, "qga": self._qga}
+        """Each channel's current state, by channel name (``"qmp"``, ``"qga"``, ``"spice"``):
+        every channel the VM was opened with, and no other."""
+        handles = {"qmp": self._qmp, "qga": self._qga, "spice": self._spice}
         return {name: h.state for name, h in handles.items() if h is not None}
 
     def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:

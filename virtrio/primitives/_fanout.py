@@ -17,12 +17,20 @@ is full, the item cannot be queued: the subscriber is marked *red* and, with
 ``overflow="disconnect"``, closed with :class:`SubscriberOverflowError`; otherwise the item is
 dropped for that subscriber alone and counted in :attr:`Pressure.dropped`, so the loss is never
 silent. Pressure notices are kept beside the queue (they need no room in it) and taken with
-:meth:`Subscription.take_pressure`.
+:meth:`Subscription.take_pressure`: a yellow notice still pending when the subscriber turns red
+is kept, so the owner learns of both, in order.
+
+By default the queue counts items. With ``size=``, an item takes ``size(item)`` units of it
+instead, so the bound can be in bytes or in fixed-size chunks whatever the size of the items
+(``Fanout(max_queue=16384, size=lambda b: -(-len(b) // 8192))``: at most 16384 chunks of 8 KiB,
+i.e. 128 MiB, held for a subscriber that never reads). ``max_queue``, ``warn_remaining``,
+:attr:`Subscription.queue_size` and the counts in a :class:`Pressure` are all in those units.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Generic, Literal, TypeVar
@@ -53,9 +61,9 @@ class Pressure:
     """A backpressure notice for one subscriber."""
 
     level: PressureLevel
-    #: Items waiting in the subscriber's queue when the notice was raised.
+    #: Queue units in use (items, unless the fanout has a ``size``) when the notice was raised.
     queue_size: int
-    #: Items dropped for this subscriber since its last notice was taken.
+    #: Units dropped for this subscriber since its last red notice was taken.
     dropped: int = 0
 
 
@@ -75,21 +83,34 @@ class Subscription(Generic[T]):
         self._fanout = fanout
         self._accept = accept
         self._on_overflow = on_overflow
-        self._send, self._receive = trio.open_memory_channel[T](max_queue)
+        # the bound is kept here, in units of the fanout's size function: not by the channel
+        self._send, self._receive = trio.open_memory_channel[T](math.inf)
+        self._size = fanout._size
         self._max_queue = max_queue
-        self._pressure: Pressure | None = None
+        self._used = 0
+        self._yellow: Pressure | None = None
+        self._red: Pressure | None = None
         self._overflowed = False
         self._closed = False
 
     @property
     def queue_size(self) -> int:
-        """Items published but not yet received."""
-        return self._send.statistics().current_buffer_used
+        """Queue units (items, unless the fanout has a ``size``) published, not yet received."""
+        return self._used
 
     def take_pressure(self) -> Pressure | None:
-        """Return and clear the pending pressure notice, if any."""
-        notice, self._pressure = self._pressure, None
+        """Return and clear the oldest pending pressure notice, if any (a yellow one before a
+        red one; call again for the next)."""
+        if (notice := self._yellow) is not None:
+            self._yellow = None
+        else:
+            notice, self._red = self._red, None
         return notice
+
+    def _took(self, item: T) -> T:
+        if not self._closed:  # close() may run while receive() hands over its item
+            self._used -= 1 if self._size is None else self._size(item)
+        return item
 
     async def receive(self) -> T:
         """The next item.
@@ -101,7 +122,7 @@ class Subscription(Generic[T]):
                 every item queued before it was received.
         """
         try:
-            return await self._receive.receive()
+            return self._took(await self._receive.receive())
         except trio.EndOfChannel:
             raise self._end() from None
         except trio.ClosedResourceError:
@@ -110,8 +131,9 @@ class Subscription(Generic[T]):
     def _end(self) -> BaseException:
         """What a receive raises once the queue is drained and closed."""
         if self._overflowed:
+            units = "items" if self._size is None else "units"
             return SubscriberOverflowError(
-                f"subscriber disconnected: its queue of {self._max_queue} items overflowed"
+                f"subscriber disconnected: its queue of {self._max_queue} {units} overflowed"
             )
         if self._fanout._close_error is not None:
             return self._fanout._close_error
@@ -122,12 +144,15 @@ class Subscription(Generic[T]):
 
         Raises:
             trio.WouldBlock: nothing is queued.
-            trio.EndOfChannel, SubscriberOverflowError, Exception: as :meth:`receive`.
+            trio.EndOfChannel, SubscriberOverflowError, Exception: as :meth:`receive` (a
+                subscription closed meanwhile ends, as in :meth:`receive`).
         """
         try:
-            return self._receive.receive_nowait()
+            return self._took(self._receive.receive_nowait())
         except trio.EndOfChannel:
             raise self._end() from None
+        except trio.ClosedResourceError:
+            raise trio.EndOfChannel from None
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self._iterate()
@@ -140,12 +165,13 @@ class Subscription(Generic[T]):
                 return
 
     def close(self) -> None:
-        """Unsubscribe; items still queued are discarded."""
+        """Unsubscribe; items still queued are discarded (and their memory freed at once)."""
         if not self._closed:
             self._closed = True
             self._fanout._subscribers.discard(self)
             self._send.close()
-            self._receive.close()
+            self._receive.close()  # the last receiver: the channel drops its buffer
+            self._used = 0
 
     def __enter__(self) -> Subscription[T]:
         return self
@@ -162,11 +188,12 @@ class Subscription(Generic[T]):
     def _offer(self, item: T, warn_remaining: int, overflow: str) -> None:
         if self._accept is not None and not self._accept(item):
             return
-        try:
-            self._send.send_nowait(item)
-        except trio.WouldBlock:
-            dropped = (self._pressure.dropped if self._pressure else 0) + 1
-            self._pressure = Pressure(PressureLevel.RED, self.queue_size, dropped)
+        cost = 1 if self._size is None else self._size(item)
+        # an empty queue takes any item, however large: a subscriber that keeps up always
+        # makes progress
+        if self._used and self._used + cost > self._max_queue:
+            dropped = (self._red.dropped if self._red else 0) + cost
+            self._red = Pressure(PressureLevel.RED, self._used, dropped)
             if overflow == "disconnect":
                 self._overflowed = True
                 self._fanout._subscribers.discard(self)
@@ -174,26 +201,30 @@ class Subscription(Generic[T]):
                 if self._on_overflow is not None:
                     self._on_overflow()
             return
-        except trio.BrokenResourceError:  # receiver closed without unsubscribing
+        try:
+            self._send.send_nowait(item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):  # closed, not unsubscribed
             self.close()
             return
-        remaining = self._max_queue - self.queue_size
-        if remaining < warn_remaining and (
-            self._pressure is None or self._pressure.level is PressureLevel.YELLOW
-        ):
-            self._pressure = Pressure(PressureLevel.YELLOW, self.queue_size)
+        self._used += cost
+        if self._max_queue - self._used < warn_remaining and self._red is None:
+            # one yellow notice per episode, updated until taken; none once red is pending
+            self._yellow = Pressure(PressureLevel.YELLOW, self._used)
 
 
 class Fanout(Generic[T]):
     """Publishes each item to every current subscriber without ever blocking the publisher.
 
     Args:
-        max_queue: default queue capacity per subscriber (seed default 16384).
+        max_queue: default queue capacity per subscriber (seed default 16384), in items, or in
+            the units of ``size``.
         warn_remaining: a yellow notice is raised when a subscriber's free room drops below this
             (default: a quarter of ``max_queue``, the seed's 4096 of 16384; 0 disables yellow
             notices).
         overflow: ``"drop"`` drops items for a full subscriber (counted in its red notice);
             ``"disconnect"`` ends that subscriber with :class:`SubscriberOverflowError`.
+        size: how many queue units an item takes (e.g. ``len`` for a bound in bytes); the same
+            answer for an item every time. Default: one per item.
     """
 
     def __init__(
@@ -202,6 +233,7 @@ class Fanout(Generic[T]):
         max_queue: int = 16384,
         warn_remaining: int | None = None,
         overflow: Literal["drop", "disconnect"] = "drop",
+        size: Callable[[T], int] | None = None,
     ) -> None:
         if max_queue < 1:
             raise ConfigError(f"Fanout max_queue must be >= 1, got {max_queue}")
@@ -214,6 +246,7 @@ class Fanout(Generic[T]):
         self.max_queue = max_queue
         self.warn_remaining = warn_remaining
         self.overflow = overflow
+        self._size = size
         self._subscribers: set[Subscription[T]] = set()
         self._closed = False
         self._close_error: BaseException | None = None

@@ -259,3 +259,58 @@ def test_garbage_never_escapes_as_anything_but_a_protocol_error(
             pass
     except PtyProtocolError:
         pass
+
+
+def _raw_map(items: list[tuple[bytes, bytes]]) -> bytes:
+    return bytes([0x80 | len(items)]) + b"".join(k + v for k, v in items)
+
+
+# Raw MessagePack values, built by hand so that map keys can be anything (arrays, maps, bin,
+# floats, nil): what a hostile client sends, not what msgpack.packb would produce from Python.
+raw_msgpack: st.SearchStrategy[bytes] = st.recursive(
+    (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats())
+    .map(msgpack.packb)
+    .map(bytes)
+    | st.text(max_size=10).map(lambda s: bytes(msgpack.packb(s)))
+    | st.binary(max_size=10).map(lambda b: bytes(msgpack.packb(b)))
+    | st.sampled_from([b"\xa4type", b"\xa5input", b"\xa7session", b"\xa4data", b"\xa2id"]),
+    lambda children: (
+        st.lists(children, max_size=4).map(lambda xs: bytes([0x90 | len(xs)]) + b"".join(xs))
+        | st.lists(st.tuples(children, children), max_size=4).map(_raw_map)
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.lists(raw_msgpack | st.binary(max_size=40), max_size=6), st.data())
+def test_random_frames_give_messages_or_our_own_errors_and_decoding_goes_on(
+    payloads: list[bytes], data: st.DataObject
+) -> None:
+    """Every well-framed payload, whatever it holds, is a message or a non-fatal
+    PtyProtocolError; nothing else (a TypeError from msgpack) ever comes out."""
+    wire = b"".join(struct.pack(">I", len(p)) + p for p in payloads)
+    decoder = FrameDecoder(accept=REQUEST_TYPES)
+    outcomes: list[object] = []
+    for chunk in data.draw(splits(wire)):
+        decoder.receive_data(chunk)
+        while True:
+            try:
+                if (message := decoder.next_message()) is NEED_DATA:
+                    break
+                outcomes.append(message)
+            except PtyProtocolError as exc:
+                outcomes.append(exc)
+    assert len(outcomes) == len(payloads)
+    assert not [o for o in outcomes if isinstance(o, PtyProtocolError) and o.fatal]
+    assert decoder.buffered == 0
+
+
+@pytest.mark.parametrize(
+    "payload", [b"\x81\x90\x00", b"\x81\x80\x00", b"\x82\xa4type\xa4kill\x91\x01\x00"]
+)
+def test_a_map_with_an_array_or_map_key_is_invalid_msgpack(payload: bytes) -> None:
+    decoder = FrameDecoder()
+    decoder.receive_data(struct.pack(">I", len(payload)) + payload + encode(Ok(1)))
+    with pytest.raises(InvalidMsgpackError, match="not valid MessagePack"):
+        decoder.next_message()
+    assert decoder.next_message() == Ok(1)

@@ -15,6 +15,13 @@ from virtrio.channels._rpc import Reply
 from virtrio.channels.qga import QgaProtocol, QgaProtocolError
 
 
+def synced() -> QgaProtocol:
+    """A core past its first resynchronisation marker (before it, every byte is stale)."""
+    protocol = QgaProtocol()
+    protocol.receive_data(b"\xff")
+    return protocol
+
+
 def replies(protocol: QgaProtocol) -> list[Reply]:
     out = []
     while (event := protocol.next_event()) is not NEED_DATA:
@@ -44,7 +51,7 @@ def test_sync_reply_after_stale_bytes() -> None:
 
 
 def test_replies_without_id_are_dropped() -> None:
-    protocol = QgaProtocol()
+    protocol = synced()
     protocol.receive_data(
         b'{"return": {}}\n{"error": {"class": "GenericError", "desc": "x"}, "id": 3}\n'
     )
@@ -56,7 +63,7 @@ def test_replies_without_id_are_dropped() -> None:
     [(b'{"id": 1, "surprise": true}\n', "unexpected"), (b"\x00\x01\n", "invalid JSON")],
 )
 def test_bad_messages(wire: bytes, match: str) -> None:
-    protocol = QgaProtocol()
+    protocol = synced()
     protocol.receive_data(wire)
     with pytest.raises(QgaProtocolError, match=match):
         replies(protocol)
@@ -82,9 +89,30 @@ def test_replies_at_any_split_after_a_resync(
     assert got == [Reply(i, True, v) for i, v in enumerate(values)]
 
 
+@given(
+    st.binary(max_size=2000).map(lambda b: b.replace(b"\xff", b"")),
+    st.integers(1, 2**31),
+    st.data(),
+)
+def test_anything_before_the_first_sentinel_is_discarded(
+    stale: bytes, token: int, data: st.DataObject
+) -> None:
+    """qga/qapi-schema.json (guest-sync-delimited): until the sync reply, everything the agent
+    sent is ignored: complete lines, JSON or not, replies with ids we are about to use."""
+    lines = data.draw(st.lists(json_values, max_size=3))
+    stale += b"".join(json.dumps({"return": v, "id": 1}).encode() + b"\n" for v in lines)
+    wire = stale + b"\xff" + json.dumps({"return": token, "id": 1}).encode() + b"\n"
+    protocol = QgaProtocol()
+    got: list[Reply] = []
+    for chunk in data.draw(splits(wire)):
+        protocol.receive_data(chunk)
+        got += replies(protocol)
+    assert got == [Reply(1, True, token)]
+
+
 @given(st.binary(max_size=300))
 def test_garbage_gives_replies_or_a_clear_error(wire: bytes) -> None:
-    protocol = QgaProtocol()
+    protocol = synced()
     protocol.receive_data(wire)
     with contextlib.suppress(QgaProtocolError):
         replies(protocol)

@@ -16,7 +16,7 @@ from hypothesis.stateful import (
 )
 
 from virtrio.channels.yamux import DEFAULT_WINDOW, Flag, YamuxProtocolError, YamuxSession
-from virtrio.channels.yamux._frames import HEADER
+from virtrio.channels.yamux._frames import HEADER, HEADER_SIZE, VERSION
 from virtrio.channels.yamux._session import (
     MAX_FRAME,
     MAX_UNACKED,
@@ -497,3 +497,16 @@ def test_auto_tuning_grows_the_window_only_when_the_reader_keeps_up() -> None:
     slow.data_to_send()
     slow.consumed(1, DEFAULT_WINDOW // 2)  # half read, half still buffered: no growth
     assert slow.data_to_send() == h("00 01 0002 00000001 00020000")  # ACK rides along
+
+
+def test_answers_to_the_peers_pings_and_refused_opens_are_counted_until_taken() -> None:
+    """What an I/O shell bounds (issue 17): frames the peer makes us write just by sending."""
+    core = YamuxSession(client=True, accept_backlog=0)
+    ping = HEADER.pack(VERSION, 2, 1, 0, 7)  # PING SYN
+    refused_open = HEADER.pack(VERSION, 1, 1, 2, 0)  # WINDOW_UPDATE SYN, beyond the backlog
+    core.receive_data(ping * 3 + refused_open)
+    assert core.answers_queued == 4 * HEADER_SIZE == core.bytes_queued
+    assert len(core.data_to_send()) == 4 * HEADER_SIZE
+    assert core.answers_queued == 0
+    core.ping()  # our own frames are not answers
+    assert core.answers_queued == 0 < core.bytes_queued

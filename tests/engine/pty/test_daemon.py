@@ -283,6 +283,23 @@ async def test_garbage_gets_an_error_and_other_clients_are_untouched(
         await read_until(good, sid, b"23!")
 
 
+async def test_a_map_with_an_array_key_gets_invalid_msgpack_and_the_connection_stays(
+    pty_daemon: PtyDaemon,
+) -> None:
+    """``{[]: 0}`` (frame 00 00 00 03 81 90 00) made msgpack raise TypeError, and the daemon
+    closed the connection without a reply."""
+    stream = await trio.open_unix_socket(str(pty_daemon.socket_path))
+    async with stream:
+        decoder = FrameDecoder()
+        await stream.send_all(bytes.fromhex("00000003819000") + encode(List(id=7)))
+        first, second = await raw_frames(stream, decoder, 2)
+        assert isinstance(first, Error)
+        assert first.code == "invalid_msgpack"
+        assert isinstance(second, Sessions)
+        assert second.id == 7
+        assert pty_daemon.statistics().bad_frames == 1
+
+
 async def test_the_socket_is_private(pty_daemon: PtyDaemon, tmp_path: os.PathLike[str]) -> None:
     path = pty_daemon.socket_path
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

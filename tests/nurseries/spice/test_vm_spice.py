@@ -7,7 +7,7 @@ import trio
 
 from tests.peers.spice import SpiceVM
 from virtrio.errors import ConfigError
-from virtrio.nurseries import Backoff, open_vm
+from virtrio.nurseries import Backoff, ChannelState, open_vm
 
 
 async def test_vm_spice_screenshot_keys_and_session_reconnect(spice_vm: SpiceVM) -> None:
@@ -30,3 +30,10 @@ async def test_vm_without_spice_says_so() -> None:
     async with open_vm("nospice") as vm:
         with pytest.raises(ConfigError, match="no Spice channel"):
             _ = vm.spice
+
+
+async def test_vm_channel_states_include_spice(spice_vm: SpiceVM) -> None:
+    """A VM with only Spice reports its Spice channel's state (it returned ``{}``)."""
+    async with open_vm("web1", spice=spice_vm.address) as vm:
+        await vm.spice.session(timeout=10)
+        assert vm.channel_states() == {"spice": ChannelState.CONNECTED}

@@ -339,7 +339,9 @@ def decode_payload(
     """
     try:
         wire = msgpack.unpackb(payload, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except (ValueError, TypeError) as exc:
+        # ValueError covers msgpack's ExtraData, FormatError, StackError and bad UTF-8; TypeError
+        # is a map key Python cannot hash (an array or a map: ``{[]: 0}``)
         raise InvalidMsgpackError(f"frame payload is not valid MessagePack: {exc}") from None
     if not isinstance(wire, dict):
         raise InvalidMessageError(f"a message must be a map, got {_excerpt(wire)}")

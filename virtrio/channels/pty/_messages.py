@@ -272,9 +272,9 @@ class BackpressureWarning(_Message):
 
     TYPE: ClassVar[str] = "backpressure_warning"
     session: int
-    queue_size: int  #: output chunks queued for this subscriber
+    queue_size: int  #: output queued for this subscriber, in chunks of 8 KiB
     level: Level
-    dropped: int = 0  #: chunks dropped for this subscriber since the last warning
+    dropped: int = 0  #: 8 KiB chunks dropped for this subscriber since the last red warning
 
 
 Request = Create | Attach | Detach | Input | Resize | Kill | Signal | Ack | List

@@ -4,6 +4,12 @@ qemu-ga answers commands in order on one byte stream that may hold leftovers of 
 client (a half-read reply, a half-written request). ``guest-sync-delimited`` cleans both
 directions: the request is preceded by ``0xFF`` (which resets qemu-ga's parser) and the reply is
 preceded by ``0xFF`` (so the client drops whatever unfinished bytes came before it).
+
+A new connection starts out of sync: until the first ``0xFF`` arrives, every byte is a previous
+client's leftover (complete lines or not, JSON or not: qga/qapi-schema.json says all of it is to
+be ignored until the sync reply) and is discarded unread. Later markers, once in sync, drop only
+the unfinished message before them: complete replies there answer this client's own earlier
+calls, which their ids still match.
 """
 
 from __future__ import annotations
@@ -44,9 +50,17 @@ class QgaProtocol:
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._decoder = JsonStreamDecoder(max_message_size=max_message_size)
         self._next_id = 0
+        self._in_sync = False  # no 0xFF seen yet: what arrives is stale (module docstring)
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        """Feed bytes from the agent (``b""`` at end of stream)."""
+        """Feed bytes from the agent (``b""`` at end of stream); before the first ``0xFF``
+        they are discarded."""
+        if data and not self._in_sync:
+            marker = data.find(SYNC_PREFIX)
+            if marker < 0:
+                return
+            self._in_sync = True
+            data = data[marker:]
         self._decoder.receive_data(data)
 
     def next_event(self) -> Reply | NeedData:

@@ -199,18 +199,28 @@ class YamuxSession:
         self.local_go_away = False
         #: Pings of the peer's answered so far (keepalives included).
         self.pings_answered = 0
+        self._answers = 0  # see answers_queued
 
     # --- output ---------------------------------------------------------------------------
 
     def data_to_send(self) -> bytearray:
         """Take everything queued for the wire (empty if nothing is)."""
         out, self._out = self._out, bytearray()
+        self._answers = 0
         return out
 
     @property
     def bytes_queued(self) -> int:
         """Bytes waiting in :meth:`data_to_send`."""
         return len(self._out)
+
+    @property
+    def answers_queued(self) -> int:
+        """Bytes of :meth:`bytes_queued` that answer the peer's frames (ping ACKs, RSTs
+        refusing its opens): frames the peer makes us write just by sending, with no window to
+        bound them. While they cannot leave (the peer does not read), an I/O shell stops
+        feeding :meth:`receive_data`, as hashicorp bounds them by a channel."""
+        return self._answers
 
     def _frame(self, kind: int, flags: int, stream_id: int, length: int) -> None:
         self._out += HEADER.pack(VERSION, kind, flags, stream_id, length)
@@ -468,6 +478,7 @@ class YamuxSession:
     def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
         if flags & _SYN:
             self._frame(_PING, _ACK, 0, opaque)
+            self._answers += HEADER_SIZE
             self.pings_answered += 1
         elif flags & _ACK and opaque in self._ping_waiting:
             self._ping_waiting.discard(opaque)
@@ -490,6 +501,7 @@ class YamuxSession:
                 raise YamuxProtocolError(f"stream id {stream_id} has the wrong parity for the peer")
             if self.local_go_away or self._pending_accept >= self.accept_backlog:
                 self._frame(_WINDOW_UPDATE, _RST, stream_id, 0)
+                self._answers += HEADER_SIZE
                 return
             stream = _Stream(
                 DEFAULT_WINDOW + (delta if body is None else 0),

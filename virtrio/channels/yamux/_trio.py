@@ -47,6 +47,9 @@ _READ_SIZE = 1024 * 1024
 _HIGH_WATER = 1024 * 1024
 #: Buffers one writev may take (Linux's IOV_MAX); any beyond go to the writer task.
 _IOV_MAX = 1024
+#: Answers to the peer's frames (see YamuxSession.answers_queued) that may wait unsent before
+#: the reader stops reading: beyond it, the peer is flooding pings or opens and not reading.
+_MAX_ANSWERS = 64 * 1024
 #: Scheduling rounds a SYN, ACK, FIN or returned credit waits for a Data frame to travel with.
 _DEFER_ROUNDS = 2
 
@@ -551,6 +554,8 @@ class MuxSession:
         has to run."""
         if self._fd < 0 or self.closed_reason is not None:
             return
+        if self._core.answers_queued > _MAX_ANSWERS:
+            return  # the reader task waits for the writer; so does this input
         try:
             data = self._read_now()
         except OSError:  # nothing yet (EAGAIN), or broken: the reader task reports it
@@ -572,7 +577,13 @@ class MuxSession:
         self._tasks.cancel()
 
     async def _reader(self) -> None:
+        core = self._core
         while True:
+            # A peer that sends pings (or opens beyond the backlog) and never reads would have
+            # us queue answers without bound: stop reading until the writer got them out.
+            while core.answers_queued > _MAX_ANSWERS and self.closed_reason is None:
+                self._wake_writer()
+                await self._drained.wait()
             data = await self._receive()
             if not data:
                 raise ConnectionLostError(

@@ -11,6 +11,11 @@ variable                           default                        field
 ``RUST_PTY_FLOW_MAX_QUEUE_SIZE``   16384                          ``max_queue_size``
 ``RUST_PTY_FLOW_AUTO_DISCONNECT``  false                          ``auto_disconnect``
 =================================  =============================  ==========================
+
+The flow-control settings count *chunks* of :data:`CHUNK_BYTES` (8 KiB, the seed's read size),
+whatever the size of the daemon's own reads: a subscriber's queue holds at most
+``max_queue_size`` x 8 KiB of output (128 MiB by default), and turns yellow when less than
+``flow_threshold`` x 8 KiB (32 MiB) of room is left.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from virtrio.errors import ConfigError
 
 from ._emulator import EmulatorFactory, PyteEmulator
 
-__all__ = ["ENVIRONMENT", "PtyDaemonConfig", "default_socket_path"]
+__all__ = ["CHUNK_BYTES", "ENVIRONMENT", "PtyDaemonConfig", "default_socket_path"]
+
+#: The unit of ``flow_threshold`` and ``max_queue_size``: the seed daemon's read buffer.
+CHUNK_BYTES = 8192
 
 
 def _at_least(minimum: int) -> Callable[[Any, attrs.Attribute[int], int], None]:
@@ -74,9 +82,11 @@ class PtyDaemonConfig:
     max_connections: int = attrs.field(default=100, validator=_at_least(1))
     max_sessions: int = attrs.field(default=100, validator=_at_least(1))
     scrollback_lines: int = attrs.field(default=1000, validator=_at_least(0))
-    #: A yellow warning when a subscriber's free queue room falls below this many chunks.
+    #: A yellow warning when a subscriber's free queue room falls below this many chunks
+    #: (of :data:`CHUNK_BYTES`).
     flow_threshold: int = attrs.field(default=4096, validator=_at_least(0))
-    #: Output chunks queued per subscriber before red (and, with auto_disconnect, disconnect).
+    #: Output chunks (of :data:`CHUNK_BYTES`) queued per subscriber before red (and, with
+    #: auto_disconnect, disconnect): the byte bound of a subscriber that never reads.
     max_queue_size: int = attrs.field(default=16384, validator=_at_least(1))
     auto_disconnect: bool = False
     #: Largest frame a client may send.

@@ -57,7 +57,7 @@ from virtrio.channels.pty import (
 from virtrio.errors import ConfigError
 from virtrio.primitives import Fanout, SubscriberOverflowError, Subscription, open_service_nursery
 
-from ._config import PtyDaemonConfig
+from ._config import CHUNK_BYTES, PtyDaemonConfig
 
 if TYPE_CHECKING:
     from virtrio.nurseries.host import HostPool
@@ -184,6 +184,7 @@ class PtyDaemon:
                 max_queue=config.max_queue_size,
                 warn_remaining=config.flow_threshold,
                 overflow="disconnect" if config.auto_disconnect else "drop",
+                size=_chunks,
             )
             session = await spawn_session(
                 next(self._ids),
@@ -396,14 +397,20 @@ class _Connection:
                 batch.append(chunk)
                 size += len(chunk)
             frames = encode_output(ident, b"".join(batch))
-            if (pressure := sub.take_pressure()) is not None:
+            warnings = b""
+            while (pressure := sub.take_pressure()) is not None:  # yellow, then red
                 self._daemon._count(f"{pressure.level.value}_warnings")
                 self._daemon._count("chunks_dropped", pressure.dropped)
                 warning = BackpressureWarning(
                     ident, pressure.queue_size, Level(pressure.level.value), pressure.dropped
                 )
-                frames = encode(warning) + frames
-            await self._send(frames)
+                warnings += encode(warning)
+            await self._send(warnings + frames if warnings else frames)
+
+
+def _chunks(data: bytes) -> int:
+    """The queue room output takes: chunks of CHUNK_BYTES, so the bound is in bytes."""
+    return max(1, -(-len(data) // CHUNK_BYTES))
 
 
 def _prepare_directory(folder: Path) -> None:
