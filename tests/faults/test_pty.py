@@ -22,6 +22,10 @@ slow reader            a client attached to a flooding session stops reading: an
                        warning naming them is the first thing it reads when it
                        resumes (the byte bound is issue 17's, item 3)
 =====================  ===========================================================
+
+Issue 17's daemon cells: tests/channels/pty/test_codec.py (a map with an array key is
+``invalid_msgpack``, the connection kept) and tests/engine/pty/test_flow_memory.py (a
+never-reading subscriber holds a byte-bounded queue, memory returned after it goes).
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ never answers          hostile agent reads and never replies: the per-call deadl
 slow reader            does not apply: the agent pushes nothing unasked (no events), and
                        every reply is bounded by ``max_message_size``
 =====================  ===========================================================
+
+Issue 17's agent cells: tests/channels/test_hostile_rpc.py (reply ids) and
+tests/channels/qga/test_protocol.py (garbage before the resync sentinel is skipped).
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ never answers          hostile peer reads and never answers a ping: the ping's
 slow reader            Go peer writes 8 MiB into a stream nobody reads: flow control
                        holds what is buffered to the stream's window
 =====================  ===========================================================
+
+Issue 17's ping-flood cell (a peer that pings and never reads keeps memory flat):
+tests/channels/yamux/test_hostile.py.
 """
 
 from __future__ import annotations
