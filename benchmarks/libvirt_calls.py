@@ -161,7 +161,7 @@ async def main(daemon: LibvirtDaemon, name: str) -> None:
             )
 
             latencies = []
-            async with conn.events([EventKind.LIFECYCLE], domain=name) as events:
+            with conn.events([EventKind.LIFECYCLE], domain=name) as events:
                 for i in range(N_EVENTS):
                     start = trio.current_time()
                     await conn.call(dom.suspend if i % 2 == 0 else dom.resume)

@@ -169,7 +169,7 @@ async def daemon_round_trip(socket: Path, count: int) -> list[float]:
         await client.attach(sid)
         seen = b""
         while b"ready" not in seen:
-            event = await client.receive_event()
+            event = await client.events().receive()
             if isinstance(event, Output):
                 seen += event.data
         times = []
@@ -178,7 +178,7 @@ async def daemon_round_trip(socket: Path, count: int) -> list[float]:
             await client.input(sid, b"a", wait=False)
             got = b""
             while b"a" not in got:
-                event = await client.receive_event()
+                event = await client.events().receive()
                 if isinstance(event, Output):
                     got += event.data
             times.append(time.perf_counter() - start)

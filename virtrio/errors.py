@@ -15,20 +15,48 @@ to what address, so a log line alone is enough to act on. The families:
 * :class:`VirtrioTimeoutError` — a deadline passed. Also a :class:`TimeoutError`.
 * :class:`ChannelUnavailableError` — a supervised channel stayed down past a call's deadline.
 
-Protocol modules subclass these (``QmpCommandError`` is a remote error reply, for instance), so a
-caller can catch as broadly or as narrowly as it likes.
+Each protocol has one base of its own, defined beside it, and every error of the protocol is
+both that base and one of the families above (multiple inheritance), so a caller catches by
+protocol or by kind::
+
+    QmpError         QmpProtocolError (ProtocolError), QmpCommandError (CommandError)
+    QgaError         QgaProtocolError (ProtocolError), QgaCommandError (CommandError)
+    SpiceError       SpiceProtocolError (ProtocolError), SpiceLinkError (ConnectError), ...
+    YamuxError       YamuxProtocolError (ProtocolError), StreamResetError (ConnectionLostError:
+                     a reset stream is not a protocol violation), SessionLostError
+                     (ConnectionLostError: the stream's whole session ended)
+    XtransferError   XtransferProtocolError (ProtocolError) and its specific kinds
+    LibvirtError     LibvirtCallError (CommandError: libvirt answered a call with an error),
+                     DomainXmlError (ProtocolError), LibvirtUriError (ConfigError), ...
+    MessagingError   LengthPrefixError, MiddlewareError (ProtocolError), HealthCheckError
+    VirtioSerialError ReadLimitError (ProtocolError), IncompleteReadError
+    (the PTY daemon)  PtyProtocolError (ProtocolError), PtyRequestError (CommandError: the
+                     daemon's error reply)
+
+``except QmpError`` catches everything QMP raises of its own; ``except CommandError`` catches
+every error reply, whichever protocol carried it.
+
+Whether an error is worth a retry is one rule, :func:`virtrio.primitives.is_transient`: a
+:class:`PermanentError` never is. Its families are :class:`ConfigError`,
+:class:`AuthenticationError` (a wrong password, a permission denied) and
+:class:`UnsupportedVersionError` (a protocol version the peer refuses); a supervised channel
+that meets one stops in the FAILED state instead of reconnecting.
+
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "ChannelUnavailableError",
     "CommandError",
     "ConfigError",
     "ConnectError",
     "ConnectionLostError",
     "LocalProtocolError",
+    "PermanentError",
     "ProtocolError",
+    "UnsupportedVersionError",
     "VirtrioError",
     "VirtrioTimeoutError",
 ]
@@ -38,7 +66,16 @@ class VirtrioError(Exception):
     """Base of every error virtrio raises."""
 
 
-class ConfigError(VirtrioError, ValueError):
+class PermanentError(VirtrioError):
+    """A failure that retrying cannot cure: the same attempt would fail the same way.
+
+    A marker base: a supervisor stops a channel that fails with one (state FAILED) and every
+    call through the channel's handle raises it at once. Subclass it (with another base of the
+    hierarchy) to mark an error of your own as permanent.
+    """
+
+
+class ConfigError(PermanentError, ValueError):
     """Invalid configuration or argument given by the caller (an address, an option, a URI)."""
 
 
@@ -52,6 +89,15 @@ class ConnectError(VirtrioError, OSError):
     def __init__(self, message: str, *, address: str) -> None:
         super().__init__(message)
         self.address = address
+
+
+class AuthenticationError(PermanentError):
+    """The peer refused our credentials or denied us access (a wrong Spice password, a libvirt
+    authentication failure). Permanent: retrying with the same credentials cannot succeed."""
+
+
+class UnsupportedVersionError(PermanentError):
+    """The peer speaks a protocol version we do not, or refuses ours. Permanent."""
 
 
 class ConnectionLostError(VirtrioError):

@@ -137,7 +137,7 @@ async def test_a_vsock_connect_error_names_the_address(autojump_clock: trio.abc.
     # a vsock peer that does not exist on this host: the kernel may hang or refuse; either way
     # the error names the address (the timeout itself: test_serving's vsock connect test)
     with pytest.raises(ConnectError, match="vsock://"):
-        await open_stream("vsock://4000000:1", timeout=0.5)
+        await open_stream("vsock://4000000:1", connect_timeout=0.5)
 
 
 async def test_websocket_urls_are_for_the_websocket_layer() -> None:

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.peers.yamux import Factory
+
+MiB = 1 << 20
 TRANSPORTS = ["xtransport", "yamux"]
 
 
@@ -111,3 +114,33 @@ async def test_serve_listens_on_vsock() -> None:
     async with mux_server("vsock://any:4294967295", "--transport", "xtransport", "--sink") as a:
         assert re.fullmatch(r"vsock://4294967295:\d+", a)
         assert a != "vsock://4294967295:4294967295"
+
+
+async def test_a_stream_reset_mid_echo_ends_alone(go_yamux: Factory, listen: str) -> None:
+    # the Go client resets one stream while its echo is under way and four others run: they
+    # all complete, and so does a stream opened after the reset (the session lived on)
+    async with mux_server(listen, "--echo") as address:
+        peer = go_yamux("reset", connect=address, streams=5, bytes=2 * MiB, chunk=16 * 1024)
+        status, output = await trio.to_thread.run_sync(peer.wait, 60)
+    assert status == 0, output
+    assert output.splitlines() == ["reset 1 mid-echo", f"echoed 4 x {2 * MiB} around a reset"]
+
+
+async def test_clients_over_the_limit_are_refused_with_a_goaway(listen: str) -> None:
+    from virtrio.channels import open_stream
+    from virtrio.channels.yamux import GoAwayCode, open_mux
+
+    async with mux_server(listen, "--echo", "--max-connections", "1") as address:
+        first = await open_stream(address)
+        async with open_mux(first, client=True) as session:
+            stream = await session.open_stream()
+            await stream.send_all(b"x")
+            assert await stream.receive_some(1) == b"x"  # the first is being served
+            second = await open_stream(address)
+            with trio.fail_after(10):
+                frame = await second.receive_some(12)
+                assert await second.receive_some(1) == b""  # then closed
+            assert frame == bytes([0, 3, 0, 0, 0, 0, 0, 0]) + GoAwayCode.INTERNAL_ERROR.to_bytes(
+                4, "big"
+            )
+            await second.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,23 @@ async def test_qmp_and_guest_agent_of_the_demo_guest(demo_guest: BootedGuest) ->
         await vm.qmp.send_key("shift")
         states = vm.channel_states()
         assert states == {"qmp": ChannelState.CONNECTED, "qga": ChannelState.CONNECTED}
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"spice": "bogus"}, "spice='bogus'"),
+        ({"qmp": "unix:"}, "qmp='unix:'"),
+        ({"qga": "tcp://host:99999"}, "qga='tcp://host:99999'"),
+        ({"qmp": "ws://host:1/qmp"}, "qmp='ws://host:1/qmp'"),
+        ({"spice": "tls://nohost"}, "spice='tls://nohost'"),
+        ({"call_timeout": 0}, "call_timeout"),
+        ({"connect_timeout": float("nan")}, "connect_timeout"),
+    ],
+)
+def test_open_vm_itself_refuses_a_bad_address_or_option(
+    options: dict[str, object], field: str
+) -> None:
+    # raised by the call, before any `async with`, so nothing starts and nothing retries
+    with pytest.raises(ConfigError, match=re.escape(f"open_vm: {field}")):
+        open_vm("bad", **options)  # type: ignore[arg-type]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 import pytest
 import trio
 
@@ -69,8 +71,29 @@ async def test_close_with_an_error_reaches_every_subscriber_after_its_items() ->
             await sub.receive()
     with fanout.subscribe() as late, pytest.raises(ConnectionLostError):
         await late.receive()
-    with pytest.raises(trio.ClosedResourceError):
-        fanout.publish("more")
+    fanout.publish("more")  # after close: nothing, and no error (producers outlive listeners)
+    with fanout.subscribe() as later, pytest.raises(ConnectionLostError):
+        await later.receive()
+
+
+async def test_each_subscriber_raises_its_own_copy_of_the_close_error() -> None:
+    fanout: Fanout[str] = Fanout()
+    cause = OSError("reset by peer")
+    error = ConnectionLostError("gone", address="unix:/x")
+    error.__cause__ = cause
+    with fanout.subscribe() as a, fanout.subscribe() as b:
+        fanout.close(error)
+        raised = []
+        for sub in (a, b, a):
+            with pytest.raises(ConnectionLostError, match="gone") as info:
+                await sub.receive()
+            raised.append(info.value)
+    assert len({id(e) for e in raised}) == 3
+    assert error not in raised
+    assert all(e.address == "unix:/x" and e.__cause__ is cause for e in raised)
+    # each traceback holds only its own raise, not the other subscribers' frames
+    depths = {len(traceback.extract_tb(e.__traceback__)) for e in raised}
+    assert len(depths) == 1
 
 
 async def test_filters_cost_no_queue_room() -> None:

@@ -9,9 +9,20 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+import trio.testing
 
-from virtrio.errors import ChannelUnavailableError, ConnectError
-from virtrio.primitives import Backoff, ChannelState, StateChange, Supervisor
+from virtrio.channels.spice import SpicePermissionError
+from virtrio.errors import (
+    AuthenticationError,
+    ChannelUnavailableError,
+    ConfigError,
+    ConnectError,
+    ConnectionLostError,
+    ProtocolError,
+    UnsupportedVersionError,
+    VirtrioTimeoutError,
+)
+from virtrio.primitives import Backoff, ChannelState, StateChange, Supervisor, is_transient
 
 
 class Link:
@@ -126,3 +137,149 @@ async def test_cancelling_the_owner_stops_everything_at_once(
     assert supervisor.state is ChannelState.CLOSED
     with pytest.raises(ChannelUnavailableError, match="stopped: refused"):
         await supervisor.wait_connected(timeout=1)
+
+
+class Refusing:
+    """A peer whose every connect fails with ``error``; counts the attempts."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.attempts = 0
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[Link]:
+        self.attempts += 1
+        raise self.error
+        yield Link(0)  # pragma: no cover - makes this an async generator
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConfigError("bad address 'bogus'"),
+        AuthenticationError("wrong password"),
+        UnsupportedVersionError("peer speaks version 3"),
+        ConnectError("cannot connect: Permission denied", address="unix:/x"),
+        TypeError("a bug in our code"),
+    ],
+    ids=["config", "auth", "version", "eacces", "bug"],
+)
+async def test_a_permanent_failure_stops_the_channel_and_calls_fail_at_once(
+    error: Exception, autojump_clock: trio.abc.Clock
+) -> None:
+    if isinstance(error, ConnectError):
+        error.__cause__ = PermissionError(13, "Permission denied")
+    peer = Refusing(error)
+    supervisor = Supervisor("vm/test", peer.connect, backoff=Backoff(1, 8, jitter=0))
+    with supervisor.events.subscribe() as sub:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            await trio.testing.wait_all_tasks_blocked()
+            assert supervisor.state is ChannelState.FAILED
+            assert supervisor.failed is error
+            start = trio.current_time()
+            with pytest.raises(type(error)) as first:
+                await supervisor.wait_connected(timeout=30)
+            with pytest.raises(type(error)) as second:
+                await supervisor.wait_connected(timeout=30)
+            assert trio.current_time() == start  # at once, not after the deadline
+            assert first.value is not second.value
+            assert str(first.value) == str(error)
+            await trio.sleep(100)
+            assert peer.attempts == 1  # never retried
+            nursery.cancel_scope.cancel()
+        changes = [sub.receive_nowait() for _ in range(sub.queue_size)]
+    assert states(changes) == [ChannelState.CONNECTING, ChannelState.FAILED]
+    assert changes[-1].error is error
+    assert supervisor.state is ChannelState.FAILED  # cancelling afterwards keeps the verdict
+
+
+async def test_a_waiter_is_woken_by_the_failure(autojump_clock: trio.abc.Clock) -> None:
+    class Slow(Refusing):
+        @asynccontextmanager
+        async def connect(self) -> AsyncIterator[Link]:
+            await trio.sleep(5)
+            async with super().connect() as link:
+                yield link
+
+    supervisor = Supervisor("vm/test", Slow(AuthenticationError("denied")).connect)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        start = trio.current_time()
+        with pytest.raises(AuthenticationError):
+            await supervisor.wait_connected(timeout=60)
+        assert trio.current_time() - start < 60
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectError("refused", address="unix:/x"),
+        ConnectionLostError("peer hung up"),
+        VirtrioTimeoutError("no greeting"),
+        ProtocolError("garbage from a peer that may be restarted"),
+        ConnectionResetError(104, "reset"),
+        trio.BrokenResourceError("peer hung up"),
+    ],
+    ids=["refused", "lost", "timeout", "protocol", "reset", "broken"],
+)
+async def test_a_transient_failure_is_retried(
+    error: Exception, autojump_clock: trio.abc.Clock
+) -> None:
+    peer = Refusing(error)
+    supervisor = Supervisor("vm/test", peer.connect, backoff=Backoff(1, 1, jitter=0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        with pytest.raises(ChannelUnavailableError) as info:
+            await supervisor.wait_connected(timeout=10.5)
+        assert info.value.last_error is error
+        assert peer.attempts == 11  # at 0, 1, ..., 10
+        assert supervisor.state is ChannelState.DISCONNECTED
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_lost_connection_with_a_permanent_reason_fails_the_channel(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    peer = Peer()
+    supervisor = Supervisor("vm/test", peer.connect, backoff=Backoff(1, 1, jitter=0))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(supervisor.run)
+        link = await supervisor.wait_connected(timeout=1)
+        link.closed_reason = AssertionError("reader task bug")
+        link._dropped.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert supervisor.state is ChannelState.FAILED
+        with pytest.raises(AssertionError, match="reader task bug"):
+            await supervisor.wait_connected(timeout=5)
+        assert len(peer.links) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_rule_is_overridable(autojump_clock: trio.abc.Clock) -> None:
+    # a caller that knows its peer: retry even a ConfigError (say, a socket path that a
+    # provisioning step is about to fix), and give up on the first refused connect
+    retry_all = Refusing(ConfigError("not yet"))
+    patient = Supervisor("a", retry_all.connect, transient=lambda e: True)
+    refused = Refusing(ConnectError("refused", address="unix:/x"))
+    strict = Supervisor("b", refused.connect, transient=lambda e: False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(patient.run)
+        await nursery.start(strict.run)
+        await trio.sleep(10)
+        assert patient.state is ChannelState.DISCONNECTED
+        assert retry_all.attempts > 1
+        assert strict.state is ChannelState.FAILED
+        assert refused.attempts == 1
+        nursery.cancel_scope.cancel()
+
+
+def test_the_default_rule() -> None:
+    assert not is_transient(ConfigError("x"))
+    assert not is_transient(SpicePermissionError("wrong password", 7))
+    assert not is_transient(KeyError("bug"))
+    assert is_transient(ConnectionRefusedError(111, "refused"))
+    assert is_transient(trio.TooSlowError())
+    assert is_transient(ExceptionGroup("two", [ConnectionLostError("a"), OSError("b")]))
+    assert not is_transient(ExceptionGroup("mixed", [ConnectionLostError("a"), ValueError("b")]))

@@ -9,4 +9,9 @@ from ._addresses import (
     open_stream as open_stream,
     parse_address as parse_address,
 )
-from ._serving import bound_address as bound_address, serve_streams as serve_streams
+from ._serving import (
+    ServerStatistics as ServerStatistics,
+    StreamServer as StreamServer,
+    bound_address as bound_address,
+    serve_streams as serve_streams,
+)

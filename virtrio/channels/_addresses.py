@@ -182,18 +182,20 @@ async def _connect_vsock(address: Address) -> trio.SocketStream:
     return trio.SocketStream(sock)
 
 
-async def open_stream(address: str | Address, *, timeout: float = 10.0) -> trio.SocketStream:
+async def open_stream(
+    address: str | Address, *, connect_timeout: float = 10.0
+) -> trio.SocketStream:
     """Connect to ``address`` and return the stream.
 
     Raises:
         ConfigError: the address cannot be parsed, or is a WebSocket URL (use the WebSocket
             layer for those).
-        ConnectError: the connection was refused, the socket does not exist, or ``timeout``
-            seconds passed; the message names the address.
+        ConnectError: the connection was refused, the socket does not exist, or
+            ``connect_timeout`` seconds passed; the message names the address.
     """
     addr = parse_address(address)
     try:
-        with trio.fail_after(timeout):
+        with trio.fail_after(connect_timeout):
             if addr.scheme == "unix":
                 return await trio.open_unix_socket(addr.path)
             if addr.scheme == "tcp":
@@ -202,7 +204,7 @@ async def open_stream(address: str | Address, *, timeout: float = 10.0) -> trio.
                 return await _connect_vsock(addr)
     except trio.TooSlowError:
         raise ConnectError(
-            f"connecting to {addr} timed out after {timeout:g} s", address=str(addr)
+            f"connecting to {addr} timed out after {connect_timeout:g} s", address=str(addr)
         ) from None
     except OSError as exc:
         reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "") or str(exc)

@@ -1,11 +1,10 @@
 """The Trio shell shared by the QMP and guest-agent clients: one stream, one reader task,
-requests correlated to replies by id.
+requests correlated to replies by id (the :class:`~._correlator.Correlator` the PTY client
+uses too).
 
 A protocol core (sans-I/O) turns bytes into events and commands into bytes; this class owns the
-stream, runs the reader task that feeds the core, and gives each request its own slot keyed by
-id, so any number of tasks can call at once with no lock around the wire (only a message's own
-bytes are written atomically). When the connection goes, every pending call fails at once with
-:class:`~virtrio.errors.ConnectionLostError`.
+stream and runs the reader task that feeds the core. When the connection goes, every pending
+call fails at once with :class:`~virtrio.errors.ConnectionLostError`.
 """
 
 from __future__ import annotations
@@ -18,8 +17,9 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from virtrio.errors import ConnectionLostError, ProtocolError, VirtrioTimeoutError
+from virtrio.errors import ConnectionLostError, ProtocolError
 
+from ._correlator import Correlator
 from ._jsonstream import NEED_DATA, NeedData
 
 __all__ = ["Reply", "RpcClient", "RpcConnection", "RpcProtocol", "error_reply"]
@@ -61,17 +61,9 @@ class RpcProtocol(Protocol):
         """Allocate an id and encode a command; returns ``(id, bytes)``."""
 
 
-class _Slot:
-    __slots__ = ("done", "reply", "sent")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.reply: Reply | None = None
-        self.sent = False
-
-
-class RpcConnection:
-    """One connection of a JSON RPC protocol (QMP or the guest agent) over a Trio stream.
+class RpcConnection(Correlator[Reply]):
+    """One connection of a JSON RPC protocol (QMP or the guest agent) over a Trio stream: a
+    :class:`~._correlator.Correlator` with the reader task that feeds the core.
 
     Args:
         stream: the connected stream; closed by :meth:`aclose`.
@@ -91,30 +83,9 @@ class RpcConnection:
         address: str,
         on_event: Callable[[object], None] | None = None,
     ) -> None:
-        self.stream = stream
+        super().__init__(stream, name=name, address=address)
         self.protocol = protocol
-        self.name = name
-        self.address = address
         self._on_event = on_event
-        self._slots: dict[Any, _Slot] = {}
-        self._send_lock = trio.Lock()
-        self._closed = trio.Event()
-        #: Why the connection ended (None while it is open).
-        self.closed_reason: BaseException | None = None
-
-    @property
-    def is_connected(self) -> bool:
-        """True until the connection is lost or closed."""
-        return self.closed_reason is None
-
-    @property
-    def in_flight(self) -> int:
-        """Requests written to the peer and still waiting for their reply."""
-        return sum(slot.sent for slot in self._slots.values())
-
-    async def wait_closed(self) -> None:
-        """Return once the connection has closed or failed (see :attr:`closed_reason`)."""
-        await self._closed.wait()
 
     async def run_reader(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -134,7 +105,7 @@ class RpcConnection:
                     elif self._on_event is not None:
                         self._on_event(event)
                 if not data:
-                    self._lose(
+                    self.lose(
                         ConnectionLostError(
                             f"{self.name} connection to {self.address} closed by the peer",
                             address=self.address,
@@ -143,18 +114,18 @@ class RpcConnection:
                     return
         except ProtocolError as exc:
             log.warning("%s %s: %s; closing the connection", self.name, self.address, exc)
-            self._lose(exc)
+            self.lose(exc)
         except (trio.BrokenResourceError, OSError) as exc:
-            self._lose(
+            self.lose(
                 ConnectionLostError(
                     f"{self.name} connection to {self.address} lost: {exc}", address=self.address
                 )
             )
         except trio.ClosedResourceError:
-            self._lose(self._closed_locally())
+            self.lose(self._closed_locally())
         finally:
             if self.closed_reason is None:  # cancelled
-                self._lose(self._closed_locally())
+                self.lose(self._closed_locally())
 
     def _closed_locally(self) -> ConnectionLostError:
         return ConnectionLostError(
@@ -170,71 +141,15 @@ class RpcConnection:
                 f"{self.name} reply with a malformed id {reply.id!r:.60}: every request of ours "
                 "has an integer id"
             )
-        slot = self._slots.pop(reply.id, None)
-        if slot is None:  # a reply to a call that timed out, or to a previous client
-            log.debug("%s %s: dropping reply for unknown id %r", self.name, self.address, reply.id)
-            return
-        slot.reply = reply
-        slot.done.set()
-
-    def _lose(self, reason: BaseException) -> None:
-        if self.closed_reason is not None:
-            return
-        self.closed_reason = reason
-        slots, self._slots = self._slots, {}
-        for slot in slots.values():
-            slot.done.set()
-        self._closed.set()
-
-    def _lost_error(self) -> BaseException:
-        reason = self.closed_reason
-        if isinstance(reason, ConnectionLostError):
-            return ConnectionLostError(str(reason), address=self.address)
-        return ConnectionLostError(
-            f"{self.name} connection to {self.address} lost: {reason}", address=self.address
-        )
+        self.complete(reply.id, reply)
 
     async def send_bytes(self, data: bytes) -> None:
-        """Write raw bytes as one unit. A write interrupted half-way breaks the connection
-        (the peer would see a torn message), so it is then closed.
+        """Write raw bytes as one unit (see :meth:`~._correlator.Correlator.send`).
 
         Raises:
             ConnectionLostError: the connection is closed or the write failed.
         """
-        if self.closed_reason is not None:
-            raise self._lost_error()
-        # A caller already cancelled stops here, before a byte is written; only a write
-        # interrupted half-way below has to close the connection.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        # An uncontended lock is taken without a trip through the scheduler (the common case:
-        # messages are small and the socket buffer takes them at once).
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
-        try:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._lose(
-                    ConnectionLostError(
-                        f"{self.name} connection to {self.address} lost while sending: {exc}",
-                        address=self.address,
-                    )
-                )
-                raise self._lost_error() from exc
-            except BaseException:
-                self._lose(
-                    ConnectionLostError(
-                        f"{self.name} connection to {self.address} closed: a write was interrupted",
-                        address=self.address,
-                    )
-                )
-                await trio.aclose_forcefully(self.stream)
-                raise
-        finally:
-            lock.release()
+        await self.send(data)
 
     async def request(
         self,
@@ -251,40 +166,21 @@ class RpcConnection:
             VirtrioTimeoutError: no reply within ``timeout`` seconds (a late reply is dropped).
         """
         if self.closed_reason is not None:
-            raise self._lost_error()
+            raise self.lost_error()
         ident, data = self.protocol.send_command(command, arguments)
-        slot = _Slot()
-        self._slots[ident] = slot
-        try:
-            with trio.move_on_after(timeout) as scope:
-                await self.send_bytes(prefix + data if prefix else data)
-                slot.sent = True
-                await slot.done.wait()
-        finally:
-            self._slots.pop(ident, None)
-        if slot.reply is not None:
-            return slot.reply
-        if scope.cancelled_caught:
-            raise VirtrioTimeoutError(
-                f"{self.name} command {command!r} to {self.address}: no reply within {timeout:g} s"
-            )
-        raise self._lost_error()
-
-    async def aclose(self) -> None:
-        """Close the stream; pending calls fail with ConnectionLostError."""
-        if self.closed_reason is None:
-            self._lose(self._closed_locally())
-        await trio.aclose_forcefully(self.stream)
+        return await self.call(
+            ident, prefix + data if prefix else data, what=f"command {command!r}", timeout=timeout
+        )
 
 
 class RpcClient:
     """Base of the clients built on one :class:`RpcConnection`: its state, its address, and
     closing it. Subclasses add the protocol's calls."""
 
-    def __init__(self, connection: RpcConnection, default_timeout: float) -> None:
+    def __init__(self, connection: RpcConnection, call_timeout: float) -> None:
         self._connection = connection
         #: Timeout applied when a call passes none.
-        self.default_timeout = default_timeout
+        self.call_timeout = call_timeout
 
     @property
     def address(self) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import trio
 
@@ -31,13 +31,16 @@ from virtrio.errors import ConfigError
 from virtrio.primitives import (
     Backoff,
     ChannelState,
-    Deadline,
+    Connection,
+    Executor,
     Fanout,
     StateChange,
     Subscription,
+    SupervisedHandle,
     Supervisor,
     open_service_nursery,
 )
+from virtrio.primitives._deprecated import warn_renamed
 
 if TYPE_CHECKING:
     from virtrio.channels.libvirt import LibvirtDomain
@@ -48,47 +51,15 @@ if TYPE_CHECKING:
 __all__ = ["SupervisedQga", "SupervisedQmp", "Vm", "open_vm"]
 
 
-class _Executor(Protocol):
-    @property
-    def is_connected(self) -> bool: ...
-
-    async def wait_closed(self) -> None: ...
-
-    async def execute(
-        self,
-        command: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Any: ...
+class _ConnectedExecutor(Connection, Executor, Protocol):
+    """A client the supervisor keeps up that runs commands (the QMP and QGA clients)."""
 
 
-E = TypeVar("E", bound=_Executor)
+E = TypeVar("E", bound=_ConnectedExecutor)
 
 
-class _SupervisedExecute(Generic[E]):
+class _SupervisedExecute(SupervisedHandle[E], Executor):
     """``execute`` through whichever client the supervisor currently holds."""
-
-    def __init__(self, supervisor: Supervisor[E], call_timeout: float) -> None:
-        self.supervisor = supervisor
-        #: Deadline of a call that gives none (waiting for a reconnect included).
-        self.call_timeout = call_timeout
-
-    @property
-    def state(self) -> ChannelState:
-        """The channel's state now."""
-        return self.supervisor.state
-
-    async def wait_connected(self, *, timeout: float | None = None) -> None:
-        """Wait until the channel is connected.
-
-        Raises:
-            ChannelUnavailableError: not connected within ``timeout`` (default: the call
-                timeout).
-        """
-        await self.supervisor.wait_connected(
-            timeout=self.call_timeout if timeout is None else timeout
-        )
 
     async def execute(
         self,
@@ -97,17 +68,14 @@ class _SupervisedExecute(Generic[E]):
         *,
         timeout: float | None = None,
     ) -> Any:
-        """Run ``command`` on the connected client, waiting through an outage.
+        """Run ``command`` on the connected client, waiting through an outage (the contract
+        of :meth:`Executor.execute <virtrio.primitives.Executor.execute>`).
 
         Raises:
             ChannelUnavailableError: the channel did not come back within ``timeout``.
-            ConnectionLostError: the connection dropped while the command was in flight (it may
-                or may not have run; it is not retried).
-            CommandError: the peer answered with an error.
+            Exception: the permanent error the channel FAILED with, at once.
         """
-        limit = self.call_timeout if timeout is None else timeout
-        deadline = Deadline.after(limit)
-        client = await self.supervisor.wait_connected(timeout=limit)
+        client, deadline = await self._connected(timeout)
         return await client.execute(command, arguments, timeout=deadline.remaining())
 
 
@@ -159,13 +127,15 @@ class Vm:
         port: str,
         *,
         via: Literal["auto", "libvirt", "socket"] = "auto",
-        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
     ) -> StreamReader:
         """Open the VM's virtio-serial channel ``port`` (libvirt VMs); the VM nursery owns it
         and closes it when its block exits (closing it earlier is fine too)."""
         from virtrio.channels.virtio_serial import open_virtio_serial
 
-        channel = await open_virtio_serial(self.domain, port, via=via, timeout=timeout)
+        channel = await open_virtio_serial(
+            self.domain, port, via=via, connect_timeout=connect_timeout
+        )
         self._channels.append(channel)
         return channel
 
@@ -231,20 +201,49 @@ def _channel(
     )
 
 
-@asynccontextmanager
-async def open_vm(
+def _stream_address(address: str | Address) -> Address:
+    """A QMP or guest-agent socket: a stream address, not a WebSocket URL."""
+    parsed = parse_address(address)
+    if parsed.scheme not in ("unix", "tcp", "vsock"):
+        raise ConfigError(f"expected a unix:, tcp:// or vsock:// socket, not {parsed.scheme}://")
+    return parsed
+
+
+def _check_timeout(field: str, value: float) -> None:
+    if not isinstance(value, int | float) or math.isnan(value) or value <= 0:
+        raise ConfigError(f"open_vm: {field} must be a number of seconds > 0, got {value!r}")
+
+
+T = TypeVar("T")
+
+
+def _checked(field: str, address: str | Address | None, parse: Callable[[Any], T]) -> T | None:
+    """``parse(address)``, with a ConfigError that names the field."""
+    if address is None:
+        return None
+    try:
+        return parse(address)
+    except ConfigError as exc:
+        raise ConfigError(f"open_vm: {field}={address!r}: {exc}") from None
+
+
+def open_vm(
     name: str = "vm",
     *,
     qmp: str | Address | None = None,
     qga: str | Address | None = None,
     spice: str | Address | None = None,
-    spice_password: str = "",
+    password: str = "",
     call_timeout: float = 30.0,
     connect_timeout: float = 10.0,
     backoff: Callable[[], Backoff] = Backoff,
     libvirt: HostNursery | None = None,
-) -> AsyncIterator[Vm]:
+    spice_password: str | None = None,
+) -> AbstractAsyncContextManager[Vm]:
     """Open the nursery of one VM, supervising a channel per address given.
+
+    Use as ``async with open_vm(...) as vm:``. Every address and option is checked by the call
+    itself, before anything starts.
 
     Args:
         name: names the VM in state changes (channels are ``NAME/qmp``, ``NAME/qga``).
@@ -253,7 +252,7 @@ async def open_vm(
         spice: the Spice server address (``unix:``, ``tcp://``, ``tls://``, ``ws://``), if any;
             ``vm.spice`` then screenshots, types and clicks. (A libvirt domain's Spice address
             comes from its XML: pass it here.)
-        spice_password: the Spice password.
+        password: the Spice password.
         call_timeout: default deadline of a call through a handle (including any wait for a
             reconnect).
         connect_timeout: deadline of one connection attempt (for the guest agent, the first
@@ -263,18 +262,54 @@ async def open_vm(
             and QGA go through the host's shared connection (``vm.qmp``/``vm.qga`` keep their
             interface; their state is the host connection's), and ``vm.open_virtio_serial``
             opens its channels.
+        spice_password: deprecated name of ``password``.
 
     Raises:
-        ConfigError: an address is invalid, or addresses are given with ``libvirt``.
+        ConfigError: from ``open_vm(...)`` itself, before any channel starts: an address or
+            option is invalid (the message names the field), or addresses are given with
+            ``libvirt``. A permanent failure found only by connecting (a wrong Spice password)
+            puts that channel in FAILED: its handle then raises the error at once.
     """
+    if spice_password is not None:
+        warn_renamed("open_vm", "spice_password", "password")
+        password = spice_password
+    _check_timeout("call_timeout", call_timeout)
+    _check_timeout("connect_timeout", connect_timeout)
     if libvirt is not None:
-        if qmp is not None or qga is not None:
+        if qmp is not None or qga is not None or spice is not None:
             raise ConfigError("open_vm: give socket addresses or libvirt=, not both")
-        async with _open_libvirt_vm(name, libvirt) as vm:
-            yield vm
-        return
-    qmp_addr = parse_address(qmp) if qmp is not None else None
-    qga_addr = parse_address(qga) if qga is not None else None
+        return _open_libvirt_vm(name, libvirt)
+    qmp_addr = _checked("qmp", qmp, _stream_address)
+    qga_addr = _checked("qga", qga, _stream_address)
+    if spice is not None:
+        from virtrio.channels.spice import SpiceTransport
+
+        # tls:// is Spice's own scheme: keep the text, which open_spice_session accepts
+        _checked("spice", spice, SpiceTransport.parse)
+    return _open_socket_vm(
+        name,
+        qmp_addr,
+        qga_addr,
+        spice,
+        password,
+        call_timeout=call_timeout,
+        connect_timeout=connect_timeout,
+        backoff=backoff,
+    )
+
+
+@asynccontextmanager
+async def _open_socket_vm(
+    name: str,
+    qmp_addr: Address | None,
+    qga_addr: Address | None,
+    spice: str | Address | None,
+    password: str,
+    *,
+    call_timeout: float,
+    connect_timeout: float,
+    backoff: Callable[[], Backoff],
+) -> AsyncIterator[Vm]:
     states: Fanout[StateChange] = Fanout(max_queue=256)
     events: Fanout[QmpEvent] = Fanout(max_queue=1024)
     supervisors: list[Supervisor[Any]] = []
@@ -286,7 +321,7 @@ async def open_vm(
             lambda: open_qmp(
                 qmp_addr,
                 connect_timeout=connect_timeout,
-                default_timeout=call_timeout,
+                call_timeout=call_timeout,
                 event_fanout=events,
             ),
             backoff(),
@@ -298,9 +333,7 @@ async def open_vm(
         qga_sup = _channel(
             name,
             "qga",
-            lambda: open_qga(
-                qga_addr, connect_timeout=connect_timeout, default_timeout=call_timeout
-            ),
+            lambda: open_qga(qga_addr, connect_timeout=connect_timeout, call_timeout=call_timeout),
             backoff(),
             states,
         )
@@ -313,7 +346,12 @@ async def open_vm(
 
         spice_sup: Supervisor[SpiceSession] = Supervisor(
             f"{name}/spice",
-            lambda: open_spice_session(spice, password=spice_password, timeout=connect_timeout),
+            lambda: open_spice_session(
+                spice,
+                password=password,
+                connect_timeout=connect_timeout,
+                call_timeout=call_timeout,
+            ),
             backoff=backoff(),
             events=states,
         )
@@ -367,7 +405,14 @@ async def _forward_qmp_events(
         if not started and host.state is not ChannelState.CONNECTED:
             task_status.started()
             started = True
-        connection = await host.connection(math.inf)
+        if host.state is ChannelState.FAILED:
+            return  # for good: every call through the VM's handles raises the host's error
+        try:
+            connection = await host.connection(math.inf)
+        except Exception:
+            if host.supervisor.failed is not None:  # failed while we waited
+                return
+            raise
         try:
             async with connection.qmp_events(name) as source:
                 if not started:

@@ -7,10 +7,21 @@ above it (enforced by the import-linter contract in pyproject.toml).
   :class:`StateChange`); a :class:`Connection` is what it keeps up.
 * :func:`open_service_nursery` — the nursery behind every ``open_*`` context manager.
 * :class:`Deadline` — one deadline shared by several waits.
+* :class:`SupervisedHandle` — the base of every handle that stays valid across reconnects.
+* :class:`Executor` — the protocol of everything that runs ``execute(command, arguments)``.
+* :func:`is_transient` — the rule that tells a failure worth retrying from a permanent one;
+  :func:`fresh_error` — a copy of an error for one more receiver; :func:`collapse_groups` —
+  the one real error out of a nursery's ExceptionGroup.
 """
 
 from ._backoff import Backoff as Backoff
 from ._deadline import Deadline as Deadline
+from ._errors import (
+    collapse_groups as collapse_groups,
+    fresh_error as fresh_error,
+    is_transient as is_transient,
+)
+from ._executor import Executor as Executor
 from ._fanout import (
     Fanout as Fanout,
     Pressure as Pressure,
@@ -18,6 +29,7 @@ from ._fanout import (
     SubscriberOverflowError as SubscriberOverflowError,
     Subscription as Subscription,
 )
+from ._handle import SupervisedHandle as SupervisedHandle
 from ._nursery import open_service_nursery as open_service_nursery
 from ._supervisor import (
     ChannelState as ChannelState,
@@ -31,12 +43,17 @@ __all__ = [
     "ChannelState",
     "Connection",
     "Deadline",
+    "Executor",
     "Fanout",
     "Pressure",
     "PressureLevel",
     "StateChange",
     "SubscriberOverflowError",
     "Subscription",
+    "SupervisedHandle",
     "Supervisor",
+    "collapse_groups",
+    "fresh_error",
+    "is_transient",
     "open_service_nursery",
 ]

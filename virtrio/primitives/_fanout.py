@@ -40,6 +40,8 @@ import trio
 
 from virtrio.errors import ConfigError, VirtrioError
 
+from ._errors import fresh_error
+
 __all__ = ["Fanout", "Pressure", "PressureLevel", "SubscriberOverflowError", "Subscription"]
 
 T = TypeVar("T")
@@ -119,12 +121,14 @@ class Subscription(Generic[T]):
             trio.EndOfChannel: the fanout was closed and every item was received.
             SubscriberOverflowError: this subscriber fell behind under the disconnect policy.
             Exception: the error the fanout was closed with (e.g. a lost connection), once
-                every item queued before it was received.
+                every item queued before it was received: a fresh instance of it per raise,
+                so one subscriber's traceback never chains into another's.
         """
         try:
             return self._took(await self._receive.receive())
         except trio.EndOfChannel:
-            raise self._end() from None
+            end = self._end()
+            raise end from end.__cause__  # keep the close error's own cause
         except trio.ClosedResourceError:
             raise trio.EndOfChannel from None
 
@@ -136,7 +140,7 @@ class Subscription(Generic[T]):
                 f"subscriber disconnected: its queue of {self._max_queue} {units} overflowed"
             )
         if self._fanout._close_error is not None:
-            return self._fanout._close_error
+            return fresh_error(self._fanout._close_error)
         return trio.EndOfChannel()
 
     def receive_nowait(self) -> T:
@@ -150,7 +154,8 @@ class Subscription(Generic[T]):
         try:
             return self._took(self._receive.receive_nowait())
         except trio.EndOfChannel:
-            raise self._end() from None
+            end = self._end()
+            raise end from end.__cause__  # keep the close error's own cause
         except trio.ClosedResourceError:
             raise trio.EndOfChannel from None
 
@@ -291,19 +296,20 @@ class Fanout(Generic[T]):
     def publish(self, item: T) -> None:
         """Queue ``item`` for every subscriber; never blocks.
 
-        Raises:
-            trio.ClosedResourceError: the fanout was closed.
+        After :meth:`close` this does nothing: producers (a reader task, a libvirt callback)
+        often outlive their listeners by a moment, and there is no one left to tell.
         """
         if self._closed:
-            raise trio.ClosedResourceError("publish on a closed Fanout")
+            return
         for sub in list(self._subscribers):
             sub._offer(item, self.warn_remaining, self.overflow)
 
     def close(self, error: BaseException | None = None) -> None:
         """End every subscription once it has received what was already queued.
 
-        With ``error``, each subscriber's next receive after the queued items raises it instead
-        of ending quietly (how a lost connection reaches every event listener).
+        With ``error``, each subscriber's next receive after the queued items raises it (each
+        its own copy, see :func:`~virtrio.primitives.fresh_error`) instead of ending quietly
+        (how a lost connection reaches every event listener).
         """
         if self._closed:
             return

@@ -7,30 +7,19 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from ._errors import collapse_groups
+
 __all__ = ["open_service_nursery"]
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
 
 
 @asynccontextmanager
 async def open_service_nursery() -> AsyncIterator[trio.Nursery]:
     """A nursery for a resource's background tasks that does not leak ``ExceptionGroup``.
 
-    Trio wraps every error leaving a nursery in a group — including the caller's own exception
-    raised in the body of ``async with open_x() as x:``. A context manager that hides its
-    nursery must not hand that to its caller: when there is one error (the usual case), it is
-    raised as itself; only several independent errors stay a group.
+    A context manager that hides its nursery must not hand Trio's group to its caller: errors
+    leaving it go through :func:`~virtrio.primitives.collapse_groups` (one real error is
+    raised as itself; several independent errors stay a group).
     """
-    try:
+    with collapse_groups():
         async with trio.open_nursery() as nursery:
             yield nursery
-    except BaseExceptionGroup as group:
-        leaves = _leaves(group)
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise

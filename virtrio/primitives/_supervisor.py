@@ -7,6 +7,15 @@ that yields a connected client with a ``wait_closed()`` coroutine — every clie
 
     CONNECTING ─ok─▶ CONNECTED ─lost─▶ DISCONNECTED ─backoff─▶ RECONNECTING ─ok─▶ CONNECTED …
          └─fail─▶ DISCONNECTED ─backoff─▶ RECONNECTING ─fail─▶ DISCONNECTED …
+    any state ─permanent error─▶ FAILED (final)
+
+Only a transient failure is retried. Which failures are is one rule,
+:func:`~virtrio.primitives.is_transient` (override it with ``transient=``): a refused connect, a
+lost connection, a timeout are; a :class:`~virtrio.errors.PermanentError` (a ConfigError, a
+wrong password, a protocol version the peer refuses) or a bug in our code (any exception
+outside virtrio's hierarchy and the OS's) is not. On a permanent failure the loop stops in
+FAILED with that error, and :meth:`Supervisor.wait_connected` raises it at once (a fresh
+instance per caller), not after its deadline.
 
 Each change is published on the supervisor's :class:`~virtrio.primitives.Fanout` as a
 :class:`StateChange`. Callers that need the client use :meth:`Supervisor.wait_connected`, which
@@ -22,7 +31,7 @@ import logging
 import math
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Generic, NoReturn, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import attrs
 import trio
@@ -30,6 +39,7 @@ import trio
 from virtrio.errors import ChannelUnavailableError
 
 from ._backoff import Backoff
+from ._errors import fresh_error, is_transient
 from ._fanout import Fanout
 
 __all__ = ["ChannelState", "Connection", "StateChange", "Supervisor"]
@@ -62,6 +72,7 @@ class ChannelState(enum.Enum):
     DISCONNECTED = "disconnected"  #: lost or failed; waiting out the backoff
     RECONNECTING = "reconnecting"  #: a later attempt
     CLOSED = "closed"  #: the supervisor stopped
+    FAILED = "failed"  #: stopped by a permanent error (:attr:`Supervisor.last_error`)
 
 
 @attrs.frozen
@@ -71,7 +82,7 @@ class StateChange:
     #: The channel's name (``"qmp"``, ``"qga"``, a host URI, ...).
     channel: str
     state: ChannelState
-    #: Why the channel went down (for DISCONNECTED), else None.
+    #: Why the channel went down (for DISCONNECTED and FAILED), else None.
     error: BaseException | None = None
     #: Consecutive failed attempts so far.
     attempt: int = 0
@@ -87,6 +98,9 @@ class Supervisor(Generic[C]):
         connect: returns an async context manager yielding a connected client.
         backoff: the delay policy (default: 1 s doubling to 60 s with jitter).
         events: where state changes are published (default: a new Fanout, see :attr:`events`).
+        transient: whether a failure is worth another attempt (default
+            :func:`~virtrio.primitives.is_transient`); a failure it rejects stops the channel in
+            FAILED.
     """
 
     def __init__(
@@ -96,8 +110,11 @@ class Supervisor(Generic[C]):
         *,
         backoff: Backoff | None = None,
         events: Fanout[StateChange] | None = None,
+        transient: Callable[[BaseException], bool] = is_transient,
     ) -> None:
         self.name = name
+        #: The rule that tells a failure worth retrying from a permanent one.
+        self.transient = transient
         self._connect = connect
         self.backoff = backoff if backoff is not None else Backoff()
         #: State changes of this channel.
@@ -110,11 +127,11 @@ class Supervisor(Generic[C]):
 
     def _set(self, state: ChannelState, *, retry_in: float | None = None) -> None:
         self.state = state
-        error = self.last_error if state is ChannelState.DISCONNECTED else None
+        down = state in (ChannelState.DISCONNECTED, ChannelState.FAILED)
+        error = self.last_error if down else None
         change = StateChange(self.name, state, error, self.backoff.attempts, retry_in)
         log.debug("%s: %s", self.name, change)
-        if not self.events.closed:
-            self.events.publish(change)
+        self.events.publish(change)
         self._changed.set()
         self._changed = trio.Event()
 
@@ -123,15 +140,30 @@ class Supervisor(Generic[C]):
         """The connected client, or None while the channel is down."""
         return self._client if self.state is ChannelState.CONNECTED else None
 
-    async def wait_connected(self, *, timeout: float = math.inf) -> C:
+    @property
+    def failed(self) -> BaseException | None:
+        """The permanent error that stopped the channel (state FAILED), else None."""
+        return self.last_error if self.state is ChannelState.FAILED else None
+
+    async def wait_connected(
+        self,
+        *,
+        timeout: float = math.inf,
+        unavailable: type[ChannelUnavailableError] = ChannelUnavailableError,
+    ) -> C:
         """Return the connected client, waiting for a (re)connect up to ``timeout`` seconds.
 
         Raises:
-            ChannelUnavailableError: still not connected when the timeout passed, or the
-                supervisor stopped; carries the last connection error.
+            ChannelUnavailableError: (or the given ``unavailable`` subclass) still not
+                connected when the timeout passed, or the supervisor stopped; carries the last
+                connection error.
+            Exception: the permanent error the channel FAILED with, at once (a fresh instance
+                of it for each caller).
         """
         with trio.move_on_after(timeout):
             while True:
+                if self.state is ChannelState.FAILED and self.last_error is not None:
+                    raise fresh_error(self.last_error)
                 client = self._client
                 # a client lost a moment ago is not handed out: the supervisor is about to
                 # notice and reconnect
@@ -148,16 +180,13 @@ class Supervisor(Generic[C]):
         what = (
             "stopped" if self.state is ChannelState.CLOSED else f"not connected after {timeout:g} s"
         )
-        raise ChannelUnavailableError(
-            f"channel {self.name} {what}{reason}", last_error=self.last_error
-        )
+        raise unavailable(f"channel {self.name} {what}{reason}", last_error=self.last_error)
 
     _started = False
 
-    async def run(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> NoReturn:
-        """Run the reconnect loop until cancelled. Reports started at once."""
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the reconnect loop until cancelled, or until a permanent failure (then the state
+        stays FAILED and this returns). Reports started at once."""
         self._started = True
         task_status.started()
         try:
@@ -167,15 +196,20 @@ class Supervisor(Generic[C]):
                 state = ChannelState.RECONNECTING
                 try:
                     await self._session()
-                except Exception as exc:  # any failure of one attempt: record, back off
+                except Exception as exc:  # any failure of one attempt: classify it
                     self.last_error = exc
-                    log.info("%s: down: %s", self.name, exc)
+                if self.last_error is not None and not self.transient(self.last_error):
+                    log.warning("%s: failed permanently: %s", self.name, self.last_error)
+                    self._set(ChannelState.FAILED)
+                    return
+                log.info("%s: down: %s", self.name, self.last_error)
                 delay = self.backoff.next_delay()
                 self._set(ChannelState.DISCONNECTED, retry_in=delay)
                 await trio.sleep(delay)
         finally:
             self._client = None
-            self._set(ChannelState.CLOSED)
+            if self.state is not ChannelState.FAILED:
+                self._set(ChannelState.CLOSED)
 
     async def _session(self) -> None:
         # The connect timeout is the client's own (open_* take one): a fail_after around the

@@ -7,8 +7,9 @@ itself is :mod:`virtrio.engine.pty`)::
         session = await client.create(command="/bin/sh", cols=80, rows=24)
         await client.attach(session)
         await client.input(session, b"echo hello\\n")
-        async for event in client.events():
-            ...   # Output, Exit, BackpressureWarning, Error
+        with client.events() as events:
+            async for event in events:
+                ...   # Output, Exit, BackpressureWarning, Error
 """
 
 from virtrio.channels.pty import (
@@ -19,6 +20,7 @@ from virtrio.channels.pty import (
     Output as Output,
     PtyClient as PtyClient,
     PtyEvent as PtyEvent,
+    PtyEvents as PtyEvents,
     PtyRequestError as PtyRequestError,
     SessionInfo as SessionInfo,
     default_socket_path as default_socket_path,
@@ -33,6 +35,7 @@ __all__ = [
     "Output",
     "PtyClient",
     "PtyEvent",
+    "PtyEvents",
     "PtyRequestError",
     "SessionInfo",
     "default_socket_path",

@@ -12,12 +12,13 @@ from virtrio.channels.libvirt import (
     DomainNotFoundError,
     EventKind,
     LibvirtDomain,
+    LibvirtError,
     LibvirtQga,
     LibvirtQmp,
     LibvirtUnsupportedError,
     open_connection,
 )
-from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutError
+from virtrio.errors import CommandError, ConnectError, ConnectionLostError, VirtrioTimeoutError
 
 pytestmark = pytest.mark.usefixtures("no_libvirt_leftovers")
 
@@ -33,8 +34,14 @@ async def test_lookups_and_listing() -> None:
         )
         by_uuid = await conn.lookup(domain.uuid)
         assert by_uuid.name() == "test"
-        with pytest.raises(DomainNotFoundError, match="look up nope"):
+        with pytest.raises(DomainNotFoundError, match="look up nope") as caught:
             await conn.lookup("nope")
+        error = caught.value
+        assert isinstance(error, LibvirtError)
+        assert isinstance(error, CommandError)  # libvirt answered the call with an error
+        assert (error.error_class, error.command) == ("VIR_ERR_NO_DOMAIN", "look up nope")
+        assert error.desc
+        assert str(error) == f"look up nope: {error.desc}"
 
 
 async def test_calls_run_in_worker_threads_under_the_limiter_and_deadline() -> None:
@@ -70,13 +77,13 @@ async def test_qmp_and_qga_unsupported_by_the_test_driver() -> None:
 
 async def test_closed_connection_fails_calls_and_ends_event_listeners() -> None:
     async with open_connection("test:///default") as conn:
-        async with conn.events([EventKind.REBOOT, EventKind.AGENT_LIFECYCLE]) as events:
+        with conn.events([EventKind.REBOOT, EventKind.AGENT_LIFECYCLE]) as events:
             await conn.aclose()
             with pytest.raises(ConnectionLostError):
                 await events.receive()
         with pytest.raises(ConnectionLostError, match="closed"):
             await conn.list_domains()
-    assert not conn.is_open
+    assert not conn.is_connected
 
 
 async def test_open_failure_is_a_connect_error() -> None:

@@ -79,22 +79,20 @@ async def test_virtio_serial_echo_round_trip(
 
 async def test_lifecycle_events_on_start_suspend_destroy(libvirtd: LibvirtDaemon) -> None:
     name = "vt-events"
-    async with (
-        open_connection(libvirtd.uri) as conn,
-        conn.events([EventKind.LIFECYCLE], domain=name) as events,
-    ):
-        dom = await conn.call(conn.raw.createXML, define_guest(libvirtd, name), 0)
-        try:
-            await conn.call(dom.suspend)
-            await conn.call(dom.resume)
-        finally:
-            await conn.call(dom.destroy)
-        got = []
-        with trio.fail_after(20):
-            while not got or got[-1][0] != "STOPPED":
-                event = await events.receive()
-                got.append((event.event, event.detail))
-        del dom
+    async with open_connection(libvirtd.uri) as conn:
+        with conn.events([EventKind.LIFECYCLE], domain=name) as events:
+            dom = await conn.call(conn.raw.createXML, define_guest(libvirtd, name), 0)
+            try:
+                await conn.call(dom.suspend)
+                await conn.call(dom.resume)
+            finally:
+                await conn.call(dom.destroy)
+            got = []
+            with trio.fail_after(20):
+                while not got or got[-1][0] != "STOPPED":
+                    event = await events.receive()
+                    got.append((event.event, event.detail))
+            del dom
     assert ("STARTED", "BOOTED") in got
     assert ("SUSPENDED", "PAUSED") in got
     assert ("RESUMED", "UNPAUSED") in got

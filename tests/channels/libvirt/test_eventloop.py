@@ -217,7 +217,7 @@ def test_the_loop_serves_one_trio_run_at_a_time() -> None:
 
 async def test_libvirt_events_and_no_leftovers_on_test_driver() -> None:
     async with open_connection("test:///default") as conn:
-        async with conn.events([EventKind.LIFECYCLE], domain="test") as events:
+        with conn.events([EventKind.LIFECYCLE], domain="test") as events:
             dom = await conn.lookup("test")
             await conn.call(dom.suspend)
             await conn.call(dom.resume)

@@ -8,6 +8,7 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from virtrio.channels import Address
 from virtrio.channels.messaging import (
@@ -31,16 +32,16 @@ from .helpers import running
 async def test_echo_round_trips(listen_address: str, transport: Transport) -> None:
     server = MessageServer(ServerConfig(listen_address), transport)
     async with running(server) as address:
-        client = MessageClient(ClientConfig(address, io_timeout=10), transport)
+        client = MessageClient(ClientConfig(address, call_timeout=10), transport)
         async with client.connect() as connection:
-            assert connection.is_active
+            assert connection.is_connected
             assert connection.transport == transport.name
             for size in (0, 1, 1008, 5000, 1 << 20):
                 message = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
                 await connection.send(message)
                 assert await connection.receive() == message
             await connection.disconnect()
-            assert not connection.is_active
+            assert not connection.is_connected
 
 
 async def test_many_clients_at_once(listen_address: str, transport: Transport) -> None:
@@ -70,7 +71,7 @@ async def test_server_side_sees_the_client_disconnect(
             await connection.receive()
         except ConnectionLostError as exc:
             seen.append(exc)
-        seen.append(connection.is_active)
+        seen.append(connection.is_connected)
         done.set()
 
     server = MessageServer(ServerConfig(listen_address), transport)
@@ -85,19 +86,30 @@ async def test_server_side_sees_the_client_disconnect(
     assert seen[2] is False
 
 
-async def test_connection_limit(listen_address: str, transport: Transport) -> None:
+async def test_connection_limit_refuses_and_counts(
+    listen_address: str, transport: Transport
+) -> None:
     server = MessageServer(ServerConfig(listen_address, max_connections=1), transport)
     async with running(server) as address:
         client = MessageClient(ClientConfig(address), transport)
         async with client.connect() as first:
             await first.send(b"one")
             assert await first.receive(timeout=5) == b"one"
-            async with client.connect() as second, trio.open_nursery() as nursery:
-                nursery.start_soon(second.send, b"two")  # in ack mode it waits for the server
-                with pytest.raises(VirtrioTimeoutError, match="waiting for a message on"):
-                    await second.receive(timeout=0.3)
-                await first.disconnect()
-                assert await second.receive(timeout=5) == b"two"
+            with pytest.raises(ConnectionLostError):  # noqa: PT012 - refused at any step
+                async with client.connect() as second:
+                    await second.send(b"two")
+                    await second.receive(timeout=5)
+            assert server.statistics().refused == 1
+            assert await first.send(b"still") is None  # the first one is untouched
+            assert await first.receive(timeout=5) == b"still"
+            await first.disconnect()
+        with trio.fail_after(5):
+            while server.statistics().active:
+                await trio.testing.wait_all_tasks_blocked()
+        async with client.connect() as third:  # the place is free again
+            await third.send(b"three")
+            assert await third.receive(timeout=5) == b"three"
+        assert server.statistics().accepted == 2
 
 
 async def test_receive_timeout_from_config() -> None:
@@ -107,7 +119,7 @@ async def test_receive_timeout_from_config() -> None:
 
     server = MessageServer.with_xtransport(ServerConfig("tcp://127.0.0.1:0"))
     async with running(server, silent) as address:
-        config = ClientConfig(address, io_timeout=0.2)
+        config = ClientConfig(address, call_timeout=0.2)
         async with MessageClient.with_xtransport(config).connect() as connection:
             start = trio.current_time()
             with pytest.raises(VirtrioTimeoutError, match=r"nothing in 0\.2 s"):
@@ -146,8 +158,8 @@ def test_configs_validate() -> None:
     assert ServerConfig.vsock(port=5).address == Address.vsock(0xFFFFFFFF, 5)
     with pytest.raises(ConfigError, match="connect_timeout must be a positive"):
         ClientConfig(connect_timeout=0)
-    with pytest.raises(ConfigError, match="io_timeout must be a positive"):
-        ServerConfig(io_timeout=-1)
+    with pytest.raises(ConfigError, match="call_timeout must be a positive"):
+        ServerConfig(call_timeout=-1)
     with pytest.raises(ConfigError, match="max_connections must be at least 1"):
         ServerConfig(max_connections=0)
     with pytest.raises(ConfigError, match="not a vsock, tcp or unix address"):
@@ -197,7 +209,7 @@ async def test_middleware_layers_work_end_to_end(listen_address: str, transport:
     server = MessageServer(ServerConfig(listen_address), transport, middleware=layers)
     async with running(server) as address:
         client = MessageClient(
-            ClientConfig(address, io_timeout=10, max_message_size=1 << 20),
+            ClientConfig(address, call_timeout=10, max_message_size=1 << 20),
             transport,
             middleware=layers,
         )
@@ -252,3 +264,28 @@ async def test_a_middleware_handshake_that_never_comes_times_out() -> None:
         with pytest.raises(VirtrioTimeoutError, match=r"the middleware handshake.*0\.3 s"):
             async with client.connect():
                 pass
+
+
+async def test_the_old_names_io_timeout_and_is_active_still_work_and_warn(
+    listen_address: str, transport: Transport
+) -> None:
+    with pytest.warns(DeprecationWarning, match="'io_timeout' is deprecated, use 'call_timeout'"):
+        server_config = ServerConfig(listen_address, io_timeout=7)
+    assert server_config.call_timeout == 7
+    server = MessageServer(server_config, transport)
+    async with running(server) as address:
+        with pytest.warns(DeprecationWarning, match="io_timeout"):
+            config = ClientConfig.vsock(103, 1234, io_timeout=5)
+        assert config.call_timeout == 5
+        with pytest.warns(DeprecationWarning, match="io_timeout"):
+            config = ClientConfig(address, io_timeout=5)
+        assert config.call_timeout == 5
+        async with MessageClient(config, transport).connect() as connection:
+            assert connection.call_timeout == 5
+            with pytest.warns(DeprecationWarning, match="'is_active' is deprecated"):
+                assert connection.is_active
+            with pytest.warns(DeprecationWarning, match="'io_timeout' is deprecated"):
+                assert connection.io_timeout == 5
+            await connection.disconnect()
+            with pytest.warns(DeprecationWarning, match="is_active"):
+                assert not connection.is_active

@@ -86,6 +86,6 @@ async def test_channel_over_a_stream() -> None:
     assert await right.receive() == b"x"
     with pytest.raises(trio.EndOfChannel):
         await right.receive()
-    assert not right.is_active
+    assert not right.is_connected
     await left.aclose()
     await right.aclose()

@@ -51,8 +51,8 @@ class Wire(trio.abc.Channel[bytes]):
         self.fail_next: BaseException | None = None
 
     @property
-    def is_active(self) -> bool:
-        return self.inner.is_active
+    def is_connected(self) -> bool:
+        return self.inner.is_connected
 
     async def send(self, value: bytes) -> None:
         if self.fail_next is not None:
@@ -191,8 +191,8 @@ async def test_round_trip_both_ways(stack: str, size: int, kind: str) -> None:
     assert await ends.server.receive() == message
     await ends.server.send(message[::-1])
     assert await ends.client.receive() == message[::-1]
-    assert ends.client.is_active
-    assert ends.server.is_active
+    assert ends.client.is_connected
+    assert ends.server.is_connected
 
 
 async def test_many_messages_stacked_keep_order() -> None:
@@ -260,14 +260,14 @@ async def test_inner_errors_and_close_pass_through() -> None:
     assert await ends.server.receive() == b"last"
     with pytest.raises(trio.EndOfChannel):
         await ends.server.receive()
-    assert not ends.server.is_active  # the inner channel saw the end
+    assert not ends.server.is_connected  # the inner channel saw the end
     failure = ConnectionLostError("the stream broke")
     ends.server_wire.fail_next = failure
     with pytest.raises(ConnectionLostError) as caught:
         await ends.server.send(b"x")
     assert caught.value is failure
     await ends.client.aclose()
-    assert not ends.client_wire.inner.is_active
+    assert not ends.client_wire.inner.is_connected
 
 
 async def test_compression_error_makes_the_channel_unusable(
@@ -277,7 +277,7 @@ async def test_compression_error_makes_the_channel_unusable(
     await ends.client_wire.send(b"\x07junk")
     with pytest.raises(MiddlewareError, match="unknown flag 7"):
         await ends.server.receive()
-    assert not ends.server.is_active
+    assert not ends.server.is_connected
     with trio.fail_after(10), pytest.raises(MiddlewareError, match="unknown flag 7"):
         await ends.server.receive()  # at once, without waiting for another message
 
@@ -287,7 +287,7 @@ async def test_zip_bomb_through_the_channel() -> None:
     await ends.client_wire.send(zip_bomb())
     with pytest.raises(MiddlewareError, match=f"decompresses to more than {MiB} bytes"):
         await ends.server.receive()
-    assert not ends.server.is_active
+    assert not ends.server.is_connected
 
 
 # --- the compressor ---------------------------------------------------------------------------
@@ -594,7 +594,7 @@ async def test_wrong_key_fails_at_the_first_message() -> None:
     await ends.client.send(b"hello")
     with pytest.raises(MiddlewareError, match=AUTH_FAILED):
         await ends.server.receive()
-    assert not ends.server.is_active
+    assert not ends.server.is_connected
 
 
 async def test_tampered_message_makes_the_channel_unusable(
@@ -605,7 +605,7 @@ async def test_tampered_message_makes_the_channel_unusable(
     await ends.client.send(b"hello")
     with pytest.raises(MiddlewareError, match=AUTH_FAILED):
         await ends.server.receive()
-    assert not ends.server.is_active
+    assert not ends.server.is_connected
     with trio.fail_after(10), pytest.raises(MiddlewareError, match=AUTH_FAILED):
         await ends.server.receive()  # at once, without waiting for another message
 
@@ -643,7 +643,7 @@ async def test_interrupted_encrypted_send_stops_later_sends() -> None:
     with pytest.raises(trio.BrokenResourceError) as caught:
         await ends.client.send(b"lost")
     assert caught.value is failure  # the inner error, unchanged
-    assert not ends.client.is_active
+    assert not ends.client.is_connected
     with pytest.raises(ConnectionLostError, match="interrupted"):
         await ends.client.send(b"next")  # would fail authentication at the peer
 

@@ -37,7 +37,7 @@ async def test_every_offered_channel_links_and_drains(spice_vm_factory) -> None:
         await trio.sleep(0.5)  # channels keep draining (pings, acks) without failing
         for key, sup in spice.supervisors.items():
             assert sup.client is not None, key
-            assert not sup.client.channel.is_closed, key
+            assert sup.client.channel.is_connected, key
         assert (await spice.display()).state.primary is not None
 
 
@@ -80,7 +80,7 @@ async def test_a_dropped_channel_reconnects_alone(spice_vm: SpiceVM) -> None:
         assert seen[0] is ChannelState.DISCONNECTED
         assert display_sup.client is not old_display
         assert inputs_sup.client is old_inputs  # untouched
-        assert not spice.main.channel.is_closed
+        assert spice.main.channel.is_connected
         assert (await spice.screenshot()).startswith(b"\x89PNG")
 
 
@@ -91,7 +91,7 @@ async def test_tls_port_verified_with_the_test_ca(spice_vm_factory) -> None:  # 
         assert (await spice.screenshot()).startswith(b"\x89PNG")
     # verification is on by default: the system CAs do not know the test CA
     with pytest.raises(ConnectError, match="TLS"):
-        async with open_spice_session(f"tls://127.0.0.1:{vm.tls_port}", timeout=5):
+        async with open_spice_session(f"tls://127.0.0.1:{vm.tls_port}", connect_timeout=5):
             pass
 
 

@@ -45,7 +45,7 @@ async def socket_pair(address: str) -> AsyncIterator[tuple[trio.SocketStream, tr
                 accepted.append(await listener.accept())
 
             nursery.start_soon(accept)
-            client = await open_stream(target, timeout=5)
+            client = await open_stream(target, connect_timeout=5)
         async with client, accepted[0]:
             yield client, accepted[0]
 
@@ -78,8 +78,8 @@ async def test_round_trip_small_and_large(address: str, ack: bool) -> None:
                 message = (PATTERN * (size // len(PATTERN) + 1))[:size]
                 await left.send(message)
                 assert await left.receive() == message
-        assert left.is_active
-        assert right.is_active
+        assert left.is_connected
+        assert right.is_connected
 
 
 async def test_full_duplex_concurrent_senders(address: str) -> None:
@@ -110,11 +110,11 @@ async def test_peer_close_ends_the_channel(address: str) -> None:
     async with channel_pair(address) as (left, right):
         await left.send(b"last words")
         await left.aclose()
-        assert not left.is_active
+        assert not left.is_connected
         assert await right.receive() == b"last words"
         with pytest.raises(trio.EndOfChannel):
             await right.receive()
-        assert not right.is_active
+        assert not right.is_connected
         with pytest.raises(ConnectionLostError):
             await left.send(b"more")
 
@@ -164,7 +164,7 @@ async def test_garbage_from_the_peer_is_a_clear_error(
         assert await channel.receive() == b"fine"
         with pytest.raises(error):
             await channel.receive()
-        assert not channel.is_active
+        assert not channel.is_connected
         # we closed the connection on the peer
         assert await raw.receive_some(100) == b""
 

@@ -14,7 +14,7 @@ async def read_until(
     seen = b""
     with trio.fail_after(timeout):
         while needle not in seen:
-            event = await client.receive_event()
+            event = await client.events().receive()
             if isinstance(event, Output) and event.session == session:
                 seen += event.data
             elif isinstance(event, Exit) and event.session == session:
@@ -29,7 +29,7 @@ async def read_to_exit(
     seen = bytearray()
     with trio.fail_after(timeout):
         while True:
-            event = await client.receive_event()
+            event = await client.events().receive()
             if isinstance(event, Output) and event.session == session:
                 seen += event.data
             elif isinstance(event, Exit) and event.session == session:

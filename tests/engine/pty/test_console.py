@@ -15,7 +15,7 @@ from virtrio.channels.pty import Exit, PtyRequestError, open_pty_client
 from virtrio.channels.qmp import open_qmp
 from virtrio.engine.guest import QemuMachine, find_guest, open_qemu
 from virtrio.engine.pty import PtyDaemon
-from virtrio.engine.pty._daemon import parse_libvirt_console
+from virtrio.engine.pty._consoles import parse_libvirt_console
 from virtrio.errors import ConfigError
 
 

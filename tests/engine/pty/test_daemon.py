@@ -4,6 +4,7 @@ attach, many clients, and a specific reply to every kind of bad input."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ from virtrio.channels.pty import (
     open_pty_client,
 )
 from virtrio.engine.pty import PtyDaemon, PtyDaemonConfig, PyteEmulator, serve_pty_daemon
-from virtrio.errors import ConfigError
+from virtrio.errors import CommandError, ConfigError
 
 
 async def test_create_input_and_output(pty_daemon: PtyDaemon) -> None:
@@ -103,6 +104,29 @@ async def test_signal_reaches_the_foreground_job(pty_daemon: PtyDaemon) -> None:
         assert (await read_to_exit(client, sid))[1] == Exit(sid, None, 15)
 
 
+async def test_the_shell_has_the_pty_as_its_controlling_terminal(pty_daemon: PtyDaemon) -> None:
+    # job control works (a background job gets its own process group), /dev/tty opens, and the
+    # shell leads its own session on the pts that `tty` prints
+    script = "tty; set -m; sleep 30 & echo bg=$!; echo x > /dev/tty && echo devtty-ok; read x"
+    async with open_pty_client(pty_daemon.socket_path) as client:
+        sid = await client.create(command="/bin/sh", args=["-c", script])
+        await client.attach(sid)
+        output = await read_until(client, sid, b"devtty-ok")
+        [info] = await client.list()
+        assert info.pid is not None
+        assert b"job control turned off" not in output
+        match = re.search(rb"(/dev/pts/\d+)\r\nbg=(\d+)\r\n", output)
+        assert match, output
+        pts, background = match[1].decode(), int(match[2])
+        assert os.getsid(info.pid) == os.getpgid(info.pid) == info.pid
+        assert os.getpgid(background) == background  # a job of its own: job control is on
+        stat_line = await trio.Path(f"/proc/{info.pid}/stat").read_text()
+        tty_nr = int(stat_line.rsplit(")", 1)[1].split()[4])
+        assert tty_nr == os.stat(pts).st_rdev  # its controlling terminal is that pts
+        await client.kill(sid)
+        await read_to_exit(client, sid)
+
+
 async def test_kill_ends_the_session(pty_daemon: PtyDaemon) -> None:
     async with open_pty_client(pty_daemon.socket_path) as client:
         sid = await client.create(command="/bin/sh")
@@ -112,6 +136,10 @@ async def test_kill_ends_the_session(pty_daemon: PtyDaemon) -> None:
         with pytest.raises(PtyRequestError, match=f"no session {sid}") as info:
             await client.input(sid, b"x")
         assert (info.value.code, info.value.session) == ("unknown_session", sid)
+        # the daemon's error reply is a remote error, like a QMP error reply
+        assert isinstance(info.value, CommandError)
+        assert (info.value.error_class, info.value.command) == ("unknown_session", "input")
+        assert info.value.desc == f"no session {sid}"
 
 
 def screen_of(data: bytes, cols: int = 80, rows: int = 24) -> list[str]:
@@ -135,7 +163,7 @@ async def test_a_late_attach_first_gets_the_current_screen(
             assert not pty_daemon.sessions[sid].screen.pending
         async with open_pty_client(pty_daemon.socket_path) as late:
             await late.attach(sid)
-            event = await late.receive_event()
+            event = await late.events().receive()
             assert isinstance(event, Output)
             assert screen_of(event.data)[:4] == ["one", "two", "3", "$"]
             if emulated:
@@ -186,7 +214,7 @@ async def flood_past_a_slow_subscriber(
     script = f"read go; head -c {FLOOD} /dev/zero | tr '\\0' x; exit 0"
     async with (
         open_pty_client(daemon.socket_path) as fast,
-        open_pty_client(daemon.socket_path, max_events=1) as slow,
+        open_pty_client(daemon.socket_path, max_queue=1) as slow,
     ):
         sid = await fast.create(command="/bin/sh", args=["-c", script])
         await slow.attach(sid)
@@ -338,6 +366,7 @@ async def test_limits(nursery: trio.Nursery, pty_config: PtyDaemonConfig) -> Non
                 events = [e async for e in third.events()]
             assert [e.code for e in events] == ["too_many_connections"]  # type: ignore[union-attr]
             assert "maximum of 2 connections" in str(third.closed_reason)
+        assert daemon.statistics().connections_refused == 1
 
 
 async def test_detach_stops_output_and_the_session_keeps_running(pty_daemon: PtyDaemon) -> None:
@@ -430,7 +459,7 @@ async def test_input_without_waiting_reports_failures_as_events(pty_daemon: PtyD
     async with open_pty_client(pty_daemon.socket_path) as client:
         await client.input(999, b"lost", wait=False)
         with trio.fail_after(10):
-            event = await client.receive_event()
+            event = await client.events().receive()
         assert event == Error("unknown_session", "no session 999", session=999)
         sid = await client.create(command="/bin/cat")
         await client.attach(sid)

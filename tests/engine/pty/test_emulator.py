@@ -83,3 +83,30 @@ def test_resizes_apply_in_order_with_output() -> None:
     assert not lagging.pending
     assert len(lagging.emulator.display()) == 5
     assert lagging.emulator.display()[1].rstrip() == "short"
+
+
+def test_a_snapshot_keeps_a_pending_wrap() -> None:
+    """A line filled to the last column leaves the cursor waiting to wrap: the next character
+    goes to the next line, after a snapshot as on the live screen."""
+    output = b"aaaaahello world\taaabchello world"
+    direct = PyteEmulator(40, 10, 100)
+    direct.feed(output)
+    replayed = PyteEmulator(40, 10, 100)
+    replayed.feed(direct.render())
+    direct.feed(b"Z")
+    replayed.feed(b"Z")
+    assert replayed.display() == direct.display()
+    assert replayed.cursor() == direct.cursor() == (1, 1)
+
+
+def test_an_erase_paints_cells_a_tab_skipped() -> None:
+    """``ESC [ 2 J`` paints every cell in the current background, as a real terminal does, so a
+    snapshot (which writes the cells a tab skipped) replays in the same colours."""
+    output = b"\x1b[44m\ta\x1b[2J"
+    direct = PyteEmulator(40, 10, 100)
+    direct.feed(output)
+    replayed = PyteEmulator(40, 10, 100)
+    replayed.feed(direct.render() + b"Z")
+    direct.feed(b"Z")
+    assert attributes(replayed) == attributes(direct)
+    assert direct._screen.buffer[0][0].bg == "blue"

@@ -119,7 +119,7 @@ async def test_borrowing_times_out_when_every_connection_stays_in_use() -> None:
                 async with pool.connection(timeout=0.1):
                     pass
         async with pool.connection(timeout=1) as connection:  # free again
-            assert connection.is_active
+            assert connection.is_connected
 
 
 async def test_a_borrower_that_fails_has_its_connection_closed(transport: Transport) -> None:

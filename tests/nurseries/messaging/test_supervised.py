@@ -230,7 +230,7 @@ async def test_yamux_pings_are_the_default_probe() -> None:
             assert connection.can_ping
             assert 0 < await connection.ping(timeout=5) < 5
             await HealthCheck(timeout=5).check(connection)
-        assert not connection.is_active
+        assert not connection.is_connected
         with pytest.raises(HealthCheckError, match="is down"):
             await HealthCheck().check(connection)
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings, strategies as st
 
 from tests.peers.spice import SpiceVM
-from virtrio.channels.spice import SpiceChannel, SpiceProtocolError
-from virtrio.errors import ChannelUnavailableError, ConfigError, ConnectionLostError
+from virtrio.channels.spice import SpiceChannel, SpicePermissionError, SpiceProtocolError
+from virtrio.errors import ConfigError, ConnectionLostError
 from virtrio.nurseries.spice import open_spice_manager
+from virtrio.primitives import ChannelState
 
 
 async def test_manager_add_get_remove(spice_vm_factory) -> None:  # type: ignore[no-untyped-def]
@@ -27,9 +30,13 @@ async def test_manager_add_get_remove(spice_vm_factory) -> None:  # type: ignore
         manager.remove("a")
         with pytest.raises(ConfigError, match="no Spice session"):
             await manager.get("a")
-        manager.add("bad", b.address, password="wrong")
-        with pytest.raises(ChannelUnavailableError, match="password"):
-            await manager.get("bad", timeout=0.5)
+        bad = manager.add("bad", b.address, password="wrong")
+        # a wrong password is permanent: no deadline needs to pass (the guard only turns a
+        # regression into a failure instead of a hang)
+        with trio.fail_after(60), pytest.raises(SpicePermissionError, match="password"):
+            await manager.get("bad", timeout=math.inf)
+        assert bad.state is ChannelState.FAILED
+        assert isinstance(bad.last_error, SpicePermissionError)
 
 
 @settings(max_examples=30, deadline=None)

@@ -26,7 +26,7 @@ import (
 var (
 	listenAddr  = flag.String("listen", "", "serve on tcp:HOST:PORT or unix:PATH")
 	connectAddr = flag.String("connect", "", "connect to tcp:HOST:PORT or unix:PATH")
-	mode        = flag.String("mode", "echo", "server: echo|sink|slow|goaway|noaccept; client: echo|send|open|pair-bench")
+	mode        = flag.String("mode", "echo", "server: echo|sink|slow|goaway|noaccept; client: echo|reset|send|open|pair-bench")
 	window      = flag.Int("window", 256*1024, "MaxStreamWindowSize")
 	backlog     = flag.Int("backlog", 256, "AcceptBacklog")
 	keepalive   = flag.Duration("keepalive", 0, "keepalive interval (0: off)")
@@ -95,11 +95,12 @@ func main() {
 		if err != nil {
 			fail("dial: %v", err)
 		}
-		session, err := yamux.Client(conn, config())
+		framed := newFrameConn(conn)
+		session, err := yamux.Client(framed, config())
 		if err != nil {
 			fail("client: %v", err)
 		}
-		runClient(session)
+		runClient(session, framed)
 		session.Close()
 	default:
 		fail("give -listen or -connect")
@@ -209,10 +210,12 @@ func sink(s *yamux.Stream, pause time.Duration) {
 	s.Close()
 }
 
-func runClient(session *yamux.Session) {
+func runClient(session *yamux.Session, framed *frameConn) {
 	switch *mode {
 	case "echo":
 		echoClient(session)
+	case "reset":
+		resetClient(session, framed)
 	case "send":
 		start := time.Now()
 		sendClient(session)
@@ -340,4 +343,145 @@ func readReply(s *yamux.Stream, size int) []byte {
 		}
 	}
 	return reply
+}
+
+// frameConn lets a test inject a whole frame between the session's own: it follows the frame
+// boundaries in what the session writes (a header, then a Data frame's body, written apart)
+// and writes an injected frame only at one. This yamux version has no Stream.Reset.
+type frameConn struct {
+	net.Conn
+	mu       sync.Mutex
+	boundary *sync.Cond
+	header   []byte // the current frame's header bytes seen so far
+	body     int    // bytes of the current Data frame's body still to come
+}
+
+func newFrameConn(conn net.Conn) *frameConn {
+	c := &frameConn{Conn: conn}
+	c.boundary = sync.NewCond(&c.mu)
+	return c
+}
+
+func (c *frameConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.Conn.Write(b)
+	for rest := b[:n]; len(rest) > 0; {
+		if c.body > 0 {
+			take := c.body
+			if take > len(rest) {
+				take = len(rest)
+			}
+			c.body -= take
+			rest = rest[take:]
+			continue
+		}
+		take := 12 - len(c.header)
+		if take > len(rest) {
+			take = len(rest)
+		}
+		c.header = append(c.header, rest[:take]...)
+		rest = rest[take:]
+		if len(c.header) == 12 {
+			if c.header[1] == 0 { // Data: its length is a body that follows
+				c.body = int(uint32(c.header[8])<<24 | uint32(c.header[9])<<16 |
+					uint32(c.header[10])<<8 | uint32(c.header[11]))
+			}
+			c.header = c.header[:0]
+		}
+	}
+	c.boundary.Broadcast()
+	return n, err
+}
+
+// reset sends a RST for stream id between two of the session's frames.
+func (c *frameConn) reset(id uint32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.header) > 0 || c.body > 0 {
+		c.boundary.Wait()
+	}
+	frame := []byte{0, 1, 0, 8, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id), 0, 0, 0, 0}
+	_, err := c.Conn.Write(frame)
+	return err
+}
+
+// resetClient echoes on -streams streams like echoClient, but resets the first one mid-echo
+// (once its first echoed bytes are back, while the others are still under way); every other
+// stream must complete, and a stream opened afterwards too: the session survived.
+func resetClient(session *yamux.Session, framed *frameConn) {
+	victim, err := session.OpenStream()
+	if err != nil {
+		fail("open victim: %v", err)
+	}
+	payload := pattern(99, *nbytes)
+	go func() {
+		for off := 0; off < len(payload); off += *chunk {
+			end := off + *chunk
+			if end > len(payload) {
+				end = len(payload)
+			}
+			if _, err := victim.Write(payload[off:end]); err != nil {
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	started := make(chan struct{})
+	for i := 1; i < *streams; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			s, err := session.OpenStream()
+			if err != nil {
+				fail("open %d: %v", i, err)
+			}
+			payload := pattern(i, *nbytes)
+			go func() {
+				for off := 0; off < len(payload); off += *chunk {
+					end := off + *chunk
+					if end > len(payload) {
+						end = len(payload)
+					}
+					if _, err := s.Write(payload[off:end]); err != nil {
+						say("error write %d: %v", i, err)
+						return
+					}
+					if off == 0 && i == 1 {
+						close(started)
+					}
+				}
+			}()
+			got := make([]byte, len(payload))
+			if _, err := io.ReadFull(s, got); err != nil {
+				fail("read %d: %v", i, err)
+			}
+			if sha256.Sum256(got) != sha256.Sum256(payload) {
+				fail("stream %d: echo differs", i)
+			}
+			s.Close()
+		}(i)
+	}
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(victim, first); err != nil {
+		fail("read victim: %v", err)
+	}
+	<-started
+	if err := framed.reset(victim.StreamID()); err != nil {
+		fail("reset: %v", err)
+	}
+	say("reset %d mid-echo", victim.StreamID())
+	wg.Wait()
+	after, err := session.OpenStream()
+	if err != nil {
+		fail("open after the reset: %v", err)
+	}
+	if _, err := after.Write([]byte("after")); err != nil {
+		fail("write after the reset: %v", err)
+	}
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(after, got); err != nil || string(got) != "after" {
+		fail("echo after the reset: %q %v", got, err)
+	}
+	say("echoed %d x %d around a reset", *streams-1, *nbytes)
 }

@@ -8,7 +8,7 @@
         vm = LibvirtDomain(conn, "demo")
         print(await LibvirtQmp(vm).query_status())
         print(await LibvirtQga(vm).osinfo())
-        async with conn.events(domain="demo") as events:
+        with conn.events(domain="demo") as events:
             async for event in events:          # DomainEvent(kind, domain, event, detail)
                 print(event.event, event.detail)
 
@@ -40,7 +40,9 @@ from ._domainxml import (
 from ._errors import (
     DomainNotFoundError as DomainNotFoundError,
     GuestAgentUnavailableError as GuestAgentUnavailableError,
+    LibvirtAuthenticationError as LibvirtAuthenticationError,
     LibvirtCallError as LibvirtCallError,
+    LibvirtError as LibvirtError,
     LibvirtUnsupportedError as LibvirtUnsupportedError,
 )
 from ._eventloop import (
@@ -66,7 +68,9 @@ __all__ = [
     "EventKind",
     "EventLoopStats",
     "GuestAgentUnavailableError",
+    "LibvirtAuthenticationError",
     "LibvirtCallError",
+    "LibvirtError",
     "LibvirtConnection",
     "LibvirtDomain",
     "LibvirtQga",

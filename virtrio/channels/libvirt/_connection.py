@@ -14,8 +14,8 @@ import json
 import logging
 import math
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, TypeVar
 
 import attrs
@@ -28,6 +28,7 @@ from virtrio.primitives import Fanout, Subscription
 from ._errors import VIR_ERR_NO_SUPPORT, translate_error
 from ._eventloop import ensure_event_loop
 from ._events import DomainEvent, EventKind, agent_names, lifecycle_names
+from ._uri import LibvirtUri
 
 __all__ = ["DomainSummary", "LibvirtConnection", "open_connection", "run_blocking"]
 
@@ -123,13 +124,12 @@ class LibvirtConnection:
         #: the limiter every blocking call of this connection runs under
         self.limiter = limiter
         #: the deadline applied when a call passes none
-        self.default_timeout = timeout
+        self.call_timeout = timeout
         self._token = trio.lowlevel.current_trio_token()
         self._trio_thread = threading.get_ident()
         self._events: Fanout[DomainEvent] = Fanout(max_queue=1024, overflow="disconnect")
         self._callback_ids: dict[EventKind, int] = {}
         self._qmp_fanouts: set[Fanout[QmpEvent]] = set()
-        self._register_lock = trio.Lock()
         self._closed = trio.Event()
         self._close_registered = False
         #: why the connection closed, once it has
@@ -148,7 +148,7 @@ class LibvirtConnection:
 
         Args:
             what: names the call in errors (default: the function's name).
-            timeout: seconds (default: :attr:`default_timeout`).
+            timeout: seconds (default: :attr:`call_timeout`).
 
         Raises:
             ConnectionLostError: the connection is closed or was lost.
@@ -161,7 +161,7 @@ class LibvirtConnection:
             *args,
             what=what or str(getattr(fn, "__name__", "call")),
             uri=self.uri,
-            timeout=self.default_timeout if timeout is None else timeout,
+            timeout=self.call_timeout if timeout is None else timeout,
             limiter=self.limiter,
         )
 
@@ -210,25 +210,24 @@ class LibvirtConnection:
 
     # -- events ------------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def events(
+    @contextmanager
+    def events(
         self,
         kinds: Iterable[EventKind] = tuple(EventKind),
         *,
         domain: str | None = None,
         max_queue: int = 1024,
-        timeout: float | None = None,
-    ) -> AsyncIterator[Subscription[DomainEvent]]:
-        """Receive domain events of ``kinds`` (of one ``domain``, or all) while in the block.
+    ) -> Iterator[Subscription[DomainEvent]]:
+        """Receive domain events of ``kinds`` (of one ``domain``, or all) while in the block:
+        ``with conn.events(domain="vm1") as sub: async for event in sub``.
 
-        The subscription is a Trio memory channel underneath: ``async for event in sub``. It
-        ends with :class:`~virtrio.errors.ConnectionLostError` when the connection goes away,
-        and with :class:`~virtrio.nurseries.SubscriberOverflowError` if ``max_queue`` events
-        pile up unread. libvirt is told about each kind once per connection.
+        The subscription ends with :class:`~virtrio.errors.ConnectionLostError` when the
+        connection goes away, and with :class:`~virtrio.nurseries.SubscriberOverflowError` if
+        ``max_queue`` events pile up unread. Every kind was registered with libvirt when the
+        connection opened, so nothing is missed between subscribing and the first event.
         """
         wanted = frozenset(kinds)
-        for kind in wanted:
-            await self._register(kind, timeout)
+        self._live()
 
         def accept(event: DomainEvent) -> bool:
             return event.kind in wanted and (domain is None or event.domain == domain)
@@ -259,7 +258,7 @@ class LibvirtConnection:
             except ValueError:
                 data = {"raw": details}
             event = QmpEvent(name, data if isinstance(data, dict) else {}, seconds + micros / 1e6)
-            self._on_trio(lambda: None if events.closed else events.publish(event))
+            self._on_trio(lambda: events.publish(event))
 
         callback_id = await self.call(
             libvirt_qemu.qemuMonitorEventRegister,
@@ -281,7 +280,7 @@ class LibvirtConnection:
             self._qmp_fanouts.discard(events)
             events.close()
             raw = self.raw
-            if raw is not None and self.is_open:
+            if raw is not None and self.is_connected:
                 with trio.CancelScope(shield=True), suppress(VirtrioError):
                     await self.call(
                         libvirt_qemu.qemuMonitorEventDeregister,
@@ -291,44 +290,41 @@ class LibvirtConnection:
                         timeout=5,
                     )
 
-    async def _register(self, kind: EventKind, timeout: float | None) -> None:
-        async with self._register_lock:
-            if kind in self._callback_ids:
-                return
+    def _register_blocking(self) -> None:
+        """Register every domain event kind, in the worker thread that opened the connection.
+
+        A kind the driver does not support is left out (its subscribers see no such events)."""
+        libvirt = _libvirt()
+        for kind in EventKind:
             callback: Callable[..., None]
             if kind is EventKind.LIFECYCLE:
 
                 def callback(_c: Any, dom: Any, event: int, detail: int, _o: Any) -> None:
-                    self._deliver(kind, dom, *lifecycle_names(event, detail))
+                    self._deliver(EventKind.LIFECYCLE, dom, *lifecycle_names(event, detail))
 
             elif kind is EventKind.REBOOT:
 
                 def callback(_c: Any, dom: Any, _o: Any) -> None:
-                    self._deliver(kind, dom, "REBOOT", "")
+                    self._deliver(EventKind.REBOOT, dom, "REBOOT", "")
 
             else:
 
                 def callback(_c: Any, dom: Any, state: int, reason: int, _o: Any) -> None:
-                    self._deliver(kind, dom, *agent_names(state, reason))
+                    self._deliver(EventKind.AGENT_LIFECYCLE, dom, *agent_names(state, reason))
 
-            self._callback_ids[kind] = await self.call(
-                self._live().domainEventRegisterAny,
-                None,
-                kind.event_id,
-                callback,
-                None,
-                what=f"register {kind.value} events",
-                timeout=timeout,
-            )
+            try:
+                self._callback_ids[kind] = self.raw.domainEventRegisterAny(
+                    None, kind.event_id, callback, None
+                )
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
+                    raise
 
     def _deliver(self, kind: EventKind, dom: Any, event: str, detail: str) -> None:
         name, uuid = dom.name(), dom.UUIDString()
 
         def publish() -> None:
-            if not self._events.closed:
-                self._events.publish(
-                    DomainEvent(kind, name, uuid, event, detail, trio.current_time())
-                )
+            self._events.publish(DomainEvent(kind, name, uuid, event, detail, trio.current_time()))
 
         self._on_trio(publish)
 
@@ -342,14 +338,9 @@ class LibvirtConnection:
     # -- lifetime ----------------------------------------------------------------------------
 
     @property
-    def is_open(self) -> bool:
+    def is_connected(self) -> bool:
         """True until the connection is closed or lost."""
         return not self._closed.is_set()
-
-    @property
-    def is_connected(self) -> bool:
-        """Same as :attr:`is_open` (the supervisor's view)."""
-        return self.is_open
 
     async def wait_closed(self) -> None:
         """Return once the connection has been closed or lost (keepalive, EOF, daemon gone)."""
@@ -387,6 +378,7 @@ class LibvirtConnection:
                 # in-process drivers (test:///) have nothing to keep alive
                 if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
                     raise
+        self._register_blocking()
 
     async def aclose(self) -> None:
         """Deregister callbacks and close the connection (idempotent)."""
@@ -415,11 +407,11 @@ class LibvirtConnection:
 
 @asynccontextmanager
 async def open_connection(
-    uri: str,
+    uri: str | LibvirtUri,
     *,
     keepalive_interval: int = 30,
     keepalive_count: int = 5,
-    timeout: float = 10.0,
+    connect_timeout: float = 10.0,
     call_timeout: float = 30.0,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> AsyncIterator[LibvirtConnection]:
@@ -429,13 +421,14 @@ async def open_connection(
         keepalive_interval: seconds between libvirt keepalive probes (0 disables; the seed's
             default is 30 s); the connection is declared lost after ``keepalive_count`` probes
             go unanswered.
-        timeout: seconds to wait for the connection to open.
+        connect_timeout: seconds to wait for the connection to open.
         call_timeout: the default deadline of each call.
         concurrency: how many blocking calls may run in worker threads at once.
 
     Raises:
         ConnectError: the connection could not be opened (the message has libvirt's reason).
     """
+    uri = str(uri)
     ensure_event_loop()
     libvirt = _libvirt()
     limiter = trio.CapacityLimiter(concurrency)
@@ -460,7 +453,7 @@ async def open_connection(
             open_and_set_up,
             what="open",
             uri=uri,
-            timeout=timeout,
+            timeout=connect_timeout,
             limiter=limiter,
             connecting=True,
         )

@@ -37,11 +37,11 @@ class LibvirtDomain:
         source: an async callable returning the current connection within a timeout (a
             :class:`~virtrio.nurseries.host.HostNursery`'s ``connection``), or a connection.
         name: the domain's name or UUID.
-        timeout: the default deadline of each call, in seconds.
+        call_timeout: the default deadline of each call, in seconds.
     """
 
     def __init__(
-        self, source: ConnectionSource | LibvirtConnection, name: str, *, timeout: float = 30.0
+        self, source: ConnectionSource | LibvirtConnection, name: str, *, call_timeout: float = 30.0
     ) -> None:
         if isinstance(source, LibvirtConnection):
             fixed = source
@@ -54,12 +54,12 @@ class LibvirtDomain:
         #: the domain's name (or UUID) as given
         self.name = name
         #: the default deadline of each call
-        self.default_timeout = timeout
+        self.call_timeout = call_timeout
         self._cached: tuple[LibvirtConnection, Any] | None = None
 
     async def resolve(self, *, timeout: float | None = None) -> tuple[LibvirtConnection, Any]:
         """The current connection and its ``libvirt.virDomain`` for this domain."""
-        limit = self.default_timeout if timeout is None else timeout
+        limit = self.call_timeout if timeout is None else timeout
         deadline = Deadline.after(limit)
         connection = await self._source(limit)
         if self._cached is not None and self._cached[0] is connection:
@@ -77,7 +77,7 @@ class LibvirtDomain:
         timeout: float | None = None,
     ) -> R:
         """Run ``fn(domain, *args)`` (a blocking libvirt call) in a worker thread."""
-        limit = self.default_timeout if timeout is None else timeout
+        limit = self.call_timeout if timeout is None else timeout
         deadline = Deadline.after(limit)
         connection, dom = await self.resolve(timeout=limit)
         remaining = deadline.remaining()
@@ -186,7 +186,7 @@ class LibvirtQga(_ThroughLibvirt, QgaCommands):
         """Run ``command`` through libvirt and return its ``return`` value."""
         import libvirt_qemu
 
-        limit = self.domain.default_timeout if timeout is None else timeout
+        limit = self.domain.call_timeout if timeout is None else timeout
         agent_seconds = max(1, math.ceil(limit)) if math.isfinite(limit) else -2
         try:
             text = await self.domain.call(

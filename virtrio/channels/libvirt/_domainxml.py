@@ -19,6 +19,8 @@ import attrs
 from virtrio.channels._addresses import Address
 from virtrio.errors import ProtocolError
 
+from ._errors import LibvirtError
+
 __all__ = ["ChannelInfo", "DomainXml", "DomainXmlError", "SpiceInfo", "parse_domain_xml"]
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
@@ -26,7 +28,7 @@ QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 SHORT_NAME_MAX = 20
 
 
-class DomainXmlError(ProtocolError):
+class DomainXmlError(LibvirtError, ProtocolError):
     """The domain XML is not well-formed or has a value that cannot be what libvirt writes."""
 
 

@@ -181,7 +181,7 @@ async def _open(
             0,
             what=f"open {what}",
             uri=connection.uri,
-            timeout=connection.default_timeout,
+            timeout=connection.call_timeout,
             limiter=connection.limiter,
         )
     except BaseException:

@@ -22,6 +22,8 @@ import attrs
 
 from virtrio.errors import ConfigError
 
+from ._errors import LibvirtError
+
 __all__ = ["LibvirtUri", "LibvirtUriError", "parse_libvirt_uri"]
 
 DRIVERS = ("qemu", "test")
@@ -56,7 +58,7 @@ _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
 _URI = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?P<rest>.*)$")
 
 
-class LibvirtUriError(ConfigError):
+class LibvirtUriError(LibvirtError, ConfigError):
     """A libvirt URI that virtrio does not accept; the message says why and lists the forms."""
 
     def __init__(self, uri: str, reason: str) -> None:

@@ -39,6 +39,7 @@ from ._endpoints import (
     with_xtransport as with_xtransport,
     with_yamux as with_yamux,
 )
+from ._errors import MessagingError as MessagingError
 from ._framing import (
     LengthPrefixDecoder as LengthPrefixDecoder,
     LengthPrefixedChannel as LengthPrefixedChannel,
@@ -85,6 +86,7 @@ __all__ = [
     "MessageConnection",
     "MessageServer",
     "Middleware",
+    "MessagingError",
     "MiddlewareError",
     "Probe",
     "RateLimit",

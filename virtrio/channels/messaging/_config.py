@@ -8,6 +8,7 @@ import attrs
 
 from virtrio.channels._addresses import VMADDR_CID_ANY, Address, parse_address
 from virtrio.errors import ConfigError
+from virtrio.primitives._deprecated import warn_renamed
 
 __all__ = ["DEFAULT_CLIENT_CID", "DEFAULT_PORT", "ClientConfig", "ServerConfig"]
 
@@ -36,7 +37,14 @@ def _message_size(instance: object, attribute: attrs.Attribute[Any], value: int)
         raise ConfigError(f"{attribute.name} must be in 0..2**64-1, got {value!r}")
 
 
-@attrs.frozen
+def _renamed_io_timeout(where: str, options: dict[str, Any]) -> dict[str, Any]:
+    if "io_timeout" in options:
+        warn_renamed(where, "io_timeout", "call_timeout", stacklevel=4)
+        options["call_timeout"] = options.pop("io_timeout")
+    return options
+
+
+@attrs.frozen(init=False)
 class ClientConfig:
     """Where a :class:`MessageClient` connects, and its deadlines (virga's ``ClientConfig``).
 
@@ -56,9 +64,13 @@ class ClientConfig:
     connect_timeout: float = attrs.field(default=10.0, validator=_positive)
     #: Default deadline of each send and receive in seconds; ``None`` waits as long as the
     #: caller's own cancel scope allows.
-    io_timeout: float | None = attrs.field(default=None, validator=_positive)
+    call_timeout: float | None = attrs.field(default=None, validator=_positive)
     #: Largest message accepted from the server.
     max_message_size: int = attrs.field(default=64 * 1024 * 1024, validator=_message_size)
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        """The fields in order, or by name (``io_timeout=`` is the deprecated ``call_timeout``)."""
+        self.__attrs_init__(*args, **_renamed_io_timeout("ClientConfig", options))
 
     @classmethod
     def vsock(
@@ -68,7 +80,7 @@ class ClientConfig:
         return cls(_vsock(cid, port), **options)
 
 
-@attrs.frozen
+@attrs.frozen(init=False)
 class ServerConfig:
     """Where a :class:`MessageServer` listens and how many clients it serves at once."""
 
@@ -81,12 +93,16 @@ class ServerConfig:
     #: Connections served at once; more wait in the listen backlog until one ends.
     max_connections: int = attrs.field(default=64, validator=_at_least_one)
     #: Default deadline of each send and receive in seconds (``None``: no deadline).
-    io_timeout: float | None = attrs.field(default=None, validator=_positive)
+    call_timeout: float | None = attrs.field(default=None, validator=_positive)
     #: Seconds a new connection has to set up its transport (for yamux: to open its stream,
     #: which a rust-yamux client does lazily, with its first message).
     handshake_timeout: float = attrs.field(default=30.0, validator=_positive)
     #: Largest message accepted from a client.
     max_message_size: int = attrs.field(default=64 * 1024 * 1024, validator=_message_size)
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        """The fields in order, or by name (``io_timeout=`` is the deprecated ``call_timeout``)."""
+        self.__attrs_init__(*args, **_renamed_io_timeout("ServerConfig", options))
 
     @classmethod
     def vsock(

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import trio
 
 from virtrio.channels._addresses import Address, open_stream
-from virtrio.channels._serving import serve_streams
+from virtrio.channels._serving import ServerStatistics, StreamServer
 from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
+from virtrio.primitives._deprecated import warn_renamed
 
 from ._config import ClientConfig, ServerConfig
 from ._middleware import Middleware
@@ -58,7 +59,7 @@ class MessageConnection:
         *,
         peer: Address,
         transport: str,
-        io_timeout: float | None,
+        call_timeout: float | None,
         ping: Callable[[float], Awaitable[float]] | None = None,
         wait_closed: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
@@ -67,14 +68,27 @@ class MessageConnection:
         self.peer = peer
         #: ``"xtransport"`` or ``"yamux"``.
         self.transport = transport
-        self.io_timeout = io_timeout
+        #: The deadline of a send or receive that passes ``timeout=None`` (None: no deadline).
+        self.call_timeout = call_timeout
         self._ping = ping
         self._wait_closed = wait_closed
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can flow both ways (virga's ``is_active``)."""
-        return self._channel.is_active
+        return self._channel.is_connected
+
+    @property
+    def is_active(self) -> bool:
+        """Deprecated name of :attr:`is_connected`."""
+        warn_renamed("MessageConnection", "is_active", "is_connected")
+        return self.is_connected
+
+    @property
+    def io_timeout(self) -> float | None:
+        """Deprecated name of :attr:`call_timeout`."""
+        warn_renamed("MessageConnection", "io_timeout", "call_timeout")
+        return self.call_timeout
 
     async def send(self, message: bytes, *, timeout: float | None = None) -> None:
         """Send one message.
@@ -82,7 +96,7 @@ class MessageConnection:
         Raises:
             ConnectionLostError: the connection failed or was closed.
             ProtocolError: the peer broke the transport's protocol earlier.
-            VirtrioTimeoutError: ``timeout`` (default ``io_timeout``) seconds passed.
+            VirtrioTimeoutError: ``timeout`` (default ``call_timeout``) seconds passed.
         """
         with self._deadline(timeout, "sending a message"):
             await self._channel.send(message)
@@ -93,7 +107,7 @@ class MessageConnection:
         Raises:
             ConnectionLostError: the peer disconnected, or the connection failed.
             ProtocolError: the peer broke the transport's protocol.
-            VirtrioTimeoutError: ``timeout`` (default ``io_timeout``) seconds passed.
+            VirtrioTimeoutError: ``timeout`` (default ``call_timeout``) seconds passed.
         """
         with self._deadline(timeout, "waiting for a message"):
             try:
@@ -145,7 +159,7 @@ class MessageConnection:
             raise StopAsyncIteration from None
 
     def _deadline(self, timeout: float | None, what: str) -> AbstractContextManager[None]:
-        return _deadline(timeout if timeout is not None else self.io_timeout, what, self.peer)
+        return _deadline(timeout if timeout is not None else self.call_timeout, what, self.peer)
 
 
 @contextmanager
@@ -171,7 +185,7 @@ async def _open_connection(
     peer: Address,
     max_message_size: int,
     handshake_timeout: float,
-    io_timeout: float | None,
+    call_timeout: float | None,
 ) -> AsyncIterator[MessageConnection]:
     """The transport over ``stream``, the middleware layers over the transport, as one
     connection. Layer 0 is the nearest to the application; each may add ``overhead`` bytes,
@@ -201,7 +215,7 @@ async def _open_connection(
                 top,
                 peer=peer,
                 transport=transport.name,
-                io_timeout=io_timeout,
+                call_timeout=call_timeout,
                 ping=ping if transport.can_ping else None,
                 wait_closed=wait_closed,
             )
@@ -261,7 +275,7 @@ class MessageClient:
             ConnectError: the server could not be reached in time.
         """
         config = self.config
-        stream = await open_stream(config.address, timeout=config.connect_timeout)
+        stream = await open_stream(config.address, connect_timeout=config.connect_timeout)
         async with _open_connection(
             stream,
             self.transport,
@@ -270,7 +284,7 @@ class MessageClient:
             peer=config.address,
             max_message_size=config.max_message_size,
             handshake_timeout=config.connect_timeout,
-            io_timeout=config.io_timeout,
+            call_timeout=config.call_timeout,
         ) as connection:
             yield connection
 
@@ -301,6 +315,7 @@ class MessageServer:
         self.transport = transport
         #: The layers every message passes through (as the clients' own, in the same order).
         self.middleware = tuple(middleware)
+        self._server: StreamServer[trio.SocketStream] | None = None
 
     @classmethod
     def with_xtransport(
@@ -327,10 +342,12 @@ class MessageServer:
         task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen and run ``handler(connection)`` per client, at most ``max_connections`` at
-        once; ``task_status.started`` gets the bound addresses. Runs until cancelled.
+        once (a client beyond them is accepted and closed at once: the protocol has no way to
+        say why; it is counted in :meth:`statistics`); ``task_status.started`` gets the bound
+        addresses. Runs until cancelled.
 
-        A connection whose client misbehaves or vanishes is logged and closed; the others and
-        the server carry on.
+        A connection whose client misbehaves or vanishes, or whose handler fails, is logged
+        and closed; the others and the server carry on.
 
         Raises:
             ConnectError: the address cannot be listened on.
@@ -346,16 +363,21 @@ class MessageServer:
                 peer=_peer_address(stream, config.address),
                 max_message_size=config.max_message_size,
                 handshake_timeout=config.handshake_timeout,
-                io_timeout=config.io_timeout,
+                call_timeout=config.call_timeout,
             ) as connection:
                 await handler(connection)
 
-        await serve_streams(
-            config.address,
-            one,
-            max_connections=config.max_connections,
-            task_status=task_status,
+        self._server = StreamServer(
+            one, max_connections=config.max_connections, name=f"message server on {config.address}"
         )
+        await self._server.serve(config.address, task_status=task_status)
+
+    def statistics(self) -> ServerStatistics:
+        """The counters of the serving (connections now, accepted, refused over the limit,
+        failed); all zero before :meth:`serve`."""
+        if self._server is None:
+            return ServerStatistics(0, 0, 0, 0, 0)
+        return self._server.statistics()
 
 
 def _peer_address(stream: trio.SocketStream, listening: Address) -> Address:

@@ -11,6 +11,8 @@ import trio
 from virtrio.channels._jsonstream import NEED_DATA, NeedData
 from virtrio.errors import ConnectionLostError, ProtocolError
 
+from ._errors import MessagingError
+
 __all__ = [
     "PREFIX_SIZE",
     "LengthPrefixDecoder",
@@ -25,7 +27,7 @@ _RECEIVE_SIZE = 256 * 1024
 _COPY_LIMIT = 256 * 1024
 
 
-class LengthPrefixError(ProtocolError):
+class LengthPrefixError(MessagingError, ProtocolError):
     """The peer announced a message over the limit, or the stream ended inside a message."""
 
 
@@ -102,7 +104,7 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         self._broken = False
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
         return not (self._closed or self._peer_closed or self._broken)
 

@@ -11,6 +11,8 @@ import trio
 
 from virtrio.errors import ConfigError, ConnectionLostError
 
+from ._errors import MessagingError
+
 if TYPE_CHECKING:
     from ._endpoints import MessageConnection
 
@@ -24,7 +26,7 @@ class Probe(Protocol):
     def __call__(self, connection: MessageConnection, /) -> Awaitable[object]: ...
 
 
-class HealthCheckError(ConnectionLostError):
+class HealthCheckError(MessagingError, ConnectionLostError):
     """A connection failed its health check (and was closed); carries the probe's error."""
 
 
@@ -58,7 +60,7 @@ class HealthCheck:
         Raises:
             HealthCheckError: it is down, the probe failed, or it took over ``timeout``.
         """
-        if not connection.is_active:
+        if not connection.is_connected:
             raise HealthCheckError(f"connection to {connection.peer} is down")
         try:
             with trio.fail_after(self.timeout):

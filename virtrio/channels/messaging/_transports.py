@@ -30,7 +30,7 @@ class MessageChannel(Protocol):
     """What a transport yields: a ``trio.abc.Channel[bytes]`` that knows if it is usable."""
 
     @property
-    def is_active(self) -> bool: ...
+    def is_connected(self) -> bool: ...
 
     async def send(self, value: bytes) -> None: ...
 
@@ -173,7 +173,7 @@ class _YamuxChannel(LengthPrefixedChannel):
         self.session = session
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways (and the session is up: a pooled
         connection nobody reads from learns of its end this way)."""
-        return super().is_active and self.session.is_connected
+        return super().is_connected and self.session.is_connected

@@ -9,6 +9,7 @@ Every frame is ``[u32 big-endian length][MessagePack map]`` and every map has a 
 from ._client import (
     PtyClient as PtyClient,
     PtyEvent as PtyEvent,
+    PtyEvents as PtyEvents,
     PtyRequestError as PtyRequestError,
     default_socket_path as default_socket_path,
     open_pty_client as open_pty_client,

@@ -4,17 +4,18 @@ Every request carries an ``id`` and waits for its reply (``created``, ``sessions
 ``error``), so a refused request raises :class:`PtyRequestError` at its call site; any number of
 tasks may call at once. Session output arrives as events on :meth:`PtyClient.events`::
 
-    async with open_pty_client(path) as client:
+    async with open_pty_client("unix:/run/pty.sock") as client:  # or a plain path
         sid = await client.create(command="/bin/bash", cols=120, rows=40)
         await client.attach(sid)            # the current screen first, then live output
         await client.input(sid, b"ls\\n")
-        async for event in client.events():
-            match event:
-                case Output(session=s, data=data): ...
-                case BackpressureWarning(level=Level.RED): ...   # this client is too slow
-                case Exit(code=code, signal=signal): break
+        with client.events() as events:
+            async for event in events:
+                match event:
+                    case Output(session=s, data=data): ...
+                    case BackpressureWarning(level=Level.RED): ...   # this client is slow
+                    case Exit(code=code, signal=signal): break
 
-The event queue is bounded (``max_events``): a program that stops iterating stops this client
+The event queue is bounded (``max_queue``): a program that stops iterating stops this client
 reading its socket, which is what makes the daemon warn (yellow, then red) and, if so
 configured, disconnect it — slow consumers never cost unbounded memory on either side.
 """
@@ -22,18 +23,23 @@ configured, disconnect it — slow consumers never cost unbounded memory on eith
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import trio
 
-from virtrio.channels import Address, open_stream
-from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
+from virtrio.channels import Address, open_stream, parse_address
+from virtrio.channels._correlator import Correlator
+from virtrio.errors import (
+    CommandError,
+    ConfigError,
+    ConnectionLostError,
+    VirtrioError,
+)
 from virtrio.primitives import open_service_nursery
+from virtrio.primitives._deprecated import warn_renamed
 
 from ._codec import NEED_DATA, FrameDecoder, PtyProtocolError, TruncatedFrameError, encode
 from ._messages import (
@@ -59,9 +65,14 @@ from ._messages import (
     Signal,
 )
 
-__all__ = ["PtyClient", "PtyEvent", "PtyRequestError", "default_socket_path", "open_pty_client"]
-
-log = logging.getLogger(__name__)
+__all__ = [
+    "PtyClient",
+    "PtyEvent",
+    "PtyEvents",
+    "PtyRequestError",
+    "default_socket_path",
+    "open_pty_client",
+]
 
 PtyEvent = Output | Exit | BackpressureWarning | Error
 
@@ -77,41 +88,79 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
 _RECEIVE_SIZE = 256 * 1024
 
 
-class PtyRequestError(LocalProtocolError):
-    """The daemon refused a request.
+class PtyRequestError(CommandError):
+    """The daemon refused a request: its ``error`` reply (a remote error, like a QMP error
+    reply): ``error_class`` is the error code, ``desc`` the daemon's message, ``command`` the
+    request's type.
 
     Attributes:
         code: the error code (an :class:`~virtrio.channels.pty.ErrorCode` value).
         session: the session the request named, if any.
     """
 
-    def __init__(self, message: str, *, code: str, session: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        session: int | None = None,
+        command: str = "",
+        desc: str = "",
+    ) -> None:
+        VirtrioError.__init__(self, message)
+        self.error_class = code
+        self.desc = desc or message
+        self.command = command
         self.code = code
         self.session = session
 
 
-class _Slot:
-    __slots__ = ("done", "reply")
+class PtyEvents:
+    """The event queue of a :class:`PtyClient`, from ``with client.events() as events``
+    (an async iterator of events, like every subscription in virtrio)."""
 
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.reply: Message | None = None
+    def __init__(self, client: PtyClient) -> None:
+        self._client = client
+
+    def __enter__(self) -> PtyEvents:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Nothing to undo: the queue is the client's, and what is queued stays queued."""
+
+    def __aiter__(self) -> AsyncIterator[PtyEvent]:
+        return self._client._events
+
+    async def receive(self) -> PtyEvent:
+        """The next event.
+
+        Raises:
+            ConnectionLostError: the connection closed and every event was received.
+        """
+        try:
+            return await self._client._events.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise self._client._lost_error() from None
 
 
 class PtyClient:
     """A connection to the daemon; made by :func:`open_pty_client`."""
 
-    def __init__(self, stream: trio.abc.Stream, address: str, *, max_events: int) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, address: str, *, call_timeout: float, max_queue: int
+    ) -> None:
         self._stream = stream
         self.address = address
+        #: The deadline of a request that passes ``timeout=None``.
+        self.call_timeout = call_timeout
         self._ids = itertools.count(1)
-        self._slots: dict[int, _Slot] = {}
-        self._send_lock = trio.StrictFIFOLock()
-        self._events_send, self._events = trio.open_memory_channel[PtyEvent](max_events)
-        #: Why the connection ended (None while it is open).
-        self.closed_reason: BaseException | None = None
-        self._closed = trio.Event()
+        self._calls: Correlator[Message] = Correlator(stream, name="pty daemon", address=address)
+        self._events_send, self._events = trio.open_memory_channel[PtyEvent](max_queue)
+
+    @property
+    def closed_reason(self) -> BaseException | None:
+        """Why the connection ended (None while it is open)."""
+        return self._calls.closed_reason
 
     # ---- requests ----------------------------------------------------------------------------
 
@@ -126,7 +175,7 @@ class PtyClient:
         cols: int = 80,
         rows: int = 24,
         console: str | Address | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> int:
         """Start a session and return its id: ``command`` (or ``shell``, or the daemon's default
         shell) with ``args`` on a new PTY — or, with ``console``, a VM serial console socket.
@@ -149,17 +198,17 @@ class PtyClient:
         assert isinstance(reply, Created)
         return reply.session
 
-    async def attach(self, session: int, *, timeout: float = 10.0) -> None:
+    async def attach(self, session: int, *, timeout: float | None = None) -> None:
         """Receive the session's events: its current screen as a first :class:`Output`, then
         everything it prints, then its :class:`Exit`."""
         await self._request(Attach(session, id=self._next_id()), timeout)
 
-    async def detach(self, session: int, *, timeout: float = 10.0) -> None:
+    async def detach(self, session: int, *, timeout: float | None = None) -> None:
         """Stop receiving the session's events; it keeps running."""
         await self._request(Detach(session, id=self._next_id()), timeout)
 
     async def input(
-        self, session: int, data: bytes | str, *, wait: bool = True, timeout: float = 10.0
+        self, session: int, data: bytes | str, *, wait: bool = True, timeout: float | None = None
     ) -> None:
         """Type ``data`` (str is sent as UTF-8) into the session.
 
@@ -173,43 +222,46 @@ class PtyClient:
         elif self.closed_reason is not None:
             raise self._lost_error()
         else:
-            with trio.fail_after(timeout):
+            with trio.fail_after(self.call_timeout if timeout is None else timeout):
                 await self._send(encode(Input(session, raw)))
 
-    async def resize(self, session: int, cols: int, rows: int, *, timeout: float = 10.0) -> None:
+    async def resize(
+        self, session: int, cols: int, rows: int, *, timeout: float | None = None
+    ) -> None:
         """Set the session's terminal size (its program gets SIGWINCH)."""
         await self._request(Resize(session, cols, rows, id=self._next_id()), timeout)
 
-    async def signal(self, session: int, signal: int | str, *, timeout: float = 10.0) -> None:
+    async def signal(
+        self, session: int, signal: int | str, *, timeout: float | None = None
+    ) -> None:
         """Send a signal (number or name) to the session's foreground process group."""
         await self._request(Signal(session, signal, id=self._next_id()), timeout)
 
-    async def kill(self, session: int, *, timeout: float = 10.0) -> None:
+    async def kill(self, session: int, *, timeout: float | None = None) -> None:
         """End the session (SIGKILL to its process group; a console is closed)."""
         await self._request(Kill(session, id=self._next_id()), timeout)
 
-    async def list(self, *, timeout: float = 10.0) -> tuple[SessionInfo, ...]:
+    async def list(self, *, timeout: float | None = None) -> tuple[SessionInfo, ...]:
         """The daemon's sessions."""
         reply = await self._request(List(id=self._next_id()), timeout)
         assert isinstance(reply, Sessions)
         return reply.sessions
 
-    def events(self) -> AsyncIterator[PtyEvent]:
+    def events(self) -> PtyEvents:
         """Output, exits, backpressure warnings and unsolicited errors of attached sessions, in
-        order; ends when the connection closes (see :attr:`closed_reason`). Not a generator:
-        breaking out of the loop loses nothing, and iterating again goes on where it stopped."""
-        return self._events
+        order: ``with client.events() as events: async for event in events``.
 
-    async def receive_event(self) -> PtyEvent:
-        """The next event.
-
-        Raises:
-            ConnectionLostError: the connection closed and every event was received.
+        The client has one bounded event queue (``max_queue=`` of :func:`open_pty_client`),
+        which is what back-pressures the socket; leaving the block loses nothing, and entering
+        again goes on where it stopped. Iteration ends when the connection closes (see
+        :attr:`closed_reason`); :meth:`PtyEvents.receive` raises instead.
         """
-        try:
-            return await self._events.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise self._lost_error() from None
+        return PtyEvents(self)
+
+    @property
+    def is_connected(self) -> bool:
+        """True until the connection is lost or closed."""
+        return self.closed_reason is None
 
     # ---- machinery ---------------------------------------------------------------------------
 
@@ -217,53 +269,27 @@ class PtyClient:
         return next(self._ids)
 
     def _lost_error(self) -> ConnectionLostError:
-        reason = self.closed_reason
-        if isinstance(reason, ConnectionLostError):
-            return ConnectionLostError(str(reason), address=self.address)
-        return ConnectionLostError(
-            f"pty daemon connection to {self.address} lost: {reason}", address=self.address
-        )
+        return self._calls.lost_error()
 
-    async def _request(self, request: Request, timeout: float) -> Message:
-        if self.closed_reason is not None:
-            raise self._lost_error()
+    async def _request(self, request: Request, timeout: float | None) -> Message:
+        timeout = self.call_timeout if timeout is None else timeout
         ident = request.id
         assert ident is not None
-        slot = self._slots[ident] = _Slot()
-        try:
-            with trio.move_on_after(timeout) as scope:
-                await self._send(encode(request))
-                await slot.done.wait()
-        finally:
-            self._slots.pop(ident, None)
-        reply = slot.reply
-        if reply is None:
-            if scope.cancelled_caught:
-                raise VirtrioTimeoutError(
-                    f"pty daemon at {self.address}: no reply to {request.TYPE!r} "
-                    f"within {timeout:g} s"
-                )
-            raise self._lost_error()
+        reply = await self._calls.call(
+            ident, encode(request), what=f"request {request.TYPE!r}", timeout=timeout
+        )
         if isinstance(reply, Error):
             raise PtyRequestError(
                 f"{request.TYPE} refused by the pty daemon: {reply.message}",
                 code=reply.code,
                 session=reply.session,
+                command=request.TYPE,
+                desc=reply.message,
             )
         return reply
 
     async def _send(self, data: bytes) -> None:
-        async with self._send_lock:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._lose(ConnectionLostError(f"sending to {self.address}: {exc}"))
-                raise self._lost_error() from None
-            except BaseException:
-                # a frame cut in half would desynchronise the daemon's decoder
-                self._lose(ConnectionLostError(f"a write to {self.address} was interrupted"))
-                await trio.aclose_forcefully(self._stream)
-                raise
+        await self._calls.send(data)
 
     async def _run_reader(self, *, task_status: trio.TaskStatus[None]) -> None:
         decoder = FrameDecoder(max_frame_size=2**31, accept=EVENT_TYPES)
@@ -277,7 +303,7 @@ class PtyClient:
                     if isinstance(message, Created | Sessions | Ok) or (
                         isinstance(message, Error) and message.id is not None
                     ):
-                        self._complete(message)
+                        self._calls.complete(message.id, message)
                     else:
                         if isinstance(message, Error):
                             last_error = message
@@ -297,53 +323,45 @@ class PtyClient:
             self._lose(ConnectionLostError("the client was closed"))
             self._events_send.close()  # after the reason is set: iterators end, then can ask
 
-    def _complete(self, reply: Any) -> None:
-        slot = self._slots.get(reply.id)
-        if slot is None:
-            log.debug("pty client: dropping a reply to request %r (timed out)", reply.id)
-            return
-        slot.reply = reply
-        slot.done.set()
-
     def _lose(self, reason: ConnectionLostError) -> None:
-        if self.closed_reason is not None:
-            return
         reason.address = self.address
-        self.closed_reason = reason
-        slots, self._slots = self._slots, {}
-        for slot in slots.values():
-            slot.done.set()
-        self._closed.set()
+        self._calls.lose(reason)
 
     async def wait_closed(self) -> None:
         """Return once the connection has closed (see :attr:`closed_reason`)."""
-        await self._closed.wait()
+        await self._calls.wait_closed()
 
 
 @asynccontextmanager
 async def open_pty_client(
-    path: str | os.PathLike[str] | Address | None = None,
+    address: str | os.PathLike[str] | Address | None = None,
     *,
-    timeout: float = 10.0,
-    max_events: int = 1024,
+    connect_timeout: float = 10.0,
+    call_timeout: float = 10.0,
+    max_queue: int = 1024,
+    max_events: int | None = None,
 ) -> AsyncIterator[PtyClient]:
-    """Connect to the daemon at ``path`` (default: ``$RUST_PTY_SOCKET_PATH``, else
+    """Connect to the daemon at ``address`` (default: ``$RUST_PTY_SOCKET_PATH``, else
     ``~/.vibest/pty/socket``).
 
     Args:
-        timeout: for connecting.
-        max_events: events buffered before this client stops reading its socket.
+        address: ``unix:/path`` (or an :class:`~virtrio.channels.Address`), or a plain path
+            (``~`` is expanded; a path with ``://`` in it must be given as ``unix:``).
+        connect_timeout: for connecting.
+        call_timeout: the deadline of a request that passes ``timeout=None``.
+        max_queue: events buffered before this client stops reading its socket.
+        max_events: deprecated name of ``max_queue``.
 
     Raises:
+        ConfigError: ``address`` is an address of another scheme than ``unix:``.
         ConnectError: no daemon listens there.
     """
-    if isinstance(path, Address):
-        address = path
-    else:
-        text = os.fspath(path or default_socket_path())
-        address = Address.unix(os.path.expanduser(text))  # noqa: ASYNC240 - no I/O
-    stream = await open_stream(address, timeout=timeout)
-    client = PtyClient(stream, str(address), max_events=max(1, max_events))
+    if max_events is not None:
+        warn_renamed("open_pty_client", "max_events", "max_queue", stacklevel=4)
+        max_queue = max_events
+    addr = _pty_address(address)
+    stream = await open_stream(addr, connect_timeout=connect_timeout)
+    client = PtyClient(stream, str(addr), call_timeout=call_timeout, max_queue=max(1, max_queue))
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(client._run_reader)
@@ -353,3 +371,18 @@ async def open_pty_client(
                 nursery.cancel_scope.cancel()
     finally:
         await trio.aclose_forcefully(stream)
+
+
+def _pty_address(address: str | os.PathLike[str] | Address | None) -> Address:
+    """``unix:/path`` (any ``scheme://`` too, to refuse it clearly) or an Address is parsed as
+    such; anything else is a filesystem path."""
+    if isinstance(address, Address):
+        parsed = address
+    elif isinstance(address, str) and (address.startswith("unix:") or "://" in address):
+        parsed = parse_address(address)
+    else:
+        text = os.fspath(address or default_socket_path())
+        return Address.unix(os.path.expanduser(text))
+    if parsed.scheme != "unix":
+        raise ConfigError(f"the pty daemon listens on a unix: socket, not {parsed}")
+    return parsed

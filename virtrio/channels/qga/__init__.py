@@ -20,6 +20,7 @@ from ._commands import (
 )
 from ._protocol import (
     QgaCommandError as QgaCommandError,
+    QgaError as QgaError,
     QgaProtocol as QgaProtocol,
     QgaProtocolError as QgaProtocolError,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "GuestAgentInfo",
     "QgaClient",
     "QgaCommandError",
+    "QgaError",
     "QgaCommands",
     "QgaProtocol",
     "QgaProtocolError",

@@ -31,10 +31,10 @@ class QgaClient(RpcClient, QgaCommands):
         self,
         connection: RpcConnection,
         protocol: QgaProtocol,
-        default_timeout: float,
+        call_timeout: float,
         sync_timeout: float,
     ) -> None:
-        super().__init__(connection, default_timeout)
+        super().__init__(connection, call_timeout)
         self._protocol = protocol
         #: Deadline of each resynchronisation after the first.
         self.sync_timeout = sync_timeout
@@ -76,10 +76,10 @@ class QgaClient(RpcClient, QgaCommands):
         Raises:
             QgaCommandError: the agent answered with an error.
             ConnectionLostError: the connection went away before the reply.
-            VirtrioTimeoutError: no reply within ``timeout`` (default :attr:`default_timeout`);
+            VirtrioTimeoutError: no reply within ``timeout`` (default :attr:`call_timeout`);
                 the next call resynchronises first.
         """
-        limit = self.default_timeout if timeout is None else timeout
+        limit = self.call_timeout if timeout is None else timeout
         with trio.move_on_after(limit) as scope:
             if self._need_sync:
                 await self.sync()
@@ -105,7 +105,7 @@ async def open_qga(
     address: str | Address,
     *,
     connect_timeout: float = 10.0,
-    default_timeout: float = 30.0,
+    call_timeout: float = 30.0,
     sync_timeout: float = 10.0,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
 ) -> AsyncIterator[QgaClient]:
@@ -116,7 +116,7 @@ async def open_qga(
 
     Args:
         connect_timeout: deadline for connecting and the first resynchronisation together.
-        default_timeout: per-call deadline when a call gives none.
+        call_timeout: per-call deadline when a call gives none.
         sync_timeout: deadline for each later resynchronisation.
 
     Raises:
@@ -125,10 +125,10 @@ async def open_qga(
     """
     addr = parse_address(address)
     deadline = Deadline.after(connect_timeout)
-    stream = await open_stream(addr, timeout=connect_timeout)
+    stream = await open_stream(addr, connect_timeout=connect_timeout)
     protocol = QgaProtocol(max_message_size=max_message_size)
     connection = RpcConnection(stream, protocol, name="guest agent", address=str(addr))
-    client = QgaClient(connection, protocol, default_timeout, sync_timeout)
+    client = QgaClient(connection, protocol, call_timeout, sync_timeout)
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(connection.run_reader)

@@ -7,7 +7,6 @@ that survives reconnects. A subclass implements :meth:`QgaCommands.execute`.
 
 from __future__ import annotations
 
-import abc
 import base64
 import math
 from collections.abc import Mapping, Sequence
@@ -17,7 +16,7 @@ import attrs
 import trio
 
 from virtrio.errors import ProtocolError, VirtrioTimeoutError
-from virtrio.primitives import Backoff
+from virtrio.primitives import Backoff, Executor
 
 __all__ = ["ExecResult", "GuestAgentInfo", "QgaCommands"]
 
@@ -76,24 +75,9 @@ def _b64(value: Any, what: str) -> bytes:
         raise ProtocolError(f"guest agent sent invalid base64 in {what}: {exc}") from None
 
 
-class QgaCommands(abc.ABC):
-    """Typed guest-agent helpers over :meth:`execute`."""
-
-    @abc.abstractmethod
-    async def execute(
-        self,
-        command: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Any:
-        """Run ``command`` in the guest agent and return its ``return`` value.
-
-        Raises:
-            QgaCommandError: the agent answered with an error.
-            ConnectionLostError: the connection went away before the reply.
-            VirtrioTimeoutError: no reply in time.
-        """
+class QgaCommands(Executor):
+    """Typed guest-agent helpers written once against :class:`~virtrio.primitives.Executor`: a
+    subclass implements :meth:`execute`, the helpers come with it."""
 
     async def ping(self, *, timeout: float | None = None) -> None:
         """``guest-ping``: returns once the agent answered."""

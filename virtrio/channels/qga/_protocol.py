@@ -25,18 +25,23 @@ from virtrio.channels._jsonstream import (
     encode_message,
 )
 from virtrio.channels._rpc import Reply, error_reply
-from virtrio.errors import CommandError, ProtocolError
+from virtrio.errors import CommandError, ProtocolError, VirtrioError
 
-__all__ = ["QgaCommandError", "QgaProtocol", "QgaProtocolError"]
+__all__ = ["QgaCommandError", "QgaError", "QgaProtocol", "QgaProtocolError"]
 
 log = logging.getLogger(__name__)
 
 
-class QgaProtocolError(ProtocolError):
+class QgaError(VirtrioError):
+    """Base of the guest-agent errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`)."""
+
+
+class QgaProtocolError(QgaError, ProtocolError):
     """The guest agent sent something that is not a valid reply."""
 
 
-class QgaCommandError(CommandError):
+class QgaCommandError(QgaError, CommandError):
     """The guest agent answered a command with an error."""
 
 

@@ -22,6 +22,7 @@ from ._keys import QCODES as QCODES, parse_combo as parse_combo, text_to_combos 
 from ._protocol import (
     QemuVersion as QemuVersion,
     QmpCommandError as QmpCommandError,
+    QmpError as QmpError,
     QmpEvent as QmpEvent,
     QmpGreeting as QmpGreeting,
     QmpProtocol as QmpProtocol,
@@ -33,6 +34,7 @@ __all__ = [
     "QemuVersion",
     "QmpClient",
     "QmpCommandError",
+    "QmpError",
     "QmpCommands",
     "QmpEvent",
     "QmpGreeting",

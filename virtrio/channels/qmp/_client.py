@@ -32,9 +32,9 @@ class QmpClient(RpcClient, QmpCommands):
         connection: RpcConnection,
         protocol: QmpProtocol,
         events: Fanout[QmpEvent],
-        default_timeout: float,
+        call_timeout: float,
     ) -> None:
-        super().__init__(connection, default_timeout)
+        super().__init__(connection, call_timeout)
         self._protocol = protocol
         self._events = events
 
@@ -56,12 +56,12 @@ class QmpClient(RpcClient, QmpCommands):
         Raises:
             QmpCommandError: QEMU answered with an error.
             ConnectionLostError: the connection went away before the reply.
-            VirtrioTimeoutError: no reply within ``timeout`` (default :attr:`default_timeout`).
+            VirtrioTimeoutError: no reply within ``timeout`` (default :attr:`call_timeout`).
         """
         reply = await self._connection.request(
             command,
             dict(arguments) if arguments else None,
-            timeout=self.default_timeout if timeout is None else timeout,
+            timeout=self.call_timeout if timeout is None else timeout,
         )
         if not reply.ok:
             raise QmpCommandError(reply.error_class, reply.desc, command=command)
@@ -86,7 +86,7 @@ async def open_qmp(
     address: str | Address,
     *,
     connect_timeout: float = 10.0,
-    default_timeout: float = 30.0,
+    call_timeout: float = 30.0,
     negotiate: bool = True,
     event_fanout: Fanout[QmpEvent] | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
@@ -96,7 +96,7 @@ async def open_qmp(
     Args:
         address: ``unix:/path`` or ``tcp://host:port``.
         connect_timeout: deadline for connecting, the greeting and negotiation together.
-        default_timeout: per-call deadline when a call gives none (``math.inf`` for none).
+        call_timeout: per-call deadline when a call gives none (``math.inf`` for none).
         negotiate: send ``qmp_capabilities`` (leave True unless you do it yourself).
         event_fanout: publish events here instead of the client's own fanout (a VM nursery
             passes one that outlives reconnects; it is then not closed with the connection).
@@ -114,13 +114,13 @@ async def open_qmp(
     def on_event(event: object) -> None:
         if isinstance(event, QmpGreeting):
             wakeup.set()
-        elif isinstance(event, QmpEvent) and not events.closed:
+        elif isinstance(event, QmpEvent):
             events.publish(event)
 
     deadline = Deadline.after(connect_timeout)
-    stream = await open_stream(addr, timeout=connect_timeout)
+    stream = await open_stream(addr, connect_timeout=connect_timeout)
     connection = RpcConnection(stream, protocol, name="QMP", address=str(addr), on_event=on_event)
-    client = QmpClient(connection, protocol, events, default_timeout)
+    client = QmpClient(connection, protocol, events, call_timeout)
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(connection.run_reader)

@@ -8,11 +8,12 @@ commands: the direct socket client (:func:`~virtrio.channels.qmp.open_qmp`), lib
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
+
+from virtrio.primitives import Executor
 
 from ._keys import parse_combo, qcode, text_to_combos
 from ._protocol import QemuVersion, QmpProtocolError
@@ -29,27 +30,9 @@ class VmStatus:
     running: bool
 
 
-class QmpCommands(abc.ABC):
-    """Typed QMP helpers over :meth:`execute`."""
-
-    @abc.abstractmethod
-    async def execute(
-        self,
-        command: str,
-        arguments: Mapping[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> Any:
-        """Run ``command`` and return its ``return`` value.
-
-        Args:
-            timeout: seconds to wait for the reply (None: the client's default).
-
-        Raises:
-            QmpCommandError: QEMU answered with an error (class and description attached).
-            ConnectionLostError: the connection went away before the reply.
-            VirtrioTimeoutError: no reply in time.
-        """
+class QmpCommands(Executor):
+    """Typed QMP helpers written once against :class:`~virtrio.primitives.Executor`: a
+    subclass implements :meth:`execute`, the helpers come with it."""
 
     async def query_status(self, *, timeout: float | None = None) -> VmStatus:
         """The VM's run state (``query-status``)."""

@@ -14,11 +14,12 @@ from virtrio.channels._jsonstream import (
     encode_message,
 )
 from virtrio.channels._rpc import Reply, error_reply
-from virtrio.errors import CommandError, ProtocolError
+from virtrio.errors import CommandError, ProtocolError, VirtrioError
 
 __all__ = [
     "QemuVersion",
     "QmpCommandError",
+    "QmpError",
     "QmpEvent",
     "QmpGreeting",
     "QmpProtocol",
@@ -26,11 +27,16 @@ __all__ = [
 ]
 
 
-class QmpProtocolError(ProtocolError):
+class QmpError(VirtrioError):
+    """Base of the QMP errors (a QMP error is also one of the generic classes of
+    :mod:`virtrio.errors`: a protocol, local-protocol or command error)."""
+
+
+class QmpProtocolError(QmpError, ProtocolError):
     """QEMU sent something that is not valid QMP."""
 
 
-class QmpCommandError(CommandError):
+class QmpCommandError(QmpError, CommandError):
     """QEMU answered a command with an error (``error_class`` is QMP's ``class``)."""
 
 

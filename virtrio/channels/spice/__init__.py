@@ -18,9 +18,11 @@ from virtrio.channels.spice._channel import SpiceChannel, open_channel
 from virtrio.channels.spice._display import DisplayState, Rect, Surface, encode_png
 from virtrio.channels.spice._display_channel import DisplayChannel
 from virtrio.channels.spice._errors import (
+    SpiceError,
     SpiceLinkError,
     SpicePermissionError,
     SpiceProtocolError,
+    SpiceVersionError,
 )
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
@@ -44,8 +46,10 @@ __all__ = [
     "PortChannel",
     "Rect",
     "SpiceChannel",
+    "SpiceError",
     "SpiceLinkError",
     "SpicePermissionError",
+    "SpiceVersionError",
     "SpiceProtocolError",
     "SpiceSession",
     "SpiceTransport",

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
 
@@ -45,6 +45,7 @@ from virtrio.channels.spice._link import (
 )
 from virtrio.channels.spice._transport import SpiceTransport, open_transport, receive_exactly
 from virtrio.errors import ConnectionLostError
+from virtrio.primitives import collapse_groups
 
 __all__ = ["SpiceChannel", "open_channel"]
 
@@ -60,26 +61,6 @@ def channel_name(channel_type: int) -> str:
         return ChannelType(channel_type).name.lower()
     except ValueError:
         return str(channel_type)
-
-
-@contextmanager
-def collapse_groups() -> Iterator[None]:
-    """Re-raise the one real error out of a nursery's ExceptionGroup (callers see a library
-    error, not a group); groups with several real errors pass through."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        leaves: list[BaseException] = []
-        pending: list[BaseException] = [group]
-        while pending:
-            exc = pending.pop()
-            if isinstance(exc, BaseExceptionGroup):
-                pending.extend(exc.exceptions)
-            elif not isinstance(exc, trio.Cancelled):
-                leaves.append(exc)
-        if len(leaves) == 1:
-            raise leaves[0] from leaves[0].__cause__
-        raise
 
 
 class SpiceChannel:
@@ -136,11 +117,6 @@ class SpiceChannel:
     def is_connected(self) -> bool:
         """Whether the connection is up."""
         return not self._closed.is_set()
-
-    @property
-    def is_closed(self) -> bool:
-        """Whether the connection is gone."""
-        return self._closed.is_set()
 
     async def abort(self) -> None:
         """Close the underlying stream now (the reader then ends with a lost connection)."""
@@ -228,10 +204,11 @@ async def open_channel(
     connection_id: int = 0,
     password: str = "",
     channel_caps: tuple[int, ...] = (),
-    timeout: float = 10.0,
+    connect_timeout: float = 10.0,
     setup: Callable[[SpiceChannel], None] | None = None,
 ) -> AsyncIterator[SpiceChannel]:
-    """Connect and link one channel, run its reader, yield it; closed on exit.
+    """Connect and link one channel (within ``connect_timeout``), run its reader, yield it;
+    closed on exit.
 
     ``setup`` is called before the reader starts (to install a handler so no message is missed).
     When the server answers NEED_SECURED (a TLS-only channel on the plain port) and ``secure``
@@ -250,7 +227,7 @@ async def open_channel(
             connection_id=connection_id,
             password=password,
             channel_caps=channel_caps,
-            timeout=timeout,
+            timeout=connect_timeout,
             setup=setup,
         )
         try:

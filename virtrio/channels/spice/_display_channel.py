@@ -63,7 +63,7 @@ class DisplayChannel:
                 nursery.start_soon(closed)
                 await event.wait()
                 nursery.cancel_scope.cancel()
-        if self.channel.is_closed:
+        if not self.channel.is_connected:
             raise ConnectionLostError(
                 f"display channel closed while waiting for {what}",
                 address=self.channel.address,

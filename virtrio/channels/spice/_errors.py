@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from virtrio.errors import ConnectError, ProtocolError
+from virtrio.errors import (
+    AuthenticationError,
+    ConnectError,
+    ProtocolError,
+    UnsupportedVersionError,
+    VirtrioError,
+)
 
-__all__ = ["SpiceLinkError", "SpicePermissionError", "SpiceProtocolError"]
+__all__ = [
+    "SpiceError",
+    "SpiceLinkError",
+    "SpicePermissionError",
+    "SpiceProtocolError",
+    "SpiceVersionError",
+]
 
 
-class SpiceProtocolError(ProtocolError):
+class SpiceError(VirtrioError):
+    """Base of the Spice errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`)."""
+
+
+class SpiceProtocolError(SpiceError, ProtocolError):
     """The Spice server sent bytes that break the protocol."""
 
 
-class SpiceLinkError(ConnectError):
+class SpiceLinkError(SpiceError, ConnectError):
     """The server refused to link a channel; ``code`` is the SpiceLinkErr value."""
 
     def __init__(self, message: str, code: int, *, address: str = "") -> None:
@@ -19,5 +36,11 @@ class SpiceLinkError(ConnectError):
         self.code = code
 
 
-class SpicePermissionError(SpiceLinkError, PermissionError):
-    """Wrong or missing Spice password (link error PERMISSION_DENIED)."""
+class SpicePermissionError(SpiceLinkError, AuthenticationError, PermissionError):
+    """Wrong or missing Spice password (link error PERMISSION_DENIED). Permanent: a supervisor
+    does not retry it."""
+
+
+class SpiceVersionError(SpiceLinkError, UnsupportedVersionError):
+    """The server speaks another Spice major version, or refused ours (VERSION_MISMATCH).
+    Permanent."""

@@ -37,11 +37,12 @@ async def open_domain_spice(
     *,
     password: str = "",
     ssl_context: ssl.SSLContext | None = None,
-    timeout: float = 10.0,
+    connect_timeout: float = 10.0,
+    call_timeout: float = 10.0,
 ) -> AsyncIterator[SpiceSession]:
     """A Spice session to the display in ``domain``'s live XML (read on every connect, so a
     restarted domain's new autoport is followed)."""
-    xml = await domain.xml(timeout=timeout)
+    xml = await domain.xml(timeout=connect_timeout)
     if xml.spice is None:
         raise ChannelUnavailableError(f"libvirt domain {domain.name} has no Spice display")
     plain, tls = spice_addresses(xml.spice)
@@ -55,6 +56,7 @@ async def open_domain_spice(
         password=password,
         ssl_context=ssl_context,
         tls_address=tls if plain else None,
-        timeout=timeout,
+        connect_timeout=connect_timeout,
+        call_timeout=call_timeout,
     ) as session:
         yield session

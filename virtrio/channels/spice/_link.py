@@ -14,6 +14,7 @@ from virtrio.channels.spice._errors import (
     SpiceLinkError,
     SpicePermissionError,
     SpiceProtocolError,
+    SpiceVersionError,
 )
 
 __all__ = [
@@ -127,7 +128,9 @@ def parse_link_header(data: bytes) -> int:
     if magic != LINK_MAGIC:
         raise SpiceProtocolError(f"not a Spice server: bad link magic {magic:#010x}")
     if major != _MAJOR:
-        raise SpiceProtocolError(f"unsupported Spice protocol major version {major}")
+        raise SpiceVersionError(
+            f"unsupported Spice protocol major version {major}", LinkErr.VERSION_MISMATCH
+        )
     if not 4 <= size <= 65536:
         raise SpiceProtocolError(f"link reply size {size} out of range")
     return size
@@ -169,6 +172,8 @@ def link_error(code: int) -> SpiceLinkError:
     text = f"Spice link failed: {_ERR_TEXT.get(err, err.name)} ({err.name})"
     if err is LinkErr.PERMISSION_DENIED:
         return SpicePermissionError(text, code)
+    if err is LinkErr.VERSION_MISMATCH:
+        return SpiceVersionError(text, code)
     return SpiceLinkError(text, code)
 
 

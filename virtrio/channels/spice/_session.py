@@ -16,12 +16,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from virtrio.channels._addresses import Address
-from virtrio.channels.spice._channel import (
-    SpiceChannel,
-    channel_name,
-    collapse_groups,
-    open_channel,
-)
+from virtrio.channels.spice._channel import SpiceChannel, channel_name, open_channel
 from virtrio.channels.spice._display import Rect
 from virtrio.channels.spice._display_channel import DISPLAY_CAPS, DisplayChannel
 from virtrio.channels.spice._inputs import InputsChannel
@@ -36,7 +31,7 @@ from virtrio.channels.spice._main import (
 from virtrio.channels.spice._port import PortChannel
 from virtrio.channels.spice._transport import SpiceTransport
 from virtrio.errors import ChannelUnavailableError, ConnectionLostError, VirtrioTimeoutError
-from virtrio.primitives import Backoff, Deadline, Supervisor
+from virtrio.primitives import Backoff, Deadline, Supervisor, collapse_groups
 
 __all__ = ["DEFAULT_CHANNELS", "SpiceSession", "open_spice_session"]
 
@@ -56,7 +51,7 @@ class _Linked:
     @property
     def is_connected(self) -> bool:
         """Whether the channel is still up."""
-        return not self.channel.is_closed
+        return self.channel.is_connected
 
     async def wait_closed(self) -> None:
         """Return once the channel is gone."""
@@ -76,7 +71,8 @@ class SpiceSession:
         password: str,
         main: MainChannel,
         *,
-        timeout: float,
+        connect_timeout: float,
+        call_timeout: float,
         backoff: Callable[[], Backoff],
         secure: SpiceTransport | None = None,
     ) -> None:
@@ -85,7 +81,9 @@ class SpiceSession:
         self.secure = secure
         self.main = main
         self._password = password
-        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        #: The deadline of a call that passes none (``timeout=None``).
+        self.call_timeout = call_timeout
         self._backoff = backoff
         #: Supervisors of the linked channels, keyed by (type, id).
         self.supervisors: dict[tuple[int, int], Supervisor[_Linked]] = {}
@@ -111,7 +109,7 @@ class SpiceSession:
     @property
     def is_connected(self) -> bool:
         """Whether the main channel (and so the session) is up."""
-        return not self.main.channel.is_closed
+        return self.main.channel.is_connected
 
     async def wait_closed(self) -> None:
         """Return once the main channel (and so the session) is gone."""
@@ -142,7 +140,7 @@ class SpiceSession:
             connection_id=self.session_id,
             password=self._password,
             channel_caps=caps,
-            timeout=self._timeout,
+            connect_timeout=self._connect_timeout,
             setup=setup,
         ) as channel:
             api = holder[0]
@@ -192,7 +190,7 @@ class SpiceSession:
                 f"the Spice server offers no {channel_name(channel_type)}:{channel_id} channel"
             )
         sup = self.open(channel_type, channel_id)
-        linked = await sup.wait_connected(timeout=self._timeout if timeout is None else timeout)
+        linked = await sup.wait_connected(timeout=self.call_timeout if timeout is None else timeout)
         return linked.api
 
     async def display(self, channel_id: int = 0, *, timeout: float | None = None) -> DisplayChannel:
@@ -209,7 +207,7 @@ class SpiceSession:
 
     async def port(self, name: str, *, timeout: float | None = None) -> PortChannel:
         """The spiceport named ``name`` (links every port channel to learn the names)."""
-        timeout = self._timeout if timeout is None else timeout
+        timeout = self.call_timeout if timeout is None else timeout
         deadline = Deadline.after(timeout)
         ports = [key for key in self.channels if key[0] == ChannelType.PORT]
         for kind, cid in ports:
@@ -223,14 +221,14 @@ class SpiceSession:
 
     async def screenshot(self, *, timeout: float | None = None) -> bytes:
         """The primary screen as PNG bytes."""
-        t = self._timeout if timeout is None else timeout
+        t = self.call_timeout if timeout is None else timeout
         return await (await self.display(timeout=t)).screenshot(timeout=t)
 
     async def wait_screen_change(
         self, *, region: Rect | None = None, timeout: float | None = None
     ) -> None:
         """Wait until the screen (or ``region``) changes."""
-        t = self._timeout if timeout is None else timeout
+        t = self.call_timeout if timeout is None else timeout
         await (await self.display(timeout=t)).wait_change(region=region, timeout=t)
 
     async def send_keys(self, combo: str) -> None:
@@ -258,14 +256,17 @@ async def open_spice_session(
     channels: Collection[str] = DEFAULT_CHANNELS,
     ssl_context: ssl.SSLContext | None = None,
     tls_address: str | Address | None = None,
-    timeout: float = 10.0,
+    connect_timeout: float = 10.0,
+    call_timeout: float = 10.0,
     backoff: Callable[[], Backoff] = lambda: Backoff(initial=0.05, maximum=2.0),
 ) -> AsyncIterator[SpiceSession]:
     """Connect a Spice session at ``address`` (``unix:PATH``, ``tcp://H:P``, ``tls://H:P``,
     ``ws://H:P/``); link main, then the named ``channels`` that the server offers
     (``"all"`` = every one). Other channels link on first use. ``tls_address``
     (``tls://H:P``, verified with ``ssl_context`` or the system CAs) is where channels the
-    server refuses on the plain port (NEED_SECURED) are linked.
+    server refuses on the plain port (NEED_SECURED) are linked. ``connect_timeout`` bounds
+    linking main and each channel asked for; ``call_timeout`` is the deadline of a call that
+    passes ``timeout=None``.
 
     Raises:
         SpicePermissionError: wrong or missing password.
@@ -287,19 +288,19 @@ async def open_spice_session(
         secure=secure,
         password=password,
         channel_caps=(CAP_NAME_AND_UUID, CAP_AGENT_CONNECTED_TOKENS),
-        timeout=timeout,
+        connect_timeout=connect_timeout,
         setup=lambda ch: setattr(ch, "handler", state.handle),
     ) as channel:
         main = MainChannel(channel, state)
         try:
-            with trio.fail_after(timeout):
+            with trio.fail_after(connect_timeout):
                 await _first(state.init_received.wait, channel.wait_closed)
                 if state.init is not None:
                     await channel.send(MSGC_ATTACH_CHANNELS)
                     await _first(state.channels_received.wait, channel.wait_closed)
         except trio.TooSlowError:
             raise VirtrioTimeoutError(
-                f"Spice server at {transport.address} sent no channel list in {timeout:g} s"
+                f"Spice server at {transport.address} sent no channel list in {connect_timeout:g} s"
             ) from None
         if state.channels is None:
             raise ConnectionLostError(
@@ -307,7 +308,13 @@ async def open_spice_session(
                 address=str(transport.address),
             )
         session = SpiceSession(
-            transport, password, main, timeout=timeout, backoff=backoff, secure=secure
+            transport,
+            password,
+            main,
+            connect_timeout=connect_timeout,
+            call_timeout=call_timeout,
+            backoff=backoff,
+            secure=secure,
         )
         with collapse_groups():
             async with trio.open_nursery() as nursery:
@@ -318,7 +325,7 @@ async def open_spice_session(
                         session.open(kind, cid)
                 try:
                     for sup in list(session.supervisors.values()):
-                        await sup.wait_connected(timeout=timeout)
+                        await sup.wait_connected(timeout=connect_timeout)
                     yield session
                 finally:
                     nursery.cancel_scope.cancel()

@@ -103,7 +103,7 @@ async def open_transport(
         finally:
             await manager.__aexit__(None, None, None)
         return
-    stream: trio.abc.Stream = await open_stream(address, timeout=timeout)
+    stream: trio.abc.Stream = await open_stream(address, connect_timeout=timeout)
     if transport.ssl_context is not None:
         tls = trio.SSLStream(
             stream, transport.ssl_context, server_hostname=address.host, https_compatible=False

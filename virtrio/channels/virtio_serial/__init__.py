@@ -14,6 +14,7 @@ See docs/virtio-serial.md for the developer guide.
 """
 
 from ._buffer import ReadBuffer as ReadBuffer, ReadLimitError as ReadLimitError
+from ._errors import VirtioSerialError as VirtioSerialError
 from ._open import discover_channels as discover_channels, open_virtio_serial as open_virtio_serial
 from ._reader import IncompleteReadError as IncompleteReadError, StreamReader as StreamReader
 
@@ -22,6 +23,7 @@ __all__ = [
     "ReadBuffer",
     "ReadLimitError",
     "StreamReader",
+    "VirtioSerialError",
     "discover_channels",
     "open_virtio_serial",
 ]

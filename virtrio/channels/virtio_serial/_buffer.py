@@ -7,13 +7,15 @@ import re
 
 from virtrio.errors import ConfigError, ProtocolError
 
+from ._errors import VirtioSerialError
+
 __all__ = ["Delimiter", "ReadBuffer", "ReadLimitError"]
 
 #: A literal delimiter or a compiled bytes regex.
 Delimiter = bytes | re.Pattern[bytes]
 
 
-class ReadLimitError(ProtocolError):
+class ReadLimitError(VirtioSerialError, ProtocolError):
     """More than ``max_size`` bytes arrived without the delimiter (the bytes stay buffered)."""
 
 

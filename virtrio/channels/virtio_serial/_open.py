@@ -32,7 +32,7 @@ def _is_local(uri: str) -> bool:
 
 
 async def open_virtio_serial(
-    domain: LibvirtDomain, name: str, *, via: Via = "auto", timeout: float = 10.0
+    domain: LibvirtDomain, name: str, *, via: Via = "auto", connect_timeout: float = 10.0
 ) -> StreamReader:
     """Open the domain's virtio-serial channel ``name`` as a :class:`StreamReader`.
 
@@ -41,6 +41,7 @@ async def open_virtio_serial(
             ``"socket"`` connects to the host-side Unix socket the XML names (same machine
             only); ``"auto"`` uses the socket when the host is local and the socket exists,
             else libvirt.
+        connect_timeout: seconds to read the XML and open the channel.
 
     Raises:
         KeyError: the domain has no such channel (the message lists those it has).
@@ -48,11 +49,11 @@ async def open_virtio_serial(
     """
     if via not in ("auto", "libvirt", "socket"):
         raise ConfigError(f"via must be 'auto', 'libvirt' or 'socket', not {via!r}")
-    xml = await domain.xml(timeout=timeout)
+    xml = await domain.xml(timeout=connect_timeout)
     channel = xml.channel(name)
     label = f"{domain.name}:{channel.name}"
     if via != "libvirt":
-        connection, _ = await domain.resolve(timeout=timeout)
+        connection, _ = await domain.resolve(timeout=connect_timeout)
         address = channel.address
         usable = (
             address is not None
@@ -61,10 +62,14 @@ async def open_virtio_serial(
             and await trio.Path(channel.path).exists()
         )
         if usable and address is not None:
-            return StreamReader(await open_stream(address, timeout=timeout), name=label)
+            return StreamReader(
+                await open_stream(address, connect_timeout=connect_timeout), name=label
+            )
         if via == "socket":
             raise ConfigError(
                 f"channel {label} has no host socket on this machine "
                 f"(type {channel.type}, path {channel.path})"
             )
-    return StreamReader(await domain.open_channel(channel.name, timeout=timeout), name=label)
+    return StreamReader(
+        await domain.open_channel(channel.name, timeout=connect_timeout), name=label
+    )

@@ -9,13 +9,14 @@ import trio
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 
 from ._buffer import Delimiter, ReadBuffer
+from ._errors import VirtioSerialError
 
 __all__ = ["IncompleteReadError", "StreamReader"]
 
 _CHUNK = 65536
 
 
-class IncompleteReadError(ConnectionLostError):
+class IncompleteReadError(VirtioSerialError, ConnectionLostError):
     """The stream ended before the delimiter arrived.
 
     Attributes:

@@ -57,7 +57,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
         self._closed = False
 
     @property
-    def is_active(self) -> bool:
+    def is_connected(self) -> bool:
         """True while messages can still flow both ways."""
         return not (self._closed or self._peer_closed or self._error is not None)
 

@@ -17,7 +17,7 @@ import enum
 import struct
 import zlib
 
-from virtrio.errors import ProtocolError
+from virtrio.errors import ProtocolError, VirtrioError
 
 __all__ = [
     "HEADER",
@@ -34,6 +34,7 @@ __all__ = [
     "XtransferFramingError",
     "XtransferMagicError",
     "XtransferMessageTooLargeError",
+    "XtransferProtocolError",
     "XtransferTruncatedError",
     "XtransferVersionError",
     "encode_packet",
@@ -59,32 +60,37 @@ class PacketType(enum.IntEnum):
     ACK = 3
 
 
-class XtransferError(ProtocolError):
+class XtransferError(VirtrioError):
+    """Base of the xtransport errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`)."""
+
+
+class XtransferProtocolError(XtransferError, ProtocolError):
     """The peer sent bytes that are not valid xtransport; the connection cannot be resynced."""
 
 
-class XtransferMagicError(XtransferError):
+class XtransferMagicError(XtransferProtocolError):
     """A packet header did not start with the magic ``PRTX``."""
 
 
-class XtransferVersionError(XtransferError):
+class XtransferVersionError(XtransferProtocolError):
     """A packet header carried a protocol version other than 1."""
 
 
-class XtransferChecksumError(XtransferError):
+class XtransferChecksumError(XtransferProtocolError):
     """A packet's payload did not match the CRC-32 in its header."""
 
 
-class XtransferFramingError(XtransferError):
+class XtransferFramingError(XtransferProtocolError):
     """A packet of an unknown or unexpected type, a malformed MessageHead or Ack, or message
     pieces that do not add up to the announced length (xtransfer's ``InvalidPacket``)."""
 
 
-class XtransferMessageTooLargeError(XtransferError):
+class XtransferMessageTooLargeError(XtransferProtocolError):
     """A MessageHead announced more bytes than the receiver's ``max_message_size``."""
 
 
-class XtransferTruncatedError(XtransferError):
+class XtransferTruncatedError(XtransferProtocolError):
     """The byte stream ended inside a packet or inside a multi-packet message."""
 
 

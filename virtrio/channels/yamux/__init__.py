@@ -21,24 +21,25 @@ from ._frames import (
     FrameType as FrameType,
     GoAwayCode as GoAwayCode,
 )
+from ._listener import MuxListener as MuxListener
 from ._session import (
     YamuxError as YamuxError,
     YamuxProtocolError as YamuxProtocolError,
     YamuxSession as YamuxSession,
 )
-from ._trio import (
-    MuxSession as MuxSession,
+from ._stream import (
     MuxStream as MuxStream,
     SessionLostError as SessionLostError,
     StreamResetError as StreamResetError,
-    open_mux as open_mux,
 )
+from ._trio import MuxSession as MuxSession, open_mux as open_mux
 
 __all__ = [
     "DEFAULT_WINDOW",
     "Flag",
     "FrameType",
     "GoAwayCode",
+    "MuxListener",
     "MuxSession",
     "MuxStream",
     "SessionLostError",

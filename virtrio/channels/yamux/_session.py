@@ -16,7 +16,7 @@ from typing import Final
 
 import attrs
 
-from virtrio.errors import LocalProtocolError, ProtocolError
+from virtrio.errors import LocalProtocolError, ProtocolError, VirtrioError
 
 from ._frames import (
     DEFAULT_WINDOW,
@@ -54,11 +54,12 @@ _SYN, _ACK, _FIN, _RST = (int(flag) for flag in (Flag.SYN, Flag.ACK, Flag.FIN, F
 _VIEW_FROM: Final = 16 * 1024
 
 
-class YamuxError(ProtocolError):
-    """Base of yamux errors."""
+class YamuxError(VirtrioError):
+    """Base of the yamux errors (each is also one of the generic classes of
+    :mod:`virtrio.errors`: a reset stream is a lost connection, not a protocol violation)."""
 
 
-class YamuxProtocolError(YamuxError):
+class YamuxProtocolError(YamuxError, ProtocolError):
     """The peer broke the yamux protocol; the session sends GoAway(protocol error) and ends."""
 
 

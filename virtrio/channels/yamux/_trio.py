@@ -1,16 +1,14 @@
-"""yamux over any Trio stream: :func:`open_mux`.
+"""yamux over any Trio stream: :func:`open_mux` and its :class:`MuxSession`.
 
-On a socket, frames are read and written directly (``os.read``/``os.write`` after Trio
-reports readiness) by whichever task has them, and the writer task only sends what the
-kernel did not take at once; on other streams the writer task sends everything. The why and
-the figures are in docs/yamux.md ("How bytes move").
+The session runs a reader task (feeding the sans-I/O core, delivering its events to the
+streams of :mod:`._stream`) and a writer task. On a socket, frames are read and written
+directly by whichever task has them, and the writer task only sends what the kernel did not
+take at once; on other streams the writer task sends everything (the two wires of
+:mod:`._wire`). The why and the figures are in docs/yamux.md ("How bytes move").
 """
 
 from __future__ import annotations
 
-import contextlib
-import operator
-import os
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,272 +32,16 @@ from ._session import (
     YamuxProtocolError,
     YamuxSession,
 )
+from ._stream import MuxStream, StreamResetError
+from ._wire import wire_for
 
-__all__ = ["MuxSession", "MuxStream", "SessionLostError", "StreamResetError", "open_mux"]
+__all__ = ["MuxSession", "open_mux"]
 
-#: Bytes asked of the transport per read.
-_RECEIVE_SIZE = 512 * 1024
-#: Reads shorter than this make the next read go into a small reused buffer.
-_SMALL_READ = 16 * 1024
-#: What ``receive_some()`` returns at most when no size is asked for.
-_READ_SIZE = 1024 * 1024
-#: Writers wait once this much is queued for the wire (bounds memory; the reader never waits).
-_HIGH_WATER = 1024 * 1024
-#: Buffers one writev may take (Linux's IOV_MAX); any beyond go to the writer task.
-_IOV_MAX = 1024
 #: Answers to the peer's frames (see YamuxSession.answers_queued) that may wait unsent before
 #: the reader stops reading: beyond it, the peer is flooding pings or opens and not reading.
 _MAX_ANSWERS = 64 * 1024
 #: Scheduling rounds a SYN, ACK, FIN or returned credit waits for a Data frame to travel with.
 _DEFER_ROUNDS = 2
-
-
-class _Wakeup:
-    """Where the one task that may wait for something (a stream has one reader and one
-    writer) parks: cheaper than a :class:`trio.Event` renewed at every wait. Check the
-    condition, then wait, with no checkpoint in between."""
-
-    __slots__ = ("_task",)
-
-    def __init__(self) -> None:
-        self._task: trio.lowlevel.Task | None = None
-
-    async def wait(self) -> None:
-        self._task = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-    def wake(self) -> None:
-        if (task := self._task) is not None:
-            self._task = None
-            trio.lowlevel.reschedule(task)
-
-
-class StreamResetError(YamuxError, trio.BrokenResourceError):
-    """The stream was reset (by the peer, or because the session ended): not an EOF."""
-
-
-class SessionLostError(ConnectionLostError, trio.BrokenResourceError):
-    """A stream's call failed because its whole session ended (the connection was lost or
-    closed, or the peer broke the protocol): not a reset of that one stream."""
-
-
-class MuxStream(trio.abc.HalfCloseableStream):
-    """One yamux stream: a :class:`trio.abc.HalfCloseableStream`."""
-
-    def __init__(self, session: MuxSession, stream_id: int) -> None:
-        self._session = session
-        #: The yamux stream id (odd: opened by the client side).
-        self.stream_id = stream_id
-        self._chunks: deque[bytes | memoryview] = deque()  # frame bodies as received
-        self._eof = False
-        self._reset: BaseException | None = None
-        self._closed = False
-        self._sent_eof = False
-        self._readable = _Wakeup()
-        self._writable = _Wakeup()
-        self._receiving = False
-        self._sending = False
-        self._outgoing: memoryview | None = None  # what send_all has still to queue
-
-    # called by the session's reader
-    def _feed(self, data: bytes | memoryview) -> None:
-        self._chunks.append(data)
-        self._readable.wake()
-
-    def _end(self) -> None:
-        self._eof = True
-        self._readable.wake()
-
-    def _broken(self, error: BaseException) -> None:
-        if self._reset is None:
-            self._reset = error
-        self._readable.wake()
-        self._writable.wake()
-
-    def _window(self) -> None:
-        # A writer waiting for this credit has its next frame queued by the reader at once,
-        # a scheduling round before it wakes (the peer's reader is the bottleneck otherwise).
-        view = self._outgoing
-        if view and self._reset is None and self._session._unsent <= _HIGH_WATER:
-            self._outgoing = view[self._session._core.send_data(self.stream_id, view) :]
-        self._writable.wake()
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Send ``data``, waiting for credit as the peer reads.
-
-        Raises:
-            trio.BusyResourceError: another task is sending on this stream.
-            trio.ClosedResourceError: the stream was closed or half-closed by us.
-            StreamResetError: the stream was reset.
-        """
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this yamux stream")
-        self._sending = True
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            session = self._session
-            core = session._core
-            self._outgoing = memoryview(data)
-            waited = False  # a wait is a checkpoint: then no other is needed
-            while True:
-                self._check_writable()
-                if self._outgoing and (taken := session._send_data(self.stream_id, self._outgoing)):
-                    self._outgoing = self._outgoing[taken:]
-                else:
-                    session._flush()
-                if session._unsent > _HIGH_WATER:
-                    await session._wait_drained()
-                    waited = True
-                elif not self._outgoing:
-                    break
-                elif not core.send_window(self.stream_id):
-                    await self._writable.wait()
-                    waited = True
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-        finally:
-            self._sending = False
-            self._outgoing = None
-
-    def _check_writable(self) -> None:
-        if self._closed or self._sent_eof:
-            raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed for sending")
-        if self._reset is not None:
-            raise self._broken_error()
-
-    def _broken_error(self) -> StreamResetError | SessionLostError:
-        reason = self._reset
-        if isinstance(reason, StreamResetError):
-            error: StreamResetError | SessionLostError = StreamResetError(
-                f"yamux stream {self.stream_id} was reset"
-            )
-        else:
-            error = SessionLostError(f"yamux stream {self.stream_id}: {reason}")
-        error.__cause__ = reason
-        return error
-
-    async def wait_send_all_might_not_block(self) -> None:
-        """Return once the stream has credit (or is closed/reset)."""
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this yamux stream")
-        self._check_writable()
-        core = self._session._core
-        self._session._flush()
-        if core.send_window(self.stream_id):
-            await trio.lowlevel.checkpoint()
-            return
-        self._sending = True
-        try:
-            while not (core.send_window(self.stream_id) or self._reset or self._closed):
-                await self._writable.wait()
-        finally:
-            self._sending = False
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Up to ``max_bytes`` bytes (default: all buffered, up to 1 MiB); ``b""`` after FIN.
-
-        Raises:
-            StreamResetError: the stream was reset (distinct from EOF).
-            trio.ClosedResourceError: we closed the stream.
-            trio.BusyResourceError: another task is receiving.
-        """
-        if max_bytes is not None:
-            max_bytes = operator.index(max_bytes)  # TypeError for anything but an integer
-            if max_bytes < 1:
-                raise ValueError("max_bytes must be >= 1")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is receiving on this yamux stream")
-        self._receiving = True
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()
-            waited = False  # a wait is a checkpoint: then no other is needed
-            while True:
-                if self._closed:
-                    raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
-                if self._chunks:
-                    data = self._take(_READ_SIZE if max_bytes is None else max_bytes)
-                    core = self._session._core
-                    core.consumed(self.stream_id, len(data))
-                    if core.bytes_queued:
-                        # credit goes back at half the window, so it can wait a round or
-                        # two, and leave with other streams' in one write
-                        self._session._wake_writer()
-                    break
-                if self._reset is not None:
-                    raise self._broken_error()
-                if self._eof:
-                    data = b""
-                    break
-                self._session._flush()  # what we owe the peer (a SYN, an ACK) goes first
-                if not waited:
-                    self._session._poll_input()  # the data may be there already
-                    if self._chunks or self._eof or self._reset is not None:
-                        continue
-                await self._readable.wait()
-                waited = True
-            if not waited:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
-        finally:
-            self._receiving = False
-
-    def _take(self, limit: int) -> bytes:
-        """Up to ``limit`` buffered bytes, in one piece (copied once at most)."""
-        chunks = self._chunks
-        parts: list[bytes | memoryview] = []
-        total = 0
-        while chunks and total < limit:
-            chunk = chunks.popleft()
-            if total + len(chunk) > limit:
-                chunk = memoryview(chunk)
-                chunks.appendleft(chunk[limit - total :])
-                chunk = chunk[: limit - total]
-            parts.append(chunk)
-            total += len(chunk)
-        if len(parts) == 1 and type(parts[0]) is bytes:
-            return parts[0]
-        return b"".join(parts)
-
-    async def send_eof(self) -> None:
-        """Half-close (FIN): the peer reads EOF; we may go on reading."""
-        await trio.lowlevel.checkpoint()
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this yamux stream")
-        if self._closed:
-            raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
-        if not self._sent_eof and self._reset is None:
-            self._sent_eof = True
-            self._session._core.send_fin(self.stream_id)
-            self._session._wake_writer()
-
-    async def aclose(self) -> None:
-        """Close: FIN if not sent yet; unread data is discarded."""
-        if not self._closed:
-            self._closed = True
-            if not self._sent_eof and self._reset is None:
-                self._sent_eof = True
-                self._session._core.send_fin(self.stream_id)
-                self._session._wake_writer()
-            self._readable.wake()
-            self._writable.wake()
-            if self._eof or self._reset is not None:  # both directions done: forget it
-                self._session._streams.pop(self.stream_id, None)
-        await trio.lowlevel.checkpoint()
-
-    async def reset(self) -> None:
-        """Abort the stream in both directions (RST); the peer's reads raise a reset error."""
-        if self._reset is None:
-            self._session._core.send_reset(self.stream_id)
-            self._session._can_open.set()  # if it was never acknowledged, a slot is free
-            self._session._flush()
-            self._broken(StreamResetError("reset locally"))
-            self._session._streams.pop(self.stream_id, None)
-        await trio.lowlevel.checkpoint()
 
 
 class MuxSession:
@@ -319,9 +61,8 @@ class MuxSession:
         self._drained = trio.Event()
         # A socket is written to directly, without blocking, by whichever task has bytes to
         # send; only what the kernel does not take at once is left to the writer task.
-        socket = transport.socket if isinstance(transport, trio.SocketStream) else None
-        self._fd = socket.fileno() if socket is not None else -1
-        self._scratch: bytearray | None = None  # see _read_now
+        self._wire = wire_for(transport)
+        self._direct = self._wire.direct
         self._tasks = trio.CancelScope()  # the reader's and writer's, once running
         self._pongs: dict[int, trio.Event] = {}
         self._closed = trio.Event()
@@ -430,7 +171,7 @@ class MuxSession:
         writer task sends the rest (and everything, on transports other than sockets)."""
         if not self._core.bytes_queued:
             return
-        if self._writing or self._fd < 0 or self.closed_reason is not None:
+        if self._writing or not self._direct or self.closed_reason is not None:
             self._writer_wake.set()
             return
         self._write_now([self._core.data_to_send()])
@@ -439,7 +180,7 @@ class MuxSession:
         """Send what the stream's credit allows of ``view`` after what is queued: written
         at once, without copying, as far as the socket takes it. Returns how much of
         ``view`` was taken."""
-        if self._writing or self._fd < 0 or self.closed_reason is not None:
+        if self._writing or not self._direct or self.closed_reason is not None:
             taken = self._core.send_data(stream_id, view)
             self._flush()
             return taken
@@ -452,10 +193,7 @@ class MuxSession:
         """Write ``buffers`` (the first one the core's, the others borrowed from a caller)
         as far as the socket takes them without blocking; the writer task sends the rest,
         a copy of it where it was borrowed."""
-        try:
-            sent = os.writev(self._fd, buffers[:_IOV_MAX])
-        except OSError:  # full (EAGAIN), or broken: the writer task waits, or reports it
-            sent = 0
+        sent = self._wire.write_now(buffers)
         rest: list[bytes | bytearray | memoryview] = []
         for buffer in buffers:
             if sent >= len(buffer):
@@ -486,21 +224,9 @@ class MuxSession:
             self._wake_writer()
             await self._drained.wait()
 
-    async def _send_all(self, data: bytearray | memoryview) -> None:
-        if self._fd < 0:
-            await self._transport.send_all(data)
-            return
-        # as _receive: no scheduling round after a write the socket took whole
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self._fd, view) :]
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._fd)
-
     async def _writer(self) -> None:
         core = self._core
-        send_all = self._send_all
+        send_all = self._wire.send_all
         while True:
             await self._writer_wake.wait()
             # Frames that may wait (SYN, ACK, FIN) wait a few scheduling rounds, so they
@@ -520,44 +246,16 @@ class MuxSession:
             self._drained.set()
             self._drained = trio.Event()
 
-    async def _receive(self) -> bytes | bytearray:
-        if self._fd < 0:
-            return await self._transport.receive_some(_RECEIVE_SIZE)
-        # A socket is read directly: one scheduling round per read instead of Trio's two
-        # (wait, then a checkpoint after the read); waiting first keeps the reader fair.
-        while True:
-            await trio.lowlevel.wait_readable(self._fd)
-            try:
-                return self._read_now()
-            except BlockingIOError:
-                pass
-
-    def _read_now(self) -> bytes:
-        """One non-blocking read of the socket (BlockingIOError if it has nothing)."""
-        if self._scratch is None:
-            data = os.read(self._fd, _RECEIVE_SIZE)
-            if len(data) < _SMALL_READ:
-                self._scratch = bytearray(_SMALL_READ)
-            return data
-        # After a small read (window updates, pings, short messages), the next one goes
-        # into a small reused buffer: allocating a large buffer only to shrink it to 12
-        # bytes costs more than the read itself.
-        size = os.readv(self._fd, [self._scratch])
-        data = bytes(memoryview(self._scratch)[:size])
-        if size == _SMALL_READ:
-            self._scratch = None
-        return data
-
     def _poll_input(self) -> None:
         """Handle what the socket holds already, from a stream's reader about to park:
         when the peer's frames are there, it goes on at once, and the reader task never
         has to run."""
-        if self._fd < 0 or self.closed_reason is not None:
+        if not self._direct or self.closed_reason is not None:
             return
         if self._core.answers_queued > _MAX_ANSWERS:
             return  # the reader task waits for the writer; so does this input
         try:
-            data = self._read_now()
+            data = self._wire.read_now()
         except OSError:  # nothing yet (EAGAIN), or broken: the reader task reports it
             return
         if not data:
@@ -572,19 +270,19 @@ class MuxSession:
         self._end(reason)
         if isinstance(reason, YamuxProtocolError) and not self._writing:  # never mid-frame
             self._core.go_away(GoAwayCode.PROTOCOL_ERROR)
-            with contextlib.suppress(OSError):
-                os.write(self._fd, self._core.data_to_send())
+            self._wire.write_now([self._core.data_to_send()])
         self._tasks.cancel()
 
     async def _reader(self) -> None:
         core = self._core
+        receive = self._wire.receive
         while True:
             # A peer that sends pings (or opens beyond the backlog) and never reads would have
             # us queue answers without bound: stop reading until the writer got them out.
             while core.answers_queued > _MAX_ANSWERS and self.closed_reason is None:
                 self._wake_writer()
                 await self._drained.wait()
-            data = await self._receive()
+            data = await receive()
             if not data:
                 raise ConnectionLostError(
                     f"yamux session {self.name}: the peer closed the connection"
@@ -663,7 +361,7 @@ class MuxSession:
                 with trio.move_on_after(1) as scope:
                     scope.shield = True
                     self._core.go_away(GoAwayCode.PROTOCOL_ERROR)
-                    await self._transport.send_all(self._core.data_to_send())
+                    await self._wire.send_all(self._core.data_to_send())
             except ConnectionLostError as exc:
                 self._end(exc)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:

@@ -67,7 +67,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mode = serve.add_mutually_exclusive_group(required=True)
     mode.add_argument("--echo", action="store_true", help="send back what arrives")
     mode.add_argument("--sink", action="store_true", help="count and discard what arrives")
-    serve.add_argument("--max-connections", type=int, default=64, help="default 64")
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=64,
+        help="connections served at once; more are refused (default 64)",
+    )
+    serve.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="on SIGINT/SIGTERM, seconds running connections may take to finish (default 5)",
+    )
     serve.set_defaults(run=run_serve)
 
     send = actions.add_parser(
@@ -147,9 +158,12 @@ def _xtransfer_config(args: argparse.Namespace) -> XtransferConfig:
 
 
 async def run_serve(args: argparse.Namespace) -> int:
-    """Serve until interrupted."""
+    """Serve until SIGINT or SIGTERM, then give running connections ``--grace`` seconds."""
+    import signal
+
+    import trio
+
     from virtrio.channels import serve_streams
-    from virtrio.primitives import open_service_nursery
 
     async def connection(stream: trio.SocketStream) -> None:
         if args.transport == "xtransport":
@@ -158,43 +172,59 @@ async def run_serve(args: argparse.Namespace) -> int:
             async with open_xtransfer(stream, _xtransfer_config(args)) as channel:
                 await _answer(_ChannelLane(channel), args.echo)
         else:
-            await _serve_yamux(stream, args.echo)
+            await _serve_yamux(stream, args.echo, args.grace)
 
-    async with open_service_nursery() as nursery:
-        addresses = await nursery.start(
-            lambda task_status: serve_streams(
-                args.address,
-                connection,
-                max_connections=args.max_connections,
-                task_status=task_status,
+    async def refuse(stream: trio.SocketStream, reason: str) -> None:
+        # xtransport has no way to say why; a yamux client reads a GoAway (internal error)
+        if args.transport == "yamux":
+            from virtrio.channels.yamux import FrameType, GoAwayCode
+            from virtrio.channels.yamux._frames import encode_header
+
+            await stream.send_all(encode_header(FrameType.GO_AWAY, 0, 0, GoAwayCode.INTERNAL_ERROR))
+
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            addresses = await nursery.start(
+                lambda task_status: serve_streams(
+                    args.address,
+                    connection,
+                    max_connections=args.max_connections,
+                    refuse=refuse,
+                    grace=args.grace,
+                    name="mux serve",
+                    task_status=task_status,
+                )
             )
-        )
-        mode = "echo" if args.echo else "sink"
-        for address in addresses:
-            print(f"serving {args.transport} {mode} on {address}", flush=True)
+            mode = "echo" if args.echo else "sink"
+            for address in addresses:
+                print(f"serving {args.transport} {mode} on {address}", flush=True)
+            async for _ in signals:
+                break
+        nursery.cancel_scope.cancel()  # stop accepting; connections get --grace seconds
     return 0
 
 
-async def _serve_yamux(stream: trio.SocketStream, echo: bool) -> None:
-    """Answer every stream the client opens until the session ends."""
-    import trio
+async def _serve_yamux(stream: trio.SocketStream, echo: bool, grace: float) -> None:
+    """Answer every stream the client opens until the session ends; a stream that fails (the
+    client resets it mid-echo) ends alone, its session and the other streams go on."""
+    from virtrio.channels import StreamServer
+    from virtrio.channels.yamux import MuxListener, MuxStream, open_mux
 
-    from virtrio.channels.yamux import open_mux
-    from virtrio.errors import VirtrioError
-    from virtrio.primitives import open_service_nursery
+    async def answer(mux_stream: MuxStream) -> None:
+        await _answer(_StreamLane(mux_stream), echo)
 
-    async with open_mux(stream, client=False) as session, open_service_nursery() as nursery:
-        while True:
-            try:
-                mux_stream = await session.accept_stream()
-            except (VirtrioError, trio.EndOfChannel, trio.ClosedResourceError):
-                return
-            nursery.start_soon(_answer_stream, mux_stream, echo)
+    async with open_mux(stream, client=False) as session:
+        server: StreamServer[MuxStream] = StreamServer(
+            answer, grace=grace, name=f"yamux session from {_peer_name(stream)}"
+        )
+        await server.serve_listeners([MuxListener(session)])
 
 
-async def _answer_stream(stream: trio.abc.HalfCloseableStream, echo: bool) -> None:
-    async with stream:
-        await _answer(_StreamLane(stream), echo)
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()) or "a unix socket"
+    except OSError:
+        return "a client"
 
 
 async def run_send(args: argparse.Namespace) -> int:
@@ -223,7 +253,7 @@ async def run_send(args: argparse.Namespace) -> int:
                 config = _xtransfer_config(args)
 
                 async def one() -> None:
-                    stream = await open_stream(address, timeout=args.timeout)
+                    stream = await open_stream(address, connect_timeout=args.timeout)
                     async with open_xtransfer(stream, config) as channel:
                         await lane_run(_ChannelLane(channel))
 
@@ -257,7 +287,7 @@ async def _send_yamux(
     from virtrio.channels.yamux import open_mux
     from virtrio.primitives import open_service_nursery
 
-    stream = await open_stream(address, timeout=args.timeout)
+    stream = await open_stream(address, connect_timeout=args.timeout)
     async with open_mux(stream, client=True) as session:
 
         async def one() -> None:

@@ -59,7 +59,8 @@ def _session(args: argparse.Namespace, channels: set[str]):  # type: ignore[no-u
         password=_password(args),
         channels=channels,
         ssl_context=ctx,
-        timeout=args.timeout,
+        connect_timeout=args.timeout,
+        call_timeout=args.timeout,
     )
 
 

@@ -3,13 +3,14 @@
 Tasks, all owned by the daemon's nursery::
 
     serve_pty_daemon
-    ├── serve_listeners ─ one task per connection: reads and answers requests in order
-    │                     └── one forwarder per attached session: its queue → the socket
+    ├── StreamServer ─ one task per connection: reads and answers requests in order
+    │                  └── one forwarder per attached session: its queue → the socket
     └── one task per session: its reader (PTY → fan-out → backlog) and its emulator
 
 Nothing polls: connections wait on their socket, forwarders on their queue, sessions on their
 PTY and their child's exit. A bad frame is answered with an ``error`` naming it; when the
-stream cannot be trusted any more (oversize length) that connection alone is closed.
+stream cannot be trusted any more (oversize length) that connection alone is closed. A client
+over ``max_connections`` is answered with a ``too_many_connections`` error, then closed.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import attrs
 import trio
 
-from virtrio.channels import Address, open_listeners, open_stream
+from virtrio.channels import Address, StreamServer, open_listeners
 from virtrio.channels.pty import (
     NEED_DATA,
     REQUEST_TYPES,
@@ -58,10 +57,9 @@ from virtrio.errors import ConfigError
 from virtrio.primitives import Fanout, SubscriberOverflowError, Subscription, open_service_nursery
 
 from ._config import CHUNK_BYTES, PtyDaemonConfig
-
-if TYPE_CHECKING:
-    from virtrio.nurseries.host import HostPool
+from ._consoles import ConsoleOpener
 from ._session import Session, SessionError, spawn_session
+from ._statistics import Counters, PtyDaemonStatistics
 
 __all__ = ["PtyDaemon", "PtyDaemonStatistics", "serve_pty_daemon"]
 
@@ -70,51 +68,6 @@ log = logging.getLogger(__name__)
 _RECEIVE_SIZE = 65536
 #: Output queued for one subscriber is sent in frames of up to this many bytes.
 _BATCH_BYTES = 256 * 1024
-
-
-@attrs.frozen
-class PtyDaemonStatistics:
-    """A snapshot of a daemon's counters (seed 003's metrics)."""
-
-    sessions: int  #: live sessions
-    connections: int  #: clients connected now
-    sessions_started: int
-    connections_accepted: int
-    yellow_warnings: int  #: yellow backpressure warnings sent
-    red_warnings: int  #: red backpressure warnings sent
-    chunks_dropped: int  #: output chunks dropped for subscribers that were full
-    disconnects: int  #: clients closed by the auto-disconnect policy
-    bad_frames: int  #: frames answered with a protocol error
-
-
-#: How a console address names a libvirt domain's console.
-LIBVIRT_CONSOLE_PREFIX = "libvirt:"
-
-
-def parse_libvirt_console(console: str) -> tuple[str, str, str | None]:
-    """Split ``libvirt:URI#DOMAIN[/DEVICE]`` into (URI, domain, device or None).
-
-    Raises:
-        ConfigError: the form is not that (the message shows the expected one).
-    """
-    body = console.removeprefix(LIBVIRT_CONSOLE_PREFIX)
-    uri, hash_, target = body.rpartition("#")
-    domain, _, device = target.partition("/")
-    if not hash_ or not uri or not domain:
-        raise ConfigError(
-            f"invalid libvirt console {console!r}: expected libvirt:URI#DOMAIN[/DEVICE], "
-            "e.g. libvirt:qemu:///system#web1/serial0"
-        )
-    return uri, domain, device or None
-
-
-async def _serve_host_pool(*, task_status: trio.TaskStatus[HostPool]) -> None:
-    # imported here: the libvirt extra is needed only once a libvirt console is asked for
-    from virtrio.nurseries.host import open_host_pool
-
-    async with open_host_pool() as pool:
-        task_status.started(pool)
-        await trio.sleep_forever()
 
 
 class PtyDaemon:
@@ -126,29 +79,27 @@ class PtyDaemon:
         self._sessions: dict[int, Session] = {}
         self._ids = itertools.count(1)
         self._reserved = 0
-        self._connections = 0
-        self._counters = dict.fromkeys((f.name for f in attrs.fields(PtyDaemonStatistics)[2:]), 0)
-        self._host_pool: HostPool | None = None
-        self._host_pool_lock = trio.Lock()
-
-    async def _open_console(self, console: str) -> trio.abc.Stream:
-        """A console session's stream: a socket address, or ``libvirt:URI#DOMAIN[/DEVICE]``
-        (the domain's console through libvirt, over one shared connection per host)."""
-        if not console.startswith(LIBVIRT_CONSOLE_PREFIX):
-            return await open_stream(console, timeout=5)
-        uri, domain, device = parse_libvirt_console(console)
-        async with self._host_pool_lock:
-            if self._host_pool is None:
-                self._host_pool = await self._nursery.start(_serve_host_pool)
-        host = await self._host_pool.host(uri)
-        return await host.domain(domain).open_console(device, timeout=10)
+        self._counters = Counters()
+        self._open_console = ConsoleOpener(nursery)
+        self._server: StreamServer[trio.SocketStream] = StreamServer(
+            self._handle,
+            max_connections=config.max_connections,
+            refuse=_refuse,
+            name="the daemon",
+        )
 
     def statistics(self) -> PtyDaemonStatistics:
         """The daemon's counters now."""
-        return PtyDaemonStatistics(len(self._sessions), self._connections, **self._counters)
+        served = self._server.statistics()
+        return self._counters.snapshot(
+            sessions=len(self._sessions),
+            connections=served.active,
+            accepted=served.accepted,
+            refused=served.refused,
+        )
 
     def _count(self, name: str, amount: int = 1) -> None:
-        self._counters[name] += amount
+        self._counters.count(name, amount)
 
     @property
     def socket_path(self) -> Path:
@@ -163,7 +114,7 @@ class PtyDaemon:
     @property
     def connection_count(self) -> int:
         """Clients connected now."""
-        return self._connections
+        return self._server.statistics().active
 
     def _session(self, ident: int) -> Session:
         try:
@@ -222,22 +173,11 @@ class PtyDaemon:
             )
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        if self._connections >= self.config.max_connections:
-            message = f"the daemon already serves its maximum of {self.config.max_connections}"
-            with trio.move_on_after(1):
-                await stream.send_all(
-                    encode(Error(ErrorCode.TOO_MANY_CONNECTIONS.value, message + " connections"))
-                )
-            await trio.aclose_forcefully(stream)
-            return
-        self._connections += 1
-        self._count("connections_accepted")
-        try:
-            await _Connection(self, stream).run()
-        except Exception:  # nor a bug in serving one client
-            log.exception("a client connection failed")
-        finally:
-            self._connections -= 1
+        await _Connection(self, stream).run()
+
+
+async def _refuse(stream: trio.SocketStream, reason: str) -> None:
+    await stream.send_all(encode(Error(ErrorCode.TOO_MANY_CONNECTIONS.value, reason)))
 
 
 class _Connection:
@@ -461,7 +401,7 @@ async def serve_pty_daemon(
         os.chmod(path, 0o600)
         async with trio.open_nursery() as nursery:
             daemon = PtyDaemon(config, nursery)
-            await nursery.start(trio.serve_listeners, daemon._handle, listeners)
+            await nursery.start(daemon._server.serve_listeners, listeners)
             log.info("pty daemon listening on %s", path)
             task_status.started(daemon)
     finally:

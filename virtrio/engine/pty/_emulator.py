@@ -189,7 +189,13 @@ class PyteEmulator:
             if text := self._line(screen.buffer[y], screen.columns):
                 out.append(f"\x1b[{y + 1};1H{text}")
         cursor = screen.cursor
-        out.append(f"\x1b[{cursor.y + 1};{cursor.x + 1}H")
+        if cursor.x >= screen.columns:
+            # past the last column (the next character wraps): a cursor position cannot say
+            # that, so the last cell is printed again, which leaves the terminal in that state
+            last = screen.buffer[cursor.y][screen.columns - 1]
+            out.append(f"\x1b[{cursor.y + 1};{screen.columns}H{_sgr(last)}{last.data}\x1b[0m")
+        else:
+            out.append(f"\x1b[{cursor.y + 1};{cursor.x + 1}H")
         if (attrs := _sgr(cursor.attrs)) != "\x1b[0m":
             out.append(attrs)  # what the program set for the text it prints next
         if cursor.hidden:

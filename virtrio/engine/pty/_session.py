@@ -12,27 +12,22 @@ closed: every subscriber receives all queued output before it learns of the exit
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import logging
 import os
-import signal as signals
-import struct
 import subprocess
-import termios
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from virtrio.channels import open_stream
 from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo
-from virtrio.errors import LocalProtocolError, VirtrioError
+from virtrio.errors import VirtrioError
 from virtrio.primitives import Fanout
 
 from ._emulator import LaggingScreen, TerminalEmulator
+from ._errors import SessionError, parse_signal
+from ._terminals import Console, LocalPty, Terminal
 
 __all__ = ["Session", "SessionError", "parse_signal", "spawn_session"]
 
@@ -47,211 +42,13 @@ _EMULATE_WHEN_QUIET = 0.05
 _EMULATE_SLICE = 4096
 
 
-class SessionError(LocalProtocolError):
-    """A request on a session cannot be done; ``code`` is the error reply's code."""
-
-    def __init__(self, message: str, code: ErrorCode) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def parse_signal(value: int | str) -> int:
-    """A signal number from a number or a name (``"SIGINT"``, ``"int"``).
-
-    Raises:
-        SessionError: no such signal.
-    """
-    if isinstance(value, int):
-        if value in signals.valid_signals():
-            return value
-    else:
-        name = value.upper()
-        name = name if name.startswith("SIG") else "SIG" + name
-        if isinstance(number := getattr(signals.Signals, name, None), signals.Signals):
-            return int(number)
-    raise SessionError(f"unknown signal {value!r}", ErrorCode.INVALID_ARGUMENT)
-
-
-class _Terminal(Protocol):
-    """The I/O of a session: a PTY with a process, or a console socket."""
-
-    kind: str
-    command: str
-    pid: int | None
-
-    async def receive_some(self) -> bytes: ...  # b"" at the end
-    async def send_all(self, data: bytes) -> None: ...
-    def resize(self, cols: int, rows: int) -> None: ...
-    def signal(self, number: int) -> None: ...
-    def kill(self) -> None: ...
-    async def wait(self) -> tuple[int | None, int | None]: ...  # (code, signal)
-    async def aclose(self) -> None: ...
-
-
-def _set_size(fd: int, cols: int, rows: int) -> None:
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def _make_controlling_terminal() -> None:  # runs in the child, after setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-class _LocalPty:
-    kind = "pty"
-
-    def __init__(self, master: int, process: trio.Process, command: str) -> None:
-        self._master = master
-        self._stream = trio.lowlevel.FdStream(master)
-        self._process = process
-        self.command = command
-        self.pid: int | None = process.pid
-
-    @classmethod
-    async def spawn(
-        cls, argv: list[str], env: Mapping[str, str], cwd: str | None, cols: int, rows: int
-    ) -> _LocalPty:
-        master, slave = os.openpty()
-        try:
-            _set_size(master, cols, rows)
-            process = await trio.lowlevel.open_process(
-                argv,
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-                env=dict(env),
-                cwd=cwd,
-                start_new_session=True,
-                preexec_fn=_make_controlling_terminal,
-            )
-        except BaseException:
-            os.close(master)
-            raise
-        finally:
-            # The child has its copies: once every process holding the slave is gone, reading
-            # the master reports EIO, the end of the session's output.
-            os.close(slave)
-        return cls(master, process, argv[0])
-
-    async def receive_some(self) -> bytes:
-        try:
-            first = await self._stream.receive_some(_READ_SIZE)
-        except trio.BrokenResourceError as exc:  # EIO: no process holds the terminal any more
-            if isinstance(exc.__cause__, OSError) and exc.__cause__.errno != errno.EIO:
-                log.warning("pty %s: read failed: %s", self.command, exc.__cause__)
-            return b""
-        except trio.ClosedResourceError:
-            return b""
-        # A PTY read returns at most ~4 KiB, but under a flood more is already waiting: take it
-        # now, so a burst becomes one chunk for every subscriber instead of dozens of wake-ups.
-        # An interactive echo pays one extra non-blocking read (EAGAIN), never a wait.
-        chunks = [first]
-        size = len(first)
-        while size < _BURST_SIZE:
-            try:
-                more = os.read(self._master, _READ_SIZE)
-            except OSError:  # EAGAIN: nothing more now; EIO: seen again by the next call
-                break
-            if not more:
-                break
-            chunks.append(more)
-            size += len(more)
-        return first if len(chunks) == 1 else b"".join(chunks)
-
-    async def send_all(self, data: bytes) -> None:
-        await self._stream.send_all(data)
-
-    def resize(self, cols: int, rows: int) -> None:
-        _set_size(self._master, cols, rows)  # the kernel sends SIGWINCH to the foreground group
-
-    def signal(self, number: int) -> None:
-        try:
-            group = os.tcgetpgrp(self._master)  # the foreground job, like a typed ^C
-        except OSError:
-            group = self._process.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, number)
-
-    def kill(self) -> None:
-        for group in {self._process.pid, self._foreground()}:
-            if group is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(group, signals.SIGKILL)
-
-    def _foreground(self) -> int | None:
-        try:
-            return os.tcgetpgrp(self._master)
-        except OSError:
-            return None
-
-    async def wait(self) -> tuple[int | None, int | None]:
-        status = await self._process.wait()
-        return (status, None) if status >= 0 else (None, -status)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
-class _Console:
-    kind = "console"
-    pid: int | None = None
-
-    def __init__(self, stream: trio.abc.Stream, address: str) -> None:
-        self._stream = stream
-        self.command = address
-        self._ended = trio.Event()
-        self._killed = False
-        self._receiving: trio.CancelScope | None = None
-
-    async def receive_some(self) -> bytes:
-        data: bytes | bytearray = b""
-        if not self._killed:
-            with trio.CancelScope() as self._receiving:
-                try:
-                    data = await self._stream.receive_some(_READ_SIZE)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    data = b""
-            self._receiving = None
-        if not data:
-            self._ended.set()
-        return bytes(data)
-
-    async def send_all(self, data: bytes) -> None:
-        try:
-            await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            raise SessionError(
-                f"console {self.command} is closed: {exc}", ErrorCode.UNKNOWN_SESSION
-            ) from None
-
-    def resize(self, cols: int, rows: int) -> None:
-        pass  # a serial line has no size: only the emulator's screen changes
-
-    def signal(self, number: int) -> None:
-        raise SessionError(
-            f"console session {self.command} has no process to signal", ErrorCode.UNSUPPORTED
-        )
-
-    def kill(self) -> None:
-        self._killed = True
-        self._ended.set()
-        if self._receiving is not None:  # wake the reader: the console reads as ended
-            self._receiving.cancel()
-
-    async def wait(self) -> tuple[int | None, int | None]:
-        await self._ended.wait()
-        return None, None
-
-    async def aclose(self) -> None:
-        await trio.aclose_forcefully(self._stream)
-
-
 class Session:
     """One session of the daemon. Made by :func:`spawn_session`, run by :meth:`run`."""
 
     def __init__(
         self,
         ident: int,
-        terminal: _Terminal,
+        terminal: Terminal,
         emulator: TerminalEmulator,
         *,
         cols: int,
@@ -429,20 +226,20 @@ async def spawn_session(
         )
     if options.shell and options.command:
         raise SessionError("give either 'shell' or 'command', not both", ErrorCode.INVALID_ARGUMENT)
-    terminal: _Terminal
+    terminal: Terminal
     if options.console is not None:
         try:
             if open_console is None:
-                stream: trio.abc.Stream = await open_stream(options.console, timeout=5)
+                stream: trio.abc.Stream = await open_stream(options.console, connect_timeout=5)
             else:
                 stream = await open_console(options.console)
         except (VirtrioError, ValueError) as exc:
             raise SessionError(str(exc), ErrorCode.SPAWN_FAILED) from None
-        terminal = _Console(stream, options.console)
+        terminal = Console(stream, options.console)
     else:
         program = options.command or options.shell or default_shell
         try:
-            terminal = await _LocalPty.spawn(
+            terminal = await LocalPty.spawn(
                 [program, *options.args],
                 _local_environment(options),
                 options.cwd,

@@ -24,6 +24,7 @@ from virtrio.channels.libvirt import (
     EventKind,
     LibvirtConnection,
     LibvirtDomain,
+    LibvirtError,
     LibvirtQga,
     LibvirtQmp,
     LibvirtUri,
@@ -38,6 +39,7 @@ from virtrio.primitives import (
     Fanout,
     StateChange,
     Subscription,
+    SupervisedHandle,
     Supervisor,
     open_service_nursery,
 )
@@ -58,12 +60,20 @@ R = TypeVar("R")
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
-class HostUnavailableError(ChannelUnavailableError):
+class HostUnavailableError(LibvirtError, ChannelUnavailableError):
     """The host's libvirt connection stayed down past the call's deadline (or was stopped)."""
 
 
-class HostNursery:
-    """The supervised connection to one libvirt host. Create it with :func:`open_host`."""
+class HostNursery(SupervisedHandle[LibvirtConnection]):
+    """The supervised connection to one libvirt host. Create it with :func:`open_host`.
+
+    A :class:`~virtrio.primitives.SupervisedHandle`: :attr:`state`, :meth:`state_changes`,
+    :attr:`is_connected`; calls wait through an outage up to their deadline, then raise
+    :class:`HostUnavailableError`; a permanent failure (a libvirt authentication failure)
+    raises at once.
+    """
+
+    unavailable_error = HostUnavailableError
 
     def __init__(
         self,
@@ -77,23 +87,10 @@ class HostNursery:
     ) -> None:
         #: the validated URI
         self.uri = uri
-        #: the default deadline of calls, including the wait for a reconnect
-        self.default_timeout = call_timeout
         self._keepalive = (keepalive_interval, keepalive_count)
         self._connect_timeout = connect_timeout
         self._events: Fanout[DomainEvent] = Fanout(max_queue=1024, overflow="disconnect")
-        self.supervisor: Supervisor[LibvirtConnection] = Supervisor(
-            str(uri), self._connect, backoff=backoff
-        )
-
-    @property
-    def state(self) -> ChannelState:
-        """Where the connection is: connecting, connected, disconnected, reconnecting."""
-        return self.supervisor.state
-
-    def state_changes(self) -> Subscription[StateChange]:
-        """Subscribe to state changes (use as a context manager)."""
-        return self.supervisor.events.subscribe()
+        super().__init__(Supervisor(str(uri), self._connect, backoff=backoff), call_timeout)
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[LibvirtConnection]:
@@ -103,38 +100,31 @@ class HostNursery:
                 str(self.uri),
                 keepalive_interval=interval,
                 keepalive_count=count,
-                timeout=self._connect_timeout,
-                call_timeout=self.default_timeout,
+                connect_timeout=self._connect_timeout,
+                call_timeout=self.call_timeout,
             ) as connection,
-            connection.events() as events,
             trio.open_nursery() as nursery,
         ):
-            nursery.start_soon(self._forward, events)
-            yield connection
-            nursery.cancel_scope.cancel()
+            with connection.events() as events:
+                nursery.start_soon(self._forward, events)
+                yield connection
+                nursery.cancel_scope.cancel()
 
     async def _forward(self, events: Subscription[DomainEvent]) -> None:
         try:
             async for event in events:
-                if not self._events.closed:
-                    self._events.publish(event)
+                self._events.publish(event)
         except VirtrioError:
             return  # the connection went; the supervisor reconnects and a new forwarder starts
 
     async def connection(self, timeout: float | None = None) -> LibvirtConnection:
         """The connected :class:`~virtrio.channels.libvirt.LibvirtConnection`, waiting through
-        an outage up to ``timeout`` seconds (default: :attr:`default_timeout`).
+        an outage up to ``timeout`` seconds (default: :attr:`call_timeout`).
 
         Raises:
             HostUnavailableError: still not connected at the deadline; carries the last error.
         """
-        limit = self.default_timeout if timeout is None else timeout
-        try:
-            connection = await self.supervisor.wait_connected(timeout=limit)
-        except ChannelUnavailableError as exc:
-            raise HostUnavailableError(
-                f"libvirt host {self.uri}: {exc}", last_error=exc.last_error
-            ) from None
+        connection, _ = await self._connected(timeout)
         return connection
 
     async def call(
@@ -146,15 +136,13 @@ class HostNursery:
             HostUnavailableError: no connection within the deadline.
             ConnectionLostError: the connection went away during the call.
         """
-        limit = self.default_timeout if timeout is None else timeout
-        deadline = Deadline.after(limit)
-        connection = await self.connection(limit)
+        connection, deadline = await self._connected(timeout)
         raw = connection.raw
         return await connection.call(fn, raw, timeout=deadline.remaining(), what="call")
 
     def domain(self, name: str) -> LibvirtDomain:
         """A handle on the domain ``name`` that stays valid across reconnects."""
-        return LibvirtDomain(self.connection, name, timeout=self.default_timeout)
+        return LibvirtDomain(self.connection, name, call_timeout=self.call_timeout)
 
     def qmp(self, name: str) -> HostQmp:
         """QMP to the domain ``name`` through libvirt (survives reconnects)."""
@@ -187,8 +175,9 @@ class HostNursery:
 
 
 class _OnHost:
-    """QMP/QGA through a host nursery, with the VM nursery's handle interface: :attr:`state`
-    and ``wait_connected``."""
+    """QMP/QGA through a host nursery, with the VM nursery's handle interface (:attr:`state`,
+    :attr:`is_connected`, :meth:`state_changes`, ``wait_connected``), all the host
+    connection's."""
 
     def __init__(self, host: HostNursery, name: str) -> None:
         self._host = host
@@ -198,6 +187,15 @@ class _OnHost:
     def state(self) -> ChannelState:
         """The state of the host connection commands go through."""
         return self._host.state
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the host connection is up."""
+        return self._host.is_connected
+
+    def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
+        """Subscribe to the host connection's state changes."""
+        return self._host.state_changes(max_queue=max_queue)
 
 
 class HostQmp(_OnHost, LibvirtQmp):
@@ -219,7 +217,7 @@ class HostQga(_OnHost, LibvirtQga):
             ChannelUnavailableError: not connected by the deadline.
             KeyError: the domain has no guest-agent channel.
         """
-        limit = self._host.default_timeout if timeout is None else timeout
+        limit = self._host.call_timeout if timeout is None else timeout
         deadline = Deadline.after(limit)
         name = self.domain.name
         with self._host.events([EventKind.AGENT_LIFECYCLE], domain=name) as events:

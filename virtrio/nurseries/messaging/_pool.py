@@ -118,7 +118,7 @@ class MessagePool:
                 yield pooled.connection
                 returned = True
             finally:
-                if returned and pooled.connection.is_active and not self._closed:
+                if returned and pooled.connection.is_connected and not self._closed:
                     self._give_back(pooled)
                 else:
                     self._release(pooled)
@@ -138,7 +138,7 @@ class MessagePool:
     def _take_idle(self) -> _Pooled | None:
         while self._idle:
             pooled = self._idle.pop()
-            if pooled.connection.is_active:
+            if pooled.connection.is_connected:
                 self._changed()
                 return pooled
             self._release(pooled)
@@ -202,7 +202,7 @@ class MessagePool:
             due = math.inf
             for pooled in list(self._idle):
                 expires = pooled.idle_since + self.idle_timeout
-                if now >= expires or not pooled.connection.is_active:
+                if now >= expires or not pooled.connection.is_connected:
                     self._idle.remove(pooled)
                     self._release(pooled)
                     continue

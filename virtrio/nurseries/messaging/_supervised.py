@@ -22,11 +22,9 @@ from virtrio.channels.messaging._endpoints import _deadline
 from virtrio.errors import ConfigError, VirtrioError
 from virtrio.primitives import (
     Backoff,
-    ChannelState,
-    Deadline,
-    StateChange,
-    Subscription,
+    SupervisedHandle,
     Supervisor,
+    fresh_error,
     open_service_nursery,
 )
 
@@ -48,7 +46,7 @@ class _Link:
 
     @property
     def is_connected(self) -> bool:
-        return not self._closed.is_set() and self.connection.is_active
+        return not self._closed.is_set() and self.connection.is_connected
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -60,7 +58,7 @@ class _Link:
             self._closed.set()
 
 
-class SupervisedConnection:
+class SupervisedConnection(SupervisedHandle[_Link]):
     """Messages to one server, across reconnects. Made by
     :func:`connect_supervised`::
 
@@ -75,6 +73,10 @@ class SupervisedConnection:
     connection failed raises :class:`~virtrio.errors.ConnectionLostError`: the message may or
     may not have arrived (only xtransport's ack mode confirms delivery); the connection is then
     replaced, and the next send goes to the new one. Nothing is resent on its own.
+
+    A :class:`~virtrio.primitives.SupervisedHandle`: :attr:`state`, :meth:`state_changes`,
+    :attr:`is_connected`, and a send to a channel that FAILED permanently raises that error at
+    once.
     """
 
     def __init__(
@@ -84,26 +86,15 @@ class SupervisedConnection:
         room: trio.Semaphore,
         call_timeout: float,
     ) -> None:
-        self.supervisor = supervisor
+        super().__init__(supervisor, call_timeout)
         self._messages = messages
         self._room = room
-        #: The default deadline of :meth:`send` and :meth:`receive` (seconds).
-        self.call_timeout = call_timeout
-
-    @property
-    def state(self) -> ChannelState:
-        """Where the reconnect loop is (CONNECTED, DISCONNECTED, RECONNECTING, ...)."""
-        return self.supervisor.state
 
     @property
     def connection(self) -> MessageConnection | None:
         """The connection in use now, or None while reconnecting."""
         link = self.supervisor.client
         return link.connection if link is not None else None
-
-    def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
-        """Subscribe to the state changes of the reconnect loop."""
-        return self.supervisor.events.subscribe(max_queue=max_queue)
 
     async def send(self, message: bytes, *, timeout: float | None = None) -> None:
         """Send one message on the current connection, waiting for one through an outage.
@@ -114,16 +105,14 @@ class SupervisedConnection:
             ConnectionLostError: the connection failed during the send (it is replaced).
             VirtrioTimeoutError: the send itself did not finish within ``timeout``.
         """
-        limit = self.call_timeout if timeout is None else timeout
-        deadline = Deadline.after(limit)
-        link = await self.supervisor.wait_connected(timeout=limit)
+        link, deadline = await self._connected(timeout)
         remaining = deadline.remaining()
         try:
             await link.connection.send(
                 message, timeout=None if math.isinf(remaining) else max(remaining, 1e-9)
             )
         except (VirtrioError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            if not link.connection.is_active:  # part of a message may be on the wire
+            if not link.connection.is_connected:  # part of a message may be on the wire
                 link.fail(exc)
             raise
 
@@ -132,8 +121,18 @@ class SupervisedConnection:
 
         Raises:
             VirtrioTimeoutError: nothing within ``timeout``.
+            Exception: the permanent error the connection FAILED with, at once, once every
+                message received before is taken.
         """
-        limit = self.call_timeout if timeout is None else timeout
+        failed = self.supervisor.failed
+        if failed is not None:
+            try:
+                message = self._messages.receive_nowait()
+            except trio.WouldBlock:
+                raise fresh_error(failed) from None
+            self._room.release()
+            return message
+        limit = self._limit(timeout)
         with _deadline(None if math.isinf(limit) else limit, "waiting for a message", self._peer):
             message = await self._messages.receive()
         self._room.release()

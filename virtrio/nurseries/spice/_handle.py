@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 from virtrio.channels.spice import PortChannel, Rect, SpiceSession
-from virtrio.primitives import ChannelState, Supervisor
+from virtrio.primitives import SupervisedHandle
 
 __all__ = ["SupervisedSpice"]
 
 
-class SupervisedSpice:
+class SupervisedSpice(SupervisedHandle[SpiceSession]):
     """The VM's Spice handle: screenshots, keys, mouse, port streams. Valid across reconnects
-    of the session (each call waits for it up to ``call_timeout``)."""
-
-    def __init__(self, supervisor: Supervisor[SpiceSession], call_timeout: float) -> None:
-        self.supervisor = supervisor
-        self.call_timeout = call_timeout
-
-    @property
-    def state(self) -> ChannelState:
-        """The session's (main channel's) state."""
-        return self.supervisor.state
+    of the session (each call waits for it up to ``call_timeout``); a session that FAILED (a
+    wrong password) makes every call raise that error at once. :attr:`state` is the main
+    channel's."""
 
     async def session(self, *, timeout: float | None = None) -> SpiceSession:
         """The connected session."""
-        t = self.call_timeout if timeout is None else timeout
-        return await self.supervisor.wait_connected(timeout=t)
+        session, _ = await self._connected(timeout)
+        return session
 
     async def send_keys(self, combo: str) -> None:
         """Press a combination such as ``ctrl-alt-delete``."""
@@ -36,15 +29,15 @@ class SupervisedSpice:
 
     async def screenshot(self, *, timeout: float | None = None) -> bytes:
         """The screen as PNG bytes."""
-        t = self.call_timeout if timeout is None else timeout
-        return await (await self.session(timeout=t)).screenshot(timeout=t)
+        session, deadline = await self._connected(timeout)
+        return await session.screenshot(timeout=deadline.remaining())
 
     async def wait_screen_change(
         self, *, region: Rect | None = None, timeout: float | None = None
     ) -> None:
         """Wait until the screen (or ``region``) changes."""
-        t = self.call_timeout if timeout is None else timeout
-        await (await self.session(timeout=t)).wait_screen_change(region=region, timeout=t)
+        session, deadline = await self._connected(timeout)
+        await session.wait_screen_change(region=region, timeout=deadline.remaining())
 
     async def mouse_move(self, dx: int, dy: int) -> None:
         """Relative mouse motion."""

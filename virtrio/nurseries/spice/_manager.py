@@ -9,9 +9,8 @@ from contextlib import asynccontextmanager
 import trio
 
 from virtrio.channels.spice import SpiceSession, open_spice_session
-from virtrio.channels.spice._channel import collapse_groups
 from virtrio.errors import ConfigError
-from virtrio.primitives import Backoff, Supervisor
+from virtrio.primitives import Backoff, Supervisor, collapse_groups
 
 __all__ = ["SpiceManager", "open_spice_manager"]
 
@@ -30,7 +29,8 @@ class SpiceManager:
         *,
         password: str = "",
         ssl_context: ssl.SSLContext | None = None,
-        timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        call_timeout: float = 10.0,
         backoff: Backoff | None = None,
     ) -> Supervisor[SpiceSession]:
         """Start keeping a session to ``address`` under ``name``."""
@@ -39,7 +39,11 @@ class SpiceManager:
         sup: Supervisor[SpiceSession] = Supervisor(
             f"spice {name}",
             lambda: open_spice_session(
-                address, password=password, ssl_context=ssl_context, timeout=timeout
+                address,
+                password=password,
+                ssl_context=ssl_context,
+                connect_timeout=connect_timeout,
+                call_timeout=call_timeout,
             ),
             backoff=backoff or Backoff(initial=0.2, maximum=10.0),
         )

@@ -1,0 +1,277 @@
+"""One yamux stream as a :class:`trio.abc.HalfCloseableStream`: :class:`MuxStream`.
+
+Its reader and writer park on a :class:`_Wakeup` until the session's reader delivers data,
+credit, an end or a reset; writes go through the session (:mod:`._trio`), which sends them as
+its wire allows (:mod:`._wire`).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from virtrio.errors import ConnectionLostError
+
+from ._session import YamuxError
+
+if TYPE_CHECKING:
+    from ._trio import MuxSession
+
+__all__ = ["MuxStream", "SessionLostError", "StreamResetError"]
+
+#: What ``receive_some()`` returns at most when no size is asked for.
+_READ_SIZE = 1024 * 1024
+#: Writers wait once this much is queued for the wire (bounds memory; the reader never waits).
+HIGH_WATER = 1024 * 1024
+
+
+class _Wakeup:
+    """Where the one task that may wait for something (a stream has one reader and one
+    writer) parks: cheaper than a :class:`trio.Event` renewed at every wait. Check the
+    condition, then wait, with no checkpoint in between."""
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+
+    async def wait(self) -> None:
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(self) -> None:
+        if (task := self._task) is not None:
+            self._task = None
+            trio.lowlevel.reschedule(task)
+
+
+class StreamResetError(YamuxError, ConnectionLostError, trio.BrokenResourceError):
+    """The stream was reset (by the peer, or because the session ended): not an EOF, and not
+    a protocol violation (a peer may reset a stream whenever it likes)."""
+
+
+class SessionLostError(YamuxError, ConnectionLostError, trio.BrokenResourceError):
+    """A stream's call failed because its whole session ended (the connection was lost or
+    closed, or the peer broke the protocol): not a reset of that one stream."""
+
+
+class MuxStream(trio.abc.HalfCloseableStream):
+    """One yamux stream: a :class:`trio.abc.HalfCloseableStream`."""
+
+    def __init__(self, session: MuxSession, stream_id: int) -> None:
+        self._session = session
+        #: The yamux stream id (odd: opened by the client side).
+        self.stream_id = stream_id
+        self._chunks: deque[bytes | memoryview] = deque()  # frame bodies as received
+        self._eof = False
+        self._reset: BaseException | None = None
+        self._closed = False
+        self._sent_eof = False
+        self._readable = _Wakeup()
+        self._writable = _Wakeup()
+        self._receiving = False
+        self._sending = False
+        self._outgoing: memoryview | None = None  # what send_all has still to queue
+
+    # called by the session's reader
+    def _feed(self, data: bytes | memoryview) -> None:
+        self._chunks.append(data)
+        self._readable.wake()
+
+    def _end(self) -> None:
+        self._eof = True
+        self._readable.wake()
+
+    def _broken(self, error: BaseException) -> None:
+        if self._reset is None:
+            self._reset = error
+        self._readable.wake()
+        self._writable.wake()
+
+    def _window(self) -> None:
+        # A writer waiting for this credit has its next frame queued by the reader at once,
+        # a scheduling round before it wakes (the peer's reader is the bottleneck otherwise).
+        view = self._outgoing
+        if view and self._reset is None and self._session._unsent <= HIGH_WATER:
+            self._outgoing = view[self._session._core.send_data(self.stream_id, view) :]
+        self._writable.wake()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``, waiting for credit as the peer reads.
+
+        Raises:
+            trio.BusyResourceError: another task is sending on this stream.
+            trio.ClosedResourceError: the stream was closed or half-closed by us.
+            StreamResetError: the stream was reset.
+        """
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this yamux stream")
+        self._sending = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            session = self._session
+            core = session._core
+            self._outgoing = memoryview(data)
+            waited = False  # a wait is a checkpoint: then no other is needed
+            while True:
+                self._check_writable()
+                if self._outgoing and (taken := session._send_data(self.stream_id, self._outgoing)):
+                    self._outgoing = self._outgoing[taken:]
+                else:
+                    session._flush()
+                if session._unsent > HIGH_WATER:
+                    await session._wait_drained()
+                    waited = True
+                elif not self._outgoing:
+                    break
+                elif not core.send_window(self.stream_id):
+                    await self._writable.wait()
+                    waited = True
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        finally:
+            self._sending = False
+            self._outgoing = None
+
+    def _check_writable(self) -> None:
+        if self._closed or self._sent_eof:
+            raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed for sending")
+        if self._reset is not None:
+            raise self._broken_error()
+
+    def _broken_error(self) -> StreamResetError | SessionLostError:
+        reason = self._reset
+        if isinstance(reason, StreamResetError):
+            error: StreamResetError | SessionLostError = StreamResetError(
+                f"yamux stream {self.stream_id} was reset"
+            )
+        else:
+            error = SessionLostError(f"yamux stream {self.stream_id}: {reason}")
+        error.__cause__ = reason
+        return error
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Return once the stream has credit (or is closed/reset)."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this yamux stream")
+        self._check_writable()
+        core = self._session._core
+        self._session._flush()
+        if core.send_window(self.stream_id):
+            await trio.lowlevel.checkpoint()
+            return
+        self._sending = True
+        try:
+            while not (core.send_window(self.stream_id) or self._reset or self._closed):
+                await self._writable.wait()
+        finally:
+            self._sending = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Up to ``max_bytes`` bytes (default: all buffered, up to 1 MiB); ``b""`` after FIN.
+
+        Raises:
+            StreamResetError: the stream was reset (distinct from EOF).
+            trio.ClosedResourceError: we closed the stream.
+            trio.BusyResourceError: another task is receiving.
+        """
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)  # TypeError for anything but an integer
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this yamux stream")
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            waited = False  # a wait is a checkpoint: then no other is needed
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
+                if self._chunks:
+                    data = self._take(_READ_SIZE if max_bytes is None else max_bytes)
+                    core = self._session._core
+                    core.consumed(self.stream_id, len(data))
+                    if core.bytes_queued:
+                        # credit goes back at half the window, so it can wait a round or
+                        # two, and leave with other streams' in one write
+                        self._session._wake_writer()
+                    break
+                if self._reset is not None:
+                    raise self._broken_error()
+                if self._eof:
+                    data = b""
+                    break
+                self._session._flush()  # what we owe the peer (a SYN, an ACK) goes first
+                if not waited:
+                    self._session._poll_input()  # the data may be there already
+                    if self._chunks or self._eof or self._reset is not None:
+                        continue
+                await self._readable.wait()
+                waited = True
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+        finally:
+            self._receiving = False
+
+    def _take(self, limit: int) -> bytes:
+        """Up to ``limit`` buffered bytes, in one piece (copied once at most)."""
+        chunks = self._chunks
+        parts: list[bytes | memoryview] = []
+        total = 0
+        while chunks and total < limit:
+            chunk = chunks.popleft()
+            if total + len(chunk) > limit:
+                chunk = memoryview(chunk)
+                chunks.appendleft(chunk[limit - total :])
+                chunk = chunk[: limit - total]
+            parts.append(chunk)
+            total += len(chunk)
+        if len(parts) == 1 and type(parts[0]) is bytes:
+            return parts[0]
+        return b"".join(parts)
+
+    async def send_eof(self) -> None:
+        """Half-close (FIN): the peer reads EOF; we may go on reading."""
+        await trio.lowlevel.checkpoint()
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this yamux stream")
+        if self._closed:
+            raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
+        if not self._sent_eof and self._reset is None:
+            self._sent_eof = True
+            self._session._core.send_fin(self.stream_id)
+            self._session._wake_writer()
+
+    async def aclose(self) -> None:
+        """Close: FIN if not sent yet; unread data is discarded."""
+        if not self._closed:
+            self._closed = True
+            if not self._sent_eof and self._reset is None:
+                self._sent_eof = True
+                self._session._core.send_fin(self.stream_id)
+                self._session._wake_writer()
+            self._readable.wake()
+            self._writable.wake()
+            if self._eof or self._reset is not None:  # both directions done: forget it
+                self._session._streams.pop(self.stream_id, None)
+        await trio.lowlevel.checkpoint()
+
+    async def reset(self) -> None:
+        """Abort the stream in both directions (RST); the peer's reads raise a reset error."""
+        if self._reset is None:
+            self._session._core.send_reset(self.stream_id)
+            self._session._can_open.set()  # if it was never acknowledged, a slot is free
+            self._session._flush()
+            self._broken(StreamResetError("reset locally"))
+            self._session._streams.pop(self.stream_id, None)
+        await trio.lowlevel.checkpoint()

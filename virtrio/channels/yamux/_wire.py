@@ -1,0 +1,137 @@
+"""How a yamux session's bytes reach the transport: the :class:`Wire` interface, with two
+implementations.
+
+- :class:`StreamWire`, any Trio stream: the session's writer task sends everything, its reader
+  task receives everything.
+- :class:`SocketWire`, a socket read and written directly (``os.read``/``os.writev`` once Trio
+  reports readiness): a task with frames to send writes them at once, as far as the kernel
+  takes them without blocking, and a stream's reader about to park first reads what the
+  socket already holds. One scheduling round per read instead of Trio's two, and no hand-over
+  to the writer task when the kernel takes a write whole (docs/yamux.md, "How bytes move").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import trio
+
+__all__ = ["SocketWire", "StreamWire", "Wire", "wire_for"]
+
+#: Bytes asked of the transport per read.
+_RECEIVE_SIZE = 512 * 1024
+#: Reads shorter than this make the next read go into a small reused buffer.
+_SMALL_READ = 16 * 1024
+#: Buffers one writev may take (Linux's IOV_MAX); any beyond are left for send_all.
+_IOV_MAX = 1024
+
+Buffer = bytes | bytearray | memoryview
+
+
+class Wire(Protocol):
+    """The transport as a session uses it."""
+
+    #: True when :meth:`write_now` and :meth:`read_now` work (any task may use them).
+    direct: bool
+
+    async def send_all(self, data: Buffer) -> None:
+        """Send all of ``data`` (the writer task's way)."""
+
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes received; empty at the end of the connection (the reader task's)."""
+
+    def write_now(self, buffers: list[Buffer]) -> int:
+        """Write what the kernel takes of ``buffers`` without blocking; how many bytes (0 when
+        full, or broken: :meth:`send_all` then waits, or reports it)."""
+
+    def read_now(self) -> bytes:
+        """One non-blocking read: :class:`BlockingIOError` when there is nothing yet,
+        :class:`OSError` when broken, empty at the end of the connection."""
+
+
+class StreamWire:
+    """Any Trio stream: everything goes through the session's reader and writer tasks."""
+
+    direct = False
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self._stream = stream
+
+    async def send_all(self, data: Buffer) -> None:
+        """Send through the stream."""
+        await self._stream.send_all(data)
+
+    async def receive(self) -> bytes | bytearray:
+        """Receive from the stream."""
+        return await self._stream.receive_some(_RECEIVE_SIZE)
+
+    def write_now(self, buffers: list[Buffer]) -> int:
+        """Nothing is written at once on a stream."""
+        return 0
+
+    def read_now(self) -> bytes:
+        """Nothing is read at once from a stream."""
+        raise BlockingIOError
+
+
+class SocketWire:
+    """A connected socket's descriptor, read and written directly (see the module)."""
+
+    direct = True
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._scratch: bytearray | None = None  # see read_now
+
+    async def send_all(self, data: Buffer) -> None:
+        """Write all of ``data``, waiting for the socket only when it is full."""
+        # as receive: no scheduling round after a write the socket took whole
+        view = memoryview(data)
+        fd = self._fd
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(fd)
+
+    async def receive(self) -> bytes:
+        """Wait until the socket is readable, then read."""
+        # one scheduling round per read instead of Trio's two (wait, then a checkpoint after
+        # the read); waiting first keeps the reader fair
+        while True:
+            await trio.lowlevel.wait_readable(self._fd)
+            try:
+                return self.read_now()
+            except BlockingIOError:
+                pass
+
+    def write_now(self, buffers: list[Buffer]) -> int:
+        """``writev`` without blocking."""
+        try:
+            return os.writev(self._fd, buffers[:_IOV_MAX])
+        except OSError:  # full (EAGAIN), or broken: send_all waits, or reports it
+            return 0
+
+    def read_now(self) -> bytes:
+        """One non-blocking read."""
+        if self._scratch is None:
+            data = os.read(self._fd, _RECEIVE_SIZE)
+            if len(data) < _SMALL_READ:
+                self._scratch = bytearray(_SMALL_READ)
+            return data
+        # After a small read (window updates, pings, short messages), the next one goes
+        # into a small reused buffer: allocating a large buffer only to shrink it to 12
+        # bytes costs more than the read itself.
+        size = os.readv(self._fd, [self._scratch])
+        data = bytes(memoryview(self._scratch)[:size])
+        if size == _SMALL_READ:
+            self._scratch = None
+        return data
+
+
+def wire_for(transport: trio.abc.Stream) -> Wire:
+    """The direct socket path for a :class:`trio.SocketStream`, the generic one otherwise."""
+    if isinstance(transport, trio.SocketStream):
+        return SocketWire(transport.socket.fileno())
+    return StreamWire(transport)
