@@ -40,8 +40,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 _INSTRUMENT = pytest.StashKey[leaks.TaskLeakInstrument]()
-#: The fds the first libvirt test of the process left (see nothing_left_over).
-_LIBVIRT_ONCE: list[str] = []
 
 
 @pytest.fixture(autouse=True)
@@ -54,16 +52,6 @@ def nothing_left_over(request: pytest.FixtureRequest) -> Iterator[None]:
     if instrument is not None:
         problems += [f"Trio task {name} still running" for name in instrument.leaked]
         instrument.leaked.clear()
-    found = leaks.leaked(before)
-    if "no_libvirt_leftovers" in request.fixturenames and not _LIBVIRT_ONCE:
-        # The first libvirt test of a process leaves an unnamed socket and an eventfd open
-        # (libvirt client state, or a connection not closed: not traced yet). It is excused
-        # once per process; the same pair left again (tests/faults/test_libvirt.py, after
-        # libvirtd is SIGKILLed mid-call) is not: that test fails until it is traced.
-        fds = [p for p in found if p.startswith("fd ")]
-        if fds:
-            _LIBVIRT_ONCE.extend(fds)
-            found = [p for p in found if not p.startswith("fd ")]
-    problems += found
+    problems += leaks.leaked(before)
     if problems:
         pytest.fail("left over after the test:\n  " + "\n  ".join(problems), pytrace=False)

@@ -172,7 +172,7 @@ def no_libvirt_leftovers() -> Iterator[None]:
     yield
     gc.collect()
     stats = event_loop_stats()
-    assert (stats.handles, stats.timers) == (0, 0), stats
+    assert (stats.handles, stats.timers, stats.pending_frees) == (0, 0, 0), stats
 
 
 def _initialise_libvirt(daemon: LibvirtDaemon) -> None:
