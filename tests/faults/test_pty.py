@@ -9,7 +9,9 @@ SIGKILL mid-call       the daemon process stopped (SIGSTOP) under 10 pending ``l
                        calls, then SIGKILL: all fail with ConnectionLostError in 100 ms
 peer restarted         does not apply: the PTY client is one connection with no
                        supervised handle (its sessions die with the daemon anyway)
-connection reset       hostile daemon aborts the TCP connection (RST) under a call
+connection reset       hostile daemon (a Unix socket, as the client dials only those)
+                       closes with the request unread under a call: the client's
+                       read gets ECONNRESET
 garbage bytes          a frame that is not MessagePack sent to the real daemon: an
                        ``invalid_msgpack`` error reply, and the connection is kept
 oversize length        a 0xFFFFFFFF length prefix sent to the real daemon: refused at
@@ -18,7 +20,8 @@ never answers          hostile daemon reads and never replies: the per-call dead
                        fires (autojump clock)
 slow reader            a client attached to a flooding session stops reading: another
                        client of the session gets all 4 MB in time; the slow one's
-                       queue stays at its bound, its drops are counted, and a red
+                       queue stays at its bound, its drops and a red warning are
+                       counted while it still does not read, and the red
                        warning naming them is the first thing it reads when it
                        resumes (the byte bound is issue 17's, item 3)
 =====================  ===========================================================
@@ -40,7 +43,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.faults.hostile import MIB, PeakRss, hostile_server, pending_calls_fail_fast, reset
+from tests.faults.hostile import MIB, PeakRss, hostile_server, pending_calls_fail_fast
 from tests.faults.muxserver import PtyDaemonProcess
 from virtrio.channels import Address, open_stream
 from virtrio.channels.pty import BackpressureWarning, Exit, open_pty_client
@@ -61,17 +64,19 @@ async def test_sigkill_fails_every_pending_call_fast(tmp_path: Path) -> None:
         await daemon.stop()
 
 
-async def test_connection_reset_under_a_call() -> None:
+async def test_connection_reset_under_a_call(tmp_path: Path) -> None:
     async def peer(stream: trio.SocketStream) -> None:
-        await stream.receive_some()
-        reset(stream)
+        # closing a Unix stream socket with unread data resets it (ECONNRESET at the peer)
+        await trio.lowlevel.wait_readable(stream.socket)
+        stream.socket.close()
         await trio.sleep_forever()
 
-    async with hostile_server(peer) as address:
-        host, port = address.removeprefix("tcp://").split(":")
-        async with open_pty_client(Address.tcp(host, int(port))) as client:
-            with trio.fail_after(5), pytest.raises(ConnectionLostError):
-                await client.list(timeout=10)
+    async with (
+        hostile_server(peer, f"unix:{tmp_path / 'pty.sock'}") as address,
+        open_pty_client(address) as client,
+    ):
+        with trio.fail_after(5), pytest.raises(ConnectionLostError, match="reset"):
+            await client.list(timeout=10)
 
 
 async def test_garbage_frames_get_an_error_and_keep_the_connection(pty_daemon: PtyDaemon) -> None:
@@ -96,18 +101,19 @@ async def test_oversize_length_is_refused_with_memory_bounded(pty_daemon: PtyDae
     assert pty_daemon.statistics().bad_frames == 1
 
 
-async def test_a_daemon_that_never_answers(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_daemon_that_never_answers(autojump_clock: trio.abc.Clock, tmp_path: Path) -> None:
     async def peer(stream: trio.SocketStream) -> None:
         while await stream.receive_some():
             pass
 
-    async with hostile_server(peer) as address:
-        host, port = address.removeprefix("tcp://").split(":")
-        async with open_pty_client(Address.tcp(host, int(port))) as client:
-            before = trio.current_time()
-            with pytest.raises(VirtrioTimeoutError):
-                await client.list(timeout=30)
-            assert trio.current_time() - before == pytest.approx(30)
+    async with (
+        hostile_server(peer, f"unix:{tmp_path / 'pty.sock'}") as address,
+        open_pty_client(address) as client,
+    ):
+        before = trio.current_time()
+        with pytest.raises(VirtrioTimeoutError):
+            await client.list(timeout=30)
+        assert trio.current_time() - before == pytest.approx(30)
 
 
 async def test_a_slow_reader_is_warned_and_slows_no_one(
@@ -117,33 +123,36 @@ async def test_a_slow_reader_is_warned_and_slows_no_one(
     daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
     flood = "head -c 4000000 /dev/zero | od -v | head -c 4000000; echo; echo done"
     async with (
-        open_pty_client(daemon.socket_path, max_events=1) as stalled,
+        open_pty_client(daemon.socket_path, max_queue=1) as stalled,
         open_pty_client(daemon.socket_path) as reader,
     ):
-        sid = await reader.create(command="/bin/sh", args=["-c", f"read go; {flood}"])
-        await stalled.attach(sid)
-        await reader.attach(sid)
-        await reader.input(sid, b"\n")
-        received = 0
-        with trio.fail_after(60):
-            while not isinstance(event := await reader.receive_event(), Exit):
-                received += len(getattr(event, "data", b""))
-        assert event.session == sid
-        assert received > 4_000_000, received  # the reader got everything, in time
-        # the slow one reads at last: what it missed is counted, and it is told, in red
-        warnings, missed = [], 0
-        with trio.fail_after(30):
-            while not isinstance(event := await stalled.receive_event(), Exit):
-                if isinstance(event, BackpressureWarning):
-                    warnings.append(event)
-                else:
-                    missed -= len(getattr(event, "data", b""))
-        missed += received
-        assert any(w.level.value == "red" and w.dropped for w in warnings), warnings
-        assert missed > 0
-        stats = daemon.statistics()
-        assert stats.red_warnings >= 1
-        assert stats.chunks_dropped >= 1
+        with stalled.events() as stalled_events, reader.events() as reader_events:
+            sid = await reader.create(command="/bin/sh", args=["-c", f"read go; {flood}"])
+            await stalled.attach(sid)
+            await reader.attach(sid)
+            await reader.input(sid, b"\n")
+            received = 0
+            with trio.fail_after(60):
+                while not isinstance(event := await reader_events.receive(), Exit):
+                    received += len(getattr(event, "data", b""))
+            assert event.session == sid
+            assert received > 4_000_000, received  # the reader got everything, in time
+            # the policy acted as the stalled one's queue filled, before it reads again
+            while_stalled = daemon.statistics()
+            assert while_stalled.red_warnings >= 1
+            assert while_stalled.chunks_dropped >= 1
+            # the slow one reads at last: what it missed is counted, and it is told, in red
+            warnings, missed = [], 0
+            with trio.fail_after(30):
+                while not isinstance(event := await stalled_events.receive(), Exit):
+                    if isinstance(event, BackpressureWarning):
+                        warnings.append(event)
+                    else:
+                        missed -= len(getattr(event, "data", b""))
+            missed += received
+            assert any(w.level.value == "red" and w.dropped for w in warnings), warnings
+            assert missed > 0
+            assert daemon.statistics().chunks_dropped == while_stalled.chunks_dropped
 
 
 async def _frame(stream: trio.abc.ReceiveStream) -> bytes:

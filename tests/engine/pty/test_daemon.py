@@ -230,6 +230,10 @@ async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
     nursery: trio.Nursery, pty_config: PtyDaemonConfig
 ) -> None:
     async with flood_past_a_slow_subscriber(nursery, pty_config) as (daemon, slow, sid):
+        # the policy acted as the slow one's queue filled, not when it reads again
+        while_stalled = daemon.statistics()
+        assert while_stalled.red_warnings >= 1
+        assert while_stalled.chunks_dropped > 0
         # now the slow one reads what it was sent: warnings, a loss it was told of, the exit
         events = []
         with trio.fail_after(60):
@@ -247,6 +251,7 @@ async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
         stats = daemon.statistics()
         assert stats.red_warnings >= 1
         assert stats.chunks_dropped == sum(w.dropped for w in warnings)
+        assert stats.chunks_dropped == while_stalled.chunks_dropped  # nothing after the flood
         assert (stats.sessions_started, stats.connections_accepted, stats.disconnects) == (1, 2, 0)
 
 
