@@ -69,9 +69,9 @@ async def test_a_call_before_qemu_exists_waits_for_it(qemu_binary: str, tmp_path
     async with open_vm("late", qmp=address, backoff=fast_backoff) as vm:
         # QEMU is not there yet: attempts fail and back off (two failed attempts seen)
         with vm.qmp.state_changes() as changes, trio.fail_after(10):
-            async for change in changes:
-                if change.state is ChannelState.DISCONNECTED and change.attempt >= 2:
-                    break
+            change = await changes.receive()
+            while not (change.state is ChannelState.DISCONNECTED and change.attempt >= 2):
+                change = await changes.receive()
         assert change.error is not None, change
         assert vm.qmp.state in (ChannelState.DISCONNECTED, ChannelState.RECONNECTING)
         async with open_qemu(BARE, workdir=workdir):
