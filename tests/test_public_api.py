@@ -31,6 +31,15 @@ PUBLIC = {
         "QmpEvent", "QmpGreeting", "QmpProtocol", "QmpProtocolError", "VmStatus", "open_qmp",
         "parse_combo", "text_to_combos",
     ],
+    "virtrio.channels.gdb": [
+        "Ack", "ConsoleOutput", "Exited", "GdbClient", "GdbCommandError", "GdbError", "GdbEvent",
+        "GdbLocalProtocolError", "GdbProtocol", "GdbProtocolError", "GdbUnsupportedError", "Nak",
+        "Notification", "Packet", "PacketReader", "ProtocolState", "Register", "Reply",
+        "ResumeRefused", "StopReply", "Stopped", "StubFeatures", "TargetDescription",
+        "TargetDescriptionReader", "Terminated", "ThreadId", "checksum",
+        "decode_payload", "encode_packet", "escape", "open_gdb", "parse_stop_reply",
+        "parse_supported",
+    ],
     "virtrio.channels.qga": [
         "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands", "QgaError",
         "QgaProtocol", "QgaProtocolError", "open_qga",
@@ -120,6 +129,19 @@ PUBLIC = {
     "virtrio.pty": [
         "BackpressureWarning", "Error", "Exit", "Level", "Output", "PtyClient", "PtyEvent",
         "PtyEvents", "PtyRequestError", "SessionInfo", "default_socket_path", "open_pty_client",
+    ],
+    "virtrio.engine.backends": [
+        "Access", "Artifact", "BOARD_CONFIG_SCHEMA", "Backend", "BackendAdapter", "BackendError",
+        "BackendInstance", "BackendType", "BoardConfig", "BoardConfigError", "Breakpoint",
+        "BreakpointKind", "Capabilities", "Capability", "ConsoleBuffer", "DebugInfo",
+        "ENTRY_POINT_GROUP", "ExecLogParser", "FunctionInfo", "InstanceAdapter", "Interconnect",
+        "IrqRoute", "MemoryRegion", "MemoryType", "MmioMapping", "NodeConfig", "Peripheral",
+        "Processor", "ProgramFormat", "ProgramInfo", "QEMU_MACHINES", "QemuBackend",
+        "QemuInstance", "QemuMachineModel", "QemuNodePlan", "QemuSettings", "RenodeBackend",
+        "RenodeInstance", "RobotRemote", "SharedMemory", "SkyEyeBackend", "SkyEyeInstance",
+        "StartOptions", "UnsupportedCapabilityError", "backend_names", "board_template", "lcov",
+        "load_backend", "open_adapter", "parse_board", "parse_size", "plan_qemu_board",
+        "plan_qemu_node", "renode_platform", "skyeye_config", "template_names",
     ],
 }  # fmt: skip
 
