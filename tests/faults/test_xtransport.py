@@ -106,7 +106,7 @@ async def test_garbage_bytes_are_named() -> None:
     async with hostile_server(peer) as address, dial(address) as channel:
         with trio.fail_after(5), pytest.raises(XtransferMagicError):
             await channel.receive()
-        assert not channel.is_active
+        assert not channel.is_connected
 
 
 async def test_oversize_length_is_refused_with_memory_bounded() -> None:
@@ -139,7 +139,7 @@ async def test_a_peer_that_never_sends(autojump_clock: trio.abc.Clock) -> None:
         await channel.send(b"x")
         with pytest.raises(trio.TooSlowError), trio.fail_after(30):
             await channel.receive()
-        assert channel.is_active  # the caller's deadline is not the connection's
+        assert channel.is_connected  # the caller's deadline is not the connection's
 
 
 async def test_a_slow_reader_stops_reading_at_its_buffer() -> None:
