@@ -22,6 +22,8 @@ import os
 import signal
 
 import pytest
+import trio
+import trio.testing
 
 from tests.faults.hostile import pending_calls_fail_fast
 from tests.peers.spice import SpiceVM
@@ -33,6 +35,11 @@ async def test_sigkill_fails_every_pending_call_fast(spice_vm: SpiceVM) -> None:
     async with open_spice_session(spice_vm.address) as spice:
         await spice.screenshot(timeout=30)  # every channel the call needs is up
         os.kill(spice_vm.proc.pid, signal.SIGSTOP)
+        # the waits are for unsolicited updates: let the server really stop (the signal is
+        # asynchronous), then the client read what it had sent before, so none is answered
+        flags = os.WSTOPPED | os.WNOWAIT  # WNOWAIT: the stop stays to be reaped by wait()
+        await trio.to_thread.run_sync(os.waitid, os.P_PID, spice_vm.proc.pid, flags)
+        await trio.testing.wait_all_tasks_blocked()
         await pending_calls_fail_fast(
             lambda: spice.wait_screen_change(timeout=30), spice_vm.proc.kill, calls=5
         )
