@@ -15,7 +15,7 @@ import trio
 
 from virtrio.errors import ConnectionLostError
 
-from ._session import YamuxError
+from ._errors import YamuxError
 
 if TYPE_CHECKING:
     from ._trio import MuxSession
