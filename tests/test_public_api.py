@@ -81,8 +81,8 @@ PUBLIC = {
     ],
     "virtrio.channels.yamux": [
         "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxListener", "MuxSession",
-        "MuxStream", "StreamResetError", "StreamState", "YamuxError", "YamuxLocalProtocolError",
-        "YamuxProtocolError", "YamuxSession", "open_mux",
+        "MuxStream", "SessionLostError", "StreamResetError", "StreamState", "YamuxError",
+        "YamuxLocalProtocolError", "YamuxProtocolError", "YamuxSession", "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",

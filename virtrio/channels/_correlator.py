@@ -27,11 +27,12 @@ R = TypeVar("R")
 
 
 class _Slot(Generic[R]):
-    __slots__ = ("done", "reply")
+    __slots__ = ("done", "reply", "sent")
 
     def __init__(self) -> None:
         self.done = trio.Event()
         self.reply: R | None = None
+        self.sent = False
 
 
 class Correlator(Generic[R]):
@@ -57,6 +58,11 @@ class Correlator(Generic[R]):
     def is_connected(self) -> bool:
         """True until the connection is lost or closed."""
         return self.closed_reason is None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests written to the peer and still waiting for their reply."""
+        return sum(slot.sent for slot in self._slots.values())
 
     async def wait_closed(self) -> None:
         """Return once the connection has closed or failed (see :attr:`closed_reason`)."""
@@ -146,6 +152,7 @@ class Correlator(Generic[R]):
         try:
             with trio.move_on_after(timeout) as scope:
                 await self.send(data)
+                slot.sent = True
                 await slot.done.wait()
         finally:
             self._slots.pop(ident, None)

@@ -181,6 +181,11 @@ class RpcClient:
         """Why the connection ended, once it has."""
         return self._connection.closed_reason
 
+    @property
+    def in_flight(self) -> int:
+        """Calls sent to the peer and still waiting for their reply (for tests and metrics)."""
+        return self._connection.in_flight
+
     async def wait_closed(self) -> None:
         """Return once the connection has closed or failed."""
         await self._connection.wait_closed()
