@@ -74,6 +74,10 @@ if [ ! -f "$js_peer/node_modules/.virtrio-installed" ] || \
   touch "$js_peer/node_modules/.virtrio-installed"
 fi
 
-# 5. the demo guest (cached; rebuilt only when its inputs change)
+# 5. the bare-metal test programs of the GDB tests (cached by source hash)
+step "programs: bare-metal test programs"
+"$VENV/bin/python" -m tests.peers.programs
+
+# 6. the demo guest (cached; rebuilt only when its inputs change)
 step "guest: demo image"
 "$VENV/bin/python" -m virtrio guest build

@@ -28,12 +28,21 @@ PUBLIC = {
     ],
     "virtrio.channels.qmp": [
         "QCODES", "QemuVersion", "QmpClient", "QmpCommandError", "QmpCommands", "QmpError",
-        "QmpEvent", "QmpGreeting", "QmpProtocol", "QmpProtocolError", "VmStatus", "open_qmp",
-        "parse_combo", "text_to_combos",
+        "QmpEvent", "QmpGreeting", "QmpLocalProtocolError", "QmpProtocol", "QmpProtocolError",
+        "QmpState", "VmStatus", "open_qmp", "parse_combo", "text_to_combos",
+    ],
+    "virtrio.channels.gdb": [
+        "Ack", "ConsoleOutput", "Exited", "GdbClient", "GdbCommandError", "GdbError", "GdbEvent",
+        "GdbLocalProtocolError", "GdbProtocol", "GdbProtocolError", "GdbUnsupportedError", "Nak",
+        "Notification", "Packet", "PacketReader", "ProtocolState", "Register", "Reply",
+        "ResumeRefused", "StopReply", "Stopped", "StubFeatures", "TargetDescription",
+        "TargetDescriptionReader", "Terminated", "ThreadId", "checksum",
+        "decode_payload", "encode_packet", "escape", "open_gdb", "parse_stop_reply",
+        "parse_supported",
     ],
     "virtrio.channels.qga": [
-        "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands", "QgaError",
-        "QgaProtocol", "QgaProtocolError", "open_qga",
+        "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands",
+        "QgaError", "QgaLocalProtocolError", "QgaProtocol", "QgaProtocolError", "open_qga",
     ],
     "virtrio.channels.libvirt": [
         "ChannelInfo", "DomainEvent", "DomainNotFoundError", "DomainSummary", "DomainXml",
@@ -46,8 +55,9 @@ PUBLIC = {
     ],
     "virtrio.channels.spice": [
         "ChannelType", "DEFAULT_CHANNELS", "DisplayChannel", "DisplayState", "InputsChannel",
-        "LinkErr", "MainChannel", "MainInit", "MainState", "PortChannel", "Rect", "SpiceChannel",
-        "SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError",
+        "LinkErr", "LinkState", "Linked", "MainChannel", "MainInit", "MainState", "PortChannel",
+        "Rect", "SpiceChannel", "SpiceError", "SpiceLink", "SpiceLinkError",
+        "SpiceLocalProtocolError", "SpicePermissionError", "SpiceProtocolError",
         "SpiceVersionError",
         "SpiceSession", "SpiceTransport", "Surface", "break_code", "combo_codes", "encode_png",
         "key_code", "open_channel", "open_domain_spice", "open_spice_session", "spice_addresses",
@@ -58,19 +68,21 @@ PUBLIC = {
         "discover_channels", "open_virtio_serial",
     ],
     "virtrio.channels.pty": [
-        "Ack", "Attach", "BackpressureWarning", "Create", "CreateOptions", "Created",
+        "Ack", "Attach", "BackpressureWarning", "ConnectionClosed", "Create", "CreateOptions",
+        "Created",
         "DEFAULT_MAX_FRAME_SIZE", "Detach", "EVENT_TYPES", "Error", "ErrorCode", "Event", "Exit",
         "FrameDecoder", "FrameTooLargeError", "Input", "InvalidMessageError",
         "InvalidMsgpackError", "Kill", "Level", "List", "Message", "NEED_DATA", "NeedData", "Ok",
-        "Output", "PtyClient", "PtyEvent", "PtyEvents", "PtyProtocolError", "PtyRequestError",
+        "Output", "PtyClient", "PtyError", "PtyEvent", "PtyEvents", "PtyLocalProtocolError",
+        "PtyProtocolError", "PtyRequestError",
         "REQUEST_TYPES", "Request", "Resize", "SessionInfo", "Sessions", "Signal",
         "TruncatedFrameError", "UnexpectedTypeError", "UnknownTypeError", "decode_payload",
         "default_socket_path", "encode", "encode_output", "open_pty_client",
     ],
     "virtrio.channels.yamux": [
         "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxListener", "MuxSession",
-        "MuxStream", "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession",
-        "open_mux",
+        "MuxStream", "StreamResetError", "StreamState", "YamuxError", "YamuxLocalProtocolError",
+        "YamuxProtocolError", "YamuxSession", "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",
@@ -120,6 +132,19 @@ PUBLIC = {
     "virtrio.pty": [
         "BackpressureWarning", "Error", "Exit", "Level", "Output", "PtyClient", "PtyEvent",
         "PtyEvents", "PtyRequestError", "SessionInfo", "default_socket_path", "open_pty_client",
+    ],
+    "virtrio.engine.backends": [
+        "Access", "Artifact", "BOARD_CONFIG_SCHEMA", "Backend", "BackendAdapter", "BackendError",
+        "BackendInstance", "BackendType", "BoardConfig", "BoardConfigError", "Breakpoint",
+        "BreakpointKind", "Capabilities", "Capability", "ConsoleBuffer", "DebugInfo",
+        "ENTRY_POINT_GROUP", "ExecLogParser", "FunctionInfo", "InstanceAdapter", "Interconnect",
+        "IrqRoute", "MemoryRegion", "MemoryType", "MmioMapping", "NodeConfig", "Peripheral",
+        "Processor", "ProgramFormat", "ProgramInfo", "QEMU_MACHINES", "QemuBackend",
+        "QemuInstance", "QemuMachineModel", "QemuNodePlan", "QemuSettings", "RenodeBackend",
+        "RenodeInstance", "RobotRemote", "SharedMemory", "SkyEyeBackend", "SkyEyeInstance",
+        "StartOptions", "UnsupportedCapabilityError", "backend_names", "board_template", "lcov",
+        "load_backend", "open_adapter", "parse_board", "parse_size", "plan_qemu_board",
+        "plan_qemu_node", "renode_platform", "skyeye_config", "template_names",
     ],
 }  # fmt: skip
 

@@ -1,0 +1,203 @@
+"""Breakpoints, watchpoints and running the target: the calls of
+:class:`~virtrio.channels.gdb.GdbClient` that resume it, and what they do first.
+
+QEMU's stub reports a breakpoint at the PC again without executing anything, and on ARM,
+AArch64 and MIPS a watchpoint stops the target before the access it watches; so, as GDB does,
+resuming first steps one instruction with those lifted (``_step_off``).
+"""
+
+from __future__ import annotations
+
+from ._commands import GdbCommands, WatchAccess, _ok
+from ._replies import WATCH_REASONS, Stopped, StopReply, ThreadId
+
+__all__ = ["GdbExecution"]
+
+_WATCH_TYPES = {"write": 2, "read": 3, "access": 4}
+
+
+class GdbExecution(GdbCommands):
+    """Breakpoints, watchpoints, continue and step, mixed into the client."""
+
+    # --- breakpoints and watchpoints ------------------------------------------------------
+
+    def default_breakpoint_kind(self) -> int:
+        """The breakpoint kind (instruction size) GDB would use on this architecture: 2 for
+        Thumb (M-profile ARM), 4 for ARM/AArch64/RISC-V, 1 elsewhere (x86)."""
+        arch = self.target.architecture or ""
+        if arch.startswith("arm"):
+            profile_m = any("m-profile" in f for f in self.target.features)
+            return 2 if profile_m else 4
+        if arch.startswith(("aarch64", "riscv", "mips", "powerpc", "sparc")):
+            return 4
+        return 1
+
+    async def _z(
+        self, insert: bool, kind_type: int, address: int, kind: int, timeout: float | None
+    ) -> None:
+        command = b"%s%d,%x,%x" % (b"Z" if insert else b"z", kind_type, address, kind)
+        _ok(await self.request(command, timeout=timeout), command)
+        table = self._breakpoints if kind_type < 2 else self._watchpoints
+        if insert:
+            table.add((kind_type, address, kind))
+        else:
+            table.discard((kind_type, address, kind))
+
+    async def set_breakpoint(
+        self,
+        address: int,
+        *,
+        kind: int | None = None,
+        hardware: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Insert a breakpoint at ``address`` (``Z0``, or ``Z1`` with ``hardware=True``).
+        ``kind`` is the RSP's breakpoint kind (the instruction size; by default
+        :meth:`default_breakpoint_kind`).
+
+        Raises:
+            GdbUnsupportedError: the stub has no such breakpoints.
+            GdbCommandError: the stub refused.
+        """
+        await self._z(
+            True, 1 if hardware else 0, address, kind or self.default_breakpoint_kind(), timeout
+        )
+
+    async def remove_breakpoint(
+        self,
+        address: int,
+        *,
+        kind: int | None = None,
+        hardware: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Remove a breakpoint set by :meth:`set_breakpoint` (same arguments)."""
+        await self._z(
+            False, 1 if hardware else 0, address, kind or self.default_breakpoint_kind(), timeout
+        )
+
+    async def set_watchpoint(
+        self,
+        address: int,
+        length: int,
+        *,
+        access: WatchAccess = "write",
+        timeout: float | None = None,
+    ) -> None:
+        """Watch ``length`` bytes at ``address`` for writes (``Z2``), reads (``Z3``) or both
+        (``Z4``); a hit stops the target with reason ``watch``/``rwatch``/``awatch``.
+
+        Raises:
+            ValueError: ``access`` is none of the three.
+            GdbUnsupportedError: the stub has no such watchpoints.
+        """
+        await self._z(True, self._watch_type(access), address, length, timeout)
+
+    async def remove_watchpoint(
+        self,
+        address: int,
+        length: int,
+        *,
+        access: WatchAccess = "write",
+        timeout: float | None = None,
+    ) -> None:
+        """Remove a watchpoint set by :meth:`set_watchpoint` (same arguments)."""
+        await self._z(False, self._watch_type(access), address, length, timeout)
+
+    @staticmethod
+    def _watch_type(access: str) -> int:
+        try:
+            return _WATCH_TYPES[access]
+        except KeyError:
+            raise ValueError(
+                f"access must be 'write', 'read' or 'access', not {access!r}"
+            ) from None
+
+    # --- execution -------------------------------------------------------------------------
+
+    def _watchpoints_stop_before_access(self) -> bool:
+        # GDB's "non-steppable watchpoints": on ARM, AArch64 and MIPS a watchpoint stops the
+        # target before the access, so resuming with it inserted would hit it again at once
+        return (self.target.architecture or "").startswith(("arm", "aarch64", "mips"))
+
+    def _step_packet(self, thread: ThreadId | None) -> bytes:
+        if "s" in self.vcont_actions:
+            target = thread or self._stop_thread()
+            return b"vCont;s" + (b":%s" % str(target).encode() if target else b"")
+        return b"s"
+
+    async def _step_off(self, thread: ThreadId | None, timeout: float | None) -> StopReply | None:
+        """Step one instruction with the breakpoints at the PC (and, where watchpoints stop
+        before the access, the watchpoints after a watchpoint stop) lifted, as GDB does: the
+        stub itself would report them again without moving. Returns the step's stop, or None
+        when there was nothing to step off."""
+        lifted: list[tuple[int, int, int]] = []
+        stop = self.last_stop
+        if (
+            self._watchpoints
+            and isinstance(stop, Stopped)
+            and stop.reason in WATCH_REASONS
+            and self._watchpoints_stop_before_access()
+        ):
+            lifted += self._watchpoints
+        pc_reg = self._pc_register()
+        if self._breakpoints and pc_reg is not None:
+            if self._pc is None:
+                self._pc = await self.read_register(pc_reg.name, timeout=timeout)
+            lifted += [b for b in self._breakpoints if b[1] == self._pc]
+        if not lifted:
+            return None
+        for z in lifted:
+            await self._z(False, *z, timeout)
+        try:
+            await self._resume(self._step_packet(thread), quiet=True)
+            return await self.wait_stop(timeout)
+        finally:
+            if self.last_stop is not None and not self._running():
+                for z in lifted:
+                    await self._z(True, *z, timeout)
+
+    def _running(self) -> bool:
+        raise NotImplementedError
+
+    @staticmethod
+    def _plain_step(stop: StopReply) -> bool:
+        return isinstance(stop, Stopped) and stop.signal == 5 and stop.reason is None
+
+    async def continue_(
+        self, *, thread: ThreadId | None = None, timeout: float | None = None
+    ) -> None:
+        """Resume the target (``vCont;c`` or ``c``) and return once the request is sent; the
+        stop comes later: :meth:`wait_stop`, or the :meth:`events` listener. Stopped at one of
+        our breakpoints, it first steps off it (as GDB does).
+
+        Raises:
+            GdbLocalProtocolError: the target already runs.
+        """
+        stop = await self._step_off(thread, timeout)
+        if stop is not None and not self._plain_step(stop):
+            self._publish(stop)  # the step itself stopped somewhere that matters: stay there
+            return
+        if "c" in self.vcont_actions:
+            await self._resume(b"vCont;c" + (b":%s" % str(thread).encode() if thread else b""))
+        else:
+            await self._resume(b"c")
+
+    async def step(
+        self, *, thread: ThreadId | None = None, timeout: float | None = None
+    ) -> StopReply:
+        """Execute one instruction (``vCont;s`` or ``s``) and return the stop reply.
+
+        Raises:
+            GdbLocalProtocolError: the target runs.
+            VirtrioTimeoutError: no stop within ``timeout``.
+        """
+        stop = await self._step_off(thread, timeout)
+        if stop is not None:
+            self._publish(stop)
+            return stop
+        await self._resume(self._step_packet(thread))
+        return await self.wait_stop(timeout)
+
+    def _stop_thread(self) -> ThreadId | None:
+        raise NotImplementedError
