@@ -143,7 +143,8 @@ async def test_debug_a_program_through_the_api(
         assert digest == artefact["digest"]
         b64 = base64.b64encode(bytes.fromhex(digest)).decode()
         assert download.headers["digest"] == f"sha-256={b64}"
-        assert b"FN:" in download.content and b"tick" in download.content
+        assert b"FN:" in download.content
+        assert b"tick" in download.content
 
         # lm3s6965evb cannot snapshot: the task fails naming the capability
         snap = (await api.post(f"{s}/snapshots")).json()
@@ -157,9 +158,9 @@ async def _next_event_task(events: WebSocketConnection, task_id: str) -> None:
     with trio.fail_after(60):
         while True:
             event = json.loads(await events.get_message())
-            if event["type"] == "task" and event["task"]["id"] == task_id:
-                if event["task"]["state"] in ("succeeded", "failed"):
-                    return
+            task = event.get("task") or {}
+            if task.get("id") == task_id and task["state"] in ("succeeded", "failed"):
+                return
 
 
 @asynccontextmanager
@@ -193,7 +194,7 @@ async def test_console_refusals_and_end_of_session(served: Served) -> None:
         await trio.to_thread.run_sync(
             lambda: served.clients["developer"].delete(f"/api/v1/sessions/{made['id']}")
         )
-        with trio.fail_after(60), pytest.raises(ConnectionClosed) as ended:
+        with trio.fail_after(60), pytest.raises(ConnectionClosed) as ended:  # noqa: PT012
             while True:
                 await ws.get_message()
     assert ended.value.reason.code == 1000
