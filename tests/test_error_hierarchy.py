@@ -21,6 +21,12 @@ from virtrio.channels.messaging import (
     MessagingError,
     MiddlewareError,
 )
+from virtrio.channels.pty import (
+    PtyError,
+    PtyLocalProtocolError,
+    PtyProtocolError,
+    PtyRequestError,
+)
 from virtrio.channels.qga import QgaCommandError, QgaError, QgaProtocolError
 from virtrio.channels.qmp import QmpCommandError, QmpError, QmpProtocolError
 from virtrio.channels.spice import (
@@ -86,6 +92,9 @@ CASES = [
     (HealthCheckError, MessagingError, {ConnectionLostError}),
     (ReadLimitError, VirtioSerialError, {ProtocolError}),
     (IncompleteReadError, VirtioSerialError, {ConnectionLostError}),
+    (PtyProtocolError, PtyError, {ProtocolError}),
+    (PtyLocalProtocolError, PtyError, {LocalProtocolError}),
+    (PtyRequestError, PtyError, {CommandError}),
 ]
 
 

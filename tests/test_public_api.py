@@ -28,8 +28,8 @@ PUBLIC = {
     ],
     "virtrio.channels.qmp": [
         "QCODES", "QemuVersion", "QmpClient", "QmpCommandError", "QmpCommands", "QmpError",
-        "QmpEvent", "QmpGreeting", "QmpProtocol", "QmpProtocolError", "VmStatus", "open_qmp",
-        "parse_combo", "text_to_combos",
+        "QmpEvent", "QmpGreeting", "QmpLocalProtocolError", "QmpProtocol", "QmpProtocolError",
+        "QmpState", "VmStatus", "open_qmp", "parse_combo", "text_to_combos",
     ],
     "virtrio.channels.gdb": [
         "Ack", "ConsoleOutput", "Exited", "GdbClient", "GdbCommandError", "GdbError", "GdbEvent",
@@ -41,8 +41,8 @@ PUBLIC = {
         "parse_supported",
     ],
     "virtrio.channels.qga": [
-        "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands", "QgaError",
-        "QgaProtocol", "QgaProtocolError", "open_qga",
+        "ExecResult", "GuestAgentInfo", "QgaClient", "QgaCommandError", "QgaCommands",
+        "QgaError", "QgaLocalProtocolError", "QgaProtocol", "QgaProtocolError", "open_qga",
     ],
     "virtrio.channels.libvirt": [
         "ChannelInfo", "DomainEvent", "DomainNotFoundError", "DomainSummary", "DomainXml",
@@ -55,8 +55,9 @@ PUBLIC = {
     ],
     "virtrio.channels.spice": [
         "ChannelType", "DEFAULT_CHANNELS", "DisplayChannel", "DisplayState", "InputsChannel",
-        "LinkErr", "MainChannel", "MainInit", "MainState", "PortChannel", "Rect", "SpiceChannel",
-        "SpiceError", "SpiceLinkError", "SpicePermissionError", "SpiceProtocolError",
+        "LinkErr", "LinkState", "Linked", "MainChannel", "MainInit", "MainState", "PortChannel",
+        "Rect", "SpiceChannel", "SpiceError", "SpiceLink", "SpiceLinkError",
+        "SpiceLocalProtocolError", "SpicePermissionError", "SpiceProtocolError",
         "SpiceVersionError",
         "SpiceSession", "SpiceTransport", "Surface", "break_code", "combo_codes", "encode_png",
         "key_code", "open_channel", "open_domain_spice", "open_spice_session", "spice_addresses",
@@ -67,19 +68,21 @@ PUBLIC = {
         "discover_channels", "open_virtio_serial",
     ],
     "virtrio.channels.pty": [
-        "Ack", "Attach", "BackpressureWarning", "Create", "CreateOptions", "Created",
+        "Ack", "Attach", "BackpressureWarning", "ConnectionClosed", "Create", "CreateOptions",
+        "Created",
         "DEFAULT_MAX_FRAME_SIZE", "Detach", "EVENT_TYPES", "Error", "ErrorCode", "Event", "Exit",
         "FrameDecoder", "FrameTooLargeError", "Input", "InvalidMessageError",
         "InvalidMsgpackError", "Kill", "Level", "List", "Message", "NEED_DATA", "NeedData", "Ok",
-        "Output", "PtyClient", "PtyEvent", "PtyEvents", "PtyProtocolError", "PtyRequestError",
+        "Output", "PtyClient", "PtyError", "PtyEvent", "PtyEvents", "PtyLocalProtocolError",
+        "PtyProtocolError", "PtyRequestError",
         "REQUEST_TYPES", "Request", "Resize", "SessionInfo", "Sessions", "Signal",
         "TruncatedFrameError", "UnexpectedTypeError", "UnknownTypeError", "decode_payload",
         "default_socket_path", "encode", "encode_output", "open_pty_client",
     ],
     "virtrio.channels.yamux": [
         "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxListener", "MuxSession",
-        "MuxStream", "StreamResetError", "YamuxError", "YamuxProtocolError", "YamuxSession",
-        "open_mux",
+        "MuxStream", "StreamResetError", "StreamState", "YamuxError", "YamuxLocalProtocolError",
+        "YamuxProtocolError", "YamuxSession", "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",

@@ -29,8 +29,8 @@ protocol or by kind::
                      DomainXmlError (ProtocolError), LibvirtUriError (ConfigError), ...
     MessagingError   LengthPrefixError, MiddlewareError (ProtocolError), HealthCheckError
     VirtioSerialError ReadLimitError (ProtocolError), IncompleteReadError
-    (the PTY daemon)  PtyProtocolError (ProtocolError), PtyRequestError (CommandError: the
-                     daemon's error reply)
+    PtyError         PtyProtocolError (ProtocolError), PtyLocalProtocolError, PtyRequestError
+                     (CommandError: the daemon's error reply)
 
 ``except QmpError`` catches everything QMP raises of its own; ``except CommandError`` catches
 every error reply, whichever protocol carried it.

@@ -11,17 +11,18 @@ from hypothesis import given, strategies as st
 from tests.strategies import json_objects, splits
 from virtrio.channels._jsonstream import (
     NEED_DATA,
+    ConnectionClosed,
     JsonStreamDecoder,
     JsonStreamError,
     encode_message,
 )
-from virtrio.errors import ProtocolError
+from virtrio.errors import LocalProtocolError, ProtocolError
 
 
-def drain(decoder: JsonStreamDecoder) -> list[dict[str, Any]]:
-    out = []
+def drain(decoder: JsonStreamDecoder) -> list[dict[str, Any] | ConnectionClosed]:
+    out: list[dict[str, Any] | ConnectionClosed] = []
     while (message := decoder.next_message()) is not NEED_DATA:
-        assert isinstance(message, dict)
+        assert isinstance(message, dict | ConnectionClosed)
         out.append(message)
     return out
 
@@ -83,7 +84,7 @@ def test_arbitrary_bytes_give_messages_or_a_clear_error(wire: bytes) -> None:
     decoder.receive_data(wire)
     decoder.receive_data(b"")
     with contextlib.suppress(JsonStreamError):  # a clear error is fine; anything else fails
-        drain(decoder)
+        assert drain(decoder)[-1] == ConnectionClosed()
 
 
 def test_size_limit_bounds_an_unterminated_message() -> None:
@@ -118,3 +119,45 @@ def test_eof_inside_a_message() -> None:
     assert decoder.next_message() == {"a": 1}
     with pytest.raises(JsonStreamError, match="stream ended inside a message"):
         decoder.next_message()
+
+
+@given(st.lists(json_objects, min_size=1, max_size=4), st.data())
+def test_end_of_input_at_every_point(messages: list[dict[str, Any]], data: st.DataObject) -> None:
+    wire = b"".join(encode_message(m) for m in messages)
+    cut = data.draw(st.integers(0, len(wire)))
+    decoder = JsonStreamDecoder()
+    received = []
+    for chunk in data.draw(splits(wire[:cut])):
+        decoder.receive_data(chunk)
+        received += drain(decoder)
+    decoder.receive_data(b"")
+    complete = wire[:cut].count(b"\n")
+    if cut == 0 or wire[:cut].endswith(b"\n"):
+        assert [*received, *drain(decoder)] == [*messages[:complete], ConnectionClosed()]
+        assert decoder.next_message() is NEED_DATA  # reported once
+    else:
+        with pytest.raises(JsonStreamError, match="ended inside a message"):
+            received += drain(decoder)
+        assert received == messages[:complete]  # nothing accepted before is lost
+
+
+def test_errors_are_sticky() -> None:
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(b'not json\n{"ok": 1}\n')
+    with pytest.raises(JsonStreamError) as first:
+        decoder.next_message()
+    decoder.receive_data(b'{"ok": 2}\n')  # dropped: the stream cannot be trusted any more
+    decoder.receive_data(b"")
+    for _ in range(3):
+        with pytest.raises(JsonStreamError) as again:
+            decoder.next_message()
+        assert again.value is first.value
+    assert decoder.buffered == 0
+
+
+def test_data_after_the_end_is_refused() -> None:
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(b"")
+    with pytest.raises(LocalProtocolError, match="after the end"):
+        decoder.receive_data(b"{}\n")
+    assert decoder.next_message() == ConnectionClosed()

@@ -13,23 +13,34 @@ the unfinished message before it is discarded.
 True
 
 The decoder never holds more than ``max_message_size`` bytes of an unfinished message: beyond
-that it raises :class:`JsonStreamError` instead of growing without bound.
+that it raises :class:`JsonStreamError` instead of growing without bound. It keeps the contract
+of :mod:`virtrio.channels._sansio`: end of input is a :class:`ConnectionClosed` (or an error
+when it cuts a message short) and, once it has failed, it raises that error again.
+
+:class:`Reply` is what both protocols make of an answer to a command.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Final, final
+from typing import Any, Final
 
-from virtrio.errors import ProtocolError
+import attrs
+
+from virtrio.errors import LocalProtocolError, ProtocolError
+
+from ._sansio import NEED_DATA, ConnectionClosed, ErrorState, NeedData
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "NEED_DATA",
+    "ConnectionClosed",
     "JsonStreamDecoder",
     "JsonStreamError",
     "NeedData",
+    "Reply",
     "encode_message",
+    "error_reply",
 ]
 
 #: 64 MiB: room for the largest guest-file-read reply (48 MB of data, base64-encoded).
@@ -42,16 +53,23 @@ class JsonStreamError(ProtocolError):
     """The peer sent something that is not a stream of JSON objects."""
 
 
-@final
-class NeedData:
-    """Sentinel type: no complete message is buffered yet."""
+@attrs.frozen
+class Reply:
+    """A reply to one command: its ``return`` value, or its ``error`` class and description."""
 
-    def __repr__(self) -> str:
-        return "NEED_DATA"
+    id: Any
+    ok: bool
+    value: Any = None
+    error_class: str = ""
+    desc: str = ""
 
 
-#: Returned by :meth:`JsonStreamDecoder.next_message` when more bytes are needed.
-NEED_DATA: Final = NeedData()
+def error_reply(ident: Any, error: object) -> Reply | None:
+    """The :class:`Reply` for an ``{"error": {"class": ..., "desc": ...}}`` member, or None if
+    ``error`` is not such an object."""
+    if not isinstance(error, dict):
+        return None
+    return Reply(ident, False, None, str(error.get("class", "")), str(error.get("desc", "")))
 
 
 def encode_message(message: dict[str, Any]) -> bytes:
@@ -67,6 +85,8 @@ class JsonStreamDecoder:
         self._buffer = bytearray()
         self._scanned = 0  # bytes of _buffer already known to hold no newline
         self._eof = False
+        self._closed_reported = False
+        self._error = ErrorState()
 
     @property
     def eof(self) -> bool:
@@ -79,10 +99,19 @@ class JsonStreamDecoder:
         return len(self._buffer)
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        """Feed bytes from the peer; ``b""`` means the peer closed the stream."""
+        """Feed bytes from the peer; ``b""`` means the peer closed the stream. Bytes after a
+        failure are dropped (the error stands).
+
+        Raises:
+            LocalProtocolError: bytes after the end of the stream (a bug in the caller).
+        """
+        if self._error.failed:
+            return
         if not data:
             self._eof = True
             return
+        if self._eof:
+            raise LocalProtocolError("data received after the end of the stream")
         if _RESYNC in data:
             # Each marker drops the unfinished message before it; complete ones are kept (their
             # ids tell whether anyone still waits for them).
@@ -93,13 +122,23 @@ class JsonStreamDecoder:
             self._scanned = 0
         self._buffer += data
 
-    def next_message(self) -> dict[str, Any] | NeedData:
-        """The next complete message, or :data:`NEED_DATA`.
+    def next_message(self) -> dict[str, Any] | ConnectionClosed | NeedData:
+        """The next complete message, :class:`ConnectionClosed` once after a clean end of
+        stream, or :data:`NEED_DATA`.
 
         Raises:
             JsonStreamError: a line is not a JSON object, an unfinished message exceeds
-                ``max_message_size``, or the stream ended in the middle of a message.
+                ``max_message_size``, or the stream ended in the middle of a message; raised
+                again by every later call.
         """
+        self._error.check()
+        try:
+            return self._next()
+        except JsonStreamError as exc:
+            self._buffer.clear()
+            self._error.fail(exc)
+
+    def _next(self) -> dict[str, Any] | ConnectionClosed | NeedData:
         buffer = self._buffer
         while True:
             newline = buffer.find(b"\n", self._scanned)
@@ -120,8 +159,12 @@ class JsonStreamDecoder:
             raise JsonStreamError(
                 f"unterminated message exceeds the limit of {self.max_message_size} bytes"
             )
-        if self._eof and buffer.strip():
-            raise JsonStreamError(f"stream ended inside a message: {_excerpt(bytes(buffer))}")
+        if self._eof:
+            if buffer.strip():
+                raise JsonStreamError(f"stream ended inside a message: {_excerpt(bytes(buffer))}")
+            if not self._closed_reported:
+                self._closed_reported = True
+                return ConnectionClosed()
         return NEED_DATA
 
 

@@ -14,38 +14,19 @@ import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import attrs
 import trio
 
 from virtrio.errors import ConnectionLostError, ProtocolError
 
 from ._correlator import Correlator
-from ._jsonstream import NEED_DATA, NeedData
+from ._jsonstream import Reply, error_reply
+from ._sansio import NEED_DATA, ConnectionClosed, NeedData
 
 __all__ = ["Reply", "RpcClient", "RpcConnection", "RpcProtocol", "error_reply"]
 
 log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE = 65536
-
-
-@attrs.frozen
-class Reply:
-    """A reply to one command: its ``return`` value, or its ``error`` class and description."""
-
-    id: Any
-    ok: bool
-    value: Any = None
-    error_class: str = ""
-    desc: str = ""
-
-
-def error_reply(ident: Any, error: object) -> Reply | None:
-    """The :class:`Reply` for an ``{"error": {"class": ..., "desc": ...}}`` member, or None if
-    ``error`` is not such an object."""
-    if not isinstance(error, dict):
-        return None
-    return Reply(ident, False, None, str(error.get("class", "")), str(error.get("desc", "")))
 
 
 class RpcProtocol(Protocol):
@@ -55,7 +36,8 @@ class RpcProtocol(Protocol):
         """Feed received bytes (``b""`` at end of stream)."""
 
     def next_event(self) -> object | NeedData:
-        """The next event (a :class:`Reply` or a protocol-specific event) or ``NEED_DATA``."""
+        """The next event (a :class:`Reply`, :class:`ConnectionClosed` at the end of input, or
+        a protocol-specific event) or ``NEED_DATA``."""
 
     def send_command(self, command: str, arguments: dict[str, Any] | None) -> tuple[Any, bytes]:
         """Allocate an id and encode a command; returns ``(id, bytes)``."""
@@ -102,9 +84,11 @@ class RpcConnection(Correlator[Reply]):
                 while (event := protocol.next_event()) is not NEED_DATA:
                     if isinstance(event, Reply):
                         self._complete(event)
+                    elif isinstance(event, ConnectionClosed):
+                        break
                     elif self._on_event is not None:
                         self._on_event(event)
-                if not data:
+                if not data:  # the core said ConnectionClosed (or would have failed)
                     self.lose(
                         ConnectionLostError(
                             f"{self.name} connection to {self.address} closed by the peer",

@@ -18,6 +18,7 @@ from virtrio.channels.pty import (
     Ack,
     Attach,
     BackpressureWarning,
+    ConnectionClosed,
     Create,
     Created,
     CreateOptions,
@@ -35,6 +36,7 @@ from virtrio.channels.pty import (
     Message,
     Ok,
     Output,
+    PtyLocalProtocolError,
     PtyProtocolError,
     Resize,
     SessionInfo,
@@ -230,7 +232,8 @@ def test_end_of_stream_inside_a_frame() -> None:
         decoder.next_message()
     clean = FrameDecoder()
     clean.receive_data(b"")
-    assert clean.next_message() is NEED_DATA
+    assert clean.next_message() == ConnectionClosed()
+    assert clean.next_message() is NEED_DATA  # reported once
 
 
 def test_a_client_accepts_only_events() -> None:
@@ -259,6 +262,47 @@ def test_garbage_never_escapes_as_anything_but_a_protocol_error(
             pass
     except PtyProtocolError:
         pass
+
+
+@given(st.lists(messages, min_size=1, max_size=4), st.data())
+def test_end_of_input_at_every_point(sent: list[Message], data: st.DataObject) -> None:
+    frames = [encode(m) for m in sent]
+    wire = b"".join(frames)
+    cut = data.draw(st.integers(0, len(wire)))
+    bounds = {sum(map(len, frames[:n])) for n in range(len(frames) + 1)}
+    decoder = FrameDecoder()
+    received: list[Any] = []
+    for chunk in data.draw(splits(wire[:cut])):
+        decoder.receive_data(chunk)
+        while (message := decoder.next_message()) is not NEED_DATA:
+            received.append(message)
+    decoder.receive_data(b"")
+    complete = max(n for n in range(len(frames) + 1) if sum(map(len, frames[:n])) <= cut)
+    if cut in bounds:
+        while (message := decoder.next_message()) is not NEED_DATA:
+            received.append(message)
+        assert received == [*sent[:complete], ConnectionClosed()]
+        with pytest.raises(PtyLocalProtocolError, match="after the end"):
+            decoder.receive_data(b"\0")
+    else:
+        with pytest.raises(TruncatedFrameError):
+            decoder.next_message()
+        assert received == sent[:complete]  # nothing accepted before is lost
+
+
+def test_a_fatal_error_is_sticky() -> None:
+    decoder = FrameDecoder(max_frame_size=1024)
+    decoder.receive_data(encode(List(id=1)) + struct.pack(">I", 5000) + encode(List(id=2)))
+    assert decoder.next_message() == List(id=1)
+    with pytest.raises(FrameTooLargeError) as first:
+        decoder.next_message()
+    decoder.receive_data(encode(List(id=3)))  # dropped: no frame boundary can be trusted
+    decoder.receive_data(b"")
+    for _ in range(3):
+        with pytest.raises(FrameTooLargeError) as again:
+            decoder.next_message()
+        assert again.value is first.value
+    assert decoder.buffered == 0
 
 
 def _raw_map(items: list[tuple[bytes, bytes]]) -> bytes:

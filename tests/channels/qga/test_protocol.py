@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.strategies import json_values, splits
-from virtrio.channels._jsonstream import NEED_DATA
-from virtrio.channels._rpc import Reply
-from virtrio.channels.qga import QgaProtocol, QgaProtocolError
+from virtrio.channels._jsonstream import NEED_DATA, Reply
+from virtrio.channels._sansio import ConnectionClosed
+from virtrio.channels.qga import QgaLocalProtocolError, QgaProtocol, QgaProtocolError
 
 
 def synced() -> QgaProtocol:
@@ -22,10 +22,10 @@ def synced() -> QgaProtocol:
     return protocol
 
 
-def replies(protocol: QgaProtocol) -> list[Reply]:
-    out = []
+def replies(protocol: QgaProtocol) -> list[Reply | ConnectionClosed]:
+    out: list[Reply | ConnectionClosed] = []
     while (event := protocol.next_event()) is not NEED_DATA:
-        assert isinstance(event, Reply)
+        assert isinstance(event, Reply | ConnectionClosed)
         out.append(event)
     return out
 
@@ -82,7 +82,7 @@ def test_replies_at_any_split_after_a_resync(
         )
     )
     protocol = QgaProtocol()
-    got: list[Reply] = []
+    got: list[Reply | ConnectionClosed] = []
     for chunk in data.draw(splits(wire)):
         protocol.receive_data(chunk)
         got += replies(protocol)
@@ -103,7 +103,7 @@ def test_anything_before_the_first_sentinel_is_discarded(
     stale += b"".join(json.dumps({"return": v, "id": 1}).encode() + b"\n" for v in lines)
     wire = stale + b"\xff" + json.dumps({"return": token, "id": 1}).encode() + b"\n"
     protocol = QgaProtocol()
-    got: list[Reply] = []
+    got: list[Reply | ConnectionClosed] = []
     for chunk in data.draw(splits(wire)):
         protocol.receive_data(chunk)
         got += replies(protocol)
@@ -114,5 +114,48 @@ def test_anything_before_the_first_sentinel_is_discarded(
 def test_garbage_gives_replies_or_a_clear_error(wire: bytes) -> None:
     protocol = synced()
     protocol.receive_data(wire)
-    with contextlib.suppress(QgaProtocolError):
-        replies(protocol)
+    protocol.receive_data(b"")
+    with contextlib.suppress(QgaProtocolError):  # a clear error, or the end of input
+        assert replies(protocol)[-1] == ConnectionClosed()
+
+
+REPLIES = b'\xff{"return": 1, "id": 1}\n{"return": {}}\n\xff{"return": 3, "id": 3}\n'
+
+
+@given(st.integers(0, len(REPLIES)), st.data())
+def test_end_of_input_at_every_point(cut: int, data: st.DataObject) -> None:
+    protocol = QgaProtocol()
+    got: list[Reply | ConnectionClosed] = []
+    for chunk in data.draw(splits(REPLIES[:cut])):
+        protocol.receive_data(chunk)
+        got += replies(protocol)
+    protocol.receive_data(b"")
+    tail = REPLIES[:cut].rsplit(b"\xff", 1)[-1]  # a resync marker drops what precedes it
+    if not tail or tail.endswith(b"\n"):
+        got += replies(protocol)
+        assert got[-1] == ConnectionClosed()
+        assert replies(protocol) == []  # reported once
+        assert protocol.is_closed
+        with pytest.raises(QgaLocalProtocolError, match="closed"):
+            protocol.send_command("guest-ping")
+        with pytest.raises(QgaLocalProtocolError, match="after the end"):
+            protocol.receive_data(b"{}")
+    else:
+        with pytest.raises(QgaProtocolError, match="ended inside a message"):
+            replies(protocol)
+    assert all(isinstance(r, ConnectionClosed) or r.id in (1, 3) for r in got)
+
+
+def test_errors_are_sticky() -> None:
+    protocol = synced()
+    protocol.receive_data(b'{"return": 1, "id": 1}\n[]\n{"return": 2, "id": 2}\n')
+    assert protocol.next_event() == Reply(1, True, 1)
+    with pytest.raises(QgaProtocolError, match="expected a JSON object") as first:
+        protocol.next_event()
+    for _ in range(3):
+        with pytest.raises(QgaProtocolError) as again:
+            protocol.next_event()
+        assert again.value is first.value
+    assert protocol.error is first.value
+    with pytest.raises(QgaLocalProtocolError, match="failed: expected a JSON object"):
+        protocol.send_command("guest-ping")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from virtrio.channels.qmp import QmpCommandError, QmpEvent, open_qmp
+from virtrio.channels.qmp import QmpCommandError, QmpEvent, QmpLocalProtocolError, open_qmp
 from virtrio.engine.guest import QemuProcess
 from virtrio.errors import (
     CommandError,
@@ -30,6 +30,19 @@ async def test_greeting_status_and_version(bare_qemu: QemuProcess) -> None:
         assert status.running
         assert status.status == "running"
         assert await qmp.query_version() == qmp.greeting.version
+
+
+async def test_negotiation_is_the_cores_and_can_be_driven_by_hand(bare_qemu: QemuProcess) -> None:
+    async with open_qmp(bare_qemu.qmp_address, negotiate=False) as qmp:
+        # QEMU would refuse anything else while negotiating: the core refuses it first
+        with pytest.raises(QmpLocalProtocolError, match="negotiating"):
+            await qmp.query_status()
+        assert qmp.is_connected
+        await qmp.execute("qmp_capabilities", {"enable": ["oob"]})
+        assert (await qmp.query_status()).running
+        # QEMU's own answer to a second negotiation: a remote error, not ours
+        with pytest.raises(QmpCommandError, match="CommandNotFound"):
+            await qmp.execute("qmp_capabilities")
 
 
 async def test_error_reply_carries_class_and_description(bare_qemu: QemuProcess) -> None:
@@ -152,6 +165,43 @@ async def test_a_peer_that_is_not_qmp(tmp_path: Path) -> None:
             nursery.start_soon(trio.to_thread.run_sync, talk_nonsense)
             with pytest.raises(ConnectError, match=r"no QMP greeting.*invalid JSON"):
                 async with open_qmp(f"unix:{path}", connect_timeout=5):
+                    pass
+
+
+GREETING = (
+    b'{"QMP": {"version": {"qemu": {"major": 8, "minor": 2, "micro": 0}}, "capabilities": []}}\r\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "match"),
+    [
+        (b"", r"negotiation .* failed: .*closed by the peer"),
+        (b'{"error": {"class": "GenericError", "desc": "no"}, "id": 1}\r\n', "GenericError"),
+    ],
+)
+async def test_a_failed_negotiation_is_a_connect_error(
+    tmp_path: Path, answer: bytes, match: str
+) -> None:
+    """A peer that greets, then hangs up or refuses qmp_capabilities (an in-process server:
+    QEMU does neither)."""
+    listener = trio.socket.socket(socket.AF_UNIX)
+    await listener.bind(str(tmp_path / "qmp.sock"))
+    listener.listen()
+
+    async def serve() -> None:
+        conn, _ = await listener.accept()
+        with conn:
+            await conn.send(GREETING)
+            assert b"qmp_capabilities" in await conn.recv(1024)
+            if answer:
+                await conn.send(answer)
+
+    with listener:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            with pytest.raises(ConnectError, match=match):
+                async with open_qmp(f"unix:{tmp_path / 'qmp.sock'}", connect_timeout=5):
                     pass
 
 

@@ -41,7 +41,15 @@ from virtrio.errors import (
 from virtrio.primitives import open_service_nursery
 from virtrio.primitives._deprecated import warn_renamed
 
-from ._codec import NEED_DATA, FrameDecoder, PtyProtocolError, TruncatedFrameError, encode
+from ._codec import (
+    NEED_DATA,
+    ConnectionClosed,
+    FrameDecoder,
+    PtyProtocolError,
+    TruncatedFrameError,
+    encode,
+)
+from ._errors import PtyError
 from ._messages import (
     EVENT_TYPES,
     Attach,
@@ -88,7 +96,7 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
 _RECEIVE_SIZE = 256 * 1024
 
 
-class PtyRequestError(CommandError):
+class PtyRequestError(PtyError, CommandError):
     """The daemon refused a request: its ``error`` reply (a remote error, like a QMP error
     reply): ``error_class`` is the error code, ``desc`` the daemon's message, ``command`` the
     request's type.
@@ -300,6 +308,8 @@ class PtyClient:
                 data = await self._stream.receive_some(_RECEIVE_SIZE)
                 decoder.receive_data(data)
                 while (message := decoder.next_message()) is not NEED_DATA:
+                    if isinstance(message, ConnectionClosed):
+                        break
                     if isinstance(message, Created | Sessions | Ok) or (
                         isinstance(message, Error) and message.id is not None
                     ):

@@ -15,7 +15,10 @@ Errors are specific and say whether the stream can still be trusted
 (:attr:`PtyProtocolError.fatal`). A frame whose payload is bad (not MessagePack, not a map, an
 unknown ``type``, a field missing or of the wrong type) is consumed whole, so the next frame
 decodes normally: the daemon answers with an ``error`` and goes on. A length prefix over the
-limit, or a stream that ends inside a frame, leaves no frame boundary to trust: fatal.
+limit, or a stream that ends inside a frame, leaves no frame boundary to trust: fatal, and
+sticky — the decoder raises that error again on every later call (the contract of
+:mod:`virtrio.channels._sansio`). A clean end of the stream, between frames, is one
+:class:`ConnectionClosed`.
 """
 
 from __future__ import annotations
@@ -27,9 +30,19 @@ from typing import Any, Final
 import attrs
 import msgpack
 
-from virtrio.channels._jsonstream import NEED_DATA, NeedData
-from virtrio.errors import ProtocolError
+from virtrio.channels._sansio import NEED_DATA, ConnectionClosed, ErrorState, NeedData
 
+from ._errors import (
+    FrameTooLargeError,
+    InvalidMessageError,
+    InvalidMsgpackError,
+    PtyError,
+    PtyLocalProtocolError,
+    PtyProtocolError,
+    TruncatedFrameError,
+    UnexpectedTypeError,
+    UnknownTypeError,
+)
 from ._messages import (
     Ack,
     Attach,
@@ -39,7 +52,6 @@ from ._messages import (
     CreateOptions,
     Detach,
     Error,
-    ErrorCode,
     Exit,
     Input,
     Kill,
@@ -57,11 +69,14 @@ from ._messages import (
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
     "NEED_DATA",
+    "ConnectionClosed",
     "FrameDecoder",
     "FrameTooLargeError",
     "InvalidMessageError",
     "InvalidMsgpackError",
     "NeedData",
+    "PtyError",
+    "PtyLocalProtocolError",
     "PtyProtocolError",
     "TruncatedFrameError",
     "UnexpectedTypeError",
@@ -75,61 +90,6 @@ __all__ = [
 DEFAULT_MAX_FRAME_SIZE: Final = 16 * 1024 * 1024
 
 _HEADER = struct.Struct(">I")
-
-
-class PtyProtocolError(ProtocolError):
-    """A frame broke the terminal daemon's protocol.
-
-    Attributes:
-        code: the :class:`ErrorCode` the daemon replies with.
-        fatal: True when the stream has no trustworthy frame boundary any more (close it).
-        request_id: the ``id`` of the offending request when it could be read, else None.
-    """
-
-    code: ErrorCode = ErrorCode.INVALID_MESSAGE
-    fatal: bool = False
-
-    def __init__(self, message: str, *, request_id: int | None = None) -> None:
-        super().__init__(message)
-        self.request_id = request_id
-
-
-class FrameTooLargeError(PtyProtocolError):
-    """A length prefix exceeds the limit (fatal: the boundary cannot be trusted)."""
-
-    code = ErrorCode.FRAME_TOO_LARGE
-    fatal = True
-
-
-class TruncatedFrameError(PtyProtocolError):
-    """The stream ended inside a frame (fatal)."""
-
-    code = ErrorCode.TRUNCATED_FRAME
-    fatal = True
-
-
-class InvalidMsgpackError(PtyProtocolError):
-    """A frame's payload is not exactly one MessagePack value."""
-
-    code = ErrorCode.INVALID_MSGPACK
-
-
-class InvalidMessageError(PtyProtocolError):
-    """A payload is not a map with a string ``type``, or a field is missing or mistyped."""
-
-    code = ErrorCode.INVALID_MESSAGE
-
-
-class UnknownTypeError(PtyProtocolError):
-    """The ``type`` names no message of the protocol."""
-
-    code = ErrorCode.UNKNOWN_TYPE
-
-
-class UnexpectedTypeError(PtyProtocolError):
-    """A known message this side does not accept (an event sent to the daemon, say)."""
-
-    code = ErrorCode.UNEXPECTED_TYPE
 
 
 # ---- field kinds: how each field of each message looks on the wire --------------------------
@@ -387,6 +347,8 @@ class FrameDecoder:
         self._accept = frozenset(accept) if accept is not None else None
         self._buffer = bytearray()
         self._eof = False
+        self._closed_reported = False
+        self._error = ErrorState()  # only fatal errors are kept
 
     @property
     def buffered(self) -> int:
@@ -399,19 +361,40 @@ class FrameDecoder:
         return self._eof
 
     def receive_data(self, data: bytes | bytearray) -> None:
-        """Feed bytes from the peer; ``b""`` means the peer closed the stream."""
+        """Feed bytes from the peer; ``b""`` means the peer closed the stream. Bytes after a
+        fatal error are dropped (the error stands).
+
+        Raises:
+            PtyLocalProtocolError: bytes after the end of the stream.
+        """
+        if self._error.failed:
+            return
         if data:
+            if self._eof:
+                raise PtyLocalProtocolError("pty data received after the end of the stream")
             self._buffer += data
         else:
             self._eof = True
 
-    def next_message(self) -> Message | NeedData:
-        """The next message, or :data:`NEED_DATA`.
+    def next_message(self) -> Message | ConnectionClosed | NeedData:
+        """The next message, :class:`ConnectionClosed` once at a clean end of the stream, or
+        :data:`NEED_DATA`.
 
         Raises:
             PtyProtocolError: a subclass naming what is wrong; unless it is ``fatal`` the bad
-                frame was consumed and decoding may continue.
+                frame was consumed and decoding may continue. A fatal one is raised again by
+                every later call.
         """
+        self._error.check()
+        try:
+            return self._next()
+        except PtyProtocolError as exc:
+            if not exc.fatal:
+                raise
+            self._buffer.clear()
+            self._error.fail(exc)
+
+    def _next(self) -> Message | ConnectionClosed | NeedData:
         buffer = self._buffer
         if len(buffer) < 4:
             return self._need_data()
@@ -429,9 +412,13 @@ class FrameDecoder:
         finally:
             del buffer[:end]  # consumed, even when it was bad
 
-    def _need_data(self) -> NeedData:
-        if self._eof and self._buffer:
-            raise TruncatedFrameError(
-                f"the stream ended inside a frame ({len(self._buffer)} bytes pending)"
-            )
+    def _need_data(self) -> ConnectionClosed | NeedData:
+        if self._eof:
+            if self._buffer:
+                raise TruncatedFrameError(
+                    f"the stream ended inside a frame ({len(self._buffer)} bytes pending)"
+                )
+            if not self._closed_reported:
+                self._closed_reported = True
+                return ConnectionClosed()
         return NEED_DATA

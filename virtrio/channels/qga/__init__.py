@@ -21,6 +21,7 @@ from ._commands import (
 from ._protocol import (
     QgaCommandError as QgaCommandError,
     QgaError as QgaError,
+    QgaLocalProtocolError as QgaLocalProtocolError,
     QgaProtocol as QgaProtocol,
     QgaProtocolError as QgaProtocolError,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "QgaCommandError",
     "QgaError",
     "QgaCommands",
+    "QgaLocalProtocolError",
     "QgaProtocol",
     "QgaProtocolError",
     "open_qga",

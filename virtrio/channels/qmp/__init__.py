@@ -25,8 +25,10 @@ from ._protocol import (
     QmpError as QmpError,
     QmpEvent as QmpEvent,
     QmpGreeting as QmpGreeting,
+    QmpLocalProtocolError as QmpLocalProtocolError,
     QmpProtocol as QmpProtocol,
     QmpProtocolError as QmpProtocolError,
+    QmpState as QmpState,
 )
 
 __all__ = [
@@ -38,8 +40,10 @@ __all__ = [
     "QmpCommands",
     "QmpEvent",
     "QmpGreeting",
+    "QmpLocalProtocolError",
     "QmpProtocol",
     "QmpProtocolError",
+    "QmpState",
     "VmStatus",
     "open_qmp",
     "parse_combo",

@@ -15,7 +15,14 @@ from virtrio.errors import ConnectError, ConnectionLostError, VirtrioTimeoutErro
 from virtrio.primitives import Deadline, Fanout, Subscription, open_service_nursery
 
 from ._commands import QmpCommands
-from ._protocol import QmpCommandError, QmpEvent, QmpGreeting, QmpProtocol
+from ._protocol import (
+    QmpCommandError,
+    QmpEvent,
+    QmpGreeting,
+    QmpLocalProtocolError,
+    QmpProtocol,
+    QmpState,
+)
 
 __all__ = ["QmpClient", "open_qmp"]
 
@@ -161,10 +168,25 @@ async def _handshake(
         reason = client.closed_reason
         why = f": {reason}" if reason else " in time (is another client connected?)"
         raise ConnectError(f"no QMP greeting from {addr}{why}", address=str(addr))
-    if negotiate:
+    if not negotiate:
+        return
+    if protocol.state is QmpState.NEGOTIATING:
+        # the core knows the negotiation: it is READY once its reply came
         try:
             await client.execute("qmp_capabilities", timeout=deadline.remaining())
-        except (ConnectionLostError, VirtrioTimeoutError, QmpCommandError) as exc:
+        except (
+            ConnectionLostError,
+            VirtrioTimeoutError,
+            QmpCommandError,
+            QmpLocalProtocolError,
+        ) as exc:
             raise ConnectError(
                 f"QMP negotiation with {addr} failed: {exc}", address=str(addr)
             ) from exc
+    _check_ready(client, protocol, addr)
+
+
+def _check_ready(client: QmpClient, protocol: QmpProtocol, addr: Address) -> None:
+    if protocol.state is not QmpState.READY:
+        reason = client.closed_reason or protocol.error or protocol.state.value
+        raise ConnectError(f"QMP negotiation with {addr} failed: {reason}", address=str(addr))

@@ -1,29 +1,60 @@
-"""The sans-I/O QMP core: bytes in, greeting/replies/events out; commands in, bytes out."""
+"""The sans-I/O QMP core: bytes in, greeting/replies/events out; commands in, bytes out.
+
+A QMP connection goes through four states, all in :data:`TRANSITIONS` (what may be sent in
+each is :data:`SENDABLE`)::
+
+    AWAITING_GREETING --greeting--> NEGOTIATING --qmp_capabilities answered--> READY
+            (every state) --end of input--> CLOSED      (every state) --bad input--> ERROR
+
+QEMU sends nothing but the greeting first, answers only ``qmp_capabilities`` while negotiating
+and emits events only once ready; the core holds both sides to that. It keeps the contract of
+:mod:`virtrio.channels._sansio`: a clean end of input is a :class:`ConnectionClosed` event, an
+error is raised again by every later call, and a command the state forbids raises
+:class:`QmpLocalProtocolError`.
+
+>>> qmp = QmpProtocol()
+>>> qmp.receive_data(b'{"QMP": {"version": {"qemu": {"major": 8, "minor": 2, "micro": 0}},'
+...                  b' "capabilities": []}}\\r\\n')
+>>> qmp.next_event()
+QmpGreeting(version=QemuVersion(major=8, minor=2, micro=0, package=''), capabilities=())
+>>> ident, wire = qmp.send_command("qmp_capabilities")
+>>> qmp.receive_data(b'{"return": {}, "id": %d}\\r\\n' % ident)
+>>> qmp.next_event(), qmp.state
+(Reply(id=1, ok=True, value={}, error_class='', desc=''), <QmpState.READY: 'ready'>)
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from typing import Any, Final
 
 import attrs
 
 from virtrio.channels._jsonstream import (
     DEFAULT_MAX_MESSAGE_SIZE,
     NEED_DATA,
+    ConnectionClosed,
     JsonStreamDecoder,
     NeedData,
+    Reply,
     encode_message,
+    error_reply,
 )
-from virtrio.channels._rpc import Reply, error_reply
-from virtrio.errors import CommandError, ProtocolError, VirtrioError
+from virtrio.channels._sansio import ErrorState
+from virtrio.errors import CommandError, LocalProtocolError, ProtocolError, VirtrioError
 
 __all__ = [
+    "TRANSITIONS",
     "QemuVersion",
     "QmpCommandError",
     "QmpError",
     "QmpEvent",
     "QmpGreeting",
+    "QmpLocalProtocolError",
     "QmpProtocol",
     "QmpProtocolError",
+    "QmpState",
+    "SENDABLE",
 ]
 
 
@@ -36,8 +67,51 @@ class QmpProtocolError(QmpError, ProtocolError):
     """QEMU sent something that is not valid QMP."""
 
 
+class QmpLocalProtocolError(QmpError, LocalProtocolError):
+    """We asked for something the connection's state forbids (a command before the greeting,
+    anything but ``qmp_capabilities`` while negotiating, anything once closed or failed)."""
+
+
 class QmpCommandError(QmpError, CommandError):
     """QEMU answered a command with an error (``error_class`` is QMP's ``class``)."""
+
+
+class QmpState(enum.Enum):
+    """Where a QMP connection is (see :data:`TRANSITIONS`)."""
+
+    AWAITING_GREETING = "awaiting greeting"
+    NEGOTIATING = "negotiating"
+    READY = "ready"
+    CLOSED = "closed"
+    ERROR = "error"
+
+
+_NEGOTIATION: Final = "qmp_capabilities"
+
+#: Every state, what may arrive in it, and the state each arrival leads to ("negotiated" is
+#: the success reply to ``qmp_capabilities``). Anything else from the peer is a protocol error;
+#: a protocol error, in any state, leads to ERROR.
+TRANSITIONS: Final[dict[QmpState, dict[str, QmpState]]] = {
+    QmpState.AWAITING_GREETING: {"greeting": QmpState.NEGOTIATING, "closed": QmpState.CLOSED},
+    QmpState.NEGOTIATING: {
+        "reply": QmpState.NEGOTIATING,  # an error reply to qmp_capabilities: try again
+        "negotiated": QmpState.READY,
+        "closed": QmpState.CLOSED,
+    },
+    QmpState.READY: {
+        "reply": QmpState.READY,
+        "event": QmpState.READY,
+        "closed": QmpState.CLOSED,
+    },
+    QmpState.CLOSED: {},
+    QmpState.ERROR: {},
+}
+
+#: The commands we may send in each state (None: any). A state not listed allows none.
+SENDABLE: Final[dict[QmpState, frozenset[str] | None]] = {
+    QmpState.NEGOTIATING: frozenset({_NEGOTIATION}),
+    QmpState.READY: None,
+}
 
 
 @attrs.frozen
@@ -83,49 +157,99 @@ class QmpEvent:
 
 
 class QmpProtocol:
-    """QMP without I/O.
+    """QMP without I/O (see the module docstring for its states).
 
     Feed bytes with :meth:`receive_data`; :meth:`next_event` returns the
-    :class:`QmpGreeting` first, then :class:`~virtrio.channels._rpc.Reply` and
-    :class:`QmpEvent` objects, or ``NEED_DATA``. :meth:`send_command` numbers a command and
-    encodes it. Anything else from the peer raises :class:`QmpProtocolError`.
+    :class:`QmpGreeting` first, then :class:`~virtrio.channels._jsonstream.Reply` and
+    :class:`QmpEvent` objects, :class:`~virtrio.channels._sansio.ConnectionClosed` once at a
+    clean end of input, or ``NEED_DATA``. :meth:`send_command` numbers a command and encodes it;
+    sending ``qmp_capabilities`` while :attr:`state` is NEGOTIATING is the negotiation, and its
+    success reply makes the connection READY.
     """
 
     def __init__(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self._decoder = JsonStreamDecoder(max_message_size=max_message_size)
         self._next_id = 0
+        self._state = QmpState.AWAITING_GREETING
+        self._negotiation: int | None = None  # the id of qmp_capabilities while it is pending
+        self._error = ErrorState()
         #: The greeting, once received.
         self.greeting: QmpGreeting | None = None
 
+    @property
+    def state(self) -> QmpState:
+        """Where the connection is."""
+        return self._state
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error that put the connection in state ERROR, if it is there."""
+        return self._error.error
+
     def receive_data(self, data: bytes | bytearray) -> None:
-        """Feed bytes received from QEMU (``b""`` at end of stream)."""
+        """Feed bytes received from QEMU (``b""`` at end of stream).
+
+        Raises:
+            QmpLocalProtocolError: bytes after the end of the stream.
+        """
+        if data and self._decoder.eof:
+            raise QmpLocalProtocolError("QMP data received after the end of the stream")
         self._decoder.receive_data(data)
 
-    def next_event(self) -> QmpGreeting | Reply | QmpEvent | NeedData:
+    def next_event(self) -> QmpGreeting | Reply | QmpEvent | ConnectionClosed | NeedData:
         """The next event, or ``NEED_DATA``.
 
         Raises:
-            QmpProtocolError: the peer broke the protocol (the message says how).
+            QmpProtocolError: the peer broke the protocol (the message says how); raised again
+                by every later call.
         """
+        self._error.check()
         try:
             message = self._decoder.next_message()
+            if message is NEED_DATA:
+                return NEED_DATA
+            if isinstance(message, ConnectionClosed):
+                self._advance("closed")
+                return message
+            assert isinstance(message, dict)
+            return self._receive(message)
         except ProtocolError as exc:
-            raise QmpProtocolError(str(exc)) from None
-        if message is NEED_DATA:
-            return NEED_DATA
-        assert isinstance(message, dict)
-        if self.greeting is None:
-            return self._greeting(message)
+            self._state = QmpState.ERROR
+            error = exc if isinstance(exc, QmpProtocolError) else QmpProtocolError(str(exc))
+            self._error.fail(error.with_traceback(None))
+
+    def _receive(self, message: dict[str, Any]) -> QmpGreeting | Reply | QmpEvent:
+        if self._state is QmpState.AWAITING_GREETING:
+            greeting = self._greeting(message)
+            self._advance("greeting")
+            return greeting
         if "return" in message:
-            return Reply(self._id(message), True, message["return"])
-        if "error" in message:
-            reply = error_reply(self._id(message), message["error"])
-            if reply is None:
-                raise QmpProtocolError(f"malformed QMP error reply {message!r}")
-            return reply
-        if "event" in message:
-            return _event(message)
-        raise QmpProtocolError(f"unexpected QMP message {_short(message)}")
+            reply = Reply(self._id(message), True, message["return"])
+        elif "error" in message:
+            error = error_reply(self._id(message), message["error"])
+            if error is None:
+                raise QmpProtocolError(f"malformed QMP error reply {_short(message)}")
+            reply = error
+        elif "event" in message:
+            event = _event(message)
+            self._advance("event")
+            return event
+        else:
+            raise QmpProtocolError(f"unexpected QMP message {_short(message)}")
+        if self._negotiation is not None and reply.id == self._negotiation:
+            self._negotiation = None
+            self._advance("negotiated" if reply.ok else "reply")
+        else:
+            self._advance("reply")
+        return reply
+
+    def _advance(self, arrival: str) -> None:
+        try:
+            self._state = TRANSITIONS[self._state][arrival]
+        except KeyError:
+            raise QmpProtocolError(
+                f"unexpected QMP {arrival} while the connection is {self._state.value}"
+            ) from None
 
     def _greeting(self, message: dict[str, Any]) -> QmpGreeting:
         body = message.get("QMP")
@@ -151,8 +275,29 @@ class QmpProtocol:
     def send_command(
         self, command: str, arguments: dict[str, Any] | None = None, *, oob: bool = False
     ) -> tuple[int, bytes]:
-        """Number ``command`` and encode it; returns ``(id, bytes to send)``."""
+        """Number ``command`` and encode it; returns ``(id, bytes to send)``.
+
+        Raises:
+            QmpLocalProtocolError: the state forbids ``command`` (see :data:`SENDABLE`), or a
+                negotiation is already pending.
+        """
+        state = self._state
+        if state not in SENDABLE:
+            why = f": {self._error.error}" if state is QmpState.ERROR else ""
+            raise QmpLocalProtocolError(
+                f"cannot send QMP command {command!r}: the connection is {state.value}{why}"
+            )
+        allowed = SENDABLE[state]
+        if allowed is not None and command not in allowed:
+            raise QmpLocalProtocolError(
+                f"cannot send QMP command {command!r} while negotiating capabilities"
+                " (only qmp_capabilities)"
+            )
+        if state is QmpState.NEGOTIATING and self._negotiation is not None:
+            raise QmpLocalProtocolError("a qmp_capabilities negotiation is already pending")
         self._next_id += 1
+        if state is QmpState.NEGOTIATING:
+            self._negotiation = self._next_id
         message: dict[str, Any] = {"exec-oob" if oob else "execute": command, "id": self._next_id}
         if arguments:
             message["arguments"] = arguments

@@ -20,6 +20,7 @@ from virtrio.channels.spice._display_channel import DisplayChannel
 from virtrio.channels.spice._errors import (
     SpiceError,
     SpiceLinkError,
+    SpiceLocalProtocolError,
     SpicePermissionError,
     SpiceProtocolError,
     SpiceVersionError,
@@ -27,7 +28,7 @@ from virtrio.channels.spice._errors import (
 from virtrio.channels.spice._inputs import InputsChannel
 from virtrio.channels.spice._keys import break_code, combo_codes, key_code, text_strokes
 from virtrio.channels.spice._libvirt import open_domain_spice, spice_addresses
-from virtrio.channels.spice._link import ChannelType, LinkErr
+from virtrio.channels.spice._link import ChannelType, Linked, LinkErr, LinkState, SpiceLink
 from virtrio.channels.spice._main import MainChannel, MainInit, MainState
 from virtrio.channels.spice._port import PortChannel
 from virtrio.channels.spice._session import DEFAULT_CHANNELS, SpiceSession, open_spice_session
@@ -40,6 +41,8 @@ __all__ = [
     "DisplayState",
     "InputsChannel",
     "LinkErr",
+    "LinkState",
+    "Linked",
     "MainChannel",
     "MainInit",
     "MainState",
@@ -47,7 +50,9 @@ __all__ = [
     "Rect",
     "SpiceChannel",
     "SpiceError",
+    "SpiceLink",
     "SpiceLinkError",
+    "SpiceLocalProtocolError",
     "SpicePermissionError",
     "SpiceVersionError",
     "SpiceProtocolError",

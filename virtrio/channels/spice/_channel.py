@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
 
+from virtrio.channels._sansio import ConnectionClosed
 from virtrio.channels.spice._errors import SpiceLinkError, SpiceProtocolError
 from virtrio.channels.spice._framing import (
     MSG_DISCONNECTING,
@@ -29,21 +30,8 @@ from virtrio.channels.spice._framing import (
     parse_notify,
     pong_for,
 )
-from virtrio.channels.spice._link import (
-    CAP_AUTH_SELECTION,
-    CAP_AUTH_SPICE,
-    CAP_MINI_HEADER,
-    LINK_HEADER_SIZE,
-    ChannelType,
-    LinkErr,
-    build_link_message,
-    check_link_result,
-    encrypt_ticket,
-    has_cap,
-    parse_link_header,
-    parse_link_reply,
-)
-from virtrio.channels.spice._transport import SpiceTransport, open_transport, receive_exactly
+from virtrio.channels.spice._link import ChannelType, Linked, LinkErr, SpiceLink
+from virtrio.channels.spice._transport import SpiceTransport, open_transport
 from virtrio.errors import ConnectionLostError
 from virtrio.primitives import collapse_groups
 
@@ -52,7 +40,6 @@ __all__ = ["SpiceChannel", "open_channel"]
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Message], None]
-_CLIENT_COMMON_CAPS = (CAP_AUTH_SELECTION, CAP_AUTH_SPICE, CAP_MINI_HEADER)
 
 
 def channel_name(channel_type: int) -> str:
@@ -92,6 +79,7 @@ class SpiceChannel:
         self.handler: Handler = lambda msg: None
         #: Messages received (top level), for tests and benchmarks.
         self.received = 0
+        self._early = b""  # channel bytes that came with the link result
 
     @property
     def name(self) -> str:
@@ -124,17 +112,11 @@ class SpiceChannel:
 
     async def _run_reader(self) -> None:
         try:
+            data: bytes | bytearray = self._early
+            self._early = b""
             while True:
-                try:
-                    data = await self._stream.receive_some(256 * 1024)
-                except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                    raise ConnectionLostError(
-                        f"Spice {self.name} connection lost: {exc}", address=self.address
-                    ) from None
                 if not data:
-                    raise ConnectionLostError(
-                        f"Spice server closed the {self.name} channel", address=self.address
-                    )
+                    data = await self._receive()
                 try:
                     for msg in self._reader.feed(data):
                         await self._dispatch(msg)
@@ -142,11 +124,25 @@ class SpiceChannel:
                     raise SpiceProtocolError(
                         f"Spice {self.name}: malformed message ({exc})"
                     ) from None
+                data = b""
         except (ConnectionLostError, SpiceProtocolError) as exc:
             self.closed_reason = exc
             log.info("%s: %s", self.name, exc)
         finally:
             self._closed.set()
+
+    async def _receive(self) -> bytes | bytearray:
+        try:
+            data = await self._stream.receive_some(256 * 1024)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionLostError(
+                f"Spice {self.name} connection lost: {exc}", address=self.address
+            ) from None
+        if not data:
+            raise ConnectionLostError(
+                f"Spice server closed the {self.name} channel", address=self.address
+            )
+        return data
 
     async def _dispatch(self, msg: Message) -> None:
         if not msg.sub:
@@ -179,19 +175,31 @@ async def _link(
     channel_id: int,
     channel_caps: tuple[int, ...],
     password: str,
-) -> tuple[bool, tuple[int, ...]]:
-    await stream.send_all(
-        build_link_message(
-            connection_id, channel_type, channel_id, _CLIENT_COMMON_CAPS, channel_caps
-        )
+) -> tuple[Linked, bytes]:
+    """Drive the sans-I/O :class:`SpiceLink` over ``stream``; returns its outcome and the
+    channel bytes that came with the link result."""
+    link = SpiceLink(
+        channel_type=channel_type,
+        channel_id=channel_id,
+        connection_id=connection_id,
+        password=password,
+        channel_caps=channel_caps,
     )
-    size = parse_link_header(await receive_exactly(stream, LINK_HEADER_SIZE, "the link header"))
-    reply = parse_link_reply(await receive_exactly(stream, size, "the link reply"))
-    if has_cap(reply.common_caps, CAP_AUTH_SELECTION):
-        await stream.send_all(struct.pack("<I", CAP_AUTH_SPICE))
-    await stream.send_all(encrypt_ticket(reply.pub_key, password))
-    check_link_result(await receive_exactly(stream, 4, "the link result"))
-    return has_cap(reply.common_caps, CAP_MINI_HEADER), reply.channel_caps
+    while True:
+        before = link.state  # a close makes it CLOSED: say what was awaited
+        event = link.next_event()
+        if out := link.data_to_send():
+            await stream.send_all(out)
+        if isinstance(event, Linked):
+            return event, link.trailing_data
+        if isinstance(event, ConnectionClosed):
+            raise ConnectionLostError(f"server closed the connection while sending {before.value}")
+        waiting = link.state.value
+        try:
+            data = await stream.receive_some(link.bytes_wanted)
+        except trio.BrokenResourceError as exc:
+            raise ConnectionLostError(f"connection lost while reading {waiting}: {exc}") from None
+        link.receive_data(data)
 
 
 @asynccontextmanager
@@ -258,7 +266,7 @@ async def _open_once(
     async with open_transport(transport, timeout=timeout) as stream:
         try:
             with trio.fail_after(timeout):
-                mini, caps = await _link(
+                linked, early = await _link(
                     stream,
                     connection_id=connection_id,
                     channel_type=channel_type,
@@ -278,8 +286,14 @@ async def _open_once(
                 f"Spice {kind}:{channel_id} link with {address} failed: {exc}", address=address
             ) from None
         channel = SpiceChannel(
-            stream, channel_type, channel_id, mini_header=mini, server_caps=caps, address=address
+            stream,
+            channel_type,
+            channel_id,
+            mini_header=linked.mini_header,
+            server_caps=linked.channel_caps,
+            address=address,
         )
+        channel._early = early
         if setup is not None:
             setup(channel)
         with collapse_groups():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from virtrio.errors import (
     AuthenticationError,
     ConnectError,
+    LocalProtocolError,
     ProtocolError,
     UnsupportedVersionError,
     VirtrioError,
@@ -13,6 +14,7 @@ from virtrio.errors import (
 __all__ = [
     "SpiceError",
     "SpiceLinkError",
+    "SpiceLocalProtocolError",
     "SpicePermissionError",
     "SpiceProtocolError",
     "SpiceVersionError",
@@ -26,6 +28,10 @@ class SpiceError(VirtrioError):
 
 class SpiceProtocolError(SpiceError, ProtocolError):
     """The Spice server sent bytes that break the protocol."""
+
+
+class SpiceLocalProtocolError(SpiceError, LocalProtocolError):
+    """We asked for something the protocol's state forbids."""
 
 
 class SpiceLinkError(SpiceError, ConnectError):

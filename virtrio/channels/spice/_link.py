@@ -1,17 +1,36 @@
 """Sans-I/O Spice link stage: the link packet, the server's reply, auth and the link result.
 
 One link per connection (= per channel). Layouts: spice.proto / /work/shared/lab/spice-notes.md §1.
+:class:`SpiceLink` is the handshake as a sans-I/O core; its states, in order, are
+:class:`LinkState`'s, and each waits for a fixed number of bytes::
+
+    link = SpiceLink(channel_type=ChannelType.MAIN, password="secret")
+    while not isinstance(event := link.next_event(), Linked):
+        sock.sendall(link.data_to_send())          # the link message, then the ticket
+        if event is NEED_DATA:
+            link.receive_data(sock.recv(link.bytes_wanted))
+        else:                                      # ConnectionClosed: the server hung up
+            raise ...
+    channel_bytes = link.trailing_data             # what the server sent after the link
+
+The server's refusal raises :class:`SpiceLinkError` (:class:`SpicePermissionError` for a wrong
+password), anything malformed :class:`SpiceProtocolError`; either is raised again by every
+later call (the contract of :mod:`virtrio.channels._sansio`), as is input that ends inside a
+step. A clean end between steps is :class:`ConnectionClosed`.
 """
 
 from __future__ import annotations
 
 import enum
 import struct
+from typing import Final
 
 import attrs
 
+from virtrio.channels._sansio import NEED_DATA, ConnectionClosed, ErrorState, NeedData
 from virtrio.channels.spice._errors import (
     SpiceLinkError,
+    SpiceLocalProtocolError,
     SpicePermissionError,
     SpiceProtocolError,
     SpiceVersionError,
@@ -22,6 +41,9 @@ __all__ = [
     "ChannelType",
     "LinkErr",
     "LinkReply",
+    "LinkState",
+    "Linked",
+    "SpiceLink",
     "build_link_message",
     "check_link_result",
     "encrypt_ticket",
@@ -208,3 +230,167 @@ def encrypt_ticket(pub_key_der: bytes, password: str) -> bytes:
         raw,
         padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None),
     )
+
+
+# --- the handshake as a core ----------------------------------------------------------------
+
+#: The common capabilities a client announces: auth selection, Spice ticket auth, mini headers.
+CLIENT_COMMON_CAPS: Final = (CAP_AUTH_SELECTION, CAP_AUTH_SPICE, CAP_MINI_HEADER)
+_RESULT_SIZE = 4
+
+
+class LinkState(enum.Enum):
+    """Where a link is; the waiting states in the order the server answers."""
+
+    AWAITING_HEADER = "the link header"
+    AWAITING_REPLY = "the link reply"
+    AWAITING_RESULT = "the link result"
+    LINKED = "linked"
+    CLOSED = "closed"
+    ERROR = "error"
+
+
+#: Each waiting state, and the one its bytes lead to.
+TRANSITIONS: Final = {
+    LinkState.AWAITING_HEADER: LinkState.AWAITING_REPLY,
+    LinkState.AWAITING_REPLY: LinkState.AWAITING_RESULT,
+    LinkState.AWAITING_RESULT: LinkState.LINKED,
+}
+
+
+@attrs.frozen
+class Linked:
+    """The server accepted the link; the channel's messages follow."""
+
+    #: Both sides use the 6-byte mini message header.
+    mini_header: bool
+    #: The server's common and channel capability words.
+    common_caps: tuple[int, ...]
+    channel_caps: tuple[int, ...]
+
+
+class SpiceLink:
+    """One channel's link handshake without I/O (see the module docstring).
+
+    Args:
+        channel_type, channel_id: the channel to link (``ChannelType.MAIN`` first).
+        connection_id: the session id from the main channel's init (0 for the main channel).
+        password: the Spice ticket ("" when the server has none).
+        channel_caps: channel capability bits to announce.
+    """
+
+    def __init__(
+        self,
+        *,
+        channel_type: int,
+        channel_id: int = 0,
+        connection_id: int = 0,
+        password: str = "",
+        channel_caps: tuple[int, ...] = (),
+    ) -> None:
+        self._password = password
+        self._out = bytearray(
+            build_link_message(
+                connection_id, channel_type, channel_id, CLIENT_COMMON_CAPS, channel_caps
+            )
+        )
+        self._buffer = bytearray()
+        self._state = LinkState.AWAITING_HEADER
+        self._wanted = LINK_HEADER_SIZE
+        self._reply: LinkReply | None = None
+        self._eof = False
+        self._error = ErrorState()
+        #: Bytes received after the link result: the channel's first messages.
+        self.trailing_data = b""
+
+    @property
+    def state(self) -> LinkState:
+        """Where the handshake is."""
+        return self._state
+
+    @property
+    def bytes_wanted(self) -> int:
+        """How many more bytes the current step needs (read no more, and the link never
+        holds the channel's bytes); 0 once linked."""
+        if self._state not in TRANSITIONS:
+            return 0
+        return max(1, self._wanted - len(self._buffer))
+
+    def data_to_send(self) -> bytes:
+        """Take what is to be sent now: the link message first, the ticket after the reply."""
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Feed bytes from the server; ``b""`` means it closed the connection.
+
+        Raises:
+            SpiceLocalProtocolError: bytes after the link is done (they belong to the
+                channel), or after the end of input.
+        """
+        if self._error.failed:
+            return
+        if not data:
+            self._eof = True
+        elif self._eof or self._state is LinkState.LINKED:
+            raise SpiceLocalProtocolError(
+                f"Spice link data received while {self._state.value}: after the link, the"
+                " bytes belong to the channel"
+                if self._state is LinkState.LINKED
+                else "Spice link data received after the end of input"
+            )
+        else:
+            self._buffer += data
+
+    def next_event(self) -> Linked | ConnectionClosed | NeedData:
+        """:class:`Linked` once the server accepted, :class:`ConnectionClosed` if it closed
+        the connection between steps, else ``NEED_DATA`` (then send :meth:`data_to_send`).
+
+        Raises:
+            SpiceLinkError: the server refused the link (``code`` says why).
+            SpiceProtocolError: the server's bytes are not a Spice link, or the connection
+                ended inside a step. Either is raised again by every later call.
+        """
+        self._error.check()
+        try:
+            while self._state in TRANSITIONS and len(self._buffer) >= self._wanted:
+                step = bytes(self._buffer[: self._wanted])
+                del self._buffer[: self._wanted]
+                event = self._step(step)
+                self._state = TRANSITIONS[self._state]
+                if event is not None:
+                    self.trailing_data, self._buffer = bytes(self._buffer), bytearray()
+                    return event
+            if self._state in TRANSITIONS and self._eof:
+                if self._buffer:
+                    raise SpiceProtocolError(
+                        f"the server closed the connection inside {self._state.value}"
+                        f" ({len(self._buffer)} of {self._wanted} bytes)"
+                    )
+                self._state = LinkState.CLOSED
+                return ConnectionClosed()
+            return NEED_DATA
+        except (SpiceLinkError, SpiceProtocolError) as exc:
+            self._state = LinkState.ERROR
+            self._buffer.clear()
+            self._error.fail(exc)
+
+    def _step(self, data: bytes) -> Linked | None:
+        if self._state is LinkState.AWAITING_HEADER:
+            self._wanted = parse_link_header(data)
+            return None
+        if self._state is LinkState.AWAITING_REPLY:
+            self._reply = reply = parse_link_reply(data)
+            if has_cap(reply.common_caps, CAP_AUTH_SELECTION):
+                self._out += struct.pack("<I", CAP_AUTH_SPICE)
+            self._out += encrypt_ticket(reply.pub_key, self._password)
+            self._wanted = _RESULT_SIZE
+            return None
+        check_link_result(data)
+        accepted = self._reply
+        assert accepted is not None
+        return Linked(
+            has_cap(accepted.common_caps, CAP_MINI_HEADER),
+            accepted.common_caps,
+            accepted.channel_caps,
+        )

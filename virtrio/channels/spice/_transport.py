@@ -10,7 +10,7 @@ import attrs
 import trio
 
 from virtrio.channels._addresses import Address, open_stream, parse_address
-from virtrio.errors import ConnectError, ConnectionLostError
+from virtrio.errors import ConnectError
 
 __all__ = ["SpiceTransport", "open_transport"]
 
@@ -120,17 +120,3 @@ async def open_transport(
         stream = tls
     async with stream:
         yield stream
-
-
-async def receive_exactly(stream: trio.abc.Stream, n: int, what: str) -> bytes:
-    """Read exactly ``n`` bytes or raise :class:`ConnectionLostError`."""
-    buf = bytearray()
-    while len(buf) < n:
-        try:
-            chunk = await stream.receive_some(n - len(buf))
-        except trio.BrokenResourceError as exc:
-            raise ConnectionLostError(f"connection lost while reading {what}: {exc}") from None
-        if not chunk:
-            raise ConnectionLostError(f"server closed the connection while sending {what}")
-        buf += chunk
-    return bytes(buf)

@@ -29,7 +29,7 @@ from collections import deque
 
 import attrs
 
-from virtrio.channels._jsonstream import NEED_DATA, NeedData
+from virtrio.channels._sansio import NEED_DATA, ConnectionClosed, ErrorState, NeedData
 from virtrio.errors import ConfigError, LocalProtocolError
 
 from ._wire import (
@@ -119,11 +119,6 @@ class MessageDelivered:
     ticket: int
 
 
-@attrs.frozen
-class ConnectionClosed:
-    """The peer closed the byte stream between messages."""
-
-
 Event = Message | MessageDelivered | ConnectionClosed
 
 
@@ -152,7 +147,7 @@ class XtransferProtocol:
         self._buffer = bytearray()
         self._assembly: _Assembly | None = None
         self._events: deque[Event] = deque()
-        self._error: XtransferError | None = None
+        self._error = ErrorState()
         self._eof = False
 
     # -- sending -----------------------------------------------------------------------------
@@ -222,7 +217,7 @@ class XtransferProtocol:
         Events before a protocol error are kept; the error is raised by :meth:`next_event`
         once they have been taken.
         """
-        if self._error is not None or self._eof:
+        if self._error.failed or self._eof:
             return
         if not data:
             self._eof = True
@@ -251,12 +246,11 @@ class XtransferProtocol:
         """
         if self._events:
             return self._events.popleft()
-        if self._error is not None:
-            raise self._error
+        self._error.check()
         return NEED_DATA
 
     def _fail(self, exc: XtransferError) -> None:
-        self._error = exc
+        self._error.keep(exc)
         self._buffer.clear()
         self._assembly = None
 

@@ -15,6 +15,11 @@ writer only as the reader consumes, so a slow reader throttles its own writer an
 stream. A reset stream raises :class:`StreamResetError`, never a silent EOF.
 """
 
+from ._errors import (
+    YamuxError as YamuxError,
+    YamuxLocalProtocolError as YamuxLocalProtocolError,
+    YamuxProtocolError as YamuxProtocolError,
+)
 from ._frames import (
     DEFAULT_WINDOW as DEFAULT_WINDOW,
     Flag as Flag,
@@ -22,12 +27,9 @@ from ._frames import (
     GoAwayCode as GoAwayCode,
 )
 from ._listener import MuxListener as MuxListener
-from ._session import (
-    YamuxError as YamuxError,
-    YamuxProtocolError as YamuxProtocolError,
-    YamuxSession as YamuxSession,
-)
+from ._session import YamuxSession as YamuxSession
 from ._stream import MuxStream as MuxStream, StreamResetError as StreamResetError
+from ._streams import StreamState as StreamState
 from ._trio import MuxSession as MuxSession, open_mux as open_mux
 
 __all__ = [
@@ -39,7 +41,9 @@ __all__ = [
     "MuxSession",
     "MuxStream",
     "StreamResetError",
+    "StreamState",
     "YamuxError",
+    "YamuxLocalProtocolError",
     "YamuxProtocolError",
     "YamuxSession",
     "open_mux",

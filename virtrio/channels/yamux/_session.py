@@ -7,6 +7,12 @@ so answering never requires the reader to write, and nothing here can block.
 Flow control is per stream: a sender never exceeds the credit the peer granted (256 KiB to
 start), and credit is returned only as the application *consumes* data
 (:meth:`YamuxSession.consumed`), which is what makes a slow reader push back on its writer.
+
+Each stream's state follows the one table in :mod:`._streams`. The core keeps the contract of
+:mod:`virtrio.channels._sansio`: ``receive_data(b"")`` returns :class:`ConnectionClosed` (or
+raises, when the input ended inside a frame); once the peer broke the protocol every later
+``receive_data`` raises the same :class:`YamuxProtocolError`; and an operation a state forbids
+raises :class:`YamuxLocalProtocolError` and sends nothing.
 """
 
 from __future__ import annotations
@@ -16,8 +22,20 @@ from typing import Final
 
 import attrs
 
-from virtrio.errors import LocalProtocolError, ProtocolError, VirtrioError
+from virtrio.channels._sansio import ConnectionClosed
 
+from ._errors import YamuxError, YamuxLocalProtocolError, YamuxProtocolError
+from ._events import (
+    Event,
+    GoAwayReceived,
+    PongReceived,
+    StreamAcknowledged,
+    StreamData,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowUpdated,
+)
 from ._frames import (
     DEFAULT_WINDOW,
     HEADER,
@@ -27,8 +45,11 @@ from ._frames import (
     FrameType,
     GoAwayCode,
 )
+from ._parser import MAX_FRAME, FrameParser
+from ._streams import TRANSITIONS, StreamInput, StreamState
 
 __all__ = [
+    "ConnectionClosed",
     "GoAwayReceived",
     "PongReceived",
     "StreamAcknowledged",
@@ -38,98 +59,20 @@ __all__ = [
     "StreamReset",
     "WindowUpdated",
     "YamuxError",
+    "YamuxLocalProtocolError",
     "YamuxProtocolError",
     "YamuxSession",
 ]
 
 #: Outbound streams the peer has not acknowledged yet, at most (as hashicorp and rust-yamux).
 MAX_UNACKED: Final = 256
-#: Largest Data frame we send (rust-yamux rejects bodies over 1 MiB).
-MAX_FRAME: Final = 256 * 1024
 # The frame types and flags as plain ints: enum arithmetic costs microseconds per frame.
 _DATA, _WINDOW_UPDATE, _PING, _GO_AWAY = (int(kind) for kind in FrameType)
 _SYN, _ACK, _FIN, _RST = (int(flag) for flag in (Flag.SYN, Flag.ACK, Flag.FIN, Flag.RST))
-#: Data bodies this large are handed out as views into the received bytes instead of copies
-#: (smaller ones are copied, so a tiny body never keeps a large receive buffer alive).
-_VIEW_FROM: Final = 16 * 1024
-
-
-class YamuxError(VirtrioError):
-    """Base of the yamux errors (each is also one of the generic classes of
-    :mod:`virtrio.errors`: a reset stream is a lost connection, not a protocol violation)."""
-
-
-class YamuxProtocolError(YamuxError, ProtocolError):
-    """The peer broke the yamux protocol; the session sends GoAway(protocol error) and ends."""
-
-
-@attrs.frozen
-class StreamOpened:
-    """The peer opened stream ``stream_id`` (to be accepted)."""
-
-    stream_id: int
-
-
-@attrs.frozen
-class StreamData:
-    """Bytes for stream ``stream_id``; report them with :meth:`YamuxSession.consumed` once the
-    application has read them. Large bodies are read-only views into the bytes received."""
-
-    stream_id: int
-    data: bytes | memoryview
-
-
-@attrs.frozen
-class StreamEnded:
-    """The peer half-closed stream ``stream_id`` (FIN): nothing more will arrive on it."""
-
-    stream_id: int
-
-
-@attrs.frozen
-class StreamReset:
-    """The peer reset stream ``stream_id`` (RST): both directions are dead."""
-
-    stream_id: int
-
-
-@attrs.frozen
-class StreamAcknowledged:
-    """The peer acknowledged our stream ``stream_id`` (a slot for another open is free)."""
-
-    stream_id: int
-
-
-@attrs.frozen
-class WindowUpdated:
-    """The peer granted more credit on stream ``stream_id``: blocked writers may go on."""
-
-    stream_id: int
-
-
-@attrs.frozen
-class PongReceived:
-    """The answer to our ping ``opaque``."""
-
-    opaque: int
-
-
-@attrs.frozen
-class GoAwayReceived:
-    """The peer will accept no new streams (``code`` 0), or ends the session (other codes)."""
-
-    code: int
-
-
-Event = (
-    StreamOpened
-    | StreamData
-    | StreamEnded
-    | StreamReset
-    | StreamAcknowledged
-    | WindowUpdated
-    | PongReceived
-    | GoAwayReceived
+_SYN_SENT, _SYN_RECEIVED, _CLOSED = (
+    StreamState.SYN_SENT,
+    StreamState.SYN_RECEIVED,
+    StreamState.CLOSED,
 )
 
 
@@ -138,15 +81,11 @@ class _Stream:
     send_window: int
     recv_window: int  # credit the peer still has on this stream
     window: int  # our receive window on this stream (grows when auto-tuned)
-    inbound: bool
-    to_ack: bool = False  # we owe the peer an ACK (inbound stream, not yet acknowledged)
-    acked: bool = False  # the peer acknowledged it (outbound)
+    state: StreamState
     returned: int = 0  # consumed bytes not yet given back as credit
-    local_fin: bool = False
-    remote_fin: bool = False
 
 
-class YamuxSession:
+class YamuxSession(FrameParser):
     """One end of a yamux session, without I/O.
 
     Args:
@@ -172,9 +111,9 @@ class YamuxSession:
         accept_backlog: int = 256,
     ) -> None:
         if window < DEFAULT_WINDOW:
-            raise LocalProtocolError(f"yamux window must be >= {DEFAULT_WINDOW}, got {window}")
+            raise YamuxLocalProtocolError(f"yamux window must be >= {DEFAULT_WINDOW}, got {window}")
         if max_window is not None and not window <= max_window < 2**31:
-            raise LocalProtocolError(
+            raise YamuxLocalProtocolError(
                 f"yamux max_window must be in [window, 2**31), got {max_window}"
             )
         self.client = client
@@ -185,11 +124,8 @@ class YamuxSession:
         self.accept_backlog = accept_backlog
         self._streams: dict[int, _Stream] = {}
         self._next_id = 1 if client else 2
+        super().__init__()
         self._out = bytearray()
-        # the frame the last input cut short: its header, and its body so far as views
-        self._head = bytearray()
-        self._body: list[memoryview] = []
-        self._body_size = 0
         self._pending_accept = 0
         self._unacked = 0
         self._pings = itertools.count(1)
@@ -237,19 +173,19 @@ class YamuxSession:
         """Open a stream; the SYN is queued at once (a server may speak first).
 
         Raises:
-            LocalProtocolError: the peer sent GoAway, or 256 opens await acknowledgement.
+            YamuxLocalProtocolError: the peer sent GoAway, or 256 opens await acknowledgement.
         """
         if self.remote_go_away is not None:
-            raise LocalProtocolError(
+            raise YamuxLocalProtocolError(
                 f"the peer sent GoAway (code {self.remote_go_away}): no new streams"
             )
         if self._unacked >= MAX_UNACKED:
-            raise LocalProtocolError(f"{MAX_UNACKED} streams await acknowledgement")
+            raise YamuxLocalProtocolError(f"{MAX_UNACKED} streams await acknowledgement")
         stream_id = self._next_id
         if stream_id >= 2**32 - 2:
-            raise LocalProtocolError("stream ids exhausted")
+            raise YamuxLocalProtocolError("stream ids exhausted")
         self._next_id += 2
-        self._streams[stream_id] = _Stream(DEFAULT_WINDOW, self.window, self.window, inbound=False)
+        self._streams[stream_id] = _Stream(DEFAULT_WINDOW, self.window, self.window, _SYN_SENT)
         self._unacked += 1
         self._frame(_WINDOW_UPDATE, _SYN, stream_id, self.window - DEFAULT_WINDOW)
         return stream_id
@@ -258,21 +194,32 @@ class YamuxSession:
         """The application took the inbound stream: acknowledge it (with any extra window)."""
         self._pending_accept -= 1
         stream = self._streams.get(stream_id)
-        if stream is not None and stream.to_ack:
-            stream.to_ack = False
-            self._frame(_WINDOW_UPDATE, _ACK, stream_id, self.window - DEFAULT_WINDOW)
+        if stream is not None and stream.state.ack_owed:
+            self._frame(_WINDOW_UPDATE, self._ack(stream), stream_id, self.window - DEFAULT_WINDOW)
 
     def send_window(self, stream_id: int) -> int:
         """Bytes that may be sent on the stream now."""
         stream = self._streams.get(stream_id)
-        return stream.send_window if stream is not None and not stream.local_fin else 0
+        return stream.send_window if stream is not None and stream.state.sending else 0
+
+    def stream_state(self, stream_id: int) -> StreamState:
+        """The state of a stream (CLOSED once it is forgotten, or if it never was)."""
+        stream = self._streams.get(stream_id)
+        return _CLOSED if stream is None else stream.state
+
+    def _ack(self, stream: _Stream) -> int:
+        """The flags for our next frame on ``stream``: ACK if we owe it (then no longer)."""
+        if stream.state.ack_owed:
+            stream.state = TRANSITIONS[stream.state][StreamInput.SEND_ACK]
+            return _ACK
+        return 0
 
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
         """Queue as much of ``data`` as the stream's credit allows (split into frames of at
         most 256 KiB); returns how many bytes were taken.
 
         Raises:
-            LocalProtocolError: the stream is unknown, reset, or half-closed by us.
+            YamuxLocalProtocolError: the stream is unknown, reset, or half-closed by us.
         """
         frames = self.data_frames(stream_id, data)
         out = self._out
@@ -288,24 +235,22 @@ class YamuxSession:
         :meth:`data_to_send`. The credit is used up as if they had been queued.
 
         Raises:
-            LocalProtocolError: the stream is unknown, reset, or half-closed by us.
+            YamuxLocalProtocolError: the stream is unknown, reset, or half-closed by us.
         """
         stream = self._live(stream_id)
-        if stream.local_fin:
-            raise LocalProtocolError(f"stream {stream_id} was half-closed: no more data")
+        if not stream.state.sending:
+            raise YamuxLocalProtocolError(f"stream {stream_id} was half-closed: no more data")
         count = min(len(data), stream.send_window)
         view = memoryview(data)
         frames: list[bytes | memoryview] = []
+        flags = self._ack(stream) if count and stream.state.ack_owed else 0  # on the first
         sent = 0
         while sent < count:
             size = min(MAX_FRAME, count - sent)
-            flags = 0
-            if stream.to_ack:
-                stream.to_ack = False
-                flags = _ACK
             frames.append(HEADER.pack(VERSION, _DATA, flags, stream_id, size))
             frames.append(view[sent : sent + size])
             sent += size
+            flags = 0
         stream.send_window -= count
         return frames
 
@@ -313,7 +258,7 @@ class YamuxSession:
         """The application read ``count`` bytes of the stream: return credit once half the
         window is used up (so a slow reader throttles its writer)."""
         stream = self._streams.get(stream_id)
-        if stream is None or stream.remote_fin:
+        if stream is None or not stream.state.receiving:
             return
         stream.returned += count
         if stream.returned >= stream.window // 2:
@@ -326,31 +271,30 @@ class YamuxSession:
                     stream.window += grow
                     self._extra += grow
             stream.returned += grow
-            flags = 0
-            if stream.to_ack:
-                stream.to_ack = False
-                flags = _ACK
-            self._frame(_WINDOW_UPDATE, flags, stream_id, stream.returned)
+            self._frame(_WINDOW_UPDATE, self._ack(stream), stream_id, stream.returned)
             stream.recv_window += stream.returned
             stream.returned = 0
 
     def send_fin(self, stream_id: int) -> None:
-        """Half-close: we send no more on the stream (reading goes on)."""
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.local_fin:
-            return
-        stream.local_fin = True
-        flags = _FIN
-        if stream.to_ack:
-            stream.to_ack = False
-            flags |= _ACK
+        """Half-close: we send no more on the stream (reading goes on).
+
+        Raises:
+            YamuxLocalProtocolError: the stream is gone, or we half-closed it already.
+        """
+        stream = self._live(stream_id)
+        if not stream.state.sending:
+            raise YamuxLocalProtocolError(f"stream {stream_id} was half-closed already")
+        flags = _FIN | self._ack(stream)
         self._frame(_WINDOW_UPDATE, flags, stream_id, 0)
-        self._forget_if_done(stream_id, stream)
+        self._advance(stream_id, stream, StreamInput.SEND_FIN, None)
 
     def send_reset(self, stream_id: int) -> None:
-        """Abort the stream in both directions."""
-        if self._discard(stream_id) is not None:
+        """Abort the stream in both directions. A stream already gone needs no abort: then
+        nothing is sent."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
             self._frame(_WINDOW_UPDATE, _RST, stream_id, 0)
+            self._advance(stream_id, stream, StreamInput.SEND_RST, None)
 
     def ping(self) -> int:
         """Queue a ping; returns its opaque value (a :class:`PongReceived` carries it back)."""
@@ -367,114 +311,31 @@ class YamuxSession:
     def _live(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
         if stream is None:
-            raise LocalProtocolError(f"stream {stream_id} is closed or was reset")
+            raise YamuxLocalProtocolError(f"stream {stream_id} is closed or was reset")
         return stream
 
-    def _forget_if_done(self, stream_id: int, stream: _Stream) -> None:
-        if stream.local_fin and stream.remote_fin:
-            self._discard(stream_id)
-
-    def _discard(self, stream_id: int) -> _Stream | None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is not None:
+    def _advance(
+        self, stream_id: int, stream: _Stream, what: StreamInput, events: list[Event] | None
+    ) -> None:
+        """Move ``stream`` along :data:`._streams.TRANSITIONS` (the caller checked that its
+        state allows ``what``), with what leaving a state means: an acknowledgement frees an
+        open slot, CLOSED forgets the stream."""
+        before = stream.state
+        after = TRANSITIONS[before][what]
+        stream.state = after
+        if before.ack_awaited and not after.ack_awaited:
+            self._unacked -= 1
+            if events is not None and after is not _CLOSED:
+                events.append(StreamAcknowledged(stream_id))
+        if after is _CLOSED:
+            del self._streams[stream_id]
             self._extra -= stream.window - self.window
-            if not stream.inbound and not stream.acked:
-                self._unacked -= 1  # a stream gone before its ACK frees its open slot too
-        return stream
 
-    # --- input ------------------------------------------------------------------------------
+    # --- input (parsed by FrameParser) -----------------------------------------------------
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Feed bytes from the peer; returns the events they complete.
-
-        Large Data bodies are delivered as read-only views into ``data`` (no copy): ``data``
-        given as ``bytes`` is used as is, anything else is copied once first.
-
-        Raises:
-            YamuxProtocolError: the peer broke the protocol (then send GoAway(protocol error)
-                from :meth:`go_away` and close).
-        """
-        buffer = memoryview(data if type(data) is bytes else bytes(data))
-        events: list[Event] = []
-        offset = self._complete_pending(buffer, events) if self._head else 0
-        offset = self._parse(buffer, offset, events)
-        if offset < len(buffer):
-            tail = buffer[offset:]
-            self._head = bytearray(tail[:HEADER_SIZE])
-            self._body = [tail[HEADER_SIZE:]] if len(tail) > HEADER_SIZE else []
-            self._body_size = max(0, len(tail) - HEADER_SIZE)
-        return events
-
-    def _frame_size(self, buffer: bytes | bytearray | memoryview, offset: int) -> int:
-        """The whole size of the frame whose (complete) header starts at ``offset``."""
-        version, kind, _, _, length = HEADER.unpack_from(buffer, offset)
-        if version != VERSION:
-            raise YamuxProtocolError(f"unsupported yamux version {version}")
-        if kind != _DATA:
-            return HEADER_SIZE
-        length = int(length)
-        if length > self.max_window + MAX_FRAME:
-            raise YamuxProtocolError(f"Data frame of {length} bytes exceeds any window")
-        return HEADER_SIZE + length
-
-    def _complete_pending(self, buffer: memoryview, events: list[Event]) -> int:
-        """Go on with the frame the previous input cut short, taking only its own bytes from
-        ``buffer`` (the rest is parsed in place); returns how many were taken. Its body is
-        kept as views until it is whole, then joined: copied once."""
-        head = self._head
-        taken = 0
-        if len(head) < HEADER_SIZE:
-            taken = min(HEADER_SIZE - len(head), len(buffer))
-            head += buffer[:taken]
-            if len(head) < HEADER_SIZE:
-                return taken
-        size = self._frame_size(head, 0) - HEADER_SIZE
-        more = min(size - self._body_size, len(buffer) - taken)
-        if more > 0:
-            self._body.append(buffer[taken : taken + more])
-            self._body_size += more
-            taken += more
-        if self._body_size == size:
-            _, kind, flags, stream_id, _ = HEADER.unpack(head)
-            body = b"".join(self._body)
-            self._head, self._body, self._body_size = bytearray(), [], 0
-            if kind == _DATA:
-                self._on_stream_frame(events, flags, stream_id, body, 0)
-            else:
-                self._parse(memoryview(bytes(head)), 0, events)
-        return taken
-
-    def _parse(self, buffer: memoryview, offset: int, events: list[Event]) -> int:
-        """Handle every complete frame from ``offset``; returns where the first incomplete
-        one starts."""
-        size = len(buffer)
-        unpack = HEADER.unpack_from
-        while size - offset >= HEADER_SIZE:
-            version, kind, flags, stream_id, length = unpack(buffer, offset)
-            if version != VERSION:
-                raise YamuxProtocolError(f"unsupported yamux version {version}")
-            if kind == _DATA:
-                end = offset + HEADER_SIZE + length
-                if end > size:
-                    self._frame_size(buffer, offset)  # an impossible length fails at once
-                    break
-                body = buffer[offset + HEADER_SIZE : end]
-                offset = end
-                self._on_stream_frame(
-                    events, flags, stream_id, body if length >= _VIEW_FROM else bytes(body), 0
-                )
-            else:
-                offset += HEADER_SIZE
-                if kind == _WINDOW_UPDATE:
-                    self._on_stream_frame(events, flags, stream_id, None, length)
-                elif kind == _PING:
-                    self._on_ping(events, flags, length)
-                elif kind == _GO_AWAY:
-                    self.remote_go_away = length
-                    events.append(GoAwayReceived(length))
-                else:
-                    raise YamuxProtocolError(f"unknown yamux frame type {kind}")
-        return offset
+    def _on_go_away(self, events: list[Event], code: int) -> None:
+        self.remote_go_away = code
+        events.append(GoAwayReceived(code))
 
     def _on_ping(self, events: list[Event], flags: int, opaque: int) -> None:
         if flags & _SYN:
@@ -508,9 +369,8 @@ class YamuxSession:
                 DEFAULT_WINDOW + (delta if body is None else 0),
                 self.window,
                 self.window,
-                inbound=True,
+                _SYN_RECEIVED,
             )
-            stream.to_ack = True
             self._streams[stream_id] = stream
             self._pending_accept += 1
             events.append(StreamOpened(stream_id))
@@ -521,24 +381,26 @@ class YamuxSession:
             if stream.send_window > 2**32 - 1:
                 raise YamuxProtocolError(f"window of stream {stream_id} overflowed")
             events.append(WindowUpdated(stream_id))
-        if flags & _ACK and not stream.inbound and not stream.acked:
-            stream.acked = True
-            self._unacked -= 1
-            events.append(StreamAcknowledged(stream_id))
+        if flags & _ACK and stream.state.ack_awaited:
+            self._advance(stream_id, stream, StreamInput.RECEIVE_ACK, events)
         if body:
+            if not stream.state.receiving:
+                raise YamuxProtocolError(
+                    f"stream {stream_id}: {len(body)} bytes of data after the peer's FIN"
+                )
             if len(body) > stream.recv_window:
                 raise YamuxProtocolError(
                     f"stream {stream_id}: {len(body)} bytes exceed its window "
                     f"of {stream.recv_window}"
                 )
             stream.recv_window -= len(body)
-            if not stream.remote_fin:
-                events.append(StreamData(stream_id, body))
+            events.append(StreamData(stream_id, body))
         if flags & _RST:
-            self._discard(stream_id)
+            self._advance(stream_id, stream, StreamInput.RECEIVE_RST, events)
             events.append(StreamReset(stream_id))
             return
-        if flags & _FIN and not stream.remote_fin:
-            stream.remote_fin = True
+        if flags & _FIN:
+            if not stream.state.receiving:
+                raise YamuxProtocolError(f"stream {stream_id}: a second FIN from the peer")
+            self._advance(stream_id, stream, StreamInput.RECEIVE_FIN, events)
             events.append(StreamEnded(stream_id))
-            self._forget_if_done(stream_id, stream)

@@ -284,6 +284,12 @@ class MuxSession:
                 await self._drained.wait()
             data = await receive()
             if not data:
+                try:
+                    self._core.receive_data(b"")
+                except YamuxProtocolError as exc:
+                    raise ConnectionLostError(
+                        f"yamux session {self.name}: the peer closed the connection: {exc}"
+                    ) from exc
                 raise ConnectionLostError(
                     f"yamux session {self.name}: the peer closed the connection"
                 )

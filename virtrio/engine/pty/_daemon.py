@@ -32,6 +32,7 @@ from virtrio.channels.pty import (
     Ack,
     Attach,
     BackpressureWarning,
+    ConnectionClosed,
     Create,
     Created,
     Detach,
@@ -230,6 +231,8 @@ class _Connection:
                     continue
                 if message is NEED_DATA:
                     break
+                if isinstance(message, ConnectionClosed):
+                    return
                 await self._dispatch(message)  # type: ignore[arg-type]
             if not data:
                 return

@@ -146,7 +146,7 @@ class RouteSpec:
     response: dict[str, Any] | None = None
     request: dict[str, Any] | None = None
     params: tuple[dict[str, Any], ...] = ()
-    raw: bool = False  #: the response is not JSON (a file, a page, metrics)
+    raw: str | None = None  #: the media type of a response that is not JSON
 
 
 async def _authenticate(request: HTTPConnection, state: ServerState) -> Principal:

@@ -27,7 +27,7 @@ def _operation(spec: RouteSpec) -> dict[str, Any]:
     if spec.response is not None:
         success["content"] = {"application/json": {"schema": spec.response}}
     elif spec.raw:
-        success["content"] = {"application/octet-stream": {"schema": {"type": "string"}}}
+        success["content"] = {spec.raw: {"schema": {"type": "string"}}}
     error = {"content": {"application/json": {"schema": ref(ERROR)}}}
     responses = {str(spec.status): success}
     for code, text in _ERRORS.items():

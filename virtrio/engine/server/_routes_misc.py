@@ -323,7 +323,7 @@ MISC_ROUTES = (
         "download an artefact",
         200,
         params=(_path("digest"),),
-        raw=True,
+        raw="application/octet-stream",
     ),
     RouteSpec("GET", "/api/v1/boards", "read", list_boards, "board templates", 200, _PAGE),
     RouteSpec(
@@ -397,7 +397,7 @@ MISC_ROUTES = (
         params=_LIMIT,
     ),
     RouteSpec("GET", "/healthz", "public", healthz, "health", 200, _OK),
-    RouteSpec("GET", "/metrics", "public", metrics, "Prometheus metrics", 200, raw=True),
+    RouteSpec("GET", "/metrics", "public", metrics, "Prometheus metrics", 200, raw="text/plain"),
 )
 
 _ = ERROR, PAGE_OF, hashlib

@@ -67,7 +67,7 @@ def _resources(data: Any) -> dict[str, Any]:
         "memory_mb": (1, 65536),
         "cpus": (1, 64),
         "timeout_s": (0, 7 * 86400),
-        "trace": (0, 1),
+        "trace": (0, 1),  # a flag: the backend with coverage and trace on
     }
     unknown = sorted(set(data) - set(limits))
     if unknown:
@@ -78,6 +78,11 @@ def _resources(data: Any) -> dict[str, Any]:
     for name, (low, high) in limits.items():
         value = data.get(name)
         if value is None:
+            continue
+        if name == "trace":
+            if not isinstance(value, bool):
+                raise ApiError(422, "invalid_request", "resources.trace must be true or false")
+            out[name] = value
             continue
         if (
             not isinstance(value, int | float)

@@ -151,6 +151,9 @@ class Store:
             self._sqlite = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._sqlite.execute("PRAGMA journal_mode=WAL")
             self._sqlite.execute("PRAGMA busy_timeout=5000")
+            # WAL makes NORMAL durable against a crash of the process; only a power loss can
+            # lose the last commits (never corrupt the file)
+            self._sqlite.execute("PRAGMA synchronous=NORMAL")
         elif url.startswith(("postgresql:", "postgres:")):
             from psycopg_pool import ConnectionPool  # the server extra
 

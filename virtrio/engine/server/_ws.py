@@ -46,7 +46,9 @@ async def _open(ws: WebSocket, state: ServerState) -> tuple[LiveSession, bool] |
 
 
 async def console_socket(ws: WebSocket) -> None:
-    """``/api/v1/sessions/{id}/console``: the output so far, then new output as it comes."""
+    """``/api/v1/sessions/{id}/console``: one JSON text frame (``{"type": "console",
+    "session_id", "read_only"}``), then the output so far and new output as it comes, in
+    binary frames."""
     state: ServerState = ws.app.state.virtrio
     opened = await _open(ws, state)
     if opened is None:
@@ -60,6 +62,8 @@ async def console_socket(ws: WebSocket) -> None:
         history = live.instance.console_output()  # no checkpoint since subscribing: no gap
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_input, ws, may_type, nursery.cancel_scope)
+            hello = {"type": "console", "session_id": live.record.id, "read_only": not may_type}
+            await ws.send_text(json.dumps(hello))
             if history:
                 await ws.send_bytes(history)
             async for chunk in sub:
