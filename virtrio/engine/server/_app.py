@@ -17,7 +17,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from virtrio.engine.backends import Backend, load_backend
 from virtrio.primitives import open_service_nursery
@@ -34,6 +35,9 @@ from ._store import Store, open_store
 from ._ws import console_socket, events_socket
 
 __all__ = ["ROUTES", "ServerState", "build_app", "open_server", "serve"]
+
+#: the browser console's page, served at /console/
+STATIC = Path(__file__).parent / "static"
 
 #: every HTTP route the server has (the WebSockets are beside them)
 ROUTES: tuple[RouteSpec, ...] = SESSION_ROUTES + MISC_ROUTES
@@ -72,6 +76,8 @@ def build_app(state: ServerState) -> Starlette:
         Route("/api/v1/docs", docs, methods=["GET"]),
         WebSocketRoute("/api/v1/sessions/{id}/console", console_socket),
         WebSocketRoute("/api/v1/sessions/{id}/events", events_socket),
+        # the browser console: static/ (xterm.js vendored into static/vendor by setup.sh)
+        Mount("/console", StaticFiles(directory=STATIC, html=True), name="console"),
     ]
 
     async def http_error(_: Request, exc: Exception) -> Response:
