@@ -235,15 +235,18 @@ function closeReason(event) {
 function openSockets(id) {
   const consoleSocket = new WebSocket(socketUrl(id, "console"));
   consoleSocket.binaryType = "arraybuffer";
-  consoleSocket.onopen = () => ($("console-status").textContent = "connected");
+  consoleSocket.onopen = () => ($("console-status").textContent = "connecting…");
   consoleSocket.onmessage = (event) => {
     if (typeof event.data === "string") {
-      // the server answers refused input with an error body in a text frame
+      // text frames are JSON: first {"type": "console", "read_only"}, later an error body
+      // answering refused input
       let message = event.data;
       try {
-        message = JSON.parse(event.data).error;
+        const frame = JSON.parse(event.data);
+        if (frame.type === "console") message = frame.read_only ? "connected (read-only)" : "connected";
+        else if (frame.error !== undefined) message = frame.error;
       } catch (_) {
-        // plain text: show as is
+        // not JSON: show as is
       }
       $("console-status").textContent = message;
     } else {
