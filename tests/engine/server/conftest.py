@@ -118,7 +118,8 @@ def stop_server(served: Served) -> int:
 
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One server for the server tests (each works on sessions of its own), with keys for admin, developer, developer2 and viewer."""
+    """One server for the server tests (each works on sessions of its own), with keys for
+    admin, developer, developer2 and viewer."""
     data_dir = tmp_path_factory.mktemp("server")
     admin = create_key(data_dir, "admin")
     server = start_server(data_dir, "--rate", "100000", "--burst", "100000")
