@@ -1,4 +1,4 @@
-"""Fixtures of the server tests: one real ``virtrio serve`` process per test module (on
+"""Fixtures of the server tests: one real ``virtrio serve`` process for the server tests (on
 127.0.0.1, a port the kernel picks, its data dir in a temp dir) with an admin, a developer
 and a viewer key, and a PostgreSQL cluster run by an unprivileged user on a Unix socket."""
 
@@ -116,9 +116,10 @@ def stop_server(served: Served) -> int:
     return served.process.returncode
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """One server for the module, with keys for admin, developer, developer2 and viewer."""
+    """One server for the server tests (each works on sessions of its own), with keys for
+    admin, developer, developer2 and viewer."""
     data_dir = tmp_path_factory.mktemp("server")
     admin = create_key(data_dir, "admin")
     server = start_server(data_dir, "--rate", "100000", "--burst", "100000")

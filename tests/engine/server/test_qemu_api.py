@@ -198,3 +198,21 @@ async def test_console_refusals_and_end_of_session(served: Served) -> None:
             while True:
                 await ws.get_message()
     assert ended.value.reason.code == 1000
+
+
+async def test_a_session_past_its_timeout_is_stopped_and_marked_expired(served: Served) -> None:
+    with served.client("developer") as client:
+        made = client.post(
+            "/api/v1/sessions", json={"board": "lm3s6965evb", "resources": {"timeout_s": 1}}
+        ).json()
+    # under load the second may pass before the socket opens: then it is refused as expired
+    async with _server_closed(served, _ws_url(served, made["id"], "events", "viewer")) as events:
+        try:
+            await _next_event(events, "state", state="expired")
+        except ConnectionClosed as exc:
+            assert exc.reason.code == 4409
+            assert "is expired" in str(exc.reason.reason)
+    answer = await trio.to_thread.run_sync(
+        lambda: served.clients["developer"].get(f"/api/v1/sessions/{made['id']}")
+    )
+    assert answer.json()["state"] == "expired"
