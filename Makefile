@@ -23,8 +23,18 @@ lint: setup
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
+# Every benchmark writes its rows to benchmarks/results/NAME.json; summary.py composes the one
+# table (and benchmarks/results/latest.json) last, even when a benchmark failed, then a failure
+# fails the target.
 bench: setup
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	rm -f benchmarks/results/*.json
+	failed=""; \
+	for b in benchmarks/[!_]*.py; do \
+		[ "$$b" = benchmarks/summary.py ] && continue; \
+		echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; \
+	done; \
+	$(PY) benchmarks/summary.py; \
+	if [ -n "$$failed" ]; then echo "benchmarks that failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._measure import Row, own_cpu, process_cpu, write_results  # noqa: E402
 from tests.peers.yamux import build_go_peer  # noqa: E402
 from tests.peers.yamux_js import FOLDER as JS_PEER, LIBRARY as JS_LIBRARY  # noqa: E402
 from virtrio.channels._addresses import open_listeners, open_stream  # noqa: E402
@@ -248,6 +249,8 @@ def main() -> None:
         ("64 streams x 4 MiB", 64, 4 * MiB // scale),
     ]
     best: dict[tuple[str, str], float] = {}
+    # CPU us per MB of virtrio<->virtrio, per shape: sender (this process), receiver (/proc)
+    cpu: dict[str, list[tuple[float, float]]] = {}
     servers = {
         "virtrio": start([*me, "sink"]),
         "virtrio, fixed window": start([*me, "sink-fixed"]),
@@ -261,7 +264,17 @@ def main() -> None:
                     for receiver in ("virtrio", "Go"):
                         address = servers[receiver][1]
                         if sender == "virtrio":
+                            pid = servers[receiver][0].pid
+                            mine, theirs = own_cpu(), process_cpu(pid)
                             rate = trio.run(virtrio_send, address, streams, size, args.window)
+                            if receiver == "virtrio":
+                                per = streams * size / 1e6 / 1e6
+                                cpu.setdefault(shape, []).append(
+                                    (
+                                        (own_cpu() - mine).total / per,
+                                        (process_cpu(pid) - theirs).total / per,
+                                    )
+                                )
                         else:
                             rate = go_send(go, address, streams, size, args.window)
                         key = (shape, f"{sender} -> {receiver}")
@@ -311,6 +324,41 @@ def main() -> None:
         fixed = got["virtrio -> virtrio, fixed window"]
         print(f"    virtrio<->virtrio / Go<->Go = {fixed / gogo:.2f}  with Go's fixed window")
         print(f"    virtrio<->virtrio / raw     = {got['virtrio -> virtrio'] / ceiling:.2f}")
+    rows = []
+    for shape, _, _ in shapes:
+        got = {pair: rate for (s, pair), rate in best.items() if s == shape}
+        samples = cpu.get(shape, [])
+        cpu_us = {
+            "virtrio": {
+                "sender": sum(a for a, _ in samples) / max(1, len(samples)),
+                "receiver": sum(b for _, b in samples) / max(1, len(samples)),
+            }
+        }
+        streams = "64streams" if shape.startswith("64") else "1stream"
+        if streams == "64streams":
+            rows.append(
+                Row(
+                    "yamux.64streams",
+                    got["virtrio -> virtrio"],
+                    "MB/s",
+                    "raw socket",
+                    ceiling,
+                    cpu_us=cpu_us,
+                    note=f"best of {args.rounds} rounds",
+                )
+            )
+        rows.append(
+            Row(
+                f"yamux.go.{streams}",
+                got["virtrio -> virtrio"],
+                "MB/s",
+                "Go↔Go",
+                got["Go -> Go"],
+                cpu_us=cpu_us,
+                note=f"best of {args.rounds} rounds",
+            )
+        )
+    write_results("mux_throughput", rows)
     ratio = rtt_me / rtt_go
     print(f"  open round trip: virtrio {rtt_me:.0f} us, Go {rtt_go:.0f} us")
     print(f"    virtrio / Go = {ratio:.2f}  (target <= 1.5)")

@@ -1,8 +1,11 @@
 """Terminal daemon benchmark: output throughput, input→echo round trip, memory per session.
 
-Run: ``.venv/bin/python benchmarks/pty.py [--size-mb 100]``. In the same run it measures the
-anchors: the same ``cat`` inside tmux (a detached session: tmux reads the PTY and emulates the
-terminal) and through a bare PTY read by a plain blocking loop, and prints ratios.
+Run: ``.venv/bin/python benchmarks/pty.py [--size-mb 100] [--runs 3]``. In the same run it
+measures the anchors: the same ``cat`` inside tmux (a detached session: tmux reads the PTY and
+emulates the terminal) and through a bare PTY read by a plain blocking loop, and prints ratios.
+The cat runs of all contenders are interleaved, ``--runs`` rounds of them; beside the median and
+spread of each it prints the CPU each side spent per MB (the daemon and the tmux server from
+/proc, the subscribers and the bare loop from getrusage), which a busy machine does not skew.
 
 The daemon runs as its own process (``python -m virtrio pty-daemon``), like the real thing;
 the subscribers are SDK clients in this process.
@@ -22,6 +25,9 @@ from pathlib import Path
 
 import trio
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._measure import Meter, Row, Spread, Usage, write_results
 from virtrio.channels.pty import Exit, Output, PtyClient, open_pty_client
 
 LINE = b"The quick brown fox jumps over the lazy dog; 0123456789 !@#$%^&*() -_=+ [] {}\n"
@@ -49,10 +55,11 @@ def rss_kib(pid: int) -> int:
 # ---- anchors ---------------------------------------------------------------------------------
 
 
-def bare_pty_cat(path: Path) -> float:
-    """Seconds to read ``cat path`` from a PTY master with a blocking loop."""
+def bare_pty_cat(path: Path) -> Usage:
+    """Reading ``cat path`` from a PTY master with a blocking loop (one op per MB)."""
     master, slave = os.openpty()
-    start = time.perf_counter()
+    meter = Meter(own="reader")
+    meter.__enter__()
     proc = subprocess.Popen(
         ["cat", str(path)], stdout=slave, stderr=slave, stdin=subprocess.DEVNULL
     )
@@ -63,10 +70,10 @@ def bare_pty_cat(path: Path) -> float:
                 break
         except OSError:  # EIO: cat exited and its output is drained
             break
-    elapsed = time.perf_counter() - start
+    meter.__exit__(None, None, None)
     proc.wait()
     os.close(master)
-    return elapsed
+    return meter.usage(max(1, path.stat().st_size // 1_000_000))
 
 
 def bare_pty_round_trip(count: int) -> list[float]:
@@ -91,19 +98,20 @@ def bare_pty_round_trip(count: int) -> list[float]:
     return times
 
 
-def tmux_cat(tmux: str, path: Path, folder: Path) -> float:
-    """Seconds for ``cat path`` inside a detached tmux session (tmux parses all of it)."""
+def tmux_cat(tmux: str, path: Path, folder: Path) -> Usage:
+    """``cat path`` inside a detached tmux session (tmux parses all of it), one op per MB."""
     sock = str(folder / "tmux.sock")
     base = [tmux, "-S", sock, "-f", "/dev/null"]
     subprocess.run([*base, "new-session", "-d", "-x", "80", "-y", "24", "sh"], check=True)
     try:
-        start = time.perf_counter()
-        subprocess.run(
-            [*base, "new-window", "-d", f"cat {path}; {tmux} -S {sock} wait-for -S done"],
-            check=True,
-        )
-        subprocess.run([*base, "wait-for", "done"], check=True)
-        return time.perf_counter() - start
+        pid = int(subprocess.run([*base, "display", "-p", "#{pid}"], capture_output=True).stdout)
+        with (meter := Meter(peers={"tmux": pid}, own="client")):
+            subprocess.run(
+                [*base, "new-window", "-d", f"cat {path}; {tmux} -S {sock} wait-for -S done"],
+                check=True,
+            )
+            subprocess.run([*base, "wait-for", "done"], check=True)
+        return meter.usage(max(1, path.stat().st_size // 1_000_000))
     finally:
         subprocess.run([*base, "kill-server"], check=False)
 
@@ -136,8 +144,10 @@ async def drain_to_exit(client: PtyClient, session: int) -> int:
     raise RuntimeError(f"connection lost: {client.closed_reason}")
 
 
-async def daemon_cat(socket: Path, path: Path, subscribers: int) -> tuple[float, list[int]]:
-    """Seconds until every subscriber has all of ``cat path`` and the exit."""
+async def daemon_cat(
+    socket: Path, path: Path, size: int, subscribers: int, pid: int
+) -> tuple[Usage, list[int]]:
+    """Until every subscriber has all of ``cat path`` and the exit (one op per MB)."""
     async with open_pty_client(socket) as control:
         sid = await control.create(command="/bin/sh", args=["-c", f"read go; cat {path}"])
         received: list[int] = []
@@ -157,9 +167,11 @@ async def daemon_cat(socket: Path, path: Path, subscribers: int) -> tuple[float,
             for _ in range(subscribers):
                 nursery.start_soon(subscriber)
             await ready.wait()
-            start = time.perf_counter()
+            meter = Meter(peers={"daemon": pid}, own="subscribers")
+            meter.__enter__()
             await control.input(sid, b"go\n")
-        return time.perf_counter() - start, received
+        meter.__exit__(None, None, None)
+        return meter.usage(max(1, size // 1_000_000)), received
 
 
 async def daemon_round_trip(socket: Path, count: int) -> list[float]:
@@ -202,14 +214,33 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.3f} ms"
 
 
+def cpu_line(usages: list[Usage]) -> str:
+    """CPU µs per MB of each side, summed over the runs."""
+    total = usages[0]
+    for usage in usages[1:]:
+        total = total + usage
+    return ", ".join(f"{side} {us:,.0f}" for side, us in total.cpu_us_per_op().items())
+
+
+def cpu_of(usages: list[Usage]) -> dict[str, float]:
+    total = usages[0]
+    for usage in usages[1:]:
+        total = total + usage
+    return total.cpu_us_per_op()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds of the cat runs")
     parser.add_argument("--round-trips", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=50, help="for memory per session")
     args = parser.parse_args()
     size = args.size_mb * 1024 * 1024
     tmux = shutil.which("tmux")
+    if tmux is None:
+        raise SystemExit("tmux is not installed (apt-get install tmux): no anchor to compare with")
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="virtrio-bench-pty-") as tmp:
         folder = Path(tmp)
         path = make_file(folder, size)
@@ -228,52 +259,91 @@ async def main() -> None:
             print(f"memory per idle session ({args.sessions} sessions of sh)")
             per = await daemon_memory_per_session(socket, daemon.pid, args.sessions)
             print(f"  virtrio daemon RSS: {per:8.1f} KiB per session")
-            if tmux:
-                tmux_per = tmux_memory_per_window(tmux, folder, args.sessions)
-                print(f"  tmux server RSS:    {tmux_per:8.1f} KiB per window")
-                if tmux_per > 0:
-                    print(f"  ratio daemon/tmux:  {per / tmux_per:.2f}x")
+            tmux_per = tmux_memory_per_window(tmux, folder, args.sessions)
+            print(f"  tmux server RSS:    {tmux_per:8.1f} KiB per window")
+            if tmux_per > 0:
+                print(f"  ratio daemon/tmux:  {per / tmux_per:.2f}x")
+            rows.append(Row("pty.idle_memory", per, "KiB", "tmux", tmux_per))
+
             mb = size / 1e6
-            print(f"cat of {args.size_mb} MiB ({size} bytes), MB = 10^6 bytes")
-            bare = bare_pty_cat(path)
-            print(f"  bare PTY (blocking read loop):    {bare:7.3f} s  {mb / bare:8.1f} MB/s")
-            tmux_s = tmux_cat(tmux, path, folder) if tmux else None
-            if tmux_s:
+            print(f"cat of {args.size_mb} MiB ({size} bytes), MB = 10^6 bytes, {args.runs} runs")
+            runs: dict[str, list[Usage]] = {"bare": [], "tmux": [], "1": [], "10": []}
+            incomplete = []
+            for _ in range(args.runs):
+                runs["bare"].append(bare_pty_cat(path))
+                runs["tmux"].append(tmux_cat(tmux, path, folder))
+                for subscribers in (1, 10):
+                    usage, received = await daemon_cat(socket, path, size, subscribers, daemon.pid)
+                    runs[str(subscribers)].append(usage)
+                    if not all(r >= size for r in received):
+                        incomplete.append(f"{subscribers}: {min(received)} of {size} bytes")
+            if incomplete:
+                raise SystemExit(f"INCOMPLETE output through the daemon: {incomplete}")
+            rates = {k: Spread.of(mb / u.wall for u in v) for k, v in runs.items()}
+            labels = {
+                "bare": "bare PTY (blocking read loop)",
+                "tmux": "tmux (detached session)",
+                "1": "virtrio daemon, 1 subscriber",
+                "10": "virtrio daemon, 10 subscribers",
+            }
+            for key, label in labels.items():
+                print(f"  {label:31} {rates[key].describe('.1f')} MB/s each")
+                print(f"  {'':31} CPU us per MB: {cpu_line(runs[key])}")
+            tmux_rate = rates["tmux"].median
+            for key in ("1", "10"):
                 print(
-                    f"  tmux (detached session):          {tmux_s:7.3f} s  {mb / tmux_s:8.1f} MB/s"
+                    f"  ratio daemon({key})/tmux throughput: {rates[key].median / tmux_rate:.2f}x"
                 )
-            results = {}
-            for subscribers in (1, 10):
-                elapsed, received = await daemon_cat(socket, path, subscribers)
-                complete = all(r >= size for r in received)
-                results[subscribers] = elapsed
-                print(
-                    f"  virtrio daemon, {subscribers:2} subscriber(s):  {elapsed:7.3f} s  "
-                    f"{mb / elapsed:8.1f} MB/s per subscriber"
-                    + ("" if complete else f"  (INCOMPLETE: {min(received)} bytes)")
+            print(
+                f"  ratio daemon(1)/bare PTY:         "
+                f"{rates['1'].median / rates['bare'].median:.2f}x"
+            )
+            for key in ("1", "10"):
+                rows.append(
+                    Row(
+                        f"pty.cat{key}",
+                        rates[key].median,
+                        "MB/s",
+                        "tmux",
+                        tmux_rate,
+                        cpu_us={"virtrio": cpu_of(runs[key]), "tmux": cpu_of(runs["tmux"])},
+                        runs=rates[key],
+                        anchor_runs=rates["tmux"],
+                        note=f"bare PTY {rates['bare'].median:.1f} MB/s",
+                    )
                 )
-            if tmux_s:
-                print(
-                    f"  ratio daemon(1)/tmux throughput:  {tmux_s / results[1]:.2f}x (target >= 1)"
-                )
-                print(f"  ratio daemon(10)/tmux throughput: {tmux_s / results[10]:.2f}x")
-            print(f"  ratio daemon(1)/bare PTY:         {bare / results[1]:.2f}x")
 
             print(f"input -> echo round trip (raw-mode cat), {args.round_trips} round trips")
             bare_rt = bare_pty_round_trip(args.round_trips)
-            ours = await daemon_round_trip(socket, args.round_trips)
+            with (meter := Meter(peers={"daemon": daemon.pid}, own="client")):
+                ours = await daemon_round_trip(socket, args.round_trips)
             for name, times in (("bare PTY", bare_rt), ("virtrio daemon", ours)):
                 times.sort()
                 p99 = times[int(len(times) * 0.99) - 1]
                 print(f"  {name:15} median {ms(statistics.median(times))}  p99 {ms(p99)}")
+            echo_cpu = meter.usage(args.round_trips).cpu_us_per_op()
+            print(
+                "  CPU us per round trip: "
+                + ", ".join(f"{side} {us:.0f}" for side, us in echo_cpu.items())
+            )
             print(
                 f"  ratio daemon/bare median:         "
-                f"{statistics.median(ours) / statistics.median(bare_rt):.1f}x (target < 1 ms)"
+                f"{statistics.median(ours) / statistics.median(bare_rt):.1f}x"
             )
-
+            rows.append(
+                Row(
+                    "pty.echo",
+                    statistics.median(ours) * 1000,
+                    "ms",
+                    "bare PTY",
+                    statistics.median(bare_rt) * 1000,
+                    cpu_us={"virtrio": echo_cpu},
+                )
+            )
         finally:
             daemon.terminate()
             await daemon.wait()
+    write_results("pty", rows)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,16 @@ import shutil
 import statistics
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import trio
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._measure import Row, Spread, write_results
 from virtrio.channels.spice import ChannelType, open_channel, open_spice_session
 from virtrio.channels.spice._transport import SpiceTransport
 
@@ -119,6 +123,21 @@ async def bench(address: str, sock: Path) -> None:
     print(f"  virtrio (in process, PNG):     {ms(ours)}")
     print(f"  spicy-screenshot (process, PPM): {ms(ref)}  (includes process start-up)")
     print(f"  ratio virtrio / spice-gtk:     {ratio:8.2f}")
+    write_results(
+        "spice",
+        [
+            Row(
+                "spice.screenshot",
+                statistics.median(ours) * 1000,
+                "ms",
+                "spicy-screenshot",
+                statistics.median(ref) * 1000,
+                runs=Spread.of(t * 1000 for t in ours),
+                anchor_runs=Spread.of(t * 1000 for t in ref),
+                note="spicy-screenshot's figure includes its process start-up",
+            )
+        ],
+    )
 
 
 def main() -> None:

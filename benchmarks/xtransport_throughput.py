@@ -18,6 +18,7 @@ import datetime
 import os
 import ssl
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +26,9 @@ from pathlib import Path
 
 import trio
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._measure import Row, Spread, own_cpu, write_results
 from virtrio.channels import open_stream, serve_streams
 from virtrio.channels.messaging import (
     ClientConfig,
@@ -52,6 +56,8 @@ TEXT = b"".join(
     for i in range(MESSAGE // 60 + 1)
 )[:MESSAGE]
 KEY = os.urandom(32)
+#: CPU µs per MB (both ends: they share this process) of each throughput run, in run order.
+CPU_US_PER_MB: list[float] = []
 
 
 def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -128,12 +134,13 @@ async def raw_socket(tls: bool = False) -> tuple[float, float]:
         [address] = await nursery.start(serve_streams, "tcp://127.0.0.1:0", serve)
         chunk = RANDOM
         async with await connect(address) as stream:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), own_cpu()
             await stream.send_all(b"T")
             for _ in range(TOTAL // MESSAGE):
                 await stream.send_all(chunk)
             await stream.receive_some(1)
             throughput = TOTAL / (time.perf_counter() - start) / 1e6
+            CPU_US_PER_MB.append((own_cpu() - cpu).total / (TOTAL / 1e6) * 1e6)
         async with await connect(address) as stream:
             await stream.send_all(b"P")
             samples = []
@@ -170,12 +177,13 @@ async def message_api(
         client = MessageClient(ClientConfig(address), transport, middleware=middleware)
         message = payload
         async with client.connect() as connection:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), own_cpu()
             await connection.send(b"T")
             for _ in range(TOTAL // MESSAGE):
                 await connection.send(message)
             await connection.receive()
             throughput = TOTAL / (time.perf_counter() - start) / 1e6
+            CPU_US_PER_MB.append((own_cpu() - cpu).total / (TOTAL / 1e6) * 1e6)
         async with client.connect() as connection:
             await connection.send(b"P")
             samples = []
@@ -216,12 +224,16 @@ async def main() -> None:
         f" round trip: median of {ROUND_TRIPS} 64-byte echoes; best of {ROUNDS} rounds.\n"
     )
     results: dict[str, tuple[float, float]] = {}
+    rates: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     cases = transports()
     for _ in range(ROUNDS):
         for label, case in cases.items():
             throughput, rtt = await case()
             best = results.get(label, (0.0, float("inf")))
             results[label] = (max(best[0], throughput), min(best[1], rtt))
+            rates.setdefault(label, []).append(throughput)
+            cpu.setdefault(label, []).append(CPU_US_PER_MB[-1])
     ceiling, raw_rtt = results["raw trio socket"]
     print(f"{'':40} {'MB/s':>8} {'x raw':>7} {'RTT us':>8} {'x raw':>7}")
     for label, (throughput, rtt) in results.items():
@@ -235,6 +247,32 @@ async def main() -> None:
         f"\nEncryption keeps {sealed[0] / plain[0]:.2f} of yamux's throughput;"
         f" TLS 1.3 keeps {tls[0] / ceiling:.2f} of the raw socket's."
     )
+    print("\nCPU us per MB (both ends, one process), median of the rounds:")
+    for label in ("raw trio socket", "xtransport frame 4096 (default)", "message API over yamux"):
+        print(f"  {label:38} {statistics.median(cpu[label]):8.0f}")
+    raw = "raw trio socket"
+    rows = []
+    for key, label in (
+        ("xtransport.4k", "xtransport frame 4096 (default)"),
+        ("messages.yamux", "message API over yamux"),
+    ):
+        rows.append(
+            Row(
+                key,
+                results[label][0],
+                "MB/s",
+                "raw Trio socket",
+                ceiling,
+                cpu_us={
+                    "virtrio": {"both ends": statistics.median(cpu[label])},
+                    "raw Trio socket": {"both ends": statistics.median(cpu[raw])},
+                },
+                runs=Spread.of(rates[label]),
+                anchor_runs=Spread.of(rates[raw]),
+                note=f"best of {ROUNDS} rounds, interleaved",
+            )
+        )
+    write_results("xtransport_throughput", rows)
 
 
 if __name__ == "__main__":

@@ -107,9 +107,13 @@ PUBLIC = {
         "open_service_nursery",
     ],
     "virtrio.nurseries": [
-        "Backoff", "ChannelState", "Connection", "Fanout", "Pressure", "PressureLevel",
-        "StateChange", "SubscriberOverflowError", "Subscription", "SupervisedQga",
-        "SupervisedQmp", "Supervisor", "Vm", "open_vm",
+        "BUILTIN_KINDS", "ENTRY_POINT_GROUP", "Backoff", "BuiltChannel", "ChannelContext",
+        "ChannelKind", "ChannelSpec", "ChannelState", "Connection", "DuplicateKindError",
+        "Fanout", "KindRegistry", "LineChannel", "Mark", "MarkExpiredError", "Match",
+        "MuxOptions", "Pressure", "PressureLevel", "QgaOptions", "QmpOptions", "Recorder",
+        "SerialConsoleOptions", "SpiceOptions", "StateChange", "SubscriberOverflowError",
+        "Subscription", "SupervisedMux", "SupervisedQga", "SupervisedQmp", "Supervisor",
+        "UnknownKindError", "VirtioSerialOptions", "Vm", "default_registry", "open_vm",
     ],
     "virtrio.nurseries.host": [
         "HostNursery", "HostPool", "HostQga", "HostQmp", "HostUnavailableError", "LibvirtUri",
@@ -119,7 +123,15 @@ PUBLIC = {
     "virtrio.nurseries.messaging": [
         "MessagePool", "SupervisedConnection", "connect_supervised", "open_pool",
     ],
-    "virtrio.engine": [],
+    "virtrio.engine": [
+        "Engine", "EngineEvent", "EngineStatistics", "EventKind", "Fleet", "FleetError",
+        "default_fleet", "load_fleet", "open_engine",
+    ],
+    "virtrio.engine.config": [
+        "ChannelConfig", "Defaults", "Fleet", "FleetError", "FleetIssue", "HostConfig",
+        "QemuConfig", "SpiceConfig", "SpiceVmConfig", "VmConfig", "default_fleet",
+        "demo_channels", "dump_fleet", "fleet_data", "fleet_schema", "load_fleet", "parse_fleet",
+    ],
     "virtrio.engine.guest": [
         "AGENT_PORT", "GuestBuildError", "GuestImage", "QemuLaunch", "QemuMachine", "QemuProcess",
         "build_guest", "find_guest", "guest_cache_dir", "open_qemu", "plan_launch",

@@ -1,4 +1,5 @@
-"""The Go yamux peer (hashicorp/yamux, as Debian packages it): built from tests/peers/yamux_peer
+"""The Go yamux peer (hashicorp/yamux, as Debian packages it): built from
+virtrio/engine/guest_files/yamux_peer
 on first use (offline, GOPATH mode) and started per test on loopback TCP or a Unix socket."""
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from . import PeerProcess, peer_missing, require_program, start_peer, stop_peers
 
 __all__ = ["GoYamux", "build_go_peer", "go_yamux"]
 
-SOURCE = Path(__file__).parent / "yamux_peer" / "main.go"
+#: The source lives in the package: the demo guest carries a static build of it too.
+SOURCE = Path(__file__).parents[2] / "virtrio" / "engine" / "guest_files" / "yamux_peer" / "main.go"
 BINARY = Path(__file__).parent / "bin" / "yamux_peer"
 GOPATH = "/usr/share/gocode"
 LIBRARY = f"{GOPATH}/src/github.com/hashicorp/yamux"

@@ -2,8 +2,9 @@
 
 It is the Debian kernel, a busybox initramfs and the host's qemu-ga with its shared libraries,
 started by ``init`` on the virtio-serial port ``org.qemu.guest_agent.0``; every port named
-``org.virtrio.echo*`` echoes what it receives, and the serial console runs a shell. Under TCG it
-boots to a responding agent in about 6.5 s with 128 MiB of RAM.
+``org.virtrio.echo*`` echoes what it receives, hashicorp's yamux (the Go test peer, statically
+linked) serves echo streams on ``org.virtrio.mux0``, and the serial console runs a shell. Under
+TCG it boots to a responding agent in about 6.5 s with 128 MiB of RAM.
 
 The image is cached under ``$VIRTRIO_GUEST_DIR`` (default ``~/.cache/virtrio/guest``) in a
 folder named by the hash of its inputs (kernel and busybox package versions, the qemu-ga binary
@@ -35,8 +36,10 @@ __all__ = [
     "require_guest",
 ]
 
-_FORMAT = 2  # bump when the image layout changes
+_FORMAT = 3  # bump when the image layout changes
 _QEMU_GA = Path("/usr/sbin/qemu-ga")
+_GOPATH = "/usr/share/gocode"
+_YAMUX_LIBRARY = f"{_GOPATH}/src/github.com/hashicorp/yamux"
 _APPLETS = (
     "sh mount mkdir ls cat echo sleep insmod ln poweroff reboot id uname ps dmesg hostname true "
     "false grep head readlink basename setsid stty tr wc env kill seq dd sync uptime"
@@ -141,9 +144,45 @@ def _input_key(versions: dict[str, str]) -> str:
     for path in [_QEMU_GA, *_libraries(_QEMU_GA)]:
         digest.update(path.read_bytes())
     files = resources.files("virtrio.engine.guest_files")
-    for name in ("init", "shutdown"):
+    for name in ("init", "shutdown", "yamux_peer/main.go"):
         digest.update(files.joinpath(name).read_bytes())
+    # the Go peer's toolchain and library
+    digest.update(_run(["go", "version"], "the Go toolchain (apt-get install golang-go)").encode())
+    for source in sorted(Path(_YAMUX_LIBRARY).glob("*.go")):
+        digest.update(source.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _build_go_peer(work: Path, dest: Path) -> None:
+    """The Go yamux peer, statically linked (CGO_ENABLED=0) from Debian's golang packages."""
+    if not Path(_YAMUX_LIBRARY).is_dir():
+        raise GuestBuildError(
+            f"{_YAMUX_LIBRARY} missing: apt-get install golang-github-hashicorp-yamux-dev"
+        )
+    source = work / "yamux_peer"
+    source.mkdir()
+    files = resources.files("virtrio.engine.guest_files")
+    (source / "main.go").write_bytes(files.joinpath("yamux_peer/main.go").read_bytes())
+    env = {
+        **os.environ,
+        "CGO_ENABLED": "0",
+        "GO111MODULE": "off",
+        "GOPATH": _GOPATH,
+        "GOCACHE": str(work / "gocache"),
+    }
+    try:
+        done = subprocess.run(
+            ["go", "build", "-ldflags", "-s -w", "-o", str(dest), "."],
+            cwd=source,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise GuestBuildError("building the Go yamux peer: apt-get install golang-go") from None
+    if done.returncode != 0:
+        raise GuestBuildError(f"building the Go yamux peer failed: {done.stderr[-500:]}")
 
 
 def _load(folder: Path) -> GuestImage | None:
@@ -246,6 +285,7 @@ def _build(work: Path, versions: dict[str, str]) -> str:
         dest = root / lib.relative_to("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(lib, dest)  # follows symlinks: the real file under the linked name
+    _build_go_peer(work, root / "usr/sbin/yamux_peer")
     (root / "etc/os-release").write_text(_OS_RELEASE)
     (root / "etc/hostname").write_text("virtrio-guest\n")
     files = resources.files("virtrio.engine.guest_files")

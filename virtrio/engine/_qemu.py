@@ -59,6 +59,9 @@ class QemuMachine:
     ports: tuple[str, ...] = ()
     #: Write the first serial port to ``console.log`` (else: no serial port).
     console_log: bool = True
+    #: Also serve the first serial port on ``console.sock`` (a client sees it live; the log
+    #: still gets everything).
+    console_socket: bool = False
     extra_args: tuple[str, ...] = ()
     binary: str = "qemu-system-x86_64"
 
@@ -89,7 +92,8 @@ class QemuProcess:
     workdir: Path
     process: trio.Process
     qmp_address: Address
-    #: Host socket per virtio-serial port name (the agent's is ``org.qemu.guest_agent.0``).
+    #: Host socket per virtio-serial port name (the agent's is ``org.qemu.guest_agent.0``;
+    #: the serial console's, with ``console_socket``, is ``console``).
     port_addresses: dict[str, Address]
     console_log: Path | None
     log: Path
@@ -137,7 +141,11 @@ def _listen(path: Path) -> socket.socket:
 
 
 def _argv(
-    machine: QemuMachine, qmp_fd: int, port_fds: dict[str, int], console: Path | None
+    machine: QemuMachine,
+    qmp_fd: int,
+    port_fds: dict[str, int],
+    console: Path | None,
+    console_fd: int | None = None,
 ) -> list[str]:
     argv = [
         machine.binary,
@@ -156,7 +164,13 @@ def _argv(
             argv += ["-initrd", str(machine.initrd)]
         if machine.append:
             argv += ["-append", machine.append]
-    if console is not None:
+    if console_fd is not None:
+        log = f",logfile={console}" if console is not None else ""
+        argv += [
+            "-chardev", f"socket,id=console0,fd={console_fd},server=on,wait=off{log}",
+            "-serial", "chardev:console0",
+        ]  # fmt: skip
+    elif console is not None:
         argv += ["-serial", f"file:{console}"]
     if port_fds:
         argv += ["-device", "virtio-serial,id=vser0"]
@@ -213,7 +227,13 @@ def plan_launch(machine: QemuMachine, folder: Path) -> QemuLaunch:
             sock.close()
         raise
     console = folder / "console.log" if machine.console_log else None
-    argv = _argv(machine, qmp.fileno(), port_fds, console)
+    console_fd = None
+    if machine.console_socket:
+        console_sock = _listen(folder / "console.sock")
+        sockets.append(console_sock)
+        ports["console"] = Address.unix(folder / "console.sock")
+        console_fd = console_sock.fileno()
+    argv = _argv(machine, qmp.fileno(), port_fds, console, console_fd)
     return QemuLaunch(
         argv, sockets, Address.unix(folder / "qmp.sock"), ports, console, folder / "qemu.log"
     )

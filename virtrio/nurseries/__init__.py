@@ -2,7 +2,11 @@
 
 :func:`open_vm` keeps one VM's channels up; :mod:`virtrio.nurseries.host` one libvirt
 connection per host; :mod:`virtrio.nurseries.spice` supervised Spice sessions;
-:mod:`virtrio.nurseries.messaging` a supervised message connection and a pool. The primitives
+:mod:`virtrio.nurseries.messaging` a supervised message connection and a pool. Every channel
+of a VM is built by a channel kind from the :class:`KindRegistry` (:func:`default_registry`:
+the built-in kinds and those installed under the entry-point group ``virtrio.channels``); line
+channels record their output for :meth:`LineChannel.expect`, and :class:`SupervisedMux` opens
+yamux streams through reconnects. The primitives
 they are made of (:class:`Backoff`, :class:`Fanout`, :class:`Supervisor`) live in
 :mod:`virtrio.primitives` and are re-exported here.
 """
@@ -20,7 +24,35 @@ from virtrio.primitives import (
     Supervisor as Supervisor,
 )
 
+from ._kinds import (
+    BUILTIN_KINDS as BUILTIN_KINDS,
+    MuxOptions as MuxOptions,
+    QgaOptions as QgaOptions,
+    QmpOptions as QmpOptions,
+    SerialConsoleOptions as SerialConsoleOptions,
+    SpiceOptions as SpiceOptions,
+    VirtioSerialOptions as VirtioSerialOptions,
+)
+from ._line import LineChannel as LineChannel
+from ._mux import SupervisedMux as SupervisedMux
+from ._recorder import (
+    Mark as Mark,
+    MarkExpiredError as MarkExpiredError,
+    Match as Match,
+    Recorder as Recorder,
+)
+from ._registry import (
+    ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
+    BuiltChannel as BuiltChannel,
+    ChannelContext as ChannelContext,
+    ChannelKind as ChannelKind,
+    DuplicateKindError as DuplicateKindError,
+    KindRegistry as KindRegistry,
+    UnknownKindError as UnknownKindError,
+    default_registry as default_registry,
+)
 from ._vm import (
+    ChannelSpec as ChannelSpec,
     SupervisedQga as SupervisedQga,
     SupervisedQmp as SupervisedQmp,
     Vm as Vm,
@@ -28,18 +60,40 @@ from ._vm import (
 )
 
 __all__ = [
+    "BUILTIN_KINDS",
+    "ENTRY_POINT_GROUP",
     "Backoff",
+    "BuiltChannel",
+    "ChannelContext",
+    "ChannelKind",
+    "ChannelSpec",
     "ChannelState",
     "Connection",
+    "DuplicateKindError",
     "Fanout",
+    "KindRegistry",
+    "LineChannel",
+    "Mark",
+    "MarkExpiredError",
+    "Match",
+    "MuxOptions",
     "Pressure",
     "PressureLevel",
+    "QgaOptions",
+    "QmpOptions",
+    "Recorder",
+    "SerialConsoleOptions",
+    "SpiceOptions",
     "StateChange",
     "SubscriberOverflowError",
     "Subscription",
+    "SupervisedMux",
     "SupervisedQga",
     "SupervisedQmp",
     "Supervisor",
+    "UnknownKindError",
+    "VirtioSerialOptions",
     "Vm",
+    "default_registry",
     "open_vm",
 ]

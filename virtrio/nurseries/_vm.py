@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 import trio
 
 from virtrio.channels import Address, parse_address
-from virtrio.channels.qga import QgaClient, QgaCommands, open_qga
-from virtrio.channels.qmp import QmpClient, QmpCommands, QmpEvent, open_qmp
+from virtrio.channels.qga import QgaClient, QgaCommands
+from virtrio.channels.qmp import QmpClient, QmpCommands, QmpEvent
 from virtrio.errors import ConfigError
 from virtrio.primitives import (
     Backoff,
@@ -37,10 +37,11 @@ from virtrio.primitives import (
     StateChange,
     Subscription,
     SupervisedHandle,
-    Supervisor,
     open_service_nursery,
 )
 from virtrio.primitives._deprecated import warn_renamed
+
+from ._registry import BuiltChannel, ChannelContext, KindRegistry, default_registry
 
 if TYPE_CHECKING:
     from virtrio.channels.libvirt import LibvirtDomain
@@ -48,7 +49,15 @@ if TYPE_CHECKING:
     from virtrio.nurseries.host import HostNursery, HostQga, HostQmp
     from virtrio.nurseries.spice import SupervisedSpice
 
-__all__ = ["SupervisedQga", "SupervisedQmp", "Vm", "open_vm"]
+    from ._line import LineChannel
+    from ._mux import SupervisedMux
+
+__all__ = ["ChannelSpec", "SupervisedQga", "SupervisedQmp", "Vm", "forward_qmp_events", "open_vm"]
+
+#: How a channel is given to :func:`open_vm`: a map with ``kind`` and the kind's options
+#: (``{"kind": "serial-console", "address": "unix:/run/vm/console.sock"}``), or any object with
+#: ``kind`` and ``options`` attributes (an engine ``ChannelConfig``).
+ChannelSpec = Mapping[str, Any] | Any
 
 
 class _ConnectedExecutor(Connection, Executor, Protocol):
@@ -95,21 +104,18 @@ class Vm:
     def __init__(
         self,
         name: str,
-        qmp: SupervisedQmp | HostQmp | None,
-        qga: SupervisedQga | HostQga | None,
+        channels: dict[str, BuiltChannel],
         states: Fanout[StateChange],
         events: Fanout[QmpEvent],
         domain: LibvirtDomain | None = None,
     ) -> None:
         #: The VM's name (used in state changes and errors).
         self.name = name
-        self._qmp = qmp
-        self._qga = qga
+        self._built = channels
         self._states = states
         self._events = events
         self._domain = domain
-        self._channels: list[StreamReader] = []
-        self._spice: SupervisedSpice | None = None
+        self._opened: list[StreamReader] = []
 
     @property
     def domain(self) -> LibvirtDomain:
@@ -129,50 +135,91 @@ class Vm:
         via: Literal["auto", "libvirt", "socket"] = "auto",
         connect_timeout: float = 10.0,
     ) -> StreamReader:
-        """Open the VM's virtio-serial channel ``port`` (libvirt VMs); the VM nursery owns it
-        and closes it when its block exits (closing it earlier is fine too)."""
+        """Open the VM's virtio-serial channel ``port`` once, unsupervised (libvirt VMs); the VM
+        nursery closes it when its block exits. (A supervised, recorded port is a channel of
+        kind ``virtio-serial``.)"""
         from virtrio.channels.virtio_serial import open_virtio_serial
 
         channel = await open_virtio_serial(
             self.domain, port, via=via, connect_timeout=connect_timeout
         )
-        self._channels.append(channel)
+        self._opened.append(channel)
         return channel
+
+    def _of_kind(self, kind: str, what: str) -> Any:
+        built = self._built.get(kind)
+        if built is None or built.kind != kind:
+            built = next((b for b in self._built.values() if b.kind == kind), None)
+        if built is None:
+            raise ConfigError(f"VM {self.name} has no {what} channel (open_vm({kind}=...))")
+        return built.handle
 
     @property
     def qmp(self) -> SupervisedQmp | HostQmp:
-        """The QMP handle.
+        """The QMP handle (the channel named ``qmp``, else the first of kind qmp).
 
         Raises:
-            ConfigError: the VM was opened without a QMP address.
+            ConfigError: the VM has no QMP channel.
         """
-        if self._qmp is None:
-            raise ConfigError(f"VM {self.name} has no QMP channel (open_vm(qmp=...))")
-        return self._qmp
+        handle: SupervisedQmp | HostQmp = self._of_kind("qmp", "QMP")
+        return handle
 
     @property
     def qga(self) -> SupervisedQga | HostQga:
         """The guest-agent handle.
 
         Raises:
-            ConfigError: the VM was opened without a guest-agent address.
+            ConfigError: the VM has no guest-agent channel.
         """
-        if self._qga is None:
-            raise ConfigError(f"VM {self.name} has no guest-agent channel (open_vm(qga=...))")
-        return self._qga
+        handle: SupervisedQga | HostQga = self._of_kind("qga", "guest-agent")
+        return handle
 
     @property
     def spice(self) -> SupervisedSpice:
-        """The Spice handle (screenshots, keys, mouse, port streams); needs ``open_vm(spice=)``."""
-        if self._spice is None:
-            raise ConfigError(f"VM {self.name} has no Spice channel (open_vm(spice=...))")
-        return self._spice
+        """The Spice handle (screenshots, keys, mouse, port streams)."""
+        handle: SupervisedSpice = self._of_kind("spice", "Spice")
+        return handle
+
+    def channel(self, name: str) -> Any:
+        """The handle of the channel ``name``, whatever its kind (a line channel for
+        ``serial-console`` and ``virtio-serial``: ``mark()``/``expect()``/``send()``).
+
+        Raises:
+            ConfigError: no such channel (the message lists the VM's channels).
+        """
+        try:
+            return self._built[name].handle
+        except KeyError:
+            known = ", ".join(sorted(self._built)) or "none"
+            raise ConfigError(f"VM {self.name} has no channel {name!r} (has: {known})") from None
+
+    def line(self, name: str) -> LineChannel:
+        """The line channel ``name`` (kind ``serial-console`` or ``virtio-serial``)."""
+        from ._line import LineChannel
+
+        handle = self.channel(name)
+        if not isinstance(handle, LineChannel):
+            raise ConfigError(f"VM {self.name}: channel {name!r} is not line-oriented")
+        return handle
+
+    def mux(self, name: str) -> SupervisedMux:
+        """The multiplexed endpoint ``name`` (kind ``mux``): ``open_stream()``,
+        ``accept_stream()`` through reconnects."""
+        from ._mux import SupervisedMux
+
+        handle = self.channel(name)
+        if not isinstance(handle, SupervisedMux):
+            raise ConfigError(f"VM {self.name}: channel {name!r} is not of kind mux")
+        return handle
+
+    def channel_kinds(self) -> dict[str, str]:
+        """Each channel's kind, by channel name."""
+        return {name: built.kind for name, built in self._built.items()}
 
     def channel_states(self) -> dict[str, ChannelState]:
-        """Each channel's current state, by channel name (``"qmp"``, ``"qga"``, ``"spice"``):
-        every channel the VM was opened with, and no other."""
-        handles = {"qmp": self._qmp, "qga": self._qga, "spice": self._spice}
-        return {name: h.state for name, h in handles.items() if h is not None}
+        """Each channel's current state, by channel name: every channel the VM was opened
+        with, and no other."""
+        return {name: built.state() for name, built in self._built.items()}
 
     def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
         """Subscribe to the state changes of every channel of this VM."""
@@ -186,19 +233,21 @@ class Vm:
         )
 
 
-def _channel(
-    vm_name: str,
-    channel: str,
-    connect: Callable[[], AbstractAsyncContextManager[E]],
-    backoff: Backoff | None,
-    states: Fanout[StateChange],
-) -> Supervisor[E]:
-    return Supervisor(
-        f"{vm_name}/{channel}",
-        connect,
-        backoff=backoff if backoff is not None else Backoff(),
-        events=states,
-    )
+def _spec(name: str, spec: ChannelSpec, registry: KindRegistry) -> tuple[str, Any]:
+    if isinstance(spec, Mapping):
+        fields = dict(spec)
+        kind_name = fields.pop("kind", None)
+        if not isinstance(kind_name, str):
+            raise ConfigError(f"channel {name}: needs a 'kind' (known: {registry.names()})")
+        kind = registry.get(kind_name)
+        try:
+            options = kind.options(**fields)
+        except TypeError as exc:
+            raise ConfigError(f"channel {name} ({kind_name}): {exc}") from None
+        return kind_name, options
+    kind_name, options = spec.kind, spec.options
+    kind = registry.get(kind_name)
+    return kind_name, options if options is not None else kind.options()
 
 
 def _stream_address(address: str | Address) -> Address:
@@ -230,181 +279,195 @@ def _checked(field: str, address: str | Address | None, parse: Callable[[Any], T
 def open_vm(
     name: str = "vm",
     *,
+    channels: Mapping[str, ChannelSpec] | None = None,
     qmp: str | Address | None = None,
     qga: str | Address | None = None,
     spice: str | Address | None = None,
     password: str = "",
+    spice_password: str | None = None,
+    ports: Mapping[str, Address] | None = None,
     call_timeout: float = 30.0,
     connect_timeout: float = 10.0,
     backoff: Callable[[], Backoff] = Backoff,
     libvirt: HostNursery | None = None,
-    spice_password: str | None = None,
+    domain: str | None = None,
+    registry: KindRegistry | None = None,
+    events: Fanout[QmpEvent] | None = None,
+    states: Fanout[StateChange] | None = None,
 ) -> AbstractAsyncContextManager[Vm]:
-    """Open the nursery of one VM, supervising a channel per address given.
+    """Open the nursery of one VM, supervising each of its channels.
 
-    Use as ``async with open_vm(...) as vm:``. Every address and option is checked by the call
-    itself, before anything starts.
+    Use as ``async with open_vm(...) as vm:``. Every channel is built (its kind looked up,
+    its address and options checked) by the call itself, before anything starts.
+
+    ::
+
+        async with open_vm("demo", channels={
+            "qmp": {"kind": "qmp", "address": "unix:/run/demo/qmp.sock"},
+            "console": {"kind": "serial-console", "address": "unix:/run/demo/console.sock"},
+            "mux0": {"kind": "mux", "address": "unix:/run/demo/org.virtrio.mux0.sock"},
+        }) as vm:
+            mark = vm.line("console").mark()
+            stream = await vm.mux("mux0").open_stream()
 
     Args:
-        name: names the VM in state changes (channels are ``NAME/qmp``, ``NAME/qga``).
-        qmp: the QMP socket address, if any.
-        qga: the guest agent's host socket address, if any.
-        spice: the Spice server address (``unix:``, ``tcp://``, ``tls://``, ``ws://``), if any;
-            ``vm.spice`` then screenshots, types and clicks. (A libvirt domain's Spice address
-            comes from its XML: pass it here.)
-        password: the Spice password.
+        name: names the VM in state changes (channels are ``NAME/CHANNEL``).
+        channels: channel name -> spec (``{"kind": ..., **options}``); each kind is built by the
+            channel-kind registry. The keywords ``qmp=``, ``qga=``, ``spice=`` add a channel of
+            that name and kind at that address (the form before channels existed).
+        password: the Spice password of ``spice=`` (``spice_password=`` is its deprecated
+            name).
+        ports: addresses of a launched QEMU's sockets by name (``qmp``, ``console``, ``spice``,
+            virtio-serial port names): a channel without an address uses these.
         call_timeout: default deadline of a call through a handle (including any wait for a
             reconnect).
         connect_timeout: deadline of one connection attempt (for the guest agent, the first
             ``guest-sync-delimited`` answer: a booting guest answers once its agent starts).
         backoff: makes each channel's delay policy (default 1 s doubling to 60 s, jittered).
-        libvirt: attach to the libvirt domain ``name`` on this host instead of sockets: QMP
-            and QGA go through the host's shared connection (``vm.qmp``/``vm.qga`` keep their
-            interface; their state is the host connection's), and ``vm.open_virtio_serial``
-            opens its channels.
-        spice_password: deprecated name of ``password``.
+        libvirt: the VM is the libvirt domain ``domain`` (default ``name``) on this host: its
+            channels go through the host's shared connection and the domain XML (QMP, QGA,
+            virtio-serial, the console, Spice); with no ``channels``, ``qmp`` and ``qga``.
+        registry: the channel kinds (default: the built-in and installed ones).
+        events, states: fan-outs to publish the VM's QMP events and state changes into (the
+            engine passes its own); default: new ones, closed with the block.
 
     Raises:
-        ConfigError: from ``open_vm(...)`` itself, before any channel starts: an address or
-            option is invalid (the message names the field), or addresses are given with
-            ``libvirt``. A permanent failure found only by connecting (a wrong Spice password)
-            puts that channel in FAILED: its handle then raises the error at once.
+        ConfigError: from ``open_vm(...)`` itself, before any channel starts: a kind is
+            unknown, an address or option is invalid (the message names the field), or the VM
+            has no socket for a channel given without an address. A permanent failure found
+            only by connecting (a wrong Spice password) puts that channel in FAILED: its handle
+            then raises the error at once.
     """
     if spice_password is not None:
         warn_renamed("open_vm", "spice_password", "password")
         password = spice_password
     _check_timeout("call_timeout", call_timeout)
     _check_timeout("connect_timeout", connect_timeout)
-    if libvirt is not None:
-        if qmp is not None or qga is not None or spice is not None:
+    kinds = registry if registry is not None else default_registry()
+    specs: dict[str, ChannelSpec] = dict(channels or {})
+    for key, address in (("qmp", qmp), ("qga", qga), ("spice", spice)):
+        if address is None:
+            continue
+        if libvirt is not None:
             raise ConfigError("open_vm: give socket addresses or libvirt=, not both")
-        return _open_libvirt_vm(name, libvirt)
-    qmp_addr = _checked("qmp", qmp, _stream_address)
-    qga_addr = _checked("qga", qga, _stream_address)
-    if spice is not None:
-        from virtrio.channels.spice import SpiceTransport
+        if key in specs:
+            raise ConfigError(f"open_vm: channel {key!r} given twice ({key}= and channels=)")
+        if key == "spice":
+            from virtrio.channels.spice import SpiceTransport
 
-        # tls:// is Spice's own scheme: keep the text, which open_spice_session accepts
-        _checked("spice", spice, SpiceTransport.parse)
-    return _open_socket_vm(
-        name,
-        qmp_addr,
-        qga_addr,
-        spice,
-        password,
-        call_timeout=call_timeout,
-        connect_timeout=connect_timeout,
-        backoff=backoff,
-    )
+            # tls:// is Spice's own scheme: keep the text, which open_spice_session accepts
+            _checked("spice", address, SpiceTransport.parse)
+            text = str(address)
+        else:
+            text = str(_checked(key, address, _stream_address))
+        given: dict[str, Any] = {"kind": key, "address": text}
+        if key == "spice":
+            given["password"] = password
+        specs[key] = given
+    if libvirt is not None and not specs:
+        specs = {"qmp": {"kind": "qmp"}, "qga": {"kind": "qga"}}
+    # a libvirt VM's state changes are its host connection's (the host nursery owns them)
+    state_fanout: Fanout[StateChange]
+    if states is not None:
+        state_fanout = states
+    elif libvirt is not None:
+        state_fanout = libvirt.supervisor.events
+    else:
+        state_fanout = Fanout(max_queue=256)
+    own_states = states is None and libvirt is None
+    own_events = events is None
+    event_fanout: Fanout[QmpEvent] = events if events is not None else Fanout(max_queue=1024)
+    built: dict[str, BuiltChannel] = {}
+    for channel_name, spec in specs.items():
+        kind_name, options = _spec(channel_name, spec, kinds)
+        ctx = ChannelContext(
+            name,
+            channel_name,
+            state_fanout,
+            event_fanout,
+            connect_timeout=connect_timeout,
+            call_timeout=call_timeout,
+            backoff=backoff,
+            ports=dict(ports or {}),
+            host=libvirt,
+            domain=domain,
+        )
+        built[channel_name] = kinds.get(kind_name).build(ctx, options)
+        built[channel_name].kind = kind_name
+    dom = libvirt.domain(domain or name) if libvirt is not None else None
+    vm = Vm(name, built, state_fanout, event_fanout, domain=dom)
+    return _run_vm(vm, own_states=own_states, own_events=own_events)
 
 
 @asynccontextmanager
-async def _open_socket_vm(
-    name: str,
-    qmp_addr: Address | None,
-    qga_addr: Address | None,
-    spice: str | Address | None,
-    password: str,
-    *,
-    call_timeout: float,
-    connect_timeout: float,
-    backoff: Callable[[], Backoff],
-) -> AsyncIterator[Vm]:
-    states: Fanout[StateChange] = Fanout(max_queue=256)
-    events: Fanout[QmpEvent] = Fanout(max_queue=1024)
-    supervisors: list[Supervisor[Any]] = []
-    qmp_handle = qga_handle = None
-    if qmp_addr is not None:
-        qmp_sup = _channel(
-            name,
-            "qmp",
-            lambda: open_qmp(
-                qmp_addr,
-                connect_timeout=connect_timeout,
-                call_timeout=call_timeout,
-                event_fanout=events,
-            ),
-            backoff(),
-            states,
-        )
-        supervisors.append(qmp_sup)
-        qmp_handle = SupervisedQmp(qmp_sup, call_timeout)
-    if qga_addr is not None:
-        qga_sup = _channel(
-            name,
-            "qga",
-            lambda: open_qga(qga_addr, connect_timeout=connect_timeout, call_timeout=call_timeout),
-            backoff(),
-            states,
-        )
-        supervisors.append(qga_sup)
-        qga_handle = SupervisedQga(qga_sup, call_timeout)
-    vm = Vm(name, qmp_handle, qga_handle, states, events)
-    if spice is not None:
-        from virtrio.channels.spice import SpiceSession, open_spice_session
-        from virtrio.nurseries.spice import SupervisedSpice
-
-        spice_sup: Supervisor[SpiceSession] = Supervisor(
-            f"{name}/spice",
-            lambda: open_spice_session(
-                spice,
-                password=password,
-                connect_timeout=connect_timeout,
-                call_timeout=call_timeout,
-            ),
-            backoff=backoff(),
-            events=states,
-        )
-        supervisors.append(spice_sup)
-        vm._spice = SupervisedSpice(spice_sup, call_timeout)
+async def _run_vm(vm: Vm, *, own_states: bool, own_events: bool) -> AsyncIterator[Vm]:
+    built, state_fanout, event_fanout = vm._built, vm._states, vm._events
     try:
         async with open_service_nursery() as nursery:
-            for supervisor in supervisors:
-                await nursery.start(supervisor.run)
+            for channel in built.values():
+                await nursery.start(channel.run)
             try:
                 yield vm
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        states.close()
-        events.close()
-
-
-@asynccontextmanager
-async def _open_libvirt_vm(name: str, host: HostNursery) -> AsyncIterator[Vm]:
-    states = host.supervisor.events  # the host connection's state changes
-    events: Fanout[QmpEvent] = Fanout(max_queue=1024)
-    vm = Vm(name, host.qmp(name), host.qga(name), states, events, domain=host.domain(name))
-    try:
-        async with open_service_nursery() as nursery:
-            # returns once QMP events are registered (at once if the host is down)
-            await nursery.start(_forward_qmp_events, host, name, events)
-            try:
-                yield vm
-            finally:
-                nursery.cancel_scope.cancel()
-    finally:
-        events.close()
+        if own_states:
+            state_fanout.close()
+        if own_events:
+            event_fanout.close()
         with trio.CancelScope(shield=True):
-            for channel in vm._channels:
-                await channel.aclose()
+            for opened in vm._opened:
+                await opened.aclose()
 
 
-async def _forward_qmp_events(
+async def forward_qmp_events(
     host: HostNursery,
     name: str,
     events: Fanout[QmpEvent],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """QMP events through libvirt into the VM's fanout, registered again on every connection."""
+    """QMP events of the domain ``name`` through libvirt into ``events``, registered again on
+    every connection and whenever the domain starts (so a domain started after the host
+    connected delivers its events without waiting for a host reconnect)."""
+    from virtrio.channels.libvirt import EventKind
     from virtrio.errors import VirtrioError
 
     started = False
-    while True:
-        if not started and host.state is not ChannelState.CONNECTED:
+
+    def report() -> None:
+        nonlocal started
+        if not started:
             task_status.started()
             started = True
+
+    async def register_until_restart(connection: Any, lifecycle: Any) -> None:
+        # one registration per run of the domain: a start (after a stop, or a first start of
+        # a domain that was not running) registers afresh
+        while True:
+            async with trio.open_nursery() as nursery:
+
+                async def forward() -> None:
+                    try:
+                        async with connection.qmp_events(name) as source:
+                            report()
+                            async for event in source:
+                                events.publish(event)
+                    except VirtrioError:
+                        report()  # not running (or not defined yet): wait until it starts
+                        await trio.sleep_forever()
+
+                nursery.start_soon(forward)
+                async for change in lifecycle:
+                    if change.event == "STARTED":
+                        break
+                else:
+                    return
+                nursery.cancel_scope.cancel()
+
+    while True:
+        if host.state is not ChannelState.CONNECTED:
+            report()
         if host.state is ChannelState.FAILED:
             return  # for good: every call through the VM's handles raises the host's error
         try:
@@ -414,15 +477,9 @@ async def _forward_qmp_events(
                 return
             raise
         try:
-            async with connection.qmp_events(name) as source:
-                if not started:
-                    task_status.started()
-                    started = True
-                async for event in source:
-                    events.publish(event)
+            with connection.events((EventKind.LIFECYCLE,), domain=name) as lifecycle:
+                await register_until_restart(connection, lifecycle)
         except VirtrioError:
-            pass  # lost, or the domain is not running: wait for the next connection
-        if not started:
-            task_status.started()
-            started = True
+            pass  # the connection is lost: wait for the next one
+        report()
         await connection.wait_closed()

@@ -198,6 +198,7 @@ class Subscription(Generic[T]):
         # makes progress
         if self._used and self._used + cost > self._max_queue:
             dropped = (self._red.dropped if self._red else 0) + cost
+            self._fanout.dropped += cost
             self._red = Pressure(PressureLevel.RED, self._used, dropped)
             if overflow == "disconnect":
                 self._overflowed = True
@@ -253,6 +254,8 @@ class Fanout(Generic[T]):
         self.overflow = overflow
         self._size = size
         self._subscribers: set[Subscription[T]] = set()
+        #: Units dropped for full subscribers so far, over all subscribers.
+        self.dropped = 0
         self._closed = False
         self._close_error: BaseException | None = None
 

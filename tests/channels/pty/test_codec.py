@@ -140,6 +140,15 @@ def test_encode_output_is_encode_of_output(session: int, data: bytes) -> None:
     assert encode_output(session, data) == encode(Output(session, data))
 
 
+@pytest.mark.parametrize("size", [255, 256, 65535, 65536, 200_000])
+@pytest.mark.parametrize("session", [1, 127, 128, 65536, 2**32 - 1])
+def test_encode_output_at_every_bin_header_size(session: int, size: int) -> None:
+    """bin 8, 16 and 32 headers, from bytes or a view of a buffer (what the reader hands)."""
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert encode_output(session, data) == encode(Output(session, data))
+    assert encode_output(session, memoryview(bytearray(data))) == encode(Output(session, data))
+
+
 def test_the_wire_is_the_seeds_internally_tagged_msgpack() -> None:
     wire = encode(BackpressureWarning(7, 12000, Level.YELLOW))
     assert struct.unpack(">I", wire[:4])[0] == len(wire) - 4

@@ -53,6 +53,26 @@ def test_snapshot_reproduces_the_screen_at_any_lag(output: bytes, data: st.DataO
     assert replayed.cursor() == direct.cursor()
 
 
+@given(outputs, st.data())
+def test_dropping_the_parser_between_chunks_changes_nothing(
+    output: bytes, data: st.DataObject
+) -> None:
+    """compact() (an idle session's parser freed) at any split, even inside an escape
+    sequence or a UTF-8 character, leaves the screen, its colours and the cursor as if the
+    output had been fed in one go."""
+    direct = PyteEmulator(40, 10, 100)
+    direct.feed(output)
+    compacted = PyteEmulator(40, 10, 100)
+    for chunk in data.draw(splits(output)):
+        compacted.feed(chunk)
+        if data.draw(st.booleans()):
+            compacted.compact()
+    assert compacted.display() == direct.display()
+    assert attributes(compacted) == attributes(direct)
+    assert compacted.cursor() == direct.cursor()
+    assert compacted.render() == direct.render()
+
+
 def test_render_keeps_colours_and_scrollback() -> None:
     emulator = PyteEmulator(20, 3, 10)
     emulator.feed(b"first\r\nsecond\r\n\x1b[1;32mgreen\x1b[0m\r\nlast")

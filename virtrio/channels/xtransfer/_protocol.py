@@ -24,7 +24,6 @@ up exactly to the announced length are. Any error is final: the byte stream cann
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 
 import attrs
@@ -49,6 +48,7 @@ from ._wire import (
     XtransferMessageTooLargeError,
     XtransferTruncatedError,
     XtransferVersionError,
+    crc32,
 )
 
 __all__ = [
@@ -188,7 +188,7 @@ class XtransferProtocol:
 
     def _emit(self, kind: PacketType, payload: bytes | memoryview) -> int:
         seq = self._next_seq()
-        crc = zlib.crc32(payload) if payload else 0
+        crc = crc32(payload) if payload else 0
         # header and payload joined once, in data_to_send
         self._out += (HEADER.pack(MAGIC, VERSION, kind, seq, len(payload), crc), payload)
         return seq
@@ -279,10 +279,10 @@ class XtransferProtocol:
                 if end > len(buffer):
                     break
                 with view[offset + HEADER_SIZE : end] as payload:
-                    if (zlib.crc32(payload) if length else 0) != crc:
+                    if (crc32(payload) if length else 0) != crc:
                         raise XtransferChecksumError(
                             f"CRC mismatch in packet seq {seq}: header says {crc:#010x},"
-                            f" the {length}-byte payload has {zlib.crc32(payload):#010x}"
+                            f" the {length}-byte payload has {crc32(payload):#010x}"
                         )
                     self._on_packet(kind, seq, payload)
                 offset = end

@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import enum
 import struct
-import zlib
 
 from virtrio.errors import ProtocolError, VirtrioError
+
+try:  # ISA-L's CRC-32 (the same polynomial as zlib's) is 5 to 15 times as fast as zlib 1.2's
+    from isal.isal_zlib import crc32
+except ImportError:  # pragma: no cover - the xtransport extra installs it; zlib is the fallback
+    from zlib import crc32
 
 __all__ = [
     "HEADER",
@@ -37,6 +41,7 @@ __all__ = [
     "XtransferProtocolError",
     "XtransferTruncatedError",
     "XtransferVersionError",
+    "crc32",
     "encode_packet",
 ]
 
@@ -97,6 +102,6 @@ class XtransferTruncatedError(XtransferProtocolError):
 def encode_packet(kind: PacketType, seq: int, payload: bytes | memoryview = b"") -> bytes:
     """One packet, header and payload in one buffer (``payload`` at most 65535 bytes)."""
     return (
-        HEADER.pack(MAGIC, VERSION, kind, seq, len(payload), zlib.crc32(payload) if payload else 0)
+        HEADER.pack(MAGIC, VERSION, kind, seq, len(payload), crc32(payload) if payload else 0)
         + payload
     )

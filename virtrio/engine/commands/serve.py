@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument("--rate", type=float, default=50.0, help="requests/s per key (default 50)")
     parser.add_argument("--burst", type=int, default=100, help="burst per key (default 100)")
+    parser.add_argument(
+        "--lease", type=float, default=15.0, help="seconds a server's lease lasts (default 15)"
+    )
     parser.add_argument("--server-id", help="this server's name in the store (default: hostname)")
     parser.set_defaults(run=run)
     keys = parser.add_subparsers(dest="serve_command", metavar="keys")
@@ -75,6 +78,7 @@ async def run(args: argparse.Namespace) -> int:
                 rate=args.rate,
                 burst=args.burst,
                 server_id=args.server_id,
+                lease=args.lease,
                 task_status=task_status,
             )
         )

@@ -339,7 +339,7 @@ class _Connection:
                     break  # a closed queue is seen again by the next receive
                 batch.append(chunk)
                 size += len(chunk)
-            frames = encode_output(ident, b"".join(batch))
+            frames = b"".join(batch)  # each chunk is an output frame already
             warnings = b""
             while (pressure := sub.take_pressure()) is not None:  # yellow, then red
                 self._daemon._count(f"{pressure.level.value}_warnings")
@@ -352,7 +352,7 @@ class _Connection:
 
 
 def _chunks(data: bytes) -> int:
-    """The queue room output takes: chunks of CHUNK_BYTES, so the bound is in bytes."""
+    """The queue room an output frame takes: chunks of CHUNK_BYTES, so the bound is in bytes."""
     return max(1, -(-len(data) // CHUNK_BYTES))
 
 

@@ -126,13 +126,31 @@ class PyteEmulator:
 
     def __init__(self, cols: int, rows: int, scrollback: int) -> None:
         self._screen = _Screen(cols, rows, history=max(scrollback, 1), ratio=0.5)
-        self._stream = pyte.ByteStream(self._screen)
+        # the parser, made when output comes (its dispatch tables are most of an idle
+        # emulator's memory: about 20 KiB); see compact()
+        self._stream: pyte.ByteStream | None = None
         # bytes taken in but not acted on yet: an unfinished escape sequence or UTF-8 character
         self._unsettled = b""
 
+    def _parser(self) -> pyte.ByteStream:
+        stream = self._stream
+        if stream is None:
+            stream = self._stream = pyte.ByteStream(self._screen)
+            if self._unsettled:  # a fresh parser in the state the dropped one was in
+                stream.feed(self._unsettled)
+        return stream
+
+    def compact(self) -> None:
+        """Drop the parser while the session is quiet; the next output makes a new one, fed
+        first with the unfinished sequence, so it parses on exactly as the old one would.
+        (Kept if it left UTF-8 mode: a fresh parser would not know.)"""
+        if self._stream is not None and self._stream.use_utf8:
+            self._stream = None
+        self._screen.dirty.clear()  # pyte's record for renderers, unused here (2 KiB at rest)
+
     def feed(self, data: bytes) -> None:
         """Process terminal output."""
-        stream = self._stream
+        stream = self._parser()
         stream.feed(data)
         if not stream._taking_plain_text:  # inside an escape sequence: it began at the last ESC
             combined = self._unsettled + data
@@ -147,7 +165,7 @@ class PyteEmulator:
     def reset(self) -> None:
         """Blank screen, no scrollback."""
         self._screen.reset()
-        self._stream = pyte.ByteStream(self._screen)
+        self._stream = None
         self._unsettled = b""
 
     def display(self) -> list[str]:
@@ -212,6 +230,9 @@ class LaggingScreen:
         self.backlog = backlog
         self._pending: deque[bytes | tuple[int, int]] = deque()
         self._pending_bytes = 0
+        # the emulator's state is that of dropped output: reset it before it is used again
+        # (once per flood, not once per overrun: a reset is costly)
+        self._stale = False
         #: Times output was dropped from the backlog before being emulated.
         self.overruns = 0
 
@@ -238,7 +259,7 @@ class LaggingScreen:
 
     def _overrun(self) -> None:
         self.overruns += 1
-        self.emulator.reset()
+        self._stale = True  # resizes still apply below: a reset keeps the size
         pending = self._pending
         while self._pending_bytes > self.backlog // 2:
             item = pending.popleft()
@@ -264,6 +285,7 @@ class LaggingScreen:
     def catch_up(self, max_bytes: int) -> None:
         """Emulate up to about ``max_bytes`` of the backlog (with every resize on the way)."""
         pending = self._pending
+        self._refresh()
         done = 0
         while pending and done < max_bytes:
             item = pending.popleft()
@@ -276,7 +298,15 @@ class LaggingScreen:
             self._pending_bytes -= len(item)
             done += len(item)
             self.emulator.feed(item)
+        if not pending and (compact := getattr(self.emulator, "compact", None)) is not None:
+            compact()  # caught up: an emulator may free what it can rebuild (optional method)
+
+    def _refresh(self) -> None:
+        if self._stale:
+            self._stale = False
+            self.emulator.reset()
 
     def snapshot(self) -> bytes:
         """What a late attach receives first: the rendered state, then the raw backlog."""
+        self._refresh()
         return self.emulator.render() + b"".join(i for i in self._pending if isinstance(i, bytes))

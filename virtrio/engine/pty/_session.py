@@ -4,10 +4,11 @@ its emulated screen.
 The session's reader task is the only reader of the terminal. Each chunk it reads is published
 on the session's :class:`~virtrio.nurseries.Fanout` at once (each subscriber has its own bounded
 queue; a slow one is warned, then loses output or is disconnected, and never slows the others),
-then appended to the :class:`~._emulator.LaggingScreen` backlog; the emulator runs in its own
-task when output pauses. When the process exits, the reader drains what is left (until the PTY
-reports EIO, i.e. no process holds it any more), the exit status is recorded, and the fan-out is
-closed: every subscriber receives all queued output before it learns of the exit.
+then appended to the :class:`~._emulator.LaggingScreen` backlog; the emulator catches up when
+output pauses, in a task started when output arrives and ended once it has caught up. When the
+process exits, the reader drains what is left (until the PTY reports EIO, i.e. no process holds
+it any more), the exit status is recorded, and the fan-out is closed: every subscriber receives
+all queued output before it learns of the exit.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from virtrio.channels import open_stream
-from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo
+from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo, encode_output
 from virtrio.errors import VirtrioError
 from virtrio.primitives import Fanout
 
@@ -61,7 +62,8 @@ class Session:
         self._terminal = terminal
         self.cols = cols
         self.rows = rows
-        #: Output chunks, one bounded queue per attached subscriber.
+        #: Output chunks, each already an ``output`` frame (:func:`encode_output`), one bounded
+        #: queue per attached subscriber.
         self.output = fanout
         self.screen = LaggingScreen(emulator, backlog=backlog)
         self.created = time.time()
@@ -72,8 +74,11 @@ class Session:
         self.ended = trio.Event()
         self._drain_timeout = drain_timeout
         self._write_lock = trio.StrictFIFOLock()
-        self._dirty = trio.Event()
         self._last_output = 0.0
+        # the emulator's task runs only while there is something to emulate: an idle session
+        # holds no task for it (a Trio task and its frames take about 2 KiB)
+        self._emulating = False
+        self._nursery: trio.Nursery | None = None
 
     @property
     def kind(self) -> str:
@@ -120,6 +125,7 @@ class Session:
         self._terminal.resize(cols, rows)
         self.cols, self.rows = cols, rows
         self.screen.resize(cols, rows)
+        self._emulate_soon()
 
     def signal(self, value: int | str) -> None:
         """Send a signal to the session's foreground process group."""
@@ -133,9 +139,9 @@ class Session:
         """Forward output until the session ends, then record its exit and close the fan-out."""
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 reader_done = trio.Event()
                 nursery.start_soon(self._read, reader_done)
-                nursery.start_soon(self._emulate)
                 task_status.started()
                 code, signal = await self._terminal.wait()
                 with trio.move_on_after(self._drain_timeout):
@@ -153,21 +159,28 @@ class Session:
 
     async def _read(self, done: trio.Event) -> None:
         receive_some = self._terminal.receive_some
-        publish = self.output.publish
+        output = self.output
         append = self.screen.append
+        ident = self.id
         try:
             while data := await receive_some():
-                publish(data)  # forwarding first: it never waits for the emulator
+                # forwarding first: it never waits for the emulator; each chunk is encoded
+                # once, whatever the number of subscribers
+                if output.subscriber_count:
+                    output.publish(encode_output(ident, data))
                 append(data)
                 self._last_output = trio.current_time()
-                self._dirty.set()
+                self._emulate_soon()
         finally:
             done.set()
 
+    def _emulate_soon(self) -> None:
+        if not self._emulating and self._nursery is not None:
+            self._emulating = True
+            self._nursery.start_soon(self._emulate)
+
     async def _emulate(self) -> None:
-        while True:
-            await self._dirty.wait()
-            self._dirty = trio.Event()
+        try:
             while self.screen.pending:
                 quiet_at = self._last_output + _EMULATE_WHEN_QUIET
                 if quiet_at > trio.current_time():
@@ -179,6 +192,8 @@ class Session:
                     log.exception("session %d: terminal emulator failed; resetting it", self.id)
                     self.screen.emulator.reset()
                 await trio.lowlevel.checkpoint()
+        finally:
+            self._emulating = False  # no checkpoint since pending was seen empty: none is lost
 
 
 def _local_environment(options: CreateOptions) -> dict[str, str]:

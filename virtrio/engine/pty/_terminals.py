@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
 #: Output already waiting in the PTY is gathered into chunks of up to this many bytes.
-_BURST_SIZE = 32 * 1024
+_BURST_SIZE = 128 * 1024
 
 
 class Terminal(Protocol):

@@ -147,11 +147,14 @@ async def serve(
     listen: str = "tcp://127.0.0.1:8080",
     db: str | None = None,
     shutdown: trio.Event | None = None,
+    lease: float = 15.0,
     task_status: trio.TaskStatus[tuple[str, ServerState]] = trio.TASK_STATUS_IGNORED,
     **options: Any,
 ) -> None:
     """Serve the API on ``listen`` (``tcp://127.0.0.1:PORT`` or ``unix:/path``) until
-    ``shutdown`` is set or the task is cancelled; reports the URL it serves on."""
+    ``shutdown`` is set or the task is cancelled; reports the URL it serves on. The server
+    holds a lease of ``lease`` seconds in the store for its sessions (several servers may
+    share a PostgreSQL store)."""
     from hypercorn.config import Config
 
     config = Config()
@@ -161,11 +164,14 @@ async def serve(
     stop = shutdown if shutdown is not None else trio.Event()
     async with (
         open_server(data_dir, db=db, **options) as (state, app),
-        trio.open_nursery() as nursery,
+        trio.open_nursery() as lease_nursery,
     ):
-        binds: list[str] = await nursery.start(_hypercorn, app, config, stop)
-        state.url = binds[0].replace("http://unix:", "unix:")
-        task_status.started((state.url, state))
+        async with trio.open_nursery() as web:  # ends when hypercorn's graceful shutdown has
+            binds: list[str] = await web.start(_hypercorn, app, config, stop)
+            state.url = binds[0].replace("http://unix:", "unix:")
+            await lease_nursery.start(state.manager.hold_lease, state.url, lease)
+            task_status.started((state.url, state))
+        lease_nursery.cancel_scope.cancel()
 
 
 async def _hypercorn(

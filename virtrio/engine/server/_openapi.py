@@ -11,6 +11,7 @@ from ._schemas import COMPONENTS, ERROR, ref
 __all__ = ["DOCS_PAGE", "openapi_document"]
 
 _ERRORS = {
+    "307": "the session runs on another server (Location)",
     "401": "no or wrong credentials",
     "403": "the key's role may not do this",
     "404": "no such resource",

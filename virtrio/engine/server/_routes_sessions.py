@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from starlette.responses import JSONResponse, Response
@@ -18,7 +19,7 @@ from virtrio.engine.backends import (
 
 from ._http import ApiError, Ctx, RouteSpec
 from ._schemas import BREAKPOINT, PAGE_OF, SESSION, ref
-from ._sessions import LiveSession
+from ._sessions import LIVE_STATES, LiveSession
 from ._store import SessionRecord
 
 __all__ = ["SESSION_ROUTES", "find_session", "session_json"]
@@ -54,8 +55,35 @@ async def find_session(ctx: Ctx, *, write: bool = False, live: bool = True) -> L
     if write:
         ctx.require_owner(record.owner, f"session {session_id}")
     if found is None:
+        record = await _owner_checked(ctx, record)
+        if record.server != ctx.state.server_id and record.state in LIVE_STATES:
+            owner_url = await ctx.state.store.server_url(record.server, time.time())
+            if owner_url is not None:
+                url = ctx.request.url
+                target = f"{owner_url}{url.path}" + (f"?{url.query}" if url.query else "")
+                moved = ApiError(
+                    307,
+                    "moved",
+                    f"session {session_id} runs on {record.server}",
+                    server=record.server,
+                    location=target,
+                )
+                moved.headers["Location"] = target
+                raise moved
         raise ApiError(409, "session_not_running", f"session {session_id} is {record.state}")
     return found
+
+
+async def _owner_checked(ctx: Ctx, record: SessionRecord) -> SessionRecord:
+    """``record``, marked lost first if another server owns it and that server's lease has
+    ended (its owner died: never shown as running)."""
+    if record.server == ctx.state.server_id or record.state not in LIVE_STATES:
+        return record
+    now = time.time()
+    if await ctx.state.store.server_url(record.server, now) is not None:
+        return record
+    await ctx.state.store.expire_servers(now, LIVE_STATES)
+    return await ctx.state.store.get_session(record.id) or record
 
 
 def _resources(data: Any) -> dict[str, Any]:
@@ -153,7 +181,7 @@ async def get_session(ctx: Ctx) -> Response:
     record = found.record if found is not None else await ctx.state.store.get_session(session_id)
     if record is None:
         raise ApiError(404, "not_found", f"no session {session_id!r}")
-    return JSONResponse(session_json(record))
+    return JSONResponse(session_json(await _owner_checked(ctx, record)))
 
 
 async def delete_session(ctx: Ctx) -> Response:

@@ -123,6 +123,23 @@ class SessionManager:
             self._backends[name, trace] = self._factory(name, **({"trace": True} if trace else {}))
         return self._backends[name, trace]
 
+    async def hold_lease(
+        self,
+        url: str,
+        lease: float,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Keep this server's lease (owner, expiry, heartbeat every third of ``lease``) and
+        mark lost the sessions of servers whose lease has run out."""
+        await self.store.heartbeat(self.server_id, url, time.time() + lease)
+        await self.store.expire_servers(time.time(), LIVE_STATES)
+        task_status.started()
+        while True:
+            await trio.sleep(lease / 3)  # a timer: the lease's own period
+            await self.store.heartbeat(self.server_id, url, time.time() + lease)
+            await self.store.expire_servers(time.time(), LIVE_STATES)
+
     async def adopt_leftovers(self) -> int:
         """Mark ``lost`` the sessions a previous run of this server left live."""
         return await self.store.mark_server_sessions(

@@ -40,6 +40,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " actor TEXT NOT NULL, action TEXT NOT NULL, resource TEXT NOT NULL,"
         " outcome INTEGER NOT NULL)",
     ),
+    (
+        "CREATE TABLE servers (id TEXT PRIMARY KEY, url TEXT NOT NULL,"
+        " expires_at DOUBLE PRECISION NOT NULL)",
+    ),
 )
 
 
@@ -336,6 +340,33 @@ class Store:
         items = [_session(row) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(items, format(offset + limit, "x") if more else None)
+
+    # --- servers and their leases --------------------------------------------------------
+
+    async def heartbeat(self, server: str, url: str, expires_at: float) -> None:
+        """Renew ``server``'s lease (its sessions are its own until ``expires_at``)."""
+        await self._exec(
+            "INSERT INTO servers (id, url, expires_at) VALUES (?, ?, ?) ON CONFLICT (id)"
+            " DO UPDATE SET url = excluded.url, expires_at = excluded.expires_at",
+            server,
+            url,
+            expires_at,
+        )
+
+    async def server_url(self, server: str, now: float) -> str | None:
+        """The URL a live server serves on (None: unknown, or its lease ended before ``now``)."""
+        rows = await self._query("SELECT url, expires_at FROM servers WHERE id = ?", server)
+        return str(rows[0][0]) if rows and rows[0][1] >= now else None
+
+    async def expire_servers(self, now: float, states: Sequence[str]) -> list[str]:
+        """Forget every server whose lease ended before ``now`` and mark its sessions in
+        ``states`` lost; returns their ids."""
+        rows = await self._query("SELECT id FROM servers WHERE expires_at < ?", now)
+        dead = [str(row[0]) for row in rows]
+        for server in dead:
+            await self.mark_server_sessions(server, states, "lost", now)
+            await self._exec("DELETE FROM servers WHERE id = ? AND expires_at < ?", server, now)
+        return dead
 
     # --- boards ---------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 // yamux_peer: a hashicorp/yamux test and benchmark peer for virtrio.
 //
 // Build offline: GO111MODULE=off GOPATH=/usr/share/gocode go build -o tests/peers/bin/yamux_peer .
+// The demo guest carries a static build (CGO_ENABLED=0) serving its virtio-serial port
+// org.virtrio.mux0 in echo mode (-port /dev/virtio-ports/org.virtrio.mux0).
 //
 // Addresses are tcp:HOST:PORT or unix:PATH. A listening peer prints "listening ADDR" once ready
 // and serves every connection; a connecting peer runs one client mode and exits (status 1 on
@@ -26,6 +28,7 @@ import (
 var (
 	listenAddr  = flag.String("listen", "", "serve on tcp:HOST:PORT or unix:PATH")
 	connectAddr = flag.String("connect", "", "connect to tcp:HOST:PORT or unix:PATH")
+	portPath    = flag.String("port", "", "serve one session at a time on a device (a virtio-serial port), reopened when the host goes away")
 	mode        = flag.String("mode", "echo", "server: echo|sink|slow|goaway|noaccept; client: echo|reset|send|open|pair-bench")
 	window      = flag.Int("window", 256*1024, "MaxStreamWindowSize")
 	backlog     = flag.Int("backlog", 256, "AcceptBacklog")
@@ -87,6 +90,8 @@ func pattern(i, size int) []byte {
 func main() {
 	flag.Parse()
 	switch {
+	case *portPath != "":
+		servePort()
 	case *listenAddr != "":
 		serve()
 	case *connectAddr != "":
@@ -123,7 +128,23 @@ func serve() {
 	}
 }
 
-func serveConn(conn net.Conn) {
+// servePort runs a yamux server over the device at -port. A read returns EOF while no host is
+// connected (virtio_console), which ends the session: the port is opened again for the next
+// host session after a short pause (the guest side cannot wait for the host to connect).
+func servePort() {
+	say("serving %s", *portPath)
+	for {
+		f, err := os.OpenFile(*portPath, os.O_RDWR, 0)
+		if err != nil {
+			fail("open: %v", err)
+		}
+		serveConn(f)
+		f.Close()
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func serveConn(conn io.ReadWriteCloser) {
 	session, err := yamux.Server(conn, config())
 	if err != nil {
 		say("error server: %v", err)

@@ -1,0 +1,58 @@
+"""The default fleet of demo guests under the engine: every channel of a real guest, including
+yamux from the host through a virtio-serial port to hashicorp's yamux (Go) inside the guest."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import trio
+
+from virtrio.engine import default_fleet, open_engine
+
+pytestmark = pytest.mark.slow
+
+
+async def echo(stream: trio.abc.HalfCloseableStream, payload: bytes) -> bytes:
+    await stream.send_all(payload)
+    await stream.send_eof()
+    out = b""
+    while chunk := await stream.receive_some():
+        out += chunk
+    return out
+
+
+async def test_a_demo_guest_with_every_channel(qemu_binary: str, tmp_path: Path) -> None:
+    async with open_engine(default_fleet(vms=1), workdir=tmp_path) as engine:
+        await engine.wait_connected(timeout=240)
+        vm = engine.vm("demo1")
+        assert set(vm.channel_states()) == {"qmp", "qga", "console", "mux0"}
+        assert (await vm.qga.execute("guest-ping")) == {}
+
+        # yamux to the Go peer in the guest: several streams at once, each echoed
+        mux = vm.mux("mux0")
+        results: dict[int, bytes] = {}
+
+        async def one(i: int) -> None:
+            stream = await mux.open_stream()
+            results[i] = await echo(stream, f"stream {i} ".encode() * 1000)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(4):
+                nursery.start_soon(one, i)
+        assert results == {i: f"stream {i} ".encode() * 1000 for i in range(4)}
+
+        # the console: output between the command and the wait is not lost
+        console = vm.line("console")
+        mark = console.mark()
+        await console.send("echo $((6 * 7))-marker\n")
+        found = await console.expect(re.compile(rb"(\d+)-marker\r?\n"), after=mark, timeout=30)
+        assert found.groups == (b"42",)
+
+        # a QMP event found by sequence number after it happened
+        seq = engine.mark()
+        await vm.qmp.execute("stop")
+        await vm.qmp.execute("cont")
+        await engine.wait_event("RESUME", vm="demo1", after=seq, timeout=10)
+        await engine.wait_event("STOP", vm="demo1", after=seq, timeout=1)

@@ -1,0 +1,38 @@
+"""The embedded default fleet: N demo guests, each with qmp, qga, console and mux0."""
+
+from __future__ import annotations
+
+from virtrio.nurseries import MuxOptions, QgaOptions, QmpOptions, SerialConsoleOptions
+
+from ._model import ChannelConfig, Fleet, QemuConfig, VmConfig
+
+__all__ = ["default_fleet", "demo_channels"]
+
+
+def demo_channels() -> dict[str, ChannelConfig]:
+    """The channels of a demo guest: ``qmp``, ``qga``, ``console`` (its serial console) and
+    ``mux0`` (yamux to the Go peer on the virtio-serial port ``org.virtrio.mux0``)."""
+    return {
+        "qmp": ChannelConfig("qmp", QmpOptions()),
+        "qga": ChannelConfig("qga", QgaOptions()),
+        "console": ChannelConfig("serial-console", SerialConsoleOptions()),
+        "mux0": ChannelConfig("mux", MuxOptions(port="org.virtrio.mux0")),
+    }
+
+
+def default_fleet(vms: int = 2) -> Fleet:
+    """``vms`` demo guests named ``demo1``, ``demo2``, ... launched by the engine."""
+    if vms < 1:
+        raise ValueError("a fleet needs at least one VM")
+    return Fleet(
+        vms=tuple(
+            VmConfig(
+                f"demo{i}",
+                qemu=QemuConfig(template="demo"),
+                tags=("demo",),
+                channels=demo_channels(),
+            )
+            for i in range(1, vms + 1)
+        ),
+        source="<default>",
+    )
