@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import psycopg
 
 from tests.peers.postgres import PostgresServer
@@ -49,3 +51,4 @@ def test_stop_reaps_the_postmaster() -> None:
         assert not (server.socket_dir / ".s.PGSQL.5432").exists()
     finally:
         server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
