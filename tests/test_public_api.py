@@ -174,6 +174,10 @@ PUBLIC = {
         "load_backend", "open_adapter", "parse_board", "parse_size", "plan_qemu_board",
         "plan_qemu_node", "renode_platform", "skyeye_config", "template_names",
     ],
+    "virtrio.engine.server": [
+        "MIGRATIONS", "ROUTES", "Principal", "Role", "ServerState", "Store", "build_app",
+        "open_server", "open_store", "serve",
+    ],
 }  # fmt: skip
 
 #: Namespaces without an underscore that are not API, and why.
