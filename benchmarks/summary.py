@@ -159,7 +159,7 @@ TABLE: tuple[Line, ...] = (
     Line(
         "spice.fps",
         "Spice full-screen updates, 1024x768",
-        "spice",
+        "spice_fps",
         "spice-gtk",
         _at_least(60, "value"),
         "FPS",
@@ -167,7 +167,7 @@ TABLE: tuple[Line, ...] = (
     Line(
         "spice.dropped",
         "Spice frames dropped from the framebuffer state",
-        "spice",
+        "spice_fps",
         "none",
         _at_most(0, "value"),
         "frames",
