@@ -41,7 +41,14 @@ class Served:
         (making an httpx client builds an SSL context: tens of milliseconds)."""
         if role not in self.clients:
             headers = {"X-API-Key": self.keys[role]} if role is not None else {}
-            self.clients[role] = httpx.Client(base_url=self.url, headers=headers, timeout=60)
+            # no kept-alive connections: the leak check (tests/leaks.py) would see a socket
+            # the pool kept open after the test that made it
+            self.clients[role] = httpx.Client(
+                base_url=self.url,
+                headers=headers,
+                timeout=60,
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
         yield self.clients[role]
 
     def close(self) -> None:
