@@ -66,8 +66,12 @@ async def test_a_domain_started_after_the_host_connected(
     async with _vm(libvirtd, name) as (host, vm):
         await host.connection(timeout=20)
         with vm.state_changes() as changes:
-            # the host is connected but the domain does not exist: no monitor, no agent
-            await trio.testing.wait_all_tasks_blocked()
+            # the host is connected but the domain does not exist: no monitor, no agent (known
+            # once the first query, in a worker thread, has answered)
+            for channel, handle in ((f"{name}/qmp", vm.qmp), (f"{name}/qga", vm.qga)):
+                if handle.state is ChannelState.CONNECTING:
+                    with trio.fail_after(20):
+                        await _until(changes, channel, ChannelState.DISCONNECTED, seen)
             assert vm.qmp.state is ChannelState.DISCONNECTED
             assert not vm.qmp.is_connected
             assert vm.channel_states()["qga"] is ChannelState.DISCONNECTED

@@ -9,7 +9,6 @@ lifecycle events and its agent-lifecycle events; on every (re)connect of the hos
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import trio
@@ -121,7 +120,10 @@ class DomainChannelState:
         name = str(self._host.uri)
         if self._host.is_connected:
             await self._refresh()
-        async for change in changes:
+        # receive(), not async for: a cancel during a refresh would leave the subscription's
+        # generator suspended, for the garbage collector to warn about
+        while True:
+            change = await changes.receive()
             if change.channel != name:
                 continue
             if change.state is ChannelState.CONNECTED:
@@ -142,8 +144,11 @@ class DomainChannelState:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._follow_host, changes)
                     task_status.started()
-                    async for event in events:
-                        self._on_event(event.kind, event.event)
-                    await trio.sleep(math.inf)
+                    try:
+                        while True:
+                            event = await events.receive()
+                            self._on_event(event.kind, event.event)
+                    except trio.EndOfChannel:
+                        nursery.cancel_scope.cancel()  # the host's events ended: so do we
         finally:
             self._set(ChannelState.CLOSED)
