@@ -9,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 run: setup
-	$(PY) -m virtrio demo
+	$(PY) -m virtrio run
 
 test: setup
 	$(PY) -m ruff check virtrio tests benchmarks

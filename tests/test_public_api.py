@@ -141,6 +141,22 @@ PUBLIC = {
         "ENVIRONMENT", "EmulatorFactory", "PtyDaemon", "PtyDaemonConfig", "PtyDaemonStatistics",
         "PyteEmulator", "Session", "SessionError", "TerminalEmulator", "serve_pty_daemon",
     ],
+    "virtrio.engine.scenario": [
+        "DEMO_SCENARIO", "ENTRY_POINT_GROUP", "PythonScenario", "RunReport", "Scenario",
+        "ScenarioContext", "ScenarioError", "Step", "StepFailed", "StepKind", "StepOutcome",
+        "StepRecord", "StepRegistry", "VmResult", "default_steps", "demo_scenario",
+        "load_scenario", "parse_scenario", "percentile", "report_json", "run_scenario",
+        "step_statistics", "write_results",
+    ],
+    "virtrio.testing": ["PowerStateMachine", "power_state_machine", "run_power_machine"],
+    "virtrio.testing.pytest_plugin": [
+        "fresh_vm", "pytest_addoption", "pytest_configure", "pytest_generate_tests",
+        "pytest_runtest_makereport", "pytest_unconfigure", "virtrio_engine", "vm", "vms",
+    ],
+    "virtrio.testing.strategies": [
+        "MODIFIERS", "QmpSchema", "TYPEABLE", "byte_splits", "check_value", "key_combos",
+        "qmp_arguments", "qmp_commands", "scenario_steps", "typeable_text",
+    ],
     "virtrio.pty": [
         "BackpressureWarning", "Error", "Exit", "Level", "Output", "PtyClient", "PtyEvent",
         "PtyEvents", "PtyRequestError", "SessionInfo", "default_socket_path", "open_pty_client",

@@ -1,0 +1,86 @@
+"""The pytest plugin, through pytester in a subprocess against real demo guests: a user's test
+file using the fixtures passes; a failing test reports its last virtrio call and the console."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+USER_TESTS = """
+import pytest
+
+async def test_guest_agent(vm):
+    result = await vm.qga.shell("echo agent-on-$(hostname)")
+    assert result.exit_code == 0
+    assert result.stdout_text.strip() == "agent-on-virtrio-guest"
+
+async def test_console_and_events(vm, virtrio_engine):
+    console = vm.line("console")
+    mark = console.mark()
+    await console.send("echo con$((40 + 2))sole\\n")
+    found = await console.expect("con42sole", after=mark, timeout=30)
+    assert found.text == "con42sole"
+    seq = virtrio_engine.mark()
+    await vm.qmp.execute("stop")
+    await vm.qmp.execute("cont")
+    event = await virtrio_engine.wait_event("RESUME", vm=vm.name, after=seq, timeout=30)
+    assert event.name == "RESUME"
+
+@pytest.mark.virtrio(count=1)
+async def test_vms(vms):
+    assert [v.name for v in vms] == ["demo1"]
+
+async def test_a_failure_shows_the_console(vm):
+    console = vm.line("console")
+    await console.send("echo evidence-for-the-report\\n")
+    await console.expect("evidence-for-the-report", timeout=30)
+    result = await vm.qga.shell("exit 7")
+    assert result.exit_code == 0, "the guest said no"
+
+async def test_a_fresh_vm_of_its_own(fresh_vm, vm):
+    await fresh_vm.qmp.execute("stop")               # breaks it: nobody else sees that
+    assert (await fresh_vm.qmp.query_status()).status == "paused"
+    assert (await vm.qmp.query_status()).status == "running"
+
+@pytest.mark.virtrio(count=3)
+async def test_too_few(vms):
+    pass
+"""
+
+
+def test_the_plugin_against_a_demo_guest(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rfE", timeout=600)
+    result.assert_outcomes(passed=4, failed=1, errors=1)
+    output = result.stdout.str()
+    assert "the guest said no" in output
+    # the report carries the last call through virtrio and the console's tail
+    assert "virtrio demo1: last call" in output
+    assert "demo1 qga.shell('exit 7')" in output
+    assert "virtrio demo1: console (last" in output
+    assert "evidence-for-the-report" in output
+    assert "needs 3 VMs, the fleet selection has 1" in output
+
+
+def test_the_plugin_is_inert_without_its_fixtures(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    pytester.makepyfile(
+        test_plain="""
+import pytest
+
+@pytest.fixture
+def vm():
+    return "someone else's vm"
+
+def test_own_vm_fixture(vm):
+    assert vm == "someone else's vm"
+
+async def test_nothing():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--virtrio-select", "tag=x")
+    result.assert_outcomes(passed=2)
+    assert "virtrio-0.1.0" in result.stdout.str()  # loaded through its entry point, inert
