@@ -36,6 +36,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._measure import Meter, Row, Spread, Usage, write_results
 from tests.peers.libvirtd import LibvirtDaemon, define_guest
 from virtrio.channels.libvirt import (
     EventKind,
@@ -106,6 +107,12 @@ async def main(daemon: LibvirtDaemon, name: str) -> None:
 
     uri = daemon.uri
     best: dict[str, tuple[float, float, float | None]] = {}
+    meter = Meter({"libvirtd": daemon.procs["libvirtd"].pid}, own="client")
+    opens: dict[str, list[float]] = {"virtrio": [], "bare": []}
+    open_cpu: dict[str, Usage] = {}
+
+    def add_cpu(name: str, usage: Usage) -> None:
+        open_cpu[name] = open_cpu[name] + usage if name in open_cpu else usage
 
     def keep(what: str, ours: float, bare: float, threaded: float | None = None) -> None:
         old = best.get(what)
@@ -121,9 +128,15 @@ async def main(daemon: LibvirtDaemon, name: str) -> None:
             async with open_connection(uri):
                 pass
 
-        ours_open = await timed(open_close, N_OPEN)
-        bare_open = timed_sync(lambda: libvirt.open(uri).close(), N_OPEN)
+        with meter:
+            ours_open = await timed(open_close, N_OPEN)
+        add_cpu("virtrio", meter.usage(N_OPEN))
+        with meter:
+            bare_open = timed_sync(lambda: libvirt.open(uri).close(), N_OPEN)
+        add_cpu("bare", meter.usage(N_OPEN))
         keep("open + close", median_ms(ours_open), median_ms(bare_open))
+        opens["virtrio"].append(median_ms(ours_open))
+        opens["bare"].append(median_ms(bare_open))
 
         async with open_connection(uri) as conn:
             vm = LibvirtDomain(conn, name)
@@ -176,6 +189,25 @@ async def main(daemon: LibvirtDaemon, name: str) -> None:
     print(f"libvirt {libvirt.getVersion()} via {uri}; medians, best of {ROUNDS} rounds")
     for what, (ours, bare, threaded) in best.items():
         report(what, ours, bare, threaded)
+    cpu = {name: usage.cpu_us_per_op() for name, usage in open_cpu.items()}
+    print("open + close, user+system CPU µs per open+close:", json.dumps(cpu))
+    ours, bare, _ = best["open + close"]
+    write_results(
+        "libvirt_calls",
+        [
+            Row(
+                "libvirt.open_close",
+                ours,
+                "ms",
+                "bare libvirt-python",
+                bare,
+                cpu_us={"virtrio": cpu["virtrio"], "bare libvirt-python": cpu["bare"]},
+                runs=Spread.of(opens["virtrio"]),
+                anchor_runs=Spread.of(opens["bare"]),
+                note=f"median of {N_OPEN}, best of {ROUNDS} rounds",
+            )
+        ],
+    )
 
 
 def run() -> None:

@@ -35,7 +35,12 @@ from benchmarks._measure import Row, own_cpu, process_cpu, write_results  # noqa
 from tests.peers.yamux import build_go_peer  # noqa: E402
 from tests.peers.yamux_js import FOLDER as JS_PEER, LIBRARY as JS_LIBRARY  # noqa: E402
 from virtrio.channels._addresses import open_listeners, open_stream  # noqa: E402
-from virtrio.channels.yamux import MuxStream, StreamResetError, open_mux  # noqa: E402
+from virtrio.channels.yamux import (  # noqa: E402
+    MuxStream,
+    SessionLostError,
+    StreamResetError,
+    open_mux,
+)
 from virtrio.errors import ConnectionLostError  # noqa: E402
 
 MiB = 1024 * 1024
@@ -79,7 +84,7 @@ async def serve(kind: str, window: int) -> None:
         handler = sink if kind == "sink" else echo
 
         async def guarded(stream: MuxStream) -> None:
-            with contextlib.suppress(StreamResetError):  # the client left mid-stream
+            with contextlib.suppress(StreamResetError, SessionLostError):  # the client left
                 await handler(stream)
 
         async with (

@@ -61,6 +61,8 @@ class Line:
     benchmark: str
     anchor: str
     target: Target
+    #: the unit of an absolute target (a row brings its own unit)
+    unit: str = ""
 
 
 def _at_least(bound: float, on: Literal["ratio", "value"] = "ratio") -> Target:
@@ -89,8 +91,22 @@ TABLE: tuple[Line, ...] = (
     ),
     Line("pty.cat1", "PTY: cat 100 MiB, 1 subscriber", "pty", "tmux", _at_least(1.2)),
     Line("pty.cat10", "PTY: 10 subscribers, each", "pty", "tmux", _at_least(1.0)),
-    Line("pty.idle_memory", "PTY: memory per idle session", "pty", "tmux", _at_most(8, "value")),
-    Line("pty.echo", "PTY: input → echo round trip", "pty", "bare PTY", _at_most(0.15, "value")),
+    Line(
+        "pty.idle_memory",
+        "PTY: memory per idle session",
+        "pty",
+        "tmux",
+        _at_most(8, "value"),
+        "KiB",
+    ),
+    Line(
+        "pty.echo",
+        "PTY: input → echo round trip",
+        "pty",
+        "bare PTY",
+        _at_most(0.15, "value"),
+        "ms",
+    ),
     Line(
         "xtransport.4k",
         "xtransport, 4 KiB frames (default)",
@@ -143,16 +159,18 @@ TABLE: tuple[Line, ...] = (
     Line(
         "spice.fps",
         "Spice full-screen updates, 1024x768",
-        "spice",
+        "spice_fps",
         "spice-gtk",
         _at_least(60, "value"),
+        "FPS",
     ),
     Line(
         "spice.dropped",
         "Spice frames dropped from the framebuffer state",
-        "spice",
+        "spice_fps",
         "none",
         _at_most(0, "value"),
+        "frames",
     ),
 )
 
@@ -184,10 +202,10 @@ def compose(
             "anchor": line.anchor,
         }
         if row is None:
-            unit = ""
+            unit = line.unit
             entry.update(status="no result", value=None, anchor_value=None, ratio=None)
         else:
-            unit = row.get("unit", "")
+            unit = row.get("unit") or line.unit
             value, anchor_value = row["value"], row.get("anchor_value")
             ratio = value / anchor_value if anchor_value else None
             met = line.target.met(value, ratio)

@@ -74,6 +74,20 @@ if [ ! -f "$js_peer/node_modules/.virtrio-installed" ] || \
   touch "$js_peer/node_modules/.virtrio-installed"
 fi
 
+# 4b. the browser console's xterm.js (@xterm/xterm and its fit addon from the npm registry,
+# pinned by web/package-lock.json), vendored into the server's static dir so the page loads
+# nothing from anywhere else; web/node_modules and static/vendor are gitignored
+vendor=virtrio/engine/server/static/vendor
+if [ ! -f "$vendor/.virtrio-installed" ] || [ web/package-lock.json -nt "$vendor/.virtrio-installed" ]; then
+  step "npm: xterm.js for the browser console"
+  npm ci --prefix web --no-audit --no-fund --loglevel=error
+  rm -rf "$vendor"
+  mkdir -p "$vendor"
+  cp web/node_modules/@xterm/xterm/lib/xterm.js web/node_modules/@xterm/xterm/css/xterm.css \
+     web/node_modules/@xterm/addon-fit/lib/addon-fit.js "$vendor/"
+  touch "$vendor/.virtrio-installed"
+fi
+
 # 5. the bare-metal test programs of the GDB tests (cached by source hash)
 step "programs: bare-metal test programs"
 "$VENV/bin/python" -m tests.peers.programs

@@ -42,7 +42,12 @@ from virtrio.channels.xtransfer import (
     XtransferProtocolError,
     XtransferTruncatedError,
 )
-from virtrio.channels.yamux import StreamResetError, YamuxError, YamuxProtocolError
+from virtrio.channels.yamux import (
+    SessionLostError,
+    StreamResetError,
+    YamuxError,
+    YamuxProtocolError,
+)
 from virtrio.errors import (
     ChannelUnavailableError,
     CommandError,
@@ -77,6 +82,7 @@ CASES = [
     (SpicePermissionError, SpiceError, {ConnectError}),
     (YamuxProtocolError, YamuxError, {ProtocolError}),
     (StreamResetError, YamuxError, {ConnectionLostError}),
+    (SessionLostError, YamuxError, {ConnectionLostError}),
     (XtransferChecksumError, XtransferError, {ProtocolError}),
     (XtransferTruncatedError, XtransferError, {ProtocolError}),
     (XtransferProtocolError, XtransferError, {ProtocolError}),
@@ -111,6 +117,12 @@ def test_each_error_has_its_protocol_base_and_its_generic_kinds(
 def test_a_reset_stream_is_a_broken_trio_stream_not_a_peer_violation() -> None:
     assert issubclass(StreamResetError, trio.BrokenResourceError)
     assert not issubclass(StreamResetError, ProtocolError)
+
+
+def test_a_stream_whose_session_ended_is_broken_but_not_reset() -> None:
+    assert issubclass(SessionLostError, trio.BrokenResourceError)
+    assert not issubclass(SessionLostError, StreamResetError)
+    assert not issubclass(StreamResetError, SessionLostError)
 
 
 def test_a_host_outage_is_still_a_channel_outage() -> None:

@@ -81,8 +81,8 @@ PUBLIC = {
     ],
     "virtrio.channels.yamux": [
         "DEFAULT_WINDOW", "Flag", "FrameType", "GoAwayCode", "MuxListener", "MuxSession",
-        "MuxStream", "StreamResetError", "StreamState", "YamuxError", "YamuxLocalProtocolError",
-        "YamuxProtocolError", "YamuxSession", "open_mux",
+        "MuxStream", "SessionLostError", "StreamResetError", "StreamState", "YamuxError",
+        "YamuxLocalProtocolError", "YamuxProtocolError", "YamuxSession", "open_mux",
     ],
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",
@@ -173,6 +173,10 @@ PUBLIC = {
         "StartOptions", "UnsupportedCapabilityError", "backend_names", "board_template", "lcov",
         "load_backend", "open_adapter", "parse_board", "parse_size", "plan_qemu_board",
         "plan_qemu_node", "renode_platform", "skyeye_config", "template_names",
+    ],
+    "virtrio.engine.server": [
+        "MIGRATIONS", "ROUTES", "Principal", "Role", "ServerState", "Store", "build_app",
+        "open_server", "open_store", "serve",
     ],
 }  # fmt: skip
 

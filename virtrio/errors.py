@@ -23,7 +23,8 @@ protocol or by kind::
     QgaError         QgaProtocolError (ProtocolError), QgaCommandError (CommandError)
     SpiceError       SpiceProtocolError (ProtocolError), SpiceLinkError (ConnectError), ...
     YamuxError       YamuxProtocolError (ProtocolError), StreamResetError (ConnectionLostError:
-                     a reset stream is not a protocol violation)
+                     a reset stream is not a protocol violation), SessionLostError
+                     (ConnectionLostError: the stream's whole session ended)
     XtransferError   XtransferProtocolError (ProtocolError) and its specific kinds
     LibvirtError     LibvirtCallError (CommandError: libvirt answered a call with an error),
                      DomainXmlError (ProtocolError), LibvirtUriError (ConfigError), ...

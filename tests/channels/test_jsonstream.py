@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import Any
 
 import pytest
@@ -161,3 +162,33 @@ def test_data_after_the_end_is_refused() -> None:
     with pytest.raises(LocalProtocolError, match="after the end"):
         decoder.receive_data(b"{}\n")
     assert decoder.next_message() == ConnectionClosed()
+
+
+@given(st.text(), st.integers(), st.booleans())
+def test_a_command_is_encoded_as_json_would(name: str, ident: int, with_arguments: bool) -> None:
+    """The template for the commands' shape writes what the encoder would (any name, escaped)."""
+    message: dict[str, Any] = {"execute": name, "id": ident}
+    if with_arguments:
+        message["arguments"] = {"name": name}
+    wire = encode_message(message)
+    assert wire == json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(wire)
+    assert decoder.next_message() == message
+
+
+@given(st.sampled_from([b"\r", b" ", b"\t", b" \r"]), json_objects)
+def test_whitespace_after_an_object_is_allowed(tail: bytes, message: dict[str, Any]) -> None:
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(json.dumps(message).encode() + tail + b"\n")
+    assert decoder.next_message() == message
+
+
+@pytest.mark.parametrize(
+    "line", [b'{"a": 1} x', b'{"a": 1}{"b": 2}', b'{"a": "\xff\xfe"}', b'{"a": 1\x0b', b"{"]
+)
+def test_an_object_followed_by_anything_else_is_refused(line: bytes) -> None:
+    decoder = JsonStreamDecoder()
+    decoder.receive_data(line + b"\n")
+    with pytest.raises(ProtocolError, match="invalid JSON"):
+        decoder.next_message()

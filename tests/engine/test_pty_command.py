@@ -39,6 +39,8 @@ async def tmux(tmp_path: Path) -> AsyncIterator[Tmux]:
 
 
 async def wait_for_pane(tmux: Tmux, text: str, *, timeout: float = 20) -> str:
+    """The pane once it shows ``text``. tmux (another process) is asked again every 50 ms: its
+    capture-pane has no change notification to wait on (control mode, ``tmux -C``, would)."""
     with trio.fail_after(timeout):
         while True:
             pane = await tmux("capture-pane", "-p", "-t", "t")
@@ -58,8 +60,9 @@ async def test_attach_in_a_real_terminal(pty_daemon: PtyDaemon, tmux: Tmux) -> N
         await tmux("send-keys", "-t", "t", "stty size", "Enter")
         await wait_for_pane(tmux, "24 80")  # the session took the terminal's size
         # raw mode: ^C reaches the session's job instead of killing the attach client
-        await tmux("send-keys", "-t", "t", "sleep 100; echo after-sleep", "Enter")
-        await trio.sleep(0.3)
+        cmd = "echo started-$((3 + 4)); sleep 100; echo after-sleep"
+        await tmux("send-keys", "-t", "t", cmd, "Enter")
+        await wait_for_pane(tmux, "started-7")  # the job runs: ^C now reaches it
         await tmux("send-keys", "-t", "t", "C-c")
         await tmux("send-keys", "-t", "t", "echo still-$((1 + 1))", "Enter")
         await wait_for_pane(tmux, "still-2")

@@ -67,7 +67,12 @@ async def test_a_call_before_qemu_exists_waits_for_it(qemu_binary: str, tmp_path
     workdir = tmp_path / "vm"
     address = f"unix:{workdir / 'qmp.sock'}"
     async with open_vm("late", qmp=address, backoff=fast_backoff) as vm:
-        await trio.sleep(0.3)  # QEMU is not there yet: attempts fail and back off
+        # QEMU is not there yet: attempts fail and back off (two failed attempts seen)
+        with vm.qmp.state_changes() as changes, trio.fail_after(10):
+            change = await changes.receive()
+            while not (change.state is ChannelState.DISCONNECTED and change.attempt >= 2):
+                change = await changes.receive()
+        assert change.error is not None, change
         assert vm.qmp.state in (ChannelState.DISCONNECTED, ChannelState.RECONNECTING)
         async with open_qemu(BARE, workdir=workdir):
             assert (await vm.qmp.query_status(timeout=10)).running

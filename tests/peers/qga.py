@@ -29,14 +29,23 @@ BLOCKED_RPCS = (
 )
 
 
-@attrs.frozen
+@attrs.define
 class HostAgent:
-    """A qemu-ga process on the host and its socket."""
+    """A qemu-ga process on the host and its socket; :meth:`restart` for reconnect tests."""
 
     address: Address
     #: A directory the agent (user nobody) may write to, for file tests.
     scratch: Path
     process: subprocess.Popen[bytes]
+    argv: list[str] = attrs.field(factory=list)
+
+    def restart(self) -> None:
+        """Kill the agent (if running), reap it, and start it again on the same socket."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        Path(self.address.path).unlink(missing_ok=True)
+        self.process = _start(self.argv, Path(self.address.path))
 
 
 @pytest.fixture
@@ -48,24 +57,28 @@ def host_qga() -> Iterator[HostAgent]:
     os.chown(folder, nobody.pw_uid, nobody.pw_gid)
     folder.chmod(0o700)
     socket_path = folder / "qga.sock"
-    process = subprocess.Popen(
-        [
-            "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-            binary, "-m", "unix-listen", "-p", str(socket_path), "-t", str(folder),
-            "-f", str(folder / "qga.pid"), "-b", BLOCKED_RPCS,
-        ],
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    argv = [
+        "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+        binary, "-m", "unix-listen", "-p", str(socket_path), "-t", str(folder),
+        "-f", str(folder / "qga.pid"), "-b", BLOCKED_RPCS,
+    ]  # fmt: skip
+    agent = HostAgent(Address.unix(socket_path), folder, _start(argv, socket_path), argv)
     try:
-        # qemu-ga binds its socket ~3 ms after start; a connect before that is refused, so
-        # wait for it to appear (bounded; this is the one place a peer gives no other signal).
-        for _ in range(500):
-            if socket_path.exists() or process.poll() is not None:
-                break
-            time.sleep(0.01)
-        if not socket_path.exists():
-            pytest.fail(f"qemu-ga did not create {socket_path} (exit status {process.poll()})")
-        yield HostAgent(Address.unix(socket_path), folder, process)
+        yield agent
     finally:
-        stop_process(process)
+        stop_process(agent.process)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start(argv: list[str], socket_path: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    # qemu-ga binds its socket ~3 ms after start; a connect before that is refused, so wait for
+    # it to appear (bounded; this is the one place a peer gives no other signal).
+    for _ in range(500):
+        if socket_path.exists() or process.poll() is not None:
+            break
+        time.sleep(0.01)
+    if not socket_path.exists():
+        stop_process(process)
+        pytest.fail(f"qemu-ga did not create {socket_path} (exit status {process.poll()})")
+    return process

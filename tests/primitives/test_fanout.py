@@ -6,6 +6,7 @@ import traceback
 
 import pytest
 import trio
+import trio.testing
 
 from virtrio.errors import ConfigError, ConnectionLostError
 from virtrio.primitives import Fanout, Pressure, PressureLevel, SubscriberOverflowError
@@ -123,7 +124,7 @@ async def test_a_waiting_receiver_wakes_on_publish() -> None:
                 result.append(await sub.receive())
 
             nursery.start_soon(receive)
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()  # the receiver waits in receive()
             fanout.publish(42)
         assert result == [42]
 
@@ -159,6 +160,26 @@ async def test_on_overflow_tells_the_owner_at_once() -> None:
         with pytest.raises(SubscriberOverflowError):
             await slow.receive()
         assert fast.queue_size == 4
+
+
+def test_on_pressure_tells_the_owner_as_the_queue_fills_not_when_it_is_read() -> None:
+    fanout: Fanout[int] = Fanout(max_queue=4, warn_remaining=2)
+    heard: list[tuple[PressureLevel, bool, int]] = []
+    with fanout.subscribe(on_pressure=lambda *notice: heard.append(notice)) as sub:
+        for item in range(3):
+            fanout.publish(item)
+        assert heard == [(PressureLevel.YELLOW, True, 0)]  # once per episode, not per item
+        for item in range(3, 7):
+            fanout.publish(item)
+        # full at 4: three drops, one red notice raised by the first of them
+        red = PressureLevel.RED
+        assert heard[1:] == [(red, True, 1), (red, False, 1), (red, False, 1)]
+        assert [p.level for p in iter(sub.take_pressure, None)] == [
+            PressureLevel.YELLOW,
+            PressureLevel.RED,
+        ]
+        fanout.publish(7)
+        assert heard[-1] == (PressureLevel.RED, True, 1)  # a new red notice once one was taken
 
 
 async def test_a_size_function_bounds_the_queue_in_bytes_not_items() -> None:

@@ -80,7 +80,7 @@ async def test_connects_reconnects_with_backoff_and_publishes_states(
         assert first.number == 0
         peer.down = True
         first.drop("peer went away")
-        await trio.sleep(0.5)
+        await trio.sleep(0.5)  # virtual time (autojump_clock): within the first 1 s backoff
         assert supervisor.state is ChannelState.DISCONNECTED
         assert supervisor.client is None
         await trio.sleep(10)  # attempts at +1, +3 (1+2), +7 (1+2+4) all refused

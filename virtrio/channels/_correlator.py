@@ -6,13 +6,27 @@ lock around a round trip: only a message's own bytes are written as one unit. Th
 reader task (the one task that reads the stream) calls :meth:`Correlator.complete` with each
 reply, and :meth:`Correlator.lose` when the connection ends: every pending call then fails at
 once with :class:`~virtrio.errors.ConnectionLostError`.
+
+This is the hot path of every call, so a call costs one pass through the scheduler (its wait
+for the reply) and little else:
+
+* a waiting call parks its task directly, with no event object per call;
+* on a plain socket (:class:`trio.SocketStream`) a message is written, and the reader reads,
+  straight from the file descriptor: Trio's socket methods pass through the scheduler after
+  every successful send and receive, a round of the run loop each on a small request and its
+  reply;
+* when the reader runs :meth:`Correlator.read_all` on such a socket, it keeps the calls'
+  deadlines too: one cancel scope of its own, set to the earliest deadline, stands for a cancel
+  scope per call (entering and leaving one costs more than the rest of a call's Python code).
+  A call whose send cannot finish at once, or on any other stream, has its own scope.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Hashable
+import os
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 import trio
@@ -25,13 +39,38 @@ log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
+#: Reads in a row without passing through the scheduler (data kept coming): then it yields, so
+#: a peer that floods the connection cannot starve the other tasks.
+_READS_WITHOUT_YIELD = 16
+
 
 class _Slot(Generic[R]):
-    __slots__ = ("done", "reply")
+    """One pending call: its reply once it came, and its task while it waits for one."""
 
-    def __init__(self) -> None:
-        self.done = trio.Event()
+    __slots__ = ("deadline", "done", "reply", "sent", "task", "timed_out")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.done = False
+        self.timed_out = False
         self.reply: R | None = None
+        self.sent = False
+        self.task: trio.lowlevel.Task | None = None
+
+    def finish(self, reply: R | None) -> None:
+        self.done = True
+        self.reply = reply
+        task, self.task = self.task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
+
+    async def wait(self) -> None:
+        self.task = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort)
+
+    def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
+        self.task = None  # cancelled from outside: no one to wake any more
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 class Correlator(Generic[R]):
@@ -50,6 +89,12 @@ class Correlator(Generic[R]):
         self._slots: dict[Hashable, _Slot[R]] = {}
         self._send_lock = trio.StrictFIFOLock()
         self._closed = trio.Event()
+        # the socket under a plain SocketStream, written and read through its fd directly
+        self._socket = stream.socket if type(stream) is trio.SocketStream else None
+        self._reads_in_a_row = 0
+        # the reader's scope while read_all keeps the calls' deadlines (never later than the
+        # earliest deadline of a waiting call)
+        self._deadlines: trio.CancelScope | None = None
         #: Why the connection ended (None while it is open).
         self.closed_reason: BaseException | None = None
 
@@ -57,6 +102,11 @@ class Correlator(Generic[R]):
     def is_connected(self) -> bool:
         """True until the connection is lost or closed."""
         return self.closed_reason is None
+
+    @property
+    def in_flight(self) -> int:
+        """Requests written to the peer and still waiting for their reply."""
+        return sum(slot.sent for slot in self._slots.values())
 
     async def wait_closed(self) -> None:
         """Return once the connection has closed or failed (see :attr:`closed_reason`)."""
@@ -78,7 +128,7 @@ class Correlator(Generic[R]):
         self.closed_reason = reason
         slots, self._slots = self._slots, {}
         for slot in slots.values():
-            slot.done.set()
+            slot.finish(None)
         self._closed.set()
 
     def complete(self, ident: Hashable, reply: R) -> None:
@@ -87,8 +137,99 @@ class Correlator(Generic[R]):
         if slot is None:
             log.debug("%s %s: dropping a reply for unknown id %r", self.name, self.address, ident)
             return
-        slot.reply = reply
-        slot.done.set()
+        slot.finish(reply)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def receive_some(self, max_bytes: int) -> bytes | bytearray:
+        """What the reader task reads next: up to ``max_bytes``, ``b""`` at the end of stream.
+
+        Raises:
+            trio.ClosedResourceError: the stream was closed here.
+            trio.BrokenResourceError, OSError: the connection broke.
+        """
+        sock = self._socket
+        if sock is None:
+            return await self.stream.receive_some(max_bytes)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the socket was closed")
+            try:
+                data = os.read(fd, max_bytes)
+            except BlockingIOError:
+                self._reads_in_a_row = 0
+                await trio.lowlevel.wait_readable(sock)  # the one place a deadline cancels
+                continue
+            self._reads_in_a_row += 1
+            if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                self._reads_in_a_row = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def read_all(self, handle: Callable[[bytes | bytearray], None], max_bytes: int) -> None:
+        """The reader task's loop: :meth:`receive_some` and ``handle`` each chunk, until (and
+        including) the end of stream, ``b""``; on a socket it keeps the calls' deadlines.
+
+        Raises:
+            whatever :meth:`receive_some` or ``handle`` raises.
+        """
+        if self._socket is None:
+            while data := await self.receive_some(max_bytes):
+                handle(data)
+            handle(data)
+            return
+        deadline = math.inf
+        try:
+            while True:
+                scope = self._deadlines = trio.CancelScope(deadline=deadline)
+                with scope:
+                    # cancelled at its deadline only while waiting for data, never with data
+                    # read and not yet handled
+                    while data := await self.receive_some(max_bytes):
+                        handle(data)
+                    handle(data)
+                    return
+                deadline = self._expire()
+        finally:
+            self._deadlines = None
+            # calls still waiting keep their own deadlines from now on
+            for slot in self._slots.values():
+                if slot.task is not None:
+                    task, slot.task = slot.task, None
+                    trio.lowlevel.reschedule(task)
+
+    def _expire(self) -> float:
+        """Wake the waiting calls whose deadline has passed; the earliest deadline to come."""
+        now = trio.current_time()
+        earliest = math.inf
+        for slot in self._slots.values():
+            if slot.deadline > now:
+                earliest = min(earliest, slot.deadline)
+            elif slot.task is not None:
+                # (a call past its deadline with no task is still sending: its own scope
+                # stops it)
+                slot.timed_out = True
+                task, slot.task = slot.task, None
+                trio.lowlevel.reschedule(task)
+        return earliest
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def _write_now(self, data: bytes) -> int:
+        """Write what the socket takes at once (no task is writing): bytes written, or -1 if
+        this stream cannot be written this way."""
+        sock = self._socket
+        if sock is None or self._send_lock.locked():
+            return -1
+        fd = sock.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("the socket was closed")
+        try:
+            return os.write(fd, data)
+        except BlockingIOError:
+            return 0
 
     async def send(self, data: bytes) -> None:
         """Write ``data`` as one unit. A write interrupted half-way would leave the peer a torn
@@ -97,12 +238,36 @@ class Correlator(Generic[R]):
         Raises:
             ConnectionLostError: the connection is closed or the write failed.
         """
+        if not await self._send(data):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _send(self, data: bytes, deadline: float = math.inf) -> bool:
+        """:meth:`send` within ``deadline``, but without a schedule point when the socket took
+        it all at once (a call waits for its reply next, which is one); True if it passed
+        through one.
+
+        Raises:
+            trio.TooSlowError: the deadline passed before it was all written (the connection
+                is then closed, as for any interrupted write).
+        """
         if self.closed_reason is not None:
             raise self.lost_error()
         # a caller already cancelled stops here, before a byte is written
         await trio.lowlevel.checkpoint_if_cancelled()
-        # an uncontended lock is taken without a trip through the scheduler (the common case:
-        # messages are small and the socket buffer takes them at once)
+        try:
+            # the common case: no one else is writing and the socket buffer takes the whole
+            # message at once, with no lock taken and no trip through the scheduler
+            sent = self._write_now(data)
+        except (trio.ClosedResourceError, OSError) as exc:
+            self._lose_sending(exc)
+            raise self.lost_error() from exc
+        if sent == len(data):
+            return False
+        with trio.fail_at(deadline):
+            await self._send_rest(memoryview(data)[sent:] if sent > 0 else data)
+        return True
+
+    async def _send_rest(self, data: bytes | memoryview) -> None:
         lock = self._send_lock
         try:
             lock.acquire_nowait()
@@ -111,12 +276,7 @@ class Correlator(Generic[R]):
         try:
             await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.lose(
-                ConnectionLostError(
-                    f"{self.name} connection to {self.address} lost while sending: {exc}",
-                    address=self.address,
-                )
-            )
+            self._lose_sending(exc)
             raise self.lost_error() from exc
         except BaseException:
             self.lose(
@@ -130,6 +290,16 @@ class Correlator(Generic[R]):
         finally:
             lock.release()
 
+    def _lose_sending(self, exc: BaseException) -> None:
+        self.lose(
+            ConnectionLostError(
+                f"{self.name} connection to {self.address} lost while sending: {exc}",
+                address=self.address,
+            )
+        )
+
+    # -- calls --------------------------------------------------------------------------------
+
     async def call(
         self, ident: Hashable, data: bytes, *, what: str, timeout: float = math.inf
     ) -> R:
@@ -141,17 +311,38 @@ class Correlator(Generic[R]):
         """
         if self.closed_reason is not None:
             raise self.lost_error()
-        slot: _Slot[R] = _Slot()
+        if timeout < 0 or math.isnan(timeout):
+            raise ValueError(f"timeout must be a non-negative number, not {timeout!r}")
+        deadline = trio.current_time() + timeout
+        slot: _Slot[R] = _Slot(deadline)
         self._slots[ident] = slot
+        # (a call with no time at all sends nothing: its own scope stops it at once)
+        keeper = self._deadlines if timeout > 0 else None
+        timed_out = False
         try:
-            with trio.move_on_after(timeout) as scope:
-                await self.send(data)
-                await slot.done.wait()
+            if keeper is not None:
+                if deadline < keeper.deadline:
+                    keeper.deadline = deadline
+                await self._send(data, deadline)
+                slot.sent = True
+                if not slot.done:  # (a send that had to wait may have seen the reply come)
+                    await slot.wait()
+            if not slot.done and not slot.timed_out:
+                # no reader keeps the deadlines (or it stopped meanwhile): a scope of its own
+                with trio.move_on_at(deadline) as scope:
+                    if keeper is None:
+                        await self._send(data)
+                        slot.sent = True
+                    if not slot.done:
+                        await slot.wait()
+                timed_out = scope.cancelled_caught
+        except trio.TooSlowError:
+            timed_out = True
         finally:
             self._slots.pop(ident, None)
         if slot.reply is not None:
             return slot.reply
-        if scope.cancelled_caught:
+        if timed_out or slot.timed_out:
             raise VirtrioTimeoutError(
                 f"{self.name} {what} to {self.address}: no reply within {timeout:g} s"
             )

@@ -72,9 +72,26 @@ def error_reply(ident: Any, error: object) -> Reply | None:
     return Reply(ident, False, None, str(error.get("class", "")), str(error.get("desc", "")))
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_DECODE = json.JSONDecoder().raw_decode
+#: command name -> its JSON string, for the commands' fast path
+_NAMES: dict[str, bytes] = {}
+
+
 def encode_message(message: dict[str, Any]) -> bytes:
     """One message on the wire: compact JSON and a newline."""
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    if len(message) == 2:
+        # the hot shape, a command without arguments ({"execute": name, "id": n}): filled in
+        # a template instead of walking the dict through the encoder
+        name, ident = message.get("execute"), message.get("id")
+        if type(name) is str and type(ident) is int:
+            quoted = _NAMES.get(name)
+            if quoted is None:
+                quoted = _ENCODE(name).encode()
+                if len(_NAMES) < 1024:
+                    _NAMES[name] = quoted
+            return b'{"execute":%b,"id":%d}\n' % (quoted, ident)
+    return _ENCODE(message).encode() + b"\n"
 
 
 class JsonStreamDecoder:
@@ -174,6 +191,17 @@ def _excerpt(data: bytes, limit: int = 80) -> str:
 
 
 def _parse(line: bytes) -> dict[str, Any]:
+    # the common case, a UTF-8 object ending the line: straight to the decoder (json.loads on
+    # bytes first guesses the encoding and matches whitespace around the document with regexes)
+    if line[:1] == b"{":
+        try:
+            text = line.decode()
+            message, end = _DECODE(text)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            pass  # json.loads below says exactly what is wrong
+        else:
+            if end == len(text) or not text[end:].strip(" \t\r\n"):
+                return message  # type: ignore[no-any-return]
     try:
         message = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -75,27 +75,8 @@ class RpcConnection(Correlator[Reply]):
         """The reader task: feed the core, complete slots, hand other events on. Never raises:
         a lost connection or a protocol violation ends it and fails pending calls."""
         task_status.started()
-        receive_some = self.stream.receive_some
-        protocol = self.protocol
         try:
-            while True:
-                data = await receive_some(_RECEIVE_SIZE)
-                protocol.receive_data(data)
-                while (event := protocol.next_event()) is not NEED_DATA:
-                    if isinstance(event, Reply):
-                        self._complete(event)
-                    elif isinstance(event, ConnectionClosed):
-                        break
-                    elif self._on_event is not None:
-                        self._on_event(event)
-                if not data:  # the core said ConnectionClosed (or would have failed)
-                    self.lose(
-                        ConnectionLostError(
-                            f"{self.name} connection to {self.address} closed by the peer",
-                            address=self.address,
-                        )
-                    )
-                    return
+            await self.read_all(self._receive, _RECEIVE_SIZE)
         except ProtocolError as exc:
             log.warning("%s %s: %s; closing the connection", self.name, self.address, exc)
             self.lose(exc)
@@ -110,6 +91,24 @@ class RpcConnection(Correlator[Reply]):
         finally:
             if self.closed_reason is None:  # cancelled
                 self.lose(self._closed_locally())
+
+    def _receive(self, data: bytes | bytearray) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        while (event := protocol.next_event()) is not NEED_DATA:
+            if isinstance(event, Reply):
+                self._complete(event)
+            elif isinstance(event, ConnectionClosed):
+                break
+            elif self._on_event is not None:
+                self._on_event(event)
+        if not data:  # the core said ConnectionClosed (or would have failed)
+            self.lose(
+                ConnectionLostError(
+                    f"{self.name} connection to {self.address} closed by the peer",
+                    address=self.address,
+                )
+            )
 
     def _closed_locally(self) -> ConnectionLostError:
         return ConnectionLostError(
@@ -180,6 +179,11 @@ class RpcClient:
     def closed_reason(self) -> BaseException | None:
         """Why the connection ended, once it has."""
         return self._connection.closed_reason
+
+    @property
+    def in_flight(self) -> int:
+        """Calls sent to the peer and still waiting for their reply (for tests and metrics)."""
+        return self._connection.in_flight
 
     async def wait_closed(self) -> None:
         """Return once the connection has closed or failed."""

@@ -81,10 +81,12 @@ class Subscription(Generic[T]):
         max_queue: int,
         accept: Callable[[T], bool] | None,
         on_overflow: Callable[[], None] | None = None,
+        on_pressure: Callable[[PressureLevel, bool, int], None] | None = None,
     ) -> None:
         self._fanout = fanout
         self._accept = accept
         self._on_overflow = on_overflow
+        self._on_pressure = on_pressure
         # the bound is kept here, in units of the fanout's size function: not by the channel
         self._send, self._receive = trio.open_memory_channel[T](math.inf)
         self._size = fanout._size
@@ -197,6 +199,7 @@ class Subscription(Generic[T]):
         # an empty queue takes any item, however large: a subscriber that keeps up always
         # makes progress
         if self._used and self._used + cost > self._max_queue:
+            raised = self._red is None
             dropped = (self._red.dropped if self._red else 0) + cost
             self._fanout.dropped += cost
             self._red = Pressure(PressureLevel.RED, self._used, dropped)
@@ -206,6 +209,8 @@ class Subscription(Generic[T]):
                 self._send.close()
                 if self._on_overflow is not None:
                     self._on_overflow()
+            elif self._on_pressure is not None:
+                self._on_pressure(PressureLevel.RED, raised, cost)
             return
         try:
             self._send.send_nowait(item)
@@ -215,7 +220,10 @@ class Subscription(Generic[T]):
         self._used += cost
         if self._max_queue - self._used < warn_remaining and self._red is None:
             # one yellow notice per episode, updated until taken; none once red is pending
+            raised = self._yellow is None
             self._yellow = Pressure(PressureLevel.YELLOW, self._used)
+            if raised and self._on_pressure is not None:
+                self._on_pressure(PressureLevel.YELLOW, True, 0)
 
 
 class Fanout(Generic[T]):
@@ -270,6 +278,7 @@ class Fanout(Generic[T]):
         max_queue: int | None = None,
         accept: Callable[[T], bool] | None = None,
         on_overflow: Callable[[], None] | None = None,
+        on_pressure: Callable[[PressureLevel, bool, int], None] | None = None,
     ) -> Subscription[T]:
         """A new subscription that sees every item published from now on.
 
@@ -280,11 +289,17 @@ class Fanout(Generic[T]):
             on_overflow: called once, synchronously from :meth:`publish`, when the
                 ``"disconnect"`` policy ends this subscriber — so its owner can act at once
                 (close a connection) instead of after draining the queue.
+            on_pressure: called synchronously from :meth:`publish` as the queue fills, before
+                the subscriber reads again (one that never reads is still counted):
+                ``(level, raised, dropped)``, ``raised`` true when the notice is new (a yellow
+                one, or the first drop since the last red notice was taken), ``dropped`` the
+                units just dropped (0 for yellow). Not called for ``"disconnect"`` (see
+                ``on_overflow``).
         """
         size = self.max_queue if max_queue is None else max_queue
         if size < 1:
             raise ConfigError(f"subscription max_queue must be >= 1, got {size}")
-        sub = Subscription(self, size, accept, on_overflow)
+        sub = Subscription(self, size, accept, on_overflow, on_pressure)
         if self._closed:
             sub._send.close()
         else:

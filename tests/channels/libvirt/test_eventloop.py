@@ -77,6 +77,31 @@ async def test_handles_registered_from_a_worker_thread_fire_on_the_trio_thread()
         assert impl.remove_handle(watch) == -1  # unknown id
 
 
+def test_a_free_asked_for_with_no_run_attached_runs_at_once_on_another_thread() -> None:
+    """A connection's last domain object collected after the Trio run (or a connection used
+    outside Trio) removes its handles then: the free callback (which closes libvirt's socket
+    and eventfd) must not wait for a next run that may never come, nor run inside the remove
+    call (libvirt may hold the connection's lock there)."""
+    rec = Recorder()
+    done = threading.Event()
+
+    def free(opaque: Any) -> None:
+        rec.free(opaque)
+        done.set()
+
+    impl = _TrioEventImpl(free=free)
+    watch = impl.add_handle(0, READABLE, rec.handle, "socket")
+    timer = impl.add_timeout(-1, rec.timer, "keepalive")
+    assert impl.remove_handle(watch) == 0
+    assert done.wait(5)
+    done.clear()
+    assert impl.remove_timeout(timer) == 0
+    assert done.wait(5)
+    assert sorted(rec.freed) == ["keepalive", "socket"]
+    assert threading.get_ident() not in rec.threads
+    assert impl.stats() == impl.stats().__class__(0, 0, 0, 0, 0)
+
+
 async def test_update_handle_switches_direction_and_one_waiter_serves_many_handles() -> None:
     rec = Recorder()
     impl = attached(rec)
@@ -148,6 +173,8 @@ async def test_timer_semantics() -> None:
     impl.update_timeout(every_pass, -1)
     await trio.testing.wait_all_tasks_blocked()
     count = len(rec.calls)
+    # the thing tested: a stretch of time in which the timer stays silent (the loop keeps
+    # time with time.monotonic, so an autojump clock cannot stand in for it)
     await trio.sleep(0.05)
     assert len(rec.calls) == count  # -1: off
     assert impl.stats().timer_tasks == 0
@@ -239,6 +266,7 @@ async def test_updating_a_timer_to_the_same_period_restarts_it_in_place() -> Non
     timer = impl.add_timeout(300, rec.timer, "ka")
     await trio.testing.wait_all_tasks_blocked()
     [(scope, _)] = impl._timer_tasks.values()
+    # the thing tested: real time past one period (time.monotonic, not Trio's clock)
     for _ in range(15):  # 15 x 30 ms: well past one period, restarted each time
         await trio.sleep(0.03)
         impl.update_timeout(timer, 300)

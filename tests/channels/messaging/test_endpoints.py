@@ -222,11 +222,14 @@ async def test_middleware_layers_work_end_to_end(listen_address: str, transport:
 async def test_a_client_with_the_wrong_key_gets_nothing_through(listen_address: str) -> None:
     seen: list[BaseException] = []
 
+    failed = trio.Event()
+
     async def handler(connection: MessageConnection) -> None:
         try:
             await connection.receive()
         except MiddlewareError as exc:
             seen.append(exc)
+            failed.set()
 
     transport = with_yamux()
     server = MessageServer(ServerConfig(listen_address), transport, middleware=[Encryption(KEY)])
@@ -237,8 +240,7 @@ async def test_a_client_with_the_wrong_key_gets_nothing_through(listen_address: 
             with pytest.raises((ConnectionLostError, MiddlewareError)):
                 await connection.receive(timeout=5)
         with trio.fail_after(5):
-            while not seen:
-                await trio.sleep(0.01)
+            await failed.wait()
     assert "failed authentication" in str(seen[0])
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.peers.qemu import BootedGuest
 from tests.peers.qga import HostAgent
@@ -125,7 +126,8 @@ async def test_pending_calls_fail_when_the_agent_dies(host_qga: HostAgent) -> No
             async with trio.open_nursery() as nursery:
                 for _ in range(3):
                     nursery.start_soon(call)
-                await trio.sleep(0.1)
+                await trio.testing.wait_all_tasks_blocked()
+                assert qga.in_flight == 3  # all three were written and wait for their reply
                 os.kill(host_qga.process.pid, signal.SIGKILL)
         assert len(failures) == 3
         assert all("guest agent connection" in str(f) for f in failures)

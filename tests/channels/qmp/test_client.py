@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from virtrio.channels.qmp import QmpCommandError, QmpEvent, QmpLocalProtocolError, open_qmp
 from virtrio.engine.guest import QemuProcess
@@ -117,7 +118,8 @@ async def test_pending_calls_fail_promptly_when_qemu_dies(bare_qemu: QemuProcess
             async with trio.open_nursery() as nursery:
                 for _ in range(5):
                     nursery.start_soon(call)
-                await trio.sleep(0.1)
+                await trio.testing.wait_all_tasks_blocked()
+                assert qmp.in_flight == 5  # all five were written and wait for their reply
                 bare_qemu.kill()
         assert len(failures) == 5
         with pytest.raises(ConnectionLostError, match=str(bare_qemu.qmp_address)):

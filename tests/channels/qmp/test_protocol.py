@@ -229,6 +229,20 @@ def test_commands_the_state_forbids_are_refused() -> None:
     protocol.send_command("query-status")  # anything goes now
 
 
+def test_an_event_between_qmp_capabilities_and_its_reply_is_delivered() -> None:
+    """QEMU switches out of negotiation mode while it runs qmp_capabilities, so an event can be
+    written before the command's reply (seen with a guest redrawing its screen)."""
+    protocol = QmpProtocol()
+    protocol.receive_data(GREETING)
+    events(protocol)
+    ident, _ = protocol.send_command("qmp_capabilities")
+    protocol.receive_data(b'{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}\n')
+    protocol.receive_data(b'{"return": {}, "id": %d}\n' % ident)
+    got = events(protocol)
+    assert [type(e) for e in got] == [QmpEvent, Reply]
+    assert protocol.state is QmpState.READY
+
+
 @pytest.mark.parametrize(
     ("state", "wire", "match"),
     [

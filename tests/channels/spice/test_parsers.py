@@ -170,3 +170,48 @@ def test_keys() -> None:
         key_code("nosuchkey")
     with pytest.raises(ConfigError, match="US keyboard"):
         text_strokes("é")
+
+
+def placed_copy(
+    left: int, top: int, width: int, height: int, pixels: bytes, *, top_down: bool, bpp: int
+) -> bytes:
+    """DRAW_COPY of a ``width`` x ``height`` bitmap (32- or 24-bit) to the box at left, top."""
+    base = struct.pack("<Iiiii", 0, top, left, top + height, left + width) + b"\x00"
+    image_ptr = len(base) + 4 + 16 + 2 + 1 + 13
+    body = base + struct.pack("<I", image_ptr) + struct.pack("<iiii", 0, 0, height, width)
+    body += struct.pack("<HB", 8, 0) + bytes(13)
+    body += struct.pack("<QBBII", 0, 0, 0, width, height)
+    fmt = 8 if bpp == 4 else 7
+    flags = 4 if top_down else 0
+    body += struct.pack("<BBIIII", fmt, flags, width, height, width * bpp, 0)
+    return body + pixels
+
+
+@given(
+    st.integers(0, 7),
+    st.integers(0, 5),
+    st.integers(1, 8),
+    st.integers(1, 6),
+    st.booleans(),
+    st.sampled_from([3, 4]),
+    st.data(),
+)
+def test_display_draw_copy_sub_rect_matches_pixel_by_pixel(
+    left: int, top: int, width: int, height: int, top_down: bool, bpp: int, data: st.DataObject
+) -> None:
+    surface_w, surface_h = 8, 6
+    pixels = data.draw(st.binary(min_size=width * height * bpp, max_size=width * height * bpp))
+    state = DisplayState()
+    state.handle(314, struct.pack("<IIIII", 0, surface_w, surface_h, 32, 1))
+    state.handle(304, placed_copy(left, top, width, height, pixels, top_down=top_down, bpp=bpp))
+    expected = bytearray(surface_w * surface_h * 4)
+    for y in range(top, min(top + height, surface_h)):
+        row = y - top if top_down else height - 1 - (y - top)
+        for x in range(left, min(left + width, surface_w)):
+            src = (row * width + (x - left)) * bpp
+            dst = (y * surface_w + x) * 4
+            expected[dst : dst + 3] = pixels[src : src + 3]
+            if bpp == 4:
+                expected[dst + 3] = pixels[src + 3]
+    assert state.primary is not None
+    assert state.primary.pixels == expected

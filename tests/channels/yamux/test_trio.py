@@ -11,7 +11,13 @@ import pytest
 import trio
 import trio.testing
 
-from virtrio.channels.yamux import MuxSession, MuxStream, StreamResetError, open_mux
+from virtrio.channels.yamux import (
+    MuxSession,
+    MuxStream,
+    SessionLostError,
+    StreamResetError,
+    open_mux,
+)
 from virtrio.errors import ConnectionLostError, LocalProtocolError
 
 
@@ -193,7 +199,7 @@ async def test_go_away_with_an_error_code_ends_the_session() -> None:
         assert "GoAway code 2" in str(session.closed_reason)
         with pytest.raises(ConnectionLostError, match="GoAway code 2"):
             await session.open_stream()
-        with pytest.raises(StreamResetError):
+        with pytest.raises(SessionLostError):
             await stream.receive_some()
 
 
@@ -207,7 +213,7 @@ async def test_protocol_error_sends_go_away_and_ends_the_session() -> None:
         assert await right.receive_some() == bytes.fromhex("00 03 0000 00000000 00000001")
         with pytest.raises(ConnectionLostError, match="frame type 7"):
             await session.open_stream()
-        with pytest.raises(StreamResetError):
+        with pytest.raises(SessionLostError):
             await stream.receive_some()
 
 
@@ -248,7 +254,7 @@ async def test_a_protocol_error_found_by_a_reading_stream_ends_the_session() -> 
         assert (await raw.receive_some())[:4] == bytes.fromhex("0001 0001")  # our SYN
         # written without a checkpoint, so the reader task has had no chance to see it
         os.write(raw.socket.fileno(), bytes.fromhex("00 07 0000 00000000 00000000"))
-        with pytest.raises(StreamResetError):
+        with pytest.raises(SessionLostError):
             await stream.receive_some()
         await session.wait_closed()
         assert await raw.receive_some() == bytes.fromhex("00 03 0000 00000000 00000001")

@@ -159,8 +159,8 @@ async def test_a_late_attach_first_gets_the_current_screen(
         await read_until(first, sid, b"3\r\n$ ")
         if emulated:  # let the emulator catch up (it runs once output pauses)
             with trio.fail_after(10):
-                while pty_daemon.sessions[sid].screen.pending:
-                    await trio.sleep(0.02)
+                await pty_daemon.sessions[sid].wait_emulated()
+            assert not pty_daemon.sessions[sid].screen.pending
         async with open_pty_client(pty_daemon.socket_path) as late:
             await late.attach(sid)
             event = await late.events().receive()
@@ -209,7 +209,9 @@ async def flood_past_a_slow_subscriber(
 ) -> AsyncIterator[tuple[PtyDaemon, PtyClient, int]]:
     """A session prints FLOOD bytes to two clients: one reads everything (checked here), the
     other never reads (its event queue holds one event) until the body of the ``with``."""
-    config = attrs.evolve(config, max_queue_size=512, flow_threshold=128)
+    # the bound (16 MiB) is half the flood: the slow one overflows for sure, while the fast one
+    # may lag by that much (a loaded machine) before its own queue would drop anything
+    config = attrs.evolve(config, max_queue_size=2048, flow_threshold=512)
     daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
     script = f"read go; head -c {FLOOD} /dev/zero | tr '\\0' x; exit 0"
     async with (
@@ -230,6 +232,10 @@ async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
     nursery: trio.Nursery, pty_config: PtyDaemonConfig
 ) -> None:
     async with flood_past_a_slow_subscriber(nursery, pty_config) as (daemon, slow, sid):
+        # the policy acted as the slow one's queue filled, not when it reads again
+        while_stalled = daemon.statistics()
+        assert while_stalled.red_warnings >= 1
+        assert while_stalled.chunks_dropped > 0
         # now the slow one reads what it was sent: warnings, a loss it was told of, the exit
         events = []
         with trio.fail_after(60):
@@ -247,6 +253,7 @@ async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
         stats = daemon.statistics()
         assert stats.red_warnings >= 1
         assert stats.chunks_dropped == sum(w.dropped for w in warnings)
+        assert stats.chunks_dropped == while_stalled.chunks_dropped  # nothing after the flood
         assert (stats.sessions_started, stats.connections_accepted, stats.disconnects) == (1, 2, 0)
 
 
@@ -402,8 +409,8 @@ async def test_a_plugged_in_emulator_that_fails_costs_only_the_screen(
         await client.input(sid, b"one\n")
         await read_until(client, sid, b"one\r\n")
         with trio.fail_after(10):  # the emulator runs (and fails) once output pauses
-            while "terminal emulator failed" not in caplog.text:
-                await trio.sleep(0.02)
+            await daemon.sessions[sid].wait_emulated()
+        assert "terminal emulator failed" in caplog.text
         await client.input(sid, b"two\n")
         await read_until(client, sid, b"two\r\n")
         [info] = await client.list()

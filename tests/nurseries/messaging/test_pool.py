@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.channels.messaging.helpers import running
 from virtrio.channels.messaging import (
@@ -30,23 +31,37 @@ class CountingEcho:
         self.served = 0
         self.open = 0
         self.most_open = 0
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        """Return the next time a connection opens or closes."""
+        await self._changed.wait()
+
+    def _change(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
 
     async def __call__(self, connection: MessageConnection) -> None:
         self.served += 1
         self.open += 1
         self.most_open = max(self.most_open, self.open)
+        self._change()
         try:
             async for message in connection:
                 await connection.send(message)
         finally:
             self.open -= 1
+            self._change()
 
 
-async def settle(condition: Callable[[], bool], what: str) -> None:
-    """Wait (up to 5 s) for something the pool's or the server's tasks do on their own."""
+async def settle(
+    condition: Callable[[], bool], changed: Callable[[], Awaitable[None]], what: str
+) -> None:
+    """Wait (up to 5 s) for something the pool's or the server's tasks do on their own,
+    looking again each time ``changed`` says something changed."""
     with trio.fail_after(5):
         while not condition():
-            await trio.sleep(0.01)
+            await changed()
 
 
 async def test_connections_are_reused(listen_address: str, transport: Transport) -> None:
@@ -59,7 +74,9 @@ async def test_connections_are_reused(listen_address: str, transport: Transport)
                     await connection.send(b"%d" % i)
                     assert await connection.receive(timeout=5) == b"%d" % i
             assert (pool.size, pool.idle) == (1, 1)
-        await settle(lambda: handler.open == 0, "the pool closed its connection")
+        await settle(
+            lambda: handler.open == 0, handler.wait_changed, "the pool closed its connection"
+        )
     assert handler.served == 1
 
 
@@ -69,16 +86,24 @@ async def test_at_most_max_size_connections_and_borrowers_queue() -> None:
         running(MessageServer.with_yamux(ServerConfig("tcp://127.0.0.1:0")), handler) as a,
         open_pool(MessageClient.with_yamux(ClientConfig(a)), max_size=2) as pool,
     ):
+        gate = trio.Event()
+        holding = 0
 
         async def borrower(i: int) -> None:
+            nonlocal holding
             async with pool.connection(timeout=10) as connection:
+                holding += 1
                 await connection.send(b"%d" % i)
-                await trio.sleep(0.05)
+                await gate.wait()
                 assert await connection.receive(timeout=5) == b"%d" % i
+                holding -= 1
 
         async with trio.open_nursery() as nursery:
             for i in range(8):
                 nursery.start_soon(borrower, i)
+            await trio.testing.wait_all_tasks_blocked()
+            assert (holding, pool.size) == (2, 2)  # the six others queue for a connection
+            gate.set()
         assert pool.size == 2
     assert handler.served == 2
     assert handler.most_open == 2
@@ -127,8 +152,8 @@ async def test_idle_connections_expire() -> None:
         async with pool.connection():
             pass
         assert pool.idle == 1
-        await settle(lambda: pool.size == 0, "the idle connection expired")
-        await settle(lambda: handler.open == 0, "the server saw it go")
+        await settle(lambda: pool.size == 0, pool.wait_changed, "the idle connection expired")
+        await settle(lambda: handler.open == 0, handler.wait_changed, "the server saw it go")
         async with pool.connection() as connection:
             await connection.send(b"new")
             assert await connection.receive(timeout=5) == b"new"
@@ -150,16 +175,22 @@ async def test_a_dead_idle_connection_is_never_handed_out(listen_address: str) -
                 await connection.send(b"%d" % i)
                 assert await connection.receive(timeout=5) == b"%d" % i
             # the server hangs up after each reply: the pool notices and drops it
-            await settle(lambda: pool.idle == 0, "the dead connection left the pool")
+            await settle(
+                lambda: pool.idle == 0, pool.wait_changed, "the dead connection left the pool"
+            )
 
 
 async def test_health_checks_probe_idle_connections_and_drop_failing_ones() -> None:
     verdicts = [None, "no"]
+    probed = trio.Event()
 
     async def probe(connection: MessageConnection) -> None:
         await connection.send(b"are you there?")  # an idle connection may be used freely
         assert await connection.receive() == b"are you there?"
-        if verdicts.pop(0):
+        verdict = verdicts.pop(0)
+        if not verdicts:
+            probed.set()
+        if verdict:
             raise RuntimeError("probe says no")  # whatever a probe raises means unhealthy
 
     handler = CountingEcho()
@@ -169,8 +200,10 @@ async def test_health_checks_probe_idle_connections_and_drop_failing_ones() -> N
         async with open_pool(client, health_check=check) as pool:
             async with pool.connection():
                 pass
-            await settle(lambda: not verdicts, "both probes ran")
-            await settle(lambda: pool.size == 0, "the failing connection was dropped")
+            await settle(lambda: not verdicts, probed.wait, "both probes ran")
+            await settle(
+                lambda: pool.size == 0, pool.wait_changed, "the failing connection was dropped"
+            )
 
 
 async def test_connect_failures_reach_the_borrower_and_free_the_slot(tmp_path: Path) -> None:

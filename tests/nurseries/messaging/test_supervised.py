@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
+import trio.testing
 
 from tests.channels.messaging.helpers import echo, running
 from virtrio.channels import Address, open_listeners
@@ -88,7 +89,7 @@ async def test_a_send_waits_through_an_outage_and_reaches_the_restarted_server(
                 await wait_for(states, ChannelState.RECONNECTING)
                 async with trio.open_nursery() as sending:
                     sending.start_soon(link.send, b"during")
-                    await trio.sleep(0.3)  # the send is waiting: no server yet
+                    await trio.testing.wait_all_tasks_blocked()  # the send waits: no server
                     assert link.state is not ChannelState.CONNECTED
                     await server.start()
                 assert await link.receive() == b"during"
@@ -138,11 +139,14 @@ async def test_a_full_buffer_holds_the_server_back_instead_of_dropping() -> None
     async with running(server, firehose) as address:
         client = MessageClient.with_yamux(ClientConfig(address))
         async with connect_supervised(client, receive_buffer=4, call_timeout=5) as link:
-            await trio.sleep(0.5)
+            # the server runs in this process: every task blocks only if it is held up (a
+            # buffer that dropped would let the firehose run on, and this wait time out)
+            with trio.fail_after(10):
+                await trio.testing.wait_all_tasks_blocked()
             # 4 messages buffered here, the rest held by yamux's window (256 KiB) and sockets
-            assert sent < 4 + 2 * 262144 // 1008 + 600
+            assert 4 <= sent < 4 + 2 * 262144 // 1008 + 600
             stalled = sent
-            await trio.sleep(0.2)
+            await trio.testing.wait_all_tasks_blocked()
             assert sent == stalled
             for _ in range(stalled):
                 assert await link.receive() == b"x" * 1000

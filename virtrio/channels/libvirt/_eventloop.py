@@ -15,7 +15,10 @@ from whichever thread made an API call. This module implements them on Trio:
   libvirt can close (and the kernel reuse) the fd safely;
 * timers: ``0`` fires on every pass of the Trio loop, ``-1`` is off, ``n`` every ``n`` ms;
   an update restarts the period (as libvirt's own loop does);
-* free callbacks are always deferred to the Trio thread, never run inside a remove call.
+* free callbacks are always deferred to the Trio thread, never run inside a remove call; one
+  asked for while no Trio run is attached (a connection's last domain object collected after
+  the run, or a connection used outside Trio) runs at once in a short-lived thread instead, so
+  the client's socket and its eventfd are closed then, not at the next run.
 """
 
 from __future__ import annotations
@@ -161,7 +164,16 @@ class _TrioEventImpl:
         return 0
 
     def _kick_locked(self) -> None:
-        if self._token is None or self._scheduled:
+        if self._token is None:
+            # No run to defer to. libvirt asks that a free callback run from a clean stack
+            # (it may hold the connection's lock in the remove call): another thread is one.
+            frees, self._frees = self._frees, []
+            if frees:
+                threading.Thread(
+                    target=self._run_frees, args=(frees,), name="virtrio-libvirt-free"
+                ).start()
+            return
+        if self._scheduled:
             return
         try:
             self._token.run_sync_soon(self._apply)

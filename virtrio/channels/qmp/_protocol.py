@@ -7,7 +7,8 @@ each is :data:`SENDABLE`)::
             (every state) --end of input--> CLOSED      (every state) --bad input--> ERROR
 
 QEMU sends nothing but the greeting first, answers only ``qmp_capabilities`` while negotiating
-and emits events only once ready; the core holds both sides to that. It keeps the contract of
+and emits events only once it has taken ``qmp_capabilities`` (an event may come just before
+its reply); the core holds both sides to that. It keeps the contract of
 :mod:`virtrio.channels._sansio`: a clean end of input is a :class:`ConnectionClosed` event, an
 error is raised again by every later call, and a command the state forbids raises
 :class:`QmpLocalProtocolError`.
@@ -96,6 +97,9 @@ TRANSITIONS: Final[dict[QmpState, dict[str, QmpState]]] = {
     QmpState.NEGOTIATING: {
         "reply": QmpState.NEGOTIATING,  # an error reply to qmp_capabilities: try again
         "negotiated": QmpState.READY,
+        # QEMU leaves negotiation mode as it runs qmp_capabilities, before its reply is
+        # written: an event may come between the two
+        "event after qmp_capabilities": QmpState.NEGOTIATING,
         "closed": QmpState.CLOSED,
     },
     QmpState.READY: {
@@ -232,7 +236,8 @@ class QmpProtocol:
             reply = error
         elif "event" in message:
             event = _event(message)
-            self._advance("event")
+            early = self._state is QmpState.NEGOTIATING and self._negotiation is not None
+            self._advance("event after qmp_capabilities" if early else "event")
             return event
         else:
             raise QmpProtocolError(f"unexpected QMP message {_short(message)}")

@@ -278,23 +278,35 @@ class DisplayState:
         if src.width != box.width or src.height != box.height:
             raise SpiceProtocolError("scaled DRAW_COPY not supported")
         sstride = surface.width * 4
+        pixels = surface.pixels
+        data = memoryview(body)
+        top_down = bool(flags & _TOP_DOWN)
         for a in areas:
-            for y in range(a.top, a.bottom):
-                row = src.top + (y - box.top)
-                if not flags & _TOP_DOWN:
-                    row = height - 1 - row
-                col = src.left + (a.left - box.left)
-                if not (0 <= row < height and col >= 0 and col + a.width <= width):
-                    raise SpiceProtocolError("DRAW_COPY source area outside the bitmap")
-                start = b + row * stride + col * bpp
-                data = body[start : start + a.width * bpp]
-                dst = y * sstride
+            first = src.top + (a.top - box.top)
+            last = first + a.height - 1
+            col = src.left + (a.left - box.left)
+            if not (first >= 0 and last < height and col >= 0 and col + a.width <= width):
+                raise SpiceProtocolError("DRAW_COPY source area outside the bitmap")
+            row_bytes = a.width * bpp
+            # source offset of the area's first destination row, and the step to the next one
+            start = b + (first if top_down else height - 1 - first) * stride + col * bpp
+            step = stride if top_down else -stride
+            dst = a.top * sstride + a.left * 4
+            if bpp == 4 and top_down and stride == sstride == row_bytes:
+                # whole rows, both sides contiguous: one copy
+                size = row_bytes * a.height
+                pixels[dst : dst + size] = data[start : start + size]
+                continue
+            for _ in range(a.height):
                 if bpp == 4:
-                    surface.pixels[dst + a.left * 4 : dst + a.right * 4] = data
+                    pixels[dst : dst + row_bytes] = data[start : start + row_bytes]
                 else:
+                    line = data[start : start + row_bytes]
                     out = bytearray(a.width * 4)
-                    out[0::4] = data[0::3]
-                    out[1::4] = data[1::3]
-                    out[2::4] = data[2::3]
-                    surface.pixels[dst + a.left * 4 : dst + a.right * 4] = out
+                    out[0::4] = line[0::3]
+                    out[1::4] = line[1::3]
+                    out[2::4] = line[2::3]
+                    pixels[dst : dst + a.width * 4] = out
+                start += step
+                dst += sstride
         return self._changed(sid, box)

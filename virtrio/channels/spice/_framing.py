@@ -82,7 +82,8 @@ class MessageReader:
                 raise SpiceProtocolError(f"message of {size} bytes exceeds the limit")
             if len(self._buffer) < self._header + size:
                 return
-            body = bytes(self._buffer[self._header : self._header + size])
+            with memoryview(self._buffer) as view:  # one copy out, not two
+                body = bytes(view[self._header : self._header + size])
             del self._buffer[: self._header + size]
             self.last_serial = serial
             if sub_list:

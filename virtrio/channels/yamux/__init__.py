@@ -28,7 +28,11 @@ from ._frames import (
 )
 from ._listener import MuxListener as MuxListener
 from ._session import YamuxSession as YamuxSession
-from ._stream import MuxStream as MuxStream, StreamResetError as StreamResetError
+from ._stream import (
+    MuxStream as MuxStream,
+    SessionLostError as SessionLostError,
+    StreamResetError as StreamResetError,
+)
 from ._streams import StreamState as StreamState
 from ._trio import MuxSession as MuxSession, open_mux as open_mux
 
@@ -40,6 +44,7 @@ __all__ = [
     "MuxListener",
     "MuxSession",
     "MuxStream",
+    "SessionLostError",
     "StreamResetError",
     "StreamState",
     "YamuxError",

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from virtrio.errors import ConnectionLostError, LocalProtocolError
+from virtrio.errors import ConnectionLostError
 
-from ._session import YamuxError
+from ._errors import YamuxError
 
 if TYPE_CHECKING:
     from ._trio import MuxSession
 
-__all__ = ["MuxStream", "StreamResetError"]
+__all__ = ["MuxStream", "SessionLostError", "StreamResetError"]
 
 #: What ``receive_some()`` returns at most when no size is asked for.
 _READ_SIZE = 1024 * 1024
@@ -56,6 +56,11 @@ class _Wakeup:
 class StreamResetError(YamuxError, ConnectionLostError, trio.BrokenResourceError):
     """The stream was reset (by the peer, or because the session ended): not an EOF, and not
     a protocol violation (a peer may reset a stream whenever it likes)."""
+
+
+class SessionLostError(YamuxError, ConnectionLostError, trio.BrokenResourceError):
+    """A stream's call failed because its whole session ended (the connection was lost or
+    closed, or the peer broke the protocol): not a reset of that one stream."""
 
 
 class MuxStream(trio.abc.HalfCloseableStream):
@@ -140,7 +145,18 @@ class MuxStream(trio.abc.HalfCloseableStream):
         if self._closed or self._sent_eof:
             raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed for sending")
         if self._reset is not None:
-            raise StreamResetError(f"yamux stream {self.stream_id} was reset") from self._reset
+            raise self._broken_error()
+
+    def _broken_error(self) -> StreamResetError | SessionLostError:
+        reason = self._reset
+        if isinstance(reason, StreamResetError):
+            error: StreamResetError | SessionLostError = StreamResetError(
+                f"yamux stream {self.stream_id} was reset"
+            )
+        else:
+            error = SessionLostError(f"yamux stream {self.stream_id}: {reason}")
+        error.__cause__ = reason
+        return error
 
     async def wait_send_all_might_not_block(self) -> None:
         """Return once the stream has credit (or is closed/reset)."""
@@ -190,9 +206,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
                         self._session._wake_writer()
                     break
                 if self._reset is not None:
-                    raise StreamResetError(
-                        f"yamux stream {self.stream_id} was reset"
-                    ) from self._reset
+                    raise self._broken_error()
                 if self._eof:
                     data = b""
                     break
@@ -258,6 +272,6 @@ class MuxStream(trio.abc.HalfCloseableStream):
             self._session._core.send_reset(self.stream_id)
             self._session._can_open.set()  # if it was never acknowledged, a slot is free
             self._session._flush()
-            self._broken(LocalProtocolError("reset locally"))
+            self._broken(StreamResetError("reset locally"))
             self._session._streams.pop(self.stream_id, None)
         await trio.lowlevel.checkpoint()

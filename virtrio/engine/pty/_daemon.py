@@ -55,7 +55,13 @@ from virtrio.channels.pty import (
     encode_output,
 )
 from virtrio.errors import ConfigError
-from virtrio.primitives import Fanout, SubscriberOverflowError, Subscription, open_service_nursery
+from virtrio.primitives import (
+    Fanout,
+    PressureLevel,
+    SubscriberOverflowError,
+    Subscription,
+    open_service_nursery,
+)
 
 from ._config import CHUNK_BYTES, PtyDaemonConfig
 from ._consoles import ConsoleOpener
@@ -288,12 +294,22 @@ class _Connection:
             return
         # subscribe and snapshot with no checkpoint between: the snapshot covers every byte
         # before the subscription, the subscription every byte after
-        sub = session.output.subscribe(on_overflow=lambda: self._overflowed(session))
+        sub = session.output.subscribe(
+            on_overflow=lambda: self._overflowed(session), on_pressure=self._pressured
+        )
         snapshot = session.screen.snapshot()
         self._attached[session.id] = sub
         session.last_attached = time.time()
         assert self._nursery is not None
         self._nursery.start_soon(self._forward, session, sub, snapshot)
+
+    def _pressured(self, level: PressureLevel, raised: bool, dropped: int) -> None:
+        # counted as the queue fills: a client that never reads again is counted too (the
+        # notice itself reaches it with the next output it reads)
+        if raised:
+            self._daemon._count(f"{level.value}_warnings")
+        if dropped:
+            self._daemon._count("chunks_dropped", dropped)
 
     def _overflowed(self, session: Session) -> None:
         self._daemon._count("disconnects")
@@ -342,8 +358,6 @@ class _Connection:
             frames = b"".join(batch)  # each chunk is an output frame already
             warnings = b""
             while (pressure := sub.take_pressure()) is not None:  # yellow, then red
-                self._daemon._count(f"{pressure.level.value}_warnings")
-                self._daemon._count("chunks_dropped", pressure.dropped)
                 warning = BackpressureWarning(
                     ident, pressure.queue_size, Level(pressure.level.value), pressure.dropped
                 )

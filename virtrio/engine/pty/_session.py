@@ -74,11 +74,20 @@ class Session:
         self.ended = trio.Event()
         self._drain_timeout = drain_timeout
         self._write_lock = trio.StrictFIFOLock()
+        self._caught_up = trio.Event()
         self._last_output = 0.0
         # the emulator's task runs only while there is something to emulate: an idle session
         # holds no task for it (a Trio task and its frames take about 2 KiB)
         self._emulating = False
         self._nursery: trio.Nursery | None = None
+
+    async def wait_emulated(self) -> None:
+        """Return once the emulated screen has caught up with all the output so far (the
+        emulator runs once output pauses), so a snapshot taken now is current. Waits as long
+        as output keeps coming: put it under a deadline."""
+        while self.screen.pending:
+            await self._caught_up.wait()
+        await trio.lowlevel.checkpoint()
 
     @property
     def kind(self) -> str:
@@ -194,6 +203,8 @@ class Session:
                 await trio.lowlevel.checkpoint()
         finally:
             self._emulating = False  # no checkpoint since pending was seen empty: none is lost
+            self._caught_up.set()  # wake wait_emulated (it checks pending again)
+            self._caught_up = trio.Event()
 
 
 def _local_environment(options: CreateOptions) -> dict[str, str]:

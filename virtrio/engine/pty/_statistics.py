@@ -16,9 +16,11 @@ class PtyDaemonStatistics:
     sessions_started: int
     connections_accepted: int
     connections_refused: int  #: clients refused over ``max_connections``
-    yellow_warnings: int  #: yellow backpressure warnings sent
-    red_warnings: int  #: red backpressure warnings sent
-    chunks_dropped: int  #: output chunks dropped for subscribers that were full
+    #: yellow backpressure warnings raised (counted as a client's queue fills, sent to it
+    #: with the next output it reads)
+    yellow_warnings: int
+    red_warnings: int  #: red backpressure warnings raised (as yellow)
+    chunks_dropped: int  #: output chunks dropped for subscribers that were full, as they were
     disconnects: int  #: clients closed by the auto-disconnect policy
     bad_frames: int  #: frames answered with a protocol error
 

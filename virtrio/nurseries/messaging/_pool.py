@@ -85,6 +85,12 @@ class MessagePool:
         """Connections waiting for a borrower."""
         return len(self._idle)
 
+    async def wait_changed(self) -> None:
+        """Return the next time a connection opens or closes, or is borrowed or given back:
+        to wait for the pool to settle without polling (``while pool.size: await
+        pool.wait_changed()``, under a deadline of the caller's)."""
+        await self._idle_changed.wait()
+
     @asynccontextmanager
     async def connection(self, *, timeout: float | None = None) -> AsyncIterator[MessageConnection]:
         """Borrow a connection for the block: an idle one if any is up, else a new one.
@@ -123,6 +129,7 @@ class MessagePool:
         """Let the connection's task close it."""
         self._live.discard(pooled)
         pooled.release.set()
+        self._changed()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -162,6 +169,7 @@ class MessagePool:
             async with self.client.connect() as connection:
                 pooled = _Pooled(connection)
                 self._live.add(pooled)
+                self._changed()
                 try:
                     task_status.started(pooled)
                     started = True
@@ -171,6 +179,7 @@ class MessagePool:
                         nursery.cancel_scope.cancel()
                 finally:
                     self._live.discard(pooled)
+                    self._changed()
         except Exception as exc:
             if not started:
                 raise  # to the borrower that asked for it

@@ -1,0 +1,129 @@
+"""The emulation-session server (issue 15): what the REST layer adds over the backend.
+
+One ``virtrio serve`` app in this process (hypercorn's Trio worker on 127.0.0.1, SQLite in a
+temp dir), one httpx client with a developer key, the cortex-m3 test program on lm3s6965evb:
+
+* session create to running: POST /sessions, upload the ELF, start it (halted), continue to
+  the first ``tick`` breakpoint;
+* GET /sessions/{id};
+* a register read (``pc``) through REST beside the same call on the backend instance directly
+  (target: at most 1 ms added);
+* listing 1000 sessions (GET /sessions?limit=1000; target p50 < 50 ms).
+
+Each row: median and p90 of N, best of ROUNDS rounds. Run: ``.venv/bin/python
+benchmarks/server.py``. Not measured yet: console WebSocket throughput with 1 and 10 viewers.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.peers.programs import build_program  # noqa: E402
+from virtrio.engine.server import Role, serve  # noqa: E402
+from virtrio.engine.server._store import SessionRecord  # noqa: E402
+
+ROUNDS = 3
+
+
+async def _time(n: int, call: Callable[[], Awaitable[object]]) -> tuple[float, float]:
+    best: tuple[float, float] | None = None
+    for _ in range(ROUNDS):
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            await call()
+            samples.append(time.perf_counter() - start)
+        samples.sort()
+        row = (statistics.median(samples), samples[int(len(samples) * 0.9)])
+        best = row if best is None or row[0] < best[0] else best
+    assert best is not None
+    return best
+
+
+def _row(name: str, n: int, row: tuple[float, float]) -> None:
+    print(f"{name:<34} n={n:<5} median {row[0] * 1e3:8.3f} ms   p90 {row[1] * 1e3:8.3f} ms")
+
+
+async def main() -> None:
+    program = build_program("cortex-m3")
+    with tempfile.TemporaryDirectory() as folder:
+        async with trio.open_nursery() as nursery:
+            url, state = await nursery.start(
+                lambda task_status: serve(
+                    Path(folder), listen="tcp://127.0.0.1:0", rate=1e9, burst=10**9,
+                    task_status=task_status,
+                )
+            )  # fmt: skip
+            _, key = await state.auth.create_key(Role.DEVELOPER)
+            headers = {"X-API-Key": key}
+            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as api:
+
+                async def create_to_running() -> str:
+                    made = (
+                        await api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})
+                    ).json()
+                    s = f"/api/v1/sessions/{made['id']}"
+                    up = await api.post(f"{s}/programs", content=program.elf.read_bytes())
+                    await api.post(f"{s}/debug/breakpoints", json={"symbol": "tick"})
+                    pid = up.json()["program_id"]
+                    await api.post(f"{s}/programs/{pid}/start", json={"halted": True})
+                    stop = await api.post(f"{s}/debug/continue", json={"wait": True})
+                    assert stop.json()["pc"] == program.symbols["tick"], stop.text
+                    return str(made["id"])
+
+                created: list[str] = []
+
+                async def create_one() -> None:
+                    created.append(await create_to_running())
+
+                _row("session create to running", 5, await _time(5, create_one))
+                for session_id in created[1:]:
+                    await api.delete(f"/api/v1/sessions/{session_id}")
+                sid = created[0]
+                instance = state.manager.live[sid].instance
+
+                async def get_session() -> None:
+                    assert (await api.get(f"/api/v1/sessions/{sid}")).status_code == 200
+
+                async def rest_pc() -> None:
+                    answer = await api.get(f"/api/v1/sessions/{sid}/debug/registers?names=pc")
+                    assert answer.status_code == 200
+
+                async def direct_pc() -> None:
+                    await instance.read_registers(["pc"])
+
+                _row("GET /sessions/{id}", 300, await _time(300, get_session))
+                rest = await _time(300, rest_pc)
+                direct = await _time(300, direct_pc)
+                _row("register read, REST", 300, rest)
+                _row("register read, backend directly", 300, direct)
+                print(f"{'  REST adds (median)':<34} {(rest[0] - direct[0]) * 1e3:8.3f} ms")
+                now = time.time()
+                for n in range(1000):
+                    await state.store.add_session(SessionRecord(
+                        id=f"s-bench{n:04d}", owner="bench", backend="qemu", board={"name": "pc"},
+                        resources={}, state="stopped", created_at=now + n, updated_at=now + n,
+                        server="bench",
+                    ))  # fmt: skip
+
+                async def list_1000() -> None:
+                    page = (await api.get("/api/v1/sessions?limit=1000")).json()
+                    assert len(page["items"]) == 1000
+
+                _row("GET /sessions?limit=1000", 30, await _time(30, list_1000))
+            nursery.cancel_scope.cancel()
+
+
+if __name__ == "__main__":
+    trio.run(main)

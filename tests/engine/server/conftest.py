@@ -1,0 +1,198 @@
+"""Fixtures of the server tests: one real ``virtrio serve`` process for the server tests (on
+127.0.0.1, a port the kernel picks, its data dir in a temp dir) with an admin, a developer
+and a viewer key, and a PostgreSQL cluster run by an unprivileged user on a Unix socket."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import httpx
+import pytest
+
+from tests.peers import require_program
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@attrs.define
+class Served:
+    """A running server: its URL, data dir, process and one key per role."""
+
+    url: str
+    data_dir: Path
+    process: subprocess.Popen[str]
+    keys: dict[str, str] = attrs.field(factory=dict)
+    clients: dict[str | None, httpx.Client] = attrs.field(factory=dict)
+
+    @contextlib.contextmanager
+    def client(self, role: str | None = "admin") -> Iterator[httpx.Client]:
+        """The client sending ``role``'s key (None: no credentials), kept for the module
+        (making an httpx client builds an SSL context: tens of milliseconds)."""
+        if role not in self.clients:
+            headers = {"X-API-Key": self.keys[role]} if role is not None else {}
+            self.clients[role] = httpx.Client(base_url=self.url, headers=headers, timeout=60)
+        yield self.clients[role]
+
+    def close(self) -> None:
+        """Close the clients."""
+        for client in self.clients.values():
+            client.close()
+
+
+def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
+    """Start ``virtrio serve`` and wait for the line naming its URL."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "virtrio",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--listen",
+            "tcp://127.0.0.1:0",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:  # ends when the process does: no wait without an end
+        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            return Served(found.group(1), data_dir, process)
+    process.wait()
+    pytest.fail(f"virtrio serve exited with {process.returncode} before listening")
+
+
+def create_key(data_dir: Path, role: str, *extra: str) -> str:
+    """``virtrio serve keys create --role ROLE``: the key it prints."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "virtrio",
+            "serve",
+            "keys",
+            "create",
+            "--role",
+            role,
+            "--data-dir",
+            str(data_dir),
+            *extra,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return out.stdout.strip()
+
+
+def stop_server(served: Served) -> int:
+    """SIGTERM (a graceful shutdown) and reap; returns the exit status."""
+    if served.process.poll() is None:
+        served.process.send_signal(signal.SIGTERM)
+        try:
+            served.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            served.process.kill()
+            served.process.wait()
+    assert served.process.stdout is not None
+    served.process.stdout.close()
+    return served.process.returncode
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server for the server tests (each works on sessions of its own), with keys for
+    admin, developer, developer2 and viewer."""
+    data_dir = tmp_path_factory.mktemp("server")
+    admin = create_key(data_dir, "admin")
+    server = start_server(data_dir, "--rate", "100000", "--burst", "100000")
+    try:
+        server.keys["admin"] = admin
+        with server.client() as client:
+            for name, role in (
+                ("developer", "developer"),
+                ("developer2", "developer"),
+                ("viewer", "viewer"),
+            ):
+                answer = client.post("/api/v1/keys", json={"role": role, "name": name})
+                assert answer.status_code == 201, answer.text
+                server.keys[name] = answer.json()["key"]
+        yield server
+    finally:
+        server.close()
+        assert stop_server(server) == 0
+
+
+@attrs.frozen
+class Postgres:
+    """A running PostgreSQL cluster: the URL psycopg connects with."""
+
+    url: str
+    data: Path
+
+
+def _run(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        pytest.fail(f"{argv[-1]} failed ({result.returncode}): {result.stdout}{result.stderr}")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """Debian's PostgreSQL 15 as the unprivileged ``postgres`` user in a temp dir, listening
+    only on a Unix socket there; stopped at the end."""
+    require_program(str(PG_BIN / "initdb"), "postgresql")
+    user = pwd.getpwnam("postgres") if os.getuid() == 0 else pwd.getpwuid(os.getuid())
+    # not under pytest's temp root: that is private to the user running the tests
+    root = Path(tempfile.mkdtemp(prefix="virtrio-pg-"))
+    data, sockets = root / "data", root / "run"
+    sockets.mkdir()
+    for path in (root, sockets):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    root.chmod(0o755)
+    as_user = ["runuser", "-u", user.pw_name, "--"] if os.getuid() == 0 else []
+    _run([*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "virtrio"])
+    options = f"-c listen_addresses='' -k {sockets} -c fsync=off"
+    _run(
+        [
+            *as_user,
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            options,
+            "-l",
+            str(root / "log"),
+            "start",
+        ]
+    )
+    try:
+        yield Postgres(f"postgresql://virtrio@/postgres?host={sockets}", data)
+    finally:
+        subprocess.run(
+            [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,51 @@
+"""The server's Prometheus metrics (feature S8), in a registry of its own per app."""
+
+from __future__ import annotations
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """Active sessions, request latency, errors, sessions created/destroyed, programs run,
+    snapshot sizes."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.active = Gauge("virtrio_sessions_active", "sessions with a live instance", registry=r)
+        self.created = Counter("virtrio_sessions_created", "sessions created", registry=r)
+        self.destroyed = Counter("virtrio_sessions_destroyed", "sessions destroyed", registry=r)
+        self.programs = Counter("virtrio_programs_started", "programs started", registry=r)
+        self.snapshot_bytes = Histogram(
+            "virtrio_snapshot_bytes",
+            "size of the snapshot image after a snapshot",
+            buckets=(1e5, 1e6, 1e7, 1e8, 1e9),
+            registry=r,
+        )
+        self.latency = Histogram(
+            "virtrio_request_seconds",
+            "request latency",
+            ["method", "route"],
+            registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
+        )
+        self.errors = Counter(
+            "virtrio_request_errors",
+            "4xx and 5xx answers",
+            ["method", "route", "status"],
+            registry=r,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Record one request."""
+        self.latency.labels(method, route).observe(seconds)
+        if status >= 400:
+            self.errors.labels(method, route, str(status)).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
