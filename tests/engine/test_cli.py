@@ -72,5 +72,5 @@ async def test_guest_path() -> None:
     done = await virtrio("guest", "path")
     assert done.returncode == 0, done.stderr
     kernel, initrd = done.stdout.decode().split()
-    assert kernel.endswith("vmlinuz")
-    assert initrd.endswith("initrd.gz")
+    assert kernel.endswith("vmlinux")
+    assert initrd.endswith("initrd.cpio")

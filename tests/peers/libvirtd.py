@@ -255,11 +255,11 @@ def _guest_files(daemon: LibvirtDaemon) -> tuple[Path, Path, str]:
     folder = daemon.root / "guest"
     if not folder.exists():
         folder.mkdir()
-        shutil.copy(image.kernel, folder / "vmlinuz")
-        shutil.copy(image.initrd, folder / "initrd.gz")
-        for path in (folder, folder / "vmlinuz", folder / "initrd.gz"):
+        shutil.copy(image.kernel, folder / "vmlinux")
+        shutil.copy(image.initrd, folder / "initrd.cpio")
+        for path in (folder, folder / "vmlinux", folder / "initrd.cpio"):
             _chown(path)
-    return folder / "vmlinuz", folder / "initrd.gz", image.cmdline
+    return folder / "vmlinux", folder / "initrd.cpio", image.cmdline
 
 
 def define_guest(daemon: LibvirtDaemon, name: str, *, qmp_socket: Path | None = None) -> str:

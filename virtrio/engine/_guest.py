@@ -3,8 +3,10 @@
 It is the Debian kernel, a busybox initramfs and the host's qemu-ga with its shared libraries,
 started by ``init`` on the virtio-serial port ``org.qemu.guest_agent.0``; every port named
 ``org.virtrio.echo*`` echoes what it receives, hashicorp's yamux (the Go test peer, statically
-linked) serves echo streams on ``org.virtrio.mux0``, and the serial console runs a shell. Under
-TCG it boots to a responding agent in about 6.5 s with 128 MiB of RAM.
+linked) serves echo streams on ``org.virtrio.mux0``, and the serial console runs a shell. The
+kernel is stored inflated (the ELF ``vmlinux``, booted through its PVH entry) and the initramfs
+uncompressed, so the guest decompresses nothing: under TCG it boots to a responding agent on
+about 2.6 s of QEMU CPU (6.3 s with the bzImage and a gzipped initramfs), 128 MiB of RAM.
 
 The image is cached under ``$VIRTRIO_GUEST_DIR`` (default ``~/.cache/virtrio/guest``) in a
 folder named by the hash of its inputs (kernel and busybox package versions, the qemu-ga binary
@@ -13,9 +15,9 @@ and libraries, the init scripts, this builder's format), so it is rebuilt only w
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
+import lzma
 import os
 import shutil
 import subprocess
@@ -36,7 +38,7 @@ __all__ = [
     "require_guest",
 ]
 
-_FORMAT = 3  # bump when the image layout changes
+_FORMAT = 4  # bump when the image layout changes
 _QEMU_GA = Path("/usr/sbin/qemu-ga")
 _GOPATH = "/usr/share/gocode"
 _YAMUX_LIBRARY = f"{_GOPATH}/src/github.com/hashicorp/yamux"
@@ -190,7 +192,7 @@ def _load(folder: Path) -> GuestImage | None:
     if not manifest.exists():
         return None
     data = json.loads(manifest.read_text())
-    image = GuestImage(folder / "vmlinuz", folder / "initrd.gz", data["kernel_release"])
+    image = GuestImage(folder / "vmlinux", folder / "initrd.cpio", data["kernel_release"])
     return image if image.kernel.exists() and image.initrd.exists() else None
 
 
@@ -257,7 +259,7 @@ def _build(work: Path, versions: dict[str, str]) -> str:
     if not releases:
         raise GuestBuildError("the kernel package holds no modules")
     release = releases[0].name
-    shutil.copy(debs / f"kernel/boot/vmlinuz-{release}", out / "vmlinuz")
+    (out / "vmlinux").write_bytes(_decompress_kernel(debs / f"kernel/boot/vmlinuz-{release}"))
 
     for sub in (
         "bin",
@@ -298,8 +300,30 @@ def _build(work: Path, versions: dict[str, str]) -> str:
     )
     if cpio.returncode != 0:
         raise GuestBuildError(f"cpio failed: {cpio.stderr.decode(errors='replace')[-300:]}")
-    (out / "initrd.gz").write_bytes(gzip.compress(cpio.stdout, compresslevel=6))
+    (out / "initrd.cpio").write_bytes(cpio.stdout)
     return release
+
+
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def _decompress_kernel(bzimage: Path) -> bytes:
+    """The ELF ``vmlinux`` inside Debian's bzImage (xz-compressed), for a PVH boot.
+
+    Under TCG the guest spends about 3 s of CPU inflating its own xz payload before it prints
+    anything; inflated once here, QEMU loads the ELF straight to its PVH entry point.
+    """
+    data = bzimage.read_bytes()
+    start = data.find(_XZ_MAGIC)
+    while start >= 0:
+        try:
+            elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[start:])
+        except lzma.LZMAError:
+            elf = b""
+        if elf.startswith(b"\x7fELF"):
+            return elf
+        start = data.find(_XZ_MAGIC, start + 1)
+    raise GuestBuildError(f"{bzimage.name}: no xz-compressed ELF kernel inside")
 
 
 def require_guest() -> GuestImage:

@@ -115,11 +115,18 @@ def _build_qmp(ctx: ChannelContext, options: QmpOptions) -> BuiltChannel:
     from ._vm import SupervisedQmp, forward_qmp_events
 
     if options.address is None and ctx.host is not None:
+        from .host import HostQmp
+        from .host._domainstate import DomainChannelState
+
         host, domain = ctx.host, ctx.domain or ctx.vm
-        handle = host.qmp(domain)
+        tracker = DomainChannelState(host, domain, "qmp", f"{ctx.vm}/{ctx.channel}", ctx.states)
+        handle = HostQmp(host, domain, tracker)
 
         async def run(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            await forward_qmp_events(host, domain, ctx.events, task_status=task_status)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(tracker.run)
+                await nursery.start(forward_qmp_events, host, domain, ctx.events)
+                task_status.started()
 
         return BuiltChannel(handle, run, lambda: handle.state, "qmp")
     address = (
@@ -146,12 +153,14 @@ def _build_qga(ctx: ChannelContext, options: QgaOptions) -> BuiltChannel:
     if via == "libvirt":
         if ctx.host is None:
             raise ConfigError(f"VM {ctx.vm}: channel {ctx.channel}: via libvirt needs a host")
-        handle = ctx.host.qga(ctx.domain or ctx.vm)
+        from .host import HostQga
+        from .host._domainstate import DomainChannelState
 
-        async def idle(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-            task_status.started()  # the host nursery keeps the connection
-
-        return BuiltChannel(handle, idle, lambda: handle.state, "qga")
+        domain = ctx.domain or ctx.vm
+        channel = f"{ctx.vm}/{ctx.channel}"
+        tracker = DomainChannelState(ctx.host, domain, "qga", channel, ctx.states)
+        handle = HostQga(ctx.host, domain, tracker)
+        return BuiltChannel(handle, tracker.run, lambda: handle.state, "qga")
     address = (
         parse_address(options.address)
         if options.address

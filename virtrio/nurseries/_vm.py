@@ -366,15 +366,9 @@ def open_vm(
         specs[key] = given
     if libvirt is not None and not specs:
         specs = {"qmp": {"kind": "qmp"}, "qga": {"kind": "qga"}}
-    # a libvirt VM's state changes are its host connection's (the host nursery owns them)
-    state_fanout: Fanout[StateChange]
-    if states is not None:
-        state_fanout = states
-    elif libvirt is not None:
-        state_fanout = libvirt.supervisor.events
-    else:
-        state_fanout = Fanout(max_queue=256)
-    own_states = states is None and libvirt is None
+    # a libvirt VM's channel states are its domain's (not the host connection's)
+    state_fanout: Fanout[StateChange] = states if states is not None else Fanout(max_queue=256)
+    own_states = states is None
     own_events = events is None
     event_fanout: Fanout[QmpEvent] = events if events is not None else Fanout(max_queue=1024)
     built: dict[str, BuiltChannel] = {}
@@ -458,10 +452,12 @@ async def forward_qmp_events(
                         await trio.sleep_forever()
 
                 nursery.start_soon(forward)
-                async for change in lifecycle:
-                    if change.event == "STARTED":
-                        break
-                else:
+                # receive(), not ``async for ... break``: a broken-off async for leaves the
+                # subscription's generator to the garbage collector
+                try:
+                    while (await lifecycle.receive()).event != "STARTED":
+                        pass
+                except trio.EndOfChannel:
                     return
                 nursery.cancel_scope.cancel()
 

@@ -148,7 +148,9 @@ async def test_vm_nursery_attached_to_a_libvirt_domain(libvirt_guest: LibvirtGue
         open_host(libvirt_guest.daemon.uri) as host,
         open_vm(libvirt_guest.name, libvirt=host) as vm,
     ):
+        # each channel's state is the domain's: known once queried (or told by an event)
         await vm.qga.wait_connected(timeout=20)
+        await vm.qmp.wait_connected(timeout=20)
         assert vm.channel_states() == {"qmp": ChannelState.CONNECTED, "qga": ChannelState.CONNECTED}
         assert (await vm.qmp.query_status()).running
         assert (await vm.qga.shell("echo vm", timeout=20)).stdout_text == "vm\n"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -53,6 +53,9 @@ __all__ = [
     "open_host",
     "open_host_pool",
 ]
+
+if TYPE_CHECKING:
+    from ._domainstate import DomainChannelState
 
 R = TypeVar("R")
 
@@ -176,25 +179,28 @@ class HostNursery(SupervisedHandle[LibvirtConnection]):
 
 class _OnHost:
     """QMP/QGA through a host nursery, with the VM nursery's handle interface (:attr:`state`,
-    :attr:`is_connected`, :meth:`state_changes`, ``wait_connected``), all the host
-    connection's."""
+    :attr:`is_connected`, :meth:`state_changes`, ``wait_connected``): the domain channel's
+    (``tracker``, as a VM nursery gives it), else the host connection's."""
 
-    def __init__(self, host: HostNursery, name: str) -> None:
+    def __init__(self, host: HostNursery, name: str, tracker: DomainChannelState | None = None):
         self._host = host
+        self._tracker = tracker
         super().__init__(host.domain(name))  # type: ignore[call-arg]
 
     @property
     def state(self) -> ChannelState:
-        """The state of the host connection commands go through."""
-        return self._host.state
+        """The domain channel's state (the host connection's without a tracker)."""
+        return self._host.state if self._tracker is None else self._tracker.state
 
     @property
     def is_connected(self) -> bool:
-        """Whether the host connection is up."""
-        return self._host.is_connected
+        """Whether the channel (without a tracker: the host connection) is up."""
+        return self.state is ChannelState.CONNECTED
 
     def state_changes(self, *, max_queue: int = 256) -> Subscription[StateChange]:
-        """Subscribe to the host connection's state changes."""
+        """Subscribe to the channel's (without a tracker: the host connection's) changes."""
+        if self._tracker is not None:
+            return self._tracker.subscribe(max_queue=max_queue)
         return self._host.state_changes(max_queue=max_queue)
 
 
@@ -202,7 +208,16 @@ class HostQmp(_OnHost, LibvirtQmp):
     """QMP to a domain through its host's connection, valid across reconnects."""
 
     async def wait_connected(self, *, timeout: float | None = None) -> None:
-        """Wait for the host connection (HostUnavailableError at the deadline)."""
+        """Wait for the domain's monitor (with a tracker; else the host connection).
+
+        Raises:
+            ChannelUnavailableError: not connected by the deadline (HostUnavailableError
+                without a tracker).
+        """
+        if self._tracker is not None:
+            limit = self._host.call_timeout if timeout is None else timeout
+            await self._tracker.wait_connected(limit)
+            return
         await self._host.connection(timeout)
 
 
@@ -218,6 +233,9 @@ class HostQga(_OnHost, LibvirtQga):
             KeyError: the domain has no guest-agent channel.
         """
         limit = self._host.call_timeout if timeout is None else timeout
+        if self._tracker is not None:
+            await self._tracker.wait_connected(limit)
+            return
         deadline = Deadline.after(limit)
         name = self.domain.name
         with self._host.events([EventKind.AGENT_LIFECYCLE], domain=name) as events:
