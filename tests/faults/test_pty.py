@@ -119,9 +119,11 @@ async def test_a_daemon_that_never_answers(autojump_clock: trio.abc.Clock, tmp_p
 async def test_a_slow_reader_is_warned_and_slows_no_one(
     nursery: trio.Nursery, pty_config: PtyDaemonConfig
 ) -> None:
-    config = attrs.evolve(pty_config, max_queue_size=64, flow_threshold=16)
+    # the bound (4 MiB) is half the flood: the stalled one overflows for sure, while the reader
+    # may lag by that much before its own queue would drop anything
+    config = attrs.evolve(pty_config, max_queue_size=512, flow_threshold=128)
     daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
-    flood = "head -c 4000000 /dev/zero | od -v | head -c 4000000; echo; echo done"
+    flood = "head -c 8000000 /dev/zero | od -v | head -c 8000000; echo; echo done"
     async with (
         open_pty_client(daemon.socket_path, max_queue=1) as stalled,
         open_pty_client(daemon.socket_path) as reader,
@@ -136,7 +138,7 @@ async def test_a_slow_reader_is_warned_and_slows_no_one(
                 while not isinstance(event := await reader_events.receive(), Exit):
                     received += len(getattr(event, "data", b""))
             assert event.session == sid
-            assert received > 4_000_000, received  # the reader got everything, in time
+            assert received > 8_000_000, received  # the reader got everything, in time
             # the policy acted as the stalled one's queue filled, before it reads again
             while_stalled = daemon.statistics()
             assert while_stalled.red_warnings >= 1
