@@ -443,7 +443,8 @@ async def forward_qmp_events(
 
                 async def forward() -> None:
                     try:
-                        async with connection.qmp_events(name) as source:
+                        with connection.qmp_events(name) as source:
+                            await connection.wait_qmp_registered(name)
                             report()
                             async for event in source:
                                 events.publish(event)

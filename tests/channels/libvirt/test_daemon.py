@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from tests.peers.libvirtd import LibvirtDaemon, LibvirtGuest, define_guest, qemu_processes
-from virtrio.channels.libvirt import EventKind, open_connection
+from virtrio.channels.libvirt import DomainNotFoundError, EventKind, open_connection
 from virtrio.channels.qga import QgaCommandError
 from virtrio.channels.qmp import QmpCommandError, open_qmp
 from virtrio.channels.virtio_serial import discover_channels, open_virtio_serial
@@ -227,7 +227,8 @@ async def test_cli_streams_events_until_interrupted(libvirt_guest: LibvirtGuest)
 
 async def test_qmp_events_through_libvirt(libvirt_guest: LibvirtGuest) -> None:
     async with open_connection(libvirt_guest.daemon.uri) as conn:
-        async with conn.qmp_events(libvirt_guest.name) as events:
+        with conn.qmp_events(libvirt_guest.name, max_queue=8) as events:
+            await conn.wait_qmp_registered(libvirt_guest.name)
             dom = await conn.lookup(libvirt_guest.name)
             await conn.call(dom.suspend)
             await conn.call(dom.resume)
@@ -237,6 +238,16 @@ async def test_qmp_events_through_libvirt(libvirt_guest: LibvirtGuest) -> None:
         assert [e.name for e in got] == ["STOP", "RESUME"]
         assert got[0].timestamp > 1e9  # QEMU's wall-clock timestamp
         await conn.aclose()
-        with pytest.raises(ConnectionLostError):
-            async with conn.qmp_events(libvirt_guest.name):
-                pass  # pragma: no cover
+        with pytest.raises(ConnectionLostError), conn.qmp_events(libvirt_guest.name):
+            pass  # pragma: no cover
+
+
+async def test_qmp_events_of_an_unknown_domain_end_with_its_error(
+    libvirt_guest: LibvirtGuest,
+) -> None:
+    async with open_connection(libvirt_guest.daemon.uri) as conn:
+        with conn.qmp_events("no-such-domain") as events:
+            with pytest.raises(DomainNotFoundError):
+                await conn.wait_qmp_registered("no-such-domain")
+            with pytest.raises(DomainNotFoundError):
+                await events.receive()

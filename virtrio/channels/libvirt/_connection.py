@@ -10,24 +10,24 @@ that outlives its deadline is abandoned (its thread finishes on its own) and rai
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from typing import Any, TypeVar
 
 import attrs
 import trio
 
 from virtrio.channels.qmp import QmpEvent
-from virtrio.errors import ConnectionLostError, VirtrioError, VirtrioTimeoutError
+from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 from virtrio.primitives import Fanout, Subscription
 
 from ._errors import VIR_ERR_NO_SUPPORT, translate_error
 from ._eventloop import ensure_event_loop
 from ._events import DomainEvent, EventKind, agent_names, lifecycle_names
+from ._qmp_events import QmpEventRegistrations
 from ._uri import LibvirtUri
 
 __all__ = ["DomainSummary", "LibvirtConnection", "open_connection", "run_blocking"]
@@ -129,7 +129,7 @@ class LibvirtConnection:
         self._trio_thread = threading.get_ident()
         self._events: Fanout[DomainEvent] = Fanout(max_queue=1024, overflow="disconnect")
         self._callback_ids: dict[EventKind, int] = {}
-        self._qmp_fanouts: set[Fanout[QmpEvent]] = set()
+        self._qmp = QmpEventRegistrations(self)
         self._closed = trio.Event()
         self._close_registered = False
         #: why the connection closed, once it has
@@ -235,60 +235,29 @@ class LibvirtConnection:
         with self._events.subscribe(max_queue=max_queue, accept=accept) as sub:
             yield sub
 
-    @asynccontextmanager
-    async def qmp_events(
-        self, domain: str, *, max_queue: int = 1024, timeout: float | None = None
-    ) -> AsyncIterator[Subscription[QmpEvent]]:
+    def qmp_events(
+        self, domain: str, *, max_queue: int = 1024
+    ) -> AbstractContextManager[Subscription[QmpEvent]]:
         """Receive the QMP events (``STOP``, ``RESUME``, ``SHUTDOWN``, ...) of ``domain`` while in
-        the block, through libvirt's ``qemuMonitorEventRegister``.
+        the block, through libvirt's ``qemuMonitorEventRegister``:
+        ``with conn.qmp_events("vm1") as sub: async for event in sub``.
 
-        The subscription ends with :class:`~virtrio.errors.ConnectionLostError` when the
-        connection goes away.
+        The registration talks to the daemon, so it runs in the background: await
+        :meth:`wait_qmp_registered` before causing events that must not be missed. A failed
+        registration (no such domain, domain not running) ends the subscription with its error;
+        so does the connection going away (:class:`~virtrio.errors.ConnectionLostError`), or
+        ``max_queue`` events piling up unread.
         """
-        import libvirt_qemu
+        return self._qmp.subscribe(domain, max_queue)
 
-        dom = await self.lookup(domain, timeout=timeout)
-        events: Fanout[QmpEvent] = Fanout(max_queue=max_queue, overflow="disconnect")
+    async def wait_qmp_registered(self, domain: str, *, timeout: float | None = None) -> None:
+        """Return once every open :meth:`qmp_events` subscription to ``domain`` is registered.
 
-        def callback(
-            _c: Any, _d: Any, name: str, seconds: int, micros: int, details: str | None, _o: Any
-        ) -> None:
-            try:
-                data = json.loads(details) if details else {}
-            except ValueError:
-                data = {"raw": details}
-            event = QmpEvent(name, data if isinstance(data, dict) else {}, seconds + micros / 1e6)
-            self._on_trio(lambda: events.publish(event))
-
-        callback_id = await self.call(
-            libvirt_qemu.qemuMonitorEventRegister,
-            self._live(),
-            dom,
-            None,
-            callback,
-            None,
-            0,
-            what=f"register QMP events of {domain}",
-            timeout=timeout,
-        )
-        del dom
-        try:
-            with events.subscribe() as sub:
-                self._qmp_fanouts.add(events)  # closed with the connection's error
-                yield sub
-        finally:
-            self._qmp_fanouts.discard(events)
-            events.close()
-            raw = self.raw
-            if raw is not None and self.is_connected:
-                with trio.CancelScope(shield=True), suppress(VirtrioError):
-                    await self.call(
-                        libvirt_qemu.qemuMonitorEventDeregister,
-                        raw,
-                        callback_id,
-                        what="deregister QMP events",
-                        timeout=5,
-                    )
+        Raises:
+            DomainNotFoundError, LibvirtCallError, ConnectionLostError: why it failed.
+            VirtrioTimeoutError: not registered within ``timeout`` (default: ``call_timeout``).
+        """
+        await self._qmp.wait_registered(domain, timeout=timeout)
 
     def _register_blocking(self) -> None:
         """Register every domain event kind, in the worker thread that opened the connection.
@@ -352,8 +321,7 @@ class LibvirtConnection:
         self.closed_reason = reason
         self._closed.set()
         self._events.close(reason)
-        for fanout in list(self._qmp_fanouts):
-            fanout.close(reason)
+        self._qmp.close(reason)
 
     def _on_close_callback(self, _conn: Any, reason: int, _opaque: Any) -> None:
         text = _CLOSE_REASONS.get(reason, str(reason))
@@ -387,9 +355,16 @@ class LibvirtConnection:
             return
         ids = list(self._callback_ids.values())
         self._callback_ids.clear()
+        qmp_ids = self._qmp.take_ids()
         libvirt = _libvirt()
 
         def close() -> None:
+            if qmp_ids:
+                import libvirt_qemu
+
+                for qmp_id in qmp_ids:
+                    with suppress(libvirt.libvirtError):
+                        libvirt_qemu.qemuMonitorEventDeregister(raw, qmp_id)
             for callback_id in ids:
                 with suppress(libvirt.libvirtError):
                     raw.domainEventDeregisterAny(callback_id)
@@ -461,6 +436,12 @@ async def open_connection(
         abandoned.set()
         raise
     try:
-        yield connection
+        async with trio.open_nursery() as nursery:
+            connection._qmp.nursery = nursery
+            try:
+                yield connection
+            finally:
+                await connection.aclose()
+                nursery.cancel_scope.cancel()
     finally:
         await connection.aclose()
