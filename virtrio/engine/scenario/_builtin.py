@@ -14,6 +14,7 @@ from virtrio.errors import ConfigError
 
 from ._context import ScenarioContext, StepFailed
 from ._registry import StepKind, StepOutcome
+from ._screen import Screenshot, WaitScreen
 
 __all__ = ["BUILTIN_STEPS"]
 
@@ -198,46 +199,6 @@ class WaitEvent(StepKind):
             if all(event.data.get(k) == v for k, v in wanted.items()):
                 ctx.event_matched(event.seq)
                 return StepOutcome(_text({"event": event.name, "data": dict(event.data)}))
-
-
-class WaitScreen(StepKind):
-    """``wait_screen: {change: true}`` (Spice): the screen changes."""
-
-    name = "wait_screen"
-
-    def check(self, value: Any, fields: Mapping[str, Any]) -> list[str]:
-        if isinstance(value, Mapping) and value.get("change") is True and len(value) == 1:
-            return []
-        return ["{change: true} (region comparison with a reference PNG is not supported yet)"]
-
-    async def run(self, step: Any, vm: Any, ctx: ScenarioContext) -> StepOutcome:
-        await vm.spice.wait_screen_change(timeout=float("inf"))
-        return StepOutcome("screen changed")
-
-
-def _has(vm: Any, kind: str) -> bool:
-    return kind in vm.channel_kinds().values()
-
-
-class Screenshot(StepKind):
-    """``screenshot: NAME`` into the artefacts (``NAME.png``), through Spice; with
-    ``required: false`` a VM without Spice skips it."""
-
-    name = "screenshot"
-    fields = frozenset({"required"})
-
-    def check(self, value: Any, fields: Mapping[str, Any]) -> list[str]:
-        ok = isinstance(value, str) and re.fullmatch(r"[\w.${}-]+", value) is not None
-        return [] if ok else ["a file name (letters, digits, . _ -)"]
-
-    async def run(self, step: Any, vm: Any, ctx: ScenarioContext) -> StepOutcome:
-        if not _has(vm, "spice") and not step.fields.get("required", True):
-            return StepOutcome("no Spice channel: skipped", status="skipped")
-        png = await vm.spice.screenshot()
-        path = ctx.artefacts / f"{step.value}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        await trio.Path(path).write_bytes(png)
-        return StepOutcome(str(path), str(path))
 
 
 class _File(StepKind):
