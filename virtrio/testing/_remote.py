@@ -99,7 +99,8 @@ class EngineThread:
     def start_holder(self, held: _Held) -> None:
         """Start ``held``'s task in the engine's loop (from another thread)."""
         holders = self._holders
-        assert self.token is not None and holders is not None
+        assert self.token is not None
+        assert holders is not None
         self.token.run_sync_soon(lambda: holders.start_soon(held.run))
 
     def call_sync(self, function: Callable[[], Any]) -> Any:
@@ -147,6 +148,8 @@ class _Held:
         except BaseException as exc:  # the engine stops while a test is inside the block
             with trio.CancelScope(shield=True):
                 await self.manager.__aexit__(type(exc), exc, exc.__traceback__)
+            self._exit = outcome.Error(exc)  # a leave() waiting now gets the engine's end
+            self._left.set()
             raise
         self._exit = await outcome.acapture(self.manager.__aexit__, *self._exit_info)
         self._left.set()
