@@ -9,6 +9,7 @@ screen itself: text-mode characters written into the VGA memory at 0xb8000 throu
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import trio
 import trio.testing
 
 from tests.engine.scenario.test_run import failures
+from virtrio.channels.spice import Rect
 from virtrio.engine import default_fleet, open_engine
 from virtrio.engine.scenario import demo_scenario, load_scenario, parse_scenario, run_scenario
 from virtrio.engine.scenario._image import decode_png
@@ -25,11 +27,27 @@ ROW, COL = 10, 10
 REGION = [COL * 9, ROW * 16, 4 * 9, 16]
 
 
-def draw(text: str, attribute: int = 0x1F) -> str:
-    """A guest shell command that puts ``text`` at ROW, COL of the text screen."""
+#: A cell the test bumps after a drawing, to know the drawing has reached the screen.
+MARK_ROW, MARK_COL = 12, 10
+MARK = Rect(MARK_COL * 9, MARK_ROW * 16, MARK_COL * 9 + 9, MARK_ROW * 16 + 16)
+
+
+def draw(text: str, row: int = ROW, col: int = COL, attribute: int = 0x1F) -> str:
+    """A guest shell command that puts ``text`` at ``row``, ``col`` of the text screen (a
+    cell, character and colour, per write)."""
     cells = "".join(f"{c}\\{attribute:03o}" for c in text)
-    offset = 0xB8000 + (ROW * 80 + COL) * 2
-    return f"printf '{cells}' | dd of=/dev/mem bs=1 seek={offset} conv=notrunc 2>/dev/null"
+    cell = (0xB8000 + (row * 80 + col) * 2) // 2
+    return f"printf '{cells}' | dd of=/dev/mem bs=2 seek={cell} conv=notrunc 2>/dev/null"
+
+
+async def show(vm: Any, text: str, tick: int) -> None:
+    """Draw ``text``, then bump the mark cell, and wait for the mark to change on the screen:
+    QEMU redraws every changed cell of the text screen in one refresh, in order, so once the
+    mark's change has arrived the whole text has too."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(vm.spice.wait_screen_change, region=MARK, timeout=30))
+        await trio.testing.wait_all_tasks_blocked()
+        await vm.qga.shell(f"{draw(text)}; {draw(str(tick % 10), MARK_ROW, MARK_COL)}")
 
 
 async def run_on(engine: Any, scenario: Any, folder: Path) -> Any:
@@ -73,6 +91,7 @@ async def test_spice_steps_on_a_demo_guest_with_spice(qemu_binary: str, tmp_path
         assert reports[0].passed, failures(reports[0])
 
         # a reference captured from this guest: the whole screen, and the region alone
+        await show(vm, "VIRT", 1)
         folder = tmp_path / "scenarios"
         folder.mkdir()
         (folder / "screen.png").write_bytes(await vm.spice.screenshot())
@@ -86,7 +105,7 @@ async def test_spice_steps_on_a_demo_guest_with_spice(qemu_binary: str, tmp_path
         assert report.passed, failures(report)
 
         # one letter off: 0 tolerance times out with both images saved; 50% passes
-        await vm.qga.shell(draw("VIRX"))
+        await show(vm, "VIRX", 2)
         (folder / "tolerant.yaml").write_text(
             f"- wait_screen: {{region: {REGION}, reference: virt.png, tolerance: 0.5}}\n"
             f"- wait_screen: {{region: {REGION}, reference: virt.png}}\n  timeout: 2\n"
