@@ -264,9 +264,9 @@ async def test_plain_c_and_s_without_vcont(tmp_path: Path) -> None:
 async def test_endless_monitor_output_is_cut_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from virtrio.channels.gdb import _client
+    from virtrio.channels.gdb import _connection
 
-    monkeypatch.setattr(_client, "MAX_MONITOR_OUTPUT", 1000)
+    monkeypatch.setattr(_connection, "MAX_MONITOR_OUTPUT", 1000)
     chunk = b"O" + (b"x" * 200).hex().encode()
     stub = FakeStub(handlers={b"qRcmd": lambda _: [chunk] * 10})  # and never OK
     async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
