@@ -94,6 +94,25 @@ async def test_continue_console_output_interrupt_and_events(tmp_path: Path) -> N
         assert await gdb.wait_stop() is stop
 
 
+async def test_a_stop_waiter_that_gives_up_leaves_the_reading_to_the_watcher(
+    tmp_path: Path,
+) -> None:
+    # wait_stop reads the socket itself; once it has timed out, the stop that comes with no
+    # caller waiting still reaches the listeners and last_stop
+    stub = FakeStub()
+    async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
+        with gdb.events() as events:
+            await gdb.continue_()
+            with pytest.raises(VirtrioTimeoutError, match="still running"):
+                await gdb.wait_stop(timeout=0.01)
+            await stub.stop(b"T05thread:p01.01;")
+            stop = await events.receive()
+            assert isinstance(stop, Stopped)
+            assert not gdb.is_running
+            assert gdb.last_stop is stop
+            assert await gdb.wait_stop() is stop
+
+
 async def test_a_breakpoint_at_the_pc_is_stepped_off_quietly(tmp_path: Path) -> None:
     stub = FakeStub()
     async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
