@@ -1,11 +1,12 @@
 """The fault matrix for virtio-serial (:class:`~virtrio.channels.virtio_serial.StreamReader` on
-a port's host socket): a hostile in-process Unix server stands in for the port here.
+a port's host socket): real QEMU (a paused PC with virtserialports on chardev sockets) where it
+can play the fault, a hostile in-process Unix server where it cannot.
 
 =====================  ===========================================================
 fault                  how it is played
 =====================  ===========================================================
-SIGKILL mid-call       not played here yet (QEMU's chardev socket under a pending
-                       ``read_line``)
+SIGKILL mid-call       real QEMU, 3 ports each under a pending ``read_line``, then
+                       SIGKILL: all fail with ConnectionLostError within 100 ms
 peer restarted         not played here yet (the supervised ``virtio-serial`` kind)
 connection reset       hostile server closes with the request unread under a
                        ``read_line``: the reader fails with ConnectionLostError (was
@@ -21,20 +22,46 @@ slow reader            not played here yet
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
-from tests.faults.hostile import MIB, PeakRss, hostile_server
+from tests.faults.hostile import MIB, PeakRss, hostile_server, pending_calls_fail_fast
+from tests.peers.qemu import PC
 from virtrio.channels import Address, open_stream
+from virtrio.channels.qmp import open_qmp
 from virtrio.channels.virtio_serial import ReadLimitError, StreamReader
+from virtrio.engine.guest import open_qemu
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 
 
 async def _reader(address: str) -> StreamReader:
     path = address.removeprefix("unix:")
     return StreamReader(await open_stream(Address.unix(path)), name="port")
+
+
+async def test_sigkill_fails_every_pending_read_fast(qemu_binary: str, tmp_path: Path) -> None:
+    ports = 3
+    args: list[str] = ["-device", "virtio-serial"]
+    for n in range(ports):
+        args += ["-chardev", f"socket,id=p{n},path={tmp_path}/p{n}.sock,server=on,wait=off"]
+        args += ["-device", f"virtserialport,chardev=p{n},name=org.virtrio.p{n}"]
+    machine = attrs.evolve(PC, extra_args=(*PC.extra_args, *args))
+    async with open_qemu(machine, workdir=tmp_path / "qemu") as qemu:
+        async with open_qmp(qemu.qmp_address) as qmp:  # QMP answers once every chardev is up
+            await qmp.query_status()
+        readers = [await _reader(f"unix:{tmp_path}/p{n}.sock") for n in range(ports)]
+        each = itertools.cycle(readers)
+        try:
+            await pending_calls_fail_fast(
+                lambda: next(each).read_line(timeout=30), qemu.kill, calls=ports
+            )
+        finally:
+            for reader in readers:
+                await reader.aclose()
 
 
 async def test_connection_reset_under_a_read(tmp_path: Path) -> None:
