@@ -1,6 +1,6 @@
 """A real QEMU session debugged through the API: upload the cortex-m3 test program,
 breakpoint on ``tick``, run, registers, memory, step, continue; the console WebSocket with
-two viewers (trio-websocket); the events WebSocket; tasks for coverage and a snapshot the
+two viewers (trio-websocket), the owner's input echoed by the program; the events WebSocket; tasks for coverage and a snapshot the
 board cannot take; the artefact served under its digest. One session for the module."""
 
 from __future__ import annotations
@@ -125,6 +125,10 @@ async def test_debug_a_program_through_the_api(
             while isinstance(reply := await viewer.get_message(), bytes):
                 pass
         assert json.loads(reply)["code"] == "forbidden"
+        # the owner's keystrokes go to the UART: the program echoes them to every viewer
+        await owner.send_message(b"typed-by-owner")
+        assert b"typed-by-owner" in await _receive_until(viewer, b"typed-by-owner")
+        assert b"typed-by-owner" in await _receive_until(owner, b"typed-by-owner")
         interrupted = await api.post(f"{s}/debug/interrupt")
         assert interrupted.json() == {"state": "stopped"}
 

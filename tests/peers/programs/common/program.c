@@ -2,7 +2,8 @@
  *
  * It prints a banner, fills `pattern`, then loops for ever calling tick() (the function the
  * tests break on), updating `counter` and `watched` (what they read and watch), and printing
- * "poked N" on the UART whenever a debugger has written a non-zero N into `poked`. */
+ * "poked N" on the UART whenever a debugger has written a non-zero N into `poked`. Bytes
+ * received on the UART are echoed back on it (console input). */
 #include "board.h"
 
 volatile unsigned int counter;
@@ -44,5 +45,8 @@ int main(void) {
             board_putc('\n');
             poked = 0;
         }
+        int c = board_getc();
+        if (c >= 0)
+            board_putc((char)c);
     }
 }
