@@ -223,3 +223,32 @@ async def test_a_session_past_its_timeout_is_stopped_and_marked_expired(served: 
         lambda: served.clients["developer"].get(f"/api/v1/sessions/{made['id']}")
     )
     assert answer.json()["state"] == "expired"
+
+
+async def test_console_history_goes_out_in_bounded_frames(
+    served: Served, program: BareMetalProgram, api: httpx.AsyncClient
+) -> None:
+    from virtrio.engine.server._ws import MAX_FRAME
+
+    made = (await api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})).json()
+    s = f"/api/v1/sessions/{made['id']}"
+    try:
+        pid = (await api.post(f"{s}/programs", content=program.elf.read_bytes())).json()
+        await api.post(f"{s}/programs/{pid['program_id']}/start", json={})
+        typed = b"0123456789abcdef" * (MAX_FRAME // 16 + 1) + b"END"  # the UART echoes ~8 KB/s
+        async with open_websocket_url(_ws_url(served, made["id"], "console", "developer")) as ws:
+            await ws.send_message(typed)
+            await _receive_until(ws, b"END")
+        # a viewer arriving later gets the history (> 1 frame's worth) in frames <= MAX_FRAME
+        async with open_websocket_url(_ws_url(served, made["id"], "console", "viewer")) as ws:
+            frames: list[bytes] = []
+            with trio.fail_after(60):
+                while b"END" not in b"".join(frames):
+                    message = await ws.get_message()
+                    if isinstance(message, bytes):
+                        frames.append(message)
+        assert typed in b"".join(frames)
+        assert len(frames) >= 2
+        assert max(len(f) for f in frames) <= MAX_FRAME
+    finally:
+        await api.delete(s)
