@@ -1,7 +1,8 @@
 """A real QEMU session debugged through the API: upload the cortex-m3 test program,
 breakpoint on ``tick``, run, registers, memory, step, continue; the console WebSocket with
-two viewers (trio-websocket), the owner's input echoed by the program; the events WebSocket; tasks for coverage and a snapshot the
-board cannot take; the artefact served under its digest. One session for the module."""
+two viewers (trio-websocket), the owner's input echoed by the program, its history in bounded
+frames; the events WebSocket; tasks for coverage and a snapshot the board cannot take; the
+artefact served under its digest. One session for the module."""
 
 from __future__ import annotations
 
