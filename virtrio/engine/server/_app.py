@@ -28,6 +28,7 @@ from ._auth import Authenticator, RateLimiter
 from ._http import RouteSpec, error_response, wrap
 from ._metrics import Metrics
 from ._openapi import DOCS_PAGE, openapi_document
+from ._routes_debug import DEBUG_ROUTES
 from ._routes_misc import MISC_ROUTES
 from ._routes_sessions import SESSION_ROUTES
 from ._sessions import SessionManager
@@ -40,7 +41,7 @@ __all__ = ["ROUTES", "ServerState", "build_app", "open_server", "serve"]
 STATIC = Path(__file__).parent / "static"
 
 #: every HTTP route the server has (the WebSockets are beside them)
-ROUTES: tuple[RouteSpec, ...] = SESSION_ROUTES + MISC_ROUTES
+ROUTES: tuple[RouteSpec, ...] = SESSION_ROUTES + DEBUG_ROUTES + MISC_ROUTES
 
 
 @attrs.define(eq=False)
