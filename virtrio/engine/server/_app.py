@@ -103,9 +103,11 @@ async def open_server(
     burst: int = 100,
     token_ttl: float = 3600.0,
     backend_factory: Callable[..., Backend] = load_backend,
+    max_sessions_per_key: int = 16,
 ) -> AsyncIterator[tuple[ServerState, Starlette]]:
     """The server's state and app, with a nursery owning every session's instance; leaving it
-    stops every session cleanly (each is recorded as ``stopped``)."""
+    stops every session cleanly (each is recorded as ``stopped``). A key may have at most
+    ``max_sessions_per_key`` live sessions on this server (0: no limit)."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = await open_store(db or f"sqlite:{data_dir / 'virtrio.db'}")
@@ -123,6 +125,7 @@ async def open_server(
                     nursery,
                     server_id=server_id or socket.gethostname(),
                     backend_factory=backend_factory,
+                    max_sessions_per_owner=max_sessions_per_key,
                 ),
                 auth=Authenticator(store, secret=secret_file.read_bytes(), token_ttl=token_ttl),
                 limiter=RateLimiter(rate, burst),

@@ -1,5 +1,6 @@
-"""A SIGKILLed server leaves no emulator behind: QEMU runs under ``setpriv --pdeathsig KILL``
-and dies with the server that started it."""
+"""What a server bounds about its sessions' processes: a SIGKILLed server leaves no emulator
+behind (QEMU runs under ``setpriv --pdeathsig KILL``), and a key has at most
+``--max-sessions-per-key`` live sessions (409 ``session_limit`` beyond)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,23 @@ def test_qemu_of_a_sigkilled_server_dies_with_it(tmp_path: Path) -> None:
             os.close(pidfd)
     finally:
         stop_server(server)
+
+
+def test_a_key_beyond_its_session_limit_gets_a_409_naming_it(tmp_path: Path) -> None:
+    key = create_key(tmp_path, "developer")
+    server = start_server(tmp_path, "--max-sessions-per-key", "1")
+    try:
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": key}, timeout=60) as api:
+            first = api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})
+            assert first.status_code == 201, first.text
+            refused = api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})
+            assert refused.status_code == 409
+            body = refused.json()
+            assert body["code"] == "session_limit"
+            assert body["details"] == {"limit": 1, "running": 1}
+            assert "--max-sessions-per-key" in body["error"]
+            assert api.delete(f"/api/v1/sessions/{first.json()['id']}").status_code == 204
+            again = api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})
+            assert again.status_code == 201, again.text
+    finally:
+        assert stop_server(server) == 0
