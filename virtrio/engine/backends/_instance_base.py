@@ -241,9 +241,9 @@ class GdbInstanceBase:
         """Send ``data`` to the console UART (this backend: none; QEMU overrides it).
 
         Raises:
-            BackendError: this backend takes no console input.
+            BackendStateError: this backend takes no console input (nothing was sent).
         """
-        raise BackendError(
+        raise BackendStateError(
             f"instance {self._id}: this backend takes no console input", backend=self.backend_name
         )
 

@@ -186,7 +186,8 @@ class QemuInstance(GdbInstanceBase):
         """Send ``data`` to the console UART (input, as if typed on its terminal).
 
         Raises:
-            BackendError: QEMU is powered off or exited.
+            BackendStateError: QEMU is powered off.
+            BackendExitedError: QEMU exited.
         """
         self._need(Capability.CONSOLE, "write_console")
         await self._current().write_console(data)

@@ -76,7 +76,7 @@ class QemuRun:
         """Send ``data`` to the console UART (as if typed on it).
 
         Raises:
-            BackendError: the console is not connected, or QEMU is gone.
+            BackendExitedError: QEMU is gone (or its console with it).
         """
         if self.console_input is None or self.exited.is_set():
             raise self.failure()
