@@ -19,6 +19,7 @@ from virtrio.engine._qemu import _listen, _stop
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioError
 from virtrio.primitives import open_service_nursery
 
+from ._child import Child, spawn_here
 from ._console import ConsoleBuffer, pump_console
 from ._snapshots import incoming_from_file
 from ._types import BackendExitedError, BackendStartError, BackendUnavailableError
@@ -32,8 +33,8 @@ def die_with_parent(argv: list[str]) -> list[str]:
 
     Why a wrapper: ``preexec_fn`` runs Python between fork and exec, unsafe in a process with
     threads. setpriv calls prctl(PR_SET_PDEATHSIG) and execs the program (the same pid; the
-    setting survives exec). The signal follows the *thread* that forked: Trio's, which lives as
-    long as the server.
+    setting survives exec). The signal follows the *thread* that forked, so the child is forked
+    by :func:`spawn_here` in Trio's own thread, which lives as long as the server.
     """
     setpriv = shutil.which("setpriv")
     if setpriv is None:  # util-linux is essential on Debian; without it, no death signal
@@ -62,7 +63,7 @@ class RunSpec:
 class QemuRun:
     """A started QEMU: its process and connections; ``stop`` asks the run to end."""
 
-    process: trio.Process
+    process: Child
     log: Path
     qmp: QmpClient | None = None
     gdb: GdbClient | None = None
@@ -135,7 +136,7 @@ async def serve_run(
         if shutil.which(argv[0]) is None:
             raise FileNotFoundError(argv[0])
         with spec.log.open("ab") as log:
-            process = await trio.lowlevel.open_process(
+            process = await spawn_here(
                 die_with_parent(argv),
                 pass_fds=[s.fileno() for s in sockets],
                 stdin=subprocess.DEVNULL,
