@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Protocol
 
 import attrs
 import trio
@@ -318,7 +319,17 @@ async def open_qemu(
                 await _stop(process, stop_timeout)
 
 
-async def _stop(process: trio.Process, timeout: float) -> None:
+class _Stoppable(Protocol):
+    """What :func:`_stop` needs of a process (a trio.Process or a backends Child)."""
+
+    @property
+    def returncode(self) -> int | None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    async def wait(self) -> int: ...
+
+
+async def _stop(process: _Stoppable, timeout: float) -> None:
     if process.returncode is None:
         process.terminate()
         with trio.move_on_after(timeout):

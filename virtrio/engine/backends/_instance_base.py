@@ -237,6 +237,16 @@ class GdbInstanceBase:
         limit = self._call_timeout if timeout is None else timeout
         return await self._console.wait_for(text, timeout=limit if limit > 0 else math.inf)
 
+    async def write_console(self, data: bytes) -> None:
+        """Send ``data`` to the console UART (this backend: none; QEMU overrides it).
+
+        Raises:
+            BackendStateError: this backend takes no console input (nothing was sent).
+        """
+        raise BackendStateError(
+            f"instance {self._id}: this backend takes no console input", backend=self.backend_name
+        )
+
     @property
     def console(self) -> ConsoleBuffer:
         """The console (subscribe to stream its output)."""

@@ -182,6 +182,16 @@ class QemuInstance(GdbInstanceBase):
     def _binary(self) -> str:
         return self._settings.binaries.get(self._plan.binary, self._plan.binary)
 
+    async def write_console(self, data: bytes) -> None:
+        """Send ``data`` to the console UART (input, as if typed on its terminal).
+
+        Raises:
+            BackendStateError: QEMU is powered off.
+            BackendExitedError: QEMU exited.
+        """
+        self._need(Capability.CONSOLE, "write_console")
+        await self._current().write_console(data)
+
     # --- programs ------------------------------------------------------------------------
 
     async def start_program(self, program_id: str, options: StartOptions | None = None) -> None:
