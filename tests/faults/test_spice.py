@@ -8,9 +8,12 @@ SIGKILL mid-call       QEMU stopped (SIGSTOP) under 5 pending ``wait_screen_chan
                        100 ms
 peer restarted         not played here yet: the supervised handle (``vm.spice``) over
                        a Spice server restarted on the same socket
-connection reset,      not played here yet (a hostile Spice server)
-garbage bytes,
-oversize length
+connection reset       hostile server aborts (RST) after reading the client's link
+                       message: ConnectionLostError naming the reset
+garbage bytes          hostile server answers the link with bytes that are not
+                       Spice: SpiceProtocolError (bad link magic)
+oversize length        hostile server's link header claims 4 GiB: SpiceProtocolError
+                       at once, peak RSS bounded
 never answers          QEMU stopped (SIGSTOP): ``wait_screen_change``'s deadline fires
 slow reader            not played here yet (display updates nobody reads)
 =====================  ===========================================================
@@ -20,15 +23,17 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 
-from tests.faults.hostile import pending_calls_fail_fast
+from tests.faults.hostile import MIB, PeakRss, hostile_server, pending_calls_fail_fast, reset
 from tests.peers.spice import SpiceVM
-from virtrio.channels.spice import open_spice_session
-from virtrio.errors import VirtrioTimeoutError
+from virtrio.channels.spice import SpiceProtocolError, open_spice_session
+from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 
 
 async def test_sigkill_fails_every_pending_call_fast(spice_vm: SpiceVM) -> None:
@@ -55,3 +60,48 @@ async def test_a_stopped_server_lets_the_deadline_fire(spice_vm: SpiceVM) -> Non
                 await spice.wait_screen_change(timeout=0.3)
         finally:
             os.kill(spice_vm.proc.pid, signal.SIGCONT)
+
+
+def _link_peer(answer: bytes | None) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """A hostile Spice server: reads the client's link message, then sends ``answer`` (or, for
+    None, resets the connection)."""
+
+    async def peer(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+        if answer is None:
+            reset(stream)
+        else:
+            await stream.send_all(answer)
+        await trio.sleep_forever()
+
+    return peer
+
+
+async def test_connection_reset_at_link() -> None:
+    async with hostile_server(_link_peer(None)) as address:
+        with trio.fail_after(10), pytest.raises(ConnectionLostError, match="reset"):
+            async with open_spice_session(address, connect_timeout=5):
+                pass  # pragma: no cover
+
+
+async def test_garbage_bytes_at_link_are_a_protocol_error() -> None:
+    async with hostile_server(_link_peer(b"\x00\x13garbage{]\r\n\xff\xfe\xfd\xfc\xfb")) as address:
+        with trio.fail_after(10), pytest.raises(SpiceProtocolError, match="bad link magic"):
+            async with open_spice_session(address, connect_timeout=5):
+                pass  # pragma: no cover
+
+
+async def test_oversize_link_length_is_refused_with_memory_bounded() -> None:
+    header = struct.pack(
+        "<IIII",
+        0x51444552,  # REDQ
+        2,
+        2,
+        0xFFFFFFFF,
+    )
+    with PeakRss() as rss:
+        async with hostile_server(_link_peer(header)) as address:
+            with trio.fail_after(10), pytest.raises(SpiceProtocolError, match="out of range"):
+                async with open_spice_session(address, connect_timeout=5):
+                    pass  # pragma: no cover
+    assert rss.growth < 16 * MIB, f"peak RSS grew {rss.growth / MIB:.1f} MiB"

@@ -191,8 +191,9 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 10.0) 
 
 @pytest.fixture
 def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
-    """``start(password="", all_channels=False, tls=False, tls_channels=()) -> SpiceVM``; with
-    ``tls`` the VM listens on loopback (a plain and a TLS port) instead of a Unix socket."""
+    """``start(password="", all_channels=False, tls=False, tls_channels=(), paused=False) ->
+    SpiceVM``; with ``tls`` the VM listens on loopback (a plain and a TLS port) instead of a
+    Unix socket; with ``paused`` the CPU waits (``-S``) for a QMP ``cont``."""
     qemu = require_program("qemu-system-x86_64", "qemu-system-x86")
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -202,6 +203,7 @@ def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
         all_channels: bool = False,
         tls: bool = False,
         tls_channels: tuple[str, ...] = (),
+        paused: bool = False,
     ) -> SpiceVM:
         d = tmp_path / f"vm{len(procs)}"
         d.mkdir()
@@ -209,6 +211,8 @@ def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
         args = [qemu, "-machine", "pc", "-accel", "tcg", "-m", "64", "-nodefaults"]
         args += ["-display", "none", "-device", "VGA", "-boot", "menu=on,splash-time=60000"]
         args += ["-qmp", f"unix:{d}/qmp.sock,server=on,wait=off"]
+        if paused:
+            args.append("-S")
         if password:
             args += ["-object", f"secret,id=spicepw,data={password}"]
             spice.append("password-secret=spicepw")

@@ -52,9 +52,11 @@ async def test_port_both_ways_and_key_reaches_guest(spice_vm_factory) -> None:  
 
 
 async def test_escape_key_on_inputs_seen_on_serial(spice_vm_factory) -> None:  # type: ignore[no-untyped-def]
-    vm: SpiceVM = spice_vm_factory(all_channels=True)
+    # SeaBIOS prints its prompt once, at boot: the CPU waits until the port is ours
+    vm: SpiceVM = spice_vm_factory(all_channels=True, paused=True)
     async with open_spice_session(vm.address) as spice:
         port = await spice.port(PORT)
+        await trio.to_thread.run_sync(vm.qmp, "cont")
         await read_until(port, b"Press ESC for boot menu")
         await spice.send_keys("esc")
         await read_until(port, b"Select boot device")
@@ -121,9 +123,11 @@ async def test_tls_only_channel_moves_to_the_tls_port(spice_vm_factory) -> None:
 
 
 async def test_typed_digit_picks_a_boot_entry(spice_vm_factory) -> None:  # type: ignore[no-untyped-def]
-    vm: SpiceVM = spice_vm_factory(all_channels=True)
+    # SeaBIOS prints its prompt once, at boot: the CPU waits until the port is ours
+    vm: SpiceVM = spice_vm_factory(all_channels=True, paused=True)
     async with open_spice_session(vm.address) as spice:
         port = await spice.port(PORT)
+        await trio.to_thread.run_sync(vm.qmp, "cont")
         await read_until(port, b"Press ESC for boot menu")
         await spice.send_keys("esc")
         await read_until(port, b"Select boot device")

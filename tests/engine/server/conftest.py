@@ -1,26 +1,20 @@
 """Fixtures of the server tests: one real ``virtrio serve`` process for the server tests (on
 127.0.0.1, a port the kernel picks, its data dir in a temp dir) with an admin, a developer
-and a viewer key, and a PostgreSQL cluster run by an unprivileged user on a Unix socket."""
+and a viewer key. PostgreSQL comes from tests/peers/postgres.py (``postgres_url``)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import pwd
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import httpx
 import pytest
-
-from tests.peers import require_program
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -145,61 +139,3 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     finally:
         server.close()
         assert stop_server(server) == 0
-
-
-@attrs.frozen
-class Postgres:
-    """A running PostgreSQL cluster: the URL psycopg connects with."""
-
-    url: str
-    data: Path
-
-
-def _run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    if result.returncode != 0:
-        pytest.fail(f"{argv[-1]} failed ({result.returncode}): {result.stdout}{result.stderr}")
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
-    """Debian's PostgreSQL 15 as the unprivileged ``postgres`` user in a temp dir, listening
-    only on a Unix socket there; stopped at the end."""
-    require_program(str(PG_BIN / "initdb"), "postgresql")
-    user = pwd.getpwnam("postgres") if os.getuid() == 0 else pwd.getpwuid(os.getuid())
-    # not under pytest's temp root: that is private to the user running the tests
-    root = Path(tempfile.mkdtemp(prefix="virtrio-pg-"))
-    data, sockets = root / "data", root / "run"
-    sockets.mkdir()
-    for path in (root, sockets):
-        os.chown(path, user.pw_uid, user.pw_gid)
-    root.chmod(0o755)
-    as_user = ["runuser", "-u", user.pw_name, "--"] if os.getuid() == 0 else []
-    _run([*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "virtrio"])
-    options = f"-c listen_addresses='' -k {sockets} -c fsync=off"
-    _run(
-        [
-            *as_user,
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            options,
-            "-l",
-            str(root / "log"),
-            "start",
-        ]
-    )
-    try:
-        yield Postgres(f"postgresql://virtrio@/postgres?host={sockets}", data)
-    finally:
-        subprocess.run(
-            [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-            check=False,
-            capture_output=True,
-            timeout=120,
-        )
-        shutil.rmtree(root, ignore_errors=True)

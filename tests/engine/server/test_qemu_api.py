@@ -1,7 +1,8 @@
 """A real QEMU session debugged through the API: upload the cortex-m3 test program,
 breakpoint on ``tick``, run, registers, memory, step, continue; the console WebSocket with
-two viewers (trio-websocket); the events WebSocket; tasks for coverage and a snapshot the
-board cannot take; the artefact served under its digest. One session for the module."""
+two viewers (trio-websocket), the owner's input echoed by the program, its history in bounded
+frames; the events WebSocket; tasks for coverage and a snapshot the board cannot take; the
+artefact served under its digest. One session for the module."""
 
 from __future__ import annotations
 
@@ -125,6 +126,10 @@ async def test_debug_a_program_through_the_api(
             while isinstance(reply := await viewer.get_message(), bytes):
                 pass
         assert json.loads(reply)["code"] == "forbidden"
+        # the owner's keystrokes go to the UART: the program echoes them to every viewer
+        await owner.send_message(b"typed-by-owner")
+        assert b"typed-by-owner" in await _receive_until(viewer, b"typed-by-owner")
+        assert b"typed-by-owner" in await _receive_until(owner, b"typed-by-owner")
         interrupted = await api.post(f"{s}/debug/interrupt")
         assert interrupted.json() == {"state": "stopped"}
 
@@ -219,3 +224,32 @@ async def test_a_session_past_its_timeout_is_stopped_and_marked_expired(served: 
         lambda: served.clients["developer"].get(f"/api/v1/sessions/{made['id']}")
     )
     assert answer.json()["state"] == "expired"
+
+
+async def test_console_history_goes_out_in_bounded_frames(
+    served: Served, program: BareMetalProgram, api: httpx.AsyncClient
+) -> None:
+    from virtrio.engine.server._ws import MAX_FRAME
+
+    made = (await api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})).json()
+    s = f"/api/v1/sessions/{made['id']}"
+    try:
+        pid = (await api.post(f"{s}/programs", content=program.elf.read_bytes())).json()
+        await api.post(f"{s}/programs/{pid['program_id']}/start", json={})
+        typed = b"0123456789abcdef" * (MAX_FRAME // 16 + 1) + b"END"  # the UART echoes ~8 KB/s
+        async with open_websocket_url(_ws_url(served, made["id"], "console", "developer")) as ws:
+            await ws.send_message(typed)
+            await _receive_until(ws, b"END")
+        # a viewer arriving later gets the history (> 1 frame's worth) in frames <= MAX_FRAME
+        async with open_websocket_url(_ws_url(served, made["id"], "console", "viewer")) as ws:
+            frames: list[bytes] = []
+            with trio.fail_after(60):
+                while b"END" not in b"".join(frames):
+                    message = await ws.get_message()
+                    if isinstance(message, bytes):
+                        frames.append(message)
+        assert typed in b"".join(frames)
+        assert len(frames) >= 2
+        assert max(len(f) for f in frames) <= MAX_FRAME
+    finally:
+        await api.delete(s)

@@ -7,25 +7,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.postgres import PostgresServer
 from virtrio.engine.server import MIGRATIONS, open_store
 from virtrio.engine.server._store import KeyRecord, SessionRecord
 from virtrio.errors import ConfigError
 
-from .conftest import Postgres
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_server: PostgresServer
+) -> str:
     if request.param == "sqlite":
         return f"sqlite:{tmp_path / 'store.db'}"
-    postgres: Postgres = request.getfixturevalue("postgres")
-    # a schema of its own per test: the tests share one cluster
-    import psycopg
-
-    schema = f"t_{tmp_path.name.replace('-', '_').lower()}"
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{postgres.url}&options=-csearch_path%3D{schema}"
+    # a fresh database per test on the session's cluster (tests/peers/postgres.py; a
+    # parameter here so it starts before the leak check's snapshot)
+    return postgres_server.create_database()
 
 
 def _session(n: int, *, state: str = "running", backend: str = "qemu") -> SessionRecord:

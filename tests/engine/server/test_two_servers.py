@@ -11,15 +11,13 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from .conftest import Postgres, create_key, start_server, stop_server
+from .conftest import create_key, start_server, stop_server
 
 
 def test_two_servers_share_sessions_redirect_and_lose_a_dead_owners(
-    tmp_path: Path, postgres: Postgres
+    tmp_path: Path, postgres_url: str
 ) -> None:
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA two_servers")
-    db = f"{postgres.url}&options=-csearch_path%3Dtwo_servers"
+    db = postgres_url  # a fresh database on the session's cluster (tests/peers/postgres.py)
     key = create_key(tmp_path / "a", "developer", "--db", db)
     a = start_server(tmp_path / "a", "--db", db, "--server-id", "a", "--lease", "2")
     b = start_server(tmp_path / "b", "--db", db, "--server-id", "b", "--lease", "2")

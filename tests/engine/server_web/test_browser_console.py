@@ -1,8 +1,9 @@
 """The browser console end to end: a real ``virtrio serve``, headless Chromium, a real QEMU.
 
 Log in with a developer key, create a session from a board template, upload and start the
-bare-metal test program, and see its UART greeting appear in the xterm.js console; then stop
-the CPU and read its registers. Waits are MutationObservers in the page (no polling).
+bare-metal test program, see its UART greeting appear in the xterm.js console and keys typed
+in it echoed by the program; then stop the CPU and read its registers. Waits are
+MutationObservers in the page (no polling).
 """
 
 from __future__ import annotations
@@ -117,6 +118,14 @@ def test_log_in_create_a_session_and_see_the_uart(
         browser,
         f"document.querySelector('#terminal .xterm-rows').textContent.includes({greeting!r})",
         "UART greeting in the console",
+    )
+    # keys typed in the console reach the UART: the program echoes them back
+    typed = "typed-in-the-browser"
+    driver.find_element("css selector", "#terminal .xterm-helper-textarea").send_keys(typed)  # type: ignore[attr-defined]
+    _wait(
+        browser,
+        f"document.querySelector('#terminal .xterm-rows').textContent.includes({typed!r})",
+        "typed keys echoed in the console",
     )
     browser.screenshot(tmp_path / "console.png")
 

@@ -65,7 +65,8 @@ class StreamReader(trio.abc.Stream):
 
         Raises:
             VirtrioTimeoutError: no delimiter in time (what arrived stays buffered).
-            IncompleteReadError: the stream ended first (the tail stays buffered).
+            IncompleteReadError: the stream ended or broke (e.g. reset) first (the tail
+                stays buffered).
             ReadLimitError: ``max_size`` exceeded.
         """
         with trio.move_on_after(timeout):
@@ -79,7 +80,14 @@ class StreamReader(trio.abc.Stream):
                         f"{self.name}: stream ended before {delimiter!r}",
                         partial=self._buffer.pending,
                     )
-                data = await self.stream.receive_some(_CHUNK)
+                try:
+                    data = await self.stream.receive_some(_CHUNK)
+                except trio.BrokenResourceError as exc:  # e.g. reset: lost, as an end is
+                    self._eof = True
+                    raise IncompleteReadError(
+                        f"{self.name}: connection lost before {delimiter!r}: {exc}",
+                        partial=self._buffer.pending,
+                    ) from exc
                 if not data:
                     self._eof = True
                 self._buffer.feed(bytes(data))

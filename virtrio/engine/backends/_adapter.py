@@ -122,6 +122,9 @@ class BackendInstance(Protocol):
     async def wait_console(self, text: bytes, *, timeout: float | None = None) -> bytes:
         """Wait until the console output contains ``text``; returns all output so far."""
 
+    async def write_console(self, data: bytes) -> None:
+        """Send ``data`` to the first UART, as if typed on its terminal."""
+
 
 class Backend(Protocol):
     """A kind of emulator, registered by name under the entry-point group ``virtrio.backends``."""

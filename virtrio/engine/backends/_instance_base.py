@@ -17,7 +17,7 @@ from ._console import ConsoleBuffer
 from ._debug import GdbDebugger
 from ._types import (
     Artifact,
-    BackendError,
+    BackendStateError,
     Breakpoint,
     Capabilities,
     Capability,
@@ -74,11 +74,14 @@ class GdbInstanceBase:
         """The GDB connection to the running emulator.
 
         Raises:
-            BackendError: the instance is powered off or its emulator exited.
+            BackendStateError: the instance is powered off.
+            BackendExitedError: its emulator exited.
         """
         gdb = self._debugger.gdb
         if gdb is None:
-            raise BackendError(f"instance {self._id} is powered off", backend=self.backend_name)
+            raise BackendStateError(
+                f"instance {self._id} is powered off", backend=self.backend_name
+            )
         return gdb
 
     # --- programs ------------------------------------------------------------------------
@@ -233,6 +236,16 @@ class GdbInstanceBase:
         self._need(Capability.CONSOLE, "wait_console")
         limit = self._call_timeout if timeout is None else timeout
         return await self._console.wait_for(text, timeout=limit if limit > 0 else math.inf)
+
+    async def write_console(self, data: bytes) -> None:
+        """Send ``data`` to the console UART (this backend: none; QEMU overrides it).
+
+        Raises:
+            BackendStateError: this backend takes no console input (nothing was sent).
+        """
+        raise BackendStateError(
+            f"instance {self._id}: this backend takes no console input", backend=self.backend_name
+        )
 
     @property
     def console(self) -> ConsoleBuffer:

@@ -4,6 +4,7 @@ to reaped. An instance replaces its run on power cycles and program starts."""
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,11 +19,27 @@ from virtrio.engine._qemu import _listen, _stop
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioError
 from virtrio.primitives import open_service_nursery
 
+from ._child import Child, spawn_here
 from ._console import ConsoleBuffer, pump_console
 from ._snapshots import incoming_from_file
-from ._types import BackendError
+from ._types import BackendExitedError, BackendStartError, BackendUnavailableError
 
-__all__ = ["QemuRun", "RunSpec", "serve_run"]
+__all__ = ["QemuRun", "RunSpec", "die_with_parent", "serve_run"]
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run through util-linux's ``setpriv --pdeathsig KILL``: the emulator gets
+    SIGKILL when the process that started it dies (a SIGKILLed server leaves no QEMU behind).
+
+    Why a wrapper: ``preexec_fn`` runs Python between fork and exec, unsafe in a process with
+    threads. setpriv calls prctl(PR_SET_PDEATHSIG) and execs the program (the same pid; the
+    setting survives exec). The signal follows the *thread* that forked, so the child is forked
+    by :func:`spawn_here` in Trio's own thread, which lives as long as the server.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:  # util-linux is essential on Debian; without it, no death signal
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
 
 
 @attrs.frozen
@@ -46,16 +63,33 @@ class RunSpec:
 class QemuRun:
     """A started QEMU: its process and connections; ``stop`` asks the run to end."""
 
-    process: trio.Process
+    process: Child
     log: Path
     qmp: QmpClient | None = None
     gdb: GdbClient | None = None
     stop: trio.Event = attrs.field(factory=trio.Event)
     exited: trio.Event = attrs.field(factory=trio.Event)
+    #: the console socket's sending half (QEMU's serial chardev reads what is written to it)
+    console_input: trio.abc.SendStream | None = None
+    _input_lock: trio.Lock = attrs.field(factory=trio.Lock)
 
-    def failure(self) -> BackendError:
+    async def write_console(self, data: bytes) -> None:
+        """Send ``data`` to the console UART (as if typed on it).
+
+        Raises:
+            BackendExitedError: QEMU is gone (or its console with it).
+        """
+        if self.console_input is None or self.exited.is_set():
+            raise self.failure()
+        async with self._input_lock:
+            try:
+                await self.console_input.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                raise self.failure() from None
+
+    def failure(self) -> BackendExitedError:
         """The error for a call that finds this QEMU gone."""
-        return BackendError(
+        return BackendExitedError(
             f"QEMU exited (status {self.process.returncode}): {_tail(self.log)}", backend="qemu"
         )
 
@@ -79,7 +113,8 @@ async def serve_run(
     SIGKILL after the grace) and reap it, also when cancelled.
 
     Raises:
-        BackendError: QEMU could not start or its sockets did not answer (with its log).
+        BackendUnavailableError: the QEMU binary is missing.
+        BackendStartError: QEMU did not start or its sockets did not answer (with its log).
     """
     folder = spec.workdir
     sockets = [_listen(folder / name) for name in ("qmp.sock", "gdb.sock", "console.sock")]
@@ -98,16 +133,18 @@ async def serve_run(
         *(["-incoming", "defer"] if spec.incoming is not None else []),
     ]  # fmt: skip
     try:
+        if shutil.which(argv[0]) is None:
+            raise FileNotFoundError(argv[0])
         with spec.log.open("ab") as log:
-            process = await trio.lowlevel.open_process(
-                argv,
+            process = await spawn_here(
+                die_with_parent(argv),
                 pass_fds=[s.fileno() for s in sockets],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
     except FileNotFoundError:
-        raise BackendError(
+        raise BackendUnavailableError(
             f"{argv[0]} not found: apt-get install qemu-system-arm qemu-system-x86", backend="qemu"
         ) from None
     finally:
@@ -147,6 +184,7 @@ async def _connect(
         stream = await open_stream(
             Address.unix(folder / "console.sock"), connect_timeout=spec.connect_timeout
         )
+        run.console_input = stream
         nursery.start_soon(pump_console, stream, console)
         async with open_qmp(
             Address.unix(folder / "qmp.sock"),
@@ -173,7 +211,7 @@ async def _connect(
         if not started:
             with trio.move_on_after(spec.stop_grace):
                 await run.exited.wait()
-            raise BackendError(
+            raise BackendStartError(
                 f"QEMU did not start ({exc}): {_tail(run.log)}", backend="qemu"
             ) from None
         if not run.stop.is_set():

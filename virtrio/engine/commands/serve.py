@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--lease", type=float, default=15.0, help="seconds a server's lease lasts (default 15)"
     )
+    parser.add_argument(
+        "--max-sessions-per-key",
+        type=int,
+        default=16,
+        help="live sessions one key may have on this server (0: no limit; default 16)",
+    )
     parser.add_argument("--server-id", help="this server's name in the store (default: hostname)")
     parser.set_defaults(run=run)
     keys = parser.add_subparsers(dest="serve_command", metavar="keys")
@@ -79,6 +85,7 @@ async def run(args: argparse.Namespace) -> int:
                 burst=args.burst,
                 server_id=args.server_id,
                 lease=args.lease,
+                max_sessions_per_key=args.max_sessions_per_key,
                 task_status=task_status,
             )
         )

@@ -28,6 +28,7 @@ from ._auth import Authenticator, RateLimiter
 from ._http import RouteSpec, error_response, wrap
 from ._metrics import Metrics
 from ._openapi import DOCS_PAGE, openapi_document
+from ._routes_debug import DEBUG_ROUTES
 from ._routes_misc import MISC_ROUTES
 from ._routes_sessions import SESSION_ROUTES
 from ._sessions import SessionManager
@@ -40,7 +41,7 @@ __all__ = ["ROUTES", "ServerState", "build_app", "open_server", "serve"]
 STATIC = Path(__file__).parent / "static"
 
 #: every HTTP route the server has (the WebSockets are beside them)
-ROUTES: tuple[RouteSpec, ...] = SESSION_ROUTES + MISC_ROUTES
+ROUTES: tuple[RouteSpec, ...] = SESSION_ROUTES + DEBUG_ROUTES + MISC_ROUTES
 
 
 @attrs.define(eq=False)
@@ -102,9 +103,11 @@ async def open_server(
     burst: int = 100,
     token_ttl: float = 3600.0,
     backend_factory: Callable[..., Backend] = load_backend,
+    max_sessions_per_key: int = 16,
 ) -> AsyncIterator[tuple[ServerState, Starlette]]:
     """The server's state and app, with a nursery owning every session's instance; leaving it
-    stops every session cleanly (each is recorded as ``stopped``)."""
+    stops every session cleanly (each is recorded as ``stopped``). A key may have at most
+    ``max_sessions_per_key`` live sessions on this server (0: no limit)."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = await open_store(db or f"sqlite:{data_dir / 'virtrio.db'}")
@@ -122,6 +125,7 @@ async def open_server(
                     nursery,
                     server_id=server_id or socket.gethostname(),
                     backend_factory=backend_factory,
+                    max_sessions_per_owner=max_sessions_per_key,
                 ),
                 auth=Authenticator(store, secret=secret_file.read_bytes(), token_ttl=token_ttl),
                 limiter=RateLimiter(rate, burst),

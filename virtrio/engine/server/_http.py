@@ -16,6 +16,7 @@ from virtrio.engine.backends import BoardConfigError, UnsupportedCapabilityError
 from virtrio.errors import ConfigError, VirtrioError, VirtrioTimeoutError
 
 from ._auth import AuthError, Principal, Role
+from ._sessions import SessionLimitError
 
 if TYPE_CHECKING:
     from ._app import ServerState
@@ -61,6 +62,8 @@ def error_response(
 def as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, SessionLimitError):
+        return ApiError(409, "session_limit", str(exc), limit=exc.limit, running=exc.running)
     if isinstance(exc, BoardConfigError):
         return ApiError(422, "invalid_board", str(exc))
     if isinstance(exc, UnsupportedCapabilityError):

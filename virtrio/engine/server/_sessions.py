@@ -29,10 +29,22 @@ from virtrio.primitives import Fanout
 
 from ._store import SessionRecord, Store
 
-__all__ = ["LiveSession", "SessionManager", "Task"]
+__all__ = ["LiveSession", "SessionLimitError", "SessionManager", "Task"]
 
 #: states a session has while an instance of it exists in this server
 LIVE_STATES = ("creating", "running")
+
+
+class SessionLimitError(Exception):
+    """A key asked for a session beyond its limit of live sessions on this server."""
+
+    def __init__(self, limit: int, running: int) -> None:
+        super().__init__(
+            f"this key already has {running} live sessions on this server (the limit is "
+            f"{limit}: delete one, or start the server with a higher --max-sessions-per-key)"
+        )
+        self.limit = limit
+        self.running = running
 
 
 @attrs.define(eq=False)
@@ -102,7 +114,9 @@ class SessionManager:
         server_id: str,
         backend_factory: Callable[..., Backend] = load_backend,
         on_change: Callable[[str, str], None] = lambda _sid, _state: None,
+        max_sessions_per_owner: int = 0,
     ) -> None:
+        self.max_sessions_per_owner = max_sessions_per_owner
         self.store = store
         self.data_dir = data_dir
         self.server_id = server_id
@@ -155,7 +169,15 @@ class SessionManager:
         board: dict[str, Any],
         resources: dict[str, Any],
     ) -> LiveSession:
-        """Create a session and its instance (powered off until a program starts)."""
+        """Create a session and its instance (powered off until a program starts).
+
+        Raises:
+            SessionLimitError: ``owner`` already has ``max_sessions_per_owner`` live sessions.
+        """
+        limit = self.max_sessions_per_owner
+        running = sum(1 for live in self.live.values() if live.record.owner == owner)
+        if limit and running >= limit:
+            raise SessionLimitError(limit, running)
         backend = self.backend(backend_name, trace=bool(resources.get("trace")))
         backend.check_node(node)
         now = time.time()

@@ -21,7 +21,11 @@ from ._sessions import LiveSession
 if TYPE_CHECKING:
     from ._app import ServerState
 
-__all__ = ["console_socket", "events_socket"]
+__all__ = ["MAX_FRAME", "console_socket", "events_socket"]
+
+#: the largest binary frame the console sends (its history goes out in frames of this size:
+#: one frame of megabytes is more than many clients accept)
+MAX_FRAME = 64 * 1024
 
 
 async def _open(ws: WebSocket, state: ServerState) -> tuple[LiveSession, bool] | None:
@@ -61,23 +65,44 @@ async def console_socket(ws: WebSocket) -> None:
     with console.subscribe() as sub:
         history = live.instance.console_output()  # no checkpoint since subscribing: no gap
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_read_input, ws, may_type, nursery.cancel_scope)
+            nursery.start_soon(_read_input, ws, may_type, nursery.cancel_scope, live.instance)
             hello = {"type": "console", "session_id": live.record.id, "read_only": not may_type}
             await ws.send_text(json.dumps(hello))
-            if history:
-                await ws.send_bytes(history)
+            await _send_chunked(ws, history)
             async for chunk in sub:
-                await ws.send_bytes(chunk)
+                await _send_chunked(ws, chunk)
             nursery.cancel_scope.cancel()
     await _close(ws, 1000, "the session ended")
 
 
-async def _read_input(ws: WebSocket, may_type: bool, scope: trio.CancelScope) -> None:
+async def _send_chunked(ws: WebSocket, data: bytes) -> None:
+    for start in range(0, len(data), MAX_FRAME):
+        await ws.send_bytes(data[start : start + MAX_FRAME])
+
+
+async def _read_input(
+    ws: WebSocket, may_type: bool, scope: trio.CancelScope, instance: object = None
+) -> None:
+    """What a viewer sends: bytes (or text, as UTF-8) typed on the console go to the session's
+    UART; a read-only viewer, or a backend without console input, gets an error frame."""
+    write = getattr(instance, "write_console", None)
     try:
         while True:
             message = await ws.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            data = message.get("bytes")
+            if data is None and message.get("text") is not None:
+                data = str(message["text"]).encode()
+            if may_type and write is not None and data:
+                try:
+                    await write(data)
+                    continue
+                except Exception as exc:
+                    error = as_api_error(exc)
+                    body = {"error": str(error), "code": error.code, "details": error.details}
+                    await ws.send_text(json.dumps(body))
+                    continue
             text = "read-only console" if not may_type else "this backend takes no console input"
             code = "forbidden" if not may_type else "console_input_unsupported"
             await ws.send_text(json.dumps({"error": text, "code": code, "details": {}}))

@@ -1,8 +1,8 @@
 /* The bare-metal test program (the same on every architecture; board.h gives the UART).
- *
  * It prints a banner, fills `pattern`, then loops for ever calling tick() (the function the
  * tests break on), updating `counter` and `watched` (what they read and watch), and printing
- * "poked N" on the UART whenever a debugger has written a non-zero N into `poked`. */
+ * "poked N" on the UART whenever a debugger has written a non-zero N into `poked`. It
+ * echoes bytes received on the UART (console input). Line numbers matter: tests name them. */
 #include "board.h"
 
 volatile unsigned int counter;
@@ -44,5 +44,8 @@ int main(void) {
             board_putc('\n');
             poked = 0;
         }
+        int c = board_getc();
+        if (c >= 0)
+            board_putc((char)c);
     }
 }

@@ -3,6 +3,7 @@
 #define COM1 0x3f8
 #define COM1_LSR (COM1 + 5)
 #define LSR_THRE 0x20
+#define LSR_DR 0x01
 
 static inline unsigned char inb(unsigned short port) {
     unsigned char v;
@@ -18,4 +19,11 @@ static inline void board_putc(char c) {
     while (!(inb(COM1_LSR) & LSR_THRE))
         ;
     outb(COM1, (unsigned char)c);
+}
+
+/* A byte received on COM1, or -1 if none is waiting. */
+static inline int board_getc(void) {
+    if (!(inb(COM1_LSR) & LSR_DR))
+        return -1;
+    return inb(COM1);
 }
