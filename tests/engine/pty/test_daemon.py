@@ -472,3 +472,22 @@ async def test_input_without_waiting_reports_failures_as_events(pty_daemon: PtyD
         await client.attach(sid)
         await client.input(sid, b"quick\n", wait=False)
         await read_until(client, sid, b"quick\r\n")
+
+
+async def test_a_subscription_sets_the_queue_bound_while_open(pty_daemon: PtyDaemon) -> None:
+    async with open_pty_client(pty_daemon.socket_path, max_queue=64) as client:
+        sid = await client.create(command="/bin/sh", args=["-c", "echo one; echo two"])
+        await client.attach(sid)
+        with client.events(max_queue=1) as events:
+            assert client._events.limit == 1  # the reader now stops after one unread event
+            seen = bytearray()
+            async for event in events:
+                if isinstance(event, Output):
+                    seen += event.data
+                elif isinstance(event, Exit):
+                    break
+        assert b"one" in seen
+        assert b"two" in seen
+        assert client._events.limit == 64
+        with pytest.raises(ValueError, match="at least 1"):
+            client.events(max_queue=0)

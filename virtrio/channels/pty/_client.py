@@ -72,6 +72,7 @@ from ._messages import (
     Sessions,
     Signal,
 )
+from ._queue import EventQueue
 
 __all__ = [
     "PtyClient",
@@ -124,20 +125,35 @@ class PtyRequestError(PtyError, CommandError):
 
 
 class PtyEvents:
-    """The event queue of a :class:`PtyClient`, from ``with client.events() as events``
+    """A subscription to a :class:`PtyClient`'s events, from ``with client.events() as events``
     (an async iterator of events, like every subscription in virtrio)."""
 
-    def __init__(self, client: PtyClient) -> None:
+    def __init__(self, client: PtyClient, max_queue: int | None = None) -> None:
+        if max_queue is not None and max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, not {max_queue!r}")
         self._client = client
+        self._max_queue = max_queue
+        self._restore: int | None = None
 
     def __enter__(self) -> PtyEvents:
+        if self._max_queue is not None:
+            self._restore = self._client._events.limit
+            self._client._events.limit = self._max_queue
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """Nothing to undo: the queue is the client's, and what is queued stays queued."""
+        """Give the queue its bound back; what is queued stays queued."""
+        if self._restore is not None:
+            self._client._events.limit, self._restore = self._restore, None
 
-    def __aiter__(self) -> AsyncIterator[PtyEvent]:
-        return self._client._events
+    def __aiter__(self) -> PtyEvents:
+        return self
+
+    async def __anext__(self) -> PtyEvent:
+        try:
+            return await self._client._events.get()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
 
     async def receive(self) -> PtyEvent:
         """The next event.
@@ -146,8 +162,8 @@ class PtyEvents:
             ConnectionLostError: the connection closed and every event was received.
         """
         try:
-            return await self._client._events.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return await self._client._events.get()
+        except trio.EndOfChannel:
             raise self._client._lost_error() from None
 
 
@@ -163,7 +179,7 @@ class PtyClient:
         self.call_timeout = call_timeout
         self._ids = itertools.count(1)
         self._calls: Correlator[Message] = Correlator(stream, name="pty daemon", address=address)
-        self._events_send, self._events = trio.open_memory_channel[PtyEvent](max_queue)
+        self._events: EventQueue[PtyEvent] = EventQueue(max_queue)
 
     @property
     def closed_reason(self) -> BaseException | None:
@@ -255,16 +271,18 @@ class PtyClient:
         assert isinstance(reply, Sessions)
         return reply.sessions
 
-    def events(self) -> PtyEvents:
+    def events(self, *, max_queue: int | None = None) -> PtyEvents:
         """Output, exits, backpressure warnings and unsolicited errors of attached sessions, in
         order: ``with client.events() as events: async for event in events``.
 
         The client has one bounded event queue (``max_queue=`` of :func:`open_pty_client`),
-        which is what back-pressures the socket; leaving the block loses nothing, and entering
+        which is what back-pressures the socket: nothing is dropped, a slow reader slows the
+        client down (and the daemon warns it). ``max_queue=`` here sets that bound while the
+        block is open (None: the client's). Leaving the block loses nothing, and entering
         again goes on where it stopped. Iteration ends when the connection closes (see
         :attr:`closed_reason`); :meth:`PtyEvents.receive` raises instead.
         """
-        return PtyEvents(self)
+        return PtyEvents(self, max_queue)
 
     @property
     def is_connected(self) -> bool:
@@ -317,7 +335,7 @@ class PtyClient:
                     else:
                         if isinstance(message, Error):
                             last_error = message
-                        await self._events_send.send(message)  # type: ignore[arg-type]
+                        await self._events.put(message)  # type: ignore[arg-type]
                 if not data:
                     why = f": {last_error.message}" if last_error else ""
                     self._lose(ConnectionLostError(f"the daemon closed the connection{why}"))
@@ -331,7 +349,7 @@ class PtyClient:
             self._lose(ConnectionLostError(f"connection lost: {exc}"))
         finally:
             self._lose(ConnectionLostError("the client was closed"))
-            self._events_send.close()  # after the reason is set: iterators end, then can ask
+            self._events.close()  # after the reason is set: iterators end, then can ask
 
     def _lose(self, reason: ConnectionLostError) -> None:
         reason.address = self.address
