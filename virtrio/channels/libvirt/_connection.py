@@ -22,7 +22,7 @@ import trio
 
 from virtrio.channels.qmp import QmpEvent
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
-from virtrio.primitives import Fanout, Subscription
+from virtrio.primitives import Fanout, Subscription, open_service_nursery
 
 from ._errors import VIR_ERR_NO_SUPPORT, translate_error
 from ._eventloop import ensure_event_loop
@@ -436,7 +436,7 @@ async def open_connection(
         abandoned.set()
         raise
     try:
-        async with trio.open_nursery() as nursery:
+        async with open_service_nursery() as nursery:  # the caller's error, not a group
             connection._qmp.nursery = nursery
             try:
                 yield connection
