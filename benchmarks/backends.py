@@ -15,8 +15,9 @@ this process; /proc for gdb):
   stop), ``z0``; the raw socket replays exactly these packets.
 
 A fourth client, the "Trio floor", sends the same packets from one Trio task straight on the
-socket: what any Trio client pays for the event loop, before virtrio's own reader task,
-deadlines, parsing and checks.
+socket: what any Trio client pays for the event loop, before virtrio's locks,
+deadlines, parsing and checks (virtrio reads its replies the same way: one task, the socket's
+descriptor, wait_readable).
 
 Target (issue 14): each virtrio operation within 1.2x of the raw socket. Run:
 ``.venv/bin/python benchmarks/backends.py``. Then the QEMU backend adapter's rows
@@ -219,7 +220,7 @@ def raw_round(address: str, program: BareMetalProgram) -> Result:
 
 class TrioRsp:
     """The same exchange in Trio, in one task, straight on the socket: the event loop's floor
-    for any Trio client (virtrio adds its reader task, deadlines, parsing and checks)."""
+    for any Trio client (virtrio adds its locks, deadlines, parsing and checks)."""
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.fd = stream.socket.fileno()

@@ -162,8 +162,10 @@ PUBLIC = {
         "PtyEvents", "PtyRequestError", "SessionInfo", "default_socket_path", "open_pty_client",
     ],
     "virtrio.engine.backends": [
-        "Access", "Artifact", "BOARD_CONFIG_SCHEMA", "Backend", "BackendAdapter", "BackendError",
-        "BackendInstance", "BackendType", "BoardConfig", "BoardConfigError", "Breakpoint",
+        "Access", "Artifact", "BOARD_CONFIG_SCHEMA", "Backend", "BackendAdapter",
+        "BackendCommandError", "BackendError", "BackendExitedError", "BackendInstance",
+        "BackendStartError", "BackendStateError", "BackendType", "BackendUnavailableError",
+        "BoardConfig", "BoardConfigError", "Breakpoint",
         "BreakpointKind", "Capabilities", "Capability", "ConsoleBuffer", "DebugInfo",
         "ENTRY_POINT_GROUP", "ExecLogParser", "FunctionInfo", "InstanceAdapter", "Interconnect",
         "IrqRoute", "MemoryRegion", "MemoryType", "MmioMapping", "NodeConfig", "Peripheral",

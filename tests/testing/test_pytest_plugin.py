@@ -27,6 +27,23 @@ async def test_console_and_events(vm, virtrio_engine):
     event = await virtrio_engine.wait_event("RESUME", vm=vm.name, after=seq, timeout=30)
     assert event.name == "RESUME"
 
+async def test_context_managers_and_iterators_across_loops(vm):
+    with vm.events("STOP", "RESUME") as events:          # sync with, in the engine's loop
+        await vm.qmp.execute("stop")
+        await vm.qmp.execute("cont")
+        first = await events.receive()
+        assert first.name == "STOP"
+        async for event in events:                        # async iteration
+            assert event.name == "RESUME"
+            break
+    stream = await vm.mux("mux0").open_stream()
+    async with stream as echo:                            # async with
+        await echo.send_all(b"across loops")
+        received = b""
+        while len(received) < 12:
+            received += await echo.receive_some()
+    assert received == b"across loops"
+
 @pytest.mark.virtrio(count=1)
 async def test_vms(vms):
     assert [v.name for v in vms] == ["demo1"]
@@ -53,7 +70,7 @@ def test_the_plugin_against_a_demo_guest(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\ntrio_mode = true\n")
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rfE", timeout=600)
-    result.assert_outcomes(passed=4, failed=1, errors=1)
+    result.assert_outcomes(passed=5, failed=1, errors=1)
     output = result.stdout.str()
     assert "the guest said no" in output
     # the report carries the last call through virtrio and the console's tail

@@ -44,8 +44,9 @@ from virtrio.nurseries import (
 from virtrio.primitives import Deadline, open_service_nursery
 
 from ._events import EngineEvent, EventKind, EventLog
-from ._qemu import QemuMachine, QemuProcess, open_qemu
-from .config import ChannelConfig, Fleet, VmConfig, demo_channels
+from ._machines import channels_for, machine_for
+from ._qemu import QemuProcess, open_qemu
+from .config import Fleet, VmConfig
 
 __all__ = ["Engine", "EngineStatistics", "open_engine"]
 
@@ -234,60 +235,6 @@ class Engine:
         )
 
 
-def _machine(config: VmConfig, image: Any) -> QemuMachine:
-    qemu = config.qemu
-    assert qemu is not None
-    ports = list(qemu.ports)
-    for name, channel in config.channels.items():
-        port = None
-        if channel.kind == "virtio-serial" and getattr(channel.options, "address", None) is None:
-            port = getattr(channel.options, "port", None) or name
-        elif channel.kind == "mux" and getattr(channel.options, "address", None) is None:
-            port = getattr(channel.options, "port", None) or f"org.virtrio.{name}"
-        if port is not None and port not in ports:
-            ports.append(port)
-    if qemu.template == "demo":
-        return QemuMachine.demo(
-            image,
-            ports=ports,
-            console_socket=True,
-            machine=qemu.machine,
-            extra_args=qemu.extra_args,
-        )
-
-    def wants(kind: str) -> bool:
-        return any(
-            c.kind == kind and getattr(c.options, "address", None) is None
-            for c in config.channels.values()
-        )
-
-    extra = list(qemu.extra_args)
-    if qemu.disk is not None:
-        extra += ["-drive", f"file={qemu.disk},if=virtio,snapshot=on"]
-    return QemuMachine(
-        machine=qemu.machine,
-        memory_mib=qemu.memory_mib,
-        kernel=Path(qemu.kernel) if qemu.kernel else None,
-        initrd=Path(qemu.initrd) if qemu.initrd else None,
-        append=qemu.append,
-        agent=wants("qga"),
-        ports=tuple(ports),
-        console_log=wants("serial-console"),
-        console_socket=wants("serial-console"),
-        extra_args=tuple(extra),
-    )
-
-
-def _channels(config: VmConfig) -> dict[str, ChannelConfig]:
-    if config.channels:
-        return dict(config.channels)
-    if config.qemu is not None and config.qemu.template == "demo":
-        return demo_channels()
-    if config.qemu is not None:
-        return {"qmp": ChannelConfig("qmp", None), "console": ChannelConfig("serial-console")}
-    return {"qmp": ChannelConfig("qmp", None), "qga": ChannelConfig("qga", None)}
-
-
 async def _quit(vm: Vm, process: QemuProcess, grace: float) -> None:
     """Ask QEMU to quit over QMP, up to ``grace`` seconds (open_qemu then signals)."""
     deadline = Deadline.after(grace)
@@ -422,7 +369,7 @@ async def _run_vm(
     states = _Tap(engine, config.id, "state", 256)
     events = _Tap(engine, config.id, "qmp", 1024)
     options: dict[str, Any] = {
-        "channels": _channels(config),
+        "channels": channels_for(config),
         "call_timeout": defaults.call_timeout,
         "connect_timeout": defaults.connect_timeout,
         "backoff": backoff,
@@ -435,7 +382,7 @@ async def _run_vm(
             if config.qemu is not None:
                 qemu = await stack.enter_async_context(
                     open_qemu(
-                        _machine(config, image),
+                        machine_for(config, image),
                         workdir=engine.workdir / config.id,
                         stop_timeout=defaults.stop_grace,
                     )

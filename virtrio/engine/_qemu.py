@@ -67,6 +67,9 @@ class QemuMachine:
     binary: str = "qemu-system-x86_64"
     #: Firmware to use instead of QEMU's default (SeaBIOS), e.g. qboot for a direct kernel boot.
     bios: Path | None = None
+    #: A VGA display served by QEMU's Spice server on ``spice.sock`` (no password, images
+    #: uncompressed); its address is ``port_addresses["spice"]``.
+    spice: bool = False
 
     @classmethod
     def demo(
@@ -75,9 +78,11 @@ class QemuMachine:
         """The demo guest with its agent (and the given extra ports, e.g. echo ports).
 
         On ``-machine pc`` it boots through qboot when QEMU ships it: a minimal firmware that
-        jumps straight to the ``-kernel`` image, where SeaBIOS spends CPU on a BIOS pass.
+        jumps straight to the ``-kernel`` image, where SeaBIOS spends CPU on a BIOS pass. With
+        ``spice`` it keeps SeaBIOS: qboot leaves the VGA uninitialised, and the guest's text
+        console would never reach the screen.
         """
-        if options.get("machine", "pc") == "pc" and _QBOOT.exists():
+        if options.get("machine", "pc") == "pc" and _QBOOT.exists() and not options.get("spice"):
             options.setdefault("bios", _QBOOT)
         return cls(
             kernel=image.kernel,
@@ -155,6 +160,7 @@ def _argv(
     port_fds: dict[str, int],
     console: Path | None,
     console_fd: int | None = None,
+    spice: Path | None = None,
 ) -> list[str]:
     argv = [
         machine.binary,
@@ -183,6 +189,11 @@ def _argv(
         ]  # fmt: skip
     elif console is not None:
         argv += ["-serial", f"file:{console}"]
+    if spice is not None:
+        argv += [
+            "-device", "VGA",
+            "-spice", f"unix=on,addr={spice},disable-ticketing=on,image-compression=off",
+        ]  # fmt: skip
     if port_fds:
         argv += ["-device", "virtio-serial,id=vser0"]
         for index, (name, fd) in enumerate(port_fds.items()):
@@ -244,7 +255,14 @@ def plan_launch(machine: QemuMachine, folder: Path) -> QemuLaunch:
         sockets.append(console_sock)
         ports["console"] = Address.unix(folder / "console.sock")
         console_fd = console_sock.fileno()
-    argv = _argv(machine, qmp.fileno(), port_fds, console, console_fd)
+    spice = None
+    if machine.spice:
+        # QEMU's Spice server binds its socket itself (it takes no descriptor): the channel's
+        # supervisor retries until QEMU has created it
+        spice = folder / "spice.sock"
+        spice.unlink(missing_ok=True)
+        ports["spice"] = Address.unix(spice)
+    argv = _argv(machine, qmp.fileno(), port_fds, console, console_fd, spice)
     return QemuLaunch(
         argv, sockets, Address.unix(folder / "qmp.sock"), ports, console, folder / "qemu.log"
     )

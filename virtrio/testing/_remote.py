@@ -7,6 +7,12 @@ thread or loop. An attribute that is plain data (str, numbers, bytes, attrs valu
 of them) comes back as the value; anything else comes back as another proxy. Calling a proxied
 coroutine function gives an awaitable that runs it in the engine's loop (the caller's loop is
 not blocked: it waits in a worker thread); calling a plain function runs it there at once.
+
+A proxy is also a context manager and an iterator where its object is one: ``with
+vm.events() as sub``, ``async with stream``, ``async for event in sub``. An ``async with`` is
+held by one task of the engine's loop from ``__aenter__`` to ``__aexit__`` (a context manager
+that opens a nursery or a cancel scope needs both in the same task); the exception of the
+block is thrown into it there, so it may suppress it.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class EngineThread:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stop: trio.Event | None = None
+        self._holders: trio.Nursery | None = None
         self._thread = threading.Thread(target=self._main, name="virtrio-engine", daemon=True)
         #: The last call made through a proxy, per VM (``demo1 qga.shell('x')``), for reports.
         self.last_call: dict[str, str] = {}
@@ -83,8 +90,18 @@ class EngineThread:
                 for vm in engine.vms():
                     nursery.start_soon(_connect, vm, self.connect_timeout)
             self.engine = engine
-            self._ready.set()
-            await self._stop.wait()
+            async with trio.open_nursery() as holders:
+                self._holders = holders
+                self._ready.set()
+                await self._stop.wait()
+                holders.cancel_scope.cancel()  # an `async with` a test never left
+
+    def start_holder(self, held: _Held) -> None:
+        """Start ``held``'s task in the engine's loop (from another thread)."""
+        holders = self._holders
+        assert self.token is not None
+        assert holders is not None
+        self.token.run_sync_soon(lambda: holders.start_soon(held.run))
 
     def call_sync(self, function: Callable[[], Any]) -> Any:
         """Run ``function()`` in the engine's loop (from any other thread) and return it."""
@@ -105,6 +122,49 @@ class EngineThread:
             self.token.run_sync_soon(stop.set)
         if self._thread.is_alive():
             self._thread.join()
+
+
+class _Held:
+    """An async context manager held open by one task of the engine's loop."""
+
+    def __init__(self, manager: Any) -> None:
+        self.manager = manager
+        self._entered = trio.Event()
+        self._enter: outcome.Outcome[Any] | None = None
+        self._exit_info: tuple[Any, Any, Any] = (None, None, None)
+        self._leave = trio.Event()
+        self._left = trio.Event()
+        self._exit: outcome.Outcome[Any] | None = None
+
+    async def run(self) -> None:
+        self._enter = await outcome.acapture(self.manager.__aenter__)
+        self._entered.set()
+        if isinstance(self._enter, outcome.Error):
+            if isinstance(self._enter.error, trio.Cancelled):
+                raise self._enter.error
+            return
+        try:
+            await self._leave.wait()
+        except BaseException as exc:  # the engine stops while a test is inside the block
+            with trio.CancelScope(shield=True):
+                await self.manager.__aexit__(type(exc), exc, exc.__traceback__)
+            self._exit = outcome.Error(exc)  # a leave() waiting now gets the engine's end
+            self._left.set()
+            raise
+        self._exit = await outcome.acapture(self.manager.__aexit__, *self._exit_info)
+        self._left.set()
+
+    async def entered(self) -> Any:
+        await self._entered.wait()
+        assert self._enter is not None
+        return self._enter.unwrap()
+
+    async def leave(self, exc_info: tuple[Any, Any, Any]) -> Any:
+        self._exit_info = exc_info
+        self._leave.set()
+        await self._left.wait()
+        assert self._exit is not None
+        return self._exit.unwrap()
 
 
 class Remote:
@@ -148,8 +208,66 @@ class Remote:
             return value
         return Remote(self._thread, lambda: value, f"{self._path}()")
 
-    async def _await(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _await(self, call: Callable[[], Awaitable[Any]], suffix: str = "()") -> Any:
         value = await self._thread.call_async(call)
+        return self._wrap(value, suffix)
+
+    def _wrap(self, value: Any, suffix: str) -> Any:
         if _is_plain(value):
             return value
-        return Remote(self._thread, lambda: value, f"{self._path}()")
+        return Remote(self._thread, lambda: value, f"{self._path}{suffix}")
+
+    def _special(self, name: str) -> Any:
+        """The object's ``name`` method (looked up on its type, as Python does), run there."""
+        resolve = self._resolve
+
+        def method() -> Any:
+            target = resolve()
+            bound = getattr(type(target), name, None)
+            if bound is None:
+                raise TypeError(f"{self._path} ({type(target).__name__}) has no {name}")
+            return bound.__get__(target)
+
+        return self._thread.call_sync(method)
+
+    # -- with / async with / for / async for across the loop boundary -----------------------
+
+    def __enter__(self) -> Any:
+        enter = self._special("__enter__")
+        return self._wrap(self._thread.call_sync(enter), "")
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        leave = self._special("__exit__")
+        return self._thread.call_sync(lambda: leave(*exc_info))
+
+    async def __aenter__(self) -> Any:
+        self._special("__aenter__")  # fails here if it is not an async context manager
+        held = _Held(self._thread.call_sync(self._resolve))
+        self._thread.start_holder(held)
+        self._held = held
+        return self._wrap(await self._thread.call_async(held.entered), "")
+
+    async def __aexit__(self, *exc_info: Any) -> Any:
+        held: _Held = self.__dict__.pop("_held")
+        return await self._thread.call_async(held.leave, exc_info)
+
+    def __iter__(self) -> Any:
+        iterator = self._thread.call_sync(lambda: iter(self._resolve()))
+        return Remote(self._thread, lambda: iterator, f"iter({self._path})")
+
+    def __next__(self) -> Any:
+        step = self._special("__next__")
+        return self._wrap(self._thread.call_sync(step), "")
+
+    def __aiter__(self) -> Any:
+        aiter_ = self._special("__aiter__")
+        iterator = self._thread.call_sync(aiter_)
+        return Remote(self._thread, lambda: iterator, f"aiter({self._path})")
+
+    async def __anext__(self) -> Any:
+        step = self._special("__anext__")
+
+        async def advance() -> Any:
+            return await step()
+
+        return await self._await(advance, "")

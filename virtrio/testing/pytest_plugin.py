@@ -30,8 +30,10 @@ Under pytest-trio every test runs in a new ``trio.run``, and pytest-trio's fixtu
 session-scoped. So the engine runs in a Trio loop of its own in a background thread, for the
 whole session, and the fixtures hand out proxies (:class:`~virtrio.testing._remote.Remote`):
 ``await vm.qga.shell(...)`` runs in the engine's loop while the test's loop waits in a worker
-thread; plain values (marks, results) come back as values. Context managers of the engine
-(``with vm.events()``) do not cross loops: use ``await virtrio_engine.wait_event(..., after=)``.
+thread; plain values (marks, results) come back as values. Context managers and iterators
+cross the loops too: ``with vm.events("STOP") as sub``, ``async for event in sub``, ``async with
+stream`` (an ``async with`` is held by one task of the engine's loop, so a manager that opens a
+nursery works, and the block's exception is thrown into it).
 
 The plugin is inert until a test asks for one of its fixtures: loading it adds options and a
 marker, nothing boots.

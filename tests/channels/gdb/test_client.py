@@ -94,6 +94,25 @@ async def test_continue_console_output_interrupt_and_events(tmp_path: Path) -> N
         assert await gdb.wait_stop() is stop
 
 
+async def test_a_stop_waiter_that_gives_up_leaves_the_reading_to_the_watcher(
+    tmp_path: Path,
+) -> None:
+    # wait_stop reads the socket itself; once it has timed out, the stop that comes with no
+    # caller waiting still reaches the listeners and last_stop
+    stub = FakeStub()
+    async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
+        with gdb.events() as events:
+            await gdb.continue_()
+            with pytest.raises(VirtrioTimeoutError, match="still running"):
+                await gdb.wait_stop(timeout=0.01)
+            await stub.stop(b"T05thread:p01.01;")
+            stop = await events.receive()
+            assert isinstance(stop, Stopped)
+            assert not gdb.is_running
+            assert gdb.last_stop is stop
+            assert await gdb.wait_stop() is stop
+
+
 async def test_a_breakpoint_at_the_pc_is_stepped_off_quietly(tmp_path: Path) -> None:
     stub = FakeStub()
     async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
@@ -264,9 +283,9 @@ async def test_plain_c_and_s_without_vcont(tmp_path: Path) -> None:
 async def test_endless_monitor_output_is_cut_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from virtrio.channels.gdb import _client
+    from virtrio.channels.gdb import _connection
 
-    monkeypatch.setattr(_client, "MAX_MONITOR_OUTPUT", 1000)
+    monkeypatch.setattr(_connection, "MAX_MONITOR_OUTPUT", 1000)
     chunk = b"O" + (b"x" * 200).hex().encode()
     stub = FakeStub(handlers={b"qRcmd": lambda _: [chunk] * 10})  # and never OK
     async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:

@@ -15,6 +15,7 @@ import trio
 from tests.peers import require_program
 from tests.peers.programs import BareMetalProgram
 from virtrio.engine.backends import (
+    BackendStateError,
     Breakpoint,
     BreakpointKind,
     Capability,
@@ -266,7 +267,7 @@ async def test_power_cycle_reset_and_cancellation_reap(
             await m.wait_console(program.banner * 2, timeout=30)  # it ran again from reset
             await m.power_off()
             assert not m.is_powered
-            with pytest.raises(Exception, match="powered off"):
+            with pytest.raises(BackendStateError, match="powered off"):
                 await m.read_registers()
             await m.power_on()  # held at reset with the same program
             assert m.is_powered

@@ -16,7 +16,9 @@ from tests.engine.backends.fakes import RENODE, SKYEYE
 from tests.peers import require_program
 from tests.peers.programs import BareMetalProgram
 from virtrio.engine.backends import (
-    BackendError,
+    BackendCommandError,
+    BackendStateError,
+    BackendUnavailableError,
     BoardConfigError,
     Breakpoint,
     Capability,
@@ -102,9 +104,9 @@ async def test_renode_commands_fail_with_renodes_error(tmp_path: Path) -> None:
     async with RenodeBackend(binary=str(RENODE)).open_instance(
         _node(RENODE_NODE), instance_id="e", workdir=tmp_path
     ) as machine:
-        with pytest.raises(BackendError, match="error executing command 'frobnicate'"):
+        with pytest.raises(BackendCommandError, match="error executing command 'frobnicate'"):
             await machine.remote.execute("frobnicate")
-        with pytest.raises(BackendError, match="No keyword with name 'Dance'"):
+        with pytest.raises(BackendCommandError, match="No keyword with name 'Dance'"):
             await machine.remote.run_keyword("Dance")
         await machine.power_on()  # still usable after refused commands
 
@@ -151,7 +153,7 @@ async def test_skyeye_needs_a_program_to_power_on(tmp_path: Path) -> None:
     async with SkyEyeBackend(binary=str(SKYEYE)).open_instance(
         _node(SKYEYE_NODE), instance_id="p", workdir=tmp_path
     ) as machine:
-        with pytest.raises(BackendError, match="starts with a program"):
+        with pytest.raises(BackendStateError, match="starts with a program"):
             await machine.power_on()
 
 
@@ -182,9 +184,13 @@ async def test_missing_program_names_the_install(
 ) -> None:
     node = _node(RENODE_NODE if backend == "renode" else SKYEYE_NODE)
     chosen = load_backend(backend, binary=str(tmp_path / "absent" / program))
-    with pytest.raises(ConfigError, match=rf"{backend}: .*absent.* not found; .*{hint}"):
+    with pytest.raises(
+        BackendUnavailableError, match=rf"{backend}: .*absent.* not found; .*{hint}"
+    ) as info:
         async with chosen.open_instance(node, instance_id="x", workdir=tmp_path / "w"):
             pass
+    assert isinstance(info.value, ConfigError)  # as before the family: setup, not retry
+    assert info.value.backend == backend
 
 
 @pytest.mark.parametrize("backend", ["renode", "skyeye"])

@@ -97,6 +97,31 @@ def test_every_problem_is_reported_at_once_with_file_and_line(tmp_path: Path) ->
     assert len(problems) == 7
 
 
+def test_wait_screen_shapes_are_checked_before_anything_runs() -> None:
+    ok = parse_scenario(
+        "- wait_screen: {change: true}\n"
+        "- wait_screen: {change: true, region: [0, 0, 720, 16]}\n"
+        "- wait_screen: {region: [9, 16, 36, 16], reference: ref.png, tolerance: 0.01,"
+        " threshold: 8}\n  timeout: 5\n"
+        "- wait_screen: {reference: whole-screen.png}\n"
+    )
+    assert [s.kind for s in ok.steps] == ["wait_screen"] * 4
+    bad = {
+        "{}": "give change: true or a reference: PNG",
+        "{change: true, reference: r.png}": "give change: true or a reference",
+        "{change: true, region: [0, 0, 0, 16]}": "region: [x, y, width, height]",
+        "{reference: r.png, region: [1, 2, 3]}": "region: [x, y, width, height]",
+        "{reference: r.png, tolerance: 2}": "tolerance: a fraction",
+        "{reference: r.png, threshold: -1}": "threshold: a per-channel difference",
+        "{change: true, tolerance: 0.1}": "go with a reference",
+        "{reference: r.png, colour: red}": "unknown field 'colour'",
+        "change": "{change: true} or {region",
+    }
+    for value, problem in bad.items():
+        with pytest.raises(ScenarioError, match=problem.replace("[", r"\[").replace("{", r"\{")):
+            parse_scenario(f"- wait_screen: {value}\n", source="w.yaml")
+
+
 def test_bad_yaml_and_shapes_name_the_file() -> None:
     with pytest.raises(ScenarioError, match=r"x\.yaml:3: not valid YAML"):
         parse_scenario("steps:\n  - [unclosed\n", source="x.yaml")

@@ -147,15 +147,31 @@ class GdbExecution(GdbCommands):
             lifted += [b for b in self._breakpoints if b[1] == self._pc]
         if not lifted:
             return None
-        for z in lifted:
-            await self._z(False, *z, timeout)
+        await self._insert_all(False, lifted, timeout)
         try:
             await self._resume(self._step_packet(thread), quiet=True)
             return await self.wait_stop(timeout)
         finally:
             if self.last_stop is not None and not self._running():
-                for z in lifted:
-                    await self._z(True, *z, timeout)
+                await self._insert_all(True, lifted, timeout)
+
+    async def _insert_all(
+        self, insert: bool, points: list[tuple[int, int, int]], timeout: float | None
+    ) -> None:
+        for z in points:
+            await self._z(insert, *z, timeout)
+
+    async def _step_off_first(
+        self, thread: ThreadId | None, timeout: float | None, *, plain_step_ends: bool
+    ) -> StopReply | None:
+        """Step off what the target stopped at (:meth:`_step_off`); when that step's stop
+        ends the call, publish and return it: for :meth:`step` any stop, for
+        :meth:`continue_` one that is not a plain step (it stopped somewhere that matters)."""
+        stop = await self._step_off(thread, timeout)
+        if stop is None or (not plain_step_ends and self._plain_step(stop)):
+            return None
+        self._publish(stop)
+        return stop
 
     def _running(self) -> bool:
         raise NotImplementedError
@@ -174,10 +190,8 @@ class GdbExecution(GdbCommands):
         Raises:
             GdbLocalProtocolError: the target already runs.
         """
-        stop = await self._step_off(thread, timeout)
-        if stop is not None and not self._plain_step(stop):
-            self._publish(stop)  # the step itself stopped somewhere that matters: stay there
-            return
+        if await self._step_off_first(thread, timeout, plain_step_ends=False) is not None:
+            return  # the step itself stopped somewhere that matters: stay there
         if "c" in self.vcont_actions:
             await self._resume(b"vCont;c" + (b":%s" % str(thread).encode() if thread else b""))
         else:
@@ -192,9 +206,8 @@ class GdbExecution(GdbCommands):
             GdbLocalProtocolError: the target runs.
             VirtrioTimeoutError: no stop within ``timeout``.
         """
-        stop = await self._step_off(thread, timeout)
+        stop = await self._step_off_first(thread, timeout, plain_step_ends=True)
         if stop is not None:
-            self._publish(stop)
             return stop
         await self._resume(self._step_packet(thread))
         return await self.wait_stop(timeout)

@@ -17,7 +17,7 @@ from ._console import ConsoleBuffer
 from ._debug import GdbDebugger
 from ._types import (
     Artifact,
-    BackendError,
+    BackendStateError,
     Breakpoint,
     Capabilities,
     Capability,
@@ -74,11 +74,14 @@ class GdbInstanceBase:
         """The GDB connection to the running emulator.
 
         Raises:
-            BackendError: the instance is powered off or its emulator exited.
+            BackendStateError: the instance is powered off.
+            BackendExitedError: its emulator exited.
         """
         gdb = self._debugger.gdb
         if gdb is None:
-            raise BackendError(f"instance {self._id} is powered off", backend=self.backend_name)
+            raise BackendStateError(
+                f"instance {self._id} is powered off", backend=self.backend_name
+            )
         return gdb
 
     # --- programs ------------------------------------------------------------------------

@@ -13,9 +13,8 @@ from pathlib import Path
 import trio
 
 from virtrio.engine._qemu import _stop
-from virtrio.errors import ConfigError
 
-from ._types import BackendError, Capabilities, Capability
+from ._types import BackendStartError, BackendUnavailableError, Capabilities, Capability
 
 __all__ = [
     "GDB_DEBUGGED",
@@ -77,7 +76,8 @@ def find_program(configured: str | None, name: str, *, backend: str, hint: str) 
     """The emulator's path: the configured one, else ``name`` on PATH.
 
     Raises:
-        ConfigError: not found (the message says how to install it).
+        BackendUnavailableError: not found (the message says how to install it; a
+            ConfigError too).
     """
     candidate = configured or name
     found = shutil.which(candidate)
@@ -87,7 +87,7 @@ def find_program(configured: str | None, name: str, *, backend: str, hint: str) 
             if configured
             else f"{name!r} on PATH"
         )
-        raise ConfigError(f"{backend}: {where} not found; {hint}")
+        raise BackendUnavailableError(f"{where} not found; {hint}", backend=backend)
     return found
 
 
@@ -105,21 +105,21 @@ async def read_until(
     with it, what came after).
 
     Raises:
-        BackendError: the stream ended, or ``timeout`` passed, first.
+        BackendStartError: the stream ended, or ``timeout`` passed, first.
     """
     data = b""
     with trio.move_on_after(timeout):
         while marker not in data:
             chunk = await stream.receive_some(65536)
             if not chunk:
-                raise BackendError(
+                raise BackendStartError(
                     f"{what} exited before it was ready: {data[-600:]!r}", backend=backend
                 )
             data += chunk
         end = data.find(b"\n", data.find(marker))
         end = len(data) if end < 0 else end + 1
         return data[:end], data[end:]
-    raise BackendError(f"{what} not ready after {timeout} s: {data[-600:]!r}", backend=backend)
+    raise BackendStartError(f"{what} not ready after {timeout} s: {data[-600:]!r}", backend=backend)
 
 
 @asynccontextmanager
@@ -130,7 +130,7 @@ async def open_announcing_process(
     (SIGTERM, SIGKILL after ``grace``) and reap it, also when cancelled.
 
     Raises:
-        BackendError: the program could not be started.
+        BackendUnavailableError: the program could not be started.
     """
     try:
         process = await trio.lowlevel.open_process(
@@ -141,7 +141,7 @@ async def open_announcing_process(
             stderr=subprocess.STDOUT,
         )
     except OSError as exc:
-        raise BackendError(f"cannot start {argv[0]}: {exc}", backend=backend) from None
+        raise BackendUnavailableError(f"cannot start {argv[0]}: {exc}", backend=backend) from None
     try:
         yield process
     finally:

@@ -30,7 +30,7 @@ from ._qemu_run import QemuRun, RunSpec, serve_run
 from ._snapshots import create_image, run_snapshot_job, snapshot_drive_args
 from ._types import (
     Artifact,
-    BackendError,
+    BackendStateError,
     Capabilities,
     Capability,
     ProgramFormat,
@@ -112,7 +112,8 @@ class QemuInstance(GdbInstanceBase):
         """The running QEMU's GDB client.
 
         Raises:
-            BackendError: QEMU is powered off or exited (with the end of its log).
+            BackendStateError: the instance is powered off.
+            BackendExitedError: QEMU exited (with the end of its log).
         """
         gdb = self._current().gdb
         assert gdb is not None
@@ -121,7 +122,7 @@ class QemuInstance(GdbInstanceBase):
     def _current(self) -> QemuRun:
         run = self._run
         if run is None:
-            raise BackendError(f"instance {self._id} is powered off", backend="qemu")
+            raise BackendStateError(f"instance {self._id} is powered off", backend="qemu")
         if run.exited.is_set():
             raise run.failure()
         return run

@@ -20,7 +20,7 @@ from virtrio.primitives import open_service_nursery
 
 from ._console import ConsoleBuffer, pump_console
 from ._snapshots import incoming_from_file
-from ._types import BackendError
+from ._types import BackendExitedError, BackendStartError, BackendUnavailableError
 
 __all__ = ["QemuRun", "RunSpec", "serve_run"]
 
@@ -53,9 +53,9 @@ class QemuRun:
     stop: trio.Event = attrs.field(factory=trio.Event)
     exited: trio.Event = attrs.field(factory=trio.Event)
 
-    def failure(self) -> BackendError:
+    def failure(self) -> BackendExitedError:
         """The error for a call that finds this QEMU gone."""
-        return BackendError(
+        return BackendExitedError(
             f"QEMU exited (status {self.process.returncode}): {_tail(self.log)}", backend="qemu"
         )
 
@@ -79,7 +79,8 @@ async def serve_run(
     SIGKILL after the grace) and reap it, also when cancelled.
 
     Raises:
-        BackendError: QEMU could not start or its sockets did not answer (with its log).
+        BackendUnavailableError: the QEMU binary is missing.
+        BackendStartError: QEMU did not start or its sockets did not answer (with its log).
     """
     folder = spec.workdir
     sockets = [_listen(folder / name) for name in ("qmp.sock", "gdb.sock", "console.sock")]
@@ -107,7 +108,7 @@ async def serve_run(
                 stderr=subprocess.STDOUT,
             )
     except FileNotFoundError:
-        raise BackendError(
+        raise BackendUnavailableError(
             f"{argv[0]} not found: apt-get install qemu-system-arm qemu-system-x86", backend="qemu"
         ) from None
     finally:
@@ -173,7 +174,7 @@ async def _connect(
         if not started:
             with trio.move_on_after(spec.stop_grace):
                 await run.exited.wait()
-            raise BackendError(
+            raise BackendStartError(
                 f"QEMU did not start ({exc}): {_tail(run.log)}", backend="qemu"
             ) from None
         if not run.stop.is_set():

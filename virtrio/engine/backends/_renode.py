@@ -43,7 +43,14 @@ from ._process import (
     open_announcing_process,
     read_until,
 )
-from ._types import BackendError, BackendType, Capabilities, Capability, ProgramFormat, StartOptions
+from ._types import (
+    BackendCommandError,
+    BackendType,
+    Capabilities,
+    Capability,
+    ProgramFormat,
+    StartOptions,
+)
 
 __all__ = ["RenodeBackend", "RenodeInstance", "RobotRemote", "renode_platform"]
 
@@ -147,7 +154,7 @@ class RobotRemote:
         """Run a keyword; returns its ``return`` value.
 
         Raises:
-            BackendError: the keyword failed (Renode's error text), or the call did.
+            BackendCommandError: the keyword failed (Renode's error text), or the call did.
         """
 
         def call() -> Any:
@@ -158,10 +165,10 @@ class RobotRemote:
                 call, limiter=self._limiter, abandon_on_cancel=True
             )
         except (OSError, xmlrpc.client.Error) as exc:
-            raise BackendError(f"{name} {list(args)}: {exc}", backend="renode") from None
+            raise BackendCommandError(f"{name} {list(args)}: {exc}", backend="renode") from None
         if not isinstance(result, dict) or result.get("status") != "PASS":
             error = result.get("error", result) if isinstance(result, dict) else result
-            raise BackendError(f"{name} {list(args)} failed: {error}", backend="renode")
+            raise BackendCommandError(f"{name} {list(args)} failed: {error}", backend="renode")
         return result.get("return")
 
     async def execute(self, command: str) -> str:
@@ -334,7 +341,8 @@ class RenodeBackend(ExternalBackend):
                     instance._disconnect()
                     with trio.move_on_after(self.stop_grace) as scope:
                         scope.shield = True
-                        with contextlib.suppress(BackendError):  # quit closes under the reply
+                        # quit closes the connection under its reply
+                        with contextlib.suppress(BackendCommandError):
                             await instance.remote.execute("quit")
                     instance.console.close()
                     nursery.cancel_scope.cancel()

@@ -25,7 +25,14 @@ from ._board import Access, BoardConfigError, NodeConfig
 from ._console import pump_console
 from ._instance_base import GdbInstanceBase
 from ._process import ExternalBackend, find_program, open_announcing_process, read_until
-from ._types import BackendError, BackendType, Capabilities, Capability, ProgramFormat, StartOptions
+from ._types import (
+    BackendStateError,
+    BackendType,
+    Capabilities,
+    Capability,
+    ProgramFormat,
+    StartOptions,
+)
 
 __all__ = ["SkyEyeBackend", "SkyEyeInstance", "skyeye_config"]
 
@@ -109,13 +116,15 @@ class SkyEyeInstance(GdbInstanceBase):
         """Start SkyEye with the current program (SkyEye needs one to start).
 
         Raises:
-            BackendError: no program has been started yet.
+            BackendStateError: no program has been started yet.
         """
         self._need(Capability.POWER, "power_on")
         if self._run is not None:
             return
         if self._program is None:
-            raise BackendError("SkyEye starts with a program: call start_program", backend="skyeye")
+            raise BackendStateError(
+                "SkyEye starts with a program: call start_program", backend="skyeye"
+            )
         self._exited = trio.Event()
         self._run = await self._nursery.start(self._serve)
 

@@ -26,7 +26,7 @@ import trio
 
 from virtrio.channels.qmp import QmpClient
 
-from ._types import BackendError
+from ._types import BackendCommandError, BackendUnavailableError
 
 __all__ = [
     "SNAPSHOT_NODE",
@@ -54,7 +54,7 @@ async def run_snapshot_job(qmp: QmpClient, command: str, tag: str, job_id: str) 
     the job to conclude (through its JOB_STATUS_CHANGE events: nothing polls).
 
     Raises:
-        BackendError: the job ended with an error (QEMU's message).
+        BackendCommandError: the job ended with an error (QEMU's message).
     """
     arguments: dict[str, Any] = {"job-id": job_id, "tag": tag, "devices": [SNAPSHOT_NODE]}
     if command != "snapshot-delete":
@@ -69,7 +69,7 @@ async def run_snapshot_job(qmp: QmpClient, command: str, tag: str, job_id: str) 
     await qmp.execute("job-dismiss", {"id": job_id})
     for job in jobs:
         if job.get("id") == job_id and job.get("error"):
-            raise BackendError(f"{command} {tag!r}: {job['error']}", backend="qemu")
+            raise BackendCommandError(f"{command} {tag!r}: {job['error']}", backend="qemu")
 
 
 async def migrate_to_file(qmp: QmpClient, path: Path) -> None:
@@ -78,7 +78,7 @@ async def migrate_to_file(qmp: QmpClient, path: Path) -> None:
     the stub sees a stop reply it did not ask for: one more reason the instance uses jobs.
 
     Raises:
-        BackendError: the migration failed.
+        BackendCommandError: the migration failed.
     """
     await qmp.execute(
         "migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]}
@@ -94,7 +94,7 @@ async def migrate_to_file(qmp: QmpClient, path: Path) -> None:
             if status in ("failed", "cancelled"):
                 break
     info = await qmp.execute("query-migrate")
-    raise BackendError(
+    raise BackendCommandError(
         f"migration to {path} failed: {info.get('error-desc', info)}", backend="qemu"
     )
 
@@ -104,7 +104,7 @@ async def incoming_from_file(qmp: QmpClient, path: Path) -> None:
     ``-incoming defer`` and ``-S`` (it stays paused).
 
     Raises:
-        BackendError: the incoming migration failed.
+        BackendCommandError: the incoming migration failed.
     """
     await qmp.execute(
         "migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]}
@@ -116,27 +116,28 @@ async def incoming_from_file(qmp: QmpClient, path: Path) -> None:
             if status == "completed":
                 break
             if status in ("failed", "cancelled"):
-                raise BackendError(f"incoming migration from {path} failed", backend="qemu")
+                raise BackendCommandError(f"incoming migration from {path} failed", backend="qemu")
     # QEMU leaves 'inmigrate' in a bottom half after the event; a round trip lets it run
     state = (await qmp.query_status()).status
     if state == "inmigrate":
-        raise BackendError(f"QEMU still in inmigrate after loading {path}", backend="qemu")
+        raise BackendCommandError(f"QEMU still in inmigrate after loading {path}", backend="qemu")
 
 
 async def create_image(path: Path, *, qemu_img: str = "qemu-img") -> None:
     """Create the (empty, 1 MiB) qcow2 image snapshots are stored in.
 
     Raises:
-        BackendError: qemu-img is missing or failed.
+        BackendUnavailableError: qemu-img is missing.
+        BackendCommandError: qemu-img failed.
     """
     try:
         await trio.run_process(
             [qemu_img, "create", "-q", "-f", "qcow2", str(path), "1M"], capture_stderr=True
         )
     except FileNotFoundError:
-        raise BackendError(
+        raise BackendUnavailableError(
             f"{qemu_img} not found: apt-get install qemu-utils", backend="qemu"
         ) from None
     except subprocess.CalledProcessError as exc:
         why = exc.stderr.decode(errors="replace").strip()
-        raise BackendError(f"qemu-img create {path} failed: {why}", backend="qemu") from None
+        raise BackendCommandError(f"qemu-img create {path} failed: {why}", backend="qemu") from None

@@ -13,7 +13,12 @@ from virtrio.errors import ConfigError, LocalProtocolError, VirtrioError
 
 __all__ = [
     "Artifact",
+    "BackendCommandError",
     "BackendError",
+    "BackendExitedError",
+    "BackendStartError",
+    "BackendStateError",
+    "BackendUnavailableError",
     "BackendType",
     "Breakpoint",
     "BreakpointKind",
@@ -27,7 +32,10 @@ __all__ = [
 
 
 class BackendError(VirtrioError):
-    """A backend could not do what was asked (its process failed, its tool answered an error).
+    """A backend could not do what was asked; the families below say why
+    (:class:`BackendUnavailableError`, :class:`BackendStartError`,
+    :class:`BackendExitedError`, :class:`BackendCommandError`, :class:`BackendStateError`,
+    :class:`UnsupportedCapabilityError`).
 
     Attributes:
         backend: the backend's name (``qemu``, ``renode``, ``skyeye``).
@@ -36,6 +44,32 @@ class BackendError(VirtrioError):
     def __init__(self, message: str, *, backend: str) -> None:
         super().__init__(f"{backend}: {message}")
         self.backend = backend
+
+
+class BackendUnavailableError(BackendError, ConfigError):
+    """The emulator or a tool it needs is not installed or cannot be executed (the message
+    says what to install). A :class:`~virtrio.errors.ConfigError` too: retrying will not help
+    until the machine is set up."""
+
+
+class BackendStartError(BackendError):
+    """The emulator was started but never became ready: it exited first, or did not announce
+    itself (or answer on its sockets) in time. The message ends with its output."""
+
+
+class BackendExitedError(BackendError):
+    """The emulator exited under a running instance: the call found it gone (its status and
+    the end of its log in the message)."""
+
+
+class BackendCommandError(BackendError):
+    """The emulator (or its tool) answered a command with an error: a Renode keyword failed,
+    a snapshot job or migration failed, ``qemu-img`` failed. The message carries its text."""
+
+
+class BackendStateError(BackendError, LocalProtocolError):
+    """The instance cannot do that in its current state (powered off, or no program started
+    yet): nothing was sent to the emulator."""
 
 
 class BackendType(enum.StrEnum):
@@ -65,7 +99,7 @@ class Capability(enum.StrEnum):
     CONSOLE = "console"  #: the first UART's output
 
 
-class UnsupportedCapabilityError(BackendError, LocalProtocolError):
+class UnsupportedCapabilityError(BackendStateError):
     """A call needs a capability this backend or board does not have.
 
     Attributes:

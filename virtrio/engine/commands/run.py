@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--connect-timeout", type=float, default=180.0, help="seconds a VM may take to boot"
     )
+    parser.add_argument(
+        "--spice", action="store_true", help="demo guests with a Spice display (screenshots)"
+    )
     parser.add_argument("--check", action="store_true", help="validate the scenario and stop")
     parser.set_defaults(run=run)
 
@@ -55,7 +58,7 @@ async def run(args: argparse.Namespace) -> int:
         fleet = load_fleet(args.fleet)
         ids = args.vms.split(",") if not args.vms.isdigit() else None
     elif args.vms.isdigit():
-        fleet = default_fleet(vms=int(args.vms))
+        fleet = default_fleet(vms=int(args.vms), spice=args.spice)
     else:
         raise ConfigError("--vms takes a count of demo guests without --fleet")
     folder = Path(args.results) if args.results else default_results_dir()

@@ -66,6 +66,9 @@ class QemuConfig:
     #: Extra virtio-serial ports to create (each served on a host socket).
     ports: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
+    #: A VGA display served over Spice (on a socket in the VM's folder), and a ``spice``
+    #: channel to it unless ``channels:`` has one.
+    spice: bool = False
 
 
 @attrs.frozen

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -10,10 +11,11 @@ from typing import Any
 
 import trio
 
-from virtrio.errors import ConfigError
+from virtrio.errors import ConfigError, ConnectionLostError, VirtrioTimeoutError
 
 from ._context import ScenarioContext, StepFailed
 from ._registry import StepKind, StepOutcome
+from ._screen import Screenshot, WaitScreen
 
 __all__ = ["BUILTIN_STEPS"]
 
@@ -200,46 +202,6 @@ class WaitEvent(StepKind):
                 return StepOutcome(_text({"event": event.name, "data": dict(event.data)}))
 
 
-class WaitScreen(StepKind):
-    """``wait_screen: {change: true}`` (Spice): the screen changes."""
-
-    name = "wait_screen"
-
-    def check(self, value: Any, fields: Mapping[str, Any]) -> list[str]:
-        if isinstance(value, Mapping) and value.get("change") is True and len(value) == 1:
-            return []
-        return ["{change: true} (region comparison with a reference PNG is not supported yet)"]
-
-    async def run(self, step: Any, vm: Any, ctx: ScenarioContext) -> StepOutcome:
-        await vm.spice.wait_screen_change(timeout=float("inf"))
-        return StepOutcome("screen changed")
-
-
-def _has(vm: Any, kind: str) -> bool:
-    return kind in vm.channel_kinds().values()
-
-
-class Screenshot(StepKind):
-    """``screenshot: NAME`` into the artefacts (``NAME.png``), through Spice; with
-    ``required: false`` a VM without Spice skips it."""
-
-    name = "screenshot"
-    fields = frozenset({"required"})
-
-    def check(self, value: Any, fields: Mapping[str, Any]) -> list[str]:
-        ok = isinstance(value, str) and re.fullmatch(r"[\w.${}-]+", value) is not None
-        return [] if ok else ["a file name (letters, digits, . _ -)"]
-
-    async def run(self, step: Any, vm: Any, ctx: ScenarioContext) -> StepOutcome:
-        if not _has(vm, "spice") and not step.fields.get("required", True):
-            return StepOutcome("no Spice channel: skipped", status="skipped")
-        png = await vm.spice.screenshot()
-        path = ctx.artefacts / f"{step.value}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        await trio.Path(path).write_bytes(png)
-        return StepOutcome(str(path), str(path))
-
-
 class _File(StepKind):
     def check(self, value: Any, fields: Mapping[str, Any]) -> list[str]:
         if isinstance(value, Mapping) and set(value) == {"src", "dest"}:
@@ -278,20 +240,78 @@ _POWER = {
     "reset": "system_reset",
     "off": "system_powerdown",
 }
+_OFF_VIA = ("auto", "acpi", "agent")
 
 
 class Power(StepKind):
-    """``power: on|off|reset|pause|resume`` through QMP."""
+    """``power: on|off|reset|pause|resume`` through QMP. ``off`` asks the guest to power down
+    and waits (up to the step's deadline) for QEMU's ``SHUTDOWN`` event; ``via: acpi`` presses
+    the ACPI power button (``system_powerdown``: the guest must handle it), ``via: agent`` has
+    the guest agent power it down (``guest-shutdown``); the default ``auto`` uses the agent
+    when the VM has one (the demo guest handles no ACPI button), else ACPI. Output: the QMP
+    status after the step (``shutdown`` for ``off``)."""
 
     name = "power"
+    fields = frozenset({"via"})
 
     def check(self, value: Any, fields: Mapping[str, Any]) -> list[str]:
-        return [] if value in _POWER else [f"one of {', '.join(_POWER)}"]
+        problems = [] if value in _POWER else [f"one of {', '.join(_POWER)}"]
+        if "via" in fields and (value != "off" or fields["via"] not in _OFF_VIA):
+            problems.append(f"via: ({', '.join(_OFF_VIA)}) goes with power: off only")
+        return problems
 
     async def run(self, step: Any, vm: Any, ctx: ScenarioContext) -> StepOutcome:
+        if step.value == "off":
+            return await self._off(step, vm, ctx)
         await vm.qmp.execute(_POWER[step.value])
         status = await vm.qmp.query_status()
         return StepOutcome(status.status, status.status)
+
+    async def _off(self, step: Any, vm: Any, ctx: ScenarioContext) -> StepOutcome:
+        via = step.fields.get("via", "auto")
+        if via == "auto":
+            via = "agent" if _has(vm, "qga") else "acpi"
+        after = ctx.engine.mark() if ctx.engine is not None else None
+        with contextlib.ExitStack() as stack:
+            # without an engine: the VM's own events, subscribed before the request
+            shutdowns = (
+                None if ctx.engine is not None else stack.enter_context(vm.events("SHUTDOWN"))
+            )
+            return await self._power_down(vm, ctx, via, after, shutdowns)
+
+    async def _power_down(
+        self, vm: Any, ctx: ScenarioContext, via: str, after: int | None, shutdowns: Any
+    ) -> StepOutcome:
+        async with trio.open_nursery() as nursery:
+            if via == "agent":
+
+                async def ask_agent() -> None:
+                    # the agent never answers a powerdown it carries out: its channel goes
+                    # down first (or the call times out); the SHUTDOWN event is the answer
+                    with contextlib.suppress(ConnectionLostError, VirtrioTimeoutError):
+                        await vm.qga.execute(
+                            "guest-shutdown", {"mode": "powerdown"}, timeout=ctx.remaining()
+                        )
+
+                nursery.start_soon(ask_agent)
+            else:
+                await vm.qmp.execute("system_powerdown")
+            if ctx.engine is not None:
+                event = await ctx.engine.wait_event(
+                    "SHUTDOWN", vm=vm.name, kind="qmp", after=after, timeout=ctx.remaining()
+                )
+                ctx.event_matched(event.seq)
+                output = _text({"event": event.name, "data": dict(event.data), "via": via})
+            else:
+                with trio.fail_after(ctx.remaining()):
+                    found = await shutdowns.receive()
+                output = _text({"event": found.name, "data": dict(found.data), "via": via})
+            nursery.cancel_scope.cancel()
+        return StepOutcome(output, "shutdown")
+
+
+def _has(vm: Any, kind: str) -> bool:
+    return kind in vm.channel_kinds().values()
 
 
 class Sleep(StepKind):

@@ -108,6 +108,7 @@ class ScenarioContext:
         variables: Mapping[str, Any] | None = None,
         default_timeout: float = 60.0,
         on_step: Callable[[StepRecord], None] | None = None,
+        base: Path | None = None,
     ) -> None:
         self.engine = engine
         self.vm = vm
@@ -118,6 +119,8 @@ class ScenarioContext:
         #: Variables: ``vars:``, what ``set:`` captured, ``vm`` and ``iteration``.
         self.vars: dict[str, Any] = {**(variables or {}), "vm": vm.name, "iteration": iteration}
         self.default_timeout = default_timeout
+        #: The scenario file's folder: relative paths in steps (a reference PNG) start there.
+        self.base = base if base is not None else Path(".")
         self.records: list[StepRecord] = []
         self._on_step = on_step
         # where the next expect/wait_event looks from: the marks taken before the previous
@@ -127,6 +130,10 @@ class ScenarioContext:
         self._event_seq = 0
         self._previous_seq = 0
         self._deadline = math.inf
+
+    def path(self, name: str) -> Path:
+        """A file a step names: absolute, or relative to the scenario's folder."""
+        return self.base / name
 
     def remaining(self) -> float:
         """Seconds left before the current step's deadline: a wait inside a step that uses it

@@ -165,6 +165,8 @@ async def run_scenario(
     steps = registry if registry is not None else default_steps()
     limiter = trio.CapacityLimiter(width)
     folder = artefacts if artefacts is not None else Path(".")
+    source = Path(scenario.source)
+    base = source.parent if source.suffix in (".yaml", ".yml", ".py") else Path(".")
     report = RunReport(
         scenario.name,
         scenario.source,
@@ -209,6 +211,7 @@ async def run_scenario(
                             variables=getattr(scenario, "vars", None),
                             default_timeout=scenario.timeout,
                             on_step=on_step,
+                            base=base,
                         )
                         ctx.records = result.records
                         if isinstance(scenario, Scenario):

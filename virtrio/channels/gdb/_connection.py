@@ -1,0 +1,299 @@
+"""The GDB client's connection: the socket, read by the task that waits for an answer.
+
+The RSP carries one exchange at a time and the stub's next packet answers the last one, so
+there is no reader task handing replies over: the caller that sent a request reads the socket
+itself until its reply has come (``_pump``), straight from the descriptor with
+:func:`trio.lowlevel.wait_readable` when nothing is there yet. A round trip then costs one pass
+through the scheduler, as a bare Trio client's does. While the target runs, the task in
+:meth:`~virtrio.channels.gdb.GdbClient.wait_stop` reads the stop reply the same way; when no
+one waits for it, a small watcher task reads instead (console output and the stop reach
+:meth:`events` with no caller waiting). While nothing is asked and the target is stopped,
+nothing reads: a stub that hangs up then is noticed by the next call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+
+import trio
+
+from virtrio.channels._jsonstream import NeedData
+from virtrio.errors import ConnectionLostError
+from virtrio.primitives import Fanout, Subscription
+
+from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError
+from ._execution import GdbExecution
+from ._protocol import GdbProtocol, ProtocolState, Reply, ResumeRefused
+from ._replies import ConsoleOutput, GdbEvent, StopReply
+from ._target import Byteorder
+
+__all__ = ["MAX_MONITOR_OUTPUT", "GdbConnection"]
+
+log = logging.getLogger(__name__)
+
+_RECEIVE_SIZE = 65536
+#: Reads in a row without passing through the scheduler; then it yields, so a stub flooding
+#: output cannot starve the other tasks.
+_READS_WITHOUT_YIELD = 16
+#: The most ``O`` output one ``monitor`` call collects (QEMU's ``info mtree`` is ~100 KiB).
+MAX_MONITOR_OUTPUT = 16 << 20
+
+
+class GdbConnection(GdbExecution):
+    """The socket and the sans-I/O core of one client; the calls are in ``_client``."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        address: str,
+        call_timeout: float,
+        events: Fanout[GdbEvent],
+        byteorder: Byteorder | None,
+    ) -> None:
+        super().__init__(byteorder)
+        self._stream = stream
+        # the socket (non-blocking, as Trio keeps it), read and written through its descriptor
+        self._socket = stream.socket if type(stream) is trio.SocketStream else None
+        self._reads_in_a_row = 0
+        self.address = address
+        #: Deadline (seconds) of a call that passes ``timeout=None``.
+        self.call_timeout = call_timeout
+        self._events = events
+        self._protocol = GdbProtocol()
+        # one exchange at a time (a request and its reply, or sending a resume)
+        self._request_lock = trio.Lock()
+        # the one task reading the socket (a caller for its reply, a stop's waiter, the watcher)
+        self._read_lock = trio.Lock()
+        # the readers (acks) and callers (requests, \x03) both write
+        self._send_lock = trio.Lock()
+        self._reply: bytes | None = None  # the answer to the request in flight, once come
+        self._output = bytearray()  # its console output (qRcmd)
+        self._stopped = trio.Event()
+        self._stopped.set()
+        self._last_stop: StopReply | None = None
+        self._resume_error: GdbError | None = None
+        self._quiet = False  # the stop of an internal step (off a breakpoint) is not published
+        self._watch = trio.Event()  # wakes the watcher: the target runs and maybe no one reads
+        self.closed_reason: BaseException | None = None
+        self._closed = trio.Event()
+
+    # --- state --------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """True until the connection is lost or closed."""
+        return self.closed_reason is None
+
+    @property
+    def is_running(self) -> bool:
+        """True from :meth:`continue_` until the target's stop reply arrives."""
+        return self._protocol.state is ProtocolState.RUNNING
+
+    @property
+    def last_stop(self) -> StopReply | None:
+        """The latest stop reply (the answer to ``?`` at connect, then each stop)."""
+        return self._last_stop
+
+    async def wait_closed(self) -> None:
+        """Return once the connection has closed or failed (see :attr:`closed_reason`); a stub
+        that hangs up while nothing is asked and the target is stopped is noticed by the next
+        call."""
+        await self._closed.wait()
+
+    def events(self, *, max_queue: int = 1024) -> Subscription[GdbEvent]:
+        """Stop replies and console output from now on, each listener with its own queue:
+        ``with gdb.events() as sub: event = await sub.receive()``. When the connection is lost
+        the listener raises :class:`~virtrio.errors.ConnectionLostError` after what it holds."""
+        return self._events.subscribe(max_queue=max_queue)
+
+    def _lost(self) -> ConnectionLostError:
+        reason = self.closed_reason
+        return ConnectionLostError(
+            f"GDB connection to {self.address} lost: {reason}", address=self.address
+        )
+
+    def _lose(self, reason: BaseException) -> None:
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        self._stopped.set()
+        self._closed.set()
+        self._watch.set()
+        self._events.close(ConnectionLostError(str(reason), address=self.address))
+
+    def _publish(self, event: GdbEvent) -> None:
+        if not self._events.closed:
+            self._events.publish(event)
+
+    # --- writing -------------------------------------------------------------------------
+
+    async def _write(self, data: bytes) -> None:
+        if self.closed_reason is not None:
+            raise self._lost()
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()  # the usual case, without a trip through the scheduler
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            sent = 0
+            sock = self._socket
+            if sock is not None:
+                # straight into the socket buffer, which takes a packet whole unless it is full:
+                # a send through the stream would cost a trip through the scheduler each time
+                fd = sock.fileno()
+                if fd < 0:
+                    raise trio.ClosedResourceError("the socket was closed")
+                try:
+                    sent = os.write(fd, data)
+                except BlockingIOError:
+                    sent = 0
+            if sent < len(data):
+                await self._stream.send_all(data[sent:])
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
+            raise self._lost() from exc
+        except BaseException:
+            # a packet cut in half cannot be taken back: the stream is no longer in step
+            self._lose(ConnectionLostError(f"GDB connection to {self.address}: write cut short"))
+            await trio.aclose_forcefully(self._stream)
+            raise
+        finally:
+            lock.release()
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def _read(self, deadline: float) -> bytes | bytearray | None:
+        """The next bytes from the stub (``b""`` at the end of the stream), or None once
+        ``deadline`` has passed with nothing come."""
+        sock = self._socket
+        if sock is None:
+            with trio.move_on_at(deadline):
+                return await self._stream.receive_some(_RECEIVE_SIZE)
+            return None
+        while True:
+            fd = sock.fileno()
+            if fd < 0:
+                raise trio.ClosedResourceError("the socket was closed")
+            try:
+                data = os.read(fd, _RECEIVE_SIZE)
+            except BlockingIOError:
+                self._reads_in_a_row = 0
+                if deadline == math.inf:
+                    await trio.lowlevel.wait_readable(sock)
+                    continue
+                with trio.move_on_at(deadline) as scope:
+                    await trio.lowlevel.wait_readable(sock)
+                if scope.cancelled_caught:
+                    return None
+                continue
+            self._reads_in_a_row += 1
+            if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                self._reads_in_a_row = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return data
+
+    async def _pump(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Read and handle what the stub sends until ``done()``: True, or False once
+        ``deadline`` passed first. The caller holds the read lock.
+
+        Raises:
+            ConnectionLostError: the connection is gone (or went now: the stub hung up, broke
+                the protocol, or the socket failed).
+        """
+        while not done():
+            if self.closed_reason is not None:
+                raise self._lost()
+            try:
+                data = await self._read(deadline)
+                if data is None:
+                    return False
+                await self._feed(data)
+            except GdbProtocolError as exc:
+                log.warning("GDB %s: %s; closing the connection", self.address, exc)
+                self._lose(exc)
+                await trio.aclose_forcefully(self._stream)
+                raise self._lost() from exc
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
+                raise self._lost() from exc
+        if self.closed_reason is not None:
+            raise self._lost()
+        return True
+
+    async def _feed(self, data: bytes | bytearray) -> None:
+        protocol = self._protocol
+        protocol.receive_data(data)
+        while not isinstance(event := protocol.next_event(), NeedData):
+            owed = protocol.data_to_send()
+            if owed:  # acks go out before the reply is acted on (gdbserver waits)
+                await self._write(owed)
+            self._dispatch(event)
+        owed = protocol.data_to_send()
+        if owed:
+            await self._write(owed)
+        if not data:
+            self._lose(ConnectionLostError(f"GDB stub at {self.address} closed the connection"))
+
+    def _dispatch(self, event: Reply | ResumeRefused | GdbEvent) -> None:
+        if isinstance(event, Reply):
+            self._reply = event.payload
+        elif isinstance(event, ResumeRefused):
+            command = self._protocol.command.decode("ascii", "replace")
+            self._resume_error = (
+                GdbCommandError.from_reply(event.payload, command)
+                if event.payload
+                else GdbUnsupportedError(command)
+            )
+            self._stopped.set()
+        elif isinstance(event, ConsoleOutput):
+            if self._protocol.state is ProtocolState.WAITING:
+                self._output += event.data
+                if len(self._output) > MAX_MONITOR_OUTPUT:  # a stub that never says OK
+                    raise GdbProtocolError(
+                        f"monitor output over {MAX_MONITOR_OUTPUT} bytes with no end"
+                    )
+            self._publish(event)
+        else:
+            self._last_stop = event
+            self._stopped.set()
+            if not self._quiet:
+                self._publish(event)
+
+    def _not_running(self) -> bool:
+        return self._protocol.state is not ProtocolState.RUNNING
+
+    async def _read_stop(self, deadline: float) -> None:
+        """Read until the target stops or ``deadline``, if no other task reads; otherwise wait
+        for the stop that task will see."""
+        lock = self._read_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            with trio.move_on_at(deadline):
+                await self._stopped.wait()
+            return
+        try:
+            await self._pump(self._not_running, deadline)
+        finally:
+            lock.release()
+            if self.is_running:
+                self._watch.set()  # gave up first: the watcher reads on
+
+    async def _run_watcher(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Reads while the target runs and no caller waits for its stop."""
+        task_status.started()
+        while self.closed_reason is None:
+            await self._watch.wait()
+            self._watch = trio.Event()
+            if not self.is_running or self._read_lock.locked():
+                continue  # stopped meanwhile, or a caller reads (and wakes us if it gives up)
+            try:
+                await self._read_stop(math.inf)
+            except ConnectionLostError:
+                return
