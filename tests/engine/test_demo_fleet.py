@@ -3,6 +3,7 @@ yamux from the host through a virtio-serial port to hashicorp's yamux (Go) insid
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -46,9 +47,19 @@ async def test_a_demo_guest_with_every_channel(qemu_binary: str, tmp_path: Path)
         # the console: output between the command and the wait is not lost
         console = vm.line("console")
         mark = console.mark()
+        seq = engine.mark()
         await console.send("echo $((6 * 7))-marker\n")
         found = await console.expect(re.compile(rb"(\d+)-marker\r?\n"), after=mark, timeout=30)
         assert found.groups == (b"42",)
+        # ... and the engine's stream carried output marks for it: one per read, contiguous
+        outputs = [
+            e for e in engine.events_since(seq) if e.kind == "output" and e.channel == "console"
+        ]
+        assert outputs
+        assert outputs[0].data["start"] == mark.offset
+        assert all(a.data["end"] == b.data["start"] for a, b in itertools.pairwise(outputs))
+        assert outputs[-1].data["end"] >= found.end
+        assert all(e.vm == "demo1" and e.name == "output" for e in outputs)
 
         # a QMP event found by sequence number after it happened
         seq = engine.mark()

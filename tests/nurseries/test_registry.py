@@ -138,6 +138,31 @@ def test_a_kind_whose_module_is_missing_says_what_to_install() -> None:
     )
 
 
+def test_a_known_kind_not_installed_names_its_distribution(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "vms:\n  - id: a\n    qemu: {template: demo}\n    channels:\n      t: {kind: tap}\n"
+    registry = KindRegistry(BUILTIN_KINDS, known={"tap": "virtrio-tap"})
+    registry.load_entry_points()
+    with pytest.raises(FleetError) as caught:
+        parse_fleet(text, source="f.yaml", registry=registry)
+    assert str(caught.value) == (
+        "f.yaml:5: vms[0].channels.t.kind: channel kind 'tap' is not installed: it is provided "
+        "by the distribution 'virtrio-tap' (pip install 'virtrio-tap')"
+    )
+    with pytest.raises(UnknownKindError, match=r"pip install 'virtrio-tap'"):
+        registry.get("tap")
+    # installed for real, the same name is just a kind
+    install_distribution(tmp_path, "virtrio-tap", {"tap": "virtrio_tap:KIND"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    installed = KindRegistry(BUILTIN_KINDS, known={"tap": "virtrio-tap"})
+    installed.load_entry_points()
+    assert installed.get("tap").distribution == "virtrio-tap"
+    # a kind nobody knows says how third-party kinds are installed
+    with pytest.raises(UnknownKindError, match=r"entry-point group 'virtrio.channels'"):
+        installed.get("nosuch")
+
+
 async def test_open_vm_rejects_a_bad_spec_before_starting() -> None:
     with pytest.raises(UnknownKindError, match="'serail'"):
         async with open_vm("t", channels={"c": {"kind": "serail"}}):

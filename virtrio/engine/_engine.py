@@ -341,6 +341,21 @@ async def _stop_all(engine: Engine, grace: float) -> None:
                     nursery.start_soon(_quit, vm, process, grace)
 
 
+def _emit_output(engine: Engine, vm_id: str, vm: Any) -> None:
+    """Output marks of every line channel: one ``output`` event per read, ``{"start", "end"}``
+    byte offsets (``vm.channel(name).mark()`` positions) of what that read recorded."""
+    from virtrio.nurseries import LineChannel
+
+    for name in vm.channel_kinds():
+        handle = vm.channel(name)
+        if isinstance(handle, LineChannel):
+
+            def mark(start: int, end: int, channel: str = name) -> None:
+                engine._log.emit(vm_id, "output", "output", channel, {"start": start, "end": end})
+
+            handle.add_output_listener(mark)
+
+
 async def _run_vm(
     engine: Engine,
     config: VmConfig,
@@ -382,6 +397,7 @@ async def _run_vm(
                 options["domain"] = config.domain or config.id
             vm = await stack.enter_async_context(open_vm(config.id, **options))
             engine._vms[config.id] = vm
+            _emit_output(engine, config.id, vm)
             task_status.started()
             if config.qemu is not None:
                 code = await engine._qemus[config.id].wait()

@@ -34,8 +34,10 @@ class EngineEvent:
     #: The VM's id.
     vm: str
     kind: EventKind
-    #: The QMP event's name (``SHUTDOWN``), the new channel state (``connected``), or
-    #: ``exited`` (channel ``qemu``, data ``{"returncode": N}``) when a launched QEMU ended.
+    #: The QMP event's name (``SHUTDOWN``), the new channel state (``connected``),
+    #: ``exited`` (channel ``qemu``, data ``{"returncode": N}``) when a launched QEMU ended, or
+    #: ``output`` (kind ``output``): one read of a line channel, data ``{"start": S, "end": E}``
+    #: byte offsets as ``vm.channel(name).mark()`` counts them.
     name: str
     #: The channel (``qmp``, ``console``, ...) for state and output events.
     channel: str | None = None

@@ -111,10 +111,18 @@ class LineChannel(SupervisedHandle[StreamConnection]):
         #: Every byte received since the channel first connected (bounded).
         self.recorder = recorder
         self._arrived = trio.Event()
+        self._listeners: list[Callable[[int, int], None]] = []
 
     def _notify(self, offset: int, data: bytes | bytearray) -> None:
         self._arrived.set()
         self._arrived = trio.Event()
+        for listener in self._listeners:
+            listener(offset, offset + len(data))
+
+    def add_output_listener(self, listener: Callable[[int, int], None]) -> None:
+        """Call ``listener(start, end)`` with the byte offsets of each read's output (one call
+        per read, not per byte; offsets are :meth:`mark` positions). It must not block."""
+        self._listeners.append(listener)
 
     @property
     def name(self) -> str:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "KNOWN_DISTRIBUTIONS",
     "BuiltChannel",
     "ChannelContext",
     "ChannelKind",
@@ -41,6 +42,13 @@ __all__ = [
 
 #: The entry-point group third-party channel kinds register under.
 ENTRY_POINT_GROUP = "virtrio.channels"
+
+
+#: Channel kinds virtrio does not provide itself, by the distribution that registers them (under
+#: :data:`ENTRY_POINT_GROUP`). A fleet naming one that is not installed gets "pip install DIST"
+#: instead of "unknown". Add a row when a distribution publishes a kind; a registry may be given
+#: more with ``KindRegistry(known={...})``.
+KNOWN_DISTRIBUTIONS: Mapping[str, str] = {}
 
 
 class DuplicateKindError(ConfigError):
@@ -134,8 +142,12 @@ class ChannelKind:
 class KindRegistry:
     """Channel kinds by name."""
 
-    def __init__(self, kinds: Iterable[ChannelKind] = ()) -> None:
+    def __init__(
+        self, kinds: Iterable[ChannelKind] = (), *, known: Mapping[str, str] | None = None
+    ) -> None:
         self._kinds: dict[str, ChannelKind] = {}
+        #: kind name -> the distribution that provides it (for the not-installed message)
+        self.known: dict[str, str] = dict(KNOWN_DISTRIBUTIONS if known is None else known)
         for kind in kinds:
             self.register(kind)
 
@@ -174,9 +186,22 @@ class KindRegistry:
         try:
             return self._kinds[name]
         except KeyError:
-            raise UnknownKindError(
-                f"unknown channel kind {name!r} (known: {', '.join(self.names())})"
-            ) from None
+            raise UnknownKindError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: object) -> str:
+        """Why ``name`` is no kind: the distribution to install when it is a known third-party
+        kind, else the registered names and how third-party kinds are installed."""
+        if isinstance(name, str) and name in self.known:
+            dist = self.known[name]
+            return (
+                f"channel kind {name!r} is not installed: it is provided by the distribution "
+                f"{dist!r} (pip install '{dist}')"
+            )
+        return (
+            f"unknown channel kind {name!r} (known: {', '.join(self.names())}; a third-party "
+            f"kind is installed as a distribution registering it under the entry-point group "
+            f"{ENTRY_POINT_GROUP!r})"
+        )
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Register every kind installed under the entry-point group ``group``.

@@ -95,7 +95,9 @@ def test_every_problem_is_reported_at_once_with_line_and_path() -> None:
         parse_fleet(text, source="fleet.yaml")
     assert str(caught.value).splitlines() == [
         "fleet.yaml:8: vms[0].channels.console.kind: unknown channel kind 'serail' "
-        "(known: mux, qga, qmp, serial-console, spice, virtio-serial)",
+        "(known: mux, qga, qmp, serial-console, spice, virtio-serial; a third-party kind is "
+        "installed as a distribution registering it under the entry-point group "
+        "'virtrio.channels')",
         "fleet.yaml:9: vms[0].channels.q.address: invalid address 'bogus': expected unix:/path, "
         "tcp://host:port, vsock://cid:port or ws://host:port/path",
         "fleet.yaml:10: vms[1].id: duplicate VM id 'a'",

@@ -162,10 +162,7 @@ def _make_converter(registry: KindRegistry) -> cattrs.Converter:
         if kind_name is None:
             raise _FieldError((), f"missing 'kind' (known: {', '.join(registry.names())})")
         if not isinstance(kind_name, str) or kind_name not in registry:
-            raise _FieldError(
-                ("kind",),
-                f"unknown channel kind {kind_name!r} (known: {', '.join(registry.names())})",
-            )
+            raise _FieldError(("kind",), registry.unknown_message(kind_name))
         kind = registry.get(kind_name)
         missing = kind.missing()
         if missing is not None:
