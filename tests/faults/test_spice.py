@@ -15,7 +15,10 @@ garbage bytes          hostile server answers the link with bytes that are not
 oversize length        hostile server's link header claims 4 GiB: SpiceProtocolError
                        at once, peak RSS bounded
 never answers          QEMU stopped (SIGSTOP): ``wait_screen_change``'s deadline fires
-slow reader            not played here yet (display updates nobody reads)
+slow reader            QEMU's monitor on a spiceport answers 40 ``help`` lines nobody
+                       reads: the port's buffer fills (256 messages), the channel stops
+                       reading its socket and stays up; then every answer arrives whole
+                       (was SpiceProtocolError "receive buffer full", channel killed)
 =====================  ===========================================================
 """
 
@@ -105,3 +108,34 @@ async def test_oversize_link_length_is_refused_with_memory_bounded() -> None:
                 async with open_spice_session(address, connect_timeout=5):
                     pass  # pragma: no cover
     assert rss.growth < 16 * MIB, f"peak RSS grew {rss.growth / MIB:.1f} MiB"
+
+
+MONITOR = "org.virtrio.monitor"
+#: QEMU's human monitor on a spiceport: every ``help`` line typed into the port floods it back.
+MONITOR_ON_A_PORT = (
+    "-chardev", f"spiceport,id=mon0,name={MONITOR}", "-mon", "chardev=mon0,mode=readline",
+)  # fmt: skip
+
+
+async def test_a_slow_port_reader_back_pressures_and_loses_nothing(
+    spice_vm_factory: Callable[..., SpiceVM],
+) -> None:
+    vm = spice_vm_factory(extra_args=MONITOR_ON_A_PORT)
+    commands = 40
+    async with open_spice_session(vm.address) as spice:
+        port = await spice.port(MONITOR)
+        await port.send_all(b"help\n" * commands)  # nobody reads while QEMU answers them all
+        with trio.fail_after(30):
+            while port._send.statistics().current_buffer_used < 256:  # the buffer fills up
+                await trio.sleep(0.01)
+        assert port.channel.is_connected  # a full buffer is no error: the socket waits
+        seen = b""
+        with trio.fail_after(60):
+            while seen.count(b"(qemu) ") < commands + 1:  # the first prompt, one per command
+                chunk = await port.receive_some()
+                assert chunk, f"port closed; got {seen[-200:]!r}"
+                seen += chunk
+        one = seen.split(b"(qemu) ")[1]  # the echo of "help" then its answer
+        assert len(one) > 1000
+        assert seen.count(one) == commands  # every answer whole, in order
+        assert port.channel.is_connected
