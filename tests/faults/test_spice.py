@@ -6,8 +6,9 @@ fault                  how it is played
 SIGKILL mid-call       QEMU stopped (SIGSTOP) under 5 pending ``wait_screen_change``
                        calls, then SIGKILL: all fail with ConnectionLostError within
                        100 ms
-peer restarted         not played here yet: the supervised handle (``vm.spice``) over
-                       a Spice server restarted on the same socket
+peer restarted         real QEMU killed and started again (same command line) on the
+                       same socket path: ``vm.spice`` reports DISCONNECTED, then
+                       screenshots again within one backoff (0.2 s) plus the link
 connection reset       hostile server aborts (RST) after reading the client's link
                        message: ConnectionLostError naming the reset
 garbage bytes          hostile server answers the link with bytes that are not
@@ -24,9 +25,11 @@ slow reader            QEMU's monitor on a spiceport answers 40 ``help`` lines n
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import struct
+import subprocess
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -34,9 +37,11 @@ import trio
 import trio.testing
 
 from tests.faults.hostile import MIB, PeakRss, hostile_server, pending_calls_fail_fast, reset
+from tests.peers import stop_process
 from tests.peers.spice import SpiceVM
 from virtrio.channels.spice import SpiceProtocolError, open_spice_session
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
+from virtrio.nurseries import Backoff, ChannelState, open_vm
 
 
 async def test_sigkill_fails_every_pending_call_fast(spice_vm: SpiceVM) -> None:
@@ -139,3 +144,29 @@ async def test_a_slow_port_reader_back_pressures_and_loses_nothing(
         assert len(one) > 1000
         assert seen.count(one) == commands  # every answer whole, in order
         assert port.channel.is_connected
+
+
+async def test_restart_on_the_same_address(spice_vm: SpiceVM) -> None:
+    bound = 0.2  # the backoff's maximum: a restarted peer is retried at least this often
+    fast = lambda: Backoff(initial=bound, maximum=bound, jitter=0)  # noqa: E731
+    async with open_vm("s", spice=spice_vm.address, backoff=fast, connect_timeout=5) as vm:
+        assert (await vm.spice.screenshot(timeout=30)).startswith(b"\x89PNG")
+        with vm.state_changes() as changes:
+            spice_vm.proc.kill()
+            spice_vm.proc.wait()
+            with trio.fail_after(5):
+                while (await changes.receive()).state is not ChannelState.DISCONNECTED:
+                    pass
+        # the same command line: a new QEMU's Spice server on the same socket path
+        relaunch = functools.partial(
+            subprocess.Popen,
+            spice_vm.proc.args,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        spice_vm.proc = await trio.to_thread.run_sync(relaunch)
+        try:
+            # the deadline is the bound: one backoff, then one connect, link and first frame
+            assert (await vm.spice.screenshot(timeout=bound + 10)).startswith(b"\x89PNG")
+        finally:
+            stop_process(spice_vm.proc)
