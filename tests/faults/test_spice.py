@@ -6,8 +6,9 @@ fault                  how it is played
 SIGKILL mid-call       QEMU stopped (SIGSTOP) under 5 pending ``wait_screen_change``
                        calls, then SIGKILL: all fail with ConnectionLostError within
                        100 ms
-peer restarted         not played here yet: the supervised handle (``vm.spice``) over
-                       a Spice server restarted on the same socket
+peer restarted         real QEMU killed and started again (same command line) on the
+                       same socket path: ``vm.spice`` reports DISCONNECTED, then
+                       screenshots again within one backoff (0.2 s) plus the link
 connection reset       hostile server aborts (RST) after reading the client's link
                        message: ConnectionLostError naming the reset
 garbage bytes          hostile server answers the link with bytes that are not
@@ -15,15 +16,20 @@ garbage bytes          hostile server answers the link with bytes that are not
 oversize length        hostile server's link header claims 4 GiB: SpiceProtocolError
                        at once, peak RSS bounded
 never answers          QEMU stopped (SIGSTOP): ``wait_screen_change``'s deadline fires
-slow reader            not played here yet (display updates nobody reads)
+slow reader            QEMU's monitor on a spiceport answers 40 ``help`` lines nobody
+                       reads: the port's buffer fills (256 messages), the channel stops
+                       reading its socket and stays up; then every answer arrives whole
+                       (was SpiceProtocolError "receive buffer full", channel killed)
 =====================  ===========================================================
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import struct
+import subprocess
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -31,9 +37,11 @@ import trio
 import trio.testing
 
 from tests.faults.hostile import MIB, PeakRss, hostile_server, pending_calls_fail_fast, reset
+from tests.peers import stop_process
 from tests.peers.spice import SpiceVM
 from virtrio.channels.spice import SpiceProtocolError, open_spice_session
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
+from virtrio.nurseries import Backoff, ChannelState, open_vm
 
 
 async def test_sigkill_fails_every_pending_call_fast(spice_vm: SpiceVM) -> None:
@@ -105,3 +113,60 @@ async def test_oversize_link_length_is_refused_with_memory_bounded() -> None:
                 async with open_spice_session(address, connect_timeout=5):
                     pass  # pragma: no cover
     assert rss.growth < 16 * MIB, f"peak RSS grew {rss.growth / MIB:.1f} MiB"
+
+
+MONITOR = "org.virtrio.monitor"
+#: QEMU's human monitor on a spiceport: every ``help`` line typed into the port floods it back.
+MONITOR_ON_A_PORT = (
+    "-chardev", f"spiceport,id=mon0,name={MONITOR}", "-mon", "chardev=mon0,mode=readline",
+)  # fmt: skip
+
+
+async def test_a_slow_port_reader_back_pressures_and_loses_nothing(
+    spice_vm_factory: Callable[..., SpiceVM],
+) -> None:
+    vm = spice_vm_factory(extra_args=MONITOR_ON_A_PORT)
+    commands = 40
+    async with open_spice_session(vm.address) as spice:
+        port = await spice.port(MONITOR)
+        await port.send_all(b"help\n" * commands)  # nobody reads while QEMU answers them all
+        with trio.fail_after(30):
+            while port._send.statistics().current_buffer_used < 256:  # the buffer fills up
+                await trio.sleep(0.01)
+        assert port.channel.is_connected  # a full buffer is no error: the socket waits
+        seen = b""
+        with trio.fail_after(60):
+            while seen.count(b"(qemu) ") < commands + 1:  # the first prompt, one per command
+                chunk = await port.receive_some()
+                assert chunk, f"port closed; got {seen[-200:]!r}"
+                seen += chunk
+        one = seen.split(b"(qemu) ")[1]  # the echo of "help" then its answer
+        assert len(one) > 1000
+        assert seen.count(one) == commands  # every answer whole, in order
+        assert port.channel.is_connected
+
+
+async def test_restart_on_the_same_address(spice_vm: SpiceVM) -> None:
+    bound = 0.2  # the backoff's maximum: a restarted peer is retried at least this often
+    fast = lambda: Backoff(initial=bound, maximum=bound, jitter=0)  # noqa: E731
+    async with open_vm("s", spice=spice_vm.address, backoff=fast, connect_timeout=5) as vm:
+        assert (await vm.spice.screenshot(timeout=30)).startswith(b"\x89PNG")
+        with vm.state_changes() as changes:
+            spice_vm.proc.kill()
+            spice_vm.proc.wait()
+            with trio.fail_after(5):
+                while (await changes.receive()).state is not ChannelState.DISCONNECTED:
+                    pass
+        # the same command line: a new QEMU's Spice server on the same socket path
+        relaunch = functools.partial(
+            subprocess.Popen,
+            spice_vm.proc.args,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        spice_vm.proc = await trio.to_thread.run_sync(relaunch)
+        try:
+            # the deadline is the bound: one backoff, then one connect, link and first frame
+            assert (await vm.spice.screenshot(timeout=bound + 10)).startswith(b"\x89PNG")
+        finally:
+            stop_process(spice_vm.proc)

@@ -193,7 +193,8 @@ def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float = 10.0) 
 def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
     """``start(password="", all_channels=False, tls=False, tls_channels=(), paused=False) ->
     SpiceVM``; with ``tls`` the VM listens on loopback (a plain and a TLS port) instead of a
-    Unix socket; with ``paused`` the CPU waits (``-S``) for a QMP ``cont``."""
+    Unix socket; with ``paused`` the CPU waits (``-S``) for a QMP ``cont``; ``extra_args`` go
+    to QEMU as they are."""
     qemu = require_program("qemu-system-x86_64", "qemu-system-x86")
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -204,6 +205,7 @@ def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
         tls: bool = False,
         tls_channels: tuple[str, ...] = (),
         paused: bool = False,
+        extra_args: tuple[str, ...] = (),
     ) -> SpiceVM:
         d = tmp_path / f"vm{len(procs)}"
         d.mkdir()
@@ -233,7 +235,7 @@ def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
             (d / "sercon").write_bytes(struct.pack("<H", 0x3F8))
             args += list(ALL_CHANNEL_DEVICES)
             args += ["-fw_cfg", f"name=etc/sercon-port,file={d}/sercon"]
-        args += ["-spice", ",".join(spice)]
+        args += [*extra_args, "-spice", ",".join(spice)]
         env = dict(os.environ, SPICE_DEBUG_ALLOW_MC="1")
         with open(d / "qemu.log", "wb") as log:
             proc = subprocess.Popen(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
@@ -39,7 +39,9 @@ __all__ = ["SpiceChannel", "open_channel"]
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Message], None]
+#: A channel type's message hook; one that returns an awaitable makes the reader wait for it
+#: (and so stop reading the socket: backpressure on the server).
+Handler = Callable[[Message], Awaitable[None] | None]
 
 
 def channel_name(channel_type: int) -> str:
@@ -163,8 +165,8 @@ class SpiceChannel:
         elif msg.type in (MSG_SET_ACK, MSG_WAIT_FOR_CHANNELS, 8):
             # ACK handled above; waits only order cross-channel caches, which we do not keep
             pass
-        else:
-            self.handler(msg)
+        elif (pending := self.handler(msg)) is not None:
+            await pending
 
 
 async def _link(

@@ -35,8 +35,9 @@ def parse_port_init(body: bytes) -> tuple[str, bool]:
 
 
 class PortChannel(trio.abc.Stream):
-    """A spiceport as a byte stream. Received data is buffered (bounded: the reader waits
-    when the buffer is full, which back-pressures the server)."""
+    """A spiceport as a byte stream. Received data is buffered, bounded at 256 messages: while
+    the buffer is full the channel stops reading its socket, which back-pressures the server
+    (nothing is dropped; the channel's pings and acks wait too)."""
 
     def __init__(self, channel: SpiceChannel) -> None:
         self.channel = channel
@@ -47,20 +48,15 @@ class PortChannel(trio.abc.Stream):
         self._buffer = b""
         channel.handler = self.handle
 
-    def handle(self, msg: Message) -> None:
-        """Apply one port message."""
+    async def handle(self, msg: Message) -> None:
+        """Apply one port message (data waits for room in the buffer)."""
         if msg.type == MSG_PORT_INIT:
             self.name, self.opened = parse_port_init(msg.body)
             self.ready.set()
         elif msg.type == MSG_PORT_EVENT and msg.body:
             self.opened = msg.body[0] == EVENT_OPENED if msg.body[0] in (0, 1) else self.opened
         elif msg.type == MSG_DATA and msg.body:
-            try:
-                self._send.send_nowait(msg.body)
-            except trio.WouldBlock:
-                raise SpiceProtocolError(
-                    f"port {self.name}: receive buffer full (read the stream)"
-                ) from None
+            await self._send.send(msg.body)
         elif msg.type == MSG_COMPRESSED_DATA:
             raise SpiceProtocolError("compressed port data was not asked for")
 
