@@ -87,9 +87,10 @@ PUBLIC = {
     "virtrio.channels.xtransfer": [
         "DEFAULT_MAX_MESSAGE_SIZE", "MAX_FRAME_SIZE", "NEED_DATA", "ConnectionClosed", "Message",
         "MessageDelivered", "NeedData", "PacketType", "XtransferChannel", "XtransferChecksumError",
-        "XtransferConfig", "XtransferError", "XtransferFramingError", "XtransferMagicError",
-        "XtransferMessageTooLargeError", "XtransferProtocol", "XtransferProtocolError",
-        "XtransferTruncatedError", "XtransferVersionError", "encode_packet", "open_xtransfer",
+        "XtransferConfig", "XtransferError", "XtransferFramingError", "XtransferLaneLostError",
+        "XtransferMagicError", "XtransferMessageTooLargeError", "XtransferProtocol",
+        "XtransferProtocolError", "XtransferStream", "XtransferTruncatedError",
+        "XtransferVersionError", "encode_packet", "open_xtransfer",
     ],
     "virtrio.channels.messaging": [
         "DEFAULT_CLIENT_CID", "DEFAULT_PORT", "ClientConfig", "Compression", "Encryption",
@@ -113,7 +114,8 @@ PUBLIC = {
         "MuxOptions", "Pressure", "PressureLevel", "QgaOptions", "QmpOptions", "Recorder",
         "SerialConsoleOptions", "SpiceOptions", "StateChange", "SubscriberOverflowError",
         "Subscription", "SupervisedMux", "SupervisedQga", "SupervisedQmp", "Supervisor",
-        "UnknownKindError", "VirtioSerialOptions", "Vm", "default_registry", "open_vm",
+        "UnknownKindError", "VirtioSerialOptions", "Vm", "XtransportMux", "default_registry",
+        "open_vm",
     ],
     "virtrio.nurseries.host": [
         "HostNursery", "HostPool", "HostQga", "HostQmp", "HostUnavailableError", "LibvirtUri",

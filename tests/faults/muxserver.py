@@ -55,10 +55,11 @@ class CliServer:
 
 
 class MuxServer(CliServer):
-    """``virtrio mux serve ADDRESS --echo --transport TRANSPORT``."""
+    """``virtrio mux serve ADDRESS --echo --transport TRANSPORT [OPTION ...]`` (``--ack``,
+    ``--frame-size N``)."""
 
-    def __init__(self, address: str, transport: str) -> None:
-        argv = ["mux", "serve", address, "--echo", "--transport", transport]
+    def __init__(self, address: str, transport: str, *options: str) -> None:
+        argv = ["mux", "serve", address, "--echo", "--transport", transport, *options]
         super().__init__(argv, rb"serving \w+ echo on \S+\n")
         self.address = address
 

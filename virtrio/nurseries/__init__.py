@@ -5,10 +5,10 @@ connection per host; :mod:`virtrio.nurseries.spice` supervised Spice sessions;
 :mod:`virtrio.nurseries.messaging` a supervised message connection and a pool. Every channel
 of a VM is built by a channel kind from the :class:`KindRegistry` (:func:`default_registry`:
 the built-in kinds and those installed under the entry-point group ``virtrio.channels``); line
-channels record their output for :meth:`LineChannel.expect`, and :class:`SupervisedMux` opens
-yamux streams through reconnects. The primitives
-they are made of (:class:`Backoff`, :class:`Fanout`, :class:`Supervisor`) live in
-:mod:`virtrio.primitives` and are re-exported here.
+channels record their output for :meth:`LineChannel.expect`, :class:`SupervisedMux` opens
+yamux streams through reconnects and :class:`XtransportMux` an xtransport connection per
+stream. The primitives they are made of (:class:`Backoff`, :class:`Fanout`,
+:class:`Supervisor`) live in :mod:`virtrio.primitives` and are re-exported here.
 """
 
 from virtrio.primitives import (
@@ -58,6 +58,7 @@ from ._vm import (
     Vm as Vm,
     open_vm as open_vm,
 )
+from ._xmux import XtransportMux as XtransportMux
 
 __all__ = [
     "BUILTIN_KINDS",
@@ -88,6 +89,7 @@ __all__ = [
     "SubscriberOverflowError",
     "Subscription",
     "SupervisedMux",
+    "XtransportMux",
     "SupervisedQga",
     "SupervisedQmp",
     "Supervisor",

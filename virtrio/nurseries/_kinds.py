@@ -89,16 +89,50 @@ class SerialConsoleOptions:
     retention: int = attrs.field(default=_DEFAULT_RETENTION, validator=attrs.validators.ge(1))
 
 
+def _check_frame_size(_: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+    from virtrio.channels.xtransfer import MAX_FRAME_SIZE
+
+    # an integer's range; what is no integer at all the loader's types report
+    if isinstance(value, int) and not isinstance(value, bool) and not 16 < value <= MAX_FRAME_SIZE:
+        raise ConfigError(
+            f"frame_size {value} is out of range: 17..{MAX_FRAME_SIZE} (the 16-byte packet"
+            " header included)"
+        )
+
+
 @attrs.frozen
 class MuxOptions:
-    """``mux``: a multiplexed endpoint over any address, or over a VM's virtio-serial port."""
+    """``mux``: streams over any address (yamux, or xtransport: a connection per stream), or
+    yamux over a VM's virtio-serial port."""
 
     address: str | None = attrs.field(default=None, validator=_check_address)
-    #: A virtio-serial port of the VM to run it over (instead of ``address``).
+    #: A virtio-serial port of the VM to run it over (instead of ``address``; yamux only).
     port: str | None = None
-    protocol: Literal["yamux"] = "yamux"
-    #: True: this side is the yamux client (opens odd stream ids).
+    #: ``yamux``: streams multiplexed on one connection; ``xtransport``: each stream a
+    #: connection of its own (xtransport frames messages, it does not multiplex).
+    protocol: Literal["yamux", "xtransport"] = "yamux"
+    #: yamux: True, this side is the client (opens odd stream ids); xtransport always dials.
     client: bool = True
+    #: xtransport: the largest packet sent, header included (17..65551; default 4096).
+    frame_size: int | None = attrs.field(default=None, validator=_check_frame_size)
+    #: xtransport: stop-and-wait acks; the peer must agree (default false).
+    ack: bool | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.protocol == "yamux":
+            given = [n for n in ("frame_size", "ack") if getattr(self, n) is not None]
+            if given:
+                raise ConfigError(
+                    f"{' and '.join(given)}: an xtransport option (set protocol: xtransport)"
+                )
+        elif not self.client:
+            raise ConfigError("client: false is for yamux: over xtransport this side dials")
+        elif self.address is None:
+            raise ConfigError(
+                "protocol xtransport needs an address (vsock://, unix:, tcp://) whose peer"
+                " accepts a connection per stream: xtransport does not multiplex, and a"
+                " virtio-serial port carries one connection at a time (use yamux over a port)"
+            )
 
 
 def _supervisor(ctx: ChannelContext, connect: Any) -> Supervisor[Any]:
@@ -264,6 +298,8 @@ def _build_mux(ctx: ChannelContext, options: MuxOptions) -> BuiltChannel:
 
     if options.address is not None and options.port is not None:
         raise ConfigError(f"VM {ctx.vm}: channel {ctx.channel}: give address or port, not both")
+    if options.protocol == "xtransport":
+        return _build_xtransport_mux(ctx, options)
     if options.address is not None:
         address = parse_address(options.address)
     else:
@@ -277,6 +313,24 @@ def _build_mux(ctx: ChannelContext, options: MuxOptions) -> BuiltChannel:
         ),
     )
     return _built(SupervisedMux(supervisor, ctx.call_timeout), supervisor, "mux")
+
+
+def _build_xtransport_mux(ctx: ChannelContext, options: MuxOptions) -> BuiltChannel:
+    from virtrio.channels.xtransfer import XtransferConfig
+
+    from ._xmux import XtransportMux, open_xtransport_probe
+
+    assert options.address is not None  # MuxOptions checked it
+    address = parse_address(options.address)
+    config = XtransferConfig(max_frame_size=options.frame_size or 4096, ack=bool(options.ack))
+    supervisor = _supervisor(
+        ctx,
+        lambda: open_xtransport_probe(address, config, connect_timeout=ctx.connect_timeout),
+    )
+    handle = XtransportMux(
+        supervisor, address, config, ctx.call_timeout, connect_timeout=ctx.connect_timeout
+    )
+    return BuiltChannel(handle, handle.run, lambda: supervisor.state, "mux")
 
 
 #: Every kind virtio itself provides.
@@ -295,5 +349,7 @@ BUILTIN_KINDS: tuple[ChannelKind, ...] = (
         "virtio-serial", VirtioSerialOptions, _build_virtio_serial, "a recorded virtio-serial port"
     ),
     ChannelKind("serial-console", SerialConsoleOptions, _build_console, "the serial console"),
-    ChannelKind("mux", MuxOptions, _build_mux, "yamux streams over an address or a port"),
+    ChannelKind(
+        "mux", MuxOptions, _build_mux, "streams over an address or a port (yamux or xtransport)"
+    ),
 )

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from ._line import LineChannel
     from ._mux import SupervisedMux
+    from ._xmux import XtransportMux
 
 __all__ = ["ChannelSpec", "SupervisedQga", "SupervisedQmp", "Vm", "forward_qmp_events", "open_vm"]
 
@@ -203,13 +204,16 @@ class Vm:
             raise ConfigError(f"VM {self.name}: channel {name!r} is not line-oriented")
         return handle
 
-    def mux(self, name: str) -> SupervisedMux:
-        """The multiplexed endpoint ``name`` (kind ``mux``): ``open_stream()``,
-        ``accept_stream()`` through reconnects."""
+    def mux(self, name: str) -> SupervisedMux | XtransportMux:
+        """The stream endpoint ``name`` (kind ``mux``): ``open_stream()`` through reconnects
+        (and ``accept_stream()``, ``ping()`` with yamux). A :class:`SupervisedMux` for
+        ``protocol: yamux``, an :class:`XtransportMux` (a connection per stream) for
+        ``xtransport``; the streams of both are half-closeable byte streams."""
         from ._mux import SupervisedMux
+        from ._xmux import XtransportMux
 
         handle = self.channel(name)
-        if not isinstance(handle, SupervisedMux):
+        if not isinstance(handle, SupervisedMux | XtransportMux):
             raise ConfigError(f"VM {self.name}: channel {name!r} is not of kind mux")
         return handle
 

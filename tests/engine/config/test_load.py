@@ -107,7 +107,8 @@ def test_every_problem_is_reported_at_once_with_line_and_path() -> None:
         "tags)",
         "fleet.yaml:15: vms[2].qemu.memory_mib: expected an integer, got 'big'",
         "fleet.yaml:17: vms[2].channels.m.client: expected true or false, got 'no'",
-        "fleet.yaml:17: vms[2].channels.m.protocol: expected one of 'yamux', got 'udp'",
+        "fleet.yaml:17: vms[2].channels.m.protocol: expected one of 'yamux', 'xtransport', got"
+        " 'udp'",
         "fleet.yaml:19: vms[3].qemu.template: unknown template 'tiny' (known: demo)",
     ]
     assert len(caught.value.issues) == 10
@@ -151,6 +152,68 @@ def test_the_default_fleet() -> None:
     assert parse_fleet(dump_fleet(fleet)) == fleet
 
 
+XTRANSPORT_MUX = """\
+vms:
+  - id: a
+    qemu: {template: demo}
+    channels:
+      x:
+        kind: mux
+        protocol: xtransport
+        address: vsock://3:5000
+        frame_size: 1024
+        ack: true
+"""
+
+
+def test_an_xtransport_mux_channel() -> None:
+    fleet = parse_fleet(XTRANSPORT_MUX)
+    assert fleet.vm("a").channels["x"] == ChannelConfig(
+        "mux", MuxOptions("vsock://3:5000", protocol="xtransport", frame_size=1024, ack=True)
+    )
+    assert parse_fleet(dump_fleet(fleet)) == fleet
+
+
+def test_bad_xtransport_mux_options_are_reported_at_their_lines() -> None:
+    def channel(lines: str) -> str:
+        return "vms:\n  - id: a\n    qemu: {template: demo}\n    channels:\n" + lines
+
+    text = channel(
+        "      x:\n"
+        "        kind: mux\n"
+        "        protocol: xtransport\n"
+        "        address: tcp://127.0.0.1:5000\n"
+        "        frame_size: 16\n"
+        "        ack: maybe\n"
+        "      y: {kind: mux, protocol: xtransport, address: unix:/y.sock, frame_size: big}\n"
+        "      z: {kind: mux, protocol: xtransport, address: tcp://h:1, frame_size: 65552}\n"
+    )
+    with pytest.raises(FleetError) as caught:
+        parse_fleet(text, source="fleet.yaml")
+    assert str(caught.value).splitlines() == [
+        "fleet.yaml:9: vms[0].channels.x.frame_size: frame_size 16 is out of range: 17..65551"
+        " (the 16-byte packet header included)",
+        "fleet.yaml:10: vms[0].channels.x.ack: expected true or false, got 'maybe'",
+        "fleet.yaml:11: vms[0].channels.y.frame_size: expected an integer, got 'big'",
+        "fleet.yaml:12: vms[0].channels.z.frame_size: frame_size 65552 is out of range:"
+        " 17..65551 (the 16-byte packet header included)",
+    ]
+    for lines, message in [
+        ("      m: {kind: mux, port: p, ack: true}\n", "ack: an xtransport option"),
+        ("      m: {kind: mux, frame_size: 512}\n", "frame_size: an xtransport option"),
+        ("      m: {kind: mux, protocol: xtransport}\n", "protocol xtransport needs an address"),
+        ("      m: {kind: mux, protocol: xtransport, port: p}\n", "needs an address"),
+        (
+            "      m: {kind: mux, protocol: xtransport, address: 'tcp://h:1', client: false}\n",
+            "client: false is for yamux",
+        ),
+    ]:
+        with pytest.raises(FleetError) as caught:
+            parse_fleet(channel(lines), source="fleet.yaml")
+        assert str(caught.value).startswith("fleet.yaml:5: vms[0].channels.m: "), caught.value
+        assert message in str(caught.value)
+
+
 # -- hypothesis: round trips and mutations ---------------------------------------------------
 
 ident = st.from_regex(r"[a-z][a-z0-9-]{0,6}", fullmatch=True)
@@ -173,6 +236,14 @@ channels = st.dictionaries(
             lambda p, c: ChannelConfig("mux", MuxOptions(port=p, client=c)),
             st.one_of(st.none(), ident),
             st.booleans(),
+        ),
+        st.builds(
+            lambda a, f, k: ChannelConfig(
+                "mux", MuxOptions(a, protocol="xtransport", frame_size=f, ack=k)
+            ),
+            st.builds(lambda n: f"unix:/run/{n}.sock", ident),
+            st.one_of(st.none(), st.integers(17, 65551)),
+            st.one_of(st.none(), st.booleans()),
         ),
     ),
     max_size=3,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from ruamel.yaml import YAML
 
-from tests.engine.config.test_load import EXAMPLE, fleets
+from tests.engine.config.test_load import EXAMPLE, XTRANSPORT_MUX, fleets
 from virtrio.engine.config import (
     Fleet,
     FleetError,
@@ -33,6 +33,7 @@ def validator() -> jsonschema.Draft202012Validator:
 
 def test_the_examples_validate(validator: jsonschema.Draft202012Validator) -> None:
     validator.validate(load(EXAMPLE))
+    validator.validate(load(XTRANSPORT_MUX))
     validator.validate(json.loads(json.dumps(fleet_data(default_fleet(vms=2)))))
 
 
@@ -45,6 +46,10 @@ def test_the_examples_validate(validator: jsonschema.Draft202012Validator) -> No
         "defaults: {call_timeout: soon}\n",
         "vms:\n  - id: a\n    qemu: {template: demo}\n    channels:\n"
         "      m: {kind: mux, protocol: udp}\n",
+        "vms:\n  - id: a\n    qemu: {template: demo}\n    channels:\n"
+        "      m: {kind: mux, protocol: xtransport, address: 'tcp://h:1', frame_size: big}\n",
+        "vms:\n  - id: a\n    qemu: {template: demo}\n    channels:\n"
+        "      m: {kind: mux, protocol: xtransport, address: 'tcp://h:1', ack: 'yes'}\n",
     ],
 )
 def test_what_the_loader_refuses_the_schema_refuses(
@@ -70,3 +75,8 @@ def test_the_schema_command_prints_it(capsys: pytest.CaptureFixture[str]) -> Non
     assert printed["title"] == "virtrio fleet"
     kinds = {b["properties"]["kind"]["const"] for b in printed["$defs"]["channel"]["oneOf"]}
     assert {"qmp", "qga", "spice", "virtio-serial", "serial-console", "mux"} <= kinds
+    (mux,) = [
+        b for b in printed["$defs"]["channel"]["oneOf"] if b["properties"]["kind"]["const"] == "mux"
+    ]
+    assert mux["properties"]["protocol"] == {"enum": ["yamux", "xtransport"], "default": "yamux"}
+    assert {"frame_size", "ack", "address", "port", "client"} <= set(mux["properties"])

@@ -9,9 +9,16 @@ stop-and-wait Ack per packet. :class:`XtransferProtocol` is the sans-I/O core;
     async with open_xtransfer(stream, XtransferConfig(max_frame_size=1024)) as channel:
         await channel.send(b"hello")
         reply = await channel.receive()
+
+:class:`XtransferStream` makes one connection a half-closeable byte stream (a *lane*, ended by
+an empty message), as ``vm.mux(name)`` hands out with ``protocol: xtransport``.
 """
 
 from ._channel import XtransferChannel as XtransferChannel, open_xtransfer as open_xtransfer
+from ._lane import (
+    XtransferLaneLostError as XtransferLaneLostError,
+    XtransferStream as XtransferStream,
+)
 from ._protocol import (
     DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE,
     NEED_DATA as NEED_DATA,
@@ -50,10 +57,12 @@ __all__ = [
     "XtransferConfig",
     "XtransferError",
     "XtransferFramingError",
+    "XtransferLaneLostError",
     "XtransferMagicError",
     "XtransferMessageTooLargeError",
     "XtransferProtocol",
     "XtransferProtocolError",
+    "XtransferStream",
     "XtransferTruncatedError",
     "XtransferVersionError",
     "encode_packet",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import trio
 
     from virtrio.channels import Address
-    from virtrio.channels.xtransfer import XtransferChannel, XtransferConfig
+    from virtrio.channels.xtransfer import XtransferConfig
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 _CHUNK = 64 * 1024
@@ -106,27 +106,11 @@ class Lane(Protocol):
     async def write_eof(self) -> None: ...
 
 
-class _ChannelLane:
-    def __init__(self, channel: XtransferChannel) -> None:
-        self.channel = channel
-
-    async def write(self, data: bytes) -> None:
-        await self.channel.send(data)
-
-    async def read(self) -> bytes:
-        import trio
-
-        try:
-            return await self.channel.receive()
-        except trio.EndOfChannel:
-            return b""
-
-    async def write_eof(self) -> None:
-        # an empty message, not a half-close: in ack mode the peer's packets still need Acks
-        await self.channel.send(b"")
-
-
 class _StreamLane:
+    """A lane over a yamux stream, or over an xtransport connection as an
+    :class:`~virtrio.channels.xtransfer.XtransferStream` (its half-close is an empty
+    message: in ack mode the peer's packets still need Acks)."""
+
     def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
         self.stream = stream
 
@@ -167,10 +151,10 @@ async def run_serve(args: argparse.Namespace) -> int:
 
     async def connection(stream: trio.SocketStream) -> None:
         if args.transport == "xtransport":
-            from virtrio.channels.xtransfer import open_xtransfer
+            from virtrio.channels.xtransfer import XtransferStream, open_xtransfer
 
             async with open_xtransfer(stream, _xtransfer_config(args)) as channel:
-                await _answer(_ChannelLane(channel), args.echo)
+                await _answer(_StreamLane(XtransferStream(channel)), args.echo)
         else:
             await _serve_yamux(stream, args.echo, args.grace)
 
@@ -248,14 +232,14 @@ async def run_send(args: argparse.Namespace) -> int:
     try:
         with trio.fail_after(args.timeout):
             if args.transport == "xtransport":
-                from virtrio.channels.xtransfer import open_xtransfer
+                from virtrio.channels.xtransfer import XtransferStream, open_xtransfer
 
                 config = _xtransfer_config(args)
 
                 async def one() -> None:
                     stream = await open_stream(address, connect_timeout=args.timeout)
                     async with open_xtransfer(stream, config) as channel:
-                        await lane_run(_ChannelLane(channel))
+                        await lane_run(_StreamLane(XtransferStream(channel)))
 
                 async with open_service_nursery() as nursery:
                     for _ in range(args.streams):

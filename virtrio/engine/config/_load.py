@@ -21,6 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import attrs
 import cattrs
 from cattrs.errors import (
+    ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
     IterableValidationNote,
@@ -169,15 +170,23 @@ def _make_converter(registry: KindRegistry) -> cattrs.Converter:
             raise _FieldError(("kind",), missing)
         try:
             options: Any = conv.structure(fields, kind.options)
-        except Exception:
-            # a validator of the options class failed in its __init__: find which field
+        except Exception as exc:
+            # a validator of the options class failed (in its __init__, or not run because
+            # another field did not structure): find which fields, and report them all
+            bad: list[Exception] = []
             for field in attrs.fields(kind.options):
                 if field.validator is not None and field.name in fields:
                     try:
                         field.validator(None, field, fields[field.name])
-                    except Exception as bad:
-                        raise _FieldError((field.name,), str(bad)) from None
-            raise
+                    except Exception as failed:
+                        bad.append(_FieldError((field.name,), str(failed)))
+            if not bad:
+                raise
+            if isinstance(exc, ClassValidationError):
+                # the fields that did not structure carry a note naming them; __init__'s
+                # own error (a validator's, reported above) carries none
+                bad[:0] = [e for e in exc.exceptions if getattr(e, "__notes__", None)]
+            raise ExceptionGroup(f"channel options of {kind_name}", bad) from None
         return ChannelConfig(kind_name, options)
 
     conv.register_structure_hook(ChannelConfig, channel)

@@ -1,0 +1,100 @@
+"""A fleet file's ``mux`` channel with ``protocol: xtransport``, through open_engine: a bare
+QEMU (for the VM) and the real peer ``virtrio mux serve --echo --transport xtransport`` on tcp;
+streams echo, the scenario step ``mux_echo`` runs on it as on yamux, and the channel's state
+events follow the peer being killed and restarted on the same address."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import textwrap
+from pathlib import Path
+
+import trio
+
+from tests.faults.muxserver import MuxServer
+from virtrio.engine import open_engine
+from virtrio.engine.config import parse_fleet
+from virtrio.engine.scenario import parse_scenario, run_scenario
+from virtrio.nurseries import ChannelState
+
+FLEET = textwrap.dedent("""\
+    defaults: {backoff_initial: 0.05, backoff_max: 0.2, stop_grace: 2}
+    vms:
+      - id: a
+        qemu: {machine: none}
+        channels:
+          qmp: {kind: qmp}
+          x:
+            kind: mux
+            protocol: xtransport
+            address: ADDRESS
+            frame_size: 1024
+""")
+
+SCENARIO = """\
+name: xtransport echo
+timeout: 30
+steps:
+  - mux_echo: "ping from ${vm} over xtransport"
+    channel: x
+"""
+
+
+def free_tcp_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def echo(stream: trio.abc.HalfCloseableStream, payload: bytes) -> bytes:
+    await stream.send_all(payload)
+    await stream.send_eof()
+    out = b""
+    while chunk := await stream.receive_some():
+        out += chunk
+    return out
+
+
+async def test_an_xtransport_mux_in_a_fleet(qemu_binary: str, tmp_path: Path) -> None:
+    address = free_tcp_address()
+    server = MuxServer(address, "xtransport")
+    await server.start()
+    try:
+        fleet = parse_fleet(FLEET.replace("ADDRESS", address))
+        async with open_engine(fleet, workdir=tmp_path) as engine:
+            await engine.wait_connected(timeout=30)
+            vm = engine.vm("a")
+            assert vm.channel_kinds()["x"] == "mux"
+            mux = vm.mux("x")
+            results: dict[int, str] = {}
+
+            async def one(i: int) -> None:
+                payload = f"stream {i} ".encode() * 20_000
+                stream = await mux.open_stream()
+                async with stream:
+                    back = await echo(stream, payload)
+                results[i] = hashlib.sha256(back).hexdigest()
+                assert back == payload
+
+            async with trio.open_nursery() as nursery:
+                for i in range(4):
+                    nursery.start_soon(one, i)
+            assert len(set(results.values())) == 4
+
+            report = await run_scenario(engine, parse_scenario(SCENARIO), connect_timeout=30)
+            (record,) = report.vms["a"].records[1:]  # after the connect step
+            assert (record.kind, record.status) == ("mux_echo", "passed"), record.error
+
+            seq = engine.mark()
+            server.kill()
+            await engine.wait_event("disconnected", vm="a", channel="x", after=seq, timeout=10)
+            assert vm.channel_states()["x"] is ChannelState.DISCONNECTED
+            await server.stop()
+            await server.start()
+            await engine.wait_event("connected", vm="a", channel="x", after=seq, timeout=10)
+            stream = await mux.open_stream()
+            async with stream:
+                assert await echo(stream, b"after the restart") == b"after the restart"
+    finally:
+        await server.stop()

@@ -1,0 +1,187 @@
+"""One xtransport connection as a half-closeable byte stream: a *lane*.
+
+xtransport has messages but no half-close of its own (and in ack mode the socket's half-close
+cannot be used: our Acks for what the peer still sends must go out). virtrio's convention, the
+one ``virtrio mux serve|send --transport xtransport`` speak: a lane ends with an **empty
+message**. :class:`XtransferStream` keeps it — ``send_eof()`` sends the empty message,
+``receive_some()`` returns ``b""`` once the peer's arrives — so code written against a
+``trio.abc.HalfCloseableStream`` (a yamux stream) runs unchanged over xtransport.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from virtrio.errors import ConnectionLostError
+
+from ._channel import XtransferChannel
+
+__all__ = ["XtransferLaneLostError", "XtransferStream"]
+
+#: The largest message one ``send_all`` sends; longer data goes as several messages (the
+#: peer's ``max_message_size`` bounds one message, 64 MiB by default).
+SEND_CHUNK = 1024 * 1024
+
+
+class XtransferLaneLostError(ConnectionLostError, trio.BrokenResourceError):
+    """The connection under a lane ended before the peer ended the lane (its empty message):
+    the peer was killed, or closed its end mid-conversation."""
+
+
+class XtransferStream(trio.abc.HalfCloseableStream):
+    """A lane over ``channel`` (an :func:`~virtrio.channels.xtransfer.open_xtransfer` channel).
+
+    * ``send_all(data)`` sends ``data`` as one message (several above 1 MiB); ``b""`` sends
+      nothing (an empty message would end the lane).
+    * ``receive_some(max_bytes)`` returns the bytes of the next message (what ``max_bytes``
+      left of one comes first next time); ``b""`` once the peer ended the lane.
+    * ``send_eof()`` ends our side of the lane with an empty message.
+    * ``send(message)`` / ``receive()`` keep message boundaries, for a peer that has them;
+      ``receive()`` raises :class:`trio.EndOfChannel` at the end of the lane.
+    * ``aclose()`` closes the connection.
+
+    Errors: :class:`XtransferLaneLostError` (a ``ConnectionLostError`` and a
+    ``trio.BrokenResourceError``) when the connection ended or failed before the peer ended the
+    lane; the :class:`~virtrio.channels.xtransfer.XtransferError` naming a protocol fault;
+    ``trio.ClosedResourceError`` after our own ``aclose()`` (or a send after ``send_eof()``).
+    """
+
+    def __init__(self, channel: XtransferChannel, *, name: str = "xtransport lane") -> None:
+        #: The xtransport channel of this lane's connection.
+        self.channel = channel
+        self.name = name
+        self._pending = b""  # the rest of a message a receive_some(max_bytes) cut
+        self._eof_received = False
+        self._eof_sent = False
+        self._closed = False
+        self._receiving = False
+        self._sending = False
+
+    @property
+    def lane_done(self) -> bool:
+        """True once both sides ended the lane (the connection could carry another one)."""
+        return self._eof_sent and self._eof_received and not self._pending
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data`` (as one message up to 1 MiB; in ack mode, once the peer acknowledged
+        it)."""
+        view = memoryview(data).cast("B")
+        async with self._send_guard():
+            if not view:
+                await trio.lowlevel.checkpoint()
+            for offset in range(0, len(view), SEND_CHUNK):
+                await self._send(view[offset : offset + SEND_CHUNK])
+
+    async def send(self, message: bytes | bytearray | memoryview) -> None:
+        """Send one message, whole (not empty: that is :meth:`send_eof`)."""
+        if not len(message):
+            raise ValueError("an empty message ends the lane: call send_eof()")
+        async with self._send_guard():
+            await self._send(message)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """xtransport has no flow-control window to wait for: returns at once."""
+        self._check_open()
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        """End our side of the lane (an empty message); we may go on receiving. Idempotent."""
+        self._check_open()
+        if self._eof_sent:
+            await trio.lowlevel.checkpoint()
+            return
+        async with self._send_guard():
+            await self._send(b"")
+            self._eof_sent = True
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Up to ``max_bytes`` of the next message (default: all of it); ``b""`` at the end of
+        the lane."""
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        if self._pending:
+            self._check_open()
+            await trio.lowlevel.checkpoint()
+            data = self._pending
+        else:
+            data = await self._receive_message(at_end=b"")
+        if max_bytes is not None and len(data) > max_bytes:
+            data, self._pending = data[:max_bytes], data[max_bytes:]
+        else:
+            self._pending = b""
+        return data
+
+    async def receive(self) -> bytes:
+        """The next message (or what a ``receive_some`` left of one).
+
+        Raises:
+            trio.EndOfChannel: the peer ended the lane.
+        """
+        data, self._pending = self._pending, b""
+        if data:
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._receive_message(at_end=None)
+
+    async def aclose(self) -> None:
+        """Close the connection (without ending the lane first if it was not)."""
+        self._closed = True
+        await self.channel.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError(f"{self.name} is closed")
+
+    def _send_guard(self) -> _Guard:
+        self._check_open()
+        if self._eof_sent:
+            raise trio.ClosedResourceError(f"{self.name} was ended for sending (send_eof)")
+        return _Guard(self, "_sending", "sending")
+
+    async def _send(self, message: bytes | bytearray | memoryview) -> None:
+        try:
+            await self.channel.send(message)
+        except ConnectionLostError as exc:
+            raise self._lost(exc) from exc
+
+    async def _receive_message(self, *, at_end: bytes | None) -> bytes:
+        self._check_open()
+        async with _Guard(self, "_receiving", "receiving"):
+            if self._eof_received:
+                await trio.lowlevel.checkpoint()
+            else:
+                try:
+                    data = await self.channel.receive()
+                except trio.EndOfChannel:
+                    raise self._lost(None) from None
+                except ConnectionLostError as exc:
+                    raise self._lost(exc) from exc
+                if data:
+                    return data
+                self._eof_received = True
+        if at_end is None:
+            raise trio.EndOfChannel(f"{self.name}: the peer ended the lane")
+        return at_end
+
+    def _lost(self, cause: BaseException | None) -> BaseException:
+        if self._closed:
+            return trio.ClosedResourceError(f"{self.name} is closed")
+        how = f": {cause}" if cause is not None else ""
+        return XtransferLaneLostError(
+            f"{self.name}: the connection ended before the peer ended the lane{how}"
+        )
+
+
+class _Guard:
+    """One task at a time sends (or receives) on a lane: another gets BusyResourceError."""
+
+    def __init__(self, stream: XtransferStream, flag: str, what: str) -> None:
+        self.stream, self.flag, self.what = stream, flag, what
+
+    async def __aenter__(self) -> None:
+        if getattr(self.stream, self.flag):
+            raise trio.BusyResourceError(f"another task is {self.what} on {self.stream.name}")
+        setattr(self.stream, self.flag, True)
+
+    async def __aexit__(self, *_: object) -> None:
+        setattr(self.stream, self.flag, False)
