@@ -165,13 +165,21 @@ class XtransportMux(SupervisedHandle[XtransportProbe]):
         self, name: str, connect_timeout: float, *, task_status: trio.TaskStatus[XtransferStream]
     ) -> None:
         stream = await open_stream(self.address, connect_timeout=connect_timeout)
+        started = False
         self._open += 1
         try:
             async with open_xtransfer(stream, self.config) as channel:
                 task_status.started(XtransferStream(channel, name=name))
+                started = True
                 # until the user closes the stream, the peer closes (xtransport has no
                 # half-close: the connection is done; what arrived stays readable) or it fails
                 await channel.wait_closed()
+        except Exception:
+            if not started:
+                raise  # to open_stream()
+            # one stream's failure is that stream's: its user sees it; the VM's channels
+            # (this task's nursery) go on
+            log.exception("%s: its connection failed", name)
         finally:
             self._open -= 1
 

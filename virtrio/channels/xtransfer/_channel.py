@@ -165,6 +165,10 @@ class XtransferChannel(trio.abc.Channel[bytes]):
                 self._error = exc
                 log.info("xtransport peer broke the protocol: %s", exc)
                 await trio.aclose_forcefully(self.stream)
+            except ConnectionLostError as exc:
+                # our Acks could not go out (ack mode): _flush already recorded the error
+                if not self._closed and self._error is None:
+                    self._error = exc
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 if not self._closed:
                     self._error = ConnectionLostError(f"xtransport stream failed: {exc!r}")

@@ -10,13 +10,24 @@ message**. :class:`XtransferStream` keeps it — ``send_eof()`` sends the empty 
 
 from __future__ import annotations
 
+import logging
+import math
+import operator
+
 import trio
 
 from virtrio.errors import ConnectionLostError
 
 from ._channel import XtransferChannel
+from ._wire import XtransferError
 
 __all__ = ["XtransferLaneLostError", "XtransferStream"]
+
+log = logging.getLogger(__name__)
+
+#: How long :meth:`XtransferStream.aclose` may take to send the end of the lane (in ack mode,
+#: to have it acknowledged), seconds.
+CLOSE_TIMEOUT = 0.5
 
 #: The largest message one ``send_all`` sends; longer data goes as several messages (the
 #: peer's ``max_message_size`` bounds one message, 64 MiB by default).
@@ -38,7 +49,8 @@ class XtransferStream(trio.abc.HalfCloseableStream):
     * ``send_eof()`` ends our side of the lane with an empty message.
     * ``send(message)`` / ``receive()`` keep message boundaries, for a peer that has them;
       ``receive()`` raises :class:`trio.EndOfChannel` at the end of the lane.
-    * ``aclose()`` closes the connection.
+    * ``aclose()`` ends the lane if we had not (the peer reads ``b""``, as after a TCP
+      close) and closes the connection.
 
     Errors: :class:`XtransferLaneLostError` (a ``ConnectionLostError`` and a
     ``trio.BrokenResourceError``) when the connection ended or failed before the peer ended the
@@ -67,6 +79,9 @@ class XtransferStream(trio.abc.HalfCloseableStream):
         it)."""
         view = memoryview(data).cast("B")
         async with self._send_guard():
+            # a cancel before anything went out leaves the lane usable (one mid-message
+            # does not: part of a packet may be on the wire)
+            await trio.lowlevel.checkpoint_if_cancelled()
             if not view:
                 await trio.lowlevel.checkpoint()
             for offset in range(0, len(view), SEND_CHUNK):
@@ -97,8 +112,10 @@ class XtransferStream(trio.abc.HalfCloseableStream):
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Up to ``max_bytes`` of the next message (default: all of it); ``b""`` at the end of
         the lane."""
-        if max_bytes is not None and max_bytes < 1:
-            raise ValueError("max_bytes must be >= 1")
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)  # TypeError for anything but an integer
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
         if self._pending:
             self._check_open()
             await trio.lowlevel.checkpoint()
@@ -124,7 +141,19 @@ class XtransferStream(trio.abc.HalfCloseableStream):
         return await self._receive_message(at_end=None)
 
     async def aclose(self) -> None:
-        """Close the connection (without ending the lane first if it was not)."""
+        """End our side of the lane if it was not (as a socket's close is an EOF for its
+        peer: the empty message, for at most :data:`CLOSE_TIMEOUT` seconds, shielded; a
+        connection already broken, or a cancelled caller, just closes), then close the
+        connection."""
+        cancelled = trio.current_effective_deadline() == -math.inf  # then close at once
+        graceful = not (cancelled or self._closed or self._eof_sent or self._sending)
+        if graceful and self.channel.is_connected:
+            self._eof_sent = True
+            with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+                try:
+                    await self.channel.send(b"")
+                except (ConnectionLostError, XtransferError, trio.BrokenResourceError) as exc:
+                    log.debug("%s: the end of the lane was not sent: %s", self.name, exc)
         self._closed = True
         await self.channel.aclose()
 
@@ -141,7 +170,8 @@ class XtransferStream(trio.abc.HalfCloseableStream):
     async def _send(self, message: bytes | bytearray | memoryview) -> None:
         try:
             await self.channel.send(message)
-        except ConnectionLostError as exc:
+        except (ConnectionLostError, trio.ClosedResourceError) as exc:
+            # closed under the send by whoever holds the connection, once it ended
             raise self._lost(exc) from exc
 
     async def _receive_message(self, *, at_end: bytes | None) -> bytes:
