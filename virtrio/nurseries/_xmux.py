@@ -13,7 +13,8 @@ What the rest of a mux handle means here:
   nothing and discards anything the peer sends on it). CONNECTED while the probe is up; when
   the peer goes away (killed, restarted) the probe sees it at once: DISCONNECTED, and the
   supervisor redials with its backoff. ``open_stream()`` waits for CONNECTED up to its
-  deadline, as with yamux. The probe takes one of the peer's connection slots.
+  deadline, as with yamux. The probe takes one of the peer's connection slots, and a peer that
+  closes idle connections makes the channel go down and be redialled each time it does.
 * **a stream in flight** when the peer dies fails with
   :class:`~virtrio.channels.xtransfer.XtransferLaneLostError` (a
   :class:`~virtrio.errors.ConnectionLostError` and a ``trio.BrokenResourceError``): its
