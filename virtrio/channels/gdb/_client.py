@@ -65,15 +65,22 @@ class GdbClient(GdbConnection):
             raise
 
     async def _exchange(self, payload: bytes, timeout: float | None) -> bytes:
-        limit = self._deadline(timeout)
+        limit = self.call_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
-        await self._lock_requests(deadline)
+        if not (
+            self.closed_reason is None
+            and self._protocol.state is ProtocolState.IDLE
+            and self._request_lock.try_acquire()  # last: taken only when all else holds
+        ):
+            await self._lock_requests(deadline)  # queued, in trouble, or a reply still owed
         try:
             await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
             data = self._protocol.send_request(payload)  # raises before anything is sent
             self._reply = None
             self._output.clear()
-            await self._write(data)
+            sent = self._write_now(data)
+            if sent < len(data):
+                await self._write(data[sent:])
             read_lock = self._read_lock
             await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
             try:

@@ -137,6 +137,22 @@ class GdbConnection(GdbExecution):
 
     # --- writing -------------------------------------------------------------------------
 
+    def _write_now(self, data: bytes) -> int:
+        """Write what the socket takes of ``data`` at once, if no other task is writing: the
+        number of bytes written (0 if it could not; the caller sends the rest with
+        :meth:`_write` before any checkpoint, so nothing comes between, and :meth:`_write`
+        also reports a broken socket)."""
+        sock = self._socket
+        if sock is None or self.closed_reason is not None or self._send_lock.locked():
+            return 0
+        fd = sock.fileno()
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, data)
+        except OSError:  # full (BlockingIOError) or broken: _write says which
+            return 0
+
     async def _write(self, data: bytes) -> None:
         if self.closed_reason is not None:
             raise self._lost()
@@ -243,7 +259,9 @@ class GdbConnection(GdbExecution):
         if type(data) is bytes and data and (reply := protocol.take_reply(data)) is not None:
             owed = protocol.data_to_send()
             if owed:  # the ack, before the reply is acted on
-                await self._write(owed)
+                sent = self._write_now(owed)
+                if sent < len(owed):
+                    await self._write(owed[sent:])
             self._reply = reply
             return
         protocol.receive_data(data)
