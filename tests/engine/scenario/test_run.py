@@ -5,6 +5,7 @@ examples, the power-state machine and ``power: off via: acpi``; then `virtrio ru
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -240,7 +241,8 @@ def test_virtrio_run_on_a_terminal_shows_progress(qemu_binary: str, tmp_path: Pa
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text(BARE_FLEET)
     scenario = tmp_path / "quick.yaml"
-    scenario.write_text("- qmp: query-status\n- qmp: query-version\n")
+    # a long step: its row's elapsed time keeps counting while it runs
+    scenario.write_text("- qmp: query-status\n- sleep: 2\n- qmp: query-version\n")
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "virtrio", "run", str(scenario), "--fleet", str(fleet),
@@ -265,4 +267,9 @@ def test_virtrio_run_on_a_terminal_shows_progress(qemu_binary: str, tmp_path: Pa
     assert "passed" in text
     assert "step durations (ms)" in text  # the percentiles of --repeat
     assert "p95" in text
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    shown = [float(s) for s in re.findall(r"bare2\s+running\s+sleep 2\s+(\d+\.\d)s", plain)]
+    assert shown, plain[-2000:]
+    # redrawn during the step (4 times a second), not only when a step starts or ends
+    assert len(set(shown)) >= 4, shown
     assert f"results: {tmp_path / 'out'}" in text.replace("\r\n", "\n").replace("\n", "")
