@@ -20,7 +20,11 @@ Pair = tuple[XtransferStream, XtransferStream]
 
 
 async def _hold(
-    sock: socket.socket, config: XtransferConfig, name: str, *, task_status: trio.TaskStatus
+    sock: socket.socket,
+    config: XtransferConfig,
+    name: str,
+    *,
+    task_status: trio.TaskStatus[XtransferStream],
 ) -> None:
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
     async with open_xtransfer(stream, config) as channel:
