@@ -14,7 +14,8 @@ SIGKILL mid-call       the echo server process is killed while 10 channels wait 
                        message it is ConnectionLostError: the "reset" row)
 peer restarted         does not apply here: a channel is one connection with no
                        supervised handle (the messaging row restarts the server under
-                       ``connect_supervised``)
+                       ``connect_supervised``; tests/nurseries/test_xmux.py restarts it
+                       under a fleet's ``mux`` channel with ``protocol: xtransport``)
 connection reset       hostile peer aborts the TCP connection (RST) under a receive
 garbage bytes          hostile peer sends 16 bytes that are no packet header: a bad
                        magic, named as such
