@@ -162,7 +162,8 @@ PUBLIC = {
         "PtyEvents", "PtyRequestError", "SessionInfo", "default_socket_path", "open_pty_client",
     ],
     "virtrio.engine.backends": [
-        "Access", "Artifact", "BOARD_CONFIG_SCHEMA", "Backend", "BackendAdapter",
+        "Access", "Artifact", "BOARD_CONFIG_SCHEMA", "CONSOLE_HISTORY", "Backend",
+        "BackendAdapter",
         "BackendCommandError", "BackendError", "BackendExitedError", "BackendInstance",
         "BackendStartError", "BackendStateError", "BackendType", "BackendUnavailableError",
         "BoardConfig", "BoardConfigError", "Breakpoint",
@@ -171,13 +172,15 @@ PUBLIC = {
         "IrqRoute", "MemoryRegion", "MemoryType", "MmioMapping", "NodeConfig", "Peripheral",
         "Processor", "ProgramFormat", "ProgramInfo", "QEMU_MACHINES", "QemuBackend",
         "QemuInstance", "QemuMachineModel", "QemuNodePlan", "QemuSettings", "RenodeBackend",
-        "RenodeInstance", "RobotRemote", "SharedMemory", "SkyEyeBackend", "SkyEyeInstance",
-        "StartOptions", "UnsupportedCapabilityError", "backend_names", "board_template", "lcov",
+        "RenodeInstance", "ResourceLimitExceededError", "ResourceLimits", "RobotRemote",
+        "SharedMemory", "SkyEyeBackend", "SkyEyeInstance", "StartOptions",
+        "UnsupportedCapabilityError", "backend_names", "board_template", "cgroup_support", "lcov",
         "load_backend", "open_adapter", "parse_board", "parse_size", "plan_qemu_board",
         "plan_qemu_node", "renode_platform", "skyeye_config", "template_names",
     ],
     "virtrio.engine.server": [
-        "MIGRATIONS", "ROUTES", "Principal", "Role", "ServerState", "Store", "build_app",
+        "MIGRATIONS", "ROUTES", "Principal", "ResourceCaps", "Role", "ServerState", "Store",
+        "build_app",
         "open_server", "open_store", "serve",
     ],
 }  # fmt: skip

@@ -228,7 +228,8 @@ class GdbInstanceBase:
     # --- console -------------------------------------------------------------------------
 
     def console_output(self) -> bytes:
-        """Everything the console UART wrote since the instance was created."""
+        """What the console UART wrote since the instance was created (its last
+        ``console.history_limit`` bytes; the log file in the work dir has it all)."""
         return self._console.output()
 
     async def wait_console(self, text: bytes, *, timeout: float | None = None) -> bytes:

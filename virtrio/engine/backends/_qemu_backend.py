@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ._board import NodeConfig
+from ._limits import ResourceLimits
 from ._qemu_board import QEMU_MACHINES, plan_qemu_node
 from ._qemu_instance import QemuInstance, QemuSettings, open_qemu_instance
 from ._types import BackendType, Capabilities, Capability
@@ -53,9 +54,15 @@ class QemuBackend:
         plan_qemu_node(node)
 
     def open_instance(
-        self, node: NodeConfig, *, instance_id: str, workdir: Path
+        self,
+        node: NodeConfig,
+        *,
+        instance_id: str,
+        workdir: Path,
+        limits: ResourceLimits | None = None,
     ) -> AbstractAsyncContextManager[QemuInstance]:
-        """An instance of ``node``: QEMU runs from :meth:`QemuInstance.power_on` on.
+        """An instance of ``node``: QEMU runs from :meth:`QemuInstance.power_on` on, under
+        ``limits`` if given (memory and CPU share in a cgroup, CPU seconds per run).
 
         Raises:
             BoardConfigError: QEMU cannot model the node.
@@ -66,4 +73,5 @@ class QemuBackend:
             workdir=workdir,
             settings=self.settings,
             capabilities=self.capabilities(node),
+            limits=limits,
         )
