@@ -225,6 +225,11 @@ class GdbInstanceBase:
         self._need(Capability.TRACE, "export_trace")
         raise AssertionError("a backend with traces overrides export_trace")
 
+    async def screenshot(self) -> bytes:
+        """The display as a PNG (this backend: see :meth:`capabilities`)."""
+        self._need(Capability.DISPLAY, "screenshot")
+        raise AssertionError("a backend with a display overrides screenshot")
+
     # --- console -------------------------------------------------------------------------
 
     def console_output(self) -> bytes:

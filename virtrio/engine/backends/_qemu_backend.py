@@ -47,6 +47,11 @@ class QemuBackend:
             model = QEMU_MACHINES.get(node.machine or "")
             if model is not None and model.snapshot_problem:
                 caps = caps.without(Capability.SNAPSHOTS, model.snapshot_problem)
+            if model is None or model.display is None:
+                machine = node.machine or "this board"
+                caps = caps.without(
+                    Capability.DISPLAY, f"QEMU's {machine} has no display to take a picture of"
+                )
         return caps
 
     def check_node(self, node: NodeConfig) -> None:

@@ -273,6 +273,24 @@ class QemuInstance(GdbInstanceBase):
         if was_running:
             await gdb.continue_()
 
+    # --- display -------------------------------------------------------------------------
+
+    async def screenshot(self) -> bytes:
+        """The board's display now, as a PNG (QMP ``screendump``; the CPU may run).
+
+        Raises:
+            UnsupportedCapabilityError: the board has no display.
+            BackendStateError: the instance is powered off.
+        """
+        self._need(Capability.DISPLAY, "screenshot")
+        target = self._workdir / f"screen-{next(self._jobs)}.png"
+        await self.qmp.execute("screendump", {"filename": str(target), "format": "png"})
+        path = trio.Path(target)
+        try:
+            return await path.read_bytes()
+        finally:
+            await path.unlink(missing_ok=True)
+
     # --- coverage and trace --------------------------------------------------------------
 
     def _trace_logs(self, program_id: str | None) -> list[Path]:
