@@ -112,12 +112,13 @@ def _printk_report(folder: Path, top: int = 12) -> None:
     text = (folder / "console.log").read_bytes()
     stamps = [(float(m[1]), m[2].decode(errors="replace")) for m in _PRINTK.finditer(text)]
     gaps = sorted(
-        ((b[0] - a[0], a[0], a[1]) for a, b in itertools.pairwise(stamps)),
+        ((b[0] - a[0], a[0], a[1], b[1]) for a, b in itertools.pairwise(stamps)),
         reverse=True,
     )
     print(f"  kernel log: {len(stamps)} lines, last at {stamps[-1][0]:.3f} s guest time")
-    for gap, at, line in gaps[:top]:
-        print(f"    {gap * 1000:7.1f} ms after [{at:8.3f}] {line[:90]}")
+    for gap, at, line, following in gaps[:top]:
+        print(f"    {gap * 1000:7.1f} ms after [{at:8.3f}] {line[:60]}")
+        print(f"               until {following[:80]}")
 
 
 async def run(args: argparse.Namespace) -> list[Row]:

@@ -136,6 +136,13 @@ TABLE: tuple[Line, ...] = (
         _at_most(1.5),
     ),
     Line(
+        "libvirt.open_close_events",
+        "libvirt open + close, with domain events (same work both sides)",
+        "libvirt_calls",
+        "bare libvirt-python",
+        _at_most(1.5),
+    ),
+    Line(
         "yamux.go.1stream",
         "yamux 1 stream virtrio↔virtrio (keep ahead)",
         "mux_throughput",

@@ -12,6 +12,7 @@ from virtrio.channels.libvirt import (
     GuestAgentUnavailableError,
     LibvirtCallError,
     LibvirtError,
+    LibvirtLocalError,
     LibvirtUnsupportedError,
     LibvirtUriError,
 )
@@ -89,6 +90,7 @@ CASES = [
     (LibvirtCallError, LibvirtError, {CommandError}),
     (DomainNotFoundError, LibvirtError, {CommandError}),
     (LibvirtUnsupportedError, LibvirtError, {CommandError, LocalProtocolError}),
+    (LibvirtLocalError, LibvirtError, {LocalProtocolError}),
     (GuestAgentUnavailableError, LibvirtError, {VirtrioTimeoutError}),
     (DomainXmlError, LibvirtError, {ProtocolError}),
     (LibvirtUriError, LibvirtError, {ConfigError}),

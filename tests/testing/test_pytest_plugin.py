@@ -101,3 +101,58 @@ async def test_nothing():
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--virtrio-select", "tag=x")
     result.assert_outcomes(passed=2)
     assert "virtrio-0.1.0" in result.stdout.str()  # loaded through its entry point, inert
+
+
+SPICE_FLEET = """\
+vms:
+  - id: spicy
+    qemu: {template: demo, spice: true}
+  - id: plain
+    qemu: {template: demo}
+"""
+
+FAILING_ON_BOTH = """
+async def test_fails_with_evidence(vm):
+    console = vm.line("console")
+    await console.send("echo console-of-$(( 6 * 7 ))\\n")
+    await console.expect("console-of-42", timeout=60)
+    assert vm.name == "nobody", "wrong VM on purpose"
+"""
+
+
+def test_a_failure_carries_a_screenshot_with_spice(pytester: pytest.Pytester) -> None:
+    import xml.etree.ElementTree as ET
+
+    from virtrio.engine.scenario._image import decode_png
+
+    pytester.makeini("[pytest]\ntrio_mode = true\n")
+    fleet = pytester.makefile(".yaml", fleet=SPICE_FLEET)
+    pytester.makepyfile(test_user=FAILING_ON_BOTH)
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-rf", "--virtrio-fleet", str(fleet), f"--junitxml={junit}",
+        timeout=600,
+    )  # fmt: skip
+    result.assert_outcomes(failed=2)
+    output = result.stdout.str()
+    assert output.count("wrong VM on purpose") >= 2
+    for vm in ("spicy", "plain"):
+        assert f"virtrio {vm}: console (last" in output
+    assert "console-of-42" in output
+    # the Spice VM: a PNG of its screen (SeaBIOS's 720x400 text mode), its path in the report
+    shot = pytester.path / ".virtrio" / "test_fails_with_evidence[spicy]" / "spicy.png"
+    assert "virtrio spicy: screenshot" in output
+    assert str(shot) in output
+    image = decode_png(shot.read_bytes())
+    assert (image.width, image.height) == (720, 400)
+    # the VM without Spice: no crash, a line saying why there is none
+    assert "(none: plain has no Spice display)" in output
+    assert not (pytester.path / ".virtrio" / "test_fails_with_evidence[plain]").exists()
+    # junit.xml: the screenshot as a property of the Spice VM's testcase only
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    properties = {
+        name: [(p.get("name"), p.get("value")) for p in case.iter("property")]
+        for name, case in cases.items()
+    }
+    assert properties["test_fails_with_evidence[spicy]"] == [("virtrio_screenshot", str(shot))]
+    assert properties["test_fails_with_evidence[plain]"] == []

@@ -15,8 +15,11 @@ def machine_for(config: VmConfig, image: Any) -> QemuMachine:
     """The QEMU to launch for ``config`` (which has a ``qemu:``; ``image``: the demo guest)."""
     qemu = config.qemu
     assert qemu is not None
+    # the channels it gets, given or its template's (a demo VM of a fleet file that names
+    # none gets mux0, whose port QEMU must then serve)
+    channels = channels_for(config)
     ports = list(qemu.ports)
-    for name, channel in config.channels.items():
+    for name, channel in channels.items():
         port = None
         if channel.kind == "virtio-serial" and getattr(channel.options, "address", None) is None:
             port = getattr(channel.options, "port", None) or name
@@ -28,7 +31,7 @@ def machine_for(config: VmConfig, image: Any) -> QemuMachine:
     def wants(kind: str) -> bool:
         return any(
             c.kind == kind and getattr(c.options, "address", None) is None
-            for c in config.channels.values()
+            for c in channels.values()
         )
 
     if qemu.template == "demo":

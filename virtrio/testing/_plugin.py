@@ -177,16 +177,19 @@ def _evidence(thread: EngineThread, vm_id: str, folder: Path) -> list[tuple[str,
         data: bytes = await vm.spice.screenshot(timeout=10)
         return data
 
+    title = f"virtrio {vm_id}: screenshot"
     try:
         png = trio_run_in(thread, screenshot)
     except Exception as exc:
-        sections.append((f"virtrio {vm_id}: screenshot", f"(failed: {exc})"))
+        sections.append((title, f"(none: the screenshot failed: {type(exc).__name__}: {exc})"))
     else:
-        if png is not None:
+        if png is None:
+            sections.append((title, f"(none: {vm_id} has no Spice display)"))
+        else:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{vm_id}.png"
             path.write_bytes(png)
-            sections.append((f"virtrio {vm_id}: screenshot", str(path)))
+            sections.append((title, str(path)))
     return sections
 
 
@@ -199,7 +202,9 @@ def trio_run_in(thread: EngineThread, function: Any) -> Any:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Attach a failing test's VM evidence: last call, console tail, screenshot."""
+    """Attach a failing test's VM evidence: last call, console tail, screenshot (a section
+    each; the screenshot's PNG under ``ROOT/.virtrio/TEST/VM.png``, its path also a
+    ``virtrio_screenshot`` user property, so it reaches junit.xml)."""
     result = yield
     report = result.get_result()
     if call.when != "call" or not report.failed or _USED not in item.stash:
@@ -210,3 +215,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             continue
         for title, text in _evidence(thread, vm_id, folder):
             report.sections.append((title, text))
+            if title.endswith(": screenshot") and not text.startswith("("):
+                # the item's: junitxml writes the properties of the teardown report
+                item.user_properties.append(("virtrio_screenshot", text))

@@ -24,7 +24,9 @@ Fixtures: ``virtrio_engine`` (session: the fleet comes up once), ``vm`` (paramet
 selected VMs), ``vms``, ``fresh_vm``. Options: ``--virtrio-fleet FILE`` (default: one demo
 guest), ``--virtrio-select tag=NAME`` (or ``id=NAME``). Marker: ``virtrio(tags=[...],
 count=N)``. A failing test's report gets each of its VMs' last console output, the last call
-it made through virtrio, and a screenshot path if the VM has Spice.
+it made through virtrio, and a screenshot if the VM has Spice (a PNG under
+``ROOTDIR/.virtrio/TEST/VM.png``, its path in the report and in the ``virtrio_screenshot``
+user property of junit.xml; a VM without Spice gets a line saying there is none).
 
 Under pytest-trio every test runs in a new ``trio.run``, and pytest-trio's fixtures cannot be
 session-scoped. So the engine runs in a Trio loop of its own in a background thread, for the

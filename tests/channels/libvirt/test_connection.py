@@ -13,6 +13,7 @@ from virtrio.channels.libvirt import (
     EventKind,
     LibvirtDomain,
     LibvirtError,
+    LibvirtLocalError,
     LibvirtQga,
     LibvirtQmp,
     LibvirtUnsupportedError,
@@ -84,6 +85,22 @@ async def test_closed_connection_fails_calls_and_ends_event_listeners() -> None:
         with pytest.raises(ConnectionLostError, match="closed"):
             await conn.list_domains()
     assert not conn.is_connected
+
+
+async def test_a_connection_without_domain_events_makes_calls_and_refuses_subscriptions() -> None:
+    async with open_connection("test:///default", domain_events=False) as conn:
+        [domain] = await conn.list_domains()
+        assert domain.name == "test"
+        with pytest.raises(LibvirtLocalError, match="domain_events=False"), conn.events():
+            pass  # pragma: no cover
+        assert conn.is_connected
+    async with open_connection("test:///default") as conn:
+        with conn.events([EventKind.LIFECYCLE], domain="test") as events:
+            dom = await conn.lookup("test")
+            await conn.call(dom.suspend)
+            with trio.fail_after(10):
+                event = await events.receive()
+            assert (event.event, event.detail) == ("SUSPENDED", "PAUSED")
 
 
 async def test_open_failure_is_a_connect_error() -> None:

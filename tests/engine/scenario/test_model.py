@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from virtrio.engine.scenario import (
+    DEMO_SCENARIO,
     RunReport,
     ScenarioError,
     StepRecord,
@@ -141,6 +142,11 @@ def test_the_demo_scenario_and_the_examples_validate() -> None:
     assert examples
     for example in examples:
         load_scenario(example)
+    # docs/examples/demo.yaml is the built-in demo (run by test_run and test_spice): its text,
+    # under a comment line, so the documented one cannot drift from what `virtrio run` runs
+    header, _, documented = (examples[0].parent / "demo.yaml").read_text().partition("\n")
+    assert header.startswith("# ")
+    assert documented == DEMO_SCENARIO
 
 
 STEP_MODULE = '''

@@ -1,15 +1,17 @@
 """The executor on two real demo guests, booted once for the whole module's one test: the demo
 scenario, the failure policies, repeats and percentiles, deadlines, Python scenarios, the
-examples, and the power-state machine; then `virtrio run` itself on one guest."""
+examples, the power-state machine and ``power: off via: acpi``; then `virtrio run` itself."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import attrs
+import trio
 from hypothesis import settings
 
 from virtrio.engine import default_fleet, open_engine
@@ -135,6 +137,40 @@ async def test_scenarios_on_two_demo_guests(qemu_binary: str, tmp_path: Path) ->
             settings(max_examples=3, stateful_step_count=5, deadline=None, database=None),
         )
 
+        # power: off via acpi (last: the guests are gone after it). A guest that ignores the
+        # ACPI button (demo2, its button handler killed) fails at the step's deadline, saying so
+        deaf = parse_scenario(
+            "- shell: 'kill $(cat /run/power-button.pid)'\n"
+            "- power: off\n  via: acpi\n  timeout: 3\n",
+            source="deaf.yaml",
+        )
+        report = await run_scenario(engine, deaf, vms=["demo2"])
+        failure = report.vms["demo2"].failure
+        assert failure is not None, "the guest powered off without its button handler"
+        assert (failure.where, failure.error_class) == ("deaf.yaml:2", "VirtrioTimeoutError")
+        assert failure.error == (
+            "power off via acpi: no SHUTDOWN event within 3.0s after the ACPI power button "
+            "(QMP system_powerdown): the guest ignores it (no ACPI button driver, or nothing "
+            "acting on the button)"
+        )
+        assert (await engine.vm("demo2").qmp.query_status()).status == "running"
+        # the demo guest's own handler: the button powers it off. The power machine may have
+        # just reset demo1: its agent answers once the rebooted guest's handler is in place
+        acpi = parse_scenario(
+            "- shell: 'test -s /run/power-button.pid'\n  timeout: 120\n"
+            "- power: off\n  via: acpi\n  timeout: 120\n"
+        )
+        report = await run_scenario(engine, acpi, vms=["demo1"])
+        assert report.passed, failures(report)
+        (record,) = [r for r in report.vms["demo1"].records if r.kind == "power"]
+        assert json.loads(record.output) == {
+            "event": "SHUTDOWN",
+            "data": {"guest": True, "reason": "guest-shutdown"},
+            "via": "acpi",
+        }
+        with trio.fail_after(60):
+            assert await engine.qemu("demo1").wait() == 0
+
 
 BARE_FLEET = """\
 vms:
@@ -205,7 +241,8 @@ def test_virtrio_run_on_a_terminal_shows_progress(qemu_binary: str, tmp_path: Pa
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text(BARE_FLEET)
     scenario = tmp_path / "quick.yaml"
-    scenario.write_text("- qmp: query-status\n- qmp: query-version\n")
+    # a long step: its row's elapsed time keeps counting while it runs
+    scenario.write_text("- qmp: query-status\n- sleep: 2\n- qmp: query-version\n")
     primary, secondary = pty.openpty()
     process = subprocess.Popen(
         [sys.executable, "-m", "virtrio", "run", str(scenario), "--fleet", str(fleet),
@@ -230,4 +267,9 @@ def test_virtrio_run_on_a_terminal_shows_progress(qemu_binary: str, tmp_path: Pa
     assert "passed" in text
     assert "step durations (ms)" in text  # the percentiles of --repeat
     assert "p95" in text
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    shown = [float(s) for s in re.findall(r"bare2\s+running\s+sleep 2\s+(\d+\.\d)s", plain)]
+    assert shown, plain[-2000:]
+    # redrawn during the step (4 times a second), not only when a step starts or ends
+    assert len(set(shown)) >= 4, shown
     assert f"results: {tmp_path / 'out'}" in text.replace("\r\n", "\n").replace("\n", "")

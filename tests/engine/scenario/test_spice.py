@@ -1,7 +1,8 @@
 """The Spice steps against QEMU's own Spice server on a demo guest launched with ``spice: true``
-(booted once for the module's one test): the demo scenario's screenshot, ``keys:``/``type:``
+(booted once for the module's first test): the demo scenario's screenshot, ``keys:``/``type:``
 through Spice, ``wait_screen`` on a change and on a reference PNG captured from the same guest,
-its timeout artefacts; then ``power: off``.
+its timeout artefacts; then ``power: off``. Then ``virtrio run --spice`` keeps the demo
+scenario's screenshot in its results.
 
 The demo guest's kernel has no VGA console (it boots through PVH), so the test draws on the
 screen itself: text-mode characters written into the VGA memory at 0xb8000 through /dev/mem.
@@ -9,12 +10,16 @@ screen itself: text-mode characters written into the VGA memory at 0xb8000 throu
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import trio
 import trio.testing
+from junitparser import JUnitXml
 
 from tests.engine.scenario.test_run import failures
 from virtrio.channels.spice import Rect
@@ -145,3 +150,26 @@ async def test_spice_steps_on_a_demo_guest_with_spice(qemu_binary: str, tmp_path
         assert '"event": "SHUTDOWN"' in record.output
         with trio.fail_after(60):
             assert await engine.qemu("demo1").wait() == 0
+
+
+def test_virtrio_run_with_spice_keeps_the_demo_screenshot(qemu_binary: str, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "virtrio", "run", "--vms", "1", "--spice",
+         "--results", str(results)],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert done.stdout.startswith("demo1 passed (")
+    assert done.stdout.splitlines()[-1] == f"results: {results}"
+    # the demo scenario's screenshot, taken through Spice: a PNG of SeaBIOS's text mode
+    shot = results / "artefacts" / "demo1" / "screen.png"
+    image = decode_png(shot.read_bytes())
+    assert (image.width, image.height) == (720, 400)
+    data = json.loads(shot.parents[2].joinpath("results.json").read_text())
+    assert data["passed"] is True
+    (record,) = [r for r in data["records"] if r["kind"] == "screenshot"]
+    assert (record["vm"], record["status"], record["output"]) == ("demo1", "passed", str(shot))
+    suites = list(JUnitXml.fromfile(str(results / "junit.xml")))
+    assert [(s.name, s.tests, s.failures, s.errors) for s in suites] == [("demo", 1, 0, 0)]
+    assert [case.name for case in suites[0]] == ["demo1"]

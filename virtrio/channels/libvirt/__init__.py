@@ -43,6 +43,7 @@ from ._errors import (
     LibvirtAuthenticationError as LibvirtAuthenticationError,
     LibvirtCallError as LibvirtCallError,
     LibvirtError as LibvirtError,
+    LibvirtLocalError as LibvirtLocalError,
     LibvirtUnsupportedError as LibvirtUnsupportedError,
 )
 from ._eventloop import (
@@ -76,6 +77,7 @@ __all__ = [
     "LibvirtQga",
     "LibvirtQmp",
     "LibvirtStream",
+    "LibvirtLocalError",
     "LibvirtUnsupportedError",
     "LibvirtUri",
     "LibvirtUriError",

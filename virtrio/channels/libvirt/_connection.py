@@ -24,9 +24,9 @@ from virtrio.channels.qmp import QmpEvent
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 from virtrio.primitives import Fanout, Subscription, open_service_nursery
 
-from ._errors import VIR_ERR_NO_SUPPORT, translate_error
+from ._errors import VIR_ERR_NO_SUPPORT, LibvirtLocalError, translate_error
 from ._eventloop import ensure_event_loop
-from ._events import DomainEvent, EventKind, agent_names, lifecycle_names
+from ._events import DomainEvent, EventKind, register_domain_events
 from ._qmp_events import QmpEventRegistrations
 from ._uri import LibvirtUri
 
@@ -116,7 +116,15 @@ class LibvirtConnection:
     through :meth:`call`.
     """
 
-    def __init__(self, raw: Any, uri: str, limiter: trio.CapacityLimiter, timeout: float) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        uri: str,
+        limiter: trio.CapacityLimiter,
+        timeout: float,
+        *,
+        domain_events: bool = True,
+    ) -> None:
         #: the underlying ``libvirt.virConnect``
         self.raw = raw
         #: the URI this connection was opened with
@@ -125,6 +133,8 @@ class LibvirtConnection:
         self.limiter = limiter
         #: the deadline applied when a call passes none
         self.call_timeout = timeout
+        #: whether domain events were registered at open (:meth:`events` needs them)
+        self.domain_events = domain_events
         self._token = trio.lowlevel.current_trio_token()
         self._trio_thread = threading.get_ident()
         self._events: Fanout[DomainEvent] = Fanout(max_queue=1024, overflow="disconnect")
@@ -225,9 +235,16 @@ class LibvirtConnection:
         connection goes away, and with :class:`~virtrio.nurseries.SubscriberOverflowError` if
         ``max_queue`` events pile up unread. Every kind was registered with libvirt when the
         connection opened, so nothing is missed between subscribing and the first event.
+
+        Raises:
+            LibvirtLocalError: the connection was opened with ``domain_events=False``.
         """
         wanted = frozenset(kinds)
         self._live()
+        if not self.domain_events:
+            raise LibvirtLocalError(
+                f"libvirt {self.uri}: opened with domain_events=False, so it has no domain events"
+            )
 
         def accept(event: DomainEvent) -> bool:
             return event.kind in wanted and (domain is None or event.domain == domain)
@@ -258,36 +275,6 @@ class LibvirtConnection:
             VirtrioTimeoutError: not registered within ``timeout`` (default: ``call_timeout``).
         """
         await self._qmp.wait_registered(domain, timeout=timeout)
-
-    def _register_blocking(self) -> None:
-        """Register every domain event kind, in the worker thread that opened the connection.
-
-        A kind the driver does not support is left out (its subscribers see no such events)."""
-        libvirt = _libvirt()
-        for kind in EventKind:
-            callback: Callable[..., None]
-            if kind is EventKind.LIFECYCLE:
-
-                def callback(_c: Any, dom: Any, event: int, detail: int, _o: Any) -> None:
-                    self._deliver(EventKind.LIFECYCLE, dom, *lifecycle_names(event, detail))
-
-            elif kind is EventKind.REBOOT:
-
-                def callback(_c: Any, dom: Any, _o: Any) -> None:
-                    self._deliver(EventKind.REBOOT, dom, "REBOOT", "")
-
-            else:
-
-                def callback(_c: Any, dom: Any, state: int, reason: int, _o: Any) -> None:
-                    self._deliver(EventKind.AGENT_LIFECYCLE, dom, *agent_names(state, reason))
-
-            try:
-                self._callback_ids[kind] = self.raw.domainEventRegisterAny(
-                    None, kind.event_id, callback, None
-                )
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
-                    raise
 
     def _deliver(self, kind: EventKind, dom: Any, event: str, detail: str) -> None:
         name, uuid = dom.name(), dom.UUIDString()
@@ -346,7 +333,8 @@ class LibvirtConnection:
                 # in-process drivers (test:///) have nothing to keep alive
                 if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
                     raise
-        self._register_blocking()
+        if self.domain_events:
+            self._callback_ids = register_domain_events(self.raw, self._deliver)
 
     async def aclose(self) -> None:
         """Deregister callbacks and close the connection (idempotent)."""
@@ -389,6 +377,7 @@ async def open_connection(
     connect_timeout: float = 10.0,
     call_timeout: float = 30.0,
     concurrency: int = DEFAULT_CONCURRENCY,
+    domain_events: bool = True,
 ) -> AsyncIterator[LibvirtConnection]:
     """Open the libvirt connection ``uri`` and close it on exit.
 
@@ -399,6 +388,10 @@ async def open_connection(
         connect_timeout: seconds to wait for the connection to open.
         call_timeout: the default deadline of each call.
         concurrency: how many blocking calls may run in worker threads at once.
+        domain_events: register for every domain event kind at open (three round trips to the
+            daemon, and three more to deregister at close), so :meth:`~LibvirtConnection.events`
+            misses nothing; False for a connection that only makes calls (QMP events through
+            :meth:`~LibvirtConnection.qmp_events` work either way).
 
     Raises:
         ConnectError: the connection could not be opened (the message has libvirt's reason).
@@ -407,7 +400,7 @@ async def open_connection(
     ensure_event_loop()
     libvirt = _libvirt()
     limiter = trio.CapacityLimiter(concurrency)
-    connection = LibvirtConnection(None, uri, limiter, call_timeout)
+    connection = LibvirtConnection(None, uri, limiter, call_timeout, domain_events=domain_events)
 
     abandoned = threading.Event()
 

@@ -20,6 +20,7 @@ __all__ = [
     "LibvirtAuthenticationError",
     "LibvirtCallError",
     "LibvirtError",
+    "LibvirtLocalError",
     "LibvirtUnsupportedError",
     "translate_error",
 ]
@@ -82,6 +83,11 @@ class LibvirtCallError(LibvirtError, CommandError):
 
 class DomainNotFoundError(LibvirtCallError, LookupError):
     """No domain of that name (or id/UUID) exists on the host."""
+
+
+class LibvirtLocalError(LibvirtError, LocalProtocolError):
+    """A call the connection's own settings refuse, before anything is sent (domain events on
+    a connection opened with ``domain_events=False``)."""
 
 
 class LibvirtUnsupportedError(LibvirtCallError, LocalProtocolError):

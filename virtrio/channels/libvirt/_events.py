@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
-__all__ = ["DomainEvent", "EventKind", "lifecycle_names", "agent_names"]
+__all__ = ["DomainEvent", "EventKind", "agent_names", "lifecycle_names", "register_domain_events"]
 
 
 class EventKind(enum.Enum):
@@ -79,3 +81,37 @@ def agent_names(state: int, reason: int) -> tuple[str, str]:
     states = {1: "CONNECTED", 2: "DISCONNECTED"}
     reasons = {0: "UNKNOWN", 1: "DOMAIN_STARTED", 2: "CHANNEL"}
     return states.get(state, str(state)), reasons.get(reason, str(reason))
+
+
+#: Called from libvirt's event loop with (kind, the virDomain, event name, detail name).
+Deliver = Callable[[EventKind, Any, str, str], None]
+
+
+def register_domain_events(raw: Any, deliver: Deliver) -> dict[EventKind, int]:
+    """Register every domain event kind on the ``virConnect`` ``raw`` (blocking: three round
+    trips), each delivered to ``deliver``; returns libvirt's callback ids by kind. A kind the
+    driver does not support is left out (its subscribers see no such events)."""
+    import libvirt
+
+    def on_lifecycle(_c: Any, dom: Any, event: int, detail: int, _o: Any) -> None:
+        deliver(EventKind.LIFECYCLE, dom, *lifecycle_names(event, detail))
+
+    def on_reboot(_c: Any, dom: Any, _o: Any) -> None:
+        deliver(EventKind.REBOOT, dom, "REBOOT", "")
+
+    def on_agent(_c: Any, dom: Any, state: int, reason: int, _o: Any) -> None:
+        deliver(EventKind.AGENT_LIFECYCLE, dom, *agent_names(state, reason))
+
+    callbacks: dict[EventKind, Callable[..., None]] = {
+        EventKind.LIFECYCLE: on_lifecycle,
+        EventKind.REBOOT: on_reboot,
+        EventKind.AGENT_LIFECYCLE: on_agent,
+    }
+    ids: dict[EventKind, int] = {}
+    for kind, callback in callbacks.items():
+        try:
+            ids[kind] = raw.domainEventRegisterAny(None, kind.event_id, callback, None)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise
+    return ids

@@ -9,7 +9,7 @@ from contextlib import (
     asynccontextmanager,
     contextmanager,
 )
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 import trio
 
@@ -226,7 +226,51 @@ async def _open_connection(
                     await top.aclose()
 
 
-class MessageClient:
+ConfigT = TypeVar("ConfigT", ClientConfig, ServerConfig)
+
+
+class _Endpoint(Generic[ConfigT]):
+    """What a client and a server share: their config, transport and middleware, and the two
+    ways to build one per transport."""
+
+    _default_config: ClassVar[Callable[[], Any]]
+
+    def __init__(
+        self,
+        config: ConfigT,
+        transport: Transport,
+        *,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        self.config: ConfigT = config
+        self.transport = transport
+        #: The layers every message passes through, the first nearest the application
+        #: (``[Compression(), Encryption(key)]`` compresses, then encrypts). Both ends must
+        #: use the same ones in the same order.
+        self.middleware = tuple(middleware)
+
+    @classmethod
+    def with_xtransport(
+        cls,
+        config: ConfigT | None = None,
+        xtransfer: XtransferConfig | None = None,
+        *,
+        middleware: Sequence[Middleware] = (),
+    ) -> Self:
+        """An endpoint speaking xtransport."""
+        return cls(
+            config or cls._default_config(), with_xtransport(xtransfer), middleware=middleware
+        )
+
+    @classmethod
+    def with_yamux(
+        cls, config: ConfigT | None = None, *, middleware: Sequence[Middleware] = ()
+    ) -> Self:
+        """An endpoint speaking yamux (virga's framing)."""
+        return cls(config or cls._default_config(), with_yamux(), middleware=middleware)
+
+
+class MessageClient(_Endpoint[ClientConfig]):
     """A client of one :class:`MessageServer` (virga's ``VirgeClient``)::
 
     client = MessageClient.with_xtransport(ClientConfig.vsock(103, 1234))
@@ -235,37 +279,7 @@ class MessageClient:
         reply = await connection.receive()
     """
 
-    def __init__(
-        self,
-        config: ClientConfig,
-        transport: Transport,
-        *,
-        middleware: Sequence[Middleware] = (),
-    ) -> None:
-        self.config = config
-        self.transport = transport
-        #: The layers every message passes through, the first nearest the application
-        #: (``[Compression(), Encryption(key)]`` compresses, then encrypts). The server must
-        #: use the same ones in the same order.
-        self.middleware = tuple(middleware)
-
-    @classmethod
-    def with_xtransport(
-        cls,
-        config: ClientConfig | None = None,
-        xtransfer: XtransferConfig | None = None,
-        *,
-        middleware: Sequence[Middleware] = (),
-    ) -> MessageClient:
-        """A client speaking xtransport."""
-        return cls(config or ClientConfig(), with_xtransport(xtransfer), middleware=middleware)
-
-    @classmethod
-    def with_yamux(
-        cls, config: ClientConfig | None = None, *, middleware: Sequence[Middleware] = ()
-    ) -> MessageClient:
-        """A client speaking yamux (virga's framing)."""
-        return cls(config or ClientConfig(), with_yamux(), middleware=middleware)
+    _default_config = ClientConfig
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[MessageConnection]:
@@ -292,7 +306,7 @@ class MessageClient:
 ConnectionHandler = Callable[[MessageConnection], Awaitable[object]]
 
 
-class MessageServer:
+class MessageServer(_Endpoint[ServerConfig]):
     """Serves clients, each connection in its own task (virga's ``VirgeServer``)::
 
     server = MessageServer.with_xtransport(ServerConfig("tcp://127.0.0.1:1234"))
@@ -304,6 +318,8 @@ class MessageServer:
     addresses = await nursery.start(server.serve, echo)
     """
 
+    _default_config = ServerConfig
+
     def __init__(
         self,
         config: ServerConfig,
@@ -311,29 +327,8 @@ class MessageServer:
         *,
         middleware: Sequence[Middleware] = (),
     ) -> None:
-        self.config = config
-        self.transport = transport
-        #: The layers every message passes through (as the clients' own, in the same order).
-        self.middleware = tuple(middleware)
+        super().__init__(config, transport, middleware=middleware)
         self._server: StreamServer[trio.SocketStream] | None = None
-
-    @classmethod
-    def with_xtransport(
-        cls,
-        config: ServerConfig | None = None,
-        xtransfer: XtransferConfig | None = None,
-        *,
-        middleware: Sequence[Middleware] = (),
-    ) -> MessageServer:
-        """A server speaking xtransport."""
-        return cls(config or ServerConfig(), with_xtransport(xtransfer), middleware=middleware)
-
-    @classmethod
-    def with_yamux(
-        cls, config: ServerConfig | None = None, *, middleware: Sequence[Middleware] = ()
-    ) -> MessageServer:
-        """A server speaking yamux (virga's framing)."""
-        return cls(config or ServerConfig(), with_yamux(), middleware=middleware)
 
     async def serve(
         self,

@@ -7,13 +7,15 @@ import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import ClassVar, Generic, TypeVar
 
 import trio
 
 from virtrio.engine._qemu import _stop
 
+from ._board import NodeConfig
 from ._types import BackendStartError, BackendUnavailableError, Capabilities, Capability
 
 __all__ = [
@@ -43,10 +45,18 @@ GDB_DEBUGGED = frozenset(
 )
 
 
-class ExternalBackend:
-    """The settings of a backend that runs an emulator found on PATH (or at ``binary``)."""
+InstanceT = TypeVar("InstanceT")
+
+
+class ExternalBackend(Generic[InstanceT]):
+    """The settings of a backend that runs an emulator found on PATH (or at ``binary``), and the
+    shape its instances open with: check the node, find the program, make the work dir."""
 
     name = "external"
+    #: The emulator's program name on PATH.
+    program: ClassVar[str] = ""
+    #: How to get the emulator, said when it is not found.
+    install_hint: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -70,6 +80,33 @@ class ExternalBackend:
         if has_uart is False:
             caps = caps.without(Capability.CONSOLE, "the node has no uart peripheral")
         return caps
+
+    def check_node(self, node: NodeConfig) -> None:
+        """Raise :class:`BoardConfigError` naming what this adapter cannot model."""
+        raise NotImplementedError
+
+    def open_instance(
+        self, node: NodeConfig, *, instance_id: str, workdir: Path
+    ) -> AbstractAsyncContextManager[InstanceT]:
+        """An instance of ``node`` in its own emulator process, stopped and reaped on exit.
+
+        Raises:
+            BoardConfigError: the node asks for what this adapter cannot model.
+            ConfigError: the emulator is not installed (the message says how to get it).
+        """
+        return self._open(node, instance_id, Path(workdir))
+
+    def _open(
+        self, node: NodeConfig, instance_id: str, workdir: Path
+    ) -> AbstractAsyncContextManager[InstanceT]:
+        raise NotImplementedError
+
+    async def _prepare(self, node: NodeConfig, workdir: Path) -> str:
+        """Check ``node``, find the emulator and make ``workdir``; returns the program's path."""
+        self.check_node(node)
+        binary = find_program(self.binary, self.program, backend=self.name, hint=self.install_hint)
+        await trio.Path(workdir).mkdir(parents=True, exist_ok=True)
+        return binary
 
 
 def find_program(configured: str | None, name: str, *, backend: str, hint: str) -> str:

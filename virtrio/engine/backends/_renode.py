@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import xmlrpc.client
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,6 @@ from ._console import pump_console
 from ._instance_base import GdbInstanceBase
 from ._process import (
     ExternalBackend,
-    find_program,
     free_tcp_port,
     open_announcing_process,
     read_until,
@@ -280,10 +279,12 @@ class RenodeInstance(GdbInstanceBase):
                     await trio.sleep_forever()
 
 
-class RenodeBackend(ExternalBackend):
+class RenodeBackend(ExternalBackend[RenodeInstance]):
     """Renode (registered as ``renode``). ``binary`` overrides ``renode`` on PATH."""
 
     name = BackendType.RENODE.value
+    program = "renode"
+    install_hint = _INSTALL
 
     def capabilities(self, node: NodeConfig | None = None) -> Capabilities:
         """What the adapter does (all of it untested against the real Renode)."""
@@ -300,23 +301,11 @@ class RenodeBackend(ExternalBackend):
         """Raise :class:`BoardConfigError` naming what this adapter cannot model."""
         renode_platform(node)
 
-    def open_instance(
-        self, node: NodeConfig, *, instance_id: str, workdir: Path
-    ) -> AbstractAsyncContextManager[RenodeInstance]:
-        """An instance in its own Renode process (started now, stopped on exit).
-
-        Raises:
-            ConfigError: Renode is not installed (the message says how to get it).
-        """
-        return self._open(node, instance_id, Path(workdir))
-
     @asynccontextmanager
     async def _open(
         self, node: NodeConfig, instance_id: str, workdir: Path
     ) -> AsyncIterator[RenodeInstance]:
-        self.check_node(node)
-        binary = find_program(self.binary, "renode", backend=self.name, hint=_INSTALL)
-        await trio.Path(workdir).mkdir(parents=True, exist_ok=True)
+        binary = await self._prepare(node, workdir)
         port = free_tcp_port()
         argv = [binary, "--disable-xwt", "--robot-server-port", str(port)]
         async with open_announcing_process(

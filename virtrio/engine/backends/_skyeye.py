@@ -12,7 +12,7 @@ per memory region. Every program start is a new SkyEye process; reset restarts i
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
@@ -192,10 +192,12 @@ class SkyEyeInstance(GdbInstanceBase):
             self._exited.set()
 
 
-class SkyEyeBackend(ExternalBackend):
+class SkyEyeBackend(ExternalBackend[SkyEyeInstance]):
     """SkyEye (registered as ``skyeye``). ``binary`` overrides ``skyeye`` on PATH."""
 
     name = BackendType.SKYEYE.value
+    program = "skyeye"
+    install_hint = _INSTALL
 
     def capabilities(self, node: NodeConfig | None = None) -> Capabilities:
         """What the adapter does (all of it untested against the real SkyEye)."""
@@ -218,23 +220,11 @@ class SkyEyeBackend(ExternalBackend):
         """Raise :class:`BoardConfigError` naming what this adapter cannot model."""
         skyeye_config(node)
 
-    def open_instance(
-        self, node: NodeConfig, *, instance_id: str, workdir: Path
-    ) -> AbstractAsyncContextManager[SkyEyeInstance]:
-        """An instance; SkyEye runs from the first :meth:`SkyEyeInstance.start_program`.
-
-        Raises:
-            ConfigError: SkyEye is not installed (the message says how to get it).
-        """
-        return self._open(node, instance_id, Path(workdir))
-
     @asynccontextmanager
     async def _open(
         self, node: NodeConfig, instance_id: str, workdir: Path
     ) -> AsyncIterator[SkyEyeInstance]:
-        self.check_node(node)
-        find_program(self.binary, "skyeye", backend=self.name, hint=_INSTALL)
-        await trio.Path(workdir).mkdir(parents=True, exist_ok=True)
+        await self._prepare(node, workdir)  # SkyEye itself starts with the first program
         async with open_service_nursery() as nursery:
             instance = SkyEyeInstance(node, instance_id, workdir, self, nursery)
             try:

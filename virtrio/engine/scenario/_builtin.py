@@ -248,8 +248,9 @@ class Power(StepKind):
     and waits (up to the step's deadline) for QEMU's ``SHUTDOWN`` event; ``via: acpi`` presses
     the ACPI power button (``system_powerdown``: the guest must handle it), ``via: agent`` has
     the guest agent power it down (``guest-shutdown``); the default ``auto`` uses the agent
-    when the VM has one (the demo guest handles no ACPI button), else ACPI. Output: the QMP
-    status after the step (``shutdown`` for ``off``)."""
+    when the VM has one, else ACPI (the demo guest handles both). A guest that ignores the
+    button fails the step at its deadline, saying so. Output: the QMP status after the step
+    (``shutdown`` for ``off``)."""
 
     name = "power"
     fields = frozenset({"via"})
@@ -282,6 +283,7 @@ class Power(StepKind):
     async def _power_down(
         self, vm: Any, ctx: ScenarioContext, via: str, after: int | None, shutdowns: Any
     ) -> StepOutcome:
+        allowed = ctx.remaining()
         async with trio.open_nursery() as nursery:
             if via == "agent":
 
@@ -296,18 +298,37 @@ class Power(StepKind):
                 nursery.start_soon(ask_agent)
             else:
                 await vm.qmp.execute("system_powerdown")
-            if ctx.engine is not None:
-                event = await ctx.engine.wait_event(
-                    "SHUTDOWN", vm=vm.name, kind="qmp", after=after, timeout=ctx.remaining()
-                )
-                ctx.event_matched(event.seq)
-                output = _text({"event": event.name, "data": dict(event.data), "via": via})
-            else:
-                with trio.fail_after(ctx.remaining()):
-                    found = await shutdowns.receive()
-                output = _text({"event": found.name, "data": dict(found.data), "via": via})
+            event = await _shutdown(vm, ctx, after, shutdowns)
             nursery.cancel_scope.cancel()
+        if event is None:  # raised out here: a raise inside the nursery would be a group
+            how = (
+                "the guest agent's guest-shutdown"
+                if via == "agent"
+                else "the ACPI power button (QMP system_powerdown): the guest ignores it "
+                "(no ACPI button driver, or nothing acting on the button)"
+            )
+            raise VirtrioTimeoutError(
+                f"power off via {via}: no SHUTDOWN event within {allowed:.1f}s after {how}"
+            )
+        output = _text({"event": event.name, "data": dict(event.data), "via": via})
         return StepOutcome(output, "shutdown")
+
+
+async def _shutdown(vm: Any, ctx: ScenarioContext, after: int | None, shutdowns: Any) -> Any:
+    """QEMU's ``SHUTDOWN`` event before the step's deadline (None if none came): the engine's
+    (numbered above ``after``), else the VM's own."""
+    if ctx.engine is None:
+        with trio.move_on_after(ctx.remaining()):
+            return await shutdowns.receive()
+        return None
+    try:
+        event = await ctx.engine.wait_event(
+            "SHUTDOWN", vm=vm.name, kind="qmp", after=after, timeout=ctx.remaining()
+        )
+    except VirtrioTimeoutError:
+        return None
+    ctx.event_matched(event.seq)
+    return event
 
 
 def _has(vm: Any, kind: str) -> bool:

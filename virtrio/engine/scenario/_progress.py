@@ -12,14 +12,17 @@ __all__ = ["Progress", "summary"]
 
 
 class Progress:
-    """A rich live table (one row per VM: status, step, elapsed), refreshed as steps move."""
+    """A rich live table (one row per VM: status, step, elapsed), redrawn as steps move and
+    4 times a second (rebuilt each time, so a long step's elapsed time keeps counting)."""
 
     def __init__(self, console: Any) -> None:
         from rich.live import Live
 
         self.console = console
         self._vms: dict[str, VmResult] = {}
-        self._live = Live(self._table(), console=console, refresh_per_second=4, transient=False)
+        self._live = Live(
+            console=console, refresh_per_second=4, transient=False, get_renderable=self._table
+        )
 
     def _table(self) -> Any:
         from rich.table import Table
@@ -28,7 +31,7 @@ class Progress:
         for column in ("VM", "status", "step", "elapsed"):
             table.add_column(column)
         now = time.perf_counter()
-        for vm in self._vms.values():
+        for vm in list(self._vms.values()):  # a copy: rich redraws from its own thread
             running = vm.status == "running" and vm.started is not None
             elapsed = now - vm.started if running and vm.started else vm.duration
             colour = {"passed": "green", "failed": "red", "running": "yellow"}.get(vm.status, "")
@@ -44,14 +47,14 @@ class Progress:
     def update(self, vm: VmResult) -> None:
         """A VM's step started or ended."""
         self._vms[vm.vm] = vm
-        self._live.update(self._table())
+        self._live.refresh()
 
     def __enter__(self) -> Progress:
         self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._live.update(self._table())
+        self._live.refresh()
         self._live.__exit__(None, None, None)
 
 

@@ -279,36 +279,52 @@ func echoClient(session *yamux.Session) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			s, err := session.OpenStream()
-			if err != nil {
-				fail("open %d: %v", i, err)
-			}
-			payload := pattern(i, *nbytes)
-			go func() {
-				for off := 0; off < len(payload); off += *chunk {
-					end := off + *chunk
-					if end > len(payload) {
-						end = len(payload)
-					}
-					if _, err := s.Write(payload[off:end]); err != nil {
-						say("error write %d: %v", i, err)
-						return
-					}
-				}
-			}()
-			// hashicorp's Read after its own Close() may report a false EOF: read first.
-			got := make([]byte, len(payload))
-			if _, err := io.ReadFull(s, got); err != nil {
-				fail("read %d: %v", i, err)
-			}
-			if sha256.Sum256(got) != sha256.Sum256(payload) {
-				fail("stream %d: echo differs", i)
-			}
-			s.Close()
+			echoStream(session, i, nil)
 		}(i)
 	}
 	wg.Wait()
 	say("echoed %d x %d", *streams, *nbytes)
+}
+
+// echoStream opens a stream, writes stream i's pattern on it in -chunk pieces (calling
+// afterFirst, if any, once the first piece is out) and checks that all of it comes back.
+func echoStream(session *yamux.Session, i int, afterFirst func()) {
+	s, err := session.OpenStream()
+	if err != nil {
+		fail("open %d: %v", i, err)
+	}
+	payload := pattern(i, *nbytes)
+	go func() {
+		if err := writeChunks(s, payload, afterFirst); err != nil {
+			say("error write %d: %v", i, err)
+		}
+	}()
+	// hashicorp's Read after its own Close() may report a false EOF: read first.
+	got := make([]byte, len(payload))
+	if _, err := io.ReadFull(s, got); err != nil {
+		fail("read %d: %v", i, err)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(payload) {
+		fail("stream %d: echo differs", i)
+	}
+	s.Close()
+}
+
+// writeChunks writes payload in -chunk pieces, calling afterFirst (if any) after the first.
+func writeChunks(w io.Writer, payload []byte, afterFirst func()) error {
+	for off := 0; off < len(payload); off += *chunk {
+		end := off + *chunk
+		if end > len(payload) {
+			end = len(payload)
+		}
+		if _, err := w.Write(payload[off:end]); err != nil {
+			return err
+		}
+		if off == 0 && afterFirst != nil {
+			afterFirst()
+		}
+	}
+	return nil
 }
 
 // sendClient writes -bytes on each of -streams streams, half-closes, and waits for the
@@ -436,51 +452,18 @@ func resetClient(session *yamux.Session, framed *frameConn) {
 		fail("open victim: %v", err)
 	}
 	payload := pattern(99, *nbytes)
-	go func() {
-		for off := 0; off < len(payload); off += *chunk {
-			end := off + *chunk
-			if end > len(payload) {
-				end = len(payload)
-			}
-			if _, err := victim.Write(payload[off:end]); err != nil {
-				return
-			}
-		}
-	}()
+	go func() { _ = writeChunks(victim, payload, nil) }()
 	var wg sync.WaitGroup
 	started := make(chan struct{})
 	for i := 1; i < *streams; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			s, err := session.OpenStream()
-			if err != nil {
-				fail("open %d: %v", i, err)
+			var afterFirst func()
+			if i == 1 {
+				afterFirst = func() { close(started) }
 			}
-			payload := pattern(i, *nbytes)
-			go func() {
-				for off := 0; off < len(payload); off += *chunk {
-					end := off + *chunk
-					if end > len(payload) {
-						end = len(payload)
-					}
-					if _, err := s.Write(payload[off:end]); err != nil {
-						say("error write %d: %v", i, err)
-						return
-					}
-					if off == 0 && i == 1 {
-						close(started)
-					}
-				}
-			}()
-			got := make([]byte, len(payload))
-			if _, err := io.ReadFull(s, got); err != nil {
-				fail("read %d: %v", i, err)
-			}
-			if sha256.Sum256(got) != sha256.Sum256(payload) {
-				fail("stream %d: echo differs", i)
-			}
-			s.Close()
+			echoStream(session, i, afterFirst)
 		}(i)
 	}
 	first := make([]byte, 1)
