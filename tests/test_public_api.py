@@ -176,7 +176,8 @@ PUBLIC = {
         "SharedMemory", "SkyEyeBackend", "SkyEyeInstance", "StartOptions",
         "UnsupportedCapabilityError", "backend_names", "board_template", "cgroup_support", "lcov",
         "load_backend", "open_adapter", "parse_board", "parse_size", "plan_qemu_board",
-        "plan_qemu_node", "renode_platform", "skyeye_config", "template_names",
+        "plan_qemu_node", "remove_stale_cgroups", "renode_platform", "skyeye_config",
+        "template_names",
     ],
     "virtrio.engine.server": [
         "MIGRATIONS", "ROUTES", "Principal", "ResourceCaps", "Role", "ServerState", "Store",

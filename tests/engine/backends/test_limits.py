@@ -4,6 +4,8 @@ the limit."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from virtrio.engine.backends import (
     ResourceLimits,
     board_template,
     cgroup_support,
+    remove_stale_cgroups,
 )
 
 Build = Callable[[str], BareMetalProgram]
@@ -103,3 +106,26 @@ async def test_a_memory_limit_kills_qemu_and_says_so(
         assert (caught.value.resource, caught.value.limit) == ("memory", 8)
         with trio.fail_after(5):
             assert await machine.wait_limit_exceeded() is caught.value
+
+
+@needs_cgroup
+def test_the_cgroups_of_a_dead_server_are_removed_and_a_live_ones_kept() -> None:
+    from virtrio.engine.backends._limits import _cgroups
+
+    groups = _cgroups()
+    assert groups is not None
+    assert groups.memory is not None
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # reaped: its pid names no process
+    stale = groups.memory / f"virtrio-s-old-{dead.pid}"
+    live = groups.memory / f"virtrio-s-new-{os.getpid()}"
+    stale.mkdir()
+    live.mkdir()
+    try:
+        assert stale in remove_stale_cgroups()
+        assert not stale.exists()
+        assert live.exists()
+    finally:
+        for folder in (stale, live):
+            if folder.exists():
+                folder.rmdir()

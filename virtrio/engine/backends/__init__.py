@@ -54,6 +54,7 @@ from ._limits import (
     ResourceLimitExceededError as ResourceLimitExceededError,
     ResourceLimits as ResourceLimits,
     cgroup_support as cgroup_support,
+    remove_stale_cgroups as remove_stale_cgroups,
 )
 from ._qemu_backend import QemuBackend as QemuBackend
 from ._qemu_board import (
@@ -163,6 +164,7 @@ __all__ = [
     "open_adapter",
     "parse_board",
     "parse_size",
+    "remove_stale_cgroups",
     "plan_qemu_board",
     "plan_qemu_node",
     "renode_platform",

@@ -34,6 +34,7 @@ __all__ = [
     "ResourceLimitExceededError",
     "ResourceLimits",
     "cgroup_support",
+    "remove_stale_cgroups",
 ]
 
 _ROOT = Path("/sys/fs/cgroup")
@@ -261,3 +262,23 @@ class AppliedLimits:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         self._dirs.clear()
+
+
+def remove_stale_cgroups() -> list[Path]:
+    """Remove the instance cgroups of servers that died without closing them (a SIGKILL:
+    their QEMU died with them, the empty directories stayed); returns those removed. A
+    directory is stale when the server pid in its name (``virtrio-<instance>-<pid>``) is
+    gone; one that still has processes is never removed (the kernel refuses)."""
+    groups = _cgroups()
+    removed: list[Path] = []
+    if groups is None:
+        return removed
+    for base in {b for b in (groups.memory, groups.cpu) if b is not None}:
+        for folder in base.glob("virtrio-*-*"):
+            pid = folder.name.rpartition("-")[2]
+            if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+                continue
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+                removed.append(folder)
+    return removed

@@ -20,7 +20,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from virtrio.engine.backends import CONSOLE_HISTORY, Backend, load_backend
+from virtrio.engine.backends import (
+    CONSOLE_HISTORY,
+    Backend,
+    load_backend,
+    remove_stale_cgroups,
+)
 from virtrio.primitives import open_service_nursery
 
 from ._artefacts import ArtefactStore
@@ -141,6 +146,7 @@ async def open_server(
                 server_id=server_id or socket.gethostname(),
             )
             await state.manager.adopt_leftovers()
+            remove_stale_cgroups()  # of a previous server SIGKILLed here (its QEMU died too)
             try:
                 yield state, build_app(state)
             finally:
