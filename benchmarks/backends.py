@@ -20,13 +20,15 @@ deadlines, parsing and checks (virtrio reads its replies the same way: one task,
 descriptor, wait_readable).
 
 Target (issue 14): each virtrio operation within 1.2x of the raw socket. Run:
-``.venv/bin/python benchmarks/backends.py``. Then the QEMU backend adapter's rows
+``.venv/bin/python benchmarks/backends.py`` (``--rounds N``, ``--clients virtrio,raw socket``,
+``--no-adapter``: see ``--help``). Then the QEMU backend adapter's rows
 (benchmarks/_adapter_rows.py): instance create to first instruction, and snapshot create/restore
 by snapshot-save/load jobs and by migration to a file.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -355,19 +357,39 @@ def gdb_round(address: str, program: BareMetalProgram) -> Result:
         gdb.close()
 
 
-def main() -> int:
+CLIENTS: dict[str, Callable[[str, BareMetalProgram], Result]] = {
+    "virtrio": virtrio_round,
+    "raw socket": raw_round,
+    "Trio floor": trio_floor_round,
+    "gdb (MI)": gdb_round,
+}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds")
+    parser.add_argument(
+        "--clients",
+        default=",".join(CLIENTS),
+        help="comma-separated, of: " + ", ".join(CLIENTS) + " (virtrio and raw socket always)",
+    )
+    parser.add_argument("--no-adapter", action="store_true", help="skip the adapter rows")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    wanted = {"virtrio", "raw socket", *(c.strip() for c in args.clients.split(","))}
+    unknown = wanted - CLIENTS.keys()
+    if unknown:
+        raise SystemExit(f"unknown clients: {', '.join(sorted(unknown))}")
+    clients = {name: run for name, run in CLIENTS.items() if name in wanted}
     program = build_program("x86_64")
-    clients: dict[str, Callable[[str, BareMetalProgram], Result]] = {
-        "virtrio": virtrio_round,
-        "raw socket": raw_round,
-        "Trio floor": trio_floor_round,
-        "gdb (MI)": gdb_round,
-    }
     rounds: dict[str, list[Result]] = {name: [] for name in clients}
     with tempfile.TemporaryDirectory() as tmp:
         target = start_gdb_qemu(program, Path(tmp) / "qemu")
         try:
-            for _ in range(ROUNDS):
+            for _ in range(args.rounds):
                 for name, run in clients.items():
                     rounds[name].append(run(target.gdb_address, program))
         finally:
@@ -386,7 +408,9 @@ def main() -> int:
                 samples[int(len(samples) * 0.99) - 1],
                 best[op][1],
             )
-    print(f"GDB remote protocol against QEMU 7.2's gdbstub, x86_64 ({ROUNDS} rounds, best kept)")
+    print(
+        f"GDB remote protocol against QEMU 7.2's gdbstub, x86_64 ({args.rounds} rounds, best kept)"
+    )
     print(f"{'operation':<24}{'client':<12}{'median':>10}{'p99':>10}{'CPU/op':>10}")
     for op in OPS:
         for name in clients:
@@ -394,10 +418,28 @@ def main() -> int:
             print(f"{op:<24}{name:<12}{median * 1e6:>8.0f}µs{p99 * 1e6:>8.0f}µs{cpu * 1e6:>8.0f}µs")
     print()
     for op in OPS:
-        ours, raw, floor, gdb = (table[name][op][0] for name in clients)
+        ours, raw = table["virtrio"][op][0], table["raw socket"][op][0]
+        line = f"{op:<24} virtrio/raw {ours / raw:.2f}x (target <= 1.2x)"
+        if "Trio floor" in table:
+            line += f"   virtrio/Trio floor {ours / table['Trio floor'][op][0]:.2f}x"
+        if "gdb (MI)" in table:
+            line += f"   virtrio/gdb {ours / table['gdb (MI)'][op][0]:.2f}x"
+        print(line)
+    print()
+    # each round's virtrio/raw ratio (the two ran one after the other): the spread
+    print("virtrio/raw per round (medians of the same round), and CPU/op of each:")
+    for op in OPS:
+        ratios = [
+            statistics.median(ours[op][0]) / statistics.median(raw[op][0])
+            for ours, raw in zip(rounds["virtrio"], rounds["raw socket"], strict=True)
+        ]
+        cpu_ours = [r[op][1] * 1e6 for r in rounds["virtrio"]]
+        cpu_raw = [r[op][1] * 1e6 for r in rounds["raw socket"]]
         print(
-            f"{op:<24} virtrio/raw {ours / raw:.2f}x (target <= 1.2x)   "
-            f"virtrio/Trio floor {ours / floor:.2f}x   virtrio/gdb {ours / gdb:.2f}x"
+            f"{op:<24} {' '.join(f'{x:.2f}' for x in ratios)}   "
+            f"(median {statistics.median(ratios):.2f}, {min(ratios):.2f}..{max(ratios):.2f}); "
+            f"CPU µs/op virtrio {statistics.median(cpu_ours):.0f}, raw "
+            f"{statistics.median(cpu_raw):.0f}"
         )
     print(
         json.dumps(
@@ -410,6 +452,8 @@ def main() -> int:
             }
         )
     )
+    if args.no_adapter:
+        return 0
     print()
     print("QEMU backend adapter (x86_64 test program, pc, 64 MiB, TCG)")
     for line in trio.run(adapter_rows):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Callable
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -192,3 +194,50 @@ async def _listen(path: Path) -> trio.socket.SocketType:
     await sock.bind(str(path))
     sock.listen(4)
     return sock
+
+
+@contextlib.contextmanager
+def serve_stub_in_thread(stub: FakeStub, folder: Path) -> Iterator[str]:
+    """Serve ``stub``'s answers to one client from a thread with a blocking socket, so they come
+    while the client's event loop is busy (busy-polling for them); yields the address. Packets
+    and acks only (no ``\\x03``); a handler may block this thread to answer late."""
+    path = folder / "thread-stub.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    listener.settimeout(30)  # a test that never connects does not leave the thread behind
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        conn.settimeout(None)
+        buffer = bytearray()
+        with conn:
+            while data := conn.recv(65536):
+                stub.raw += data
+                buffer += data
+                while buffer[:1] == b"+":
+                    stub.acks += 1
+                    del buffer[0]
+                while match := _PACKET.match(bytes(buffer)):
+                    del buffer[: match.end()]
+                    payload = unescape(match.group(1))
+                    stub.received.append(payload)
+                    ack = b"+" if stub.acking else b""
+                    conn.sendall(ack + b"".join(frame(r) for r in stub.answer(payload)))
+                    if payload == b"QStartNoAckMode" and stub.no_ack:
+                        stub.acking = False
+                    while buffer[:1] == b"+":
+                        stub.acks += 1
+                        del buffer[0]
+
+    thread = threading.Thread(target=serve, name="gdb-thread-stub", daemon=True)
+    thread.start()
+    try:
+        yield f"unix:{path}"
+    finally:
+        listener.close()
+        thread.join(10)
+        assert not thread.is_alive(), "the thread stub did not end with its client"

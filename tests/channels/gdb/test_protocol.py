@@ -4,7 +4,7 @@ is read in each state; a rule-based machine against a model, with arbitrary spli
 from __future__ import annotations
 
 import pytest
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from virtrio.channels._jsonstream import NEED_DATA
@@ -223,3 +223,61 @@ def test_the_reply_to_a_stop_query_is_a_reply() -> None:
     p = GdbProtocol()
     p.send_request(b"?")
     assert events(p, encode_packet(b"T05thread:01;")) == [Reply(b"T05thread:01;")]
+
+
+def _after_handshake(*, ack_mode: bool) -> GdbProtocol:
+    p = GdbProtocol()
+    p.send_request(b"qSupported")
+    events(p, b"+" + encode_packet(b"PacketSize=1000"))
+    p.data_to_send()
+    if not ack_mode:
+        p.end_ack_mode()
+    return p
+
+
+@given(
+    payload=st.binary(max_size=300),
+    acked=st.booleans(),
+    ack_mode=st.booleans(),
+    command=st.sampled_from([b"g", b"m0,4", b"qRcmd,6869"]),
+    corrupt=st.integers(min_value=-1, max_value=400),
+)
+def test_the_fast_path_agrees_with_the_general_one(
+    payload: bytes, acked: bool, ack_mode: bool, command: bytes, corrupt: int
+) -> None:
+    data = (b"+" if acked else b"") + encode_packet(escape(payload))
+    if 0 <= corrupt < len(data):  # any byte changed: a bad checksum, a broken frame, ...
+        data = data[:corrupt] + bytes(((data[corrupt] + 1) % 256,)) + data[corrupt + 1 :]
+    fast, general = _after_handshake(ack_mode=ack_mode), _after_handshake(ack_mode=ack_mode)
+    fast.send_request(command)
+    general.send_request(command)
+    reply = fast.take_reply(data)
+    if reply is None:  # nothing changed: the general path takes it as it would have
+        assert fast.state is ProtocolState.WAITING
+        assert fast.data_to_send() == b""
+        return
+    assert events(general, data) == [Reply(reply)]
+    assert reply == payload
+    assert fast.state is general.state is ProtocolState.IDLE
+    assert fast.data_to_send() == general.data_to_send() == (b"+" if ack_mode else b"")
+    # a nak now asks for nothing again if the stub's ack came with the reply
+    assert events(fast, b"-") == events(general, b"-") == []
+    assert fast.data_to_send() == general.data_to_send()
+
+
+def test_the_fast_path_leaves_other_cases_to_the_general_one() -> None:
+    p = GdbProtocol()
+    assert p.take_reply(encode_packet(b"OK")) is None  # idle
+    p.send_request(b"qSupported")
+    assert p.take_reply(encode_packet(b"T05")) is None  # QEMU's greeting may come first
+    events(p, encode_packet(b"PacketSize=1000"))
+    p.send_request(b"m0,4")
+    assert p.take_reply(encode_packet(b"01") + encode_packet(b"02")) is None  # two packets
+    assert p.take_reply(b"$0*!#" + b"%02x" % (sum(b"0*!") & 0xFF)) is None  # run-length
+    assert p.take_reply(b"$0102#00") is None  # a bad checksum is the general path's
+    p.receive_data(b"$01")
+    assert p.take_reply(encode_packet(b"01")) is None  # bytes already buffered
+    p2 = _after_handshake(ack_mode=True)
+    p2.send_request(b"qRcmd,6869")
+    assert p2.take_reply(encode_packet(b"O6869")) is None  # console output
+    assert p2.take_reply(encode_packet(b"OK")) == b"OK"

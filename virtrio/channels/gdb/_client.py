@@ -15,6 +15,7 @@ from virtrio.primitives import Deadline, Fanout, open_service_nursery
 
 from ._connection import GdbConnection
 from ._errors import GdbError
+from ._fastpath import DEFAULT_SPIN
 from ._protocol import ProtocolState
 from ._replies import GdbEvent, Stopped, StopReply, ThreadId, parse_stop_reply
 from ._target import Byteorder
@@ -45,12 +46,12 @@ class GdbClient(GdbConnection):
         cancelled or timed-out caller may have left on the wire: its late reply is read and
         dropped here, never taken for the next request's)."""
         lock = self._request_lock
-        try:
-            lock.acquire_nowait()  # uncontended: no trip through the scheduler
-        except trio.WouldBlock:
+        if not lock.try_acquire():  # uncontended: no trip through the scheduler
+            taken = False
             with trio.move_on_at(deadline):
                 await lock.acquire()
-            if lock.statistics().owner is not trio.lowlevel.current_task():
+                taken = True
+            if not taken:
                 raise self._timeout("the request queue") from None
         try:
             if self.closed_reason is not None:
@@ -64,22 +65,26 @@ class GdbClient(GdbConnection):
             raise
 
     async def _exchange(self, payload: bytes, timeout: float | None) -> bytes:
-        limit = self._deadline(timeout)
+        limit = self.call_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
-        await self._lock_requests(deadline)
+        if not (
+            self.closed_reason is None
+            and self._protocol.state is ProtocolState.IDLE
+            and self._request_lock.try_acquire()  # last: taken only when all else holds
+        ):
+            await self._lock_requests(deadline)  # queued, in trouble, or a reply still owed
         try:
             await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
             data = self._protocol.send_request(payload)  # raises before anything is sent
             self._reply = None
             self._output.clear()
-            await self._write(data)
+            sent = self._write_now(data)
+            if sent < len(data):
+                await self._write(data[sent:])
             read_lock = self._read_lock
+            await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
             try:
-                read_lock.acquire_nowait()
-            except trio.WouldBlock:  # (a stop's reader finishing the chunk it read)
-                await read_lock.acquire()
-            try:
-                answered = await self._pump(self._answered, deadline)
+                answered = await self._pump(self._answered, deadline, self._reply_spin)
             finally:
                 read_lock.release()
         finally:
@@ -133,7 +138,7 @@ class GdbClient(GdbConnection):
         """
         limit = self._deadline(timeout)
         if not self._stopped.is_set():
-            await self._read_stop(trio.current_time() + limit)
+            await self._read_stop(trio.current_time() + limit, self._stop_spin)
         if self.closed_reason is not None:
             raise self._lost()
         if self._resume_error is not None:
@@ -180,6 +185,7 @@ async def open_gdb(
     connect_timeout: float = 10.0,
     call_timeout: float = 10.0,
     byteorder: Byteorder | None = None,
+    spin: float = DEFAULT_SPIN,
 ) -> AsyncIterator[GdbClient]:
     """Connect to a GDB stub, learn what it supports, its target description and why the
     target is stopped, and yield the client.
@@ -190,20 +196,30 @@ async def open_gdb(
         connect_timeout: deadline for connecting and the whole handshake.
         call_timeout: default deadline of each call (``math.inf`` for none).
         byteorder: the target's byte order, if the architecture name does not tell.
+        spin: the most a call busy-polls the socket for its answer (a reply, or the stop
+            :meth:`~GdbClient.wait_stop` waits for) before parking, in seconds; 0 never polls.
+            A local stub answers within tens of microseconds, and parking costs about as much
+            again, so polling halves a round trip at the price of the CPU it spins (at most
+            ``spin`` per wait, during which the event loop runs nothing else). The window
+            adapts: a few times the stub's recent latency, up to ``spin``, and none while
+            answers keep coming later than that (see ``virtrio/channels/gdb/_fastpath.py``).
+            Never past the call's deadline.
 
     Raises:
         ConnectError: the connection or the handshake failed or timed out.
-        ConfigError: a timeout is not positive.
+        ConfigError: a timeout is not positive, or ``spin`` is negative.
     """
     if not connect_timeout > 0 or not call_timeout > 0:
         raise ConfigError(
             f"connect_timeout and call_timeout must be > 0, got {connect_timeout}, {call_timeout}"
         )
+    if not spin >= 0 or spin == math.inf:
+        raise ConfigError(f"spin must be a finite number of seconds >= 0, got {spin}")
     addr = parse_address(address)
     deadline = Deadline.after(connect_timeout)  # connecting and the handshake, together
     stream = await open_stream(addr, connect_timeout=connect_timeout)
     events: Fanout[GdbEvent] = Fanout(max_queue=1024)
-    client = GdbClient(stream, str(addr), call_timeout, events, byteorder)
+    client = GdbClient(stream, str(addr), call_timeout, events, byteorder, spin)
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(client._run_watcher)

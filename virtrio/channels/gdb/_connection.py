@@ -2,9 +2,10 @@
 
 The RSP carries one exchange at a time and the stub's next packet answers the last one, so
 there is no reader task handing replies over: the caller that sent a request reads the socket
-itself until its reply has come (``_pump``), straight from the descriptor with
-:func:`trio.lowlevel.wait_readable` when nothing is there yet. A round trip then costs one pass
-through the scheduler, as a bare Trio client's does. While the target runs, the task in
+itself until its reply has come (``_pump``), straight from the descriptor: it polls it for a
+short adaptive window first (``open_gdb(spin=...)``, see ``_fastpath``), then parks on
+:func:`trio.lowlevel.wait_readable`. A round trip answered within the window costs no pass
+through the scheduler at all. While the target runs, the task in
 :meth:`~virtrio.channels.gdb.GdbClient.wait_stop` reads the stop reply the same way; when no
 one waits for it, a small watcher task reads instead (console output and the stop reach
 :meth:`events` with no caller waiting). While nothing is asked and the target is stopped,
@@ -26,6 +27,7 @@ from virtrio.primitives import Fanout, Subscription
 
 from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError
 from ._execution import GdbExecution
+from ._fastpath import Mutex, SpinPolicy
 from ._protocol import GdbProtocol, ProtocolState, Reply, ResumeRefused
 from ._replies import ConsoleOutput, GdbEvent, StopReply
 from ._target import Byteorder
@@ -52,6 +54,7 @@ class GdbConnection(GdbExecution):
         call_timeout: float,
         events: Fanout[GdbEvent],
         byteorder: Byteorder | None,
+        spin: float = 0.0,
     ) -> None:
         super().__init__(byteorder)
         self._stream = stream
@@ -64,11 +67,15 @@ class GdbConnection(GdbExecution):
         self._events = events
         self._protocol = GdbProtocol()
         # one exchange at a time (a request and its reply, or sending a resume)
-        self._request_lock = trio.Lock()
+        self._request_lock = Mutex()
         # the one task reading the socket (a caller for its reply, a stop's waiter, the watcher)
-        self._read_lock = trio.Lock()
+        self._read_lock = Mutex()
         # the readers (acks) and callers (requests, \x03) both write
-        self._send_lock = trio.Lock()
+        self._send_lock = Mutex()
+        # how long a caller polls before parking: for replies, and for stops (apart: a target
+        # may run long before it stops, which must not stop the replies' spinning)
+        self._reply_spin = SpinPolicy(spin)
+        self._stop_spin = SpinPolicy(spin)
         self._reply: bytes | None = None  # the answer to the request in flight, once come
         self._output = bytearray()  # its console output (qRcmd)
         self._stopped = trio.Event()
@@ -130,14 +137,27 @@ class GdbConnection(GdbExecution):
 
     # --- writing -------------------------------------------------------------------------
 
+    def _write_now(self, data: bytes) -> int:
+        """Write what the socket takes of ``data`` at once, if no other task is writing: the
+        number of bytes written (0 if it could not; the caller sends the rest with
+        :meth:`_write` before any checkpoint, so nothing comes between, and :meth:`_write`
+        also reports a broken socket)."""
+        sock = self._socket
+        if sock is None or self.closed_reason is not None or self._send_lock.locked():
+            return 0
+        fd = sock.fileno()
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, data)
+        except OSError:  # full (BlockingIOError) or broken: _write says which
+            return 0
+
     async def _write(self, data: bytes) -> None:
         if self.closed_reason is not None:
             raise self._lost()
         lock = self._send_lock
-        try:
-            lock.acquire_nowait()  # the usual case, without a trip through the scheduler
-        except trio.WouldBlock:
-            await lock.acquire()
+        await lock.acquire()  # uncontended (the usual case): no trip through the scheduler
         try:
             sent = 0
             sock = self._socket
@@ -166,9 +186,9 @@ class GdbConnection(GdbExecution):
 
     # --- reading -------------------------------------------------------------------------
 
-    async def _read(self, deadline: float) -> bytes | bytearray | None:
+    async def _read(self, deadline: float, spin: SpinPolicy | None) -> bytes | bytearray | None:
         """The next bytes from the stub (``b""`` at the end of the stream), or None once
-        ``deadline`` has passed with nothing come."""
+        ``deadline`` has passed with nothing come; polls for ``spin``'s window first."""
         sock = self._socket
         if sock is None:
             with trio.move_on_at(deadline):
@@ -181,6 +201,12 @@ class GdbConnection(GdbExecution):
             try:
                 data = os.read(fd, _RECEIVE_SIZE)
             except BlockingIOError:
+                if spin is not None:
+                    polled = spin.poll(fd, _RECEIVE_SIZE, deadline)
+                    spin = None  # one window per read
+                    if polled is not None:
+                        data = polled
+                        break
                 self._reads_in_a_row = 0
                 if deadline == math.inf:
                     await trio.lowlevel.wait_readable(sock)
@@ -190,15 +216,19 @@ class GdbConnection(GdbExecution):
                 if scope.cancelled_caught:
                     return None
                 continue
-            self._reads_in_a_row += 1
-            if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
-                self._reads_in_a_row = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+            break
+        self._reads_in_a_row += 1
+        if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+            self._reads_in_a_row = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
 
-    async def _pump(self, done: Callable[[], bool], deadline: float) -> bool:
+    async def _pump(
+        self, done: Callable[[], bool], deadline: float, spin: SpinPolicy | None = None
+    ) -> bool:
         """Read and handle what the stub sends until ``done()``: True, or False once
-        ``deadline`` passed first. The caller holds the read lock.
+        ``deadline`` passed first (each read polling for ``spin``'s window before it parks).
+        The caller holds the read lock.
 
         Raises:
             ConnectionLostError: the connection is gone (or went now: the stub hung up, broke
@@ -208,7 +238,7 @@ class GdbConnection(GdbExecution):
             if self.closed_reason is not None:
                 raise self._lost()
             try:
-                data = await self._read(deadline)
+                data = await self._read(deadline, spin)
                 if data is None:
                     return False
                 await self._feed(data)
@@ -226,6 +256,14 @@ class GdbConnection(GdbExecution):
 
     async def _feed(self, data: bytes | bytearray) -> None:
         protocol = self._protocol
+        if type(data) is bytes and data and (reply := protocol.take_reply(data)) is not None:
+            owed = protocol.data_to_send()
+            if owed:  # the ack, before the reply is acted on
+                sent = self._write_now(owed)
+                if sent < len(owed):
+                    await self._write(owed[sent:])
+            self._reply = reply
+            return
         protocol.receive_data(data)
         while not isinstance(event := protocol.next_event(), NeedData):
             owed = protocol.data_to_send()
@@ -266,18 +304,16 @@ class GdbConnection(GdbExecution):
     def _not_running(self) -> bool:
         return self._protocol.state is not ProtocolState.RUNNING
 
-    async def _read_stop(self, deadline: float) -> None:
+    async def _read_stop(self, deadline: float, spin: SpinPolicy | None = None) -> None:
         """Read until the target stops or ``deadline``, if no other task reads; otherwise wait
         for the stop that task will see."""
         lock = self._read_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
+        if not lock.try_acquire():
             with trio.move_on_at(deadline):
                 await self._stopped.wait()
             return
         try:
-            await self._pump(self._not_running, deadline)
+            await self._pump(self._not_running, deadline, spin)
         finally:
             lock.release()
             if self.is_running:

@@ -31,6 +31,7 @@ __all__ = [
     "decode_payload",
     "encode_packet",
     "escape",
+    "plain_packet",
 ]
 
 _ESCAPED = frozenset(b"$#}*")
@@ -109,6 +110,24 @@ def decode_payload(raw: bytes | bytearray | memoryview) -> bytes:
     return bytes(out)
 
 
+def plain_packet(data: bytes) -> bytes | None:
+    """The payload if ``data`` is exactly one intact ``$...#cs`` packet without escapes or
+    run-length encoding (a stub's usual reply, whole in one read), else None; what
+    :class:`PacketReader` would make of it in that case, in a few C-level scans.
+
+    >>> plain_packet(b"$OK#9a"), plain_packet(b"$O}K#9a"), plain_packet(b"$OK#00")
+    (b'OK', None, None)
+    """
+    if data[:1] != b"$" or len(data) < 4 or data[-3] != 0x23:  # '#'
+        return None
+    payload = data[1:-3]
+    if b"#" in payload or b"$" in payload or b"}" in payload or b"*" in payload:
+        return None  # more than one frame, or escapes: the general path
+    if _CHECKSUMS.get(data[-2:]) != checksum(payload):
+        return None  # (a bad checksum is the general path's to answer)
+    return payload
+
+
 @attrs.frozen
 class Packet:
     """A received packet: its decoded payload."""
@@ -141,6 +160,9 @@ class _BadChecksum:
 
 
 Frame = Packet | Notification | Ack | Nak | _BadChecksum
+# immutable, so one of each serves every ack (one comes before each reply in ack mode)
+_ACK = Ack()
+_NAK = Nak()
 
 #: A payload larger than this without its ``#`` is refused (QEMU's largest is its target.xml
 #: annexes, read in PacketSize pieces; 4 KiB on QEMU 7.2).
@@ -180,10 +202,10 @@ class PacketReader:
         lead = buf[0]
         if lead == 0x2B:  # '+'
             del buf[0]
-            return Ack()
+            return _ACK
         if lead == 0x2D:  # '-'
             del buf[0]
-            return Nak()
+            return _NAK
         if lead not in (0x24, 0x25):  # '$', '%'
             raise GdbProtocolError(
                 f"unexpected byte {bytes((lead,))!r} between packets (before {bytes(buf[:32])!r})"

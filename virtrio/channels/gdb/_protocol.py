@@ -38,6 +38,7 @@ from ._framing import (
     PacketReader,
     _BadChecksum,
     encode_packet,
+    plain_packet,
 )
 from ._replies import ConsoleOutput, GdbEvent, parse_stop_reply
 
@@ -180,9 +181,36 @@ class GdbProtocol:
 
     def data_to_send(self) -> bytes:
         """Acks and retransmissions owed to the stub (send them before anything else)."""
+        if not self._outgoing:
+            return b""
         data = bytes(self._outgoing)
         self._outgoing.clear()
         return data
+
+    def take_reply(self, data: bytes) -> bytes | None:
+        """The fast path for the usual case: while a request waits and nothing is buffered,
+        ``data`` (one read) is an optional ``+`` and the whole reply, a plain packet. Then its
+        payload is returned with everything done that :meth:`receive_data` and
+        :meth:`next_event` would do (the state is idle again, the ack is owed in
+        :meth:`data_to_send`); otherwise None, nothing is changed, and ``data`` goes the
+        general way."""
+        if (
+            self._state is not ProtocolState.WAITING
+            or self._greeting_stop_allowed
+            or self._reader.buffered
+            or self._eof
+        ):
+            return None
+        acked = data[:1] == b"+"
+        payload = plain_packet(data[1:] if acked else data)
+        if payload is None or (self._command.startswith(b"qRcmd,") and _is_output(payload)):
+            return None
+        if acked:
+            self._last_sent = b""
+        if self._ack_mode:
+            self._outgoing += b"+"
+        self._state = ProtocolState.IDLE
+        return payload
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed received bytes; ``b""`` means the stub closed the connection.
