@@ -253,3 +253,36 @@ async def test_console_history_goes_out_in_bounded_frames(
         assert max(len(f) for f in frames) <= MAX_FRAME
     finally:
         await api.delete(s)
+
+
+async def test_a_viewer_reads_the_screenshot_of_a_board_with_a_display(
+    served: Served, program: BareMetalProgram, api: httpx.AsyncClient
+) -> None:
+    from tests.engine.backends.test_display import png_size
+
+    made = (await api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})).json()
+    plain = (await api.post("/api/v1/sessions", json={"board": "mps2-an385"})).json()
+    s = f"/api/v1/sessions/{made['id']}"
+    viewer = {"X-API-Key": served.keys["viewer"]}
+    try:
+        off = await api.get(f"{s}/screenshot", headers=viewer)
+        assert off.status_code == 409  # powered off: nothing to take a picture of
+        assert set(off.json()) == {"error", "code", "details"}
+        pid = (await api.post(f"{s}/programs", content=program.elf.read_bytes())).json()
+        await api.post(f"{s}/programs/{pid['program_id']}/start", json={})
+        shot = await api.get(f"{s}/screenshot", headers=viewer)
+        assert shot.status_code == 200, shot.text
+        assert shot.headers["content-type"] == "image/png"
+        width, height = png_size(shot.content)
+        assert (width, height) != (0, 0)
+        none = await api.get(f"/api/v1/sessions/{plain['id']}/screenshot", headers=viewer)
+        assert none.status_code == 409
+        body = none.json()
+        assert (body["code"], body["details"]["capability"]) == (
+            "unsupported_capability",
+            "display",
+        )
+        assert "has no display" in body["error"]
+    finally:
+        await api.delete(s)
+        await api.delete(f"/api/v1/sessions/{plain['id']}")

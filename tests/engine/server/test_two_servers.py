@@ -1,17 +1,25 @@
 """Two server processes on one PostgreSQL: each lists every session; a request for a session
 the other runs is redirected to it (307); after its owner is killed (SIGKILL) and its lease has
-run out, the session is lost, never shown as running."""
+run out, the session is lost, never shown as running. The console and events WebSockets of a
+session asked of the server that does not run it are forwarded to the one that does."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from .conftest import create_key, start_server, stop_server
+from tests.peers.programs import build_program
+
+from .conftest import Served, create_key, start_server, stop_server
 
 
 def test_two_servers_share_sessions_redirect_and_lose_a_dead_owners(
@@ -52,3 +60,77 @@ def test_two_servers_share_sessions_redirect_and_lose_a_dead_owners(
     finally:
         stop_server(a)
         assert stop_server(b) == 0
+
+
+@asynccontextmanager
+async def _socket(served: Served, path: str, key: str) -> AsyncIterator[WebSocketConnection]:
+    """A WebSocket on ``served`` that owns its TCP stream (the server may close it first)."""
+    host, port = served.url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream, trio.open_nursery() as nursery:
+        yield await wrap_client_stream(nursery, stream, host, f"{path}?api_key={key}")
+        nursery.cancel_scope.cancel()
+
+
+async def _binary_until(ws: WebSocketConnection, text: bytes) -> bytes:
+    seen = b""
+    with trio.fail_after(60):
+        while text not in seen:
+            message = await ws.get_message()
+            if isinstance(message, bytes):
+                seen += message
+    return seen
+
+
+async def _close_reason(ws: WebSocketConnection) -> tuple[int, str | None]:
+    with trio.fail_after(60):
+        try:
+            while True:
+                await ws.get_message()
+        except ConnectionClosed as closed:
+            reason = closed.reason
+    assert reason is not None
+    return reason.code, reason.reason
+
+
+async def test_websockets_of_another_servers_session_are_forwarded_to_it(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    program = build_program("cortex-m3")
+    db = postgres_url
+    key = await trio.to_thread.run_sync(lambda: create_key(tmp_path / "a", "developer", "--db", db))
+    a = await trio.to_thread.run_sync(
+        lambda: start_server(tmp_path / "a", "--db", db, "--server-id", "a")
+    )
+    b = await trio.to_thread.run_sync(
+        lambda: start_server(tmp_path / "b", "--db", db, "--server-id", "b")
+    )
+    try:
+        async with httpx.AsyncClient(
+            base_url=a.url, headers={"X-API-Key": key}, timeout=60
+        ) as on_a:
+            made = (await on_a.post("/api/v1/sessions", json={"board": "lm3s6965evb"})).json()
+            s = f"/api/v1/sessions/{made['id']}"
+            async with (
+                _socket(b, f"{s}/console", key) as console,  # asked of b, run by a
+                _socket(b, f"{s}/events", key) as events,
+            ):
+                hello = json.loads(await console.get_message())
+                assert hello == {"type": "console", "session_id": made["id"], "read_only": False}
+                assert json.loads(await events.get_message())["state"] == "running"
+                upload = await on_a.post(f"{s}/programs", content=program.elf.read_bytes())
+                started = await on_a.post(f"{s}/programs/{upload.json()['program_id']}/start")
+                assert started.status_code == 200, started.text
+                assert program.banner in await _binary_until(console, program.banner)
+                await console.send_message(b"typed-through-b")  # the owner's UART echoes it
+                assert b"typed-through-b" in await _binary_until(console, b"typed-through-b")
+                with trio.fail_after(60):
+                    while json.loads(await events.get_message())["type"] != "program":
+                        pass
+                # the session ends on a: both forwarded sockets are closed as a closes its own
+                assert (await on_a.delete(s)).status_code == 204
+                for ws in (console, events):
+                    assert await _close_reason(ws) == (1000, "the session ended")
+    finally:
+        await trio.to_thread.run_sync(stop_server, a)
+        assert await trio.to_thread.run_sync(stop_server, b) == 0

@@ -43,12 +43,18 @@ from ._board import (
     parse_board as parse_board,
     parse_size as parse_size,
 )
-from ._console import ConsoleBuffer as ConsoleBuffer
+from ._console import CONSOLE_HISTORY as CONSOLE_HISTORY, ConsoleBuffer as ConsoleBuffer
 from ._coverage import (
     DebugInfo as DebugInfo,
     ExecLogParser as ExecLogParser,
     FunctionInfo as FunctionInfo,
     lcov as lcov,
+)
+from ._limits import (
+    ResourceLimitExceededError as ResourceLimitExceededError,
+    ResourceLimits as ResourceLimits,
+    cgroup_support as cgroup_support,
+    remove_stale_cgroups as remove_stale_cgroups,
 )
 from ._qemu_backend import QemuBackend as QemuBackend
 from ._qemu_board import (
@@ -99,6 +105,7 @@ from ._types import (
 
 __all__ = [
     "BOARD_CONFIG_SCHEMA",
+    "CONSOLE_HISTORY",
     "ENTRY_POINT_GROUP",
     "QEMU_MACHINES",
     "Access",
@@ -140,6 +147,8 @@ __all__ = [
     "QemuNodePlan",
     "QemuSettings",
     "RenodeBackend",
+    "ResourceLimitExceededError",
+    "ResourceLimits",
     "RenodeInstance",
     "RobotRemote",
     "SharedMemory",
@@ -149,11 +158,13 @@ __all__ = [
     "UnsupportedCapabilityError",
     "backend_names",
     "board_template",
+    "cgroup_support",
     "lcov",
     "load_backend",
     "open_adapter",
     "parse_board",
     "parse_size",
+    "remove_stale_cgroups",
     "plan_qemu_board",
     "plan_qemu_node",
     "renode_platform",

@@ -116,6 +116,9 @@ class BackendInstance(Protocol):
     async def export_trace(self, dest: Path | None = None) -> Artifact:
         """Write the execution trace so far."""
 
+    async def screenshot(self) -> bytes:
+        """The board's display as a PNG (needs :attr:`Capability.DISPLAY`)."""
+
     def console_output(self) -> bytes:
         """Everything the first UART has written since the instance was created."""
 

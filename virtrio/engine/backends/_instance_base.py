@@ -225,10 +225,16 @@ class GdbInstanceBase:
         self._need(Capability.TRACE, "export_trace")
         raise AssertionError("a backend with traces overrides export_trace")
 
+    async def screenshot(self) -> bytes:
+        """The display as a PNG (this backend: see :meth:`capabilities`)."""
+        self._need(Capability.DISPLAY, "screenshot")
+        raise AssertionError("a backend with a display overrides screenshot")
+
     # --- console -------------------------------------------------------------------------
 
     def console_output(self) -> bytes:
-        """Everything the console UART wrote since the instance was created."""
+        """What the console UART wrote since the instance was created (its last
+        ``console.history_limit`` bytes; the log file in the work dir has it all)."""
         return self._console.output()
 
     async def wait_console(self, text: bytes, *, timeout: float | None = None) -> bytes:

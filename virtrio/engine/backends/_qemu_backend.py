@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ._board import NodeConfig
+from ._limits import ResourceLimits
 from ._qemu_board import QEMU_MACHINES, plan_qemu_node
 from ._qemu_instance import QemuInstance, QemuSettings, open_qemu_instance
 from ._types import BackendType, Capabilities, Capability
@@ -46,6 +47,11 @@ class QemuBackend:
             model = QEMU_MACHINES.get(node.machine or "")
             if model is not None and model.snapshot_problem:
                 caps = caps.without(Capability.SNAPSHOTS, model.snapshot_problem)
+            if model is None or model.display is None:
+                machine = node.machine or "this board"
+                caps = caps.without(
+                    Capability.DISPLAY, f"QEMU's {machine} has no display to take a picture of"
+                )
         return caps
 
     def check_node(self, node: NodeConfig) -> None:
@@ -53,9 +59,15 @@ class QemuBackend:
         plan_qemu_node(node)
 
     def open_instance(
-        self, node: NodeConfig, *, instance_id: str, workdir: Path
+        self,
+        node: NodeConfig,
+        *,
+        instance_id: str,
+        workdir: Path,
+        limits: ResourceLimits | None = None,
     ) -> AbstractAsyncContextManager[QemuInstance]:
-        """An instance of ``node``: QEMU runs from :meth:`QemuInstance.power_on` on.
+        """An instance of ``node``: QEMU runs from :meth:`QemuInstance.power_on` on, under
+        ``limits`` if given (memory and CPU share in a cgroup, CPU seconds per run).
 
         Raises:
             BoardConfigError: QEMU cannot model the node.
@@ -66,4 +78,5 @@ class QemuBackend:
             workdir=workdir,
             settings=self.settings,
             capabilities=self.capabilities(node),
+            limits=limits,
         )

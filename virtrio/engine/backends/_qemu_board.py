@@ -52,7 +52,8 @@ class QemuMachineModel:
     ``ram`` is the region ``-m`` sizes (``None``: the machine's RAM is fixed, part of
     ``memory``); ``cpus`` lists the CPU types it takes (the first is the default; ``None``:
     any the binary offers); ``fixed_cpu`` means the board decides the CPU and ``-cpu`` is not
-    passed. ``snapshot_problem`` says why snapshots do not work on it, if they do not.
+    passed. ``snapshot_problem`` says why snapshots do not work on it, if they do not;
+    ``display`` names the screen the board has built in (None: none, no screenshots).
     """
 
     name: str
@@ -68,6 +69,7 @@ class QemuMachineModel:
     ram_limit: int = 0
     clock_hz: int | None = None
     snapshot_problem: str | None = None
+    display: str | None = None
 
 
 _RW, _RO = Access.RW, Access.RO
@@ -109,6 +111,7 @@ QEMU_MACHINES: dict[str, QemuMachineModel] = {
                 "QEMU 7.2's lm3s6965evb SD-card model aborts on snapshot-load "
                 "(sd_ocr_powerup assertion); use mps2-an385 for a Cortex-M3 with snapshots"
             ),
+            display="the OLED display (SSD0323, 128x64, on the SSI bus)",
         ),
         QemuMachineModel(
             "mps2-an385",

@@ -10,6 +10,7 @@ coverage and trace from QEMU's execution log when the backend has ``trace=True``
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,11 +26,13 @@ from virtrio.primitives import open_service_nursery
 
 from ._coverage import DebugInfo, lcov, parse_exec_logs
 from ._instance_base import GdbInstanceBase
+from ._limits import AppliedLimits, ResourceLimitExceededError, ResourceLimits
 from ._qemu_board import QemuNodePlan
 from ._qemu_run import QemuRun, RunSpec, serve_run
 from ._snapshots import create_image, run_snapshot_job, snapshot_drive_args
 from ._types import (
     Artifact,
+    BackendStartError,
     BackendStateError,
     Capabilities,
     Capability,
@@ -72,8 +75,12 @@ class QemuInstance(GdbInstanceBase):
         settings: QemuSettings,
         capabilities: Capabilities,
         nursery: trio.Nursery,
+        limits: AppliedLimits | None = None,
     ) -> None:
         super().__init__(instance_id, workdir, capabilities, call_timeout=settings.call_timeout)
+        self._limits = limits
+        self._limit_error: ResourceLimitExceededError | None = None
+        self._limit_hit = trio.Event()
         self._plan = plan
         self._settings = settings
         self._nursery = nursery
@@ -94,6 +101,27 @@ class QemuInstance(GdbInstanceBase):
     def run_spec(self) -> RunSpec | None:
         """How the current (or last) QEMU was started: its arguments less the sockets."""
         return self._spec
+
+    @property
+    def limits(self) -> AppliedLimits | None:
+        """The resource limits applied to this instance's QEMU (None: none)."""
+        return self._limits
+
+    @property
+    def pid(self) -> int | None:
+        """The running QEMU's process id (None while powered off)."""
+        return self._run.process.pid if self.is_powered and self._run is not None else None
+
+    async def wait_limit_exceeded(self) -> ResourceLimitExceededError:
+        """Wait until a resource limit kills this instance's QEMU; returns why."""
+        await self._limit_hit.wait()
+        assert self._limit_error is not None
+        return self._limit_error
+
+    def _note_limit(self, error: ResourceLimitExceededError | None) -> None:
+        if error is not None and self._limit_error is None:
+            self._limit_error = error
+            self._limit_hit.set()
 
     @property
     def is_powered(self) -> bool:
@@ -168,9 +196,20 @@ class QemuInstance(GdbInstanceBase):
             self._settings.connect_timeout,
             self._settings.call_timeout,
             self._settings.stop_grace,
+            limits=self._limits,
         )
         self._spec = spec
-        self._run = await self._nursery.start(serve_run, spec, self._console, self._debugger.attach)
+        try:
+            run = await self._nursery.start(serve_run, spec, self._console, self._debugger.attach)
+        except ResourceLimitExceededError as exc:
+            self._note_limit(exc)
+            raise
+        self._run = run
+        self._nursery.start_soon(self._watch_limit, run)
+
+    async def _watch_limit(self, run: QemuRun) -> None:
+        await run.exited.wait()
+        self._note_limit(run.limit_error)
 
     async def _stop(self) -> None:
         run, self._run = self._run, None
@@ -234,6 +273,24 @@ class QemuInstance(GdbInstanceBase):
         if was_running:
             await gdb.continue_()
 
+    # --- display -------------------------------------------------------------------------
+
+    async def screenshot(self) -> bytes:
+        """The board's display now, as a PNG (QMP ``screendump``; the CPU may run).
+
+        Raises:
+            UnsupportedCapabilityError: the board has no display.
+            BackendStateError: the instance is powered off.
+        """
+        self._need(Capability.DISPLAY, "screenshot")
+        target = self._workdir / f"screen-{next(self._jobs)}.png"
+        await self.qmp.execute("screendump", {"filename": str(target), "format": "png"})
+        path = trio.Path(target)
+        try:
+            return await path.read_bytes()
+        finally:
+            await path.unlink(missing_ok=True)
+
     # --- coverage and trace --------------------------------------------------------------
 
     def _trace_logs(self, program_id: str | None) -> list[Path]:
@@ -285,17 +342,37 @@ async def open_qemu_instance(
     workdir: Path,
     settings: QemuSettings,
     capabilities: Capabilities,
+    limits: ResourceLimits | None = None,
 ) -> AsyncIterator[QemuInstance]:
-    """An instance of ``plan`` in ``workdir`` (created); on exit QEMU is stopped and reaped."""
+    """An instance of ``plan`` in ``workdir`` (created); on exit QEMU is stopped and reaped.
+    ``limits`` apply to every QEMU it runs (see ``_limits``).
+
+    Raises:
+        BackendStartError: the limits need a cgroup and none is writable here.
+    """
     workdir = Path(workdir)
     await trio.Path(workdir).mkdir(parents=True, exist_ok=True)
     await create_image(workdir / "snapshots.qcow2", qemu_img=settings.qemu_img)
-    async with open_service_nursery() as nursery:
-        instance = QemuInstance(plan, instance_id, workdir, settings, capabilities, nursery)
+    applied = None
+    if limits is not None:
+        applied = AppliedLimits(limits, f"{instance_id}-{os.getpid()}", backend="qemu")
         try:
-            yield instance
-        finally:
-            with trio.CancelScope(shield=True):
-                await instance._stop()
-            instance.console.close()
-            nursery.cancel_scope.cancel()
+            applied.create()
+        except OSError as exc:
+            applied.close()
+            raise BackendStartError(f"cannot apply {limits}: {exc}", backend="qemu") from None
+    try:
+        async with open_service_nursery() as nursery:
+            instance = QemuInstance(
+                plan, instance_id, workdir, settings, capabilities, nursery, applied
+            )
+            try:
+                yield instance
+            finally:
+                with trio.CancelScope(shield=True):
+                    await instance._stop()
+                instance.console.close()
+                nursery.cancel_scope.cancel()
+    finally:
+        if applied is not None:
+            applied.close()

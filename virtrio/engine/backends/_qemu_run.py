@@ -21,6 +21,7 @@ from virtrio.primitives import open_service_nursery
 
 from ._child import Child, spawn_here
 from ._console import ConsoleBuffer, pump_console
+from ._limits import AppliedLimits, ResourceLimitExceededError
 from ._snapshots import incoming_from_file
 from ._types import BackendExitedError, BackendStartError, BackendUnavailableError
 
@@ -57,6 +58,8 @@ class RunSpec:
     #: ``migrate-incoming``; GDB connects only after it: QEMU aborts on a debugger stop
     #: while in ``inmigrate``).
     incoming: Path | None = None
+    #: the instance's resource limits, applied to the process (None: none)
+    limits: AppliedLimits | None = None
 
 
 @attrs.define(eq=False)
@@ -72,6 +75,8 @@ class QemuRun:
     #: the console socket's sending half (QEMU's serial chardev reads what is written to it)
     console_input: trio.abc.SendStream | None = None
     _input_lock: trio.Lock = attrs.field(factory=trio.Lock)
+    #: set (before ``exited``) when a resource limit killed this QEMU
+    limit_error: ResourceLimitExceededError | None = None
 
     async def write_console(self, data: bytes) -> None:
         """Send ``data`` to the console UART (as if typed on it).
@@ -88,7 +93,10 @@ class QemuRun:
                 raise self.failure() from None
 
     def failure(self) -> BackendExitedError:
-        """The error for a call that finds this QEMU gone."""
+        """The error for a call that finds this QEMU gone (a resource limit's, if one
+        killed it)."""
+        if self.limit_error is not None:
+            return self.limit_error
         return BackendExitedError(
             f"QEMU exited (status {self.process.returncode}): {_tail(self.log)}", backend="qemu"
         )
@@ -135,6 +143,8 @@ async def serve_run(
     try:
         if shutil.which(argv[0]) is None:
             raise FileNotFoundError(argv[0])
+        if spec.limits is not None:
+            argv = spec.limits.wrap(argv)
         with spec.log.open("ab") as log:
             process = await spawn_here(
                 die_with_parent(argv),
@@ -153,7 +163,7 @@ async def serve_run(
     run = QemuRun(process, spec.log)
     try:
         async with open_service_nursery() as nursery:
-            nursery.start_soon(_watch_exit, run)
+            nursery.start_soon(_watch_exit, run, spec.limits)
             try:
                 await _connect(run, spec, console, on_gdb, nursery, task_status)
             finally:
@@ -161,11 +171,15 @@ async def serve_run(
     finally:
         with trio.CancelScope(shield=True):
             await _stop(process, spec.stop_grace)
+            if run.limit_error is None and spec.limits is not None:
+                run.limit_error = spec.limits.verdict(process.returncode)
             run.exited.set()
 
 
-async def _watch_exit(run: QemuRun) -> None:
+async def _watch_exit(run: QemuRun, limits: AppliedLimits | None) -> None:
     await run.process.wait()
+    if limits is not None:
+        run.limit_error = limits.verdict(run.process.returncode)
     run.exited.set()
     run.stop.set()
 
@@ -211,6 +225,8 @@ async def _connect(
         if not started:
             with trio.move_on_after(spec.stop_grace):
                 await run.exited.wait()
+            if run.limit_error is not None:
+                raise run.limit_error from None
             raise BackendStartError(
                 f"QEMU did not start ({exc}): {_tail(run.log)}", backend="qemu"
             ) from None

@@ -97,6 +97,7 @@ class Capability(enum.StrEnum):
     COVERAGE = "coverage"
     TRACE = "trace"
     CONSOLE = "console"  #: the first UART's output
+    DISPLAY = "display"  #: a screen to take screenshots of (PNG)
 
 
 class UnsupportedCapabilityError(BackendStateError):

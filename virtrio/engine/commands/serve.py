@@ -46,6 +46,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=16,
         help="live sessions one key may have on this server (0: no limit; default 16)",
     )
+    for flag, kind, what in (
+        ("--max-memory-mb", int, "memory (MiB, the emulator's own included)"),
+        ("--max-cpus", float, "CPU share (cores)"),
+        ("--max-cpu-time-s", float, "CPU seconds per emulator run"),
+        ("--max-timeout-s", float, "session life (seconds)"),
+    ):
+        parser.add_argument(
+            flag,
+            type=kind,
+            default=None,
+            help=f"cap on a session's {what}: larger requests get 422, and a session that asks "
+            "for none gets the cap (default: no cap)",
+        )
+    parser.add_argument(
+        "--console-history-kb",
+        type=int,
+        default=1024,
+        help="console output each session keeps in memory and sends a viewer on connect "
+        "(KiB; the session's console.log has all of it; default 1024)",
+    )
     parser.add_argument("--server-id", help="this server's name in the store (default: hostname)")
     parser.set_defaults(run=run)
     keys = parser.add_subparsers(dest="serve_command", metavar="keys")
@@ -63,8 +83,14 @@ async def run(args: argparse.Namespace) -> int:
 
     import trio
 
-    from virtrio.engine.server import serve
+    from virtrio.engine.server import ResourceCaps, serve
 
+    caps = ResourceCaps(
+        memory_mb=args.max_memory_mb,
+        cpus=args.max_cpus,
+        cpu_time_s=args.max_cpu_time_s,
+        timeout_s=args.max_timeout_s,
+    )
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
 
@@ -86,6 +112,8 @@ async def run(args: argparse.Namespace) -> int:
                 server_id=args.server_id,
                 lease=args.lease,
                 max_sessions_per_key=args.max_sessions_per_key,
+                caps=caps,
+                console_history=args.console_history_kb << 10,
                 task_status=task_status,
             )
         )

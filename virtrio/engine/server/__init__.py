@@ -18,12 +18,14 @@ from ._app import (
     serve as serve,
 )
 from ._auth import Principal as Principal, Role as Role
+from ._resources import ResourceCaps as ResourceCaps
 from ._store import MIGRATIONS as MIGRATIONS, Store as Store, open_store as open_store
 
 __all__ = [
     "MIGRATIONS",
     "ROUTES",
     "Principal",
+    "ResourceCaps",
     "Role",
     "ServerState",
     "Store",

@@ -20,7 +20,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from virtrio.engine.backends import Backend, load_backend
+from virtrio.engine.backends import (
+    CONSOLE_HISTORY,
+    Backend,
+    load_backend,
+    remove_stale_cgroups,
+)
 from virtrio.primitives import open_service_nursery
 
 from ._artefacts import ArtefactStore
@@ -28,6 +33,7 @@ from ._auth import Authenticator, RateLimiter
 from ._http import RouteSpec, error_response, wrap
 from ._metrics import Metrics
 from ._openapi import DOCS_PAGE, openapi_document
+from ._resources import ResourceCaps
 from ._routes_debug import DEBUG_ROUTES
 from ._routes_misc import MISC_ROUTES
 from ._routes_sessions import SESSION_ROUTES
@@ -104,10 +110,14 @@ async def open_server(
     token_ttl: float = 3600.0,
     backend_factory: Callable[..., Backend] = load_backend,
     max_sessions_per_key: int = 16,
+    caps: ResourceCaps | None = None,
+    console_history: int = CONSOLE_HISTORY,
 ) -> AsyncIterator[tuple[ServerState, Starlette]]:
     """The server's state and app, with a nursery owning every session's instance; leaving it
     stops every session cleanly (each is recorded as ``stopped``). A key may have at most
-    ``max_sessions_per_key`` live sessions on this server (0: no limit)."""
+    ``max_sessions_per_key`` live sessions on this server (0: no limit); ``caps`` bound what
+    one session's resources may ask for; each session keeps its console's last
+    ``console_history`` bytes in memory."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = await open_store(db or f"sqlite:{data_dir / 'virtrio.db'}")
@@ -126,6 +136,8 @@ async def open_server(
                     server_id=server_id or socket.gethostname(),
                     backend_factory=backend_factory,
                     max_sessions_per_owner=max_sessions_per_key,
+                    caps=caps,
+                    console_history=console_history,
                 ),
                 auth=Authenticator(store, secret=secret_file.read_bytes(), token_ttl=token_ttl),
                 limiter=RateLimiter(rate, burst),
@@ -134,6 +146,7 @@ async def open_server(
                 server_id=server_id or socket.gethostname(),
             )
             await state.manager.adopt_leftovers()
+            remove_stale_cgroups()  # of a previous server SIGKILLed here (its QEMU died too)
             try:
                 yield state, build_app(state)
             finally:

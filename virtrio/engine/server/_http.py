@@ -12,10 +12,15 @@ import attrs
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
-from virtrio.engine.backends import BoardConfigError, UnsupportedCapabilityError
+from virtrio.engine.backends import (
+    BoardConfigError,
+    ResourceLimitExceededError,
+    UnsupportedCapabilityError,
+)
 from virtrio.errors import ConfigError, VirtrioError, VirtrioTimeoutError
 
 from ._auth import AuthError, Principal, Role
+from ._resources import ResourceRequestError
 from ._sessions import SessionLimitError
 
 if TYPE_CHECKING:
@@ -64,6 +69,10 @@ def as_api_error(exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, SessionLimitError):
         return ApiError(409, "session_limit", str(exc), limit=exc.limit, running=exc.running)
+    if isinstance(exc, ResourceRequestError):
+        return ApiError(422, exc.code, str(exc), field=exc.field, **exc.details)
+    if isinstance(exc, ResourceLimitExceededError):
+        return ApiError(409, "resource_limit", str(exc), resource=exc.resource, limit=exc.limit)
     if isinstance(exc, BoardConfigError):
         return ApiError(422, "invalid_board", str(exc))
     if isinstance(exc, UnsupportedCapabilityError):

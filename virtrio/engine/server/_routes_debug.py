@@ -1,4 +1,5 @@
-"""Routes of a session's debugger: breakpoints, registers, memory, run control."""
+"""Routes of a session's debugger: breakpoints, registers, memory, run control; and its
+display (a screenshot)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,12 @@ async def registers(ctx: Ctx) -> Response:
     names = ctx.request.query_params.get("names")
     scope = [n for n in names.split(",") if n] if names else None
     return JSONResponse({"registers": await live.instance.read_registers(scope)})
+
+
+async def screenshot(ctx: Ctx) -> Response:
+    live = await find_session(ctx)
+    png = await live.instance.screenshot()
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
 async def memory(ctx: Ctx) -> Response:
@@ -149,6 +156,16 @@ DEBUG_ROUTES = (
         200,
         _OK,
         params=(*_ID, {"name": "names", "in": "query", "schema": {"type": "string"}}),
+    ),
+    RouteSpec(
+        "GET",
+        f"{_S}/screenshot",
+        "read",
+        screenshot,
+        "the board's display as a PNG (409 unsupported_capability: the board has none)",
+        200,
+        params=_ID,
+        raw="image/png",
     ),
     RouteSpec(
         "GET",

@@ -16,6 +16,7 @@ from virtrio.engine.backends import (
 )
 
 from ._http import ApiError, Ctx, RouteSpec
+from ._resources import check_resources
 from ._schemas import PAGE_OF, SESSION, ref
 from ._sessions import LIVE_STATES, LiveSession
 from ._store import SessionRecord
@@ -38,6 +39,7 @@ def session_json(record: SessionRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "server": record.server,
         "detail": record.detail,
+        "failure": record.failure,
     }
 
 
@@ -83,44 +85,6 @@ async def _owner_checked(ctx: Ctx, record: SessionRecord) -> SessionRecord:
     return await ctx.state.store.get_session(record.id) or record
 
 
-def _resources(data: Any) -> dict[str, Any]:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ApiError(422, "invalid_request", "resources must be an object")
-    limits = {
-        "memory_mb": (1, 65536),
-        "cpus": (1, 64),
-        "timeout_s": (0, 7 * 86400),
-        "trace": (0, 1),  # a flag: the backend with coverage and trace on
-    }
-    unknown = sorted(set(data) - set(limits))
-    if unknown:
-        raise ApiError(
-            422, "invalid_request", f"unknown resources {unknown}", allowed=sorted(limits)
-        )
-    out: dict[str, Any] = {}
-    for name, (low, high) in limits.items():
-        value = data.get(name)
-        if value is None:
-            continue
-        if name == "trace":
-            if not isinstance(value, bool):
-                raise ApiError(422, "invalid_request", "resources.trace must be true or false")
-            out[name] = value
-            continue
-        if (
-            not isinstance(value, int | float)
-            or isinstance(value, bool)
-            or not low <= value <= high
-        ):
-            raise ApiError(
-                422, "invalid_request", f"resources.{name}={value!r}: not in [{low}, {high}]"
-            )
-        out[name] = value
-    return out
-
-
 async def create_session(ctx: Ctx) -> Response:
     body = await ctx.body()
     backend = body.get("backend", "qemu")
@@ -142,7 +106,7 @@ async def create_session(ctx: Ctx) -> Response:
         raise ApiError(422, "invalid_request", "board must be a template name or a BoardConfig")
     node_id = body.get("node")
     node = config.node(node_id) if isinstance(node_id, str) else config.nodes[0]
-    resources = _resources(body.get("resources"))
+    resources = check_resources(body.get("resources"), ctx.state.manager.caps)
     unknown = sorted(set(body) - {"backend", "board", "node", "resources"})
     if unknown:
         raise ApiError(422, "invalid_request", f"unknown fields {unknown}")

@@ -30,6 +30,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
             "updated_at": _NUM,
             "server": _STR,
             "detail": _STR,
+            "failure": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Error"}]},
             "state": {"enum": ["creating", "running", "stopped", "expired", "failed", "lost"]},
         },
     },

@@ -19,14 +19,20 @@ import attrs
 import trio
 
 from virtrio.engine.backends import (
+    CONSOLE_HISTORY,
     Backend,
     BackendInstance,
     Breakpoint,
     NodeConfig,
+    QemuBackend,
+    QemuInstance,
+    ResourceLimitExceededError,
+    ResourceLimits,
     load_backend,
 )
 from virtrio.primitives import Fanout
 
+from ._resources import ResourceCaps, limit_failure, limits_for
 from ._store import SessionRecord, Store
 
 __all__ = ["LiveSession", "SessionLimitError", "SessionManager", "Task"]
@@ -115,8 +121,14 @@ class SessionManager:
         backend_factory: Callable[..., Backend] = load_backend,
         on_change: Callable[[str, str], None] = lambda _sid, _state: None,
         max_sessions_per_owner: int = 0,
+        caps: ResourceCaps | None = None,
+        console_history: int = CONSOLE_HISTORY,
     ) -> None:
+        #: console bytes each session keeps in memory (and sends a viewer on connect)
+        self.console_history = console_history
         self.max_sessions_per_owner = max_sessions_per_owner
+        #: the server's caps on each session's resources
+        self.caps = caps or ResourceCaps()
         self.store = store
         self.data_dir = data_dir
         self.server_id = server_id
@@ -173,6 +185,7 @@ class SessionManager:
 
         Raises:
             SessionLimitError: ``owner`` already has ``max_sessions_per_owner`` live sessions.
+            ResourceRequestError: the backend (or machine) cannot enforce a resource asked for.
         """
         limit = self.max_sessions_per_owner
         running = sum(1 for live in self.live.values() if live.record.owner == owner)
@@ -180,6 +193,8 @@ class SessionManager:
             raise SessionLimitError(limit, running)
         backend = self.backend(backend_name, trace=bool(resources.get("trace")))
         backend.check_node(node)
+        enforces = isinstance(backend, QemuBackend)
+        limits = limits_for(backend_name, resources, enforces=enforces)
         now = time.time()
         record = SessionRecord(
             id=f"s-{secrets.token_hex(6)}",
@@ -194,7 +209,9 @@ class SessionManager:
         )
         await self.store.add_session(record)
         try:
-            live: LiveSession = await self._nursery.start(self._run, record, backend, node)
+            live: LiveSession = await self._nursery.start(
+                self._run, record, backend, node, limits if enforces else None
+            )
         except BaseException as exc:
             with trio.CancelScope(shield=True):
                 await self._set_state(record.id, "failed", str(exc))
@@ -207,33 +224,51 @@ class SessionManager:
         record: SessionRecord,
         backend: Backend,
         node: NodeConfig,
+        limits: ResourceLimits | None,
         *,
         task_status: trio.TaskStatus[LiveSession] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        # each session has its own work dir (sockets, programs, logs, snapshots)
         workdir = self.data_dir / "sessions" / record.id
         timeout = float(record.resources.get("timeout_s") or 0) or float("inf")
-        final = "stopped"
+        final, detail, failure = "stopped", "", None
         live: LiveSession | None = None
+        opened = (
+            backend.open_instance(node, instance_id=record.id, workdir=workdir, limits=limits)
+            if isinstance(backend, QemuBackend) and limits is not None
+            else backend.open_instance(node, instance_id=record.id, workdir=workdir)
+        )
         try:
-            async with backend.open_instance(node, instance_id=record.id, workdir=workdir) as inst:
+            async with opened as inst:
+                console = getattr(inst, "console", None)
+                if console is not None:
+                    console.history_limit = self.console_history
                 live = LiveSession(record, inst)
                 self.live[record.id] = live
                 task_status.started(live)
                 with trio.move_on_after(timeout) as scope:
-                    await live.stop.wait()
+                    error = await _wait_end(live)
                 if scope.cancelled_caught:
                     final = "expired"
+                elif error is not None:  # never shown as running: failed, and why
+                    final, detail, failure = "failed", str(error), limit_failure(error)
         finally:
             self.live.pop(record.id, None)
             if live is not None:
-                live.publish("state", state=final)
+                live.publish("state", state=final, failure=failure)
                 live.events.close()
                 live.gone.set()
                 with trio.CancelScope(shield=True):
-                    await self._set_state(record.id, final)
+                    await self._set_state(record.id, final, detail, failure)
 
-    async def _set_state(self, session_id: str, state: str, detail: str = "") -> None:
-        await self.store.set_state(session_id, state, time.time(), detail)
+    async def _set_state(
+        self,
+        session_id: str,
+        state: str,
+        detail: str = "",
+        failure: dict[str, Any] | None = None,
+    ) -> None:
+        await self.store.set_state(session_id, state, time.time(), detail, failure)
         self._on_change(session_id, state)
         live = self.live.get(session_id)
         if live is not None:
@@ -268,3 +303,26 @@ class SessionManager:
 
         self._nursery.start_soon(run)
         return task
+
+
+async def _wait_end(live: LiveSession) -> ResourceLimitExceededError | None:
+    """Wait until the session is asked to stop (None) or a resource limit kills its
+    emulator (the error)."""
+    inst = live.instance
+    if not isinstance(inst, QemuInstance) or inst.limits is None:
+        await live.stop.wait()
+        return None
+    found: list[ResourceLimitExceededError] = []
+    async with trio.open_nursery() as nursery:
+
+        async def stopped() -> None:
+            await live.stop.wait()
+            nursery.cancel_scope.cancel()
+
+        async def killed() -> None:
+            found.append(await inst.wait_limit_exceeded())
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(stopped)
+        nursery.start_soon(killed)
+    return found[0] if found else None

@@ -44,6 +44,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE TABLE servers (id TEXT PRIMARY KEY, url TEXT NOT NULL,"
         " expires_at DOUBLE PRECISION NOT NULL)",
     ),
+    # why a failed session failed, as an error body (a resource limit, say); '' for none
+    ("ALTER TABLE sessions ADD COLUMN failure TEXT NOT NULL DEFAULT ''",),
 )
 
 
@@ -73,6 +75,8 @@ class SessionRecord:
     updated_at: float
     server: str
     detail: str = ""
+    #: why it failed, ``{error, code, details}`` (None: it did not, or no reason is known)
+    failure: dict[str, Any] | None = None
 
 
 @attrs.frozen
@@ -96,7 +100,7 @@ class Page:
 
 
 _SESSION_COLUMNS = (
-    "id, owner, backend, board, resources, state, created_at, updated_at, server, detail"
+    "id, owner, backend, board, resources, state, created_at, updated_at, server, detail, failure"
 )
 _SORTS = {
     "created_at": "created_at",
@@ -118,6 +122,7 @@ def _session(row: Sequence[Any]) -> SessionRecord:
         updated_at=row[7],
         server=row[8],
         detail=row[9],
+        failure=json.loads(row[10]) if row[10] else None,
     )
 
 
@@ -256,7 +261,7 @@ class Store:
     async def add_session(self, s: SessionRecord) -> None:
         """Store a new session."""
         await self._exec(
-            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO sessions ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             s.id,
             s.owner,
             s.backend,
@@ -267,6 +272,7 @@ class Store:
             s.updated_at,
             s.server,
             s.detail,
+            json.dumps(s.failure) if s.failure else "",
         )
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
@@ -276,13 +282,21 @@ class Store:
         )
         return _session(rows[0]) if rows else None
 
-    async def set_state(self, session_id: str, state: str, at: float, detail: str = "") -> None:
-        """Record a session's new state."""
+    async def set_state(
+        self,
+        session_id: str,
+        state: str,
+        at: float,
+        detail: str = "",
+        failure: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a session's new state (and why it failed, if it did)."""
         await self._exec(
-            "UPDATE sessions SET state = ?, updated_at = ?, detail = ? WHERE id = ?",
+            "UPDATE sessions SET state = ?, updated_at = ?, detail = ?, failure = ? WHERE id = ?",
             state,
             at,
             detail,
+            json.dumps(failure) if failure else "",
             session_id,
         )
 

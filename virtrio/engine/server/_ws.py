@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from typing import TYPE_CHECKING
 
 import trio
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ._http import ApiError, as_api_error, authorise
-from ._sessions import LiveSession
+from ._sessions import LIVE_STATES, LiveSession
+from ._ws_forward import FORWARDED_HEADER, forward_socket
 
 if TYPE_CHECKING:
     from ._app import ServerState
@@ -29,7 +31,8 @@ MAX_FRAME = 64 * 1024
 
 
 async def _open(ws: WebSocket, state: ServerState) -> tuple[LiveSession, bool] | None:
-    """Accept ``ws``; returns its session and whether the caller may type, or None (closed)."""
+    """Accept ``ws``; returns its session and whether the caller may type, or None (closed,
+    or forwarded to the server that runs the session and pumped until it ended)."""
     await ws.accept()
     try:
         principal = await authorise(ws, state, "read")
@@ -40,6 +43,15 @@ async def _open(ws: WebSocket, state: ServerState) -> tuple[LiveSession, bool] |
             record = await state.store.get_session(session_id)
             if record is None:
                 raise ApiError(404, "not_found", f"no session {session_id!r}")
+            elsewhere = record.server != state.server_id and record.state in LIVE_STATES
+            if elsewhere and FORWARDED_HEADER not in ws.headers:
+                owner = await state.store.server_url(record.server, time.time())
+                if owner is not None:
+                    await forward_socket(ws, owner, state.server_id)
+                    return None
+                # its owner's lease ran out: mark it lost (never shown as running)
+                await state.store.expire_servers(time.time(), LIVE_STATES)
+                record = await state.store.get_session(session_id) or record
             raise ApiError(409, "session_not_running", f"session {session_id} is {record.state}")
     except Exception as exc:
         error = as_api_error(exc)

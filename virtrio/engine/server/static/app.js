@@ -149,6 +149,7 @@ async function createSession() {
   for (const [name, id] of [
     ["memory_mb", "create-memory"],
     ["cpus", "create-cpus"],
+    ["cpu_time_s", "create-cpu-time"],
     ["timeout_s", "create-timeout"],
   ]) {
     const value = numberField(id);
@@ -186,6 +187,7 @@ function select(session) {
   const display = supported.has("display") || supported.has("screenshot");
   $("screenshot").hidden = !display;
   $("screen-none").textContent = display ? "" : "This board has no display.";
+  if (session.failure) status(`${session.id} failed: ${session.failure.error}`, true);
   resetTerminal();
   if (session.state === "running" || session.state === "creating") openSockets(session.id);
 }
@@ -267,6 +269,8 @@ function openSockets(id) {
     if (message.type === "state" && app.selected !== null && app.selected.id === id) {
       app.selected.state = message.state;
       showState(message.state);
+      // a resource limit (memory, CPU time) that ended the session says so
+      if (message.failure) status(`${id} failed: ${message.failure.error}`, true);
     }
     if (message.type === "stopped") status(`Stopped at ${hex(message.pc)}.`);
   };
@@ -344,11 +348,28 @@ async function debug(action) {
 }
 
 async function screenshot() {
-  const response = await api("GET", sessionPath("/screenshot"), { raw: true });
+  let response;
+  try {
+    response = await api("GET", sessionPath("/screenshot"), { raw: true });
+  } catch (error) {
+    // the backend may have displays while this board has none: the server says which
+    if (error instanceof ApiError && error.code === "unsupported_capability") {
+      $("screenshot").hidden = true;
+      $("screen").hidden = true;
+      $("screen-none").textContent = "This board has no display.";
+      return;
+    }
+    throw error;
+  }
+  $("screen-none").textContent = "";
   const image = $("screen");
   if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+  // shown once decoded; data-taken changes with each picture (what a waiting test sees)
+  image.onload = () => {
+    image.hidden = false;
+    image.dataset.taken = String(Date.now());
+  };
   image.src = URL.createObjectURL(await response.blob());
-  image.hidden = false;
 }
 
 // --- wiring --------------------------------------------------------------------------------
