@@ -198,13 +198,6 @@ async def test_no_peer_then_a_peer(address: str) -> None:
                 assert await echo(stream, b"late", piece=2) == b"late"
 
 
-async def test_xtransport_over_a_port_is_refused_when_built() -> None:
-    spec = {"kind": "mux", "protocol": "xtransport", "port": "org.virtrio.mux0"}
-    with pytest.raises(ConfigError, match="needs an address"):
-        async with open_vm("t", channels={"x": spec}):
-            pass
-
-
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -102,14 +102,15 @@ def _check_frame_size(_: Any, attribute: attrs.Attribute[Any], value: int | None
 
 @attrs.frozen
 class MuxOptions:
-    """``mux``: streams over any address (yamux, or xtransport: a connection per stream), or
-    yamux over a VM's virtio-serial port."""
+    """``mux``: streams over any address or a VM's virtio-serial port: yamux, or xtransport (a
+    connection per stream; over a port, one stream at a time)."""
 
     address: str | None = attrs.field(default=None, validator=_check_address)
-    #: A virtio-serial port of the VM to run it over (instead of ``address``; yamux only).
+    #: A virtio-serial port of the VM to run it over (instead of ``address``).
     port: str | None = None
     #: ``yamux``: streams multiplexed on one connection; ``xtransport``: each stream a
-    #: connection of its own (xtransport frames messages, it does not multiplex).
+    #: connection of its own (xtransport frames messages, it does not multiplex), or over a
+    #: port, one stream at a time on the port's one connection.
     protocol: Literal["yamux", "xtransport"] = "yamux"
     #: yamux: True, this side is the client (opens odd stream ids); xtransport always dials.
     client: bool = True
@@ -127,12 +128,6 @@ class MuxOptions:
                 )
         elif not self.client:
             raise ConfigError("client: false is for yamux: over xtransport this side dials")
-        elif self.address is None:
-            raise ConfigError(
-                "protocol xtransport needs an address (vsock://, unix:, tcp://) whose peer"
-                " accepts a connection per stream: xtransport does not multiplex, and a"
-                " virtio-serial port carries one connection at a time (use yamux over a port)"
-            )
 
 
 def _supervisor(ctx: ChannelContext, connect: Any) -> Supervisor[Any]:
@@ -320,15 +315,27 @@ def _build_xtransport_mux(ctx: ChannelContext, options: MuxOptions) -> BuiltChan
 
     from ._xmux import XtransportMux, open_xtransport_probe
 
-    assert options.address is not None  # MuxOptions checked it
-    address = parse_address(options.address)
+    # over a port (one connection at a time) the streams take turns on the supervised one
+    one_lane = options.address is None
+    if options.address is not None:
+        address = parse_address(options.address)
+    else:
+        port = options.port or f"org.virtrio.{ctx.channel}"
+        address = ctx.port(port, what=f"an address (or the port {port!r})")
     config = XtransferConfig(max_frame_size=options.frame_size or 4096, ack=bool(options.ack))
     supervisor = _supervisor(
         ctx,
-        lambda: open_xtransport_probe(address, config, connect_timeout=ctx.connect_timeout),
+        lambda: open_xtransport_probe(
+            address, config, connect_timeout=ctx.connect_timeout, carries_lanes=one_lane
+        ),
     )
     handle = XtransportMux(
-        supervisor, address, config, ctx.call_timeout, connect_timeout=ctx.connect_timeout
+        supervisor,
+        address,
+        config,
+        ctx.call_timeout,
+        connect_timeout=ctx.connect_timeout,
+        one_lane=one_lane,
     )
     return BuiltChannel(handle, handle.run, lambda: supervisor.state, "mux")
 

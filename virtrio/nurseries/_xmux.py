@@ -26,8 +26,12 @@ What the rest of a mux handle means here:
 * **ping()**: xtransport has no ping: raises :class:`~virtrio.errors.LocalProtocolError`; the
   state (the probe) is the liveness signal.
 
-A virtio-serial port carries one connection at a time, so this protocol needs an address whose
-peer accepts a connection per stream (vsock, unix, tcp); over a port, use yamux.
+**Over a virtio-serial port** (``port:``), which carries one connection at a time, there is no
+connection per stream: the supervised connection *is* the port's, and it carries **one lane at a
+time**. ``open_stream()`` waits (up to its deadline) while another stream is open; closing a
+stream ends its lane and reads to the peer's end of it, so the next stream starts clean. A peer
+that does not end the lane within a moment leaves the connection out of step: it is closed, and
+the supervisor reconnects. Close streams (``async with``): an abandoned one holds the port.
 """
 
 from __future__ import annotations
@@ -49,8 +53,13 @@ from virtrio.channels.xtransfer import (
     XtransferStream,
     open_xtransfer,
 )
-from virtrio.errors import ChannelUnavailableError, ConnectionLostError, LocalProtocolError
-from virtrio.primitives import SupervisedHandle
+from virtrio.errors import (
+    ChannelUnavailableError,
+    ConnectionLostError,
+    LocalProtocolError,
+    VirtrioTimeoutError,
+)
+from virtrio.primitives import Deadline, SupervisedHandle
 
 __all__ = ["XtransportMux", "XtransportProbe", "open_xtransport_probe"]
 
@@ -65,6 +74,8 @@ class XtransportProbe:
     address: Address
     #: Why the probe ended (for the DISCONNECTED state change).
     closed_reason: BaseException | None = None
+    #: True over a port: the connection carries the lanes, so the probe reads nothing itself.
+    carries_lanes: bool = False
 
     @property
     def is_connected(self) -> bool:
@@ -73,6 +84,12 @@ class XtransportProbe:
 
     async def wait_closed(self) -> None:
         """Return once the peer closed the probe connection or it failed."""
+        if self.carries_lanes:
+            await self.channel.wait_closed()
+            self.closed_reason = ConnectionLostError(
+                f"{self.address}: the connection ended", address=str(self.address)
+            )
+            return
         try:
             while True:
                 await self.channel.receive()
@@ -87,12 +104,17 @@ class XtransportProbe:
 
 @asynccontextmanager
 async def open_xtransport_probe(
-    address: Address, config: XtransferConfig, *, connect_timeout: float
+    address: Address,
+    config: XtransferConfig,
+    *,
+    connect_timeout: float,
+    carries_lanes: bool = False,
 ) -> AsyncIterator[XtransportProbe]:
-    """Dial ``address`` and hold the connection as the probe of an xtransport mux."""
+    """Dial ``address`` and hold the connection as the probe of an xtransport mux (over a
+    port, ``carries_lanes``: the connection its streams run on, one at a time)."""
     stream = await open_stream(address, connect_timeout=connect_timeout)
     async with open_xtransfer(stream, config) as channel:
-        yield XtransportProbe(channel, address)
+        yield XtransportProbe(channel, address, carries_lanes=carries_lanes)
 
 
 class XtransportMux(SupervisedHandle[XtransportProbe]):
@@ -106,6 +128,8 @@ class XtransportMux(SupervisedHandle[XtransportProbe]):
         config: the xtransport options of every connection.
         call_timeout: the default deadline of a call, the wait for a reconnect included.
         connect_timeout: the deadline of one dial.
+        one_lane: the address is a virtio-serial port: streams run one at a time on the
+            supervised connection (see the module docstring).
     """
 
     def __init__(
@@ -116,6 +140,7 @@ class XtransportMux(SupervisedHandle[XtransportProbe]):
         call_timeout: float = math.inf,
         *,
         connect_timeout: float = 10.0,
+        one_lane: bool = False,
     ) -> None:
         super().__init__(supervisor, call_timeout)
         #: Where every stream (and the probe) connects.
@@ -126,6 +151,9 @@ class XtransportMux(SupervisedHandle[XtransportProbe]):
         self._nursery: trio.Nursery | None = None
         self._count = 0
         self._open = 0
+        #: True over a virtio-serial port: one stream at a time, on the supervised connection.
+        self.one_lane = one_lane
+        self._lane_slot = trio.Semaphore(1)
 
     @property
     def open_streams(self) -> int:
@@ -153,6 +181,8 @@ class XtransportMux(SupervisedHandle[XtransportProbe]):
             ConnectError: the dial failed (the peer went away since the probe connected).
         """
         _, deadline = await self._connected(timeout)
+        if self.one_lane:
+            return await self._open_lane(deadline)
         nursery = self._nursery
         if nursery is None:
             raise ChannelUnavailableError(f"channel {self.supervisor.name} is not running")
@@ -161,6 +191,36 @@ class XtransportMux(SupervisedHandle[XtransportProbe]):
         connect_timeout = min(self.connect_timeout, max(deadline.remaining(), 0.0))
         lane: XtransferStream = await nursery.start(self._hold, name, connect_timeout)
         return lane
+
+    async def _open_lane(self, deadline: Deadline) -> XtransferStream:
+        acquired = False
+        with trio.move_on_at(deadline.at):
+            await self._lane_slot.acquire()
+            acquired = True
+        if not acquired:
+            raise VirtrioTimeoutError(
+                f"{self.supervisor.name}: another stream still holds the port (xtransport over"
+                " a port carries one stream at a time: close it first)"
+            )
+        try:
+            # (the connection may have been replaced while this call waited)
+            probe, _ = await self._connected(deadline.remaining())
+        except BaseException:
+            self._lane_slot.release()
+            raise
+        self._count += 1
+        self._open += 1
+
+        def release() -> None:
+            self._open -= 1
+            self._lane_slot.release()
+
+        return XtransferStream(
+            probe.channel,
+            name=f"{self.supervisor.name} stream {self._count}",
+            keep_open=True,
+            on_close=release,
+        )
 
     async def _hold(
         self, name: str, connect_timeout: float, *, task_status: trio.TaskStatus[XtransferStream]

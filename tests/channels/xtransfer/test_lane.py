@@ -87,3 +87,46 @@ async def test_a_connection_closed_mid_lane_is_lost_not_eof() -> None:
         with pytest.raises(trio.ClosedResourceError):
             await left.send_all(b"x")  # the lane closed by us: ClosedResourceError
         nursery.cancel_scope.cancel()
+
+
+async def test_kept_open_lanes_follow_one_another_on_one_connection() -> None:
+    async with trio.open_nursery() as nursery:
+        left, right = await lane_pair(nursery, XtransferConfig(max_frame_size=64))
+        released = []
+        for i in range(3):
+            ours = XtransferStream(
+                left.channel, name=f"lane {i}", keep_open=True, on_close=lambda: released.append(1)
+            )
+            theirs = XtransferStream(right.channel, name=f"peer {i}", keep_open=True)
+            await ours.send(b"request %d" % i)
+            assert await theirs.receive() == b"request %d" % i
+            await theirs.send(b"reply %d" % i)
+            await theirs.send(b"unread %d" % i)  # what ours never reads is discarded at close
+            await theirs.send_eof()
+
+            async def close_theirs(theirs: XtransferStream = theirs) -> None:
+                assert await theirs.receive_some() == b""  # ours ended its side in aclose()
+                await theirs.aclose()
+
+            nursery.start_soon(close_theirs)
+            assert await ours.receive() == b"reply %d" % i
+            await ours.aclose()
+            assert len(released) == i + 1
+            assert left.channel.is_connected  # ready for the next lane
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_kept_open_lane_whose_peer_never_ends_it_closes_the_connection(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        left, _right = await lane_pair(nursery, XtransferConfig())
+        released = []
+        ours = XtransferStream(
+            left.channel, name="lane", keep_open=True, on_close=lambda: released.append(1)
+        )
+        await ours.send(b"hello")
+        await ours.aclose()  # the peer never sends its end of the lane: out of step
+        assert released == [1]
+        assert not left.channel.is_connected
+        nursery.cancel_scope.cancel()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+from collections.abc import Callable
 
 import trio
 
@@ -50,7 +51,11 @@ class XtransferStream(trio.abc.HalfCloseableStream):
     * ``send(message)`` / ``receive()`` keep message boundaries, for a peer that has them;
       ``receive()`` raises :class:`trio.EndOfChannel` at the end of the lane.
     * ``aclose()`` ends the lane if we had not (the peer reads ``b""``, as after a TCP
-      close) and closes the connection.
+      close) and closes the connection; with ``keep_open=True`` (a connection that carries one
+      lane after another, such as a virtio-serial port) it also reads to the peer's end of the
+      lane, discarding the rest, and leaves the connection open for the next lane, unless that
+      end does not come within :data:`CLOSE_TIMEOUT` (the connection is then out of step, and
+      closed).
 
     Errors: :class:`XtransferLaneLostError` (a ``ConnectionLostError`` and a
     ``trio.BrokenResourceError``) when the connection ended or failed before the peer ended the
@@ -58,10 +63,19 @@ class XtransferStream(trio.abc.HalfCloseableStream):
     ``trio.ClosedResourceError`` after our own ``aclose()`` (or a send after ``send_eof()``).
     """
 
-    def __init__(self, channel: XtransferChannel, *, name: str = "xtransport lane") -> None:
+    def __init__(
+        self,
+        channel: XtransferChannel,
+        *,
+        name: str = "xtransport lane",
+        keep_open: bool = False,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         #: The xtransport channel of this lane's connection.
         self.channel = channel
         self.name = name
+        self.keep_open = keep_open
+        self._on_close = on_close
         self._pending = b""  # the rest of a message a receive_some(max_bytes) cut
         self._eof_received = False
         self._eof_sent = False
@@ -155,7 +169,30 @@ class XtransferStream(trio.abc.HalfCloseableStream):
                 except (ConnectionLostError, XtransferError, trio.BrokenResourceError) as exc:
                     log.debug("%s: the end of the lane was not sent: %s", self.name, exc)
         self._closed = True
-        await self.channel.aclose()
+        try:
+            if not (self.keep_open and await self._finish_lane(cancelled)):
+                await self.channel.aclose()
+        finally:
+            on_close, self._on_close = self._on_close, None
+            if on_close is not None:
+                on_close()
+
+    async def _finish_lane(self, cancelled: bool) -> bool:
+        """Read to the peer's end of the lane (discarding what comes before it), shielded, for
+        at most :data:`CLOSE_TIMEOUT`; True if the connection can carry the next lane."""
+        if cancelled or not self._eof_sent or not self.channel.is_connected:
+            return False
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            try:
+                while not self._eof_received:
+                    if not await self.channel.receive():
+                        self._eof_received = True
+            except (trio.EndOfChannel, ConnectionLostError, XtransferError) as exc:
+                log.debug("%s: the peer's end of the lane did not come: %s", self.name, exc)
+                return False
+        if not self._eof_received:
+            log.debug("%s: no end of the lane within %g s: closing", self.name, CLOSE_TIMEOUT)
+        return self._eof_received
 
     def _check_open(self) -> None:
         if self._closed:
