@@ -60,7 +60,14 @@ class AuthError(Exception):
 class Authenticator:
     """Checks API keys and bearer tokens against the store."""
 
-    def __init__(self, store: Store, *, secret: bytes, token_ttl: float = 3600.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        secret: bytes,
+        token_ttl: float = 3600.0,
+        key_cache_ttl: float = 1.0,
+    ) -> None:
         from argon2 import PasswordHasher  # the server extra
 
         self._store = store
@@ -68,6 +75,30 @@ class Authenticator:
         self._hasher = PasswordHasher()
         self._verified: dict[bytes, str] = {}
         self.token_ttl = token_ttl
+        #: Seconds a key's record is reused before the store is asked again. Every request
+        #: names its key, and the store's answer costs a worker-thread trip (most of a cheap
+        #: request's server time); a key revoked here is forgotten at once, one revoked on
+        #: another server of the same store is refused here within this many seconds.
+        self.key_cache_ttl = key_cache_ttl
+        self._records: dict[str, tuple[float, KeyRecord | None]] = {}
+
+    def forget(self, key_id: str) -> None:
+        """Drop what is cached of ``key_id`` (after revoking it)."""
+        self._records.pop(key_id, None)
+
+    async def _record(self, key_id: str) -> KeyRecord | None:
+        import trio
+
+        now = trio.current_time()
+        cached = self._records.get(key_id)
+        if cached is not None and now - cached[0] < self.key_cache_ttl:
+            return cached[1]
+        record = await self._store.get_key(key_id)
+        if record is not None:  # (unknown ids are not kept: a caller could fill the cache)
+            if len(self._records) > 4096:
+                self._records.clear()
+            self._records[key_id] = (now, record)
+        return record
 
     async def create_key(self, role: Role, name: str = "") -> tuple[KeyRecord, str]:
         """Store a new key; returns its record and the key (shown once)."""
@@ -91,7 +122,7 @@ class Authenticator:
         parts = key.split("_", 2)
         if len(parts) != 3 or parts[0] != "vk":
             raise AuthError("malformed API key (expected vk_<id>_<secret>)")
-        record = await self._store.get_key(parts[1])
+        record = await self._record(parts[1])
         if record is None or record.revoked:
             raise AuthError("unknown or revoked API key")
         fingerprint = hashlib.sha256(key.encode()).digest()
@@ -127,7 +158,7 @@ class Authenticator:
             raise AuthError("the bearer token has expired") from None
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid bearer token: {exc}") from None
-        record = await self._store.get_key(str(claims["sub"]))
+        record = await self._record(str(claims["sub"]))
         if record is None or record.revoked:
             raise AuthError("the bearer token's key is unknown or revoked")
         return Principal(record.id, Role(record.role))

@@ -196,6 +196,7 @@ async def list_keys(ctx: Ctx) -> Response:
 async def revoke_key(ctx: Ctx) -> Response:
     if not await ctx.state.store.revoke_key(ctx.param("kid")):
         raise ApiError(404, "not_found", f"no key {ctx.param('kid')!r}")
+    ctx.state.auth.forget(ctx.param("kid"))  # refused from the next request on
     return Response(status_code=204)
 
 
