@@ -19,11 +19,11 @@ caller's deadline. :func:`parse_libvirt_uri` validates a connection URI with a c
 :mod:`virtrio.nurseries.host`.
 """
 
+from ._blocking import run_blocking as run_blocking
 from ._connection import (
     DomainSummary as DomainSummary,
     LibvirtConnection as LibvirtConnection,
     open_connection as open_connection,
-    run_blocking as run_blocking,
 )
 from ._domain import (
     LibvirtDomain as LibvirtDomain,

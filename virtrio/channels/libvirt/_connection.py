@@ -9,9 +9,7 @@ that outlives its deadline is abandoned (its thread finishes on its own) and rai
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
@@ -21,16 +19,17 @@ import attrs
 import trio
 
 from virtrio.channels.qmp import QmpEvent
-from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
+from virtrio.errors import ConnectionLostError
 from virtrio.primitives import Fanout, Subscription, open_service_nursery
 
-from ._errors import VIR_ERR_NO_SUPPORT, LibvirtLocalError, translate_error
+from ._blocking import _libvirt, run_blocking
+from ._errors import VIR_ERR_NO_SUPPORT, LibvirtLocalError
 from ._eventloop import ensure_event_loop
 from ._events import DomainEvent, EventKind, register_domain_events
 from ._qmp_events import QmpEventRegistrations
 from ._uri import LibvirtUri
 
-__all__ = ["DomainSummary", "LibvirtConnection", "open_connection", "run_blocking"]
+__all__ = ["DomainSummary", "LibvirtConnection", "open_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -39,43 +38,10 @@ R = TypeVar("R")
 #: Default number of libvirt calls one connection runs at once in worker threads.
 DEFAULT_CONCURRENCY = 8
 
+#: How long closing a connection waits for the calls still running in its worker threads.
+_CLOSE_DRAIN = 1.0
+
 _CLOSE_REASONS = {0: "error", 1: "end of file", 2: "keepalive timeout", 3: "closed by client"}
-
-
-@functools.cache
-def _libvirt() -> Any:
-    """Import libvirt once, with its default stderr error printer silenced."""
-    try:
-        import libvirt
-    except ImportError as exc:  # pragma: no cover - the extra is installed in tests
-        raise ImportError("libvirt support needs `pip install virtrio[libvirt]`") from exc
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    return libvirt
-
-
-async def run_blocking(
-    fn: Callable[..., R],
-    *args: Any,
-    what: str,
-    uri: str,
-    timeout: float = math.inf,
-    limiter: trio.CapacityLimiter | None = None,
-    connecting: bool = False,
-) -> R:
-    """Run the blocking libvirt call ``fn(*args)`` in a worker thread within ``timeout`` seconds.
-
-    Raises:
-        VirtrioTimeoutError: no result in time (the thread is abandoned and finishes alone).
-        VirtrioError: libvirt's error, translated (see :func:`._errors.translate_error`).
-    """
-    libvirt = _libvirt()
-    call = functools.partial(fn, *args)
-    with trio.move_on_after(timeout):
-        try:
-            return await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
-        except libvirt.libvirtError as exc:
-            raise translate_error(exc, what, uri=uri, connecting=connecting) from None
-    raise VirtrioTimeoutError(f"libvirt {uri}: {what}: no answer within {timeout:g} s")
 
 
 @attrs.frozen
@@ -364,8 +330,23 @@ class LibvirtConnection:
 
         self._mark_closed(ConnectionLostError(f"libvirt {self.uri}: closed", address=self.uri))
         with trio.CancelScope(shield=True):
-            # not abandoned: close must finish before the event loop may be torn down
-            await trio.to_thread.run_sync(close, limiter=self.limiter)
+            # Calls their callers gave up on (a deadline, a lost connection) may still run in
+            # worker threads on this connection, each holding a limiter token until its thread
+            # returns. Closing under them once crashed libvirt's client (a segfault in
+            # qemuMonitorCommand, libvirtd SIGKILLed under pending calls): let them return
+            # first, for a moment (a daemon that never answers keeps them for good).
+            tokens: list[object] = []
+            with trio.move_on_after(_CLOSE_DRAIN):
+                for _ in range(int(self.limiter.total_tokens)):
+                    token = object()
+                    await self.limiter.acquire_on_behalf_of(token)
+                    tokens.append(token)
+            try:
+                # not abandoned: close must finish before the event loop may be torn down
+                await trio.to_thread.run_sync(close)
+            finally:
+                for token in tokens:
+                    self.limiter.release_on_behalf_of(token)
 
 
 @asynccontextmanager

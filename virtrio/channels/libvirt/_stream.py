@@ -14,7 +14,7 @@ import trio
 
 from virtrio.errors import ConnectionLostError
 
-from ._connection import _libvirt, run_blocking
+from ._blocking import _libvirt, run_blocking
 from ._errors import translate_error
 
 if TYPE_CHECKING:
