@@ -15,6 +15,7 @@ and the paths stay the same when QEMU is restarted.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -29,6 +30,7 @@ import trio
 from virtrio.channels import Address
 from virtrio.errors import ConfigError
 
+from ._child import Child, die_with_parent, spawn_here
 from ._guest import GuestImage
 
 __all__ = [
@@ -105,7 +107,7 @@ class QemuProcess:
 
     machine: QemuMachine
     workdir: Path
-    process: trio.Process
+    process: Child
     qmp_address: Address
     #: Host socket per virtio-serial port name (the agent's is ``org.qemu.guest_agent.0``;
     #: the serial console's, with ``console_socket``, is ``console``).
@@ -289,9 +291,13 @@ async def open_qemu(
         folder = Path(workdir) if workdir is not None else Path(tmp)
         launch = plan_launch(machine, folder)
         try:
+            if shutil.which(launch.argv[0]) is None:  # (under setpriv it would only exit 127)
+                raise FileNotFoundError(launch.argv[0])
             with launch.log.open("wb") as log_file:
-                process = await trio.lowlevel.open_process(
-                    launch.argv,
+                # forked in this thread under a death signal: QEMU dies with this process,
+                # even a SIGKILLed one (see virtrio.engine._child)
+                process = await spawn_here(
+                    die_with_parent(launch.argv),
                     pass_fds=launch.pass_fds,
                     stdin=subprocess.DEVNULL,
                     stdout=log_file,
@@ -320,7 +326,7 @@ async def open_qemu(
 
 
 class _Stoppable(Protocol):
-    """What :func:`_stop` needs of a process (a trio.Process or a backends Child)."""
+    """What :func:`_stop` needs of a process (a :class:`~virtrio.engine._child.Child`)."""
 
     @property
     def returncode(self) -> int | None: ...

@@ -15,32 +15,17 @@ import trio
 from virtrio.channels import Address, open_stream
 from virtrio.channels.gdb import GdbClient, open_gdb
 from virtrio.channels.qmp import QmpClient, open_qmp
+from virtrio.engine._child import Child, die_with_parent, spawn_here
 from virtrio.engine._qemu import _listen, _stop
 from virtrio.errors import ConnectError, ConnectionLostError, VirtrioError
 from virtrio.primitives import open_service_nursery
 
-from ._child import Child, spawn_here
 from ._console import ConsoleBuffer, pump_console
 from ._limits import AppliedLimits, ResourceLimitExceededError
 from ._snapshots import incoming_from_file
 from ._types import BackendExitedError, BackendStartError, BackendUnavailableError
 
-__all__ = ["QemuRun", "RunSpec", "die_with_parent", "serve_run"]
-
-
-def die_with_parent(argv: list[str]) -> list[str]:
-    """``argv`` run through util-linux's ``setpriv --pdeathsig KILL``: the emulator gets
-    SIGKILL when the process that started it dies (a SIGKILLed server leaves no QEMU behind).
-
-    Why a wrapper: ``preexec_fn`` runs Python between fork and exec, unsafe in a process with
-    threads. setpriv calls prctl(PR_SET_PDEATHSIG) and execs the program (the same pid; the
-    setting survives exec). The signal follows the *thread* that forked, so the child is forked
-    by :func:`spawn_here` in Trio's own thread, which lives as long as the server.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:  # util-linux is essential on Debian; without it, no death signal
-        return list(argv)
-    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+__all__ = ["QemuRun", "RunSpec", "serve_run"]
 
 
 @attrs.frozen

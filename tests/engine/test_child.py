@@ -9,8 +9,7 @@ import threading
 
 import trio
 
-from virtrio.engine.backends._child import Child, spawn_here
-from virtrio.engine.backends._qemu_run import die_with_parent
+from virtrio.engine._child import Child, die_with_parent, spawn_here
 
 
 def test_the_death_signal_follows_the_thread_that_spawned() -> None:

@@ -1,14 +1,16 @@
-"""A child process forked by the Trio thread itself, for a death signal that lasts.
+"""A child process forked by the Trio thread itself, for a death signal that lasts: every QEMU
+the engine or the server starts dies with the process that started it, even a SIGKILLed one.
 
 PR_SET_PDEATHSIG follows the *thread* that forked the child, not the process: a child started by
 ``trio.lowlevel.open_process`` is forked in a worker thread of Trio's cache, which exits after
 10 s idle, and the kernel then kills the child. Forked here, in the thread that runs Trio (which
-lives as long as the server), the signal comes only when the server dies.
+lives as long as the program), the signal comes only when the program dies.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -16,7 +18,7 @@ from typing import IO, Any
 
 import trio
 
-__all__ = ["Child", "spawn_here"]
+__all__ = ["Child", "die_with_parent", "spawn_here"]
 
 
 class Child:
@@ -73,3 +75,19 @@ async def spawn_here(argv: Sequence[str], **options: Any) -> Child:
     await trio.lowlevel.checkpoint()
     # the point is to fork in this thread, not in a worker (see the module docstring)
     return Child(subprocess.Popen(list(argv), **options))  # noqa: ASYNC220
+
+
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run through util-linux's ``setpriv --pdeathsig KILL``: the emulator gets
+    SIGKILL when the process that started it dies (a SIGKILLed engine or server leaves no QEMU
+    behind).
+
+    Why a wrapper: ``preexec_fn`` runs Python between fork and exec, unsafe in a process with
+    threads. setpriv calls prctl(PR_SET_PDEATHSIG) and execs the program (the same pid; the
+    setting survives exec). The signal follows the *thread* that forked, so the child is forked
+    by :func:`spawn_here` in Trio's own thread, which lives as long as the program.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:  # util-linux is essential on Debian; without it, no death signal
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
