@@ -9,12 +9,14 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import attrs
 import httpx
 import pytest
+import trio
+from trio_websocket import WebSocketConnection, wrap_client_stream
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -139,3 +141,26 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     finally:
         server.close()
         assert stop_server(server) == 0
+
+
+@contextlib.asynccontextmanager
+async def owned_websocket(served: Served, resource: str) -> AsyncIterator[WebSocketConnection]:
+    """A WebSocket on ``served`` at ``resource`` (path and query) that owns its TCP stream:
+    trio-websocket's client waits for the server's TCP close (RFC 6455), which may come after
+    the block when the server closes first; this closes the stream itself."""
+    host, port = served.url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream, trio.open_nursery() as nursery:
+        yield await wrap_client_stream(nursery, stream, host, resource)
+        nursery.cancel_scope.cancel()
+
+
+async def binary_until(ws: WebSocketConnection, text: bytes, timeout: float = 60) -> bytes:
+    """The binary frames of ``ws`` joined, read until ``text`` is among them."""
+    seen = b""
+    with trio.fail_after(timeout):
+        while text not in seen:
+            message = await ws.get_message()
+            if isinstance(message, bytes):
+                seen += message
+    return seen

@@ -7,11 +7,11 @@ artefact served under its digest. One session for the module."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import struct
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -21,12 +21,11 @@ from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     open_websocket_url,
-    wrap_client_stream,
 )
 
 from tests.peers.programs import BareMetalProgram, build_program
 
-from .conftest import Served
+from .conftest import Served, binary_until, owned_websocket
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +49,6 @@ def session(served: Served) -> Iterator[str]:
 def _ws_url(served: Served, session_id: str, stream: str, role: str) -> str:
     base = served.url.replace("http://", "ws://")
     return f"{base}/api/v1/sessions/{session_id}/{stream}?api_key={served.keys[role]}"
-
-
-async def _receive_until(ws: WebSocketConnection, text: bytes) -> bytes:
-    seen = b""
-    with trio.fail_after(60):
-        while text not in seen:
-            message = await ws.get_message()
-            if isinstance(message, bytes):
-                seen += message
-    return seen
 
 
 async def _next_event(ws: WebSocketConnection, kind: str, **match: Any) -> dict[str, Any]:
@@ -119,8 +108,8 @@ async def test_debug_a_program_through_the_api(
         assert (await api.delete(f"{s}/debug/breakpoints/{listed[0]['id']}")).status_code == 204
         await api.post(f"{s}/debug/continue")
         # the banner reaches both viewers; a viewer's keystrokes are refused
-        assert program.banner in await _receive_until(viewer, program.banner)
-        assert program.banner in await _receive_until(owner, program.banner)
+        assert program.banner in await binary_until(viewer, program.banner)
+        assert program.banner in await binary_until(owner, program.banner)
         await viewer.send_message(b"x")
         with trio.fail_after(60):
             while isinstance(reply := await viewer.get_message(), bytes):
@@ -128,8 +117,8 @@ async def test_debug_a_program_through_the_api(
         assert json.loads(reply)["code"] == "forbidden"
         # the owner's keystrokes go to the UART: the program echoes them to every viewer
         await owner.send_message(b"typed-by-owner")
-        assert b"typed-by-owner" in await _receive_until(viewer, b"typed-by-owner")
-        assert b"typed-by-owner" in await _receive_until(owner, b"typed-by-owner")
+        assert b"typed-by-owner" in await binary_until(viewer, b"typed-by-owner")
+        assert b"typed-by-owner" in await binary_until(owner, b"typed-by-owner")
         interrupted = await api.post(f"{s}/debug/interrupt")
         assert interrupted.json() == {"state": "stopped"}
 
@@ -168,17 +157,11 @@ async def _next_event_task(events: WebSocketConnection, task_id: str) -> None:
                 return
 
 
-@asynccontextmanager
-async def _server_closed(served: Served, url: str) -> AsyncIterator[WebSocketConnection]:
-    """A WebSocket the server will close: trio-websocket's client waits for the server's TCP
-    close (RFC 6455), which may come after the block; this owns the stream and closes it."""
-    host, port = served.url.removeprefix("http://").split(":")
-    resource = url.split(served.url.replace("http://", "ws://"), 1)[1]
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream, trio.open_nursery() as nursery:
-        ws = await wrap_client_stream(nursery, stream, host, resource)
-        yield ws
-        nursery.cancel_scope.cancel()
+def _server_closed(
+    served: Served, url: str
+) -> contextlib.AbstractAsyncContextManager[WebSocketConnection]:
+    """A WebSocket at ``url`` the server will close."""
+    return owned_websocket(served, url.split(served.url.replace("http://", "ws://"), 1)[1])
 
 
 async def test_console_refusals_and_end_of_session(served: Served) -> None:
@@ -239,7 +222,7 @@ async def test_console_history_goes_out_in_bounded_frames(
         typed = b"0123456789abcdef" * (MAX_FRAME // 16 + 1) + b"END"  # the UART echoes ~8 KB/s
         async with open_websocket_url(_ws_url(served, made["id"], "console", "developer")) as ws:
             await ws.send_message(typed)
-            await _receive_until(ws, b"END")
+            await binary_until(ws, b"END")
         # a viewer arriving later gets the history (> 1 frame's worth) in frames <= MAX_FRAME
         async with open_websocket_url(_ws_url(served, made["id"], "console", "viewer")) as ws:
             frames: list[bytes] = []

@@ -6,9 +6,9 @@ console history a session keeps (and sends a late viewer) is capped (``--console
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,13 +18,12 @@ from trio_websocket import (
     ConnectionClosed,
     WebSocketConnection,
     open_websocket_url,
-    wrap_client_stream,
 )
 
 from tests.peers.programs import BareMetalProgram, build_program
 from virtrio.engine.backends import cgroup_support
 
-from .conftest import Served, create_key, start_server, stop_server
+from .conftest import Served, binary_until, create_key, owned_websocket, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
@@ -64,16 +63,12 @@ def _qemu_of(session_id: str) -> int:
     raise AssertionError(f"no QEMU runs session {session_id}")
 
 
-@asynccontextmanager
-async def _server_closed(served: Served, session_id: str) -> AsyncIterator[WebSocketConnection]:
-    """The session's events WebSocket, which the server will close: trio-websocket's client
-    waits for the server's TCP close, which may come after the block; this owns the stream."""
-    host, port = served.url.removeprefix("http://").split(":")
-    resource = f"/api/v1/sessions/{session_id}/events?api_key={served.keys['developer']}"
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream, trio.open_nursery() as nursery:
-        yield await wrap_client_stream(nursery, stream, host, resource)
-        nursery.cancel_scope.cancel()
+def _server_closed(
+    served: Served, session_id: str
+) -> contextlib.AbstractAsyncContextManager[WebSocketConnection]:
+    """The session's events WebSocket, which the server will close."""
+    key = served.keys["developer"]
+    return owned_websocket(served, f"/api/v1/sessions/{session_id}/events?api_key={key}")
 
 
 def _start(client: httpx.Client, session_id: str, program: BareMetalProgram) -> None:
@@ -231,16 +226,6 @@ async def test_a_session_over_its_memory_limit_is_failed_and_says_why(
     assert (answer["state"], answer["failure"]["details"]) == ("failed", memory)
 
 
-async def _console_until(ws: WebSocketConnection, text: bytes) -> bytes:
-    seen = b""
-    with trio.fail_after(60):
-        while text not in seen:
-            message = await ws.get_message()
-            if isinstance(message, bytes):
-                seen += message
-    return seen
-
-
 async def test_the_console_history_kept_per_session_is_capped(
     capped: Served, program: BareMetalProgram
 ) -> None:
@@ -253,13 +238,13 @@ async def test_the_console_history_kept_per_session_is_capped(
     try:
         async with open_websocket_url(url) as owner:
             await trio.to_thread.run_sync(_start, client, session_id, program)
-            assert program.banner in await _console_until(owner, program.banner)
+            assert program.banner in await binary_until(owner, program.banner)
             typed = b"0123456789abcdef" * 192 + b"END"  # 3 KiB the program echoes back
             await owner.send_message(typed)
-            assert typed in await _console_until(owner, b"END")
+            assert typed in await binary_until(owner, b"END")
         # a viewer arriving later gets only the last KiB: the banner is no longer kept
         async with open_websocket_url(url) as late:
-            history = await _console_until(late, b"END")
+            history = await binary_until(late, b"END")
         assert len(history) <= 1024
         assert history.endswith(typed[-1024:])
         assert program.banner not in history

@@ -5,21 +5,20 @@ session asked of the server that does not run it are forwarded to the one that d
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from tests.peers.programs import build_program
 
-from .conftest import Served, create_key, start_server, stop_server
+from .conftest import Served, binary_until, create_key, owned_websocket, start_server, stop_server
 
 
 def test_two_servers_share_sessions_redirect_and_lose_a_dead_owners(
@@ -62,24 +61,11 @@ def test_two_servers_share_sessions_redirect_and_lose_a_dead_owners(
         assert stop_server(b) == 0
 
 
-@asynccontextmanager
-async def _socket(served: Served, path: str, key: str) -> AsyncIterator[WebSocketConnection]:
+def _socket(
+    served: Served, path: str, key: str
+) -> contextlib.AbstractAsyncContextManager[WebSocketConnection]:
     """A WebSocket on ``served`` that owns its TCP stream (the server may close it first)."""
-    host, port = served.url.removeprefix("http://").split(":")
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream, trio.open_nursery() as nursery:
-        yield await wrap_client_stream(nursery, stream, host, f"{path}?api_key={key}")
-        nursery.cancel_scope.cancel()
-
-
-async def _binary_until(ws: WebSocketConnection, text: bytes) -> bytes:
-    seen = b""
-    with trio.fail_after(60):
-        while text not in seen:
-            message = await ws.get_message()
-            if isinstance(message, bytes):
-                seen += message
-    return seen
+    return owned_websocket(served, f"{path}?api_key={key}")
 
 
 async def _close_reason(ws: WebSocketConnection) -> tuple[int, str | None]:
@@ -121,9 +107,9 @@ async def test_websockets_of_another_servers_session_are_forwarded_to_it(
                 upload = await on_a.post(f"{s}/programs", content=program.elf.read_bytes())
                 started = await on_a.post(f"{s}/programs/{upload.json()['program_id']}/start")
                 assert started.status_code == 200, started.text
-                assert program.banner in await _binary_until(console, program.banner)
+                assert program.banner in await binary_until(console, program.banner)
                 await console.send_message(b"typed-through-b")  # the owner's UART echoes it
-                assert b"typed-through-b" in await _binary_until(console, b"typed-through-b")
+                assert b"typed-through-b" in await binary_until(console, b"typed-through-b")
                 with trio.fail_after(60):
                     while json.loads(await events.get_message())["type"] != "program":
                         pass
