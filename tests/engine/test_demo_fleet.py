@@ -10,18 +10,10 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.peers import echo_through
 from virtrio.engine import default_fleet, open_engine
 
 pytestmark = pytest.mark.slow
-
-
-async def echo(stream: trio.abc.HalfCloseableStream, payload: bytes) -> bytes:
-    await stream.send_all(payload)
-    await stream.send_eof()
-    out = b""
-    while chunk := await stream.receive_some():
-        out += chunk
-    return out
 
 
 async def test_a_demo_guest_with_every_channel(qemu_binary: str, tmp_path: Path) -> None:
@@ -37,7 +29,7 @@ async def test_a_demo_guest_with_every_channel(qemu_binary: str, tmp_path: Path)
 
         async def one(i: int) -> None:
             stream = await mux.open_stream()
-            results[i] = await echo(stream, f"stream {i} ".encode() * 1000)
+            results[i] = await echo_through(stream, f"stream {i} ".encode() * 1000)
 
         async with trio.open_nursery() as nursery:
             for i in range(4):

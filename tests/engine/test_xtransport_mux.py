@@ -8,7 +8,6 @@ xtransport packets is our own packets, read back through the VM): one lane at a 
 from __future__ import annotations
 
 import hashlib
-import socket
 import textwrap
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import trio
 import trio.testing
 
 from tests.faults.muxserver import MuxServer
+from tests.peers import echo_through, free_tcp_address
 from virtrio.engine import open_engine
 from virtrio.engine.config import parse_fleet
 from virtrio.engine.scenario import parse_scenario, run_scenario
@@ -58,21 +58,6 @@ PORT_FLEET = textwrap.dedent("""\
 """)
 
 
-def free_tcp_address() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-async def echo(stream: trio.abc.HalfCloseableStream, payload: bytes) -> bytes:
-    await stream.send_all(payload)
-    await stream.send_eof()
-    out = b""
-    while chunk := await stream.receive_some():
-        out += chunk
-    return out
-
-
 async def test_an_xtransport_mux_in_a_fleet(qemu_binary: str, tmp_path: Path) -> None:
     address = free_tcp_address()
     server = MuxServer(address, "xtransport")
@@ -90,7 +75,7 @@ async def test_an_xtransport_mux_in_a_fleet(qemu_binary: str, tmp_path: Path) ->
                 payload = f"stream {i} ".encode() * 20_000
                 stream = await mux.open_stream()
                 async with stream:
-                    back = await echo(stream, payload)
+                    back = await echo_through(stream, payload)
                 results[i] = hashlib.sha256(back).hexdigest()
                 assert back == payload
 
@@ -112,7 +97,7 @@ async def test_an_xtransport_mux_in_a_fleet(qemu_binary: str, tmp_path: Path) ->
             await engine.wait_event("connected", vm="a", channel="x", after=seq, timeout=10)
             stream = await mux.open_stream()
             async with stream:
-                assert await echo(stream, b"after the restart") == b"after the restart"
+                assert await echo_through(stream, b"after the restart") == b"after the restart"
     finally:
         await server.stop()
 
@@ -128,7 +113,7 @@ async def test_xtransport_lanes_take_turns_on_a_guest_port(tmp_path: Path) -> No
         for i in range(3):  # lane after lane on the one connection
             payload = bytes(range(256)) * (20 + i)  # several 1 KiB packets per message
             async with await mux.open_stream(timeout=30) as lane:
-                assert await echo(lane, payload) == payload
+                assert await echo_through(lane, payload) == payload
         assert mux.open_streams == 0
 
         first = await mux.open_stream(timeout=30)
@@ -138,7 +123,7 @@ async def test_xtransport_lanes_take_turns_on_a_guest_port(tmp_path: Path) -> No
 
         async def second() -> None:
             async with await mux.open_stream(timeout=30) as lane:
-                got.append(await echo(lane, b"second"))
+                got.append(await echo_through(lane, b"second"))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(second)

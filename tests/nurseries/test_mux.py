@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.peers import start_peer, stop_peers
+from tests.peers import echo_through, start_peer, stop_peers
 from tests.peers.yamux import build_go_peer
 from virtrio.errors import ChannelUnavailableError, ConnectionLostError
 from virtrio.nurseries import Backoff, ChannelState, open_vm
@@ -27,15 +27,6 @@ def fast() -> Backoff:
     return Backoff(initial=0.02, maximum=0.1, jitter=0)
 
 
-async def echo_round_trip(stream: trio.abc.HalfCloseableStream, payload: bytes) -> bytes:
-    await stream.send_all(payload)
-    await stream.send_eof()
-    out = b""
-    while chunk := await stream.receive_some():
-        out += chunk
-    return out
-
-
 async def test_streams_through_a_restart_of_the_go_peer(
     tmp_path: Path, peers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -47,7 +38,7 @@ async def test_streams_through_a_restart_of_the_go_peer(
     async with open_vm("t", channels={"m": spec}, backoff=fast, call_timeout=10) as vm:
         mux = vm.mux("m")
         stream = await mux.open_stream()
-        assert await echo_round_trip(stream, b"hello yamux") == b"hello yamux"
+        assert await echo_through(stream, b"hello yamux") == b"hello yamux"
         assert await mux.ping() > 0
 
         in_flight = await mux.open_stream()
@@ -69,5 +60,5 @@ async def test_streams_through_a_restart_of_the_go_peer(
         (tmp_path / "mux.sock").unlink()  # a killed Go peer leaves its socket file
         start_peer(argv, peers, listens=True)  # same address
         stream = await mux.open_stream(timeout=10)  # waits for the reconnect
-        assert await echo_round_trip(stream, b"after") == b"after"
+        assert await echo_through(stream, b"after") == b"after"
         assert vm.channel_states() == {"m": ChannelState.CONNECTED}

@@ -6,7 +6,6 @@ address, over unix and tcp."""
 from __future__ import annotations
 
 import hashlib
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +15,7 @@ import trio
 import trio.testing
 
 from tests.faults.muxserver import MuxServer
+from tests.peers import free_tcp_address
 from virtrio.channels.xtransfer import XtransferLaneLostError, XtransferStream
 from virtrio.errors import (
     ChannelUnavailableError,
@@ -36,12 +36,6 @@ from virtrio.nurseries import (
 
 def fast() -> Backoff:
     return Backoff(initial=0.02, maximum=0.1, jitter=0)
-
-
-def free_tcp_address() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture(params=["unix", "tcp"])

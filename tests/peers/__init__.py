@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from typing import NoReturn
 
 import attrs
 import pytest
+import trio
 
 __all__ = [
     "PeerProcess",
+    "echo_through",
+    "free_tcp_address",
     "peer_missing",
     "require_program",
     "start_peer",
@@ -99,3 +103,20 @@ def stop_peers(started: list[subprocess.Popen[bytes]]) -> None:
         stop_process(proc)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def free_tcp_address() -> str:
+    """A ``tcp://127.0.0.1:PORT`` address free right now, for a peer started on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+async def echo_through(stream: trio.abc.HalfCloseableStream, payload: bytes) -> bytes:
+    """Send ``payload`` to an echoing peer, half-close, and return all it sent back."""
+    await stream.send_all(payload)
+    await stream.send_eof()
+    out = b""
+    while chunk := await stream.receive_some():
+        out += chunk
+    return out
