@@ -312,6 +312,7 @@ class Correlator(Generic[R]):
         if self.closed_reason is not None:
             raise self.lost_error()
         if timeout < 0 or math.isnan(timeout):
+            self._unsent(ident)
             raise ValueError(f"timeout must be a non-negative number, not {timeout!r}")
         deadline = trio.current_time() + timeout
         slot: _Slot[R] = _Slot(deadline)
@@ -339,7 +340,12 @@ class Correlator(Generic[R]):
         except trio.TooSlowError:
             timed_out = True
         finally:
-            self._slots.pop(ident, None)
+            # (once its reply came, the id may already number another call: leave its slot)
+            if self._slots.get(ident) is slot:
+                del self._slots[ident]
+            if not slot.sent and self.closed_reason is None:
+                # not a byte of it was written (a torn write closes the connection)
+                self._unsent(ident)
         if slot.reply is not None:
             return slot.reply
         if timed_out or slot.timed_out:
@@ -347,6 +353,10 @@ class Correlator(Generic[R]):
                 f"{self.name} {what} to {self.address}: no reply within {timeout:g} s"
             )
         raise self.lost_error()
+
+    def _unsent(self, ident: Hashable) -> None:
+        """A call gave up before any of its request was written: no reply will come for
+        ``ident``. (A hook for subclasses that reuse ids.)"""
 
     async def aclose(self) -> None:
         """Close the stream; pending calls fail with ConnectionLostError."""

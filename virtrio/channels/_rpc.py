@@ -68,6 +68,8 @@ class RpcConnection(Correlator[Reply]):
         super().__init__(stream, name=name, address=address)
         self.protocol = protocol
         self._on_event = on_event
+        # a core that reuses ids (QMP) takes back the id of a command never sent
+        self._release: Callable[[Any], None] | None = getattr(protocol, "release", None)
 
     async def run_reader(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -109,6 +111,10 @@ class RpcConnection(Correlator[Reply]):
                     address=self.address,
                 )
             )
+
+    def _unsent(self, ident: Any) -> None:
+        if self._release is not None:
+            self._release(ident)
 
     def _closed_locally(self) -> ConnectionLostError:
         return ConnectionLostError(

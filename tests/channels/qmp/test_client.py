@@ -12,7 +12,13 @@ import pytest
 import trio
 import trio.testing
 
-from virtrio.channels.qmp import QmpCommandError, QmpEvent, QmpLocalProtocolError, open_qmp
+from virtrio.channels.qmp import (
+    QmpCommandError,
+    QmpEvent,
+    QmpLocalProtocolError,
+    QmpProtocol,
+    open_qmp,
+)
 from virtrio.engine.guest import QemuProcess
 from virtrio.errors import (
     CommandError,
@@ -73,6 +79,49 @@ async def test_many_tasks_call_one_client_at_once(bare_qemu: QemuProcess) -> Non
         for i, value in results.items():
             assert ("running" not in value) if i % 2 else (value["status"] == "running")  # type: ignore[operator,index]
         assert len(results) == 200
+
+
+async def test_callers_that_loop_share_reused_ids_without_mixing_replies(
+    bare_qemu: QemuProcess,
+) -> None:
+    """Ids come back as replies arrive, so a caller woken by its reply may find its id already
+    numbering another caller's command: each reply still reaches its own caller."""
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+
+        async def caller(i: int) -> None:
+            for _ in range(25):
+                if i % 2:
+                    assert "running" not in await qmp.execute("query-name")
+                else:
+                    assert (await qmp.execute("query-status"))["status"] == "running"
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for i in range(16):
+                    nursery.start_soon(caller, i)
+        protocol = qmp._connection.protocol
+        assert isinstance(protocol, QmpProtocol)
+        assert protocol.unanswered == set()
+        # ids stay within the callers' number (a few digits on the wire, not a counter's)
+        ident, _ = protocol.send_command("query-status")
+        protocol.release(ident)
+        assert ident <= 16
+
+
+async def test_a_caller_cancelled_before_sending_gives_its_id_back(
+    bare_qemu: QemuProcess,
+) -> None:
+    async with open_qmp(bare_qemu.qmp_address) as qmp:
+        protocol = qmp._connection.protocol
+        assert isinstance(protocol, QmpProtocol)
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await qmp.query_status()
+        assert protocol.unanswered == set()
+        with pytest.raises(ValueError, match="non-negative"):
+            await qmp.execute("query-status", timeout=-1)
+        assert protocol.unanswered == set()
+        assert (await qmp.query_status()).running
 
 
 async def test_events_are_delivered_and_filtered(bare_qemu: QemuProcess) -> None:

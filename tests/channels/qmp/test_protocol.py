@@ -207,6 +207,37 @@ def test_errors_are_sticky_and_keep_what_came_before() -> None:
         protocol.send_command("query-status")
 
 
+def test_ids_are_reused_once_answered_and_never_while_a_reply_may_come() -> None:
+    protocol = greeted()
+    a, _ = protocol.send_command("query-status")
+    b, _ = protocol.send_command("query-status")
+    c, _ = protocol.send_command("query-status")
+    assert len({a, b, c}) == 3
+    assert protocol.unanswered == {a, b, c}
+    protocol.receive_data(b'{"return": {}, "id": %d}\r\n' % b)
+    assert events(protocol) == [Reply(b, True, {})]
+    assert protocol.unanswered == {a, c}
+    again, wire = protocol.send_command("query-name")
+    assert again == b  # the smallest free id, so ids stay short on the wire
+    assert wire == b'{"execute":"query-name","id":%d}\n' % b
+    fresh, _ = protocol.send_command("query-name")
+    assert fresh not in {a, b, c}
+    # a second reply for an id, or one never handed out, frees nothing
+    protocol.receive_data(b'{"return": {}, "id": 99}\r\n{"return": {}, "id": "x"}\r\n')
+    events(protocol)
+    assert protocol.unanswered == {a, b, c, fresh}
+
+
+def test_release_gives_back_the_id_of_a_command_never_sent() -> None:
+    protocol = greeted()
+    first, _ = protocol.send_command("query-status")
+    protocol.release(first)
+    assert protocol.unanswered == set()
+    assert protocol.send_command("query-status")[0] == first
+    protocol.release(12345)  # not handed out: nothing changes
+    assert protocol.unanswered == {first}
+
+
 def test_commands_the_state_forbids_are_refused() -> None:
     protocol = QmpProtocol()
     with pytest.raises(QmpLocalProtocolError, match="awaiting greeting"):
@@ -281,6 +312,7 @@ class QmpMachine(RuleBasedStateMachine):
         self.expected: list[Any] = []  # the events those bytes hold, in order
         self.inbox: list[tuple[int, str]] = []  # commands QEMU has not answered yet
         self.greeted = self.qemu_negotiated = self.ended = False
+        self.unanswered: set[int] = set()  # ids sent whose reply the core has not delivered
 
     def _qemu_sends(self, message: bytes, event: Any) -> None:
         self.wire += message
@@ -305,6 +337,10 @@ class QmpMachine(RuleBasedStateMachine):
             return
         ident, wire = self.core.send_command(command)
         assert json.loads(wire) == {"execute": command, "id": ident}
+        # an id numbers one command at a time: never one whose reply is still to come
+        assert ident not in self.unanswered
+        self.unanswered.add(ident)
+        assert self.core.unanswered == self.unanswered
         if self.state is QmpState.NEGOTIATING:
             self.negotiation = ident
         if not self.ended:
@@ -357,6 +393,8 @@ class QmpMachine(RuleBasedStateMachine):
     def _deliver(self) -> None:
         for event in events(self.core):
             assert event == self.expected.pop(0)
+            if isinstance(event, Reply):
+                self.unanswered.discard(event.id)
             if isinstance(event, QmpGreeting):
                 self.state = QmpState.NEGOTIATING
             elif isinstance(event, Reply) and event.id == self.negotiation:
