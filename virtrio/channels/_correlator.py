@@ -92,6 +92,8 @@ class Correlator(Generic[R]):
         # the socket under a plain SocketStream, written and read through its fd directly
         self._socket = stream.socket if type(stream) is trio.SocketStream else None
         self._reads_in_a_row = 0
+        # the last read took less than it could: the socket is most likely empty now
+        self._drained = False
         # the reader's scope while read_all keeps the calls' deadlines (never later than the
         # earliest deadline of a waiting call)
         self._deadlines: trio.CancelScope | None = None
@@ -151,7 +153,15 @@ class Correlator(Generic[R]):
         sock = self._socket
         if sock is None:
             return await self.stream.receive_some(max_bytes)
-        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._drained and sock.fileno() >= 0:
+            # Wait first rather than try a read that almost always fails: a failed read costs
+            # a system call and an exception, the wait costs nothing more than after one, and
+            # a reply that came meanwhile wakes the reader in the round its callers run in.
+            self._drained = False
+            self._reads_in_a_row = 0
+            await trio.lowlevel.wait_readable(sock)  # (a checkpoint, and where deadlines cancel)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             fd = sock.fileno()
             if fd < 0:
@@ -162,6 +172,7 @@ class Correlator(Generic[R]):
                 self._reads_in_a_row = 0
                 await trio.lowlevel.wait_readable(sock)  # the one place a deadline cancels
                 continue
+            self._drained = len(data) < max_bytes
             self._reads_in_a_row += 1
             if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
                 self._reads_in_a_row = 0
