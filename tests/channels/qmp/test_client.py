@@ -256,6 +256,38 @@ async def test_a_failed_negotiation_is_a_connect_error(
                     pass
 
 
+@pytest.mark.parametrize(
+    ("offered", "sent"),
+    [
+        (b"[]", b'{"execute":"qmp_capabilities","id":1}\n'),
+        (
+            b'["oob"]',
+            b'{"execute":"qmp_capabilities","id":1,"arguments":{"enable":["oob"]}}\n',
+        ),
+    ],
+)
+async def test_oob_is_enabled_when_offered(tmp_path: Path, offered: bytes, sent: bytes) -> None:
+    """As qemu.qmp does: QEMU then reads ahead while it runs a command, instead of reading
+    nothing more until it has answered it."""
+    listener = trio.socket.socket(socket.AF_UNIX)
+    await listener.bind(str(tmp_path / "qmp.sock"))
+    listener.listen()
+
+    async def serve() -> None:
+        conn, _ = await listener.accept()
+        with conn:
+            await conn.send(GREETING.replace(b'"capabilities": []', b'"capabilities": ' + offered))
+            assert await conn.recv(1024) == sent
+            await conn.send(b'{"return": {}, "id": 1}\r\n')
+            await conn.recv(1024)  # until the client hangs up
+
+    with listener:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            async with open_qmp(f"unix:{tmp_path / 'qmp.sock'}", connect_timeout=5) as qmp:
+                assert qmp.greeting.capabilities == (("oob",) if b"oob" in offered else ())
+
+
 async def test_qmp_over_tcp(qemu_binary: str) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

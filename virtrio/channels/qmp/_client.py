@@ -104,7 +104,8 @@ async def open_qmp(
         address: ``unix:/path`` or ``tcp://host:port``.
         connect_timeout: deadline for connecting, the greeting and negotiation together.
         call_timeout: per-call deadline when a call gives none (``math.inf`` for none).
-        negotiate: send ``qmp_capabilities`` (leave True unless you do it yourself).
+        negotiate: send ``qmp_capabilities`` (leave True unless you do it yourself), enabling
+            OOB when QEMU offers it, as qemu.qmp does (commands still run in order).
         event_fanout: publish events here instead of the client's own fanout (a VM nursery
             passes one that outlives reconnects; it is then not closed with the connection).
         max_message_size: the largest message accepted from QEMU.
@@ -173,7 +174,13 @@ async def _handshake(
     if protocol.state is QmpState.NEGOTIATING:
         # the core knows the negotiation: it is READY once its reply came
         try:
-            await client.execute("qmp_capabilities", timeout=deadline.remaining())
+            # OOB, when QEMU offers it (as qemu.qmp does): QEMU then reads ahead up to eight
+            # commands while its main thread runs the one before, instead of stopping reading
+            # after each command until it has answered it; commands still run, and are
+            # answered, in the order sent
+            greeting = protocol.greeting
+            enable = {"enable": ["oob"]} if greeting and "oob" in greeting.capabilities else None
+            await client.execute("qmp_capabilities", enable, timeout=deadline.remaining())
         except (
             ConnectionLostError,
             VirtrioTimeoutError,
