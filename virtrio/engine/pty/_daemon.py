@@ -5,16 +5,23 @@ Tasks, all owned by the daemon's nursery::
     serve_pty_daemon
     ├── StreamServer ─ one task per connection: reads and answers requests in order
     │                  └── one forwarder per attached session: its queue → the socket
-    └── one task per session: its reader (PTY → fan-out → backlog) and its emulator
+    ├── the reactor: every PTY session's output and exit (PTY → fan-out → backlog), no task
+    │   per session (see _reactor.py)
+    └── short-lived tasks: a console session's reader, an emulator catching up, a drain
 
-Nothing polls: connections wait on their socket, forwarders on their queue, sessions on their
-PTY and their child's exit. A bad frame is answered with an ``error`` naming it; when the
-stream cannot be trusted any more (oversize length) that connection alone is closed. A client
-over ``max_connections`` is answered with a ``too_many_connections`` error, then closed.
+Nothing polls: connections wait on their socket, forwarders on their queue, the reactor on the
+epoll set of every session's PTY and pidfd. Output for a subscriber with nothing queued is
+written to its socket at once, from the reactor (no wake-up of its forwarder); the forwarder
+sends what could not be written so (a full socket) and everything after it, in order.
+
+A bad frame is answered with an ``error`` naming it; when the stream cannot be trusted any more
+(oversize length) that connection alone is closed. A client over ``max_connections`` is
+answered with a ``too_many_connections`` error, then closed.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -65,6 +72,7 @@ from virtrio.primitives import (
 
 from ._config import CHUNK_BYTES, PtyDaemonConfig
 from ._consoles import ConsoleOpener
+from ._reactor import Reactor
 from ._session import Session, SessionError, spawn_session
 from ._statistics import Counters, PtyDaemonStatistics
 
@@ -88,6 +96,14 @@ class PtyDaemon:
         self._reserved = 0
         self._counters = Counters()
         self._open_console = ConsoleOpener(nursery)
+        self._reactor = Reactor()
+        self._fanout = functools.partial(
+            Fanout[bytes],
+            max_queue=config.max_queue_size,
+            warn_remaining=config.flow_threshold,
+            overflow="disconnect" if config.auto_disconnect else "drop",
+            size=_chunks,
+        )
         self._server: StreamServer[trio.SocketStream] = StreamServer(
             self._handle,
             max_connections=config.max_connections,
@@ -138,19 +154,13 @@ class PtyDaemon:
             )
         self._reserved += 1
         try:
-            fanout: Fanout[bytes] = Fanout(
-                max_queue=config.max_queue_size,
-                warn_remaining=config.flow_threshold,
-                overflow="disconnect" if config.auto_disconnect else "drop",
-                size=_chunks,
-            )
             session = await spawn_session(
                 next(self._ids),
                 request.options,
                 default_shell=config.default_shell,
                 emulator=config.emulator,
                 scrollback=config.scrollback_lines,
-                fanout=fanout,
+                fanout=self._fanout,
                 backlog=config.emulator_backlog,
                 drain_timeout=config.drain_timeout,
                 open_console=self._open_console,
@@ -159,25 +169,31 @@ class PtyDaemon:
             self._count("sessions_started")
         finally:
             self._reserved -= 1
-        await self._nursery.start(self._run_session, session)
+        session.start(self._reactor, self._nursery, self._session_ended)
         log.info("session %d: started %s (pid %s)", session.id, session.info().command, session.pid)
         return session
 
-    async def _run_session(
-        self, session: Session, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    def _session_ended(self, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        log.info(
+            "session %d: ended (code %s, signal %s)",
+            session.id,
+            session.exit_code,
+            session.exit_signal,
+        )
+
+    async def _serve_sessions(self, *, task_status: trio.TaskStatus[None]) -> None:
+        """The reactor; on the way out, every session is killed, reaped and closed."""
         try:
-            await session.run(task_status=task_status)
-        except Exception:  # a bug in one session must not take the daemon down
-            log.exception("session %d failed", session.id)
+            task_status.started()
+            await self._reactor.run()
         finally:
-            self._sessions.pop(session.id, None)
-            log.info(
-                "session %d: ended (code %s, signal %s)",
-                session.id,
-                session.exit_code,
-                session.exit_signal,
-            )
+            with trio.CancelScope(shield=True):
+                for session in list(self._sessions.values()):
+                    try:
+                        await session.aclose()
+                    except Exception:  # pragma: no cover - a bug must not leave the others
+                        log.exception("session %d: closing failed", session.id)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         await _Connection(self, stream).run()
@@ -195,6 +211,10 @@ class _Connection:
         self._stream = stream
         self._send_lock = trio.StrictFIFOLock()
         self._attached: dict[int, Subscription[bytes]] = {}
+        # sessions whose output may be written straight to the socket (their snapshot is sent)
+        self._direct: set[int] = set()
+        # sessions whose next queued chunk is the rest of a frame written in part
+        self._partial: set[int] = set()
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
 
@@ -294,8 +314,30 @@ class _Connection:
             return
         # subscribe and snapshot with no checkpoint between: the snapshot covers every byte
         # before the subscription, the subscription every byte after
+        ident = session.id
+        sock = self._stream.socket
+        direct = self._direct
+        partial = self._partial
+        send_lock = self._send_lock
+
+        def deliver(frame: bytes) -> bytes | None:
+            # from the reactor, when nothing is queued for this subscriber: write it now if
+            # no other send is under way (which would interleave), else queue it
+            if ident not in direct or send_lock.locked():
+                return frame
+            try:
+                written = os.write(sock.fileno(), frame)
+            except OSError:  # EAGAIN (full), or a broken socket the forwarder will see
+                return frame
+            if written == len(frame):
+                return None
+            partial.add(ident)
+            return frame[written:]
+
         sub = session.output.subscribe(
-            on_overflow=lambda: self._overflowed(session), on_pressure=self._pressured
+            on_overflow=lambda: self._overflowed(session),
+            on_pressure=self._pressured,
+            deliver=deliver,
         )
         snapshot = session.screen.snapshot()
         self._attached[session.id] = sub
@@ -326,12 +368,15 @@ class _Connection:
             try:
                 if snapshot:
                     await self._send(encode_output(ident, snapshot))
+                self._direct.add(ident)
                 await self._pump(ident, sub)
             finally:
+                self._direct.discard(ident)
+                self._partial.discard(ident)
                 detached = self._attached.get(ident) is not sub
                 if not detached:
                     del self._attached[ident]
-            if not detached and session.ended.is_set():
+            if not detached and session.is_ended:
                 await self._send(encode(Exit(ident, session.exit_code, session.exit_signal)))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             log.debug("session %d: client went away: %s", ident, exc)
@@ -355,6 +400,9 @@ class _Connection:
                     break  # a closed queue is seen again by the next receive
                 batch.append(chunk)
                 size += len(chunk)
+            # the rest of a frame written in part comes first, whole, before any warning
+            head = batch.pop(0) if ident in self._partial else b""
+            self._partial.discard(ident)
             frames = b"".join(batch)  # each chunk is an output frame already
             warnings = b""
             while (pressure := sub.take_pressure()) is not None:  # yellow, then red
@@ -362,7 +410,7 @@ class _Connection:
                     ident, pressure.queue_size, Level(pressure.level.value), pressure.dropped
                 )
                 warnings += encode(warning)
-            await self._send(warnings + frames if warnings else frames)
+            await self._send(head + warnings + frames if warnings or head else frames)
 
 
 def _chunks(data: bytes) -> int:
@@ -418,6 +466,7 @@ async def serve_pty_daemon(
         os.chmod(path, 0o600)
         async with trio.open_nursery() as nursery:
             daemon = PtyDaemon(config, nursery)
+            await nursery.start(daemon._serve_sessions)
             await nursery.start(daemon._server.serve_listeners, listeners)
             log.info("pty daemon listening on %s", path)
             task_status.started(daemon)
