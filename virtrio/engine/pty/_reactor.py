@@ -6,11 +6,13 @@ Trio task, on that set's descriptor, which is readable whenever one of them is. 
 then runs the callbacks of the descriptors that are ready, synchronously: a PTY's reads its
 output and publishes it (see :mod:`._session`), a pidfd's reaps the exit. The set is
 level-triggered, so a callback that leaves data unread is simply called again on the next round,
-after the other tasks had their turn::
+after the other tasks had their turn. A callback returns true when it read a lot (a flood):
+more is likely waiting, so the next round looks at once (after a checkpoint) instead of going
+through Trio's epoll (a registration and a wait per round)::
 
     reactor = Reactor()
     nursery.start_soon(reactor.run)
-    reactor.add(fd, on_readable)        # on_readable() -> None, called while fd is readable
+    reactor.add(fd, on_readable)        # on_readable() -> bool | None, while fd is readable
     reactor.remove(fd)                  # before closing fd
 """
 
@@ -37,13 +39,14 @@ class Reactor:
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
-        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._callbacks: dict[int, Callable[[], bool | None]] = {}
 
     def __len__(self) -> int:
         return len(self._callbacks)
 
-    def add(self, fd: int, callback: Callable[[], None]) -> None:
-        """Poll ``fd``. ``callback`` must not raise (it is a bug, logged, and ``fd`` dropped)."""
+    def add(self, fd: int, callback: Callable[[], bool | None]) -> None:
+        """Poll ``fd``. ``callback`` must not raise (it is a bug, logged, and ``fd`` dropped);
+        it returns true if more is likely waiting (it read a full burst)."""
         self._epoll.register(fd, select.EPOLLIN)
         self._callbacks[fd] = callback
 
@@ -56,15 +59,20 @@ class Reactor:
         """Dispatch readiness until cancelled; closes the epoll set on the way out."""
         epoll = self._epoll
         callbacks = self._callbacks
+        busy = False
         try:
             while True:
-                await trio.lowlevel.wait_readable(epoll.fileno())
+                if busy:  # a flood: more is likely waiting; let the others run, then look
+                    await trio.lowlevel.checkpoint()
+                else:  # wait for the set (in Trio's epoll) only when it went quiet
+                    await trio.lowlevel.wait_readable(epoll.fileno())
+                busy = False
                 for fd, _events in epoll.poll(0, _MAX_EVENTS):
                     callback = callbacks.get(fd)
                     if callback is None:
                         continue  # removed by an earlier callback of this round
                     try:
-                        callback()
+                        busy = bool(callback()) or busy
                     except Exception:  # one session's bug must not stop every other one
                         log.exception("pty reactor: callback for fd %d failed; dropping it", fd)
                         self.remove(fd)

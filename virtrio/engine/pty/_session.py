@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 _EMULATE_WHEN_QUIET = 0.05
 #: Bytes emulated between checkpoints while catching up.
 _EMULATE_SLICE = 4096
+#: A read this large tells the reactor that more output is likely waiting.
+_BUSY_BYTES = 16 * 1024
 #: How long shutdown waits for a killed program to be reaped (seconds).
 _REAP_TIMEOUT = 5.0
 
@@ -240,16 +242,18 @@ class Session:
             self._last_output = trio.current_time()
             self._emulate_soon()
 
-    def _on_output_ready(self) -> None:
+    def _on_output_ready(self) -> bool:
         terminal = self._terminal
         assert isinstance(terminal, LocalPty)
         data = terminal.read_nowait()
         if data:
             self._output(data)
-        elif data is not None:  # EIO: nobody holds the terminal any more
+            return len(data) >= _BUSY_BYTES  # a flood: the reactor looks again at once
+        if data is not None:  # EIO: nobody holds the terminal any more
             assert self._reactor is not None
             self._reactor.remove(terminal.fd)
             self._end_of_output()
+        return False
 
     def _on_exit_ready(self) -> None:
         terminal = self._terminal
