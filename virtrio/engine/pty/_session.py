@@ -238,7 +238,8 @@ class Session:
             fanout.publish(encode_output(self.id, data))
         screen = self.screen
         screen.append(data)
-        if screen.wants_emulation:
+        if self._emulating or screen.wants_emulation:
+            # the emulator's debounce: it waits while output flows (pyte is far slower)
             self._last_output = trio.current_time()
             self._emulate_soon()
 
@@ -343,7 +344,7 @@ class Session:
 
     async def _emulate(self) -> None:
         try:
-            while self.screen.pending:
+            while self.screen.pending and not self.is_ended:  # no one attaches to an ended one
                 quiet_at = self._last_output + _EMULATE_WHEN_QUIET
                 if quiet_at > trio.current_time():
                     await trio.sleep_until(quiet_at)  # a debounce, re-armed by new output
