@@ -574,3 +574,20 @@ def test_ack_mode_big_packets_any_split(sizes: list[int], frame: int, data: st.D
         seen["a"] += events(a)
     assert seen["b"] == [Message(m) for m in msgs]
     assert seen["a"] == [MessageDelivered(t) for t in tickets]
+
+
+def test_small_pieces_are_copied_big_ones_kept_as_views() -> None:
+    """A peer sending tiny MessageData packets cannot make us hold a ~200-byte memoryview
+    (and the read it points into) per byte."""
+    tiny = XtransferProtocol(XtransferConfig(max_frame_size=17))  # 1-byte payloads
+    tiny.send_message(PATTERN[:100])
+    receiver = XtransferProtocol()
+    receiver.receive_data(tiny.data_to_send()[:-17])  # all but the last packet
+    assert receiver._assembly is not None
+    assert all(type(piece) is bytes for piece in receiver._assembly.pieces)
+    big = XtransferProtocol(XtransferConfig(max_frame_size=1024))
+    big.send_message(PATTERN)
+    receiver = XtransferProtocol()
+    receiver.receive_data(big.data_to_send()[:-100])
+    assert receiver._assembly is not None
+    assert all(type(piece) is memoryview for piece in receiver._assembly.pieces)
