@@ -591,3 +591,12 @@ def test_small_pieces_are_copied_big_ones_kept_as_views() -> None:
     receiver.receive_data(big.data_to_send()[:-100])
     assert receiver._assembly is not None
     assert all(type(piece) is memoryview for piece in receiver._assembly.pieces)
+
+
+@given(st.binary(max_size=5000), st.integers(0, 5000))
+def test_the_crc_backend_is_zlibs_crc32_on_views_and_chained(data: bytes, cut: int) -> None:
+    from virtrio.channels.xtransfer._wire import crc32
+
+    view = memoryview(data)
+    assert crc32(view) == zlib.crc32(data)
+    assert crc32(view[cut:], crc32(view[:cut])) == zlib.crc32(data)
