@@ -41,7 +41,7 @@ from ._sessions import SessionManager
 from ._store import Store, open_store
 from ._ws import console_socket, events_socket
 
-__all__ = ["ROUTES", "ServerState", "build_app", "open_server", "serve"]
+__all__ = ["ROUTES", "ServerState", "build_app", "hypercorn_config", "open_server", "serve"]
 
 #: the browser console's page, served at /console/
 STATIC = Path(__file__).parent / "static"
@@ -172,12 +172,7 @@ async def serve(
     ``shutdown`` is set or the task is cancelled; reports the URL it serves on. The server
     holds a lease of ``lease`` seconds in the store for its sessions (several servers may
     share a PostgreSQL store)."""
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [_bind(listen)]
-    config.accesslog = None
-    config.graceful_timeout = 5
+    config = hypercorn_config(_bind(listen))
     stop = shutdown if shutdown is not None else trio.Event()
     async with (
         open_server(data_dir, db=db, **options) as (state, app),
@@ -189,6 +184,18 @@ async def serve(
             await lease_nursery.start(state.manager.hold_lease, state.url, lease)
             task_status.started((state.url, state))
         lease_nursery.cancel_scope.cancel()
+
+
+def hypercorn_config(bind: str) -> Any:
+    """hypercorn's configuration of the server, bound to ``bind`` (``host:port`` or
+    ``unix:/path``)."""
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [bind]
+    config.accesslog = None
+    config.graceful_timeout = 5
+    return config
 
 
 async def _hypercorn(
