@@ -18,7 +18,7 @@ import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -32,10 +32,11 @@ from virtrio.primitives import open_service_nursery
 
 from ._artefacts import ArtefactStore
 from ._auth import Authenticator, RateLimiter
-from ._http import RouteSpec, error_response, wrap
+from ._http import JSONResponse, RouteSpec, error_response, wrap
 from ._metrics import Metrics
 from ._openapi import DOCS_PAGE, openapi_document
 from ._resources import ResourceCaps
+from ._router import IndexedRouter
 from ._routes_debug import DEBUG_ROUTES
 from ._routes_misc import MISC_ROUTES
 from ._routes_sessions import SESSION_ROUTES
@@ -70,7 +71,8 @@ class ServerState:
 def build_app(state: ServerState) -> Starlette:
     """The Starlette app serving ``state``."""
     routes: list[BaseRoute] = [
-        Route(spec.path, wrap(spec, state), methods=[spec.method]) for spec in ROUTES
+        Route(spec.path, wrap(spec, state), methods=[spec.method], name=spec.handler.__name__)
+        for spec in ROUTES
     ]
     document = openapi_document(ROUTES)
 
@@ -97,6 +99,7 @@ def build_app(state: ServerState) -> Starlette:
         )
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.router = IndexedRouter(routes)  # tries only the routes a path's length allows
     app.state.virtrio = state
     return app
 
