@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import trio
 
@@ -22,6 +23,12 @@ from ._target import Byteorder
 
 __all__ = ["GdbClient", "open_gdb"]
 
+_T = TypeVar("_T")
+
+
+def _as_is(reply: bytes) -> bytes:
+    return reply
+
 
 class GdbClient(GdbConnection):
     """A connected GDB remote-protocol session. Create it with :func:`open_gdb`.
@@ -37,9 +44,6 @@ class GdbClient(GdbConnection):
 
     def _timeout(self, what: str) -> VirtrioTimeoutError:
         return VirtrioTimeoutError(f"GDB {self.address}: timed out waiting for {what}")
-
-    def _answered(self) -> bool:
-        return self._protocol.state is not ProtocolState.WAITING
 
     async def _lock_requests(self, deadline: float = math.inf) -> None:
         """Take the request lock, once the stub has answered the request before (which a
@@ -64,7 +68,11 @@ class GdbClient(GdbConnection):
             lock.release()
             raise
 
-    async def _exchange(self, payload: bytes, timeout: float | None) -> bytes:
+    async def _exchange(
+        self, payload: bytes, timeout: float | None, decode: Callable[[bytes], _T]
+    ) -> _T:
+        """Send ``payload`` and return ``decode(reply)``. The decoding runs before the reply's
+        ack goes out (see :meth:`_await_reply`); if it raises, the ack still goes out first."""
         limit = self.call_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
         if not (
@@ -84,13 +92,17 @@ class GdbClient(GdbConnection):
             read_lock = self._read_lock
             await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
             try:
-                answered = await self._pump(self._answered, deadline, self._reply_spin)
+                answered = await self._await_reply(deadline)
+                reply = self._reply
+                if answered and reply is not None:
+                    try:
+                        return decode(reply)
+                    finally:
+                        await self._send_owed()
             finally:
                 read_lock.release()
         finally:
             self._request_lock.release()
-        if answered and self._reply is not None:
-            return self._reply
         raise VirtrioTimeoutError(
             f"GDB request {payload[:40]!r} to {self.address}: no reply within {limit:g} s"
         )
@@ -105,10 +117,15 @@ class GdbClient(GdbConnection):
             VirtrioTimeoutError: no reply within ``timeout`` (default :attr:`call_timeout`).
         """
         payload = packet.encode("ascii") if isinstance(packet, str) else packet
-        return await self._exchange(payload, timeout)
+        return await self._exchange(payload, timeout, _as_is)
+
+    async def _request_decoded(
+        self, payload: bytes, decode: Callable[[bytes], _T], timeout: float | None
+    ) -> _T:
+        return await self._exchange(payload, timeout, decode)
 
     async def _request_output(self, payload: bytes, timeout: float | None) -> tuple[bytes, bytes]:
-        reply = await self._exchange(payload, timeout)
+        reply = await self._exchange(payload, timeout, _as_is)
         return reply, bytes(self._output)
 
     async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:

@@ -7,7 +7,8 @@ through ``request`` (one packet, its reply) and ``_resume`` (a packet answered b
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from ._errors import GdbCommandError, GdbLocalProtocolError, GdbProtocolError, GdbUnsupportedError
 from ._framing import escape
@@ -26,6 +27,7 @@ from ._target import Byteorder, Register, TargetDescription, TargetDescriptionRe
 __all__ = ["GdbCommands", "WatchAccess"]
 
 WatchAccess = Literal["write", "read", "access"]
+_T = TypeVar("_T")
 
 #: What we tell the stub we understand (GDB 13 sends the same list).
 _OUR_FEATURES = b"qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+;no-resumed+"
@@ -52,6 +54,18 @@ def _hex_register(text: bytes, reg: Register, byteorder: Byteorder) -> int | Non
     return int.from_bytes(decode_hex(text, f"register {reg.name}"), byteorder)
 
 
+class _MemoryReply:
+    """Decodes an ``m`` reply (a class, not a closure: cheaper to make per request)."""
+
+    __slots__ = ("command",)
+
+    def __init__(self, command: bytes) -> None:
+        self.command = command
+
+    def __call__(self, reply: bytes) -> bytes:
+        return decode_hex(_check(reply, self.command), "m reply")
+
+
 class GdbCommands:
     """The typed calls, mixed into the client."""
 
@@ -76,6 +90,12 @@ class GdbCommands:
         raise NotImplementedError
 
     async def _request_output(self, payload: bytes, timeout: float | None) -> tuple[bytes, bytes]:
+        raise NotImplementedError
+
+    async def _request_decoded(
+        self, payload: bytes, decode: Callable[[bytes], _T], timeout: float | None
+    ) -> _T:
+        """``decode(reply)``, decoded before the reply's ack goes out (see ``_connection``)."""
         raise NotImplementedError
 
     async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:
@@ -174,15 +194,10 @@ class GdbCommands:
         """
         if not self.target.registers:
             raise GdbLocalProtocolError("the stub gave no target description: no register names")
-        text = await self._read_g(timeout)
+        text, values = await self._request_decoded(b"g", self._decode_g, timeout)
         order = self.target.byteorder
         covered = len(text) // 2
-        registers = self.target.registers
-        if b"x" not in text and b"X" not in text:  # all available: decoded in one go
-            values = self.target.decode_registers(decode_hex(text, "g reply"))
-            registers = registers[len(values) :]  # then those the g packet does not carry
-        else:
-            values = {}
+        registers = self.target.registers[len(values) :]  # those g did not carry or decode
         for reg in registers:
             end = reg.offset + reg.size
             if end <= covered:
@@ -197,6 +212,12 @@ class GdbCommands:
         if pc_reg is not None and pc_reg.name in values:
             self._pc = values[pc_reg.name]
         return values
+
+    def _decode_g(self, reply: bytes) -> tuple[bytes, dict[str, int]]:
+        text = _check(reply, b"g")
+        if b"x" in text or b"X" in text:  # some unavailable: one by one
+            return text, {}
+        return text, self.target.decode_registers(decode_hex(text, "g reply"))
 
     async def _read_p(self, reg: Register, timeout: float | None) -> int | None:
         command = b"p%x" % reg.regnum
@@ -307,7 +328,7 @@ class GdbCommands:
                 return reply[1:] if reply[:1] == b"b" else reply
             self._binary_read = False
         command = b"m%x,%x" % (address, n)
-        return decode_hex(_check(await self.request(command, timeout=timeout), command), "m reply")
+        return await self._request_decoded(command, _MemoryReply(command), timeout)
 
     async def write_memory(
         self, address: int, data: bytes, *, timeout: float | None = None

@@ -46,6 +46,9 @@ __all__ = ["GdbProtocol", "ProtocolState", "Reply", "ResumeRefused"]
 
 #: Retransmissions of one packet before giving up (a link that garbles every copy is broken).
 MAX_RETRANSMITS = 5
+#: Requests up to this long are kept framed, up to this many (then the cache starts over).
+_CACHED_PAYLOAD = 64
+_CACHED_PACKETS = 256
 
 
 class ProtocolState(enum.Enum):
@@ -106,6 +109,8 @@ class GdbProtocol:
         self._command = b""
         self._events: collections.deque[Reply | ResumeRefused | GdbEvent] = collections.deque()
         self._eof = False
+        # short requests framed before (g, p10, Z0,...): framing them again is most of _send
+        self._encoded: dict[bytes, bytes] = {}
         # QEMU greets a new client with the stop reply of a target it halts for it (T02) when
         # the previous client left it running, before or after our first request: until the
         # first reply, one stop reply is taken as that
@@ -136,7 +141,13 @@ class GdbProtocol:
                 else (f"request {self._command[:32]!r} is still waiting for its reply")
             )
             raise GdbLocalProtocolError(f"cannot send {payload[:32]!r}: {what}")
-        data = encode_packet(payload)
+        data = self._encoded.get(payload) if type(payload) is bytes else None
+        if data is None:
+            data = encode_packet(payload)
+            if type(payload) is bytes and len(payload) <= _CACHED_PAYLOAD:
+                if len(self._encoded) >= _CACHED_PACKETS:
+                    self._encoded.clear()
+                self._encoded[payload] = data
         self._command = payload
         self._state = state
         self._last_sent = data if self._ack_mode else b""
@@ -211,6 +222,21 @@ class GdbProtocol:
             self._outgoing += b"+"
         self._state = ProtocolState.IDLE
         return payload
+
+    def take_ack(self, data: bytes) -> bool:
+        """The fast path's other half: while a request waits and nothing is buffered, ``data``
+        (one read) is the stub's lone ``+`` for it. Then it is taken as :meth:`receive_data`
+        and :meth:`next_event` would take it, and True is returned; otherwise False, and
+        nothing is changed."""
+        if (
+            data != b"+"
+            or self._state is not ProtocolState.WAITING
+            or self._reader.buffered
+            or self._eof
+        ):
+            return False
+        self._last_sent = b""
+        return True
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed received bytes; ``b""`` means the stub closed the connection.
