@@ -281,3 +281,57 @@ def test_the_fast_path_leaves_other_cases_to_the_general_one() -> None:
     p2.send_request(b"qRcmd,6869")
     assert p2.take_reply(encode_packet(b"O6869")) is None  # console output
     assert p2.take_reply(encode_packet(b"OK")) == b"OK"
+
+
+@given(
+    data=st.one_of(st.just(b"+"), st.binary(max_size=4)),
+    ack_mode=st.booleans(),
+    buffered=st.booleans(),
+    reply=st.binary(max_size=40),
+)
+def test_a_lone_ack_on_the_fast_path_agrees_with_the_general_one(
+    data: bytes, ack_mode: bool, buffered: bool, reply: bytes
+) -> None:
+    fast, general = _after_handshake(ack_mode=ack_mode), _after_handshake(ack_mode=ack_mode)
+    for p in (fast, general):
+        p.send_request(b"m0,4")
+        if buffered:
+            p.receive_data(b"$")
+    taken = fast.take_ack(data)
+    assert taken == (data == b"+" and not buffered)
+    if not taken:
+        return
+    assert events(general, data) == []
+    assert fast.state is general.state is ProtocolState.WAITING
+    assert fast.data_to_send() == general.data_to_send() == b""
+    # acked: a nak now asks for nothing again, on either path; then the reply comes alike
+    assert events(fast, b"-") == events(general, b"-") == []
+    assert fast.data_to_send() == general.data_to_send() == b""
+    packet = encode_packet(escape(reply))
+    assert events(fast, packet) == events(general, packet) == [Reply(reply)]
+
+
+def test_a_lone_ack_is_only_taken_while_a_request_waits() -> None:
+    p = GdbProtocol()
+    assert not p.take_ack(b"+")  # idle
+    p.send_request(b"qSupported")
+    events(p, encode_packet(b"PacketSize=1000"))
+    p.send_resume(b"c")
+    assert not p.take_ack(b"+")  # running: the general path's
+    p2 = _after_handshake(ack_mode=True)
+    p2.send_request(b"g")
+    assert not p2.take_ack(b"++")
+    assert p2.take_ack(b"+")
+
+
+def test_framed_requests_are_reused_and_still_checked() -> None:
+    p = _after_handshake(ack_mode=False)
+    first = p.send_request(b"m1000,4")
+    events(p, encode_packet(b"00"))
+    assert p.send_request(b"m1000,4") is first == encode_packet(b"m1000,4")
+    events(p, encode_packet(b"00"))
+    with pytest.raises(ValueError, match="unescaped"):
+        p.send_request(b"m#")
+    for n in range(600):  # more than it keeps: it starts over, and frames still come right
+        assert p.send_request(b"p%x" % n) == encode_packet(b"p%x" % n)
+        events(p, encode_packet(b"00"))
