@@ -38,9 +38,11 @@ async def test_handshake_registers_and_memory_in_ack_mode(tmp_path: Path) -> Non
         assert stub.acks == len(stub.received)
 
 
-async def test_a_reply_is_acked_after_its_decoding_even_when_that_fails(tmp_path: Path) -> None:
-    # g and m replies are decoded before their ack goes out: a reply that fails to decode
-    # (an error, hex that is not hex) is still acked, and the next request gets its own reply
+async def test_a_reply_that_fails_to_decode_is_acked_and_the_next_gets_its_own(
+    tmp_path: Path,
+) -> None:
+    # the fast path acks a reply before the call decodes it: one that fails to decode (an
+    # error, hex that is not hex) is acked all the same, and the next request gets its reply
     stub = FakeStub(handlers={b"g": lambda _: [b"E01"], b"m40,": lambda _: [b"0g"]})
     async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
         with pytest.raises(GdbCommandError, match="E01"):

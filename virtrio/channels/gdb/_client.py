@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypeVar
 
 import trio
 
@@ -22,12 +21,6 @@ from ._replies import GdbEvent, Stopped, StopReply, ThreadId, parse_stop_reply
 from ._target import Byteorder
 
 __all__ = ["GdbClient", "open_gdb"]
-
-_T = TypeVar("_T")
-
-
-def _as_is(reply: bytes) -> bytes:
-    return reply
 
 
 class GdbClient(GdbConnection):
@@ -68,11 +61,7 @@ class GdbClient(GdbConnection):
             lock.release()
             raise
 
-    async def _exchange(
-        self, payload: bytes, timeout: float | None, decode: Callable[[bytes], _T]
-    ) -> _T:
-        """Send ``payload`` and return ``decode(reply)``. The decoding runs before the reply's
-        ack goes out (see :meth:`_await_reply`); if it raises, the ack still goes out first."""
+    async def _exchange(self, payload: bytes, timeout: float | None) -> bytes:
         limit = self.call_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
         if not (
@@ -90,19 +79,16 @@ class GdbClient(GdbConnection):
             if sent < len(data):
                 await self._write(data[sent:])
             read_lock = self._read_lock
-            await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
+            if not read_lock.try_acquire():
+                await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
             try:
                 answered = await self._await_reply(deadline)
-                reply = self._reply
-                if answered and reply is not None:
-                    try:
-                        return decode(reply)
-                    finally:
-                        await self._send_owed()
             finally:
                 read_lock.release()
         finally:
             self._request_lock.release()
+        if answered and self._reply is not None:
+            return self._reply
         raise VirtrioTimeoutError(
             f"GDB request {payload[:40]!r} to {self.address}: no reply within {limit:g} s"
         )
@@ -117,15 +103,10 @@ class GdbClient(GdbConnection):
             VirtrioTimeoutError: no reply within ``timeout`` (default :attr:`call_timeout`).
         """
         payload = packet.encode("ascii") if isinstance(packet, str) else packet
-        return await self._exchange(payload, timeout, _as_is)
-
-    async def _request_decoded(
-        self, payload: bytes, decode: Callable[[bytes], _T], timeout: float | None
-    ) -> _T:
-        return await self._exchange(payload, timeout, decode)
+        return await self._exchange(payload, timeout)
 
     async def _request_output(self, payload: bytes, timeout: float | None) -> tuple[bytes, bytes]:
-        reply = await self._exchange(payload, timeout, _as_is)
+        reply = await self._exchange(payload, timeout)
         return reply, bytes(self._output)
 
     async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:

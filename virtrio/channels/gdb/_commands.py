@@ -7,8 +7,7 @@ through ``request`` (one packet, its reply) and ``_resume`` (a packet answered b
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import Literal
 
 from ._errors import GdbCommandError, GdbLocalProtocolError, GdbProtocolError, GdbUnsupportedError
 from ._framing import escape
@@ -27,7 +26,6 @@ from ._target import Byteorder, Register, TargetDescription, TargetDescriptionRe
 __all__ = ["GdbCommands", "WatchAccess"]
 
 WatchAccess = Literal["write", "read", "access"]
-_T = TypeVar("_T")
 
 #: What we tell the stub we understand (GDB 13 sends the same list).
 _OUR_FEATURES = b"qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+;no-resumed+"
@@ -54,18 +52,6 @@ def _hex_register(text: bytes, reg: Register, byteorder: Byteorder) -> int | Non
     return int.from_bytes(decode_hex(text, f"register {reg.name}"), byteorder)
 
 
-class _MemoryReply:
-    """Decodes an ``m`` reply (a class, not a closure: cheaper to make per request)."""
-
-    __slots__ = ("command",)
-
-    def __init__(self, command: bytes) -> None:
-        self.command = command
-
-    def __call__(self, reply: bytes) -> bytes:
-        return decode_hex(_check(reply, self.command), "m reply")
-
-
 class GdbCommands:
     """The typed calls, mixed into the client."""
 
@@ -85,17 +71,12 @@ class GdbCommands:
         self._breakpoints: set[tuple[int, int, int]] = set()
         self._watchpoints: set[tuple[int, int, int]] = set()
         self._pc: int | None = None  # the program counter at this stop, once read
+        self._pc_of: tuple[TargetDescription | None, Register | None] = (None, None)
 
     async def request(self, packet: bytes | str, *, timeout: float | None = None) -> bytes:
         raise NotImplementedError
 
     async def _request_output(self, payload: bytes, timeout: float | None) -> tuple[bytes, bytes]:
-        raise NotImplementedError
-
-    async def _request_decoded(
-        self, payload: bytes, decode: Callable[[bytes], _T], timeout: float | None
-    ) -> _T:
-        """``decode(reply)``, decoded before the reply's ack goes out (see ``_connection``)."""
         raise NotImplementedError
 
     async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:
@@ -175,11 +156,15 @@ class GdbCommands:
             raise GdbLocalProtocolError(str(exc.args[0])) from None
 
     def _pc_register(self) -> Register | None:
-        regs = self.target.registers_by_name
-        for name in ("pc", "rip", "eip"):
-            if name in regs:
-                return regs[name]
-        return next((r for r in self.target.registers if r.type == "code_ptr"), None)
+        target = self.target
+        if self._pc_of[0] is target:
+            return self._pc_of[1]
+        regs = target.registers_by_name
+        found = next((regs[name] for name in ("pc", "rip", "eip") if name in regs), None)
+        if found is None:
+            found = next((r for r in target.registers if r.type == "code_ptr"), None)
+        self._pc_of = (target, found)
+        return found
 
     async def _read_g(self, timeout: float | None) -> bytes:
         return _check(await self.request(b"g", timeout=timeout), b"g")
@@ -194,7 +179,7 @@ class GdbCommands:
         """
         if not self.target.registers:
             raise GdbLocalProtocolError("the stub gave no target description: no register names")
-        text, values = await self._request_decoded(b"g", self._decode_g, timeout)
+        text, values = self._decode_g(await self.request(b"g", timeout=timeout))
         order = self.target.byteorder
         covered = len(text) // 2
         registers = self.target.registers[len(values) :]  # those g did not carry or decode
@@ -328,7 +313,7 @@ class GdbCommands:
                 return reply[1:] if reply[:1] == b"b" else reply
             self._binary_read = False
         command = b"m%x,%x" % (address, n)
-        return await self._request_decoded(command, _MemoryReply(command), timeout)
+        return decode_hex(_check(await self.request(command, timeout=timeout), command), "m reply")
 
     async def write_memory(
         self, address: int, data: bytes, *, timeout: float | None = None

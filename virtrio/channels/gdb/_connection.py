@@ -240,12 +240,10 @@ class GdbConnection(GdbExecution):
         passed first. The caller holds the read lock.
 
         The usual exchange (the stub's ``+`` and its reply, together or apart, each whole in
-        one read within the polling window) is handled here in a few calls, and the reply's ack
-        is left owed for the caller to send with :meth:`_send_owed` once it has decoded the
-        reply (that is local work, so the stub, which in ack mode may wait for the ack, waits
-        only microseconds longer, and the ack then goes out right before the caller's next
-        request, while the stub is still awake). Bytes that are anything else go the general
-        way (:meth:`_pump`, which sends acks itself and also raises its errors).
+        one read within the polling window, then our ack) is handled here in a few calls.
+        Bytes that are anything else go the general way (:meth:`_pump`, which also raises its
+        errors). The ack goes out before the reply is decoded: a stub on another CPU handles
+        it while we decode (on one CPU the order makes no difference).
         """
         sock = self._socket
         if sock is not None and self._pending is None:
@@ -261,22 +259,22 @@ class GdbConnection(GdbExecution):
                     raise self._lost() from exc
                 if data is None:
                     break
-                await self._count_read()
+                self._reads_in_a_row += 1
+                if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                    self._reads_in_a_row = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 if data and (reply := protocol.take_reply(data)) is not None:
-                    self._reply = reply  # its ack is owed: the caller sends it (_send_owed)
+                    owed = protocol.data_to_send()
+                    if owed:  # the ack, before the reply is acted on
+                        sent = self._write_now(owed)
+                        if sent < len(owed):
+                            await self._write(owed[sent:])
+                    self._reply = reply
                     return True
                 if not protocol.take_ack(data):
                     self._pending = data
                     break
         return await self._pump(self._answered, deadline, self._reply_spin)
-
-    async def _send_owed(self) -> None:
-        """Send the acks (and retransmissions) the protocol owes the stub, if any."""
-        owed = self._protocol.data_to_send()
-        if owed:
-            sent = self._write_now(owed)
-            if sent < len(owed):
-                await self._write(owed[sent:])
 
     def _answered(self) -> bool:
         return self._protocol.state is not ProtocolState.WAITING
