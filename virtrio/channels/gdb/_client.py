@@ -112,7 +112,8 @@ class GdbClient(GdbConnection):
     async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:
         if self.closed_reason is not None:
             raise self._lost()
-        await self._lock_requests()
+        if not (self._protocol.state is ProtocolState.IDLE and self._request_lock.try_acquire()):
+            await self._lock_requests()  # queued, or a reply still owed
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             data = self._protocol.send_resume(payload)
@@ -120,7 +121,9 @@ class GdbClient(GdbConnection):
             self._quiet = quiet
             self._stopped = trio.Event()
             self._stopped_since_resume()
-            await self._write(data)
+            sent = self._write_now(data)
+            if sent < len(data):
+                await self._write(data[sent:])
             self._watch.set()  # read by wait_stop's caller or, if none comes, the watcher
         finally:
             self._request_lock.release()
