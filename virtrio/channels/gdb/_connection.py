@@ -2,7 +2,7 @@
 
 The RSP carries one exchange at a time and the stub's next packet answers the last one, so
 there is no reader task handing replies over: the caller that sent a request reads the socket
-itself until its reply has come (``_await_reply``, then ``_pump``), straight from the
+itself until its reply has come (``_take_fast``, then ``_pump``), straight from the
 descriptor: it polls it for a short adaptive window first (``open_gdb(spin=...)``, see
 ``_fastpath``), then parks on :func:`trio.lowlevel.wait_readable`. A round trip answered
 within the window costs no pass through the scheduler at all. While the target runs, the task in
@@ -18,6 +18,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 import trio
 
@@ -33,6 +34,8 @@ from ._replies import ConsoleOutput, GdbEvent, StopReply
 from ._target import Byteorder
 
 __all__ = ["MAX_MONITOR_OUTPUT", "GdbConnection"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -237,44 +240,52 @@ class GdbConnection(GdbExecution):
 
     async def _await_reply(self, deadline: float) -> bool:
         """Read until the request in flight is answered: True, or False once ``deadline``
-        passed first. The caller holds the read lock.
-
-        The usual exchange (the stub's ``+`` and its reply, together or apart, each whole in
-        one read within the polling window, then our ack) is handled here in a few calls.
-        Bytes that are anything else go the general way (:meth:`_pump`, which also raises its
-        errors). The ack goes out before the reply is decoded: a stub on another CPU handles
-        it while we decode (on one CPU the order makes no difference).
-        """
-        sock = self._socket
-        if sock is not None and self._pending is None:
-            protocol = self._protocol
-            for _ in range(2):  # the ack, then the reply (or both in one read)
-                fd = sock.fileno()
-                if fd < 0 or self.closed_reason is not None:
-                    break
-                try:
-                    data = self._read_now(fd, deadline, self._reply_spin)
-                except OSError as exc:
-                    self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
-                    raise self._lost() from exc
-                if data is None:
-                    break
-                self._reads_in_a_row += 1
-                if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
-                    self._reads_in_a_row = 0
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                if data and (reply := protocol.take_reply(data)) is not None:
-                    owed = protocol.data_to_send()
-                    if owed:  # the ack, before the reply is acted on
-                        sent = self._write_now(owed)
-                        if sent < len(owed):
-                            await self._write(owed[sent:])
-                    self._reply = reply
-                    return True
-                if not protocol.take_ack(data):
-                    self._pending = data
-                    break
+        passed first. The caller holds the read lock."""
+        reply = await self._take_fast(deadline, self._reply_spin, self._protocol.take_reply)
+        if reply is not None:
+            self._reply = reply
+            return True
         return await self._pump(self._answered, deadline, self._reply_spin)
+
+    async def _take_fast(
+        self, deadline: float, spin: SpinPolicy | None, take: Callable[[bytes], _T | None]
+    ) -> _T | None:
+        """The usual answer (the stub's ``+`` and its packet, together or apart, each whole in
+        one read within the polling window), taken by ``take`` (the protocol's ``take_reply``
+        or ``take_stop``) in a few C-level scans and acked at once: what ``take`` returned; or
+        None, and anything else read is left for the general way (:meth:`_pump`, which also
+        raises its errors). The ack goes out before the answer is decoded or acted on: a stub
+        on another CPU handles it meanwhile (on one CPU the order makes no difference)."""
+        sock = self._socket
+        if sock is None or self._pending is not None:
+            return None
+        protocol = self._protocol
+        for _ in range(2):  # the ack, then the packet (or both in one read)
+            fd = sock.fileno()
+            if fd < 0 or self.closed_reason is not None:
+                return None
+            try:
+                data = self._read_now(fd, deadline, spin)
+            except OSError as exc:
+                self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
+                raise self._lost() from exc
+            if data is None:
+                return None
+            self._reads_in_a_row += 1
+            if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                self._reads_in_a_row = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            if data and (taken := take(data)) is not None:
+                owed = protocol.data_to_send()
+                if owed:  # the ack
+                    sent = self._write_now(owed)
+                    if sent < len(owed):
+                        await self._write(owed[sent:])
+                return taken
+            if not protocol.take_ack(data):
+                self._pending = data
+                return None
+        return None
 
     def _answered(self) -> bool:
         return self._protocol.state is not ProtocolState.WAITING
@@ -369,6 +380,9 @@ class GdbConnection(GdbExecution):
                 await self._stopped.wait()
             return
         try:
+            stop: StopReply | None = await self._take_fast(deadline, spin, self._protocol.take_stop)
+            if stop is not None:
+                self._dispatch(stop)
             await self._pump(self._not_running, deadline, spin)
         finally:
             lock.release()
