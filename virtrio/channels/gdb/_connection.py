@@ -80,7 +80,8 @@ class GdbConnection(GdbExecution):
         self._reply_spin = SpinPolicy(spin)
         self._stop_spin = SpinPolicy(spin)
         self._reply: bytes | None = None  # the answer to the request in flight, once come
-        self._pending: bytes | None = None  # read by the reply's fast path, not yet handled
+        self._pending: bytes | None = None  # read by the fast path, not yet handled
+        self._waited = False  # the fast path found nothing to read (and spent its window)
         self._output = bytearray()  # its console output (qRcmd)
         self._stopped = trio.Event()
         self._stopped.set()
@@ -194,7 +195,7 @@ class GdbConnection(GdbExecution):
         """The next bytes from the stub (``b""`` at the end of the stream), or None once
         ``deadline`` has passed with nothing come; polls for ``spin``'s window first."""
         pending = self._pending
-        if pending is not None:  # read by the reply's fast path, to be handled the general way
+        if pending is not None:  # read by the fast path, to be handled the general way
             self._pending = None
             return pending
         sock = self._socket
@@ -245,7 +246,8 @@ class GdbConnection(GdbExecution):
         if reply is not None:
             self._reply = reply
             return True
-        return await self._pump(self._answered, deadline, self._reply_spin)
+        spin = None if self._waited else self._reply_spin  # one window per wait
+        return await self._pump(self._answered, deadline, spin)
 
     async def _take_fast(
         self, deadline: float, spin: SpinPolicy | None, take: Callable[[bytes], _T | None]
@@ -254,8 +256,10 @@ class GdbConnection(GdbExecution):
         one read within the polling window), taken by ``take`` (the protocol's ``take_reply``
         or ``take_stop``) in a few C-level scans and acked at once: what ``take`` returned; or
         None, and anything else read is left for the general way (:meth:`_pump`, which also
-        raises its errors). The ack goes out before the answer is decoded or acted on: a stub
-        on another CPU handles it meanwhile (on one CPU the order makes no difference)."""
+        raises its errors, and polls no more if this found nothing: see ``_waited``). The ack
+        goes out before the answer is decoded or acted on: a stub on another CPU handles it
+        meanwhile (on one CPU the order makes no difference)."""
+        self._waited = False
         sock = self._socket
         if sock is None or self._pending is not None:
             return None
@@ -270,6 +274,7 @@ class GdbConnection(GdbExecution):
                 self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
                 raise self._lost() from exc
             if data is None:
+                self._waited = True  # (its window, if any, spent)
                 return None
             self._reads_in_a_row += 1
             if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
@@ -383,7 +388,7 @@ class GdbConnection(GdbExecution):
             stop: StopReply | None = await self._take_fast(deadline, spin, self._protocol.take_stop)
             if stop is not None:
                 self._dispatch(stop)
-            await self._pump(self._not_running, deadline, spin)
+            await self._pump(self._not_running, deadline, None if self._waited else spin)
         finally:
             lock.release()
             if self.is_running:
