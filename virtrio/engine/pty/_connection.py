@@ -66,9 +66,10 @@ log = logging.getLogger(__name__)
 _RECEIVE_SIZE = 65536
 #: Output queued for one subscriber is sent in frames of up to this many bytes.
 _BATCH_BYTES = 256 * 1024
-#: Output frames up to this size may be written straight from the reactor (keystrokes,
-#: prompts); larger ones (a flood) go through the forwarder, which batches them.
-_DIRECT_BYTES = 16 * 1024
+#: Output frames up to this size may be written straight from the reactor (echoes, keystrokes,
+#: prompts: what a PTY read under 1 KiB brings, see _terminals._BURST_FROM); larger ones (a
+#: flood) go through the forwarder, which batches what accumulates while it waits its turn.
+_DIRECT_BYTES = 1024 + 32
 
 
 class Connection:
