@@ -24,8 +24,6 @@ __all__ = ["MuxStream", "SessionLostError", "StreamResetError"]
 
 #: What ``receive_some()`` returns at most when no size is asked for.
 _READ_SIZE = 1024 * 1024
-#: Bodies this large, received as bytes of their own, are handed out alone (see _take).
-_ALONE = 16 * 1024
 #: Writers wait once this much is queued for the wire (bounds memory; the reader never waits).
 HIGH_WATER = 1024 * 1024
 
@@ -200,8 +198,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
             self._sending = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Up to ``max_bytes`` bytes (default: what is buffered, up to 1 MiB; a large body
-        alone, as it came); ``b""`` after FIN.
+        """Up to ``max_bytes`` bytes (default: all buffered, up to 1 MiB); ``b""`` after FIN.
 
         Raises:
             StreamResetError: the stream was reset (distinct from EOF).
@@ -276,18 +273,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
         raise trio.WouldBlock
 
     def _take(self, limit: int) -> bytes:
-        """Up to ``limit`` buffered bytes, in one piece (copied once at most). A large body
-        that came as bytes of its own is returned alone, as it is: joining it to what follows
-        would cost a copy of all of it (and an allocation its size), more than another call."""
+        """Up to ``limit`` buffered bytes, in one piece (copied once at most)."""
         chunks = self._chunks
-        first = chunks[0]
-        if (
-            type(first) is bytes
-            and len(first) <= limit
-            and (len(first) >= _ALONE or len(chunks) == 1)
-        ):
-            chunks.popleft()
-            return first
         parts: list[bytes | memoryview] = []
         total = 0
         while chunks and total < limit:
