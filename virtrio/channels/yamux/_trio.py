@@ -295,7 +295,7 @@ class MuxSession:
                 )
             self._handle(data)
 
-    def _handle(self, data: bytes | bytearray | memoryview) -> None:
+    def _handle(self, data: bytes | bytearray) -> None:
         """Feed bytes read to the core and deliver its events."""
         core = self._core
         for event in core.receive_data(data):

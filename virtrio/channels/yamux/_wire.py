@@ -8,9 +8,6 @@ implementations.
   takes them without blocking, and a stream's reader about to park first reads what the
   socket already holds. One scheduling round per read instead of Trio's two, and no hand-over
   to the writer task when the kernel takes a write whole (docs/yamux.md, "How bytes move").
-  Reads go into one reused buffer: a fresh 512 KiB ``bytes`` per read costs glibc an
-  ``mmap``, page faults on every page the kernel fills and a ``munmap``, four times what
-  the read itself costs (the parser copies each body out of the buffer instead).
 """
 
 from __future__ import annotations
@@ -24,6 +21,8 @@ __all__ = ["SocketWire", "StreamWire", "Wire", "wire_for"]
 
 #: Bytes asked of the transport per read.
 _RECEIVE_SIZE = 512 * 1024
+#: Reads shorter than this make the next read go into a small reused buffer.
+_SMALL_READ = 16 * 1024
 #: Buffers one writev may take (Linux's IOV_MAX); any beyond are left for send_all.
 _IOV_MAX = 1024
 
@@ -39,18 +38,16 @@ class Wire(Protocol):
     async def send_all(self, data: Buffer) -> None:
         """Send all of ``data`` (the writer task's way)."""
 
-    async def receive(self) -> bytes | bytearray | memoryview:
-        """The next bytes received; empty at the end of the connection (the reader task's).
-        A view is valid only until the next read (it is into a reused buffer)."""
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes received; empty at the end of the connection (the reader task's)."""
 
     def write_now(self, buffers: list[Buffer]) -> int:
         """Write what the kernel takes of ``buffers`` without blocking; how many bytes (0 when
         full, or broken: :meth:`send_all` then waits, or reports it)."""
 
-    def read_now(self) -> bytes | memoryview:
+    def read_now(self) -> bytes:
         """One non-blocking read: :class:`BlockingIOError` when there is nothing yet,
-        :class:`OSError` when broken, empty at the end of the connection. A view is valid
-        only until the next read."""
+        :class:`OSError` when broken, empty at the end of the connection."""
 
 
 class StreamWire:
@@ -65,7 +62,7 @@ class StreamWire:
         """Send through the stream."""
         await self._stream.send_all(data)
 
-    async def receive(self) -> bytes | bytearray | memoryview:
+    async def receive(self) -> bytes | bytearray:
         """Receive from the stream."""
         return await self._stream.receive_some(_RECEIVE_SIZE)
 
@@ -73,7 +70,7 @@ class StreamWire:
         """Nothing is written at once on a stream."""
         return 0
 
-    def read_now(self) -> bytes | memoryview:
+    def read_now(self) -> bytes:
         """Nothing is read at once from a stream."""
         raise BlockingIOError
 
@@ -85,8 +82,7 @@ class SocketWire:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._buffer = bytearray(_RECEIVE_SIZE)  # every read goes here (see the module)
-        self._view = memoryview(self._buffer)
+        self._scratch: bytearray | None = None  # see read_now
 
     async def send_all(self, data: Buffer) -> None:
         """Write all of ``data``, waiting for the socket only when it is full."""
@@ -99,7 +95,7 @@ class SocketWire:
             except BlockingIOError:
                 await trio.lowlevel.wait_writable(fd)
 
-    async def receive(self) -> memoryview:
+    async def receive(self) -> bytes:
         """Wait until the socket is readable, then read."""
         # one scheduling round per read instead of Trio's two (wait, then a checkpoint after
         # the read); waiting first keeps the reader fair
@@ -117,9 +113,21 @@ class SocketWire:
         except OSError:  # full (EAGAIN), or broken: send_all waits, or reports it
             return 0
 
-    def read_now(self) -> memoryview:
-        """One non-blocking read, into the reused buffer: valid until the next read."""
-        return self._view[: os.readv(self._fd, [self._buffer])]
+    def read_now(self) -> bytes:
+        """One non-blocking read."""
+        if self._scratch is None:
+            data = os.read(self._fd, _RECEIVE_SIZE)
+            if len(data) < _SMALL_READ:
+                self._scratch = bytearray(_SMALL_READ)
+            return data
+        # After a small read (window updates, pings, short messages), the next one goes
+        # into a small reused buffer: allocating a large buffer only to shrink it to 12
+        # bytes costs more than the read itself.
+        size = os.readv(self._fd, [self._scratch])
+        data = bytes(memoryview(self._scratch)[:size])
+        if size == _SMALL_READ:
+            self._scratch = None
+        return data
 
 
 def wire_for(transport: trio.abc.Stream) -> Wire:
