@@ -203,7 +203,7 @@ async def daemon_memory_per_session(socket: Path, pid: int, count: int) -> float
         before = rss_kib(pid)
         for _ in range(count):
             await client.create(command="/bin/sh")
-        await trio.sleep(0.5)  # let each emulator take in its prompt
+        await trio.sleep(0.5)  # let each shell print its prompt and the daemon read it
         after = rss_kib(pid)
         for info in await client.list():
             await client.kill(info.session)

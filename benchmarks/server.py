@@ -9,8 +9,8 @@ temp dir), one httpx client with a developer key, the cortex-m3 test program on 
 * a register read (``pc``) through REST beside the same call on the backend instance directly
   (target: at most 1 ms added). These two are timed with a minimal keep-alive HTTP/1.1 client
   (a GET written whole, the response read to its Content-Length, a new connection when the
-  server closes one: hypercorn does after 1000 requests), so the figure is what the server
-  adds; httpx's own cost (about 1 ms a request here) is shown beside them;
+  server closes one: after 5 s idle), so the figure is what the server adds; httpx's own
+  cost (about 1 ms a request here) is shown beside them;
 * listing 1000 sessions (GET /sessions?limit=1000; target p50 < 50 ms).
 
 Each row: median and p90 of N, best of ROUNDS rounds. Run: ``.venv/bin/python

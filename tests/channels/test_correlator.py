@@ -192,3 +192,16 @@ async def test_a_correlator_on_any_stream_keeps_deadlines_per_call() -> None:
                 await correlator.call(1, b"1", what="one", timeout=0.05)
             assert await correlator.call(2, b"2", what="two", timeout=10) == b"2"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_send_with_a_deadline_times_out_when_the_peer_stops_reading() -> None:
+    """``send(data, deadline=)`` (a keystroke that waits for no reply): at once when the
+    stream takes it, TooSlowError at the deadline when it cannot, and the connection closed."""
+    ours, theirs = trio.testing.lockstep_stream_pair()  # nothing is taken unless read
+    correlator: Correlator[bytes] = Correlator(ours, name="test", address="memory")
+    with trio.fail_after(20):
+        with pytest.raises(trio.TooSlowError):
+            await correlator.send(b"x" * 100, deadline=trio.current_time() + 0.05)
+        with pytest.raises(ConnectionLostError, match="interrupted"):
+            await correlator.send(b"y")
+    await theirs.aclose()

@@ -23,6 +23,7 @@ CORES = [
     "virtrio.channels.pty._codec",
     "virtrio.channels.yamux._session",
     "virtrio.channels.spice._link",
+    "virtrio.channels.xtransfer._config",
     "virtrio.channels.xtransfer._protocol",
 ]
 

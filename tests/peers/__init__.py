@@ -10,14 +10,19 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
+from collections.abc import Sequence
 from typing import NoReturn
 
 import attrs
 import pytest
 import trio
 
+from virtrio.engine._child import die_with_parent
+
 __all__ = [
     "PeerProcess",
+    "dies_with_tests",
     "echo_through",
     "free_tcp_address",
     "peer_missing",
@@ -80,12 +85,25 @@ class PeerProcess:
         return self.process.returncode, out.decode()
 
 
+def dies_with_tests(argv: Sequence[str]) -> list[str]:
+    """``argv`` run so the peer gets SIGKILL when the test process dies: a crashed or killed
+    pytest leaves no QEMU, daemon or database loading the machine.
+
+    Only from the main thread (where pytest and pytest-trio run): the death signal follows the
+    thread that forked, and a worker thread (``trio.to_thread``) may exit while its peer is
+    still in use; such a start goes unwrapped.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return list(argv)
+    return die_with_parent(list(argv))
+
+
 def start_peer(
     argv: list[str], started: list[subprocess.Popen[bytes]], *, listens: bool
 ) -> PeerProcess:
     """Start ``argv`` (recorded in ``started`` for :func:`stop_peers`); a listening peer must
     first print ``listening tcp:HOST:PORT`` or ``listening unix:PATH``."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(dies_with_tests(argv), stdout=subprocess.PIPE)
     started.append(proc)
     peer = PeerProcess(proc)
     if listens:

@@ -27,7 +27,7 @@ import attrs
 import pytest
 
 from tests import leaks
-from tests.peers import require_program, stop_process
+from tests.peers import dies_with_tests, require_program, stop_process
 
 __all__ = ["LibvirtDaemon", "LibvirtGuest", "domain_xml", "qemu_processes"]
 
@@ -73,7 +73,7 @@ class LibvirtDaemon:
     def _spawn(self, name: str, program: str) -> None:
         log = (self.root / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [program],
+            dies_with_tests([program]),
             env=self.env,
             user=USER,
             group=GROUP,

@@ -29,7 +29,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from . import INSTALL_HINT, stop_process
+from . import INSTALL_HINT, dies_with_tests, stop_process
 
 __all__ = ["PostgresServer", "find_postgres_bin"]
 
@@ -106,25 +106,27 @@ class PostgresServer:
         )
         log = (self.root / "postgres.log").open("ab")
         self.process = subprocess.Popen(
-            [
-                str(self.bin / "postgres"),
-                "-D",
-                str(self.data),
-                "-c",
-                "listen_addresses=",
-                "-c",
-                f"unix_socket_directories={self.socket_dir}",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=100",
-                "-c",
-                "logging_collector=off",
-            ],
+            dies_with_tests(
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    f"unix_socket_directories={self.socket_dir}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=100",
+                    "-c",
+                    "logging_collector=off",
+                ]
+            ),
             user=USER,
             group=GROUP,
             extra_groups=[],

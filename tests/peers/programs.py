@@ -26,7 +26,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from . import require_program, stop_process
+from . import dies_with_tests, require_program, stop_process
 
 __all__ = [
     "PROGRAMS",
@@ -229,7 +229,7 @@ def start_halted_qemu(argv: list[str], folder: Path) -> HaltedQemu:
     try:
         with log.open("wb") as out:
             process = subprocess.Popen(
-                argv,
+                dies_with_tests(argv),
                 pass_fds=(gdb_sock.fileno(), serial_sock.fileno()),
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.peers import require_program, stop_process
+from tests.peers import dies_with_tests, require_program, stop_process
 from virtrio.channels import Address
 from virtrio.engine.guest import (
     QemuMachine,
@@ -69,7 +69,11 @@ def demo_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BootedGuest
     launch = plan_launch(machine, tmp_path_factory.mktemp("guest"))
     with launch.log.open("wb") as log:
         process = subprocess.Popen(
-            launch.argv, pass_fds=launch.pass_fds, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            dies_with_tests(launch.argv),
+            pass_fds=launch.pass_fds,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
         )
     launch.close()
     assert launch.console_log is not None

@@ -19,7 +19,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.peers import require_program, stop_process
+from tests.peers import dies_with_tests, require_program, stop_process
 from virtrio.channels import Address
 
 BLOCKED_RPCS = (
@@ -71,7 +71,7 @@ def host_qga() -> Iterator[HostAgent]:
 
 
 def _start(argv: list[str], socket_path: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(dies_with_tests(argv), stdin=subprocess.DEVNULL)
     # qemu-ga binds its socket ~3 ms after start; a connect before that is refused, so wait for
     # it to appear (bounded; this is the one place a peer gives no other signal).
     for _ in range(500):

@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from tests.peers import require_program, stop_process
+from tests.peers import dies_with_tests, require_program, stop_process
 
 __all__ = ["SpiceVM", "decode_png_rgb"]
 
@@ -239,7 +239,11 @@ def spice_vm_factory(tmp_path: Path) -> Iterator[object]:
         env = dict(os.environ, SPICE_DEBUG_ALLOW_MC="1")
         with open(d / "qemu.log", "wb") as log:
             proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+                dies_with_tests(args),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         procs.append(proc)
         _wait_for(d / "qmp.sock", proc)
@@ -277,7 +281,7 @@ def websockify() -> Iterator[object]:
     def start(target: str) -> str:
         port = _free_port()
         proc = subprocess.Popen(
-            [program, f"127.0.0.1:{port}", target],
+            dies_with_tests([program, f"127.0.0.1:{port}", target]),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -242,14 +242,16 @@ class Correlator(Generic[R]):
         except BlockingIOError:
             return 0
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes, *, deadline: float = math.inf) -> None:
         """Write ``data`` as one unit. A write interrupted half-way would leave the peer a torn
-        message, so the connection is then closed.
+        message, so the connection is then closed. ``deadline`` bounds the wait for room (no
+        cancel scope is made when the socket takes it all at once: a keystroke's path).
 
         Raises:
             ConnectionLostError: the connection is closed or the write failed.
+            trio.TooSlowError: the deadline passed before it was all written.
         """
-        if not await self._send(data):
+        if not await self._send(data, deadline):
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _send(self, data: bytes, deadline: float = math.inf) -> bool:

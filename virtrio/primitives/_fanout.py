@@ -82,8 +82,10 @@ class Subscription(Generic[T]):
         accept: Callable[[T], bool] | None,
         on_overflow: Callable[[], None] | None = None,
         on_pressure: Callable[[PressureLevel, bool, int], None] | None = None,
+        deliver: Callable[[T], T | None] | None = None,
     ) -> None:
         self._fanout = fanout
+        self._deliver = deliver
         self._accept = accept
         self._on_overflow = on_overflow
         self._on_pressure = on_pressure
@@ -195,6 +197,11 @@ class Subscription(Generic[T]):
     def _offer(self, item: T, warn_remaining: int, overflow: str) -> None:
         if self._accept is not None and not self._accept(item):
             return
+        if self._deliver is not None and not self._used:
+            rest = self._deliver(item)  # nothing queued: the subscriber may take it at once
+            if rest is None:
+                return
+            item = rest
         cost = 1 if self._size is None else self._size(item)
         # an empty queue takes any item, however large: a subscriber that keeps up always
         # makes progress
@@ -279,6 +286,7 @@ class Fanout(Generic[T]):
         accept: Callable[[T], bool] | None = None,
         on_overflow: Callable[[], None] | None = None,
         on_pressure: Callable[[PressureLevel, bool, int], None] | None = None,
+        deliver: Callable[[T], T | None] | None = None,
     ) -> Subscription[T]:
         """A new subscription that sees every item published from now on.
 
@@ -295,11 +303,15 @@ class Fanout(Generic[T]):
                 one, or the first drop since the last red notice was taken), ``dropped`` the
                 units just dropped (0 for yellow). Not called for ``"disconnect"`` (see
                 ``on_overflow``).
+            deliver: called synchronously from :meth:`publish` with an item when nothing is
+                queued for this subscriber, so it can hand the item on at once (write it to
+                a socket) instead of waking its reader: it returns None when it took all of
+                it, else what is left to queue (the item, or the part it could not take).
         """
         size = self.max_queue if max_queue is None else max_queue
         if size < 1:
             raise ConfigError(f"subscription max_queue must be >= 1, got {size}")
-        sub = Subscription(self, size, accept, on_overflow, on_pressure)
+        sub = Subscription(self, size, accept, on_overflow, on_pressure, deliver)
         if self._closed:
             sub._send.close()
         else:

@@ -38,6 +38,29 @@ async def test_handshake_registers_and_memory_in_ack_mode(tmp_path: Path) -> Non
         assert stub.acks == len(stub.received)
 
 
+async def test_a_reply_that_fails_to_decode_is_acked_and_the_next_gets_its_own(
+    tmp_path: Path,
+) -> None:
+    # the fast path acks a reply before the call decodes it: one that fails to decode (an
+    # error, hex that is not hex) is acked all the same, and the next request gets its reply
+    stub = FakeStub(handlers={b"g": lambda _: [b"E01"], b"m40,": lambda _: [b"0g"]})
+    async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
+        with pytest.raises(GdbCommandError, match="E01"):
+            await gdb.read_registers()
+        await trio.testing.wait_all_tasks_blocked()
+        assert stub.acks == len(stub.received)
+        with pytest.raises(GdbProtocolError, match="not hex"):
+            await gdb.read_memory(0x40, 1)
+        await trio.testing.wait_all_tasks_blocked()
+        assert stub.acks == len(stub.received)
+        assert await gdb.read_memory(0x10, 2) == bytes((0x10, 0x11))
+        stub.handlers.clear()
+        assert await gdb.read_registers() == {"r0": 1, "r1": 2, "pc": 0x100, "xpsr": 0x01000000}
+        await trio.testing.wait_all_tasks_blocked()
+        assert stub.acks == len(stub.received)
+        assert gdb.is_connected
+
+
 async def test_no_ack_mode_and_binary_transfers_when_offered(tmp_path: Path) -> None:
     stub = FakeStub(no_ack=True, binary=True)
     async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:

@@ -142,6 +142,11 @@ def test_garbage_gives_frames_or_a_protocol_error(garbage: bytes, data: st.DataO
         pass
 
 
-@given(st.binary(max_size=5000) | st.integers(0, 3000).map(lambda n: b"\xff" * n))
+@given(
+    st.binary(max_size=5000)
+    | st.integers(0, 3000).map(lambda n: b"\xff" * n)
+    | st.integers(0, 3000).map(lambda n: b"\x7f" * n)  # the most an ASCII chunk sums to
+    | st.text(st.characters(max_codepoint=127), max_size=3000).map(str.encode)
+)
 def test_checksum_is_the_sum_modulo_256(data: bytes) -> None:
     assert checksum(data) == sum(data) % 256

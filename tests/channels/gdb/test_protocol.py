@@ -281,3 +281,104 @@ def test_the_fast_path_leaves_other_cases_to_the_general_one() -> None:
     p2.send_request(b"qRcmd,6869")
     assert p2.take_reply(encode_packet(b"O6869")) is None  # console output
     assert p2.take_reply(encode_packet(b"OK")) == b"OK"
+
+
+@given(
+    data=st.one_of(st.just(b"+"), st.binary(max_size=4)),
+    ack_mode=st.booleans(),
+    buffered=st.booleans(),
+    reply=st.binary(max_size=40),
+)
+def test_a_lone_ack_on_the_fast_path_agrees_with_the_general_one(
+    data: bytes, ack_mode: bool, buffered: bool, reply: bytes
+) -> None:
+    fast, general = _after_handshake(ack_mode=ack_mode), _after_handshake(ack_mode=ack_mode)
+    for p in (fast, general):
+        p.send_request(b"m0,4")
+        if buffered:
+            p.receive_data(b"$")
+    taken = fast.take_ack(data)
+    assert taken == (data == b"+" and not buffered)
+    if not taken:
+        return
+    assert events(general, data) == []
+    assert fast.state is general.state is ProtocolState.WAITING
+    assert fast.data_to_send() == general.data_to_send() == b""
+    # acked: a nak now asks for nothing again, on either path; then the reply comes alike
+    assert events(fast, b"-") == events(general, b"-") == []
+    assert fast.data_to_send() == general.data_to_send() == b""
+    packet = encode_packet(escape(reply))
+    assert events(fast, packet) == events(general, packet) == [Reply(reply)]
+
+
+def test_a_lone_ack_is_taken_in_any_state_unless_bytes_are_buffered() -> None:
+    p = GdbProtocol()
+    assert p.take_ack(b"+")  # idle: the general path only forgets the last packet too
+    p.send_request(b"qSupported")
+    events(p, encode_packet(b"PacketSize=1000"))
+    p.send_resume(b"c")
+    assert p.take_ack(b"+")  # the resume's ack, while the target runs
+    assert not p.take_ack(b"++")
+    p.receive_data(b"$T0")
+    assert not p.take_ack(b"+")
+    assert events(p, b"5#b9") == [Stopped(5)]
+
+
+_STOPS = st.sampled_from(
+    [b"T05thread:p01.01;swbreak:;", b"T02", b"S05", b"W00", b"X09", b"T05watch:1000;", b"T0g"]
+)
+
+
+@given(
+    payload=_STOPS | st.binary(max_size=40),
+    acked=st.booleans(),
+    ack_mode=st.booleans(),
+    corrupt=st.integers(min_value=-1, max_value=60),
+)
+def test_the_stop_fast_path_agrees_with_the_general_one(
+    payload: bytes, acked: bool, ack_mode: bool, corrupt: int
+) -> None:
+    data = (b"+" if acked else b"") + encode_packet(escape(payload))
+    if 0 <= corrupt < len(data):
+        data = data[:corrupt] + bytes(((data[corrupt] + 1) % 256,)) + data[corrupt + 1 :]
+    fast, general = _after_handshake(ack_mode=ack_mode), _after_handshake(ack_mode=ack_mode)
+    fast.send_resume(b"vCont;c")
+    general.send_resume(b"vCont;c")
+    stop = fast.take_stop(data)
+    if stop is None:  # nothing changed: the general path takes it as it would have
+        assert fast.state is ProtocolState.RUNNING
+        assert fast.data_to_send() == b""
+        return
+    assert events(general, data) == [stop]
+    assert fast.state is general.state is ProtocolState.IDLE
+    assert fast.data_to_send() == general.data_to_send() == (b"+" if ack_mode else b"")
+    assert events(fast, b"-") == events(general, b"-") == []
+    assert fast.data_to_send() == general.data_to_send()
+
+
+def test_the_stop_fast_path_leaves_other_cases_to_the_general_one() -> None:
+    p = _after_handshake(ack_mode=True)
+    assert p.take_stop(encode_packet(b"T05")) is None  # idle
+    p.send_resume(b"c")
+    assert p.take_stop(encode_packet(b"O6869")) is None  # console output
+    assert p.take_stop(encode_packet(b"E01")) is None  # the resume refused
+    assert p.take_stop(encode_packet(b"")) is None
+    assert p.take_stop(encode_packet(b"T05x")) is None  # malformed: the general path raises
+    assert p.take_stop(encode_packet(b"T05") + encode_packet(b"OK")) is None  # two packets
+    assert p.take_stop(b"$T05#00") is None  # a bad checksum
+    assert p.state is ProtocolState.RUNNING
+    assert p.take_stop(b"+" + encode_packet(b"T05")) == Stopped(5)
+    assert p.data_to_send() == b"+"
+
+
+def test_framed_requests_are_reused_and_still_checked() -> None:
+    p = _after_handshake(ack_mode=False)
+    first = p.send_request(b"m1000,4")
+    events(p, encode_packet(b"00"))
+    assert p.send_request(b"m1000,4") is first == encode_packet(b"m1000,4")
+    events(p, encode_packet(b"00"))
+    with pytest.raises(ValueError, match="unescaped"):
+        p.send_request(b"m#")
+    for n in range(600):  # more than it keeps: it starts over, and frames still come right
+        assert p.send_request(b"p%x" % n) == encode_packet(b"p%x" % n)
+        events(p, encode_packet(b"00"))

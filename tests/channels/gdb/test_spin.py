@@ -59,6 +59,18 @@ async def test_replies_after_parking_are_right_and_polling_in_vain_stops(tmp_pat
         assert gdb._reply_spin.missed == gdb._reply_spin.caught == 0
 
 
+async def test_a_wait_polls_once_however_the_answer_is_read(tmp_path: Path) -> None:
+    # the in-process stub cannot answer while the client polls: each request's wait spends
+    # one window in vain, then parks (the fast path's window is not followed by another)
+    stub = FakeStub()
+    async with serve_stub(stub, tmp_path) as address, open_gdb(address, spin=0.002) as gdb:
+        await gdb.read_memory(0, 1)  # x is tried once, refused: m from now on, one request
+        for request in range(1, 4):
+            gdb._reply_spin = SpinPolicy(0.002)
+            assert await gdb.read_memory(0x10, 2) == bytes((0x10, 0x11))
+            assert (gdb._reply_spin.caught, gdb._reply_spin.missed) == (0, 1), request
+
+
 async def test_a_call_deadline_bounds_the_polling(tmp_path: Path) -> None:
     release = threading.Event()
     stub = _late(release)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from virtrio.channels.gdb import GdbProtocolError, Register, TargetDescriptionReader
+from virtrio.channels.gdb._target import Byteorder
 
 # as QEMU 7.2 sends them (target.xml names no xmlns:xi)
 TARGET = (
@@ -115,14 +116,27 @@ registers = st.lists(
 )
 
 
-@given(registers, st.data())
-def test_encode_decode_round_trip(specs: list[tuple[int, bool]], data: st.DataObject) -> None:
+@given(registers, st.sampled_from(["little", "big"]), st.data())
+def test_encode_decode_round_trip(
+    specs: list[tuple[int, bool]], byteorder: Byteorder, data: st.DataObject
+) -> None:
     body = "".join(f'<reg name="r{i}" bitsize="{bits}"/>' for i, (bits, _) in enumerate(specs))
-    target = read({"target.xml": f'<target><feature name="f">{body}</feature></target>'.encode()})
-    description = target.build()
+    xml = f'<target><feature name="f">{body}</feature></target>'.encode()
+    reader = TargetDescriptionReader(byteorder=byteorder)
+    reader.add("target.xml", xml)
+    description = reader.build()
     values = {r.name: data.draw(st.integers(0, 2**r.bitsize - 1)) for r in description.registers}
     g = b"".join(description.encode_value(r, values[r.name]) for r in description.registers)
-    assert description.decode_registers(g) == values
+    decoded = description.decode_registers(g)
+    assert decoded == values
+    assert list(decoded) == [r.name for r in description.registers]  # in register order
+    # a shorter packet (a stub that sends fewer registers) holds the registers it covers whole,
+    # each read as the one-by-one decoding would read it
+    cut = data.draw(st.integers(0, len(g)))
+    covered = [r for r in description.registers if r.offset + r.size <= cut]  # a prefix
+    expected = {r.name: int.from_bytes(g[r.offset : r.offset + r.size], byteorder) for r in covered}
+    assert description.decode_registers(g[:cut]) == expected
+    assert description.decode_registers(g) is not description.decode_registers(g)
     assert all(isinstance(r, Register) for r in description.registers)
 
 

@@ -278,3 +278,36 @@ async def test_updating_a_timer_to_the_same_period_restarts_it_in_place() -> Non
     impl.remove_timeout(timer)
     await trio.testing.wait_all_tasks_blocked()
     assert rec.freed == ["ka"]
+
+
+async def test_a_blocking_call_wakes_the_trio_thread_once_at_its_end() -> None:
+    rec = Recorder()
+    impl = attached(rec)
+    await trio.testing.wait_all_tasks_blocked()
+    a, b = socket.socketpair()
+    with a, b:
+
+        def call_with_callbacks() -> tuple[bool, int, int]:
+            # what libvirt's open does from the worker thread: a handle and a timer
+            with impl.batched_kicks():
+                watch = impl.add_handle(a.fileno(), READABLE, rec.handle, "sock")
+                impl.add_timeout(-1, rec.timer, "keepalive")
+                with impl.batched_kicks():  # nested: still held by the outer block
+                    impl.update_handle(watch, 0)
+                    impl.update_handle(watch, READABLE)
+                asked_midway = impl._scheduled
+            return asked_midway, watch, impl.stats().fd_waiters
+
+        asked_midway, watch, waiters_midway = await trio.to_thread.run_sync(call_with_callbacks)
+        # the Trio side was not woken mid-call
+        assert not asked_midway
+        assert waiters_midway == 0
+        await trio.testing.wait_all_tasks_blocked()
+        assert impl.stats().fd_waiters == 1  # ...and is reconciled once the block ended
+        b.send(b"x")
+        with trio.fail_after(5):
+            await rec.event.wait()
+        assert rec.calls == [(watch, a.fileno(), READABLE, "sock")]
+        impl.remove_handle(watch)
+        await trio.testing.wait_all_tasks_blocked()
+        assert rec.freed == ["sock"]

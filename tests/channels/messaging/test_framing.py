@@ -89,3 +89,94 @@ async def test_channel_over_a_stream() -> None:
     assert not right.is_connected
     await left.aclose()
     await right.aclose()
+
+
+def test_a_piece_that_is_exactly_one_message_is_that_message() -> None:
+    """No copy: over yamux the prefix comes in a frame of its own, the message in the next."""
+    decoder = LengthPrefixDecoder(max_message_size=1 << 20)
+    message = bytes(range(256)) * 256
+    decoder.receive_data(len(message).to_bytes(8, "big"))
+    assert decoder.next_message() is NEED_DATA
+    assert decoder.needed == len(message)
+    decoder.receive_data(message)
+    assert decoder.next_message() is message
+    assert decoder.needed == 8
+
+
+@given(st.lists(st.binary(max_size=300), max_size=6), st.data())
+def test_needed_is_never_more_than_the_next_message_lacks(
+    messages: list[bytes], data: st.DataObject
+) -> None:
+    """Feeding exactly ``needed`` bytes at a time (as the channel does over yamux) yields
+    every message, each as soon as it is whole."""
+    wire = b"".join(encode_length_prefixed(m) for m in messages)
+    decoder = LengthPrefixDecoder(max_message_size=300)
+    got: list[bytes | None] = []
+    offset = 0
+    while offset < len(wire):
+        size = data.draw(st.integers(1, decoder.needed))
+        decoder.receive_data(wire[offset : offset + size])
+        offset += size
+        got += drain(decoder)
+    decoder.receive_data(b"")
+    got += drain(decoder)
+    assert got == [*messages, None]
+
+
+@pytest.mark.parametrize("peer_frames_it", [False, True])
+async def test_channel_over_yamux(peer_frames_it: bool) -> None:
+    """Messages of every size through a yamux stream on a socket, both from our channel
+    (prefix in a frame of its own) and from a peer writing prefix and message at once."""
+    from virtrio.channels.yamux import open_mux
+
+    left, right = trio.socket.socketpair()
+    sizes = [0, 1, 8, 100, 65536, 300_000, 3]
+    messages = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    async with (
+        open_mux(trio.SocketStream(left), client=True) as client,
+        open_mux(trio.SocketStream(right), client=False) as server,
+    ):
+        opened = await client.open_stream()
+        accepted = await server.accept_stream()
+        sender = LengthPrefixedChannel(opened, max_message_size=1 << 20)
+        receiver = LengthPrefixedChannel(accepted, max_message_size=1 << 20)
+
+        async def send() -> None:
+            for message in messages:
+                if peer_frames_it:
+                    await opened.send_all(encode_length_prefixed(message))
+                else:
+                    await sender.send(message)
+            await sender.send_eof()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            for message in messages:
+                assert await receiver.receive() == message
+            with pytest.raises(trio.EndOfChannel):
+                await receiver.receive()
+
+
+async def test_messages_sent_by_several_tasks_at_once_never_interleave() -> None:
+    from virtrio.channels.yamux import open_mux
+
+    left, right = trio.socket.socketpair()
+    async with (
+        open_mux(trio.SocketStream(left), client=True) as client,
+        open_mux(trio.SocketStream(right), client=False) as server,
+    ):
+        sender = LengthPrefixedChannel(await client.open_stream(), max_message_size=1 << 20)
+        receiver = LengthPrefixedChannel(await server.accept_stream(), max_message_size=1 << 20)
+
+        async def send(task: int) -> None:
+            for i in range(20):
+                await sender.send(bytes([task]) * (70_000 + i))
+
+        async with trio.open_nursery() as nursery:
+            for task in range(5):
+                nursery.start_soon(send, task)
+            got = [await receiver.receive() for _ in range(100)]
+        assert all(message == message[:1] * len(message) for message in got)
+        assert sorted((m[0], len(m)) for m in got) == [
+            (task, 70_000 + i) for task in range(5) for i in range(20)
+        ]

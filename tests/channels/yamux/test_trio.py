@@ -269,3 +269,46 @@ async def test_a_send_of_more_frames_than_one_writev_takes_arrives_whole() -> No
     transports = transport_pair("socket")
     received = await send_one_stream(transports, payload, 256 * 1024, 200 * 1024 * 1024)
     assert received == payload
+
+
+async def test_the_nowait_pair_queues_and_takes_without_waiting(transport: str) -> None:
+    """``send_all_nowait`` queues a small piece to leave with the next write (a message's
+    length prefix, in a Data frame of its own); ``receive_some_nowait`` takes what is
+    buffered, raises WouldBlock when nothing is, and gives b"" after FIN."""
+    async with mux_pair(transport) as (client, server):
+        opened, accepted = await stream_pair(client, server)
+        with pytest.raises(trio.WouldBlock):
+            accepted.receive_some_nowait(10)
+        opened.send_all_nowait(b"head")
+        await opened.send_all(b"body")
+        got = b""
+        while len(got) < 8:
+            got += await accepted.receive_some(len(b"headbody") - len(got))
+        assert got == b"headbody"
+        opened.send_all_nowait(b"x" * 3)
+        await opened.send_eof()  # what was queued leaves before the FIN
+        assert await accepted.receive_some(1) == b"x"
+        assert accepted.receive_some_nowait(10) == b"xx"
+        assert await accepted.receive_some() == b""
+        assert accepted.receive_some_nowait(10) == b""
+        with pytest.raises(trio.ClosedResourceError):
+            opened.send_all_nowait(b"late")
+
+
+async def test_send_all_nowait_never_goes_past_the_credit() -> None:
+    async with mux_pair("socket") as (client, server):
+        opened, accepted = await stream_pair(client, server)
+        await opened.send_all(bytes(256 * 1024))  # all the credit a new stream has
+        with pytest.raises(trio.WouldBlock):
+            opened.send_all_nowait(b"more")
+        got = 0
+        while got < 256 * 1024:
+            got += len(await accepted.receive_some())
+        await opened.wait_send_all_might_not_block()
+        opened.send_all_nowait(b"more")  # credit came back
+        await opened.send_all(b"")
+        assert await accepted.receive_some() == b"more"
+        await accepted.reset()
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(StreamResetError):
+            accepted.receive_some_nowait(1)

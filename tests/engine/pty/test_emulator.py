@@ -22,6 +22,10 @@ def replay(data: bytes, cols: int = 40, rows: int = 10) -> tuple[list[str], tupl
     return screen.display, (screen.cursor.x, screen.cursor.y)
 
 
+def lagging_screen(backlog: int, keep_raw: int | None = None) -> LaggingScreen:
+    return LaggingScreen(PyteEmulator, 40, 10, scrollback=100, backlog=backlog, keep_raw=keep_raw)
+
+
 def visible(char: pyte.screens.Char) -> object:
     """What a person sees of a cell: on a blank, the foreground colour, bold, italics and blink
     show nothing (unless the cell is reversed), so they are not compared there."""
@@ -41,10 +45,11 @@ def attributes(emulator: PyteEmulator) -> list[object]:
 def test_snapshot_reproduces_the_screen_at_any_lag(output: bytes, data: st.DataObject) -> None:
     direct = PyteEmulator(40, 10, 100)
     direct.feed(output)
-    lagging = LaggingScreen(PyteEmulator(40, 10, 100), backlog=1 << 20)
+    lagging = lagging_screen(1 << 20)
     for chunk in data.draw(splits(output)):
         lagging.append(chunk)
-        lagging.catch_up(data.draw(st.integers(0, 64)))
+        if data.draw(st.booleans()):  # else the emulator is not made yet, or lags
+            lagging.catch_up(data.draw(st.integers(0, 64)))
     replayed = PyteEmulator(40, 10, 100)
     replayed.feed(lagging.snapshot() + b"Z")  # Z: printed with the attributes in force
     direct.feed(b"Z")
@@ -83,26 +88,61 @@ def test_render_keeps_colours_and_scrollback() -> None:
 
 
 def test_a_flood_keeps_the_tail_from_a_line_boundary() -> None:
-    lagging = LaggingScreen(PyteEmulator(40, 10, 100), backlog=4096)
+    lagging = lagging_screen(4096)
+    lagging.catch_up(0)  # an emulator, which the flood makes stale
     for n in range(2000):
         lagging.append(f"line {n}\r\n".encode())
     assert lagging.overruns > 0
+    assert lagging.emulator is None  # dropped with the output it had taken in
     assert lagging.pending_bytes <= 4096
     snapshot = lagging.snapshot()
-    tail = snapshot[snapshot.index(b"\x1b[1;1H") :]
-    assert tail.split(b"line ", 1)[1].split(b"\r\n", 1)[0].isdigit()  # no cut line first
+    assert snapshot.split(b"\r\n", 1)[0].removeprefix(b"line ").isdigit()  # no cut line first
     assert replay(snapshot)[0][-2].rstrip() == "line 1999"
 
 
 def test_resizes_apply_in_order_with_output() -> None:
-    lagging = LaggingScreen(PyteEmulator(40, 10, 100), backlog=1 << 20)
+    lagging = lagging_screen(1 << 20)
     lagging.append(b"x" * 30)
     lagging.resize(20, 5)
     lagging.append(b"\r\nshort")
     lagging.catch_up(1 << 20)
     assert not lagging.pending
+    assert lagging.emulator is not None
     assert len(lagging.emulator.display()) == 5
     assert lagging.emulator.display()[1].rstrip() == "short"
+
+
+def test_the_emulator_is_made_only_when_needed() -> None:
+    """An idle session keeps its raw output, no emulator; the snapshot is that output."""
+    lagging = lagging_screen(1 << 20, keep_raw=64)
+    lagging.resize(30, 8)  # before any output: the size the emulator will start in
+    lagging.append(b"\x1b[1;31mred\x1b[0m $ ")
+    assert lagging.emulator is None
+    assert not lagging.wants_emulation
+    assert lagging.snapshot() == b"\x1b[1;31mred\x1b[0m $ "
+    lagging.append(b"x" * 64)
+    assert lagging.wants_emulation  # the session emulates it once output pauses
+    assert lagging.emulator is None
+
+
+@given(outputs, st.data())
+def test_a_screen_made_late_is_the_screen_fed_all_along(output: bytes, data: st.DataObject) -> None:
+    """The emulator made on demand, from the raw output (resizes in between included), shows
+    what one fed all along shows."""
+    direct = PyteEmulator(40, 10, 100)
+    lazy = lagging_screen(1 << 20)
+    for chunk in data.draw(splits(output)):
+        direct.feed(chunk)
+        lazy.append(chunk)
+        if data.draw(st.booleans()):
+            cols, rows = data.draw(st.integers(5, 50)), data.draw(st.integers(2, 12))
+            direct.resize(cols, rows)
+            lazy.resize(cols, rows)
+    emulator = lazy.emulated()
+    assert not lazy.pending
+    assert emulator.display() == direct.display()
+    assert emulator.cursor() == direct.cursor()
+    assert emulator.render() == direct.render()
 
 
 def test_a_snapshot_keeps_a_pending_wrap() -> None:

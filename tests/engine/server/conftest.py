@@ -18,6 +18,8 @@ import pytest
 import trio
 from trio_websocket import WebSocketConnection, wrap_client_stream
 
+from tests.peers import dies_with_tests
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -56,17 +58,19 @@ class Served:
 def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Served:
     """Start ``virtrio serve`` and wait for the line naming its URL."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "virtrio",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--listen",
-            "tcp://127.0.0.1:0",
-            *extra,
-        ],
+        dies_with_tests(
+            [
+                sys.executable,
+                "-m",
+                "virtrio",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--listen",
+                "tcp://127.0.0.1:0",
+                *extra,
+            ]
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

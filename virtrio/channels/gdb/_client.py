@@ -38,9 +38,6 @@ class GdbClient(GdbConnection):
     def _timeout(self, what: str) -> VirtrioTimeoutError:
         return VirtrioTimeoutError(f"GDB {self.address}: timed out waiting for {what}")
 
-    def _answered(self) -> bool:
-        return self._protocol.state is not ProtocolState.WAITING
-
     async def _lock_requests(self, deadline: float = math.inf) -> None:
         """Take the request lock, once the stub has answered the request before (which a
         cancelled or timed-out caller may have left on the wire: its late reply is read and
@@ -82,9 +79,10 @@ class GdbClient(GdbConnection):
             if sent < len(data):
                 await self._write(data[sent:])
             read_lock = self._read_lock
-            await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
+            if not read_lock.try_acquire():
+                await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
             try:
-                answered = await self._pump(self._answered, deadline, self._reply_spin)
+                answered = await self._await_reply(deadline)
             finally:
                 read_lock.release()
         finally:
@@ -114,7 +112,8 @@ class GdbClient(GdbConnection):
     async def _resume(self, payload: bytes, *, quiet: bool = False) -> None:
         if self.closed_reason is not None:
             raise self._lost()
-        await self._lock_requests()
+        if not (self._protocol.state is ProtocolState.IDLE and self._request_lock.try_acquire()):
+            await self._lock_requests()  # queued, or a reply still owed
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
             data = self._protocol.send_resume(payload)
@@ -122,7 +121,9 @@ class GdbClient(GdbConnection):
             self._quiet = quiet
             self._stopped = trio.Event()
             self._stopped_since_resume()
-            await self._write(data)
+            sent = self._write_now(data)
+            if sent < len(data):
+                await self._write(data[sent:])
             self._watch.set()  # read by wait_stop's caller or, if none comes, the watcher
         finally:
             self._request_lock.release()

@@ -71,6 +71,7 @@ class GdbCommands:
         self._breakpoints: set[tuple[int, int, int]] = set()
         self._watchpoints: set[tuple[int, int, int]] = set()
         self._pc: int | None = None  # the program counter at this stop, once read
+        self._pc_of: tuple[TargetDescription | None, Register | None] = (None, None)
 
     async def request(self, packet: bytes | str, *, timeout: float | None = None) -> bytes:
         raise NotImplementedError
@@ -155,11 +156,15 @@ class GdbCommands:
             raise GdbLocalProtocolError(str(exc.args[0])) from None
 
     def _pc_register(self) -> Register | None:
-        regs = self.target.registers_by_name
-        for name in ("pc", "rip", "eip"):
-            if name in regs:
-                return regs[name]
-        return next((r for r in self.target.registers if r.type == "code_ptr"), None)
+        target = self.target
+        if self._pc_of[0] is target:
+            return self._pc_of[1]
+        regs = target.registers_by_name
+        found = next((regs[name] for name in ("pc", "rip", "eip") if name in regs), None)
+        if found is None:
+            found = next((r for r in target.registers if r.type == "code_ptr"), None)
+        self._pc_of = (target, found)
+        return found
 
     async def _read_g(self, timeout: float | None) -> bytes:
         return _check(await self.request(b"g", timeout=timeout), b"g")
@@ -174,15 +179,10 @@ class GdbCommands:
         """
         if not self.target.registers:
             raise GdbLocalProtocolError("the stub gave no target description: no register names")
-        text = await self._read_g(timeout)
+        text, values = self._decode_g(await self.request(b"g", timeout=timeout))
         order = self.target.byteorder
         covered = len(text) // 2
-        registers = self.target.registers
-        if b"x" not in text and b"X" not in text:  # all available: decoded in one go
-            values = self.target.decode_registers(decode_hex(text, "g reply"))
-            registers = registers[len(values) :]  # then those the g packet does not carry
-        else:
-            values = {}
+        registers = self.target.registers[len(values) :]  # those g did not carry or decode
         for reg in registers:
             end = reg.offset + reg.size
             if end <= covered:
@@ -197,6 +197,12 @@ class GdbCommands:
         if pc_reg is not None and pc_reg.name in values:
             self._pc = values[pc_reg.name]
         return values
+
+    def _decode_g(self, reply: bytes) -> tuple[bytes, dict[str, int]]:
+        text = _check(reply, b"g")
+        if b"x" in text or b"X" in text:  # some unavailable: one by one
+            return text, {}
+        return text, self.target.decode_registers(decode_hex(text, "g reply"))
 
     async def _read_p(self, reg: Register, timeout: float | None) -> int | None:
         command = b"p%x" % reg.regnum

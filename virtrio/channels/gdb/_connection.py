@@ -2,10 +2,10 @@
 
 The RSP carries one exchange at a time and the stub's next packet answers the last one, so
 there is no reader task handing replies over: the caller that sent a request reads the socket
-itself until its reply has come (``_pump``), straight from the descriptor: it polls it for a
-short adaptive window first (``open_gdb(spin=...)``, see ``_fastpath``), then parks on
-:func:`trio.lowlevel.wait_readable`. A round trip answered within the window costs no pass
-through the scheduler at all. While the target runs, the task in
+itself until its reply has come (``_take_fast``, then ``_pump``), straight from the
+descriptor: it polls it for a short adaptive window first (``open_gdb(spin=...)``, see
+``_fastpath``), then parks on :func:`trio.lowlevel.wait_readable`. A round trip answered
+within the window costs no pass through the scheduler at all. While the target runs, the task in
 :meth:`~virtrio.channels.gdb.GdbClient.wait_stop` reads the stop reply the same way; when no
 one waits for it, a small watcher task reads instead (console output and the stop reach
 :meth:`events` with no caller waiting). While nothing is asked and the target is stopped,
@@ -18,6 +18,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from typing import TypeVar
 
 import trio
 
@@ -33,6 +34,8 @@ from ._replies import ConsoleOutput, GdbEvent, StopReply
 from ._target import Byteorder
 
 __all__ = ["MAX_MONITOR_OUTPUT", "GdbConnection"]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,8 @@ class GdbConnection(GdbExecution):
         self._reply_spin = SpinPolicy(spin)
         self._stop_spin = SpinPolicy(spin)
         self._reply: bytes | None = None  # the answer to the request in flight, once come
+        self._pending: bytes | None = None  # read by the fast path, not yet handled
+        self._waited = False  # the fast path found nothing to read (and spent its window)
         self._output = bytearray()  # its console output (qRcmd)
         self._stopped = trio.Event()
         self._stopped.set()
@@ -189,6 +194,10 @@ class GdbConnection(GdbExecution):
     async def _read(self, deadline: float, spin: SpinPolicy | None) -> bytes | bytearray | None:
         """The next bytes from the stub (``b""`` at the end of the stream), or None once
         ``deadline`` has passed with nothing come; polls for ``spin``'s window first."""
+        pending = self._pending
+        if pending is not None:  # read by the fast path, to be handled the general way
+            self._pending = None
+            return pending
         sock = self._socket
         if sock is None:
             with trio.move_on_at(deadline):
@@ -198,30 +207,93 @@ class GdbConnection(GdbExecution):
             fd = sock.fileno()
             if fd < 0:
                 raise trio.ClosedResourceError("the socket was closed")
-            try:
-                data = os.read(fd, _RECEIVE_SIZE)
-            except BlockingIOError:
-                if spin is not None:
-                    polled = spin.poll(fd, _RECEIVE_SIZE, deadline)
-                    spin = None  # one window per read
-                    if polled is not None:
-                        data = polled
-                        break
-                self._reads_in_a_row = 0
-                if deadline == math.inf:
-                    await trio.lowlevel.wait_readable(sock)
-                    continue
-                with trio.move_on_at(deadline) as scope:
-                    await trio.lowlevel.wait_readable(sock)
-                if scope.cancelled_caught:
-                    return None
+            data = self._read_now(fd, deadline, spin)
+            if data is not None:
+                break
+            spin = None  # one window per read
+            self._reads_in_a_row = 0
+            if deadline == math.inf:
+                await trio.lowlevel.wait_readable(sock)
                 continue
-            break
+            with trio.move_on_at(deadline) as scope:
+                await trio.lowlevel.wait_readable(sock)
+            if scope.cancelled_caught:
+                return None
+        await self._count_read()
+        return data
+
+    def _read_now(self, fd: int, deadline: float, spin: SpinPolicy | None) -> bytes | None:
+        """What the socket holds now or, with ``spin``, within its window (bounded by
+        ``deadline`` and any enclosing cancel scope's): the bytes (``b""`` at the end of the
+        stream), or None."""
+        try:
+            return os.read(fd, _RECEIVE_SIZE)
+        except BlockingIOError:
+            if spin is None:
+                return None
+            return spin.poll(fd, _RECEIVE_SIZE, min(deadline, trio.current_effective_deadline()))
+
+    async def _count_read(self) -> None:
         self._reads_in_a_row += 1
         if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
             self._reads_in_a_row = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
+
+    async def _await_reply(self, deadline: float) -> bool:
+        """Read until the request in flight is answered: True, or False once ``deadline``
+        passed first. The caller holds the read lock."""
+        reply = await self._take_fast(deadline, self._reply_spin, self._protocol.take_reply)
+        if reply is not None:
+            self._reply = reply
+            return True
+        spin = None if self._waited else self._reply_spin  # one window per wait
+        return await self._pump(self._answered, deadline, spin)
+
+    async def _take_fast(
+        self, deadline: float, spin: SpinPolicy | None, take: Callable[[bytes], _T | None]
+    ) -> _T | None:
+        """The usual answer (the stub's ``+`` and its packet, together or apart, each whole in
+        one read within the polling window), taken by ``take`` (the protocol's ``take_reply``
+        or ``take_stop``) in a few C-level scans and acked at once: what ``take`` returned; or
+        None, and anything else read is left for the general way (:meth:`_pump`, which also
+        raises its errors, and polls no more if this found nothing: see ``_waited``). The ack
+        goes out before the answer is decoded or acted on: a stub on another CPU handles it
+        meanwhile (on one CPU the order makes no difference)."""
+        self._waited = False
+        sock = self._socket
+        if sock is None or self._pending is not None:
+            return None
+        protocol = self._protocol
+        for _ in range(2):  # the ack, then the packet (or both in one read)
+            fd = sock.fileno()
+            if fd < 0 or self.closed_reason is not None:
+                return None
+            try:
+                data = self._read_now(fd, deadline, spin)
+            except OSError as exc:
+                self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
+                raise self._lost() from exc
+            if data is None:
+                self._waited = True  # (its window, if any, spent)
+                return None
+            self._reads_in_a_row += 1
+            if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                self._reads_in_a_row = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            if data and (taken := take(data)) is not None:
+                owed = protocol.data_to_send()
+                if owed:  # the ack
+                    sent = self._write_now(owed)
+                    if sent < len(owed):
+                        await self._write(owed[sent:])
+                return taken
+            if not protocol.take_ack(data):
+                self._pending = data
+                return None
+        return None
+
+    def _answered(self) -> bool:
+        return self._protocol.state is not ProtocolState.WAITING
 
     async def _pump(
         self, done: Callable[[], bool], deadline: float, spin: SpinPolicy | None = None
@@ -313,7 +385,10 @@ class GdbConnection(GdbExecution):
                 await self._stopped.wait()
             return
         try:
-            await self._pump(self._not_running, deadline, spin)
+            stop: StopReply | None = await self._take_fast(deadline, spin, self._protocol.take_stop)
+            if stop is not None:
+                self._dispatch(stop)
+            await self._pump(self._not_running, deadline, None if self._waited else spin)
         finally:
             lock.release()
             if self.is_running:

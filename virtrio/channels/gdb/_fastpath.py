@@ -95,13 +95,13 @@ class SpinPolicy:
                 self.window = min(self.budget, latency * _HEADROOM)
 
     def poll(self, fd: int, size: int, deadline: float) -> bytes | None:
-        """Read ``fd`` (non-blocking) until bytes come or the window, or ``deadline`` (Trio
-        time) or an enclosing cancel scope's deadline, has passed: the bytes (``b""`` at the
-        end of the stream), or None."""
+        """Read ``fd`` (non-blocking) until bytes come or the window or ``deadline`` (Trio
+        time: the caller's, with any enclosing cancel scope's deadline already taken into
+        account) has passed: the bytes (``b""`` at the end of the stream), or None."""
         window = self.next_window()
         if window <= 0:
             return None
-        limit = min(deadline, trio.current_effective_deadline()) - trio.current_time()
+        limit = deadline - trio.current_time()
         if limit < window:
             if limit <= 0:
                 return None

@@ -46,11 +46,13 @@ def checksum(data: bytes | bytearray | memoryview) -> int:
         return sum(data) & 0xFF
     # sum() walks the bytes as Python ints (~20 µs for a 1 KiB reply here). Adler-32's low half
     # is 1 + the bytes' sum modulo 65521, which is the exact sum for up to 256 bytes (at most
-    # 65280), so zlib does the adding, 256 bytes at a time, in C.
+    # 65280), so zlib does the adding, 256 bytes at a time, in C; 515 at a time for ASCII
+    # (hex replies: at most 65405), half the calls.
     view = memoryview(data)
+    step = 515 if type(data) is bytes and data.isascii() else 256
     total = 0
-    for start in range(0, len(view), 256):
-        total += (zlib.adler32(view[start : start + 256]) & 0xFFFF) - 1
+    for start in range(0, len(view), step):
+        total += (zlib.adler32(view[start : start + step]) & 0xFFFF) - 1
     return total & 0xFF
 
 

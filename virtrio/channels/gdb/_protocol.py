@@ -40,12 +40,15 @@ from ._framing import (
     encode_packet,
     plain_packet,
 )
-from ._replies import ConsoleOutput, GdbEvent, parse_stop_reply
+from ._replies import ConsoleOutput, GdbEvent, StopReply, parse_stop_reply
 
 __all__ = ["GdbProtocol", "ProtocolState", "Reply", "ResumeRefused"]
 
 #: Retransmissions of one packet before giving up (a link that garbles every copy is broken).
 MAX_RETRANSMITS = 5
+#: Requests up to this long are kept framed, up to this many (then the cache starts over).
+_CACHED_PAYLOAD = 64
+_CACHED_PACKETS = 256
 
 
 class ProtocolState(enum.Enum):
@@ -76,16 +79,14 @@ _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 def _is_output(payload: bytes) -> bool:
     body = payload[1:]
-    return (
-        payload[:1] == b"O" and bool(body) and len(body) % 2 == 0 and all(c in _HEX for c in body)
-    )
+    return payload[:1] == b"O" and bool(body) and len(body) % 2 == 0 and _HEX.issuperset(body)
 
 
 def _is_stop(payload: bytes) -> bool:
     return (
         payload[:1] in (b"T", b"S", b"W", b"X")
         and len(payload) >= 3
-        and all(c in _HEX for c in payload[1:3])
+        and _HEX.issuperset(payload[1:3])
     )
 
 
@@ -106,6 +107,8 @@ class GdbProtocol:
         self._command = b""
         self._events: collections.deque[Reply | ResumeRefused | GdbEvent] = collections.deque()
         self._eof = False
+        # short requests framed before (g, p10, Z0,...): framing them again is most of _send
+        self._encoded: dict[bytes, bytes] = {}
         # QEMU greets a new client with the stop reply of a target it halts for it (T02) when
         # the previous client left it running, before or after our first request: until the
         # first reply, one stop reply is taken as that
@@ -136,7 +139,13 @@ class GdbProtocol:
                 else (f"request {self._command[:32]!r} is still waiting for its reply")
             )
             raise GdbLocalProtocolError(f"cannot send {payload[:32]!r}: {what}")
-        data = encode_packet(payload)
+        data = self._encoded.get(payload) if type(payload) is bytes else None
+        if data is None:
+            data = encode_packet(payload)
+            if type(payload) is bytes and len(payload) <= _CACHED_PAYLOAD:
+                if len(self._encoded) >= _CACHED_PACKETS:
+                    self._encoded.clear()
+                self._encoded[payload] = data
         self._command = payload
         self._state = state
         self._last_sent = data if self._ack_mode else b""
@@ -211,6 +220,39 @@ class GdbProtocol:
             self._outgoing += b"+"
         self._state = ProtocolState.IDLE
         return payload
+
+    def take_ack(self, data: bytes) -> bool:
+        """The fast paths' other half: with nothing buffered, ``data`` (one read) is the stub's
+        lone ``+`` (for the request or resume in flight). Then it is taken as
+        :meth:`receive_data` and :meth:`next_event` would take it, and True is returned;
+        otherwise False, and nothing is changed."""
+        if data != b"+" or self._reader.buffered or self._eof:
+            return False
+        self._last_sent = b""
+        return True
+
+    def take_stop(self, data: bytes) -> StopReply | None:
+        """:meth:`take_reply` for a running target: ``data`` (one read) is an optional ``+``
+        and the whole stop reply, a plain packet. Then the stop is returned with everything
+        done that :meth:`receive_data` and :meth:`next_event` would do (the state is idle
+        again, the ack is owed in :meth:`data_to_send`); otherwise None, nothing is changed,
+        and ``data`` goes the general way (which also raises for a malformed stop reply)."""
+        if self._state is not ProtocolState.RUNNING or self._reader.buffered or self._eof:
+            return None
+        acked = data[:1] == b"+"
+        payload = plain_packet(data[1:] if acked else data)
+        if payload is None or not _is_stop(payload):
+            return None
+        try:
+            stop = parse_stop_reply(payload)
+        except GdbProtocolError:
+            return None
+        if acked:
+            self._last_sent = b""
+        if self._ack_mode:
+            self._outgoing += b"+"
+        self._state = ProtocolState.IDLE
+        return stop
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed received bytes; ``b""`` means the stub closed the connection.

@@ -40,6 +40,9 @@ _REASONS = WATCH_REASONS | {
 }
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 def decode_hex(text: bytes | str, what: str = "hex data") -> bytes:
     """Hex text as bytes.
 
@@ -57,7 +60,7 @@ def _hex_int(text: str, what: str) -> int:
     if text.startswith("-"):
         if text == "-1":
             return -1
-    elif text and all(c in "0123456789abcdefABCDEF" for c in text):
+    elif text and _HEX_DIGITS.issuperset(text):
         return int(text, 16)
     raise GdbProtocolError(f"{what} {text!r} is not a hex number")
 
@@ -195,7 +198,7 @@ def _parse_t(signal: int, body: str) -> Stopped:
                 address = _hex_int(value, "watchpoint address")
             elif value:
                 info[name] = value
-        elif name and all(c in "0123456789abcdefABCDEF" for c in name):
+        elif name and _HEX_DIGITS.issuperset(name):
             registers[int(name, 16)] = decode_hex(value, f"register {name} in a stop reply")
         else:
             info[name] = value

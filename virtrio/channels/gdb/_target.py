@@ -32,6 +32,10 @@ Byteorder = Literal["little", "big"]
 #: Architectures whose registers travel big-endian (prefixes of GDB's architecture names).
 _BIG_ENDIAN = ("s390", "m68k", "sparc", "hppa", "or1k", "openrisc")
 _STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+#: How a ``g`` reply of one length decodes: its struct (big-endian; over the bytes reversed
+#: for a little-endian target), whether reversed, which fields are bytes to make ints of, and
+#: the register names in order (a dict to copy: the result's keys).
+_Plan = tuple[struct.Struct, bool, list[int], dict[str, int]]
 _FLOAT_TYPES = frozenset(
     {"ieee_half", "ieee_single", "ieee_double", "arm_fpa_ext", "i387_ext", "bfloat16", "float"}
 )
@@ -80,9 +84,7 @@ class TargetDescription:
     byteorder: Byteorder = "little"
     registers_by_name: Mapping[str, Register] = attrs.field(init=False, eq=False, repr=False)
     registers_by_number: Mapping[int, Register] = attrs.field(init=False, eq=False, repr=False)
-    _plans: dict[int, tuple[struct.Struct, list[str], list[int]]] = attrs.field(
-        init=False, eq=False, repr=False, factory=dict
-    )
+    _plans: dict[int, _Plan] = attrs.field(init=False, eq=False, repr=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "registers_by_name", {r.name: r for r in self.registers})
@@ -108,28 +110,37 @@ class TargetDescription:
         plan = self._plans.get(len(data))
         if plan is None:
             plan = self._plans[len(data)] = self._plan(len(data))
-        layout, names, wide = plan
-        values = list(layout.unpack_from(data))
-        for i in wide:
-            values[i] = int.from_bytes(values[i], self.byteorder)
-        return dict(zip(names, values, strict=True))
+        layout, reverse, wide, names = plan
+        from_bytes = int.from_bytes
+        if reverse:
+            # little-endian: the registers read backwards are big-endian, which is what
+            # int.from_bytes takes by default (no byte order to pass for each wide register)
+            values = list(layout.unpack_from(data[layout.size - 1 :: -1]))
+            for i in wide:
+                values[i] = from_bytes(values[i])
+            values.reverse()
+        else:
+            values = list(layout.unpack_from(data))
+            for i in wide:
+                values[i] = from_bytes(values[i])
+        registers = names.copy()  # the names, in order, with their hashes: no resizing
+        registers.update(zip(names, values, strict=True))
+        return registers
 
-    def _plan(self, length: int) -> tuple[struct.Struct, list[str], list[int]]:
-        # one struct call for the whole packet: registers are contiguous in regnum order
-        codes: list[str] = []
-        names: list[str] = []
-        wide: list[int] = []
+    def _plan(self, length: int) -> _Plan:
+        # one struct call for the whole packet: registers are contiguous in regnum order;
+        # wider ones than struct has codes for come as bytes, turned into ints one by one
+        covered: list[Register] = []
         for reg in self.registers:
             if reg.offset + reg.size > length:
                 break
-            code = _STRUCT_CODES.get(reg.size)
-            if code is None:
-                code = f"{reg.size}s"
-                wide.append(len(names))
-            codes.append(code)
-            names.append(reg.name)
-        prefix = "<" if self.byteorder == "little" else ">"
-        return struct.Struct(prefix + "".join(codes)), names, wide
+            covered.append(reg)
+        reverse = self.byteorder == "little"
+        ordered = covered[::-1] if reverse else covered
+        codes = [_STRUCT_CODES.get(r.size, f"{r.size}s") for r in ordered]
+        wide = [i for i, r in enumerate(ordered) if r.size not in _STRUCT_CODES]
+        layout = struct.Struct(">" + "".join(codes))
+        return layout, reverse, wide, dict.fromkeys((r.name for r in covered), 0)
 
     def encode_value(self, reg: Register, value: int) -> bytes:
         """``value`` as ``reg``'s bytes in target order (negative values in two's complement).

@@ -13,6 +13,7 @@ import trio
 from virtrio.errors import VirtrioTimeoutError
 
 from ._errors import translate_error
+from ._eventloop import batched_kicks
 
 __all__ = ["run_blocking"]
 
@@ -46,7 +47,11 @@ async def run_blocking(
         VirtrioError: libvirt's error, translated (see :func:`._errors.translate_error`).
     """
     libvirt = _libvirt()
-    call = functools.partial(fn, *args)
+
+    def call() -> R:
+        with batched_kicks():
+            return fn(*args)
+
     with trio.move_on_after(timeout):
         try:
             return await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)

@@ -339,7 +339,10 @@ class LibvirtConnection:
             with trio.move_on_after(_CLOSE_DRAIN):
                 for _ in range(int(self.limiter.total_tokens)):
                     token = object()
-                    await self.limiter.acquire_on_behalf_of(token)
+                    try:  # the usual case, no call in flight: no scheduler pass per token
+                        self.limiter.acquire_on_behalf_of_nowait(token)
+                    except trio.WouldBlock:
+                        await self.limiter.acquire_on_behalf_of(token)
                     tokens.append(token)
             try:
                 # not abandoned: close must finish before the event loop may be torn down

@@ -23,11 +23,12 @@ from whichever thread made an API call. This module implements them on Trio:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -35,7 +36,7 @@ import trio
 
 from virtrio.errors import LocalProtocolError
 
-__all__ = ["EventLoopStats", "ensure_event_loop", "event_loop_stats"]
+__all__ = ["EventLoopStats", "batched_kicks", "ensure_event_loop", "event_loop_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ class _TrioEventImpl:
         # waiters whose fd lost interest in their direction, parked until it comes back
         self._parked: dict[tuple[int, int], trio.Event] = {}
         self._timer_tasks: dict[int, tuple[trio.CancelScope, int]] = {}
+        # per worker thread: None, or whether a kick was held back by batched_kicks()
+        self._held = threading.local()
 
     # -- the six libvirt callbacks (any thread) ------------------------------------------------
 
@@ -163,7 +166,34 @@ class _TrioEventImpl:
             self._kick_locked()
         return 0
 
+    @contextlib.contextmanager
+    def batched_kicks(self) -> Iterator[None]:
+        """Hold back the Trio thread's wake-ups that this thread's callbacks ask for until the
+        block ends, then send at most one.
+
+        A blocking call in a worker thread makes several callbacks (open adds a handle and a
+        keepalive timer, every call drops and restores the socket's interest, close removes
+        both); waking the Trio thread for each one mid-call makes it contend with the worker
+        for the GIL. Nothing on the Trio side needs the changes before the call returns: the
+        calling thread owns the socket meanwhile.
+        """
+        held = self._held
+        if getattr(held, "kick", None) is not None:  # nested: the outer block sends it
+            yield
+            return
+        held.kick = False
+        try:
+            yield
+        finally:
+            kick, held.kick = held.kick, None
+            if kick:
+                with self._lock:
+                    self._kick_locked()
+
     def _kick_locked(self) -> None:
+        if self._token is not None and getattr(self._held, "kick", None) is not None:
+            self._held.kick = True
+            return
         if self._token is None:
             # No run to defer to. libvirt asks that a free callback run from a clean stack
             # (it may hold the connection's lock in the remove call): another thread is one.
@@ -401,3 +431,9 @@ def event_loop_stats() -> EventLoopStats:
     """Counts of what the libvirt event loop holds now (all zero once every connection is closed
     and its callbacks have been freed)."""
     return _IMPL.stats()
+
+
+def batched_kicks() -> contextlib.AbstractContextManager[None]:
+    """In a worker thread making a blocking libvirt call: one wake-up of the event loop for
+    the whole call (see :meth:`_TrioEventImpl.batched_kicks`)."""
+    return _IMPL.batched_kicks()

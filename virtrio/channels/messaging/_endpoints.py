@@ -98,6 +98,9 @@ class MessageConnection:
             ProtocolError: the peer broke the transport's protocol earlier.
             VirtrioTimeoutError: ``timeout`` (default ``call_timeout``) seconds passed.
         """
+        if timeout is None and self.call_timeout is None:  # no deadline to set up
+            await self._channel.send(message)
+            return
         with self._deadline(timeout, "sending a message"):
             await self._channel.send(message)
 
@@ -109,13 +112,13 @@ class MessageConnection:
             ProtocolError: the peer broke the transport's protocol.
             VirtrioTimeoutError: ``timeout`` (default ``call_timeout``) seconds passed.
         """
-        with self._deadline(timeout, "waiting for a message"):
-            try:
+        try:
+            if timeout is None and self.call_timeout is None:  # no deadline to set up
                 return await self._channel.receive()
-            except trio.EndOfChannel:
-                raise ConnectionLostError(
-                    f"{self.peer} disconnected", address=str(self.peer)
-                ) from None
+            with self._deadline(timeout, "waiting for a message"):
+                return await self._channel.receive()
+        except trio.EndOfChannel:
+            raise ConnectionLostError(f"{self.peer} disconnected", address=str(self.peer)) from None
 
     async def wait_closed(self) -> None:
         """Return once the connection can carry nothing more (it ended, failed or was

@@ -2,9 +2,19 @@
 
 :class:`LengthPrefixDecoder` is the sans-I/O half (bytes in, messages out);
 :class:`LengthPrefixedChannel` puts it over one Trio stream.
+
+A message is copied as little as the stream allows. The decoder keeps what it is fed as
+pieces, and a piece that is exactly one message *is* that message (no copy; a message
+spread over pieces is joined once). Over a yamux stream (anything with ``send_all_nowait``
+and ``receive_some_nowait``), the prefix is queued to leave in the same write as the
+message, in a Data frame of its own, so the message is never joined to it by a copy, and
+the receiving end, asking for just what it still needs, gets each message as one piece.
 """
 
 from __future__ import annotations
+
+from collections import deque
+from typing import Protocol, runtime_checkable
 
 import trio
 
@@ -41,16 +51,59 @@ class LengthPrefixDecoder:
 
     def __init__(self, *, max_message_size: int) -> None:
         self.max_message_size = max_message_size
-        self._buffer = bytearray()
+        self._pieces: deque[bytes] = deque()  # as fed; the first one from ``_offset`` on
+        self._offset = 0
+        self._size = 0  # bytes buffered
         self._want: int | None = None
         self._eof = False
 
+    @property
+    def needed(self) -> int:
+        """How many more bytes the next message (or its prefix) needs at least."""
+        want = PREFIX_SIZE if self._want is None else self._want
+        return max(1, want - self._size)
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Feed bytes (``b""`` = end of stream)."""
+        """Feed bytes (``b""`` = end of stream). ``bytes`` are kept as they are, without a
+        copy (so a piece that is exactly one message is returned as that message)."""
         if data:
-            self._buffer += data
+            piece = data if type(data) is bytes else bytes(data)
+            self._pieces.append(piece)
+            self._size += len(piece)
         else:
             self._eof = True
+
+    def _take(self, count: int) -> bytes:
+        """The first ``count`` buffered bytes (there are that many), copied once at most."""
+        pieces = self._pieces
+        first = pieces[0]
+        offset = self._offset
+        self._size -= count
+        if offset == 0 and len(first) == count:
+            pieces.popleft()
+            return first
+        end = offset + count
+        if end <= len(first):
+            if end == len(first):
+                pieces.popleft()
+                self._offset = 0
+            else:
+                self._offset = end
+            return first[offset:end]
+        parts = [memoryview(pieces.popleft())[offset:]]
+        got = len(parts[0])
+        while got < count:
+            piece = pieces.popleft()
+            if got + len(piece) > count:
+                self._offset = count - got
+                parts.append(memoryview(piece)[: self._offset])
+                pieces.appendleft(piece)
+                break
+            parts.append(memoryview(piece))
+            got += len(piece)
+        else:
+            self._offset = 0
+        return b"".join(parts)
 
     def next_message(self) -> bytes | NeedData | None:
         """The next message, :data:`NEED_DATA`, or ``None`` at a clean end of stream.
@@ -58,35 +111,41 @@ class LengthPrefixDecoder:
         Raises:
             LengthPrefixError: a length over the limit, or the stream ended mid-message.
         """
-        buffer = self._buffer
         if self._want is None:
-            if len(buffer) >= PREFIX_SIZE:
-                want = int.from_bytes(buffer[:PREFIX_SIZE], "big")
+            if self._size >= PREFIX_SIZE:
+                want = int.from_bytes(self._take(PREFIX_SIZE), "big")
                 if want > self.max_message_size:
                     raise LengthPrefixError(
                         f"the peer announced a {want}-byte message; the limit is"
                         f" {self.max_message_size}"
                     )
-                del buffer[:PREFIX_SIZE]
                 self._want = want
             elif not self._eof:
                 return NEED_DATA
-            elif buffer:
+            elif self._size:
                 raise LengthPrefixError(
-                    f"the stream ended inside a length prefix ({len(buffer)} bytes)"
+                    f"the stream ended inside a length prefix ({self._size} bytes)"
                 )
             else:
                 return None
-        if len(buffer) >= self._want:
-            message = bytes(buffer[: self._want])
-            del buffer[: self._want]
+        if self._size >= self._want:
+            message = self._take(self._want) if self._want else b""
             self._want = None
             return message
         if self._eof:
             raise LengthPrefixError(
-                f"the stream ended inside a message ({len(buffer)} of {self._want} bytes)"
+                f"the stream ended inside a message ({self._size} of {self._want} bytes)"
             )
         return NEED_DATA
+
+
+@runtime_checkable
+class _Nowait(Protocol):
+    """A stream that can queue and take bytes without waiting (a yamux stream)."""
+
+    def send_all_nowait(self, data: bytes) -> None: ...
+
+    def receive_some_nowait(self, max_bytes: int) -> bytes: ...
 
 
 class LengthPrefixedChannel(trio.abc.Channel[bytes]):
@@ -99,6 +158,7 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         self.stream = stream
         self._decoder = LengthPrefixDecoder(max_message_size=max_message_size)
         self._send_lock = trio.StrictFIFOLock()
+        self._nowait = stream if isinstance(stream, _Nowait) else None
         self._peer_closed = False
         self._closed = False
         self._broken = False
@@ -114,20 +174,34 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         Raises:
             ConnectionLostError: the stream failed or is closed.
         """
-        data = bytes(value)
-        async with self._send_lock:
-            try:
-                if len(data) > _COPY_LIMIT:
-                    await self.stream.send_all(len(data).to_bytes(PREFIX_SIZE, "big"))
-                    await self.stream.send_all(data)
-                else:
-                    await self.stream.send_all(encode_length_prefixed(data))
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                self._broken = True
-                raise ConnectionLostError(f"sending a message failed: {exc}") from exc
-            except BaseException:
-                self._broken = True  # part of a message may be on the wire
-                raise
+        data = value if type(value) is bytes else bytes(value)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        lock = self._send_lock
+        try:  # the lock's own acquire would add a scheduling round to every send
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            prefix = len(data).to_bytes(PREFIX_SIZE, "big")
+            if self._nowait is not None:
+                try:
+                    self._nowait.send_all_nowait(prefix)
+                except trio.WouldBlock:
+                    await self.stream.send_all(prefix)
+                await self.stream.send_all(data)
+            elif len(data) > _COPY_LIMIT:
+                await self.stream.send_all(prefix)
+                await self.stream.send_all(data)
+            else:
+                await self.stream.send_all(prefix + data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._broken = True
+            raise ConnectionLostError(f"sending a message failed: {exc}") from exc
+        except BaseException:
+            self._broken = True  # part of a message may be on the wire
+            raise
+        finally:
+            lock.release()
 
     async def receive(self) -> bytes:
         """The next message.
@@ -137,23 +211,38 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
             ConnectionLostError: the stream failed.
             LengthPrefixError: the peer broke the framing.
         """
+        decoder = self._decoder
+        waited = False  # a wait is a checkpoint: then no other is needed
         while True:
             try:
-                message = self._decoder.next_message()
+                message = decoder.next_message()
             except LengthPrefixError:
                 self._broken = True
                 raise
             if isinstance(message, bytes):
-                return message
+                break
             if message is None:
                 self._peer_closed = True
                 raise trio.EndOfChannel
             try:
-                data = await self.stream.receive_some(_RECEIVE_SIZE)
+                if self._nowait is None:
+                    data = await self.stream.receive_some(_RECEIVE_SIZE)
+                    waited = True
+                else:
+                    # just what is still needed: a message that came as one piece is
+                    # handed over as it is
+                    try:
+                        data = self._nowait.receive_some_nowait(decoder.needed)
+                    except trio.WouldBlock:
+                        data = await self.stream.receive_some(decoder.needed)
+                        waited = True
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._broken = True
                 raise ConnectionLostError(f"receiving a message failed: {exc}") from exc
-            self._decoder.receive_data(data)
+            decoder.receive_data(data)
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return message
 
     async def send_eof(self) -> None:
         """Half-close: the peer's receive ends after our last message."""

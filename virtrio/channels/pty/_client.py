@@ -246,8 +246,10 @@ class PtyClient:
         elif self.closed_reason is not None:
             raise self._lost_error()
         else:
-            with trio.fail_after(self.call_timeout if timeout is None else timeout):
-                await self._send(encode(Input(session, raw)))
+            timeout = self.call_timeout if timeout is None else timeout
+            await self._calls.send(
+                encode(Input(session, raw)), deadline=trio.current_time() + timeout
+            )
 
     async def resize(
         self, session: int, cols: int, rows: int, *, timeout: float | None = None

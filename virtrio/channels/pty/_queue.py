@@ -64,10 +64,15 @@ class EventQueue(Generic[T]):
             trio.EndOfChannel: the queue was closed and is empty.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._items:
-            if self._closed:
-                raise trio.EndOfChannel
-            await self._getters.park()
+        if not self._items:
+            while not self._items:
+                if self._closed:
+                    raise trio.EndOfChannel
+                await self._getters.park()
+            # parked: that was the schedule point (as a memory channel's receive)
+            item = self._items.popleft()
+            self._putters.unpark()
+            return item
         item = self._items.popleft()
         self._putters.unpark()
         await trio.lowlevel.cancel_shielded_checkpoint()

@@ -138,7 +138,13 @@ class XtransferChannel(trio.abc.Channel[bytes]):
             event.set()
 
     async def _flush(self) -> None:
-        async with self._send_lock:
+        lock = self._send_lock
+        if lock.locked():
+            await lock.acquire()
+        else:  # the usual case: no trip through the scheduler here, send_all makes one
+            await trio.lowlevel.checkpoint_if_cancelled()
+            lock.acquire_nowait()
+        try:
             data = self.protocol.data_to_send()
             if not data:
                 return
@@ -156,6 +162,8 @@ class XtransferChannel(trio.abc.Channel[bytes]):
                 if isinstance(exc, trio.BrokenResourceError | OSError):
                     raise self._error from exc
                 raise
+        finally:
+            lock.release()
 
     async def _reader(self, send_channel: trio.MemorySendChannel[bytes]) -> None:
         async with send_channel:
@@ -189,7 +197,10 @@ class XtransferChannel(trio.abc.Channel[bytes]):
                 if event is NEED_DATA:
                     break
                 if isinstance(event, Message):
-                    await send_channel.send(event.data)
+                    try:  # the reader checkpoints in receive_some: none needed per message
+                        send_channel.send_nowait(event.data)
+                    except trio.WouldBlock:
+                        await send_channel.send(event.data)
                 elif isinstance(event, MessageDelivered):
                     waiter = self._delivered.get(event.ticket)
                     if waiter is not None:

@@ -23,6 +23,7 @@ _DATA, _WINDOW_UPDATE, _PING, _GO_AWAY = (int(kind) for kind in FrameType)
 #: Data bodies this large are handed out as views into the received bytes instead of copies
 #: (smaller ones are copied, so a tiny body never keeps a large receive buffer alive).
 _VIEW_FROM: Final = 16 * 1024
+_NEVER: Final = 2**33  # no body is this large: every one is copied
 
 
 class FrameParser:
@@ -59,8 +60,9 @@ class FrameParser:
         """Feed bytes from the peer (``b""`` at the end of input); returns the events they
         complete (:class:`ConnectionClosed` for a clean end).
 
-        Large Data bodies are delivered as read-only views into ``data`` (no copy): ``data``
-        given as ``bytes`` is used as is, anything else is copied once first.
+        Given as ``bytes``, large Data bodies are delivered as read-only views into ``data``
+        (no copy). Anything else (a reused read buffer) is not kept beyond the call: each
+        body is copied out of it once, to bytes of its own, and so is a frame it cuts short.
 
         Raises:
             YamuxProtocolError: the peer broke the protocol (then send GoAway(protocol error)
@@ -73,18 +75,20 @@ class FrameParser:
             return self._end_of_input()
         if self._eof:
             raise YamuxLocalProtocolError("yamux data received after the end of input")
-        buffer = memoryview(data if type(data) is bytes else bytes(data))
+        owned = type(data) is bytes  # immutable: views into it stay valid
+        buffer = memoryview(data)
         events: list[Event] = []
         try:
-            offset = self._complete_pending(buffer, events) if self._head else 0
-            offset = self._parse(buffer, offset, events)
+            offset = self._complete_pending(buffer, events, owned) if self._head else 0
+            offset = self._parse(buffer, offset, events, _VIEW_FROM if owned else _NEVER)
         except YamuxProtocolError as exc:
             self._error.fail(exc)
         if offset < len(buffer):
             tail = buffer[offset:]
             self._head = bytearray(tail[:HEADER_SIZE])
-            self._body = [tail[HEADER_SIZE:]] if len(tail) > HEADER_SIZE else []
-            self._body_size = max(0, len(tail) - HEADER_SIZE)
+            body = tail[HEADER_SIZE:]
+            self._body = [body if owned else memoryview(bytes(body))] if body else []
+            self._body_size = len(body)
         return events
 
     def _end_of_input(self) -> list[Event]:
@@ -119,10 +123,11 @@ class FrameParser:
             raise YamuxProtocolError(f"Data frame of {length} bytes exceeds any window")
         return HEADER_SIZE + length
 
-    def _complete_pending(self, buffer: memoryview, events: list[Event]) -> int:
+    def _complete_pending(self, buffer: memoryview, events: list[Event], owned: bool) -> int:
         """Go on with the frame the previous input cut short, taking only its own bytes from
         ``buffer`` (the rest is parsed in place); returns how many were taken. Its body is
-        kept as views until it is whole, then joined: copied once."""
+        kept as views until it is whole, then joined: copied once (a piece of a ``buffer``
+        that is not ``owned`` is copied when the frame is still not whole)."""
         head = self._head
         taken = 0
         if len(head) < HEADER_SIZE:
@@ -136,19 +141,25 @@ class FrameParser:
             self._body.append(buffer[taken : taken + more])
             self._body_size += more
             taken += more
-        if self._body_size == size:
-            _, kind, flags, stream_id, _ = HEADER.unpack(head)
-            body = b"".join(self._body)
-            self._head, self._body, self._body_size = bytearray(), [], 0
-            if kind == _DATA:
-                self._on_stream_frame(events, flags, stream_id, body, 0)
-            else:
-                self._parse(memoryview(bytes(head)), 0, events)
+        if self._body_size != size:
+            if not owned and more > 0:
+                self._body[-1] = memoryview(bytes(self._body[-1]))
+            return taken
+        _, kind, flags, stream_id, _ = HEADER.unpack(head)
+        body = b"".join(self._body)
+        self._head, self._body, self._body_size = bytearray(), [], 0
+        if kind == _DATA:
+            self._on_stream_frame(events, flags, stream_id, body, 0)
+        else:
+            self._parse(memoryview(bytes(head)), 0, events)
         return taken
 
-    def _parse(self, buffer: memoryview, offset: int, events: list[Event]) -> int:
-        """Handle every complete frame from ``offset``; returns where the first incomplete
-        one starts."""
+    def _parse(
+        self, buffer: memoryview, offset: int, events: list[Event], view_from: int = _VIEW_FROM
+    ) -> int:
+        """Handle every complete frame from ``offset`` (bodies of ``view_from`` bytes and up
+        as views into ``buffer``, smaller ones copied); returns where the first incomplete one
+        starts."""
         size = len(buffer)
         unpack = HEADER.unpack_from
         while size - offset >= HEADER_SIZE:
@@ -163,7 +174,7 @@ class FrameParser:
                 body = buffer[offset + HEADER_SIZE : end]
                 offset = end
                 self._on_stream_frame(
-                    events, flags, stream_id, body if length >= _VIEW_FROM else bytes(body), 0
+                    events, flags, stream_id, body if length >= view_from else bytes(body), 0
                 )
             else:
                 offset += HEADER_SIZE

@@ -265,7 +265,7 @@ class YamuxSession(FrameParser):
             grow = 0
             if stream.window < self.max_window:
                 unread = stream.window - stream.recv_window - stream.returned
-                if unread < stream.window // 4 and stream.recv_window < stream.window // 4:
+                if unread < stream.window // 4:
                     grow = min(stream.window, self.max_window - stream.window)
                     grow = max(0, min(grow, self.max_extra - self._extra))
                     stream.window += grow

@@ -141,6 +141,28 @@ class MuxStream(trio.abc.HalfCloseableStream):
             self._sending = False
             self._outgoing = None
 
+    def send_all_nowait(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue all of ``data`` to leave with what is sent next on the session (the next
+        :meth:`send_all`, on any stream), without waiting: a small piece (a message's length
+        prefix) then travels in that write, in a Data frame of its own, and is never joined
+        to what follows by a copy. Not a checkpoint.
+
+        Raises:
+            trio.WouldBlock: the stream's credit or the session's buffer cannot take all of
+                ``data`` now (nothing was queued): use :meth:`send_all`.
+            trio.BusyResourceError: another task is sending on this stream.
+            trio.ClosedResourceError: the stream was closed or half-closed by us.
+            StreamResetError: the stream was reset.
+        """
+        if self._sending:
+            raise trio.BusyResourceError("another task is sending on this yamux stream")
+        self._check_writable()
+        session = self._session
+        core = session._core
+        if core.send_window(self.stream_id) < len(data) or session._unsent > HIGH_WATER:
+            raise trio.WouldBlock
+        core.send_data(self.stream_id, data)  # copied into the session's queue
+
     def _check_writable(self) -> None:
         if self._closed or self._sent_eof:
             raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed for sending")
@@ -222,6 +244,33 @@ class MuxStream(trio.abc.HalfCloseableStream):
             return data
         finally:
             self._receiving = False
+
+    def receive_some_nowait(self, max_bytes: int) -> bytes:
+        """What :meth:`receive_some` would return now, without waiting: the data buffered
+        (up to ``max_bytes``); ``b""`` after FIN. Not a checkpoint.
+
+        Raises:
+            trio.WouldBlock: nothing has arrived yet.
+            StreamResetError: the stream was reset (distinct from EOF).
+            trio.ClosedResourceError: we closed the stream.
+            trio.BusyResourceError: another task is receiving.
+        """
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this yamux stream")
+        if self._closed:
+            raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
+        if self._chunks:
+            data = self._take(max_bytes)
+            core = self._session._core
+            core.consumed(self.stream_id, len(data))
+            if core.bytes_queued:
+                self._session._wake_writer()
+            return data
+        if self._reset is not None:
+            raise self._broken_error()
+        if self._eof:
+            return b""
+        raise trio.WouldBlock
 
     def _take(self, limit: int) -> bytes:
         """Up to ``limit`` buffered bytes, in one piece (copied once at most)."""

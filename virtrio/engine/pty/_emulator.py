@@ -4,18 +4,20 @@
 render the state back as bytes); :class:`PyteEmulator` implements it with pyte. Any other
 emulator can be plugged in through ``PtyDaemonConfig(emulator=factory)``.
 
-Emulation is kept off the output hot path by :class:`LaggingScreen`: output is only appended
-to a bounded backlog when it is forwarded; the emulator consumes that backlog later, when the
-session is quiet (pyte parses about 0.2 MB/s, far slower than a terminal can produce). A
-snapshot is the emulator's rendering followed by the not-yet-emulated backlog, so it is exact
-whatever the emulator's lag. When a flood outruns the backlog, the oldest bytes are dropped, the
-emulator is reset, and the backlog restarts at a line boundary: the snapshot is then the tail of
-the output, which for a flood is what the screen shows anyway.
+Emulation is kept off the output hot path, and out of idle sessions, by :class:`LaggingScreen`:
+output is only appended to a bounded raw backlog when it is forwarded. The emulator is made only
+once that backlog outgrows ``keep_raw`` (a quarter of it by default), and then consumes it when
+the session is quiet (pyte parses about 0.2 MB/s, far slower than a terminal can produce), or
+when the emulated screen is asked for. A snapshot is the emulator's rendering (none before there
+is an emulator) followed by the not-yet-emulated raw output, so it is exact whatever the
+emulator's lag: an idle shell's snapshot is simply its output so far, replayed by the attaching
+terminal. When a flood outruns the backlog, the oldest bytes are dropped, the emulator is
+dropped too (its state is stale), and the backlog restarts at a line boundary: the snapshot is
+then the tail of the output, which for a flood is what the screen shows anyway.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -222,91 +224,148 @@ class PyteEmulator:
 
 
 class LaggingScreen:
-    """An emulator fed lazily from a bounded backlog; see the module docstring. Sans-I/O: the
-    session decides when to call :meth:`catch_up`."""
+    """A session's screen: raw output, replayed into an emulator only when needed; see the
+    module docstring. Sans-I/O: the session decides when to call :meth:`catch_up`.
 
-    def __init__(self, emulator: TerminalEmulator, *, backlog: int) -> None:
-        self.emulator = emulator
+    ``factory(cols, rows, scrollback)`` makes the emulator, the first time one is needed: when
+    the raw output outgrows :attr:`keep_raw` (and the session is quiet), or when someone asks
+    for the emulated screen (:meth:`emulated`). Until then a snapshot is the raw output itself,
+    exact by construction (a fresh terminal replays it), and the session holds just those
+    bytes: a shell's prompt, not an emulator (pyte keeps a tuple per cell).
+    """
+
+    __slots__ = (
+        "_cols",
+        "_factory",
+        "_raw",
+        "_resizes",
+        "_rows",
+        "_scrollback",
+        "backlog",
+        "emulator",
+        "keep_raw",
+        "overruns",
+    )
+
+    def __init__(
+        self,
+        factory: EmulatorFactory,
+        cols: int,
+        rows: int,
+        *,
+        scrollback: int,
+        backlog: int,
+        keep_raw: int | None = None,
+    ) -> None:
+        self._factory = factory
+        self._scrollback = scrollback
+        #: The emulator, once there is one (None again after an overrun: it is stale then).
+        self.emulator: TerminalEmulator | None = None
+        # the size at the start of the raw output: that of an emulator made now
+        self._cols, self._rows = cols, rows
         self.backlog = backlog
-        self._pending: deque[bytes | tuple[int, int]] = deque()
-        self._pending_bytes = 0
-        # the emulator's state is that of dropped output: reset it before it is used again
-        # (once per flood, not once per overrun: a reset is costly)
-        self._stale = False
+        #: Raw output kept as such before the emulator takes it in (bytes).
+        self.keep_raw = backlog // 4 if keep_raw is None else keep_raw
+        self._raw = bytearray()
+        # resizes among the raw output: (offset in _raw, cols, rows), in order
+        self._resizes: list[tuple[int, int, int]] | None = None
         #: Times output was dropped from the backlog before being emulated.
         self.overruns = 0
 
     @property
     def pending_bytes(self) -> int:
         """Output not yet emulated."""
-        return self._pending_bytes
+        return len(self._raw)
 
     @property
     def pending(self) -> bool:
         """Whether anything (output or a resize) waits to be emulated."""
-        return bool(self._pending)
+        return bool(self._raw or self._resizes)
+
+    @property
+    def wants_emulation(self) -> bool:
+        """Whether the raw output outgrew :attr:`keep_raw`: time to emulate it (when quiet)."""
+        return len(self._raw) > self.keep_raw
 
     def append(self, data: bytes) -> None:
-        """Record output (the hot path: O(1) amortised, no parsing)."""
-        self._pending.append(data)
-        self._pending_bytes += len(data)
-        if self._pending_bytes > self.backlog:
+        """Record output (the hot path: a copy into a buffer, no parsing)."""
+        raw = self._raw
+        raw += data
+        if len(raw) > self.backlog:
             self._overrun()
 
     def resize(self, cols: int, rows: int) -> None:
         """Record a resize, applied in order with the output."""
-        self._pending.append((cols, rows))
+        if self._raw:
+            if self._resizes is None:
+                self._resizes = []
+            self._resizes.append((len(self._raw), cols, rows))
+        elif self.emulator is not None:
+            self.emulator.resize(cols, rows)
+        else:
+            self._cols, self._rows = cols, rows
 
     def _overrun(self) -> None:
         self.overruns += 1
-        self._stale = True  # resizes still apply below: a reset keeps the size
-        pending = self._pending
-        while self._pending_bytes > self.backlog // 2:
-            item = pending.popleft()
-            if isinstance(item, bytes):
-                self._pending_bytes -= len(item)
-            else:
-                self.emulator.resize(*item)
-        # restart at a line boundary so the snapshot does not begin inside an escape sequence
-        while pending:
-            head = pending[0]
-            if isinstance(head, tuple):
-                self.emulator.resize(*pending.popleft())
-                continue
-            newline = head.find(b"\n")
-            pending.popleft()
-            self._pending_bytes -= len(head)
-            if newline >= 0:
-                if rest := head[newline + 1 :]:
-                    pending.appendleft(rest)
-                    self._pending_bytes += len(rest)
-                break
+        self.emulator = None  # its state is that of dropped output (freed; made anew later)
+        raw = self._raw
+        # keep the newest half, from a line boundary, so the snapshot does not begin inside an
+        # escape sequence
+        newline = raw.find(b"\n", len(raw) - self.backlog // 2)
+        cut = len(raw) if newline < 0 else newline + 1
+        del raw[:cut]
+        if self._resizes is not None:
+            for offset, cols, rows in self._resizes:
+                if offset <= cut:  # before what is kept: the size it starts in
+                    self._cols, self._rows = cols, rows
+            kept = [(offset - cut, c, r) for offset, c, r in self._resizes if offset > cut]
+            self._resizes = kept or None
+
+    def _emulator(self) -> TerminalEmulator:
+        if (emulator := self.emulator) is None:
+            emulator = self.emulator = self._factory(self._cols, self._rows, self._scrollback)
+        return emulator
 
     def catch_up(self, max_bytes: int) -> None:
-        """Emulate up to about ``max_bytes`` of the backlog (with every resize on the way)."""
-        pending = self._pending
-        self._refresh()
+        """Emulate up to ``max_bytes`` of the raw output (with every resize on the way).
+
+        What it took is gone from the raw output even if the emulator raised (a buggy
+        emulator costs the screen, and a caller's loop still ends)."""
+        emulator = self._emulator()
+        raw = self._raw
+        size = min(max_bytes, len(raw))
+        chunk = bytes(raw[:size])
+        del raw[:size]
+        resizes = self._resizes
+        steps: list[tuple[int, int, int]] = []
+        if resizes is not None:
+            steps = [step for step in resizes if step[0] <= size]
+            rest = [(offset - size, c, r) for offset, c, r in resizes if offset > size]
+            self._resizes = rest or None
         done = 0
-        while pending and done < max_bytes:
-            item = pending.popleft()
-            if isinstance(item, tuple):
-                self.emulator.resize(*item)
-                continue
-            if len(item) > max_bytes - done:
-                item, rest = item[: max_bytes - done], item[max_bytes - done :]
-                pending.appendleft(rest)
-            self._pending_bytes -= len(item)
-            done += len(item)
-            self.emulator.feed(item)
-        if not pending and (compact := getattr(self.emulator, "compact", None)) is not None:
+        for offset, cols, rows in steps:
+            if offset > done:
+                emulator.feed(chunk[done:offset])
+                done = offset
+            emulator.resize(cols, rows)
+            self._cols, self._rows = cols, rows
+        if size > done:
+            emulator.feed(chunk[done:])
+        if not self.pending and (compact := getattr(emulator, "compact", None)) is not None:
             compact()  # caught up: an emulator may free what it can rebuild (optional method)
 
-    def _refresh(self) -> None:
-        if self._stale:
-            self._stale = False
-            self.emulator.reset()
+    def emulated(self) -> TerminalEmulator:
+        """The emulator, made if need be and caught up with all the output (replayed now, in
+        one go: for tests and tools; a session catches up in slices)."""
+        while self.pending:
+            self.catch_up(1 << 30)
+        return self._emulator()
+
+    def reset(self) -> None:
+        """Forget the emulated state (after an emulator failed); the raw output stays."""
+        self.emulator = None
 
     def snapshot(self) -> bytes:
-        """What a late attach receives first: the rendered state, then the raw backlog."""
-        self._refresh()
-        return self.emulator.render() + b"".join(i for i in self._pending if isinstance(i, bytes))
+        """What a late attach receives first: the rendered state, then the raw output."""
+        rendered = b"" if self.emulator is None else self.emulator.render()
+        return rendered + self._raw

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
@@ -30,10 +32,11 @@ from virtrio.primitives import open_service_nursery
 
 from ._artefacts import ArtefactStore
 from ._auth import Authenticator, RateLimiter
-from ._http import RouteSpec, error_response, wrap
+from ._http import JSONResponse, RouteSpec, error_response, wrap
 from ._metrics import Metrics
 from ._openapi import DOCS_PAGE, openapi_document
 from ._resources import ResourceCaps
+from ._router import IndexedRouter
 from ._routes_debug import DEBUG_ROUTES
 from ._routes_misc import MISC_ROUTES
 from ._routes_sessions import SESSION_ROUTES
@@ -41,7 +44,7 @@ from ._sessions import SessionManager
 from ._store import Store, open_store
 from ._ws import console_socket, events_socket
 
-__all__ = ["ROUTES", "ServerState", "build_app", "open_server", "serve"]
+__all__ = ["ROUTES", "ServerState", "build_app", "hypercorn_config", "open_server", "serve"]
 
 #: the browser console's page, served at /console/
 STATIC = Path(__file__).parent / "static"
@@ -68,7 +71,8 @@ class ServerState:
 def build_app(state: ServerState) -> Starlette:
     """The Starlette app serving ``state``."""
     routes: list[BaseRoute] = [
-        Route(spec.path, wrap(spec, state), methods=[spec.method]) for spec in ROUTES
+        Route(spec.path, wrap(spec, state), methods=[spec.method], name=spec.handler.__name__)
+        for spec in ROUTES
     ]
     document = openapi_document(ROUTES)
 
@@ -95,6 +99,7 @@ def build_app(state: ServerState) -> Starlette:
         )
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.router = IndexedRouter(routes)  # tries only the routes a path's length allows
     app.state.virtrio = state
     return app
 
@@ -172,12 +177,7 @@ async def serve(
     ``shutdown`` is set or the task is cancelled; reports the URL it serves on. The server
     holds a lease of ``lease`` seconds in the store for its sessions (several servers may
     share a PostgreSQL store)."""
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [_bind(listen)]
-    config.accesslog = None
-    config.graceful_timeout = 5
+    config = hypercorn_config(_bind(listen))
     stop = shutdown if shutdown is not None else trio.Event()
     async with (
         open_server(data_dir, db=db, **options) as (state, app),
@@ -189,6 +189,35 @@ async def serve(
             await lease_nursery.start(state.manager.hold_lease, state.url, lease)
             task_status.started((state.url, state))
         lease_nursery.cancel_scope.cancel()
+
+
+def hypercorn_config(bind: str) -> Any:
+    """hypercorn's configuration of the server, bound to ``bind`` (``host:port`` or
+    ``unix:/path``): no access log, no ``Server`` header, connections kept alive for any
+    number of requests (hypercorn's default closes one after 1000: a client reconnects, a TCP
+    handshake in the middle of a run of cheap requests), and the ``Date`` header made once a
+    second rather than on every response."""
+    from hypercorn.config import Config
+
+    class _Config(Config):
+        _date: tuple[int, list[tuple[bytes, bytes]]] = (0, [])
+
+        def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+            # hypercorn's own formats the Date anew for every response (and adds Server and
+            # Alt-Svc headers, which this server does not send): the Date, made when the
+            # second changes
+            second = int(time.time())
+            if second != self._date[0]:
+                self._date = (second, [(b"date", formatdate(second, usegmt=True).encode())])
+            return list(self._date[1])
+
+    config = _Config()
+    config.bind = [bind]
+    config.accesslog = None
+    config.graceful_timeout = 5
+    config.include_server_header = False
+    config.keep_alive_max_requests = 2**62
+    return config
 
 
 async def _hypercorn(

@@ -16,6 +16,7 @@ import secrets
 import time
 
 import attrs
+import trio
 
 from ._store import KeyRecord, Store
 
@@ -87,8 +88,6 @@ class Authenticator:
         self._records.pop(key_id, None)
 
     async def _record(self, key_id: str) -> KeyRecord | None:
-        import trio
-
         now = trio.current_time()
         cached = self._records.get(key_id)
         if cached is not None and now - cached[0] < self.key_cache_ttl:
@@ -102,8 +101,6 @@ class Authenticator:
 
     async def create_key(self, role: Role, name: str = "") -> tuple[KeyRecord, str]:
         """Store a new key; returns its record and the key (shown once)."""
-        import trio
-
         key_id, secret, full = new_key()
         digest = await trio.to_thread.run_sync(self._hasher.hash, secret)
         record = KeyRecord(key_id, name or key_id, str(role), digest, time.time())
@@ -116,9 +113,6 @@ class Authenticator:
         Raises:
             AuthError: a malformed, unknown, revoked or wrong key.
         """
-        import trio
-        from argon2.exceptions import VerificationError
-
         parts = key.split("_", 2)
         if len(parts) != 3 or parts[0] != "vk":
             raise AuthError("malformed API key (expected vk_<id>_<secret>)")
@@ -127,6 +121,9 @@ class Authenticator:
             raise AuthError("unknown or revoked API key")
         fingerprint = hashlib.sha256(key.encode()).digest()
         if self._verified.get(fingerprint) != record.id:
+            # (imported here: a request with a key verified before imports nothing)
+            from argon2.exceptions import VerificationError
+
             try:
                 await trio.to_thread.run_sync(self._hasher.verify, record.hash, parts[2])
             except VerificationError:

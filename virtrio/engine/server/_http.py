@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSON, Response
+from starlette.types import Receive, Scope, Send
 
 from virtrio.engine.backends import (
     BoardConfigError,
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ApiError",
     "Ctx",
+    "Endpoint",
+    "JSONResponse",
     "Perm",
     "RouteSpec",
     "as_api_error",
@@ -39,6 +42,18 @@ __all__ = [
 
 #: who may call a route: anyone, any key, a developer or admin key, an admin key
 Perm = Literal["public", "read", "write", "admin"]
+
+
+#: one encoder for every response (``json.dumps`` with Starlette's options makes a new one
+#: each call); the same bytes as Starlette's JSONResponse
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+class JSONResponse(_StarletteJSON):
+    """Starlette's JSON response, rendered by one shared encoder."""
+
+    def render(self, content: Any) -> bytes:
+        return _ENCODER.encode(content).encode("utf-8")
 
 
 class ApiError(Exception):
@@ -202,10 +217,24 @@ async def authorise(request: HTTPConnection, state: ServerState, perm: Perm) -> 
     return principal
 
 
-def wrap(spec: RouteSpec, state: ServerState) -> Callable[[Request], Awaitable[Response]]:
-    """The Starlette endpoint of ``spec``."""
+@attrs.frozen
+class Endpoint:
+    """The ASGI app of one route (:func:`wrap`). An ASGI app rather than a Starlette
+    endpoint function: Starlette wraps a function in a second exception-handling layer, which
+    this one does not need (every exception of a handler becomes an error response here; one
+    raised while sending reaches the app's own exception middleware, as before)."""
 
-    async def endpoint(request: Request) -> Response:
+    spec: RouteSpec
+    state: ServerState
+    observe: Callable[[int, float], None]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.respond(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    async def respond(self, request: Request) -> Response:
+        """Authenticate, authorise, run the handler, measure and audit: the response."""
+        spec, state = self.spec, self.state
         started = time.perf_counter()
         principal: Principal | None = None
         try:
@@ -219,7 +248,7 @@ def wrap(spec: RouteSpec, state: ServerState) -> Callable[[Request], Awaitable[R
                 error.status, error.code, str(error), error.details, error.headers
             )
         status = response.status_code
-        state.metrics.observe(spec.method, spec.path, status, time.perf_counter() - started)
+        self.observe(status, time.perf_counter() - started)
         if spec.method != "GET" or status in (401, 403):
             actor = principal.key_id if principal is not None else "-"
             await state.store.audit(
@@ -227,4 +256,8 @@ def wrap(spec: RouteSpec, state: ServerState) -> Callable[[Request], Awaitable[R
             )
         return response
 
-    return endpoint
+
+def wrap(spec: RouteSpec, state: ServerState) -> Endpoint:
+    """The ASGI app serving ``spec``: it authenticates, authorises, rate-limits, audits
+    and measures every request."""
+    return Endpoint(spec, state, state.metrics.observer(spec.method, spec.path))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 __all__ = ["Metrics"]
 
 
@@ -40,9 +42,20 @@ class Metrics:
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one request."""
-        self.latency.labels(method, route).observe(seconds)
-        if status >= 400:
-            self.errors.labels(method, route, str(status)).inc()
+        self.observer(method, route)(status, seconds)
+
+    def observer(self, method: str, route: str) -> Callable[[int, float], None]:
+        """What records one request of ``method route``: ``observer(status, seconds)`` (the
+        latency histogram's child looked up once, not on every request)."""
+        latency = self.latency.labels(method, route)
+        errors = self.errors
+
+        def observe(status: int, seconds: float) -> None:
+            latency.observe(seconds)
+            if status >= 400:
+                errors.labels(method, route, str(status)).inc()
+
+        return observe
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

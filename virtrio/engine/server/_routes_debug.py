@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from virtrio.engine.backends import Breakpoint, BreakpointKind
 
-from ._http import ApiError, Ctx, RouteSpec
+from ._http import ApiError, Ctx, JSONResponse, RouteSpec
 from ._routes_sessions import find_session
 from ._schemas import BREAKPOINT, PAGE_OF, ref
 

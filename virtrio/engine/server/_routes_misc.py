@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 
 from virtrio.engine.backends import (
     Artifact,
@@ -19,7 +19,7 @@ from virtrio.engine.backends import (
 )
 
 from ._auth import Role
-from ._http import ApiError, Ctx, RouteSpec
+from ._http import ApiError, Ctx, JSONResponse, RouteSpec
 from ._routes_sessions import find_session
 from ._schemas import ERROR, PAGE_OF, TASK, ref
 

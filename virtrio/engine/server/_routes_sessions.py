@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from virtrio.engine.backends import (
     ProgramFormat,
@@ -15,7 +15,7 @@ from virtrio.engine.backends import (
     template_names,
 )
 
-from ._http import ApiError, Ctx, RouteSpec
+from ._http import ApiError, Ctx, JSONResponse, RouteSpec
 from ._resources import check_resources
 from ._schemas import PAGE_OF, SESSION, ref
 from ._sessions import LIVE_STATES, LiveSession
