@@ -24,10 +24,7 @@ from virtrio.errors import ProtocolError, VirtrioError
 try:
     from zlib_ng.zlib_ng import crc32
 except ImportError:  # pragma: no cover - the xtransport extra installs zlib-ng
-    try:
-        from isal.isal_zlib import crc32
-    except ImportError:
-        from zlib import crc32
+    from zlib import crc32
 
 __all__ = [
     "DATA_HEADER",
