@@ -79,6 +79,19 @@ async def _close_reason(ws: WebSocketConnection) -> tuple[int, str | None]:
     return reason.code, reason.reason
 
 
+async def _gauge(client: httpx.AsyncClient, series: str, until: float | None = None) -> float:
+    """The value of ``series`` in the server's /metrics; with ``until``, once it reads that
+    (polled, within 30 s)."""
+    with trio.fail_after(30):
+        while True:
+            lines = (await client.get("/metrics")).text.splitlines()
+            values = [float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(series)]
+            value = values[0] if values else 0.0
+            if until is None or value == until:
+                return value
+            await trio.sleep(0.05)
+
+
 async def test_websockets_of_another_servers_session_are_forwarded_to_it(
     tmp_path: Path, postgres_url: str
 ) -> None:
@@ -92,9 +105,10 @@ async def test_websockets_of_another_servers_session_are_forwarded_to_it(
         lambda: start_server(tmp_path / "b", "--db", db, "--server-id", "b")
     )
     try:
-        async with httpx.AsyncClient(
-            base_url=a.url, headers={"X-API-Key": key}, timeout=60
-        ) as on_a:
+        async with (
+            httpx.AsyncClient(base_url=a.url, headers={"X-API-Key": key}, timeout=60) as on_a,
+            httpx.AsyncClient(base_url=b.url, headers={"X-API-Key": key}, timeout=60) as on_b,
+        ):
             made = (await on_a.post("/api/v1/sessions", json={"board": "lm3s6965evb"})).json()
             s = f"/api/v1/sessions/{made['id']}"
             async with (
@@ -113,10 +127,16 @@ async def test_websockets_of_another_servers_session_are_forwarded_to_it(
                 with trio.fail_after(60):
                     while json.loads(await events.get_message())["type"] != "program":
                         pass
-                # the session ends on a: both forwarded sockets are closed as a closes its own
+                # the client leaves b: b closes the console it opened on a, too
+                console_on = 'virtrio_websockets_open{role="%s",stream="console"}'
+                assert await _gauge(on_a, console_on % "served") == 1
+                assert await _gauge(on_b, console_on % "forwarded") == 1
+                await console.aclose()
+                await _gauge(on_a, console_on % "served", until=0)
+                await _gauge(on_b, console_on % "forwarded", until=0)
+                # the session ends on a: the forwarded events socket is closed as a closes its own
                 assert (await on_a.delete(s)).status_code == 204
-                for ws in (console, events):
-                    assert await _close_reason(ws) == (1000, "the session ended")
+                assert await _close_reason(events) == (1000, "the session ended")
     finally:
         await trio.to_thread.run_sync(stop_server, a)
         assert await trio.to_thread.run_sync(stop_server, b) == 0

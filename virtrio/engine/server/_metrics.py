@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 __all__ = ["Metrics"]
 
@@ -33,6 +34,12 @@ class Metrics:
             registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5),
         )
+        self.websockets = Gauge(
+            "virtrio_websockets_open",
+            "open WebSocket streams: served here, or forwarded to the session's server",
+            ["stream", "role"],
+            registry=r,
+        )
         self.errors = Counter(
             "virtrio_request_errors",
             "4xx and 5xx answers",
@@ -56,6 +63,17 @@ class Metrics:
                 errors.labels(method, route, str(status)).inc()
 
         return observe
+
+    @contextlib.contextmanager
+    def websocket_open(self, stream: str, role: str) -> Iterator[None]:
+        """Count one ``stream`` (``console`` or ``events``) WebSocket as open, in ``role``
+        (``served`` or ``forwarded``), for the duration of the block."""
+        gauge = self.websockets.labels(stream, role)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""

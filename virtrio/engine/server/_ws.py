@@ -47,7 +47,9 @@ async def _open(ws: WebSocket, state: ServerState) -> tuple[LiveSession, bool] |
             if elsewhere and FORWARDED_HEADER not in ws.headers:
                 owner = await state.store.server_url(record.server, time.time())
                 if owner is not None:
-                    await forward_socket(ws, owner, state.server_id)
+                    stream = ws.url.path.rsplit("/", 1)[-1]
+                    with state.metrics.websocket_open(stream, "forwarded"):
+                        await forward_socket(ws, owner, state.server_id)
                     return None
                 # its owner's lease ran out: mark it lost (never shown as running)
                 await state.store.expire_servers(time.time(), LIVE_STATES)
@@ -74,7 +76,7 @@ async def console_socket(ws: WebSocket) -> None:
     if console is None:
         await ws.close(code=4409, reason="this backend has no console stream")
         return
-    with console.subscribe() as sub:
+    with console.subscribe() as sub, state.metrics.websocket_open("console", "served"):
         history = live.instance.console_output()  # no checkpoint since subscribing: no gap
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_input, ws, may_type, nursery.cancel_scope, live.instance)
@@ -135,7 +137,7 @@ async def events_socket(ws: WebSocket) -> None:
     if opened is None:
         return
     live, _ = opened
-    with live.events.subscribe() as sub:
+    with live.events.subscribe() as sub, state.metrics.websocket_open("events", "served"):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_read_input, ws, False, nursery.cancel_scope)
             await ws.send_text(
