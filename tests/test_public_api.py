@@ -105,7 +105,7 @@ PUBLIC = {
         "Backoff", "ChannelState", "Connection", "Deadline", "Executor", "Fanout", "Pressure",
         "PressureLevel", "StateChange", "SubscriberOverflowError", "Subscription",
         "SupervisedHandle", "Supervisor", "collapse_groups", "fresh_error", "is_transient",
-        "open_service_nursery",
+        "open_service_nursery", "run_in_worker",
     ],
     "virtrio.nurseries": [
         "BUILTIN_KINDS", "ENTRY_POINT_GROUP", "Backoff", "BuiltChannel", "ChannelContext",

@@ -12,6 +12,7 @@ above it (enforced by the import-linter contract in pyproject.toml).
 * :func:`is_transient` — the rule that tells a failure worth retrying from a permanent one;
   :func:`fresh_error` — a copy of an error for one more receiver; :func:`collapse_groups` —
   the one real error out of a nursery's ExceptionGroup.
+* :func:`run_in_worker` — a blocking call in a worker thread, for the cost of the hand-off.
 """
 
 from ._backoff import Backoff as Backoff
@@ -37,6 +38,7 @@ from ._supervisor import (
     StateChange as StateChange,
     Supervisor as Supervisor,
 )
+from ._worker import run_in_worker as run_in_worker
 
 __all__ = [
     "Backoff",
@@ -56,4 +58,5 @@ __all__ = [
     "fresh_error",
     "is_transient",
     "open_service_nursery",
+    "run_in_worker",
 ]

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import trio
 
 from virtrio.errors import VirtrioTimeoutError
+from virtrio.primitives import run_in_worker
 
 from ._errors import translate_error
 from ._eventloop import batched_kicks
@@ -54,7 +55,7 @@ async def run_blocking(
 
     with trio.move_on_after(timeout):
         try:
-            return await trio.to_thread.run_sync(call, limiter=limiter, abandon_on_cancel=True)
+            return await run_in_worker(call, limiter=limiter, abandon_on_cancel=True)
         except libvirt.libvirtError as exc:
             raise translate_error(exc, what, uri=uri, connecting=connecting) from None
     raise VirtrioTimeoutError(f"libvirt {uri}: {what}: no answer within {timeout:g} s")

@@ -20,7 +20,7 @@ import trio
 
 from virtrio.channels.qmp import QmpEvent
 from virtrio.errors import ConnectionLostError
-from virtrio.primitives import Fanout, Subscription, open_service_nursery
+from virtrio.primitives import Fanout, Subscription, open_service_nursery, run_in_worker
 
 from ._blocking import _libvirt, run_blocking
 from ._errors import VIR_ERR_NO_SUPPORT, LibvirtLocalError
@@ -346,7 +346,7 @@ class LibvirtConnection:
                     tokens.append(token)
             try:
                 # not abandoned: close must finish before the event loop may be torn down
-                await trio.to_thread.run_sync(close)
+                await run_in_worker(close)
             finally:
                 for token in tokens:
                     self.limiter.release_on_behalf_of(token)

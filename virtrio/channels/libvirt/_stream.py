@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from virtrio.errors import ConnectionLostError
+from virtrio.primitives import run_in_worker
 
 from ._blocking import _libvirt, run_blocking
 from ._errors import translate_error
@@ -150,7 +151,7 @@ class LibvirtStream(trio.abc.Stream):
                     raw.abort()
 
         with trio.CancelScope(shield=True), trio.move_on_after(5):
-            await trio.to_thread.run_sync(finish, abandon_on_cancel=True)
+            await run_in_worker(finish, abandon_on_cancel=True)
         _free_now(raw)
 
 

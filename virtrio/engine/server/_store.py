@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from virtrio.errors import ConfigError
+from virtrio.primitives import run_in_worker
 
 __all__ = ["MIGRATIONS", "AuditEntry", "KeyRecord", "Page", "SessionRecord", "Store", "open_store"]
 
@@ -183,7 +184,7 @@ class Store:
             return list(cursor.fetchall()) if fetch else []
 
     async def _call(self, fn: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+        return await run_in_worker(fn, limiter=self._limiter)
 
     async def _exec(self, sql: str, *params: Any) -> None:
         await self._call(lambda: self._run(sql, params))
