@@ -214,11 +214,7 @@ class GdbProtocol:
         payload = plain_packet(data[1:] if acked else data)
         if payload is None or (self._command.startswith(b"qRcmd,") and _is_output(payload)):
             return None
-        if acked:
-            self._last_sent = b""
-        if self._ack_mode:
-            self._outgoing += b"+"
-        self._state = ProtocolState.IDLE
+        self._took_whole(acked)
         return payload
 
     def take_ack(self, data: bytes) -> bool:
@@ -247,12 +243,17 @@ class GdbProtocol:
             stop = parse_stop_reply(payload)
         except GdbProtocolError:
             return None
+        self._took_whole(acked)
+        return stop
+
+    def _took_whole(self, acked: bool) -> None:
+        """A fast path took a whole reply (after the stub's ``+`` if ``acked``): what
+        :meth:`receive_data` and :meth:`next_event` would have done with it."""
         if acked:
             self._last_sent = b""
         if self._ack_mode:
             self._outgoing += b"+"
         self._state = ProtocolState.IDLE
-        return stop
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed received bytes; ``b""`` means the stub closed the connection.

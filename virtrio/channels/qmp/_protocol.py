@@ -291,10 +291,8 @@ class QmpProtocol:
             # no longer trustworthy.
             raise QmpProtocolError(f"QMP reply without an id: {_short(message)}")
         ident = message["id"]
-        if type(ident) is int and ident in self._owed:
-            # its one reply came: the id may number another command
-            self._owed.remove(ident)
-            heapq.heappush(self._free, ident)
+        if type(ident) is int:
+            self.release(ident)  # its one reply came: the id may number another command
         return ident
 
     def release(self, ident: int) -> None:
