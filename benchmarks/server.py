@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -32,8 +31,8 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._served import served, session_at_breakpoint  # noqa: E402
 from tests.peers.programs import build_program  # noqa: E402
-from virtrio.engine.server import Role, serve  # noqa: E402
 from virtrio.engine.server._store import SessionRecord  # noqa: E402
 
 ROUNDS = 3
@@ -113,85 +112,62 @@ def _row(name: str, n: int, row: tuple[float, float]) -> None:
 
 async def main() -> None:
     program = build_program("cortex-m3")
-    with tempfile.TemporaryDirectory() as folder:
-        async with trio.open_nursery() as nursery:
-            url, state = await nursery.start(
-                lambda task_status: serve(
-                    Path(folder), listen="tcp://127.0.0.1:0", rate=1e9, burst=10**9,
-                    task_status=task_status,
-                )
-            )  # fmt: skip
-            _, key = await state.auth.create_key(Role.DEVELOPER)
-            headers = {"X-API-Key": key}
-            async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as api:
+    async with served() as (url, state, key):
+        headers = {"X-API-Key": key}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120) as api:
+            created: list[str] = []
 
-                async def create_to_running() -> str:
-                    made = (
-                        await api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})
-                    ).json()
-                    s = f"/api/v1/sessions/{made['id']}"
-                    up = await api.post(f"{s}/programs", content=program.elf.read_bytes())
-                    await api.post(f"{s}/debug/breakpoints", json={"symbol": "tick"})
-                    pid = up.json()["program_id"]
-                    await api.post(f"{s}/programs/{pid}/start", json={"halted": True})
-                    stop = await api.post(f"{s}/debug/continue", json={"wait": True})
-                    assert stop.json()["pc"] == program.symbols["tick"], stop.text
-                    return str(made["id"])
+            async def create_one() -> None:
+                created.append(await session_at_breakpoint(api, program))
 
-                created: list[str] = []
+            _row("session create to running", 5, await _time(5, create_one))
+            for session_id in created[1:]:
+                await api.delete(f"/api/v1/sessions/{session_id}")
+            sid = created[0]
+            instance = state.manager.live[sid].instance
 
-                async def create_one() -> None:
-                    created.append(await create_to_running())
+            host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
+            lean = _KeepAlive(host, int(port), headers)
 
-                _row("session create to running", 5, await _time(5, create_one))
-                for session_id in created[1:]:
-                    await api.delete(f"/api/v1/sessions/{session_id}")
-                sid = created[0]
-                instance = state.manager.live[sid].instance
+            async def get_session() -> None:
+                assert (await lean.get(f"/api/v1/sessions/{sid}"))[0] == 200
 
-                host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
-                lean = _KeepAlive(host, int(port), headers)
+            async def get_session_httpx() -> None:
+                assert (await api.get(f"/api/v1/sessions/{sid}")).status_code == 200
 
-                async def get_session() -> None:
-                    assert (await lean.get(f"/api/v1/sessions/{sid}"))[0] == 200
+            async def rest_pc() -> None:
+                status, _ = await lean.get(f"/api/v1/sessions/{sid}/debug/registers?names=pc")
+                assert status == 200
 
-                async def get_session_httpx() -> None:
-                    assert (await api.get(f"/api/v1/sessions/{sid}")).status_code == 200
+            async def rest_pc_httpx() -> None:
+                answer = await api.get(f"/api/v1/sessions/{sid}/debug/registers?names=pc")
+                assert answer.status_code == 200
 
-                async def rest_pc() -> None:
-                    status, _ = await lean.get(f"/api/v1/sessions/{sid}/debug/registers?names=pc")
-                    assert status == 200
+            async def direct_pc() -> None:
+                await instance.read_registers(["pc"])
 
-                async def rest_pc_httpx() -> None:
-                    answer = await api.get(f"/api/v1/sessions/{sid}/debug/registers?names=pc")
-                    assert answer.status_code == 200
+            _row("GET /sessions/{id}", 300, await _time(300, get_session))
+            _row("GET /sessions/{id}, httpx client", 300, await _time(300, get_session_httpx))
+            _row("register read, REST, httpx client", 300, await _time(300, rest_pc_httpx))
+            rest = await _time(300, rest_pc)
+            direct = await _time(300, direct_pc)
+            _row("register read, REST", 300, rest)
+            _row("register read, backend directly", 300, direct)
+            print(f"{'  REST adds (median)':<34} {(rest[0] - direct[0]) * 1e3:8.3f} ms")
+            await lean.aclose()
+            now = time.time()
+            for n in range(1000):
+                await state.store.add_session(SessionRecord(
+                    id=f"s-bench{n:04d}", owner="bench", backend="qemu", board={"name": "pc"},
+                    resources={}, state="stopped", created_at=now + n, updated_at=now + n,
+                    server="bench",
+                ))  # fmt: skip
 
-                async def direct_pc() -> None:
-                    await instance.read_registers(["pc"])
+            async def list_1000() -> None:
+                page = (await api.get("/api/v1/sessions?limit=1000")).json()
+                assert len(page["items"]) == 1000
 
-                _row("GET /sessions/{id}", 300, await _time(300, get_session))
-                _row("GET /sessions/{id}, httpx client", 300, await _time(300, get_session_httpx))
-                _row("register read, REST, httpx client", 300, await _time(300, rest_pc_httpx))
-                rest = await _time(300, rest_pc)
-                direct = await _time(300, direct_pc)
-                _row("register read, REST", 300, rest)
-                _row("register read, backend directly", 300, direct)
-                print(f"{'  REST adds (median)':<34} {(rest[0] - direct[0]) * 1e3:8.3f} ms")
-                await lean.aclose()
-                now = time.time()
-                for n in range(1000):
-                    await state.store.add_session(SessionRecord(
-                        id=f"s-bench{n:04d}", owner="bench", backend="qemu", board={"name": "pc"},
-                        resources={}, state="stopped", created_at=now + n, updated_at=now + n,
-                        server="bench",
-                    ))  # fmt: skip
-
-                async def list_1000() -> None:
-                    page = (await api.get("/api/v1/sessions?limit=1000")).json()
-                    assert len(page["items"]) == 1000
-
-                _row("GET /sessions?limit=1000", 30, await _time(30, list_1000))
-            nursery.cancel_scope.cancel()
+            _row("GET /sessions?limit=1000", 30, await _time(30, list_1000))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import cProfile
 import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,8 @@ import trio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._served import served, session_at_breakpoint  # noqa: E402
 from tests.peers.programs import build_program  # noqa: E402
-from virtrio.engine.server import Role, serve  # noqa: E402
 from virtrio.engine.server._app import hypercorn_config  # noqa: E402
 
 #: the client: N keep-alive GETs of argv[3] on 127.0.0.1:argv[1] (a new connection when the
@@ -149,30 +148,15 @@ async def main(n: int, rows: set[str]) -> None:
         await _bare(n)
     if not rows & {"get", "registers"}:
         return
-    with tempfile.TemporaryDirectory() as folder:
-        async with trio.open_nursery() as nursery:
-            url, state = await nursery.start(
-                lambda task_status: serve(
-                    Path(folder), listen="tcp://127.0.0.1:0", rate=1e9, burst=10**9,
-                    task_status=task_status,
-                )
-            )  # fmt: skip
-            _, key = await state.auth.create_key(Role.DEVELOPER)
-            async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}) as api:
-                made = (await api.post("/api/v1/sessions", json={"board": "lm3s6965evb"})).json()
-                s = f"/api/v1/sessions/{made['id']}"
-                up = await api.post(f"{s}/programs", content=program.elf.read_bytes())
-                await api.post(f"{s}/debug/breakpoints", json={"symbol": "tick"})
-                pid = up.json()["program_id"]
-                await api.post(f"{s}/programs/{pid}/start", json={"halted": True})
-                await api.post(f"{s}/debug/continue", json={"wait": True})
-            port = int(url.rsplit(":", 1)[1])
-            if "get" in rows:
-                await _measure("GET /sessions/{id}", "get", port, n, s, key)
-            if "registers" in rows:
-                registers = f"{s}/debug/registers?names=pc"
-                await _measure("register read", "registers", port, n, registers, key)
-            nursery.cancel_scope.cancel()
+    async with served() as (url, _, key):
+        async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}) as api:
+            s = f"/api/v1/sessions/{await session_at_breakpoint(api, program)}"
+        port = int(url.rsplit(":", 1)[1])
+        if "get" in rows:
+            await _measure("GET /sessions/{id}", "get", port, n, s, key)
+        if "registers" in rows:
+            registers = f"{s}/debug/registers?names=pc"
+            await _measure("register read", "registers", port, n, registers, key)
 
 
 if __name__ == "__main__":
