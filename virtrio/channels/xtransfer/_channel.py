@@ -13,6 +13,7 @@ import trio
 from virtrio.errors import ConnectionLostError, VirtrioError
 from virtrio.primitives import open_service_nursery
 
+from ._io import io_for
 from ._protocol import (
     NEED_DATA,
     ConnectionClosed,
@@ -26,8 +27,6 @@ from ._wire import XtransferError
 __all__ = ["XtransferChannel", "open_xtransfer"]
 
 log = logging.getLogger(__name__)
-
-_RECEIVE_SIZE = 256 * 1024
 
 
 class XtransferChannel(trio.abc.Channel[bytes]):
@@ -53,6 +52,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
             raise ValueError("receive_buffer must be at least 1")
         self.stream = stream
         self.protocol = protocol
+        self._io = io_for(stream)
         self._inbox: deque[bytes] = deque()
         self._limit = receive_buffer
         # a task is in stream.receive_some; tasks in receive() that found nothing buffered
@@ -124,7 +124,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
                 if self._reading or self.protocol.config.ack:
                     await self._changed.park()  # another task reads for us
                 else:
-                    await self._read()  # a checkpoint: receive_some is one
+                    await self._read()  # a checkpoint: the read waits for the socket first
         finally:
             self._receivers -= 1
             if not self._receivers and self._changed:
@@ -197,11 +197,11 @@ class XtransferChannel(trio.abc.Channel[bytes]):
             await trio.lowlevel.checkpoint_if_cancelled()
             lock.acquire_nowait()
         try:
-            data = self.protocol.data_to_send()
-            if not data:
+            buffers = self.protocol.buffers_to_send()
+            if not buffers:
                 return
             try:
-                await self.stream.send_all(data)
+                await self._io.send(buffers)
             except BaseException as exc:
                 # part of a packet may be on the wire: nothing can be sent after it
                 if self._error is None:
@@ -223,7 +223,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
         failure stops the reading."""
         self._reading = True
         try:
-            data = await self.stream.receive_some(_RECEIVE_SIZE)
+            data = await self._io.receive()
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._reading = False
             if not self._closed and self._error is None:

@@ -50,7 +50,7 @@ from ._wire import (
     XtransferTruncatedError,
     checksum_error,
     crc32,
-    encode_message,
+    encode_message_parts,
     header_error,
 )
 
@@ -124,7 +124,8 @@ class _Partial:
 class XtransferProtocol:
     """One end of an xtransport connection, without I/O (see the module docs).
 
-    Sending without acks frames a whole message into one buffer at once; receiving parses
+    Sending without acks frames a whole message at once (its payloads views of the message when
+    it is ``bytes``, else one copy); receiving parses
     packets where they lie in the bytes read (a payload is a view of them, never a copy) and
     joins a message's pieces once, so a message costs one copy each way.
     """
@@ -161,8 +162,12 @@ class XtransferProtocol:
         self._tickets += 1
         if self.config.ack:
             self._queue_acked(view, count, self._tickets)
-        else:  # framed at once, so ``data`` is copied once and may change afterwards
-            self._out.append(encode_message(view, payload, self._send_seq, self._message_id))
+        else:
+            parts = encode_message_parts(view, payload, self._send_seq, self._message_id)
+            if type(data) is bytes:  # immutable: its payloads go out as views of it
+                self._out += parts
+            else:  # joined at once, so ``data`` may change afterwards
+                self._out.append(b"".join(parts))
             self._send_seq = (self._send_seq + 1 + count) & _U32
         if count:
             self._message_id = (self._message_id + 1) & _U64
@@ -199,7 +204,14 @@ class XtransferProtocol:
     def data_to_send(self) -> bytes:
         """The bytes to write now, in order (empty if none)."""
         out, self._out = self._out, []
-        return b"".join(out)  # one message's buffer comes back as it is
+        return b"".join(out)
+
+    def buffers_to_send(self) -> list[bytes | memoryview]:
+        """:meth:`data_to_send` as the buffers to write one after the other (a gathering
+        write, ``os.writev`` or ``socket.sendmsg``, takes them without a join); empty if none.
+        A payload of a message given as ``bytes`` is a view of it."""
+        out, self._out = self._out, []
+        return out
 
     @property
     def awaiting_ack(self) -> bool:
