@@ -632,3 +632,44 @@ def test_buffers_to_send_are_the_same_bytes_and_view_a_bytes_message(
         )
     else:
         assert not views
+
+
+@given(
+    st.lists(st.integers(0, 3000), min_size=1, max_size=8),
+    st.integers(-3000, 3000),
+    st.data(),
+)
+def test_hand_made_pieces_of_any_lengths_any_split(
+    lengths: list[int], skew: int, data: st.DataObject
+) -> None:
+    """A MessageHead and MessageData packets of arbitrary lengths, the announced total right
+    or off by ``skew``, followed by a Data packet, cut anywhere: the message and the Data
+    packet when the pieces add up, else a framing error naming the shortfall or excess — never
+    a wrong message, never a crash."""
+    body = (PATTERN * 2)[: sum(lengths)]
+    total = max(0, len(body) + skew)
+    count = len(lengths)
+    wire = [encode_packet(PacketType.MESSAGE_HEAD, 0, struct.pack("<QQII8x", total, 1, count, 0))]
+    offset = 0
+    for index, length in enumerate(lengths):
+        piece = body[offset : offset + length]
+        wire.append(encode_packet(PacketType.MESSAGE_DATA, index + 1, piece))
+        offset += length
+    wire.append(encode_packet(PacketType.DATA, count + 1, b"after"))
+    receiver = XtransferProtocol()
+    got: list[object] = []
+    refused: XtransferError | None = None
+    try:
+        for chunk in data.draw(splits(b"".join(wire))):
+            receiver.receive_data(chunk)
+            got += events(receiver)
+        receiver.receive_data(b"")
+        got += events(receiver)
+    except XtransferError as exc:
+        refused = exc
+    if total == len(body) and count <= total:
+        assert refused is None
+        assert got == [Message(body), Message(b"after"), ConnectionClosed()]
+    else:
+        assert isinstance(refused, XtransferFramingError), refused
+        assert got == []  # no wrong message before the error

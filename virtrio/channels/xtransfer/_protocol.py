@@ -308,29 +308,27 @@ class XtransferProtocol:
         MessageData header's; any other header goes back to :meth:`_parse`, which names its
         fault."""
         unpack, prefix, check = DATA_HEADER.unpack_from, DATA_PREFIX, crc32
-        last, view_min, append = len(data) - HEADER_SIZE, _VIEW_MIN, assembly.pieces.append
-        received, remaining, total = assembly.received, assembly.remaining_packets, assembly.total
-        while remaining and offset <= last:
+        size, last, view_min = len(data), len(data) - HEADER_SIZE, _VIEW_MIN
+        pieces = assembly.pieces
+        append, before, received = pieces.append, len(pieces), assembly.received
+        for _ in range(assembly.remaining_packets):  # (the loop counts them for us)
+            if offset > last:
+                break
             start_of_header, seq, length, crc = unpack(data, offset)
             start = offset + HEADER_SIZE
             end = start + length
-            if start_of_header != prefix or end > last + HEADER_SIZE:
+            if start_of_header != prefix or end > size:
                 break  # _parse reports the fault, or keeps the partial packet
             payload = view[start:end]
             if check(payload) != crc:
                 raise checksum_error(seq, crc, length, check(payload))
             received += length
-            if received > total:
-                break  # _check_assembly below says so
             append(payload if length >= view_min else bytes(payload))
-            remaining -= 1
             offset = end
-        else:
-            if remaining:  # only the whole packets ran out
-                assembly.received, assembly.remaining_packets = received, remaining
-                return offset
-        assembly.received, assembly.remaining_packets = received, remaining
-        if received > total or not remaining:
+        # too many bytes is found here, once per read: what it appended views ``data`` only
+        assembly.received = received
+        assembly.remaining_packets -= len(pieces) - before
+        if received > assembly.total or not assembly.remaining_packets:
             self._check_assembly(assembly)
         return offset
 
