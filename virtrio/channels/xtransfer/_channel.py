@@ -134,7 +134,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
     def _take(self) -> bytes:
         inbox = self._inbox
         message = inbox.popleft()
-        if len(inbox) == self._limit - 1:
+        if len(inbox) == self._limit - 1 and self._changed:
             self._changed.unpark_all()  # a reader held up by a full inbox may go on
         return message
 
@@ -254,7 +254,8 @@ class XtransferChannel(trio.abc.Channel[bytes]):
             log.info("xtransport peer broke the protocol: %s", exc)
             self._finish()
             await trio.aclose_forcefully(self.stream)
-        self._changed.unpark_all()
+        if self._changed:  # (the usual case, one receiver reading for itself: nobody)
+            self._changed.unpark_all()
 
     def _finish(self) -> None:
         """Nothing more can arrive: wake everyone who waits for something to."""

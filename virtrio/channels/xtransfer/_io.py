@@ -88,11 +88,15 @@ class SocketIO:
         """
         waited = False
         while buffers:
+            batch = buffers[:_IOV_MAX] if len(buffers) > _IOV_MAX else buffers
             try:
-                sent = os.writev(self._fd(), buffers[:_IOV_MAX])
+                sent = os.writev(self._fd(), batch)
             except BlockingIOError:
                 await trio.lowlevel.wait_writable(self._fd())
                 waited = True
+                continue
+            if sent == sum(map(len, batch)):  # the usual case: all of it, no loop in Python
+                del buffers[: len(batch)]
                 continue
             done = 0
             for buffer in buffers:  # drop what went; cut the buffer the write ended in
