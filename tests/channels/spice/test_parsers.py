@@ -10,9 +10,11 @@ from hypothesis import given, strategies as st
 
 from virtrio.channels.spice import (
     DisplayState,
+    Rect,
     SpiceLinkError,
     SpicePermissionError,
     SpiceProtocolError,
+    Surface,
     combo_codes,
     key_code,
     text_strokes,
@@ -343,3 +345,19 @@ def test_display_draw_copy_stride_clips_and_row_order_match_pixel_by_pixel(
                 pixel if bpp == 4 else pixel + b"\0"
             )
     assert state.primary.pixels == expected
+
+
+@given(st.integers(1, 9), st.integers(1, 6), rects, st.data())
+def test_surface_region_matches_rows(
+    width: int, height: int, rect: tuple[int, int, int, int], data: st.DataObject
+) -> None:
+    pixels = data.draw(st.binary(min_size=width * height * 4, max_size=width * height * 4))
+    surface = Surface(width, height, bytearray(pixels))
+    left, top, right, bottom = rect
+    r = surface.clip(Rect(left, top, right, bottom))
+    expected = b"".join(
+        pixels[(y * width + r.left) * 4 : (y * width + r.right) * 4]
+        for y in range(r.top, r.bottom)
+        if r.right > r.left
+    )
+    assert surface.region(Rect(left, top, right, bottom)) == expected

@@ -84,11 +84,12 @@ class Surface:
     def region(self, rect: Rect) -> bytes:
         """The BGRX bytes of ``rect`` (clipped), row after row."""
         r = self.clip(rect)
-        stride = self.width * 4
-        return b"".join(
-            bytes(self.pixels[y * stride + r.left * 4 : y * stride + r.right * 4])
-            for y in range(r.top, max(r.top, r.bottom))
-        )
+        if r.width <= 0 or r.height <= 0:
+            return b""
+        stride, row = self.width * 4, r.width * 4
+        out = bytearray(row * r.height)
+        copy_rect(out, 0, row, self.pixels, r.top * stride + r.left * 4, stride, row, r.height)
+        return bytes(out)
 
     def to_png(self) -> bytes:
         """The surface as an RGB PNG."""
