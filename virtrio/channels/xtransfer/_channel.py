@@ -55,7 +55,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
         self._io = io_for(stream)
         self._inbox: deque[bytes] = deque()
         self._limit = receive_buffer
-        # a task is in stream.receive_some; tasks in receive() that found nothing buffered
+        # a task is in a read of the stream; tasks in receive() that found nothing buffered
         self._reading = False
         self._receivers = 0
         # woken when a message arrived, a read ended, the reading stopped or the inbox drained
