@@ -108,3 +108,31 @@ async def test_any_other_stream_goes_through_stream_io() -> None:
     while len(got) < 10:
         got += await receiver.receive()
     assert got == b"abcdealone"
+
+
+async def test_after_a_long_read_the_next_tries_first_and_waits_when_nothing_came() -> None:
+    left, right = _socket_pair(False)
+    reader = SocketIO(right)
+    async with left, right:
+        await left.send_all(b"a" * 100_000)
+        with trio.testing.assert_checkpoints():
+            first = await reader.receive()  # waits first: nothing was read before
+        got = len(first)
+        while got < 100_000:
+            with trio.testing.assert_checkpoints():  # tried at once: a checkpoint still
+                got += len(await reader.receive())
+        async with trio.open_nursery() as nursery:
+
+            async def late() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                await left.send_all(b"late")
+
+            nursery.start_soon(late)
+            with trio.fail_after(5), trio.testing.assert_checkpoints():
+                assert await reader.receive() == b"late"  # tried, nothing: waited
+        await left.send_all(b"kept")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await reader.receive()  # cancelled before it reads: the bytes stay
+        with trio.fail_after(5):
+            assert await reader.receive() == b"kept"

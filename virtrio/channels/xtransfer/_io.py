@@ -5,8 +5,10 @@
 - :class:`SocketIO`, a :class:`trio.SocketStream`'s descriptor read and written directly: a
   read waits until the socket is readable and then reads (one scheduling round, where
   ``receive_some`` tries a read, takes a checkpoint after it and, when nothing had come, waits
-  and reads again), and a send hands the packets to one ``writev`` as they lie (each header, then
-  a view of the caller's bytes) instead of joining them, waiting only while the socket is full.
+  and reads again), except after a long read, when more is likely there already: then it tries
+  first (no epoll registration for a wait that would return at once). A send hands the packets
+  to one ``writev`` as they lie (each header, then a view of the caller's bytes) instead of
+  joining them, waiting only while the socket is full.
 
 (The yamux session's ``SocketWire`` moves bytes the same way; the two are kept apart so that
 either protocol loads without the other.)
@@ -25,6 +27,8 @@ Buffer = bytes | memoryview
 
 #: Bytes asked of the transport per read.
 RECEIVE_SIZE = 256 * 1024
+#: A read at least this long makes the next one try the socket before waiting for it.
+_STREAMING = 32 * 1024
 #: Buffers one writev may take (Linux's IOV_MAX); the rest go in the next call.
 _IOV_MAX = 1024
 
@@ -63,6 +67,7 @@ class SocketIO:
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self._socket = stream.socket
+        self._streaming = False
 
     def _fd(self) -> int:
         fd = self._socket.fileno()
@@ -71,13 +76,27 @@ class SocketIO:
         return fd
 
     async def receive(self) -> bytes:
-        """Wait until the socket is readable, then read."""
+        """Wait until the socket is readable, then read; after a read of at least
+        :data:`_STREAMING` bytes, read at once (a checkpoint before and a schedule point after,
+        as trio's ``recv``) and wait only if nothing is there."""
+        if self._streaming:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                data = os.read(self._fd(), RECEIVE_SIZE)
+            except BlockingIOError:
+                pass
+            else:
+                self._streaming = len(data) >= _STREAMING
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return data
         while True:
             await trio.lowlevel.wait_readable(self._fd())
             try:
-                return os.read(self._fd(), RECEIVE_SIZE)
+                data = os.read(self._fd(), RECEIVE_SIZE)
             except BlockingIOError:
-                pass
+                continue
+            self._streaming = len(data) >= _STREAMING
+            return data
 
     async def send(self, buffers: list[Buffer]) -> None:
         """``writev`` the buffers as far as the socket takes them, waiting while it is full.
