@@ -292,3 +292,34 @@ async def test_concurrent_receivers_share_the_messages(address: str) -> None:
         assert sorted(got) == sorted(
             index.to_bytes(2, "big") * (index * 7 % 1500) for index in range(count)
         )
+
+
+async def test_senders_take_turns_and_a_cancelled_waiter_loses_no_turn(address: str) -> None:
+    async with channel_pair(address) as (left, right):
+        got: list[bytes] = []
+
+        async def receiver() -> None:
+            while not got or got[-1] != b"last":
+                got.append(await right.receive())
+
+        async def sender(tag: int) -> None:
+            for index in range(20):
+                await left.send(bytes([tag, index]) * 50_000)
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receiver)
+                for tag in range(4):
+                    nursery.start_soon(sender, tag)
+                await trio.testing.wait_all_tasks_blocked()
+                with trio.CancelScope() as scope:
+                    scope.cancel()  # gives up waiting for its turn (or before): none is lost
+                    await left.send(b"cancelled")
+                await left.send(b"last")
+        for tag in range(4):
+            mine = [message for message in got if message[:1] == bytes([tag])]
+            assert mine == [bytes([tag, index]) * 50_000 for index in range(20)]
+        # (a send cancelled once its message was queued still sends it: the next write does)
+        assert set(got) - {
+            bytes([tag, index]) * 50_000 for tag in range(4) for index in range(20)
+        } <= {b"cancelled", b"last"}
