@@ -4,10 +4,11 @@ A private virtlogd + libvirtd (as in tests/peers/libvirtd.py: session mode as ``
 temp dir) runs one TCG domain. Measured, each as the median of N calls (best of 3 alternating
 rounds, to damp the noise of a shared machine):
 
-* open + close: ``open_connection(domain_events=False)`` (keepalive and close callback) vs
-  ``libvirt.open`` + ``close``; and the default ``open_connection`` (which also registers the
-  three domain event kinds, and deregisters them at close) vs bare libvirt-python doing the
-  same registrations, so each row compares the same work;
+* open + close: ``open_connection(domain_events=False)`` (keepalive, and loss detection
+  through the event loop, which costs no round trip) vs ``libvirt.open`` + ``close``; and the
+  default ``open_connection`` (which also registers the three domain event kinds, and
+  deregisters them at close) vs bare libvirt-python doing the same registrations plus a close
+  callback (bare libvirt-python's way to learn of a lost connection);
 * a cheap call: ``virDomainGetInfo`` via ``LibvirtConnection.call`` (worker thread under the
   limiter) vs calling it directly;
 * QMP ``query-status`` through ``qemuMonitorCommand``: ``LibvirtQmp.query_status()`` vs the

@@ -36,7 +36,15 @@ import trio
 
 from virtrio.errors import LocalProtocolError
 
-__all__ = ["EventLoopStats", "batched_kicks", "ensure_event_loop", "event_loop_stats"]
+from ._losses import LossTracker, LossWatch
+
+__all__ = [
+    "EventLoopStats",
+    "batched_kicks",
+    "ensure_event_loop",
+    "event_loop_stats",
+    "track_losses",
+]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +113,8 @@ class _TrioEventImpl:
         self._timer_tasks: dict[int, tuple[trio.CancelScope, int]] = {}
         # per worker thread: None, or whether a kick was held back by batched_kicks()
         self._held = threading.local()
+        #: which connection each watch belongs to (see ._losses)
+        self.losses = LossTracker()
 
     # -- the six libvirt callbacks (any thread) ------------------------------------------------
 
@@ -113,6 +123,7 @@ class _TrioEventImpl:
             watch = next(self._ids)
             self._handles[watch] = _Handle(fd, events, cb, opaque)
             self._kick_locked()
+        self.losses.handle_added(watch)
         return watch
 
     def update_handle(self, watch: int, events: int) -> None:
@@ -134,6 +145,7 @@ class _TrioEventImpl:
                 return -1
             self._frees.append((handle.opaque, handle.fd))
             self._kick_locked()
+        self.losses.handle_removed(watch)
         return 0
 
     def add_timeout(self, interval: int, cb: Callable[..., Any], opaque: Any) -> int:
@@ -141,6 +153,7 @@ class _TrioEventImpl:
             timer_id = next(self._ids)
             self._timers[timer_id] = _Timer(interval, cb, opaque)
             self._kick_locked()
+        self.losses.timer_added(timer_id)
         return timer_id
 
     def update_timeout(self, timer_id: int, interval: int) -> None:
@@ -164,6 +177,7 @@ class _TrioEventImpl:
                 return -1
             self._frees.append((timer.opaque, None))
             self._kick_locked()
+        self.losses.timer_removed(timer_id)
         return 0
 
     @contextlib.contextmanager
@@ -388,7 +402,8 @@ class _TrioEventImpl:
                             break
                         await trio.sleep(remaining)  # restarted meanwhile: a new full period
                     try:
-                        timer.cb(tid, timer.opaque)
+                        with self.losses.firing(tid):
+                            timer.cb(tid, timer.opaque)
                     except Exception:
                         log.exception("libvirt timer callback failed")
                     with self._lock:
@@ -437,3 +452,9 @@ def batched_kicks() -> contextlib.AbstractContextManager[None]:
     """In a worker thread making a blocking libvirt call: one wake-up of the event loop for
     the whole call (see :meth:`_TrioEventImpl.batched_kicks`)."""
     return _IMPL.batched_kicks()
+
+
+def track_losses(on_lost: Callable[[str], None]) -> contextlib.AbstractContextManager[LossWatch]:
+    """In the worker thread opening a libvirt connection: the watches it adds in the block are
+    the connection's, and their removal by libvirt calls ``on_lost(reason)`` (see ._losses)."""
+    return _IMPL.losses.track(on_lost)
