@@ -13,6 +13,7 @@ import trio.lowlevel
 from virtrio.channels.libvirt import (
     EventKind,
     _eventloop,
+    _timers,
     ensure_event_loop,
     event_loop_stats,
     open_connection,
@@ -200,6 +201,7 @@ async def test_a_failing_callback_does_not_stop_the_loop(monkeypatch: pytest.Mon
             logged.append(message % args)
 
     monkeypatch.setattr(_eventloop, "log", Log())
+    monkeypatch.setattr(_timers, "log", Log())
     rec = Recorder()
     impl = attached(rec)
 
@@ -260,24 +262,50 @@ async def test_libvirt_events_and_no_leftovers_on_test_driver() -> None:
 
 
 async def test_updating_a_timer_to_the_same_period_restarts_it_in_place() -> None:
-    """libvirt restarts its keepalive timer on every message: no new task, no wake-up."""
+    """libvirt restarts its keepalive timer on every message: no wake-up of the loop for it."""
     rec = Recorder()
     impl = attached(rec)
     timer = impl.add_timeout(300, rec.timer, "ka")
     await trio.testing.wait_all_tasks_blocked()
-    [(scope, _)] = impl._timer_tasks.values()
+    sleep = impl._timer_sleep
+    assert sleep is not None
     # the thing tested: real time past one period (time.monotonic, not Trio's clock)
     for _ in range(15):  # 15 x 30 ms: well past one period, restarted each time
         await trio.sleep(0.03)
         impl.update_timeout(timer, 300)
+        assert not impl._scheduled  # no reconciling asked for
     assert rec.calls == []
-    assert [s for s, _ in impl._timer_tasks.values()] == [scope]  # the same task
     with trio.fail_after(5):
         await rec.event.wait()  # fires one period after the last restart
     assert rec.calls == [(timer, "ka")]
     impl.remove_timeout(timer)
     await trio.testing.wait_all_tasks_blocked()
     assert rec.freed == ["ka"]
+
+
+async def test_one_task_keeps_time_for_every_timer() -> None:
+    rec = Recorder()
+    impl = attached(rec)
+    await trio.testing.wait_all_tasks_blocked()
+    assert impl._nursery is not None
+    tasks = set(impl._nursery.child_tasks)  # the timer task alone
+    assert len(tasks) == 1
+    slow = impl.add_timeout(60_000, rec.timer, "slow")
+    fast = impl.add_timeout(10_000, rec.timer, "fast")
+    await trio.testing.wait_all_tasks_blocked()
+    assert set(impl._nursery.child_tasks) == tasks
+    assert impl.stats().timer_tasks == 2
+    impl.update_timeout(fast, 20)  # shorter than the sleep under way: it is cut short
+    with trio.fail_after(5):
+        await rec.event.wait()
+    assert rec.calls[0] == (fast, "fast")
+    impl.update_timeout(fast, -1)
+    assert impl.stats().timer_tasks == 1
+    for timer in (slow, fast):
+        impl.remove_timeout(timer)
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(rec.freed) == ["fast", "slow"]
+    assert impl.stats().timer_tasks == 0
 
 
 async def test_a_blocking_call_wakes_the_trio_thread_once_at_its_end() -> None:

@@ -20,7 +20,7 @@ def test_a_tracked_watch_removed_is_a_loss_told_once() -> None:
         tracker.handle_added(1)
         tracker.timer_added(2)
     tracker.handle_added(3)  # not tracking: nobody's
-    assert (watch.handles, watch.timers, tracker.tracked()) == (1, {2}, 2)
+    assert (watch.handles, watch.timers, tracker.tracked()) == ({1}, {2}, 2)
     tracker.handle_removed(3)
     assert lost == []
     tracker.handle_removed(1)
@@ -65,7 +65,7 @@ def test_tracking_is_per_thread() -> None:
         thread = threading.Thread(target=elsewhere)
         thread.start()
         thread.join()
-    assert (watch.handles, tracker.tracked()) == (0, 0)
+    assert (watch.handles, tracker.tracked()) == (set(), 0)
 
 
 async def test_the_event_loop_tells_the_tracker_and_fires_timers_as_firing() -> None:

@@ -23,7 +23,7 @@ from virtrio.primitives import Fanout, Subscription, open_service_nursery, run_i
 
 from ._blocking import _libvirt, run_blocking
 from ._errors import VIR_ERR_NO_SUPPORT, LibvirtLocalError
-from ._eventloop import batched_kicks, ensure_event_loop, track_losses
+from ._eventloop import batched_kicks, ensure_event_loop, quiesce, track_losses
 from ._events import DomainEvent, EventKind, register_domain_events
 from ._losses import LossWatch
 from ._qmp_events import QmpEventRegistrations
@@ -309,6 +309,7 @@ class LibvirtConnection:
         libvirt = _libvirt()
         if self._loss is not None:
             self._loss.disarm()
+            quiesce(self._loss.handles)
 
         def close() -> None:
             with batched_kicks():  # one wake-up of the event loop for the whole close

@@ -14,7 +14,8 @@ from whichever thread made an API call. This module implements them on Trio:
 * ``trio.lowlevel.notify_closing`` is called before an fd's last handle is given back, so
   libvirt can close (and the kernel reuse) the fd safely;
 * timers: ``0`` fires on every pass of the Trio loop, ``-1`` is off, ``n`` every ``n`` ms;
-  an update restarts the period (as libvirt's own loop does);
+  an update restarts the period (as libvirt's own loop does); one task keeps time for all
+  of them, so a connection's keepalive timer costs no task of its own;
 * free callbacks are always deferred to the Trio thread, never run inside a remove call; one
   asked for while no Trio run is attached (a connection's last domain object collected after
   the run, or a connection used outside Trio) runs at once in a short-lived thread instead, so
@@ -26,9 +27,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -37,12 +39,14 @@ import trio
 from virtrio.errors import LocalProtocolError
 
 from ._losses import LossTracker, LossWatch
+from ._timers import Timer as _Timer, TimerTask
 
 __all__ = [
     "EventLoopStats",
     "batched_kicks",
     "ensure_event_loop",
     "event_loop_stats",
+    "quiesce",
     "track_losses",
 ]
 
@@ -62,19 +66,6 @@ class _Handle:
     opaque: Any
 
 
-@attrs.define
-class _Timer:
-    interval: int
-    cb: Callable[..., Any]
-    opaque: Any
-    #: bumped by every update that needs a new task, so a running one knows it is stale
-    generation: int = 0
-    #: ``time.monotonic()`` when the current period started (updates restart it)
-    restarted_at: float = attrs.field(factory=time.monotonic)
-    #: the cancel scope of the task serving this timer, if one runs
-    task: trio.CancelScope | None = None
-
-
 @attrs.frozen
 class EventLoopStats:
     """What the libvirt event loop holds right now (for leftover checks and debugging)."""
@@ -85,13 +76,13 @@ class EventLoopStats:
     timers: int
     #: fd waiter tasks running on Trio
     fd_waiters: int
-    #: timer tasks running on Trio (timers at -1 have none)
+    #: timers the loop keeps time for (those not at -1)
     timer_tasks: int
     #: free callbacks not yet run
     pending_frees: int
 
 
-class _TrioEventImpl:
+class _TrioEventImpl(TimerTask):
     """The process-wide implementation; see the module docstring."""
 
     def __init__(self, free: Callable[[Any], None] | None = None) -> None:
@@ -110,7 +101,9 @@ class _TrioEventImpl:
         self._waiters: dict[tuple[int, int], trio.CancelScope] = {}
         # waiters whose fd lost interest in their direction, parked until it comes back
         self._parked: dict[tuple[int, int], trio.Event] = {}
-        self._timer_tasks: dict[int, tuple[trio.CancelScope, int]] = {}
+        # the timer task's sleep, and whether a timer changed since it began
+        self._timer_sleep: trio.CancelScope | None = None
+        self._retime = False
         # per worker thread: None, or whether a kick was held back by batched_kicks()
         self._held = threading.local()
         #: which connection each watch belongs to (see ._losses)
@@ -152,6 +145,7 @@ class _TrioEventImpl:
         with self._lock:
             timer_id = next(self._ids)
             self._timers[timer_id] = _Timer(interval, cb, opaque)
+            self._retime = True
             self._kick_locked()
         self.losses.timer_added(timer_id)
         return timer_id
@@ -162,12 +156,12 @@ class _TrioEventImpl:
             if timer is None:
                 return
             timer.restarted_at = time.monotonic()
-            if interval == timer.interval and interval > 0 and timer.task is not None:
-                # Same period, task running: it re-arms itself from restarted_at. libvirt
-                # restarts the keepalive timer on every message, so this path is hot.
+            if interval == timer.interval:
+                # Same period: the timer task sees the restart when it wakes and sleeps on.
+                # libvirt restarts the keepalive timer on every message: this path is hot.
                 return
             timer.interval = interval
-            timer.generation += 1
+            self._retime = True
             self._kick_locked()
 
     def remove_timeout(self, timer_id: int) -> int:
@@ -263,11 +257,13 @@ class _TrioEventImpl:
                 self._nursery = nursery
                 with self._lock:
                     self._scheduled = True
+                nursery.start_soon(self._run_timers)
                 try:
                     self._apply()
                     await trio.sleep_forever()
                 finally:
                     self._nursery = None  # closed to new tasks from here on
+                    self._timer_sleep = None
         finally:
             with self._lock:
                 self._token = None
@@ -275,13 +271,25 @@ class _TrioEventImpl:
                 frees, self._frees = self._frees, []
             self._waiters.clear()
             self._parked.clear()
-            self._timer_tasks.clear()
             self._run_frees(frees)
 
     # -- the Trio side ---------------------------------------------------------------------
 
+    def quiesce(self, watches: Iterable[int]) -> None:
+        """Stop waiting on the fds of ``watches`` now, ahead of a blocking call in a worker
+        thread that removes them (a connection's close): the daemon's last reply then wakes
+        nobody here. Should the watches stay, the next reconcile waits on them again."""
+        gone = set(watches)
+        with self._lock:
+            fds = {h.fd for w, h in self._handles.items() if w in gone}
+            fds -= {h.fd for w, h in self._handles.items() if w not in gone}
+        for key in [key for key in self._waiters if key[0] in fds]:
+            self._waiters.pop(key).cancel()
+            self._parked.pop(key, None)
+
     def _apply(self) -> None:
-        """Reconcile the waiter and timer tasks with the tables; run deferred frees."""
+        """Reconcile the waiter tasks with the tables, wake the timer task if a timer changed;
+        run deferred frees."""
         nursery = self._nursery
         with self._lock:
             self._scheduled = False
@@ -293,7 +301,7 @@ class _TrioEventImpl:
                 for direction in (READABLE, WRITABLE):
                     if handle.events & direction:
                         wanted.add((handle.fd, direction))
-            timers = {tid: (t.interval, t.generation) for tid, t in self._timers.items()}
+            retime, self._retime = self._retime, False
             frees, self._frees = self._frees, []
         closing = {fd for _, fd in frees if fd is not None}
         for key in list(self._waiters):
@@ -310,20 +318,10 @@ class _TrioEventImpl:
             scope = trio.CancelScope()
             self._waiters[key] = scope
             nursery.start_soon(self._wait_fd, key[0], key[1], scope)
-        for tid, (scope, generation) in list(self._timer_tasks.items()):
-            current = timers.get(tid)
-            if current is None or current[0] < 0 or current[1] != generation:
-                scope.cancel()
-                del self._timer_tasks[tid]
-        for tid, (interval, generation) in timers.items():
-            if interval >= 0 and tid not in self._timer_tasks:
-                scope = trio.CancelScope()
-                self._timer_tasks[tid] = (scope, generation)
-                with self._lock:
-                    timer = self._timers.get(tid)
-                    if timer is not None:
-                        timer.task = scope
-                nursery.start_soon(self._run_timer, tid, interval, generation, scope)
+        if retime and self._timer_sleep is not None:
+            # the timer task's next wake-up, worked out again: no wake-up now unless one is due
+            due, wait = self._due_timers()
+            self._timer_sleep.deadline = -math.inf if due else trio.current_time() + wait
         self._run_frees(frees)
 
     def _run_frees(self, frees: list[tuple[Any, int | None]]) -> None:
@@ -340,12 +338,11 @@ class _TrioEventImpl:
             except Exception:
                 log.exception("libvirt free callback failed")
 
-    def _forget(self, table: dict[Any, Any], key: Any, scope: trio.CancelScope) -> None:
-        entry = table.get(key)
-        if entry is scope or (isinstance(entry, tuple) and entry[0] is scope):
-            del table[key]
+    def _forget(self, key: tuple[int, int], scope: trio.CancelScope) -> None:
+        if self._waiters.get(key) is scope:
+            del self._waiters[key]
             with self._lock:
-                self._kick_locked()  # the tables may want this task back
+                self._kick_locked()  # the tables may want this waiter back
 
     async def _wait_fd(self, fd: int, direction: int, scope: trio.CancelScope) -> None:
         wait = trio.lowlevel.wait_readable if direction == READABLE else trio.lowlevel.wait_writable
@@ -380,40 +377,7 @@ class _TrioEventImpl:
                             log.exception("libvirt handle callback failed (fd %d)", fd)
         finally:
             self._parked.pop(key, None)
-            self._forget(self._waiters, key, scope)
-
-    async def _run_timer(
-        self, tid: int, interval: int, generation: int, scope: trio.CancelScope
-    ) -> None:
-        try:
-            with scope:
-                while True:
-                    if interval == 0:
-                        await trio.lowlevel.checkpoint()
-                    else:
-                        await trio.sleep(interval / 1000)
-                    while True:
-                        with self._lock:
-                            timer = self._timers.get(tid)
-                            if timer is None or timer.generation != generation:
-                                return  # stale: removed or changed since this task started
-                            remaining = timer.restarted_at + interval / 1000 - time.monotonic()
-                        if interval == 0 or remaining <= 0:
-                            break
-                        await trio.sleep(remaining)  # restarted meanwhile: a new full period
-                    try:
-                        with self.losses.firing(tid):
-                            timer.cb(tid, timer.opaque)
-                    except Exception:
-                        log.exception("libvirt timer callback failed")
-                    with self._lock:
-                        timer.restarted_at = time.monotonic()
-        finally:
-            with self._lock:
-                timer = self._timers.get(tid)
-                if timer is not None and timer.task is scope:
-                    timer.task = None
-            self._forget(self._timer_tasks, tid, scope)
+            self._forget(key, scope)
 
     def stats(self) -> EventLoopStats:
         with self._lock:
@@ -421,7 +385,7 @@ class _TrioEventImpl:
                 handles=len(self._handles),
                 timers=len(self._timers),
                 fd_waiters=len(self._waiters),
-                timer_tasks=len(self._timer_tasks),
+                timer_tasks=sum(1 for t in self._timers.values() if t.interval >= 0),
                 pending_frees=len(self._frees),
             )
 
@@ -458,3 +422,8 @@ def track_losses(on_lost: Callable[[str], None]) -> contextlib.AbstractContextMa
     """In the worker thread opening a libvirt connection: the watches it adds in the block are
     the connection's, and their removal by libvirt calls ``on_lost(reason)`` (see ._losses)."""
     return _IMPL.losses.track(on_lost)
+
+
+def quiesce(watches: Iterable[int]) -> None:
+    """On the Trio thread, before closing a connection: see :meth:`_TrioEventImpl.quiesce`."""
+    _IMPL.quiesce(watches)

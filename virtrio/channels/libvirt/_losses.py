@@ -36,8 +36,8 @@ class LossWatch:
     on_lost: Callable[[str], None]
     #: the timers added while tracking (libvirt's keepalive timer)
     timers: set[int] = attrs.field(factory=set)
-    #: how many socket watches the open added (0: an in-process driver, nothing to watch)
-    handles: int = 0
+    #: the socket watches the open added (none: an in-process driver, nothing to watch)
+    handles: set[int] = attrs.field(factory=set)
     armed: bool = True
 
     def disarm(self) -> None:
@@ -81,7 +81,7 @@ class LossTracker:
     def handle_added(self, watch_id: int) -> None:
         watch = getattr(self._local, "tracking", None)
         if watch is not None:
-            watch.handles += 1
+            watch.handles.add(watch_id)
             with self._lock:
                 self._handles[watch_id] = watch
 
