@@ -163,6 +163,34 @@ async def test_fd_reuse_after_free_closes_it() -> None:
         assert reused.recv(1) == b"z"
 
 
+async def test_one_waiter_task_serves_connection_after_connection() -> None:
+    """A connection's socket is waited on by the task that waited on the last one's."""
+    rec = Recorder()
+    impl = attached(rec)
+    await trio.testing.wait_all_tasks_blocked()
+    assert impl._nursery is not None
+    tasks: set[object] = set()
+    for round_ in range(3):
+        a, b = socket.socketpair()
+        with a, b:
+            watch = impl.add_handle(a.fileno(), READABLE, rec.handle, round_)
+            await trio.testing.wait_all_tasks_blocked()
+            if round_ == 0:
+                tasks = set(impl._nursery.child_tasks)  # the timer task and one waiter
+            assert set(impl._nursery.child_tasks) == tasks
+            rec.event = trio.Event()
+            b.send(b"x")
+            with trio.fail_after(5):
+                await rec.event.wait()
+            assert rec.calls[-1][3] == round_
+            a.recv(1)
+            impl.remove_handle(watch)
+            await trio.testing.wait_all_tasks_blocked()
+            assert impl.stats().fd_waiters == 0
+    assert len(tasks) == 2
+    assert len(impl._idle) == 1
+
+
 async def test_timer_semantics() -> None:
     rec = Recorder()
     impl = attached(rec)

@@ -10,7 +10,8 @@ from whichever thread made an API call. This module implements them on Trio:
   tables updated, and the Trio thread is asked (``TrioToken.run_sync_soon``) to reconcile its
   tasks with the tables;
 * one waiter task per file descriptor and direction (Trio allows only one), which dispatches to
-  every handle registered on that fd for that direction;
+  every handle registered on that fd for that direction; done with its fd, it waits for the
+  next one (the next connection's socket: waking a task costs less than starting one);
 * ``trio.lowlevel.notify_closing`` is called before an fd's last handle is given back, so
   libvirt can close (and the kernel reuse) the fd safely;
 * timers: ``0`` fires on every pass of the Trio loop, ``-1`` is off, ``n`` every ``n`` ms;
@@ -38,6 +39,7 @@ import trio
 
 from virtrio.errors import LocalProtocolError
 
+from ._fdwaiters import READABLE, WRITABLE, FdWaiters, Handle as _Handle, IdleWaiter as _IdleWaiter
 from ._losses import LossTracker, LossWatch
 from ._timers import Timer as _Timer, TimerTask
 
@@ -51,19 +53,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# libvirt's VIR_EVENT_HANDLE_* values (fixed by its ABI; importing libvirt here is avoided so
-# the module loads without the extra).
-READABLE = 1
-WRITABLE = 2
-
-
-@attrs.define
-class _Handle:
-    fd: int
-    events: int
-    cb: Callable[..., Any]
-    opaque: Any
 
 
 @attrs.frozen
@@ -82,7 +71,7 @@ class EventLoopStats:
     pending_frees: int
 
 
-class _TrioEventImpl(TimerTask):
+class _TrioEventImpl(FdWaiters, TimerTask):
     """The process-wide implementation; see the module docstring."""
 
     def __init__(self, free: Callable[[Any], None] | None = None) -> None:
@@ -101,6 +90,8 @@ class _TrioEventImpl(TimerTask):
         self._waiters: dict[tuple[int, int], trio.CancelScope] = {}
         # waiters whose fd lost interest in their direction, parked until it comes back
         self._parked: dict[tuple[int, int], trio.Event] = {}
+        # waiter tasks done with their last fd, waiting for the next one
+        self._idle: list[_IdleWaiter] = []
         # the timer task's sleep, and whether a timer changed since it began
         self._timer_sleep: trio.CancelScope | None = None
         self._retime = False
@@ -271,6 +262,7 @@ class _TrioEventImpl(TimerTask):
                 frees, self._frees = self._frees, []
             self._waiters.clear()
             self._parked.clear()
+            self._idle.clear()
             self._run_frees(frees)
 
     # -- the Trio side ---------------------------------------------------------------------
@@ -317,7 +309,12 @@ class _TrioEventImpl(TimerTask):
         for key in wanted - self._waiters.keys():
             scope = trio.CancelScope()
             self._waiters[key] = scope
-            nursery.start_soon(self._wait_fd, key[0], key[1], scope)
+            if self._idle:  # waking a waiter task costs less than starting one
+                idle = self._idle.pop()
+                idle.job = (key, scope)
+                idle.ready.set()
+            else:
+                nursery.start_soon(self._serve_fds, key, scope)
         if retime and self._timer_sleep is not None:
             # the timer task's next wake-up, worked out again: no wake-up now unless one is due
             due, wait = self._due_timers()
@@ -337,47 +334,6 @@ class _TrioEventImpl(TimerTask):
                 free(opaque)
             except Exception:
                 log.exception("libvirt free callback failed")
-
-    def _forget(self, key: tuple[int, int], scope: trio.CancelScope) -> None:
-        if self._waiters.get(key) is scope:
-            del self._waiters[key]
-            with self._lock:
-                self._kick_locked()  # the tables may want this waiter back
-
-    async def _wait_fd(self, fd: int, direction: int, scope: trio.CancelScope) -> None:
-        wait = trio.lowlevel.wait_readable if direction == READABLE else trio.lowlevel.wait_writable
-        key = (fd, direction)
-        try:
-            with scope:
-                while True:
-                    try:
-                        await wait(fd)
-                    except (trio.ClosedResourceError, OSError):
-                        return
-                    with self._lock:
-                        targets = [
-                            (watch, h)
-                            for watch, h in self._handles.items()
-                            if h.fd == fd and h.events & direction
-                        ]
-                    if not targets:
-                        # interest dropped (a call in another thread owns the socket for now)
-                        parked = self._parked[key] = trio.Event()
-                        await parked.wait()
-                        continue
-                    for watch, handle in targets:
-                        with self._lock:
-                            if self._handles.get(watch) is not handle:
-                                continue
-                            if not handle.events & direction:
-                                continue
-                        try:
-                            handle.cb(watch, fd, direction, handle.opaque)
-                        except Exception:
-                            log.exception("libvirt handle callback failed (fd %d)", fd)
-        finally:
-            self._parked.pop(key, None)
-            self._forget(key, scope)
 
     def stats(self) -> EventLoopStats:
         with self._lock:
