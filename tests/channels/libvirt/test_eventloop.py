@@ -18,7 +18,7 @@ from virtrio.channels.libvirt import (
     event_loop_stats,
     open_connection,
 )
-from virtrio.channels.libvirt._eventloop import READABLE, WRITABLE, _TrioEventImpl
+from virtrio.channels.libvirt._eventloop import READABLE, WRITABLE, Handoff, _TrioEventImpl
 from virtrio.errors import LocalProtocolError
 
 
@@ -366,4 +366,40 @@ async def test_a_blocking_call_wakes_the_trio_thread_once_at_its_end() -> None:
         assert rec.calls[0] == (watch, a.fileno(), READABLE, "sock")  # (level-triggered: again)
         impl.remove_handle(watch)
         await trio.testing.wait_all_tasks_blocked()
+        assert rec.freed == ["sock"]
+
+
+async def test_a_call_hands_its_wake_up_to_the_task_waiting_for_it() -> None:
+    """The loop is reconciled by the task the result wakes, with no wake-up of its own; a
+    call its caller gave up on sends its own."""
+    rec = Recorder()
+    impl = attached(rec)
+    await trio.testing.wait_all_tasks_blocked()
+    a, b = socket.socketpair()
+    with a, b:
+        handoff = Handoff()
+
+        def call() -> tuple[int, bool]:
+            with impl.batched_kicks(handoff):
+                watch = impl.add_handle(a.fileno(), READABLE, rec.handle, "sock")
+            return watch, impl._scheduled
+
+        watch, asked = await trio.to_thread.run_sync(call)
+        assert not asked
+        assert impl.stats().fd_waiters == 0
+        impl.take_handoff(handoff)
+        assert impl.stats().fd_waiters == 1  # at once, on this thread
+        impl.take_handoff(handoff)  # twice: nothing more
+
+        handoff = Handoff()
+        impl.take_handoff(handoff)  # the caller leaves first
+
+        def abandoned() -> bool:
+            with impl.batched_kicks(handoff):
+                impl.remove_handle(watch)
+            return impl._scheduled
+
+        assert await trio.to_thread.run_sync(abandoned)
+        await trio.testing.wait_all_tasks_blocked()
+        assert impl.stats().fd_waiters == 0
         assert rec.freed == ["sock"]

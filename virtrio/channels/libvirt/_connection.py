@@ -23,7 +23,14 @@ from virtrio.primitives import Fanout, Subscription, open_service_nursery, run_i
 
 from ._blocking import _libvirt, run_blocking
 from ._errors import VIR_ERR_NO_SUPPORT, LibvirtLocalError
-from ._eventloop import batched_kicks, ensure_event_loop, quiesce, track_losses
+from ._eventloop import (
+    Handoff,
+    batched_kicks,
+    ensure_event_loop,
+    quiesce,
+    take_handoff,
+    track_losses,
+)
 from ._events import DomainEvent, EventKind, register_domain_events
 from ._losses import LossWatch
 from ._qmp_events import QmpEventRegistrations
@@ -311,8 +318,10 @@ class LibvirtConnection:
             self._loss.disarm()
             quiesce(self._loss.handles)
 
+        handoff = Handoff()
+
         def close() -> None:
-            with batched_kicks():  # one wake-up of the event loop for the whole close
+            with batched_kicks(handoff):  # the event loop's wake-up rides on the result's
                 deregister_and_close()
 
         def deregister_and_close() -> None:
@@ -338,6 +347,7 @@ class LibvirtConnection:
                 # not abandoned: close must finish before the event loop may be torn down
                 await run_in_worker(close)
             finally:
+                take_handoff(handoff)
                 for token in tokens:
                     self.limiter.release_on_behalf_of(token)
 

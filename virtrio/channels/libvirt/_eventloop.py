@@ -45,14 +45,39 @@ from ._timers import Timer as _Timer, TimerTask
 
 __all__ = [
     "EventLoopStats",
+    "Handoff",
     "batched_kicks",
     "ensure_event_loop",
     "event_loop_stats",
     "quiesce",
+    "take_handoff",
     "track_losses",
 ]
 
 log = logging.getLogger(__name__)
+
+
+@attrs.define(eq=False)
+class Handoff:
+    """A blocking call's held-back wake-up, handed to the Trio task waiting for its result: the
+    result's own wake-up then carries it (see :meth:`_TrioEventImpl.batched_kicks`)."""
+
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+    _pending: bool = False
+    _gone: bool = False
+
+    def hold(self) -> bool:
+        """In the worker thread: hand the wake-up over; False if nobody waits any more."""
+        with self._lock:
+            self._pending = not self._gone
+            return self._pending
+
+    def give_up(self) -> bool:
+        """On the Trio thread: stop waiting; True if a wake-up was handed over."""
+        with self._lock:
+            self._gone = True
+            pending, self._pending = self._pending, False
+            return pending
 
 
 @attrs.frozen
@@ -166,9 +191,10 @@ class _TrioEventImpl(FdWaiters, TimerTask):
         return 0
 
     @contextlib.contextmanager
-    def batched_kicks(self) -> Iterator[None]:
+    def batched_kicks(self, handoff: Handoff | None = None) -> Iterator[None]:
         """Hold back the Trio thread's wake-ups that this thread's callbacks ask for until the
-        block ends, then send at most one.
+        block ends, then send at most one; or, given a ``handoff``, leave it to the caller
+        waiting for this thread's result (:meth:`take_handoff`), whose wake-up is sent anyway.
 
         A blocking call in a worker thread makes several callbacks (open adds a handle and a
         keepalive timer, every call drops and restores the socket's interest, close removes
@@ -185,9 +211,18 @@ class _TrioEventImpl(FdWaiters, TimerTask):
             yield
         finally:
             kick, held.kick = held.kick, None
-            if kick:
+            if kick and not (handoff is not None and handoff.hold()):
                 with self._lock:
                     self._kick_locked()
+
+    @trio.lowlevel.enable_ki_protection
+    def take_handoff(self, handoff: Handoff) -> None:
+        """On the Trio thread, once the call given ``handoff`` has returned or been given up
+        on: reconcile now if it held a wake-up back (no wake-up of its own, no pass of the
+        loop); a call still running will send its own."""
+        if handoff.give_up() and not self._apply():
+            with self._lock:
+                self._kick_locked()
 
     def _kick_locked(self) -> None:
         if self._token is not None and getattr(self._held, "kick", None) is not None:
@@ -279,14 +314,14 @@ class _TrioEventImpl(FdWaiters, TimerTask):
             self._waiters.pop(key).cancel()
             self._parked.pop(key, None)
 
-    def _apply(self) -> None:
+    def _apply(self) -> bool:
         """Reconcile the waiter tasks with the tables, wake the timer task if a timer changed;
-        run deferred frees."""
+        run deferred frees. False: no loop to reconcile (not started, or ended)."""
         nursery = self._nursery
         with self._lock:
             self._scheduled = False
             if nursery is None:
-                return
+                return False
             wanted: set[tuple[int, int]] = set()
             open_fds = {handle.fd for handle in self._handles.values()}
             for handle in self._handles.values():
@@ -320,6 +355,7 @@ class _TrioEventImpl(FdWaiters, TimerTask):
             due, wait = self._due_timers()
             self._timer_sleep.deadline = -math.inf if due else trio.current_time() + wait
         self._run_frees(frees)
+        return True
 
     def _run_frees(self, frees: list[tuple[Any, int | None]]) -> None:
         if not frees:
@@ -368,10 +404,15 @@ def event_loop_stats() -> EventLoopStats:
     return _IMPL.stats()
 
 
-def batched_kicks() -> contextlib.AbstractContextManager[None]:
+def batched_kicks(handoff: Handoff | None = None) -> contextlib.AbstractContextManager[None]:
     """In a worker thread making a blocking libvirt call: one wake-up of the event loop for
-    the whole call (see :meth:`_TrioEventImpl.batched_kicks`)."""
-    return _IMPL.batched_kicks()
+    the whole call, or none with a ``handoff`` (see :meth:`_TrioEventImpl.batched_kicks`)."""
+    return _IMPL.batched_kicks(handoff)
+
+
+def take_handoff(handoff: Handoff) -> None:
+    """On the Trio thread after the call: see :meth:`_TrioEventImpl.take_handoff`."""
+    _IMPL.take_handoff(handoff)
 
 
 def track_losses(on_lost: Callable[[str], None]) -> contextlib.AbstractContextManager[LossWatch]:
