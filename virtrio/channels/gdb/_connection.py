@@ -45,6 +45,9 @@ _RECEIVE_SIZE = 65536
 _READS_WITHOUT_YIELD = 16
 #: The most ``O`` output one ``monitor`` call collects (QEMU's ``info mtree`` is ~100 KiB).
 MAX_MONITOR_OUTPUT = 16 << 20
+#: An ack the fast path left owed goes out with the next packet, or after this long (to twice
+#: it) with none: seconds.
+ACK_DELAY = 1e-3
 
 
 class GdbConnection(GdbExecution):
@@ -63,6 +66,10 @@ class GdbConnection(GdbExecution):
         self._stream = stream
         # the socket (non-blocking, as Trio keeps it), read and written through its descriptor
         self._socket = stream.socket if type(stream) is trio.SocketStream else None
+        # its descriptor, for the fast paths (-1 once the connection is lost: every path that
+        # closes the stream loses the connection first, so a closed descriptor's number, maybe
+        # reused by then, is never written to or read)
+        self._fd = -1 if self._socket is None else self._socket.fileno()
         self._reads_in_a_row = 0
         self.address = address
         #: Deadline (seconds) of a call that passes ``timeout=None``.
@@ -89,6 +96,9 @@ class GdbConnection(GdbExecution):
         self._resume_error: GdbError | None = None
         self._quiet = False  # the stop of an internal step (off a breakpoint) is not published
         self._watch = trio.Event()  # wakes the watcher: the target runs and maybe no one reads
+        self._ack_timer = trio.Event()  # wakes the ack timer: an ack is owed (_defer_ack)
+        self._ack_timer_armed = False
+        self._acks_deferred = 0
         self.closed_reason: BaseException | None = None
         self._closed = trio.Event()
 
@@ -131,9 +141,11 @@ class GdbConnection(GdbExecution):
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
+        self._fd = -1
         self._stopped.set()
         self._closed.set()
         self._watch.set()
+        self._ack_timer.set()
         self._events.close(ConnectionLostError(str(reason), address=self.address))
 
     def _publish(self, event: GdbEvent) -> None:
@@ -147,16 +159,59 @@ class GdbConnection(GdbExecution):
         number of bytes written (0 if it could not; the caller sends the rest with
         :meth:`_write` before any checkpoint, so nothing comes between, and :meth:`_write`
         also reports a broken socket)."""
-        sock = self._socket
-        if sock is None or self.closed_reason is not None or self._send_lock.locked():
-            return 0
-        fd = sock.fileno()
-        if fd < 0:
+        fd = self._fd
+        if fd < 0 or self._send_lock.locked():
             return 0
         try:
             return os.write(fd, data)
         except OSError:  # full (BlockingIOError) or broken: _write says which
             return 0
+
+    def _after_owed(self, packet: bytes) -> bytes:
+        """``packet`` after the acks owed to the stub (they go out first, in one write)."""
+        owed = self._protocol.data_to_send()
+        return owed + packet if owed else packet
+
+    def _defer_ack(self) -> None:
+        """The fast path took a packet whose ``+`` is owed (the protocol holds it): it goes out
+        with the next packet (:meth:`_after_owed`) or, if none follows within
+        :data:`ACK_DELAY`, from :meth:`_run_ack_timer`.
+
+        A ``+`` costs the stub a wake-up of its own (QEMU's main loop: ~8 µs per exchange
+        here), and the RSP does not need it sooner: a stub that sent a packet takes the next
+        ``+`` for it whenever it comes (QEMU's system-mode stub does not wait for it at all,
+        and takes a new packet as the ack of its last; gdbserver waits, idle, as it has nothing
+        else to do until the client's next packet)."""
+        self._acks_deferred += 1
+        if not self._ack_timer_armed:
+            self._ack_timer_armed = True
+            self._ack_timer.set()
+
+    async def _run_ack_timer(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Sends the acks :meth:`_defer_ack` left owed that no packet took along within
+        :data:`ACK_DELAY` (an ack is sent ``ACK_DELAY`` to twice that after it was owed; while
+        packets keep coming, this wakes once per ``ACK_DELAY``)."""
+        task_status.started()
+        protocol = self._protocol
+        while self.closed_reason is None:
+            await self._ack_timer.wait()
+            self._ack_timer = trio.Event()
+            seen = -1
+            while self.closed_reason is None and protocol.owes_data:
+                if self._acks_deferred == seen:  # owed since the last look: send it
+                    owed = protocol.data_to_send()
+                    sent = self._write_now(owed)
+                    try:
+                        if sent < len(owed):
+                            await self._write(owed[sent:])
+                    except ConnectionLostError:
+                        return
+                    break
+                seen = self._acks_deferred
+                await trio.sleep(ACK_DELAY)
+            self._ack_timer_armed = False
 
     async def _write(self, data: bytes) -> None:
         if self.closed_reason is not None:
@@ -239,6 +294,35 @@ class GdbConnection(GdbExecution):
             self._reads_in_a_row = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
+    def _take_now(self, take: Callable[[bytes], _T | None]) -> _T | None:
+        """:meth:`_take_fast` without waiting: one read of what the socket holds, the usual
+        answer taken by ``take`` (its ack owed); or None: nothing came (then nothing is
+        changed), or a lone ``+`` (taken), or something else (left for :meth:`_pump`). The
+        caller yields when ``_reads_in_a_row`` reaches ``_READS_WITHOUT_YIELD``.
+
+        Raises:
+            ConnectionLostError: the socket failed.
+        """
+        fd = self._fd
+        if fd < 0 or self._pending is not None:
+            return None
+        try:
+            data = os.read(fd, _RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
+            raise self._lost() from exc
+        self._reads_in_a_row += 1
+        protocol = self._protocol
+        if data and (taken := take(data)) is not None:
+            if protocol.ack_mode:
+                self._defer_ack()
+            return taken
+        if not protocol.take_ack(data):
+            self._pending = data
+        return None
+
     async def _await_reply(self, deadline: float) -> bool:
         """Read until the request in flight is answered: True, or False once ``deadline``
         passed first. The caller holds the read lock."""
@@ -281,11 +365,8 @@ class GdbConnection(GdbExecution):
                 self._reads_in_a_row = 0
                 await trio.lowlevel.cancel_shielded_checkpoint()
             if data and (taken := take(data)) is not None:
-                owed = protocol.data_to_send()
-                if owed:  # the ack
-                    sent = self._write_now(owed)
-                    if sent < len(owed):
-                        await self._write(owed[sent:])
+                if protocol.ack_mode:
+                    self._defer_ack()
                 return taken
             if not protocol.take_ack(data):
                 self._pending = data
@@ -329,11 +410,8 @@ class GdbConnection(GdbExecution):
     async def _feed(self, data: bytes | bytearray) -> None:
         protocol = self._protocol
         if type(data) is bytes and data and (reply := protocol.take_reply(data)) is not None:
-            owed = protocol.data_to_send()
-            if owed:  # the ack, before the reply is acted on
-                sent = self._write_now(owed)
-                if sent < len(owed):
-                    await self._write(owed[sent:])
+            if protocol.ack_mode:
+                self._defer_ack()
             self._reply = reply
             return
         protocol.receive_data(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from binascii import a2b_hex
 from collections.abc import Mapping
 
 import attrs
@@ -50,8 +51,10 @@ def decode_hex(text: bytes | str, what: str = "hex data") -> bytes:
         GdbProtocolError: the text is not an even number of hex digits.
     """
     try:
-        return bytes.fromhex(text.decode("ascii") if isinstance(text, bytes) else text)
-    except (ValueError, UnicodeDecodeError):
+        # a2b_hex takes the bytes as they came (no str made first) and, unlike bytes.fromhex,
+        # no spaces between the digits
+        return a2b_hex(text)
+    except ValueError:  # (binascii.Error; a str with non-ASCII characters)
         shown = text[:64]
         raise GdbProtocolError(f"{what} is not hex: {shown!r}") from None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
+from itertools import repeat
 from typing import Literal
 from xml.parsers import expat
 
@@ -32,10 +33,11 @@ Byteorder = Literal["little", "big"]
 #: Architectures whose registers travel big-endian (prefixes of GDB's architecture names).
 _BIG_ENDIAN = ("s390", "m68k", "sparc", "hppa", "or1k", "openrisc")
 _STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-#: How a ``g`` reply of one length decodes: its struct (big-endian; over the bytes reversed
-#: for a little-endian target), whether reversed, which fields are bytes to make ints of, and
-#: the register names in order (a dict to copy: the result's keys).
-_Plan = tuple[struct.Struct, bool, list[int], dict[str, int]]
+#: How a ``g`` reply of one length decodes, in two struct calls: one for the registers struct
+#: has codes for (the others skipped as padding) and their names, one for the wider ones (as
+#: bytes, made ints of) and theirs, and every register's name in order (a dict to copy: the
+#: result, its keys in register order and hashed, so filling it in never resizes it).
+_Plan = tuple[struct.Struct, tuple[str, ...], struct.Struct, tuple[str, ...], dict[str, int]]
 _FLOAT_TYPES = frozenset(
     {"ieee_half", "ieee_single", "ieee_double", "arm_fpa_ext", "i387_ext", "bfloat16", "float"}
 )
@@ -110,37 +112,32 @@ class TargetDescription:
         plan = self._plans.get(len(data))
         if plan is None:
             plan = self._plans[len(data)] = self._plan(len(data))
-        layout, reverse, wide, names = plan
-        from_bytes = int.from_bytes
-        if reverse:
-            # little-endian: the registers read backwards are big-endian, which is what
-            # int.from_bytes takes by default (no byte order to pass for each wide register)
-            values = list(layout.unpack_from(data[layout.size - 1 :: -1]))
-            for i in wide:
-                values[i] = from_bytes(values[i])
-            values.reverse()
-        else:
-            values = list(layout.unpack_from(data))
-            for i in wide:
-                values[i] = from_bytes(values[i])
-        registers = names.copy()  # the names, in order, with their hashes: no resizing
-        registers.update(zip(names, values, strict=True))
+        narrow, narrow_names, wide, wide_names, names = plan
+        registers = names.copy()
+        registers.update(zip(narrow_names, narrow.unpack_from(data), strict=True))
+        if wide_names:
+            values = map(int.from_bytes, wide.unpack_from(data), repeat(self.byteorder))
+            registers.update(zip(wide_names, values, strict=True))
         return registers
 
     def _plan(self, length: int) -> _Plan:
-        # one struct call for the whole packet: registers are contiguous in regnum order;
-        # wider ones than struct has codes for come as bytes, turned into ints one by one
+        # registers are contiguous in regnum order; those wider than struct has codes for (x87,
+        # vector) come as bytes, turned into ints by one map over them
         covered: list[Register] = []
         for reg in self.registers:
             if reg.offset + reg.size > length:
                 break
             covered.append(reg)
-        reverse = self.byteorder == "little"
-        ordered = covered[::-1] if reverse else covered
-        codes = [_STRUCT_CODES.get(r.size, f"{r.size}s") for r in ordered]
-        wide = [i for i, r in enumerate(ordered) if r.size not in _STRUCT_CODES]
-        layout = struct.Struct(">" + "".join(codes))
-        return layout, reverse, wide, dict.fromkeys((r.name for r in covered), 0)
+        order = "<" if self.byteorder == "little" else ">"
+        narrow = "".join(_STRUCT_CODES.get(r.size, f"{r.size}x") for r in covered)
+        wide = "".join(f"{r.size}x" if r.size in _STRUCT_CODES else f"{r.size}s" for r in covered)
+        return (
+            struct.Struct(order + narrow),
+            tuple(r.name for r in covered if r.size in _STRUCT_CODES),
+            struct.Struct(order + wide),
+            tuple(r.name for r in covered if r.size not in _STRUCT_CODES),
+            dict.fromkeys((r.name for r in covered), 0),
+        )
 
     def encode_value(self, reg: Register, value: int) -> bytes:
         """``value`` as ``reg``'s bytes in target order (negative values in two's complement).
