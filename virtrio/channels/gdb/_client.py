@@ -152,7 +152,7 @@ class GdbClient(GdbConnection):
         """
         limit = self._deadline(timeout)
         if not self._stopped.is_set():
-            await self._read_stop(trio.current_time() + limit, self._stop_spin)
+            await self._read_stop(limit, self._stop_spin)
         if self.closed_reason is not None:
             raise self._lost()
         if self._resume_error is not None:

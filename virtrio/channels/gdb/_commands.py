@@ -73,6 +73,7 @@ class GdbCommands:
         self._watchpoints: set[tuple[int, int, int]] = set()
         self._pc: int | None = None  # the program counter at this stop, once read
         self._pc_of: tuple[TargetDescription | None, Register | None] = (None, None)
+        self._kind_of: tuple[TargetDescription | None, int] = (None, 1)  # breakpoint kind
 
     async def request(self, packet: bytes | str, *, timeout: float | None = None) -> bytes:
         raise NotImplementedError
@@ -215,7 +216,7 @@ class GdbCommands:
 
     async def _read_p(self, reg: Register, timeout: float | None) -> int | None:
         command = b"p%x" % reg.regnum
-        reply = await self.request(command, timeout=timeout)
+        reply = await self._exchange(command, timeout)
         if not reply:
             self._p_packet = False
             return None
@@ -235,7 +236,7 @@ class GdbCommands:
         value: int | None = None
         if self._p_packet:
             command = b"p%x" % reg.regnum
-            reply = await self.request(command, timeout=timeout)
+            reply = await self._exchange(command, timeout)
             if reply:
                 value = _hex_register(_check(reply, command), reg, self.target.byteorder)
             else:

@@ -47,7 +47,7 @@ _READS_WITHOUT_YIELD = 16
 MAX_MONITOR_OUTPUT = 16 << 20
 #: An ack the fast path left owed goes out with the next packet, or after this long (to twice
 #: it) with none: seconds.
-ACK_DELAY = 1e-3
+ACK_DELAY = 5e-3
 
 
 class GdbConnection(GdbExecution):
@@ -294,7 +294,7 @@ class GdbConnection(GdbExecution):
             self._reads_in_a_row = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _take_now(self, take: Callable[[bytes], _T | None]) -> _T | None:
+    def _take_now(self, take: Callable[[bytes], _T]) -> _T | None:
         """:meth:`_take_fast` without waiting: one read of what the socket holds, the usual
         answer taken by ``take`` (its ack owed); or None: nothing came (then nothing is
         changed), or a lone ``+`` (taken), or something else (left for :meth:`_pump`). The
@@ -454,19 +454,29 @@ class GdbConnection(GdbExecution):
     def _not_running(self) -> bool:
         return self._protocol.state is not ProtocolState.RUNNING
 
-    async def _read_stop(self, deadline: float, spin: SpinPolicy | None = None) -> None:
-        """Read until the target stops or ``deadline``, if no other task reads; otherwise wait
-        for the stop that task will see."""
+    async def _read_stop(self, limit: float, spin: SpinPolicy | None = None) -> None:
+        """Read until the target stops or ``limit`` seconds have passed, if no other task
+        reads; otherwise wait for the stop that task will see."""
         lock = self._read_lock
         if not lock.try_acquire():
-            with trio.move_on_at(deadline):
+            with trio.move_on_after(limit):
                 await self._stopped.wait()
             return
         try:
-            stop: StopReply | None = await self._take_fast(deadline, spin, self._protocol.take_stop)
-            if stop is not None:
-                self._dispatch(stop)
-            await self._pump(self._not_running, deadline, None if self._waited else spin)
+            # a target run on this CPU has stopped by the time the resume's write returned
+            stop: StopReply | None = self._take_now(self._protocol.take_stop)
+            if stop is None:
+                deadline = trio.current_time() + limit
+                stop = await self._take_fast(deadline, spin, self._protocol.take_stop)
+                if stop is None:
+                    await self._pump(self._not_running, deadline, None if self._waited else spin)
+                    return
+                self._dispatch(stop)  # (which ends the run: idle again)
+                return
+            self._dispatch(stop)
+            if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                self._reads_in_a_row = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             lock.release()
             if self.is_running:
