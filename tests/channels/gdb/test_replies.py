@@ -87,6 +87,13 @@ stops = st.one_of(
 @given(stops)
 def test_stop_reply_round_trip(stop: Stopped) -> None:
     assert parse_stop_reply(_encode_stop(stop)) == stop
+    # again: the same value (kept, when it holds no registers and no other items), read-only
+    again = parse_stop_reply(_encode_stop(stop))
+    assert again == stop
+    if not stop.registers and not stop.info:
+        assert again is parse_stop_reply(_encode_stop(stop))
+        with pytest.raises(TypeError):
+            again.registers[0] = b""  # type: ignore[index]
 
 
 @given(thread_ids)

@@ -205,14 +205,17 @@ class GdbCommands:
         return values
 
     def _decode_g(self, reply: bytes) -> tuple[bytes, dict[str, int]]:
+        if reply:  # hex, the usual case, is never an error reply (E NN is three characters)
+            try:
+                data = a2b_hex(reply)
+            except ValueError:
+                pass
+            else:
+                return reply, self.target.decode_registers(data)
         text = _check(reply, b"g")
-        try:
-            data = a2b_hex(text)
-        except ValueError:
-            if b"x" in text or b"X" in text:  # some unavailable: one by one
-                return text, {}
-            raise GdbProtocolError(f"g reply is not hex: {text[:64]!r}") from None
-        return text, self.target.decode_registers(data)
+        if b"x" in text or b"X" in text:  # some unavailable: one by one
+            return text, {}
+        raise GdbProtocolError(f"g reply is not hex: {text[:64]!r}")
 
     async def _read_p(self, reg: Register, timeout: float | None) -> int | None:
         command = b"p%x" % reg.regnum
