@@ -16,14 +16,13 @@ XML is read without namespace processing: element names are taken as written.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
-from itertools import repeat
 from typing import Literal
 from xml.parsers import expat
 
 import attrs
 
+from ._decoder import Decoder, compile_decoder
 from ._errors import GdbProtocolError
 
 __all__ = ["Register", "TargetDescription", "TargetDescriptionReader"]
@@ -32,12 +31,6 @@ Byteorder = Literal["little", "big"]
 
 #: Architectures whose registers travel big-endian (prefixes of GDB's architecture names).
 _BIG_ENDIAN = ("s390", "m68k", "sparc", "hppa", "or1k", "openrisc")
-_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-#: How a ``g`` reply of one length decodes, in two struct calls: one for the registers struct
-#: has codes for (the others skipped as padding) and their names, one for the wider ones (as
-#: bytes, made ints of) and theirs, and every register's name in order (a dict to copy: the
-#: result, its keys in register order and hashed, so filling it in never resizes it).
-_Plan = tuple[struct.Struct, tuple[str, ...], struct.Struct, tuple[str, ...], dict[str, int]]
 _FLOAT_TYPES = frozenset(
     {"ieee_half", "ieee_single", "ieee_double", "arm_fpa_ext", "i387_ext", "bfloat16", "float"}
 )
@@ -86,7 +79,8 @@ class TargetDescription:
     byteorder: Byteorder = "little"
     registers_by_name: Mapping[str, Register] = attrs.field(init=False, eq=False, repr=False)
     registers_by_number: Mapping[int, Register] = attrs.field(init=False, eq=False, repr=False)
-    _plans: dict[int, _Plan] = attrs.field(init=False, eq=False, repr=False, factory=dict)
+    # the g decoder (_decoder) for each reply length seen
+    _plans: dict[int, Decoder] = attrs.field(init=False, eq=False, repr=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "registers_by_name", {r.name: r for r in self.registers})
@@ -109,35 +103,11 @@ class TargetDescription:
     def decode_registers(self, data: bytes) -> dict[str, int]:
         """The registers a ``g`` reply (its hex decoded) holds, by name; registers past its end
         are left out."""
-        plan = self._plans.get(len(data))
-        if plan is None:
-            plan = self._plans[len(data)] = self._plan(len(data))
-        narrow, narrow_names, wide, wide_names, names = plan
-        registers = names.copy()
-        registers.update(zip(narrow_names, narrow.unpack_from(data), strict=True))
-        if wide_names:
-            values = map(int.from_bytes, wide.unpack_from(data), repeat(self.byteorder))
-            registers.update(zip(wide_names, values, strict=True))
-        return registers
-
-    def _plan(self, length: int) -> _Plan:
-        # registers are contiguous in regnum order; those wider than struct has codes for (x87,
-        # vector) come as bytes, turned into ints by one map over them
-        covered: list[Register] = []
-        for reg in self.registers:
-            if reg.offset + reg.size > length:
-                break
-            covered.append(reg)
-        order = "<" if self.byteorder == "little" else ">"
-        narrow = "".join(_STRUCT_CODES.get(r.size, f"{r.size}x") for r in covered)
-        wide = "".join(f"{r.size}x" if r.size in _STRUCT_CODES else f"{r.size}s" for r in covered)
-        return (
-            struct.Struct(order + narrow),
-            tuple(r.name for r in covered if r.size in _STRUCT_CODES),
-            struct.Struct(order + wide),
-            tuple(r.name for r in covered if r.size not in _STRUCT_CODES),
-            dict.fromkeys((r.name for r in covered), 0),
-        )
+        decode = self._plans.get(len(data))
+        if decode is None:
+            covered = [r for r in self.registers if r.offset + r.size <= len(data)]
+            decode = self._plans[len(data)] = compile_decoder(covered, self.byteorder)
+        return decode(data)
 
     def encode_value(self, reg: Register, value: int) -> bytes:
         """``value`` as ``reg``'s bytes in target order (negative values in two's complement).
