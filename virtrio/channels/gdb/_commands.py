@@ -213,7 +213,7 @@ class GdbCommands:
             else:
                 return reply, self.target.decode_registers(data)
         text = _check(reply, b"g")
-        if b"x" in text or b"X" in text:  # some unavailable: one by one
+        if 0x78 in text or 0x58 in text:  # x or X: some unavailable, one by one
             return text, {}
         raise GdbProtocolError(f"g reply is not hex: {text[:64]!r}")
 
