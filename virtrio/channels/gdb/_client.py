@@ -62,42 +62,72 @@ class GdbClient(GdbConnection):
             raise
 
     async def _exchange(self, payload: bytes, timeout: float | None) -> bytes:
-        limit = self.call_timeout if timeout is None else timeout
         protocol = self._protocol
-        deadline: float | None = None  # (taken when first needed: most calls never wait)
+        await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
         if not (
             self.closed_reason is None
             and protocol.state is ProtocolState.IDLE
-            and self._request_lock.try_acquire()  # last: taken only when all else holds
+            and not self._request_lock.locked()
+            and not self._read_lock.locked()
         ):
-            deadline = trio.current_time() + limit
-            await self._lock_requests(deadline)  # queued, in trouble, or a reply still owed
+            return await self._exchange_in_turn(payload, timeout)  # queued, or in trouble
+        # the usual case: no other task sends or reads, and none can until this one awaits, so
+        # it takes no lock unless it has to wait
+        data = self._after_owed(protocol.send_request(payload))  # (raises first)
+        self._reply = None
+        if self._output:
+            self._output.clear()
+        sent = self._write_now(data)
+        if sent == len(data):
+            # a stub on this CPU has answered by the time the write returns: one read takes it
+            # (then no clock, no deadline, no polling)
+            reply = self._take_now(protocol.take_reply)
+            if reply is not None:
+                if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                    self._reads_in_a_row = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return reply
+        self._request_lock.try_acquire()  # (both free: nothing has awaited since the test)
+        self._read_lock.try_acquire()
+        return await self._finish_exchange(payload, timeout, data[sent:], None)
+
+    async def _exchange_in_turn(self, payload: bytes, timeout: float | None) -> bytes:
+        """:meth:`_exchange` once the requests before it are answered."""
+        limit = self.call_timeout if timeout is None else timeout
+        deadline = trio.current_time() + limit
+        await self._lock_requests(deadline)
         try:
-            await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
-            data = self._after_owed(protocol.send_request(payload))  # (raises first)
+            await trio.lowlevel.checkpoint_if_cancelled()  # cancelled while queued: send nothing
+            data = self._after_owed(self._protocol.send_request(payload))  # (raises first)
             self._reply = None
             if self._output:
                 self._output.clear()
             sent = self._write_now(data)
-            if sent < len(data):
-                await self._write(data[sent:])
             read_lock = self._read_lock
             if not read_lock.try_acquire():
                 await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
+        except BaseException:
+            self._request_lock.release()
+            raise
+        return await self._finish_exchange(payload, timeout, data[sent:], deadline)
+
+    async def _finish_exchange(
+        self, payload: bytes, timeout: float | None, rest: bytes, deadline: float | None
+    ) -> bytes:
+        """Send ``rest`` of the request and wait for its reply; the caller took both locks,
+        which this releases."""
+        limit = self.call_timeout if timeout is None else timeout
+        reply: bytes | None = None
+        try:
             try:
-                # a stub on this CPU has answered by the time the write returns: one read takes
-                # it (then no clock, no deadline, no polling)
-                reply = self._take_now(protocol.take_reply)
-                if reply is None:
-                    if deadline is None:
-                        deadline = trio.current_time() + limit
-                    if await self._await_reply(deadline):
-                        reply = self._reply
-                elif self._reads_in_a_row >= _READS_WITHOUT_YIELD:
-                    self._reads_in_a_row = 0
-                    await trio.lowlevel.cancel_shielded_checkpoint()
+                if rest:
+                    await self._write(rest)
+                if deadline is None:
+                    deadline = trio.current_time() + limit
+                if await self._await_reply(deadline):
+                    reply = self._reply
             finally:
-                read_lock.release()
+                self._read_lock.release()
         finally:
             self._request_lock.release()
         if reply is not None:
