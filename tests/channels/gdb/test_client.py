@@ -19,7 +19,7 @@ from virtrio.channels.gdb import (
     Stopped,
     open_gdb,
 )
-from virtrio.channels.gdb._connection import ACK_DELAY
+from virtrio.channels.gdb._acks import ACK_DELAY
 from virtrio.channels.gdb._fastpath import Mutex
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
 

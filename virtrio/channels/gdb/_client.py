@@ -73,7 +73,7 @@ class GdbClient(GdbConnection):
             return await self._exchange_in_turn(payload, timeout)  # queued, or in trouble
         # the usual case: no other task sends or reads, and none can until this one awaits, so
         # it takes no lock unless it has to wait
-        data = self._after_owed(protocol.send_request(payload))  # (raises first)
+        data = self._acks.before(protocol.send_request(payload))  # (raises first)
         self._reply = None
         if self._output:
             self._output.clear()
@@ -98,7 +98,7 @@ class GdbClient(GdbConnection):
         await self._lock_requests(deadline)
         try:
             await trio.lowlevel.checkpoint_if_cancelled()  # cancelled while queued: send nothing
-            data = self._after_owed(self._protocol.send_request(payload))  # (raises first)
+            data = self._acks.before(self._protocol.send_request(payload))  # (raises first)
             self._reply = None
             if self._output:
                 self._output.clear()
@@ -159,7 +159,7 @@ class GdbClient(GdbConnection):
             await self._lock_requests()  # queued, or a reply still owed
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            data = self._after_owed(self._protocol.send_resume(payload))
+            data = self._acks.before(self._protocol.send_resume(payload))
             self._resume_error = None
             self._quiet = quiet
             self._stopped = trio.Event()
@@ -269,7 +269,7 @@ async def open_gdb(
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(client._run_watcher)
-            await nursery.start(client._run_ack_timer)
+            await nursery.start(client._acks.run, client._send_owed)
             try:
                 with trio.fail_at(deadline.at):
                     await client._handshake()

@@ -2,10 +2,12 @@
 
 The RSP carries one exchange at a time and the stub's next packet answers the last one, so
 there is no reader task handing replies over: the caller that sent a request reads the socket
-itself until its reply has come (``_take_fast``, then ``_pump``), straight from the
-descriptor: it polls it for a short adaptive window first (``open_gdb(spin=...)``, see
-``_fastpath``), then parks on :func:`trio.lowlevel.wait_readable`. A round trip answered
-within the window costs no pass through the scheduler at all. While the target runs, the task in
+itself until its reply has come, straight from the descriptor: one read at once (``_take_now``:
+a stub on the caller's CPU has answered by the time the write returns), then it polls for a
+short adaptive window (``_take_fast``, ``open_gdb(spin=...)``, see ``_fastpath``), then parks on
+:func:`trio.lowlevel.wait_readable` (``_pump``). A round trip answered before parking costs no
+pass through the scheduler at all. The ack of a packet taken that way goes out with the next
+packet, or alone a little later (``_acks``). While the target runs, the task in
 :meth:`~virtrio.channels.gdb.GdbClient.wait_stop` reads the stop reply the same way; when no
 one waits for it, a small watcher task reads instead (console output and the stop reach
 :meth:`events` with no caller waiting). While nothing is asked and the target is stopped,
@@ -26,6 +28,7 @@ from virtrio.channels._jsonstream import NeedData
 from virtrio.errors import ConnectionLostError
 from virtrio.primitives import Fanout, Subscription
 
+from ._acks import AckTimer
 from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError
 from ._execution import GdbExecution
 from ._fastpath import Mutex, SpinPolicy
@@ -45,9 +48,6 @@ _RECEIVE_SIZE = 65536
 _READS_WITHOUT_YIELD = 16
 #: The most ``O`` output one ``monitor`` call collects (QEMU's ``info mtree`` is ~100 KiB).
 MAX_MONITOR_OUTPUT = 16 << 20
-#: An ack the fast path left owed goes out with the next packet, or after this long (to twice
-#: it) with none: seconds.
-ACK_DELAY = 5e-3
 
 
 class GdbConnection(GdbExecution):
@@ -96,9 +96,7 @@ class GdbConnection(GdbExecution):
         self._resume_error: GdbError | None = None
         self._quiet = False  # the stop of an internal step (off a breakpoint) is not published
         self._watch = trio.Event()  # wakes the watcher: the target runs and maybe no one reads
-        self._ack_timer = trio.Event()  # wakes the ack timer: an ack is owed (_defer_ack)
-        self._ack_timer_armed = False
-        self._acks_deferred = 0
+        self._acks = AckTimer(self._protocol)  # acks owed: with the next packet, or later
         self.closed_reason: BaseException | None = None
         self._closed = trio.Event()
 
@@ -145,7 +143,7 @@ class GdbConnection(GdbExecution):
         self._stopped.set()
         self._closed.set()
         self._watch.set()
-        self._ack_timer.set()
+        self._acks.close()
         self._events.close(ConnectionLostError(str(reason), address=self.address))
 
     def _publish(self, event: GdbEvent) -> None:
@@ -167,51 +165,11 @@ class GdbConnection(GdbExecution):
         except OSError:  # full (BlockingIOError) or broken: _write says which
             return 0
 
-    def _after_owed(self, packet: bytes) -> bytes:
-        """``packet`` after the acks owed to the stub (they go out first, in one write)."""
-        owed = self._protocol.data_to_send()
-        return owed + packet if owed else packet
-
-    def _defer_ack(self) -> None:
-        """The fast path took a packet whose ``+`` is owed (the protocol holds it): it goes out
-        with the next packet (:meth:`_after_owed`) or, if none follows within
-        :data:`ACK_DELAY`, from :meth:`_run_ack_timer`.
-
-        A ``+`` costs the stub a wake-up of its own (QEMU's main loop: ~8 µs per exchange
-        here), and the RSP does not need it sooner: a stub that sent a packet takes the next
-        ``+`` for it whenever it comes (QEMU's system-mode stub does not wait for it at all,
-        and takes a new packet as the ack of its last; gdbserver waits, idle, as it has nothing
-        else to do until the client's next packet)."""
-        self._acks_deferred += 1
-        if not self._ack_timer_armed:
-            self._ack_timer_armed = True
-            self._ack_timer.set()
-
-    async def _run_ack_timer(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Sends the acks :meth:`_defer_ack` left owed that no packet took along within
-        :data:`ACK_DELAY` (an ack is sent ``ACK_DELAY`` to twice that after it was owed; while
-        packets keep coming, this wakes once per ``ACK_DELAY``)."""
-        task_status.started()
-        protocol = self._protocol
-        while self.closed_reason is None:
-            await self._ack_timer.wait()
-            self._ack_timer = trio.Event()
-            seen = -1
-            while self.closed_reason is None and protocol.owes_data:
-                if self._acks_deferred == seen:  # owed since the last look: send it
-                    owed = protocol.data_to_send()
-                    sent = self._write_now(owed)
-                    try:
-                        if sent < len(owed):
-                            await self._write(owed[sent:])
-                    except ConnectionLostError:
-                        return
-                    break
-                seen = self._acks_deferred
-                await trio.sleep(ACK_DELAY)
-            self._ack_timer_armed = False
+    async def _send_owed(self, data: bytes) -> None:
+        """Write acks the :class:`AckTimer` sends alone."""
+        sent = self._write_now(data)
+        if sent < len(data):
+            await self._write(data[sent:])
 
     async def _write(self, data: bytes) -> None:
         if self.closed_reason is not None:
@@ -317,7 +275,7 @@ class GdbConnection(GdbExecution):
         protocol = self._protocol
         if data and (taken := take(data)) is not None:
             if protocol.ack_mode:
-                self._defer_ack()
+                self._acks.owe()
             return taken
         if not protocol.take_ack(data):
             self._pending = data
@@ -338,11 +296,10 @@ class GdbConnection(GdbExecution):
     ) -> _T | None:
         """The usual answer (the stub's ``+`` and its packet, together or apart, each whole in
         one read within the polling window), taken by ``take`` (the protocol's ``take_reply``
-        or ``take_stop``) in a few C-level scans and acked at once: what ``take`` returned; or
-        None, and anything else read is left for the general way (:meth:`_pump`, which also
-        raises its errors, and polls no more if this found nothing: see ``_waited``). The ack
-        goes out before the answer is decoded or acted on: a stub on another CPU handles it
-        meanwhile (on one CPU the order makes no difference)."""
+        or ``take_stop``) in a few C-level scans, its ack owed (``_acks``): what
+        ``take`` returned; or None, and anything else read is left for the general way
+        (:meth:`_pump`, which also raises its errors, and polls no more if this found nothing:
+        see ``_waited``)."""
         self._waited = False
         sock = self._socket
         if sock is None or self._pending is not None:
@@ -366,7 +323,7 @@ class GdbConnection(GdbExecution):
                 await trio.lowlevel.cancel_shielded_checkpoint()
             if data and (taken := take(data)) is not None:
                 if protocol.ack_mode:
-                    self._defer_ack()
+                    self._acks.owe()
                 return taken
             if not protocol.take_ack(data):
                 self._pending = data
@@ -411,7 +368,7 @@ class GdbConnection(GdbExecution):
         protocol = self._protocol
         if type(data) is bytes and data and (reply := protocol.take_reply(data)) is not None:
             if protocol.ack_mode:
-                self._defer_ack()
+                self._acks.owe()
             self._reply = reply
             return
         protocol.receive_data(data)
