@@ -295,6 +295,30 @@ async def test_the_nowait_pair_queues_and_takes_without_waiting(transport: str) 
             opened.send_all_nowait(b"late")
 
 
+async def test_send_all_prefixed_is_send_all_of_both(transport: str) -> None:
+    """``send_all_prefixed(prefix, data)`` delivers ``prefix + data`` (one piece when it fits
+    a frame), also when the credit left cannot take the prefix and a byte (the writer then
+    waits for credit, as ``send_all`` does) and when ``data`` is empty."""
+    async with mux_pair(transport) as (client, server):
+        opened, accepted = await stream_pair(client, server)
+        await opened.send_all_prefixed(b"12345678", b"body")
+        assert await accepted.receive_some() == b"12345678body"
+        await opened.send_all_prefixed(b"8", b"")
+        assert await accepted.receive_some() == b"8"
+        await opened.send_all(bytes(256 * 1024 - 12 - 4))  # 3 bytes of credit left
+        payload = os.urandom(300_000)
+        got = bytearray()
+
+        async def read() -> None:
+            while len(got) < 256 * 1024 - 16 + 8 + len(payload):
+                got.extend(await accepted.receive_some())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await opened.send_all_prefixed(b"PREFIX!!", payload)
+        assert got[256 * 1024 - 16 :] == b"PREFIX!!" + payload
+
+
 async def test_send_all_nowait_never_goes_past_the_credit() -> None:
     async with mux_pair("socket") as (client, server):
         opened, accepted = await stream_pair(client, server)

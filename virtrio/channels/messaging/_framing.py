@@ -5,9 +5,9 @@
 
 A message is copied as little as the stream allows. The decoder keeps what it is fed as
 pieces, and a piece that is exactly one message *is* that message (no copy; a message
-spread over pieces is joined once). Over a yamux stream (anything with ``send_all_nowait``
-and ``receive_some_nowait``), the prefix is queued to leave in the same write as the
-message, in a Data frame of its own, so the message is never joined to it by a copy, and
+spread over pieces is joined once). Over a yamux stream (anything with ``send_all_prefixed``
+and ``receive_some_nowait``), the prefix goes in the message's first Data frame, written
+from its own buffer in the same write, so the message is never joined to it by a copy, and
 the receiving end, asking for just what it still needs, gets each message as one piece.
 """
 
@@ -141,9 +141,10 @@ class LengthPrefixDecoder:
 
 @runtime_checkable
 class _Nowait(Protocol):
-    """A stream that can queue and take bytes without waiting (a yamux stream)."""
+    """A stream that can take bytes without waiting, and send a prefix with what follows
+    without joining them (a yamux stream)."""
 
-    def send_all_nowait(self, data: bytes) -> None: ...
+    async def send_all_prefixed(self, prefix: bytes, data: bytes) -> None: ...
 
     def receive_some_nowait(self, max_bytes: int) -> bytes: ...
 
@@ -184,11 +185,7 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         try:
             prefix = len(data).to_bytes(PREFIX_SIZE, "big")
             if self._nowait is not None:
-                try:
-                    self._nowait.send_all_nowait(prefix)
-                except trio.WouldBlock:
-                    await self.stream.send_all(prefix)
-                await self.stream.send_all(data)
+                await self._nowait.send_all_prefixed(prefix, data)
             elif len(data) > _COPY_LIMIT:
                 await self.stream.send_all(prefix)
                 await self.stream.send_all(data)

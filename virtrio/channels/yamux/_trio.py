@@ -176,15 +176,16 @@ class MuxSession:
             return
         self._write_now([self._core.data_to_send()])
 
-    def _send_data(self, stream_id: int, view: memoryview) -> int:
-        """Send what the stream's credit allows of ``view`` after what is queued: written
-        at once, without copying, as far as the socket takes it. Returns how much of
-        ``view`` was taken."""
+    def _send_data(self, stream_id: int, view: memoryview, head: bytes = b"") -> int:
+        """Send what the stream's credit allows of ``view`` (after ``head``, in the same
+        frame: see YamuxSession.data_frames) after what is queued: written at once, without
+        copying, as far as the socket takes it. Returns how much of ``view`` was taken
+        (``head`` went too if it is not 0)."""
         if self._writing or not self._direct or self.closed_reason is not None:
-            taken = self._core.send_data(stream_id, view)
+            taken = self._core.send_data(stream_id, view, head)
             self._flush()
             return taken
-        frames = self._core.data_frames(stream_id, view)
+        frames = self._core.data_frames(stream_id, view, head)
         taken = sum(map(len, frames[1::2]))
         self._write_now([self._core.data_to_send(), *frames])
         return taken
