@@ -101,9 +101,13 @@ class MuxStream(trio.abc.HalfCloseableStream):
         # A writer waiting for this credit has its next frame queued by the reader at once,
         # a scheduling round before it wakes (the peer's reader is the bottleneck otherwise).
         view = self._outgoing
-        if view and self._reset is None and self._session._unsent <= HIGH_WATER:
-            if taken := self._session._core.send_data(self.stream_id, view, self._head):
-                self._outgoing, self._head = view[taken:], b""
+        if (
+            view
+            and self._reset is None
+            and self._session._unsent <= HIGH_WATER
+            and (taken := self._session._send_data(self.stream_id, view, self._head))
+        ):
+            self._outgoing, self._head = view[taken:], b""
         self._writable.wake()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
