@@ -63,6 +63,11 @@ class LengthPrefixDecoder:
         want = PREFIX_SIZE if self._want is None else self._want
         return max(1, want - self._size)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is buffered: the next bytes fed start a length prefix."""
+        return not self._size and self._want is None and not self._eof
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes (``b""`` = end of stream). ``bytes`` are kept as they are, without a
         copy (so a piece that is exactly one message is returned as that message)."""
@@ -210,6 +215,12 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         """
         decoder = self._decoder
         waited = False  # a wait is a checkpoint: then no other is needed
+        if self._nowait is not None and decoder.idle:
+            whole, waited = await self._receive_whole(self._nowait)
+            if whole is not None:
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return whole
         while True:
             try:
                 message = decoder.next_message()
@@ -240,6 +251,37 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return message
+
+    async def _receive_whole(self, stream: _Nowait) -> tuple[bytes | None, bool]:
+        """The next message taken from a yamux stream with nothing buffered, when its prefix
+        and its bytes are there whole (as a message sent with send_all_prefixed is): two
+        reads of the stream and no decoder. Anything else goes to the decoder as it came,
+        and None is returned (then so is whether it waited, which is a checkpoint)."""
+        waited = False
+        try:
+            try:
+                head = stream.receive_some_nowait(PREFIX_SIZE)
+            except trio.WouldBlock:
+                head = bytes(await self.stream.receive_some(PREFIX_SIZE))
+                waited = True
+            if len(head) == PREFIX_SIZE:
+                want = int.from_bytes(head, "big")
+                if 0 < want <= self._decoder.max_message_size:
+                    try:
+                        body = stream.receive_some_nowait(want)
+                    except trio.WouldBlock:
+                        body = b""
+                    if len(body) == want:
+                        return body, waited
+                    self._decoder.receive_data(head)
+                    if body:  # (b"" would be the end of the stream)
+                        self._decoder.receive_data(body)
+                    return None, waited
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._broken = True
+            raise ConnectionLostError(f"receiving a message failed: {exc}") from exc
+        self._decoder.receive_data(head)  # short, empty (the end), or for the decoder to judge
+        return None, waited
 
     async def send_eof(self) -> None:
         """Half-close: the peer's receive ends after our last message."""
