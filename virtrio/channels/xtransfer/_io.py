@@ -58,6 +58,27 @@ class StreamIO:
         await self._stream.send_all(buffers[0] if len(buffers) == 1 else b"".join(buffers))
 
 
+def _raise_mmap_threshold() -> None:
+    """Have glibc's malloc serve a read's :data:`RECEIVE_SIZE` bytes from the heap, as it does
+    once it has freed one such block whole (the yamux session's ``SocketWire`` does the same).
+
+    Each read allocates :data:`RECEIVE_SIZE` bytes and shrinks them to what came. Above glibc's
+    mmap threshold (128 KiB to start) that allocation is an mmap, a page fault per 4 KiB
+    written and an munmap. glibc raises the threshold itself the first time it frees a mapped
+    block larger than it (up to 32 MiB), which reads that never fill the buffer never do;
+    freeing one block of twice the size at the start does it at once. Other C libraries
+    ignore it.
+    """
+    global _threshold_raised
+    if not _threshold_raised:
+        _threshold_raised = True
+        block = bytearray(RECEIVE_SIZE * 2)
+        del block
+
+
+_threshold_raised = False
+
+
 class SocketIO:
     """A connected socket's descriptor, read and written directly (see the module).
 
@@ -66,6 +87,7 @@ class SocketIO:
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
+        _raise_mmap_threshold()
         self._socket = stream.socket
         self._streaming = False
 
