@@ -10,8 +10,8 @@
   to one ``writev`` as they lie (each header, then a view of the caller's bytes) instead of
   joining them, waiting only while the socket is full.
 
-(The yamux session's ``SocketWire`` moves bytes the same way; the two are kept apart so that
-either protocol loads without the other.)
+Both raise glibc's mmap threshold once (:mod:`virtrio.channels._heap`), as the yamux
+session's ``SocketWire`` does.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import os
 from typing import Protocol
 
 import trio
+
+from virtrio.channels._heap import serve_reads_from_heap
 
 __all__ = ["Buffer", "ChannelIO", "SocketIO", "StreamIO", "io_for"]
 
@@ -58,27 +60,6 @@ class StreamIO:
         await self._stream.send_all(buffers[0] if len(buffers) == 1 else b"".join(buffers))
 
 
-def _raise_mmap_threshold() -> None:
-    """Have glibc's malloc serve a read's :data:`RECEIVE_SIZE` bytes from the heap, as it does
-    once it has freed one such block whole (the yamux session's ``SocketWire`` does the same).
-
-    Each read allocates :data:`RECEIVE_SIZE` bytes and shrinks them to what came. Above glibc's
-    mmap threshold (128 KiB to start) that allocation is an mmap, a page fault per 4 KiB
-    written and an munmap. glibc raises the threshold itself the first time it frees a mapped
-    block larger than it (up to 32 MiB), which reads that never fill the buffer never do;
-    freeing one block of twice the size at the start does it at once. Other C libraries
-    ignore it.
-    """
-    global _threshold_raised
-    if not _threshold_raised:
-        _threshold_raised = True
-        block = bytearray(RECEIVE_SIZE * 2)
-        del block
-
-
-_threshold_raised = False
-
-
 class SocketIO:
     """A connected socket's descriptor, read and written directly (see the module).
 
@@ -87,7 +68,7 @@ class SocketIO:
     """
 
     def __init__(self, stream: trio.SocketStream) -> None:
-        _raise_mmap_threshold()
+        serve_reads_from_heap(RECEIVE_SIZE)
         self._socket = stream.socket
         self._streaming = False
 

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import trio
 
+from virtrio.channels._heap import serve_reads_from_heap
+
 __all__ = ["IOV_MAX", "Buffer", "SocketWire", "StreamWire", "Wire", "wire_for"]
 
 #: Bytes asked of the transport per read.
@@ -89,37 +91,21 @@ class StreamWire:
         await self._stream.wait_send_all_might_not_block()
 
 
-def _raise_mmap_threshold() -> None:
-    """Have glibc's malloc serve a read's 512 KiB from the heap, as it does once it has
-    freed one such block whole.
-
-    Each read allocates :data:`_RECEIVE_SIZE` bytes and shrinks them to what came. Above
-    glibc's mmap threshold (128 KiB to start) that allocation is an mmap, a page fault per
-    4 KiB written and an munmap: 30 us against 5.5 us for a 64 KiB read, measured. glibc
-    raises the threshold itself the first time it frees a mapped block larger than it (up
-    to 32 MiB), which a stream's full reads do sooner or later, but reads that never fill
-    the buffer (one message at a time) never free one whole. Freeing one block of 1 MiB at
-    the start does it at once; other C libraries ignore it.
-    """
-    global _threshold_raised
-    if not _threshold_raised:
-        _threshold_raised = True
-        block = bytearray(_RECEIVE_SIZE * 2)
-        del block
-
-
-_threshold_raised = False
-
-
 class SocketWire:
     """A connected socket's descriptor, read and written directly (see the module)."""
 
     direct = True
 
-    def __init__(self, fd: int) -> None:
-        _raise_mmap_threshold()
-        self._fd = fd
+    def __init__(self, socket: trio.socket.SocketType) -> None:
+        serve_reads_from_heap(_RECEIVE_SIZE)
+        self._socket = socket
         self._scratch: bytearray | None = None  # see read_now
+
+    @property
+    def _fd(self) -> int:
+        # looked up at each system call: once the transport is closed it is -1, so a late
+        # call fails with EBADF instead of reaching whatever file took the number since
+        return self._socket.fileno()
 
     async def send_all(self, data: Buffer) -> None:
         """Write all of ``data``, waiting for the socket only when it is full."""
@@ -181,5 +167,5 @@ class SocketWire:
 def wire_for(transport: trio.abc.Stream) -> Wire:
     """The direct socket path for a :class:`trio.SocketStream`, the generic one otherwise."""
     if isinstance(transport, trio.SocketStream):
-        return SocketWire(transport.socket.fileno())
+        return SocketWire(transport.socket)
     return StreamWire(transport)
