@@ -28,6 +28,7 @@ other stream the reader task reads alone.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
@@ -65,9 +66,9 @@ _RECEIVE_SIZE = 256 * 1024
 #: a daemon that floods the connection cannot starve the other tasks.
 _READS_WITHOUT_YIELD = 16
 
-#: How long a subscriber that gave the socket back may come back for it before the reader task
-#: takes it back (seconds).
-_LEND = 0.001
+#: How long after a subscriber gave the socket back the reader task looks whether one holds it
+#: again, and takes it back if not (seconds).
+_LEND = 0.005
 
 _READER, _SUBSCRIBER = "reader", "subscriber"
 
@@ -163,15 +164,17 @@ class Inbound:
             nap.cancel()
 
     def _give_back(self) -> None:
-        """A subscriber is done with the socket. The reader task takes it back once the
-        subscriber did not come back for it within _LEND (a subscriber iterating events comes
-        back at once: waking the reader in between would cost it a pass through the scheduler
-        per event), or now if someone else waits (a call, another subscriber)."""
+        """A subscriber is done with the socket. The reader task looks again _LEND after the
+        first hand-back of its nap and takes the socket back if no subscriber holds it then
+        (a subscriber iterating events comes back at once: waking the reader in between would
+        cost a pass through the scheduler per event; moving the deadline at every hand-back
+        would cost more than the reader's look once a millisecond), or now if someone else
+        waits (a call, another subscriber)."""
         self._holder = None
         if (nap := self._nap) is not None:
             if self._events.getters or self._calls.in_flight or self._ended:
                 nap.cancel()
-            else:
+            elif nap.deadline == math.inf:
                 nap.deadline = trio.current_time() + _LEND
 
     def _take_over(self) -> bool:
