@@ -41,7 +41,7 @@ from virtrio.errors import (
 from virtrio.primitives import open_service_nursery
 from virtrio.primitives._deprecated import warn_renamed
 
-from ._codec import encode
+from ._codec import encode, encode_input
 from ._errors import PtyError
 from ._inbound import Inbound, PtyEvent
 from ._messages import (
@@ -242,7 +242,7 @@ class PtyClient:
             timeout = self.call_timeout if timeout is None else timeout
             self._unscheduled = (self._unscheduled + 1) % _SCHEDULE_EVERY
             await self._calls.send(
-                encode(Input(session, raw)),
+                encode_input(session, raw),
                 deadline=trio.current_time() + timeout,
                 schedule=not self._unscheduled,
             )
