@@ -19,7 +19,16 @@ from virtrio.channels.gdb import (
     Stopped,
     open_gdb,
 )
+from virtrio.channels.gdb._acks import ACK_DELAY
+from virtrio.channels.gdb._fastpath import Mutex
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
+
+
+async def all_acked() -> None:
+    """Until the client has sent the ack it owes for the stub's last packet (with no next
+    packet to go out with, after the ack delay)."""
+    await trio.sleep(3 * ACK_DELAY)
+    await trio.testing.wait_all_tasks_blocked()
 
 
 async def test_handshake_registers_and_memory_in_ack_mode(tmp_path: Path) -> None:
@@ -33,32 +42,74 @@ async def test_handshake_registers_and_memory_in_ack_mode(tmp_path: Path) -> Non
         assert stub.memory[0x20:0x25] == b"\x00}#$*"
         # x and X are tried once, refused, and not tried again
         assert [p[:1] for p in stub.received[-4:]] == [b"x", b"m", b"X", b"M"]
-        # one ack from us for every packet the stub sent
+        # one ack from us for every packet the stub sent: the last one's once no packet took
+        # it along within the ack delay
         await trio.testing.wait_all_tasks_blocked()
+        assert stub.acks == len(stub.received) - 1
+        await all_acked()
         assert stub.acks == len(stub.received)
 
 
 async def test_a_reply_that_fails_to_decode_is_acked_and_the_next_gets_its_own(
     tmp_path: Path,
 ) -> None:
-    # the fast path acks a reply before the call decodes it: one that fails to decode (an
-    # error, hex that is not hex) is acked all the same, and the next request gets its reply
+    # the fast path owes a reply's ack before the call decodes it: one that fails to decode
+    # (an error, hex that is not hex) is acked all the same, and the next request gets its
+    # reply
     stub = FakeStub(handlers={b"g": lambda _: [b"E01"], b"m40,": lambda _: [b"0g"]})
     async with serve_stub(stub, tmp_path) as address, open_gdb(address) as gdb:
         with pytest.raises(GdbCommandError, match="E01"):
             await gdb.read_registers()
-        await trio.testing.wait_all_tasks_blocked()
+        await all_acked()
         assert stub.acks == len(stub.received)
         with pytest.raises(GdbProtocolError, match="not hex"):
             await gdb.read_memory(0x40, 1)
-        await trio.testing.wait_all_tasks_blocked()
+        await all_acked()
         assert stub.acks == len(stub.received)
         assert await gdb.read_memory(0x10, 2) == bytes((0x10, 0x11))
         stub.handlers.clear()
         assert await gdb.read_registers() == {"r0": 1, "r1": 2, "pc": 0x100, "xpsr": 0x01000000}
-        await trio.testing.wait_all_tasks_blocked()
+        await all_acked()
         assert stub.acks == len(stub.received)
         assert gdb.is_connected
+
+
+async def test_an_ack_goes_out_with_the_next_packet_or_after_the_delay(tmp_path: Path) -> None:
+    # a reply's + waits for the next packet (one write, one wake-up of the stub for both) and,
+    # when none follows within the ack delay, goes out alone; on closing, it goes at once
+    stub = FakeStub()
+    async with serve_stub(stub, tmp_path) as address:
+        async with open_gdb(address) as gdb:
+            await all_acked()
+            start = len(stub.raw)
+            assert await gdb.request(b"g") == stub._g()
+            assert await gdb.request("g") == stub._g()
+            await trio.testing.wait_all_tasks_blocked()
+            assert bytes(stub.raw[start:]) == b"$g#67+$g#67"
+            await all_acked()
+            assert bytes(stub.raw[start:]) == b"$g#67+$g#67+"
+            assert stub.acks == len(stub.received)
+            await gdb.request(b"g")
+        await trio.testing.wait_all_tasks_blocked()
+        assert bytes(stub.raw[start:]) == b"$g#67+$g#67+$g#67+"
+
+
+async def test_a_waiter_cancelled_before_the_lock_is_handed_over_leaves_it_free() -> None:
+    lock = Mutex()
+    await lock.acquire()
+    async with trio.open_nursery() as nursery:
+        scope = trio.CancelScope()
+
+        async def wait() -> None:
+            with scope:
+                await lock.acquire()
+
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        scope.cancel()  # cancelled, not yet resumed: release finds no one to hand the lock to
+        lock.release()
+    assert not lock.locked()
+    assert lock.try_acquire()
 
 
 async def test_no_ack_mode_and_binary_transfers_when_offered(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from virtrio.channels.gdb import (
     encode_packet,
     escape,
 )
+from virtrio.channels.gdb._framing import plain_packet
 
 
 def run_length_encode(data: bytes) -> bytes:
@@ -150,3 +151,23 @@ def test_garbage_gives_frames_or_a_protocol_error(garbage: bytes, data: st.DataO
 )
 def test_checksum_is_the_sum_modulo_256(data: bytes) -> None:
     assert checksum(data) == sum(data) % 256
+    assert checksum(bytearray(data)) == checksum(memoryview(data)) == sum(data) % 256
+
+
+@given(
+    st.binary(max_size=1200) | st.text("0123456789abcdef", max_size=5000).map(str.encode),
+    st.sampled_from([b"", b"+"]),
+    st.integers(min_value=-1, max_value=5010),
+)
+def test_a_plain_packet_is_what_the_reader_makes_of_it(
+    payload: bytes, ack: bytes, corrupt: int
+) -> None:
+    data = ack + encode_packet(escape(payload))
+    if 0 <= corrupt < len(data):  # any byte changed: a bad checksum, a broken frame, ...
+        data = data[:corrupt] + bytes(((data[corrupt] + 1) % 256,)) + data[corrupt + 1 :]
+    fast = plain_packet(data, len(ack))
+    if fast is None:
+        return  # (the general path's to read)
+    assert frames(data[len(ack) :]) == [Packet(fast)]
+    if corrupt < 0:
+        assert fast == payload

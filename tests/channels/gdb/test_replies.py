@@ -17,7 +17,7 @@ from virtrio.channels.gdb import (
     parse_stop_reply,
     parse_supported,
 )
-from virtrio.channels.gdb._replies import parse_thread_list
+from virtrio.channels.gdb._replies import decode_hex, parse_thread_list
 from virtrio.errors import CommandError
 
 QEMU_SUPPORTED = b"PacketSize=1000;qXfer:features:read+;vContSupported+;multiprocess+"
@@ -87,6 +87,13 @@ stops = st.one_of(
 @given(stops)
 def test_stop_reply_round_trip(stop: Stopped) -> None:
     assert parse_stop_reply(_encode_stop(stop)) == stop
+    # again: the same value (kept, when it holds no registers and no other items), read-only
+    again = parse_stop_reply(_encode_stop(stop))
+    assert again == stop
+    if not stop.registers and not stop.info:
+        assert again is parse_stop_reply(_encode_stop(stop))
+        with pytest.raises(TypeError):
+            again.registers[0] = b""  # type: ignore[index]
 
 
 @given(thread_ids)
@@ -163,3 +170,21 @@ def test_thread_list_and_error_garbage(payload: bytes) -> None:
         parse_thread_list(payload)
     error = GdbCommandError.from_reply(b"E" + payload, "x")
     assert error.error_class.startswith("E")
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_hex_round_trip(data: bytes, upper: bool) -> None:
+    text = data.hex().upper() if upper else data.hex()
+    assert decode_hex(text.encode()) == decode_hex(text) == data
+
+
+@given(st.text(max_size=40))
+def test_hex_is_digits_only(text: str) -> None:
+    digits = set("0123456789abcdefABCDEF")
+    try:
+        decoded = decode_hex(text.encode())
+    except GdbProtocolError:
+        assert len(text) % 2 or not set(text) <= digits  # odd, or not all digits (spaces too)
+    else:
+        assert set(text) <= digits
+        assert decoded == bytes.fromhex(text)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from virtrio.channels.gdb import GdbProtocolError, Register, TargetDescriptionReader
+from virtrio.channels.gdb._decoder import compile_decoder
 from virtrio.channels.gdb._target import Byteorder
 
 # as QEMU 7.2 sends them (target.xml names no xmlns:xi)
@@ -111,8 +112,15 @@ def test_a_document_that_was_never_added() -> None:
         reader.build()
 
 
+# every way _decoder reads a register: a struct field (8..64), fields put together (odd sizes
+# up to 16 bytes: x87's 80 bits, SSE's 128), bytes (wider: AVX-512, SVE), bit sizes in between
 registers = st.lists(
-    st.tuples(st.sampled_from([8, 16, 32, 64, 80, 128]), st.booleans()), min_size=1, max_size=20
+    st.tuples(
+        st.sampled_from([1, 8, 12, 16, 24, 32, 40, 48, 56, 64, 72, 80, 96, 120, 128, 256, 512]),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=20,
 )
 
 
@@ -150,3 +158,18 @@ def test_garbage_gives_a_protocol_error(garbage: bytes) -> None:
         reader.build()
     except GdbProtocolError:
         pass
+
+
+@given(
+    st.lists(st.text(max_size=12), min_size=1, max_size=8, unique=True),
+    st.sampled_from(["little", "big"]),
+    st.data(),
+)
+def test_decoding_takes_any_register_name_as_a_name(
+    names: list[str], byteorder: Byteorder, data: st.DataObject
+) -> None:
+    # the names come from the stub and go into the compiled decoder's source only as literals
+    regs = [Register(name, 16, i, offset=2 * i) for i, name in enumerate(names)]
+    values = [data.draw(st.integers(0, 0xFFFF)) for _ in regs]
+    g = b"".join(v.to_bytes(2, byteorder) for v in values)
+    assert compile_decoder(regs, byteorder)(g) == dict(zip(names, values, strict=True))

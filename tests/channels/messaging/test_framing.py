@@ -7,7 +7,7 @@ import contextlib
 import pytest
 import trio
 import trio.testing
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from tests.strategies import splits
 from virtrio.channels._jsonstream import NEED_DATA
@@ -180,3 +180,64 @@ async def test_messages_sent_by_several_tasks_at_once_never_interleave() -> None
         assert sorted((m[0], len(m)) for m in got) == [
             (task, 70_000 + i) for task in range(5) for i in range(20)
         ]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0, 1, 7, 8, 9, 100, 20_000, 70_000]), st.booleans()),
+        max_size=6,
+    ),
+    st.data(),
+)
+def test_messages_over_yamux_whatever_frames_carry_them(
+    shapes: list[tuple[int, bool]], data: st.DataObject
+) -> None:
+    """The receiver takes a message whole from the stream when its prefix and its bytes are
+    there (send_all_prefixed), and goes through the decoder otherwise: the peer's bytes cut
+    into frames anywhere (a prefix split, a message in pieces), messages of 0 bytes, the end
+    of the stream, and a prefix over the limit."""
+    from virtrio.channels.yamux import open_mux
+
+    # (message, whether the channel sends it): the channel's first, then the peer's bytes
+    messages = [(bytes([i % 251 + 1]) * size, framed) for i, (size, framed) in enumerate(shapes)]
+    oversize = data.draw(st.booleans())
+    cuts: list[bytes] = []  # the peer's messages, cut anywhere (also at a prefix's end)
+    for message in (m for m, framed in messages if not framed):
+        encoded = encode_length_prefixed(message)
+        if data.draw(st.booleans()):
+            cuts += [encoded[:8], *data.draw(splits(encoded[8:]))]
+        else:
+            cuts += data.draw(splits(encoded))
+    expected = [m for m, framed in messages if framed] + [m for m, framed in messages if not framed]
+
+    async def main() -> None:
+        left, right = trio.socket.socketpair()
+        async with (
+            open_mux(trio.SocketStream(left), client=True) as client,
+            open_mux(trio.SocketStream(right), client=False) as server,
+        ):
+            opened = await client.open_stream()
+            accepted = await server.accept_stream()
+            sender = LengthPrefixedChannel(opened, max_message_size=70_000)
+            receiver = LengthPrefixedChannel(accepted, max_message_size=70_000)
+
+            async def send() -> None:
+                for message, framed in messages:
+                    if framed:
+                        await sender.send(message)
+                for piece in cuts:
+                    await opened.send_all(piece)
+                    await trio.testing.wait_all_tasks_blocked()  # the receiver took it
+                if oversize:
+                    await opened.send_all(encode_length_prefixed(bytes(70_001)))
+                await sender.send_eof()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+                for message in expected:
+                    assert await receiver.receive() == message
+                with pytest.raises(LengthPrefixError if oversize else trio.EndOfChannel):
+                    await receiver.receive()
+
+    trio.run(main)

@@ -10,9 +10,11 @@ from hypothesis import given, strategies as st
 
 from virtrio.channels.spice import (
     DisplayState,
+    Rect,
     SpiceLinkError,
     SpicePermissionError,
     SpiceProtocolError,
+    Surface,
     combo_codes,
     key_code,
     text_strokes,
@@ -46,6 +48,44 @@ def test_framing_round_trip_any_split(
     got = [m for part in split(wire, cuts) for m in reader.feed(part)]
     assert [(m.type, m.body) for m in got] == [(t, b) for t, b in msgs if t != 8]
     assert reader.pending == 0
+
+
+big_messages = st.lists(
+    st.tuples(st.integers(0, 0xFFFF).filter(lambda t: t != 8), st.binary(max_size=300)),
+    max_size=8,
+)
+
+
+@given(big_messages, st.booleans(), st.lists(st.integers(1, 400), max_size=30))
+def test_framing_read_into_buffer_any_split(
+    msgs: list[tuple[int, bytes]], mini: bool, sizes: list[int]
+) -> None:
+    """buffer()/filled() as a socket's recv_into drives them, with a small reusable buffer so
+    that bodies are read in place (>= 64 bytes), partial headers and compaction all happen."""
+    writer = MessageWriter(mini_header=mini)
+    frames = [writer.frame(t, b) for t, b in msgs]
+    wire = memoryview(b"".join(frames))
+    reader = MessageReader(mini_header=mini, buffer_size=160, in_place=64)
+    got: list[Message] = []
+    sizes = sizes or [len(wire) + 1]
+    given_bytes = 0
+    while wire:
+        with reader.buffer() as target:
+            assert len(target) > 0
+            n = min(len(target), len(wire), sizes[len(got) % len(sizes)])
+            target[:n] = wire[:n]
+        wire = wire[n:]
+        given_bytes += n
+        got.extend(reader.filled(n))
+        assert reader.pending == given_bytes - sum(len(f) for f in frames[: len(got)])
+    assert [(m.type, bytes(m.body)) for m in got] == msgs
+    assert all(isinstance(m.body, bytearray) == (len(m.body) >= 64) for m in got)
+    assert reader.pending == 0
+
+
+def test_framing_in_place_bound() -> None:
+    with pytest.raises(ValueError, match="in_place"):
+        MessageReader(mini_header=True, buffer_size=100, in_place=51)
 
 
 def test_mini_list_yields_sub_messages_first() -> None:
@@ -215,3 +255,109 @@ def test_display_draw_copy_sub_rect_matches_pixel_by_pixel(
                 expected[dst + 3] = pixels[src + 3]
     assert state.primary is not None
     assert state.primary.pixels == expected
+
+
+def clipped_copy(
+    box: tuple[int, int, int, int],
+    src: tuple[int, int],
+    bitmap: tuple[int, int, int, bytes],
+    clips: list[tuple[int, int, int, int]] | None,
+    *,
+    top_down: bool,
+    bpp: int,
+) -> bytes:
+    """DRAW_COPY of the box (left, top, right, bottom) from ``src`` (left, top) of a bitmap
+    (width, height, stride, data), optionally clipped to rects (left, top, right, bottom)."""
+    left, top, right, bottom = box
+    width, height, stride, data = bitmap
+    base = struct.pack("<Iiiii", 0, top, left, bottom, right)
+    if clips is None:
+        base += b"\x00"
+    else:
+        base += b"\x01" + struct.pack("<I", len(clips))
+        base += b"".join(struct.pack("<iiii", t, x, b, r) for x, t, r, b in clips)
+    image_ptr = len(base) + 4 + 16 + 2 + 1 + 13
+    area = struct.pack("<iiii", src[1], src[0], src[1] + bottom - top, src[0] + right - left)
+    body = base + struct.pack("<I", image_ptr) + area + struct.pack("<HB", 8, 0) + bytes(13)
+    body += struct.pack("<QBBII", 0, 0, 0, width, height)
+    fmt = 8 if bpp == 4 else 7
+    body += struct.pack("<BBIIII", fmt, 4 if top_down else 0, width, height, stride, 0)
+    return body + data
+
+
+rects = st.tuples(st.integers(-2, 9), st.integers(-2, 7), st.integers(0, 11), st.integers(0, 9))
+
+
+@given(
+    st.sampled_from([(8, 6), (7, 5), (16, 4)]),
+    st.integers(1, 8),
+    st.integers(1, 6),
+    st.integers(0, 3),
+    st.integers(0, 2),
+    st.integers(0, 9),
+    st.none() | st.lists(rects, max_size=3),
+    st.booleans(),
+    st.sampled_from([3, 4]),
+    st.data(),
+)
+def test_display_draw_copy_stride_clips_and_row_order_match_pixel_by_pixel(
+    surface: tuple[int, int],
+    box_w: int,
+    box_h: int,
+    src_x: int,
+    src_y: int,
+    pad: int,
+    clips: list[tuple[int, int, int, int]] | None,
+    top_down: bool,
+    bpp: int,
+    data: st.DataObject,
+) -> None:
+    """A sub-rect of a padded bitmap, either row order, clipped: the decoder's fast copies
+    (whole rectangles) give what a pixel-at-a-time copy gives."""
+    surface_w, surface_h = surface
+    left = data.draw(st.integers(-1, surface_w), label="left")
+    top = data.draw(st.integers(-1, surface_h), label="top")
+    width, height = src_x + box_w + data.draw(st.integers(0, 2)), src_y + box_h
+    stride = width * bpp + pad
+    pixels = data.draw(st.binary(min_size=stride * height, max_size=stride * height))
+    box = (left, top, left + box_w, top + box_h)
+    state = DisplayState()
+    state.handle(314, struct.pack("<IIIII", 0, surface_w, surface_h, 32, 1))
+    before = bytes(b"\x5a" * surface_w * surface_h * 4)
+    assert state.primary is not None
+    state.primary.pixels[:] = before
+    message = clipped_copy(
+        box, (src_x, src_y), (width, height, stride, pixels), clips, top_down=top_down, bpp=bpp
+    )
+    state.handle(304, message)
+    expected = bytearray(before)
+    for y in range(max(0, top), min(top + box_h, surface_h)):
+        for x in range(max(0, left), min(left + box_w, surface_w)):
+            if clips is not None and not any(
+                cl <= x < cr and ct <= y < cb for cl, ct, cr, cb in clips
+            ):
+                continue
+            row = src_y + (y - top)
+            row = row if top_down else height - 1 - row
+            at = row * stride + (src_x + x - left) * bpp
+            pixel = pixels[at : at + bpp]
+            expected[(y * surface_w + x) * 4 : (y * surface_w + x) * 4 + 4] = (
+                pixel if bpp == 4 else pixel + b"\0"
+            )
+    assert state.primary.pixels == expected
+
+
+@given(st.integers(1, 9), st.integers(1, 6), rects, st.data())
+def test_surface_region_matches_rows(
+    width: int, height: int, rect: tuple[int, int, int, int], data: st.DataObject
+) -> None:
+    pixels = data.draw(st.binary(min_size=width * height * 4, max_size=width * height * 4))
+    surface = Surface(width, height, bytearray(pixels))
+    left, top, right, bottom = rect
+    r = surface.clip(Rect(left, top, right, bottom))
+    expected = b"".join(
+        pixels[(y * width + r.left) * 4 : (y * width + r.right) * 4]
+        for y in range(r.top, r.bottom)
+        if r.right > r.left
+    )
+    assert surface.region(Rect(left, top, right, bottom)) == expected

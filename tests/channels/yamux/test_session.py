@@ -174,6 +174,37 @@ def test_never_over_the_window_and_frames_split() -> None:
     assert client.send_window(1) == DEFAULT_WINDOW < MiB
 
 
+def test_a_head_rides_in_the_first_frame_whole_or_not_at_all() -> None:
+    """``head`` (a length prefix) is written after the first frame's header, so the peer
+    reads ``head + data`` as one body; it never goes without a byte of data after it."""
+    client, server = connected()
+    frames = client.data_frames(1, b"body", b"HEAD")
+    assert frames == [HEADER.pack(VERSION, 0, 0, 1, 8) + b"HEAD", b"body"]
+    assert server.receive_data(b"".join(frames)) == [StreamData(1, b"HEADbody")]
+    assert client.send_window(1) == DEFAULT_WINDOW - 8
+    assert client.send_data(1, bytes(DEFAULT_WINDOW - 12)) == DEFAULT_WINDOW - 12
+    assert client.data_frames(1, b"xyz", b"HEAD") == []  # 4 bytes of credit: no byte after
+    assert client.send_window(1) == 4
+    assert client.send_data(1, b"xyz", b"HEA") == 1  # the head and one byte
+    assert client.send_window(1) == 0
+    wire = client.data_to_send()
+    events = server.receive_data(wire)
+    assert b"".join(bytes(e.data) for e in events if isinstance(e, StreamData))[-4:] == b"HEAx"
+
+
+def test_a_head_and_a_large_body_split_at_the_frame_limit() -> None:
+    client, server = YamuxSession(client=True), YamuxSession(client=False, window=4 * MAX_FRAME)
+    client.open_stream()
+    server.receive_data(client.data_to_send())
+    server.accept(1)
+    client.receive_data(server.data_to_send())
+    body = random.Random(1).randbytes(MAX_FRAME + 100)
+    frames = client.data_frames(1, body, b"12345678")
+    sizes = [HEADER.unpack(bytes(frame[:HEADER_SIZE]))[4] for frame in frames[::2]]
+    assert sizes == [MAX_FRAME, 108]  # no frame over the limit, head included
+    assert sum(map(len, frames[1::2])) == len(body)
+
+
 def test_larger_window_is_announced_and_used() -> None:
     client, server = (
         YamuxSession(client=True, window=4 * DEFAULT_WINDOW),
@@ -351,6 +382,7 @@ class TwoSessions(RuleBasedStateMachine):
         self.unread: dict[tuple[int, int], int] = {}
         self.reset: set[int] = set()
         self.ended: set[tuple[int, int]] = set()
+        self.heads: dict[tuple[int, int], int] = {}  # see _write_pending
 
     def _flush(self, side: int) -> None:
         self.wire[side] += self.sides[side].data_to_send()
@@ -360,8 +392,21 @@ class TwoSessions(RuleBasedStateMachine):
         if sid in self.reset or sid not in self.streams[side]:
             return
         start, end = self.sent[key], self.want[key]
+        # the write's first bytes as a separate head (a message's length prefix), going in
+        # the same frame as the rest: whole, with at least one more byte, or not at all
+        head = min(self.heads.get(key, 0), end - start - 1)
         if start < end:
-            self.sent[key] += self.sides[side].send_data(sid, PATTERN[start:end])
+            if head > 0:
+                window = self.sides[side].send_window(sid)
+                taken = self.sides[side].send_data(
+                    sid, PATTERN[start + head : end], PATTERN[start : start + head]
+                )
+                assert (taken > 0) == (window > head)
+                if taken:
+                    self.sent[key] += head + taken
+                    self.heads.pop(key)
+            else:
+                self.sent[key] += self.sides[side].send_data(sid, PATTERN[start:end])
             self._flush(side)
 
     @rule(side=st.integers(0, 1))
@@ -384,12 +429,19 @@ class TwoSessions(RuleBasedStateMachine):
                 self.sent.setdefault((side, sid), 0)
             self._flush(side)
 
-    @rule(side=st.integers(0, 1), pick=st.integers(0, 10**6), size=st.integers(1, 700_000))
-    def write(self, side: int, pick: int, size: int) -> None:
+    @rule(
+        side=st.integers(0, 1),
+        pick=st.integers(0, 10**6),
+        size=st.integers(1, 700_000),
+        head=st.sampled_from([0, 0, 1, 8]),
+    )
+    def write(self, side: int, pick: int, size: int, head: int) -> None:
         if not self.streams[side]:
             return
         sid = sorted(self.streams[side])[pick % len(self.streams[side])]
         key = (side, sid)
+        if head and self.sent[key] == self.want[key]:  # a new write, nothing pending
+            self.heads[key] = head
         self.want[key] = min(self.want[key] + size, len(PATTERN))
         self._write_pending(side, sid)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -293,6 +294,52 @@ async def test_the_nowait_pair_queues_and_takes_without_waiting(transport: str) 
         assert accepted.receive_some_nowait(10) == b""
         with pytest.raises(trio.ClosedResourceError):
             opened.send_all_nowait(b"late")
+
+
+async def test_send_all_prefixed_is_send_all_of_both(transport: str) -> None:
+    """``send_all_prefixed(prefix, data)`` delivers ``prefix + data`` (one piece when it fits
+    a frame), also when the credit left cannot take the prefix and a byte (the writer then
+    waits for credit, as ``send_all`` does) and when ``data`` is empty."""
+    async with mux_pair(transport) as (client, server):
+        opened, accepted = await stream_pair(client, server)
+        await opened.send_all_prefixed(b"12345678", b"body")
+        assert await accepted.receive_some() == b"12345678body"
+        await opened.send_all_prefixed(b"8", b"")
+        assert await accepted.receive_some() == b"8"
+        await opened.send_all(bytes(256 * 1024 - 12 - 4))  # 3 bytes of credit left
+        payload = os.urandom(300_000)
+        got = bytearray()
+
+        async def read() -> None:
+            while len(got) < 256 * 1024 - 16 + 8 + len(payload):
+                got.extend(await accepted.receive_some())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await opened.send_all_prefixed(b"PREFIX!!", payload)
+        assert got[256 * 1024 - 16 :] == b"PREFIX!!" + payload
+
+
+async def test_queued_frames_keep_what_was_sent_when_the_caller_reuses_its_buffer() -> None:
+    """Behind a full socket, frames wait in the session's queue: views of a caller's bytes,
+    but copies of a bytearray (its owner may change it once send_all returns)."""
+    left, right = transport_pair("socket")
+    assert isinstance(left, trio.SocketStream)
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    async with open_mux(left, client=True) as client, open_mux(right, client=False) as server:
+        streams = [await client.open_stream() for _ in range(4)]
+        accepted = [await server.accept_stream() for _ in range(4)]
+        expected = [os.urandom(100_000) for _ in streams]
+        for stream, payload in zip(streams, expected, strict=True):
+            reused = bytearray(payload)
+            await stream.send_all(reused if stream.stream_id % 4 == 1 else payload)
+            reused[:] = bytes(len(reused))  # the caller's next use of its buffer
+        assert client._unsent  # the socket did not take it all: some of it waits
+        for stream, payload in zip(accepted, expected, strict=True):
+            got = bytearray()
+            while len(got) < len(payload):
+                got += await stream.receive_some()
+            assert got == payload
 
 
 async def test_send_all_nowait_never_goes_past_the_credit() -> None:

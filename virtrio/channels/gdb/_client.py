@@ -13,7 +13,7 @@ from virtrio.channels._addresses import Address, open_stream, parse_address
 from virtrio.errors import ConfigError, ConnectError, ConnectionLostError, VirtrioTimeoutError
 from virtrio.primitives import Deadline, Fanout, open_service_nursery
 
-from ._connection import GdbConnection
+from ._connection import _READS_WITHOUT_YIELD, GdbConnection
 from ._errors import GdbError
 from ._fastpath import DEFAULT_SPIN
 from ._protocol import ProtocolState
@@ -62,33 +62,76 @@ class GdbClient(GdbConnection):
             raise
 
     async def _exchange(self, payload: bytes, timeout: float | None) -> bytes:
-        limit = self.call_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit
+        protocol = self._protocol
+        await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
         if not (
             self.closed_reason is None
-            and self._protocol.state is ProtocolState.IDLE
-            and self._request_lock.try_acquire()  # last: taken only when all else holds
+            and protocol.state is ProtocolState.IDLE
+            and not self._request_lock.locked()
+            and not self._read_lock.locked()
         ):
-            await self._lock_requests(deadline)  # queued, in trouble, or a reply still owed
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()  # cancelled: send nothing
-            data = self._protocol.send_request(payload)  # raises before anything is sent
-            self._reply = None
+            return await self._exchange_in_turn(payload, timeout)  # queued, or in trouble
+        # the usual case: no other task sends or reads, and none can until this one awaits, so
+        # it takes no lock unless it has to wait
+        data = self._acks.before(protocol.send_request(payload))  # (raises first)
+        self._reply = None
+        if self._output:
             self._output.clear()
+        sent = self._write_now(data)
+        if sent == len(data):
+            # a stub on this CPU has answered by the time the write returns: one read takes it
+            # (then no clock, no deadline, no polling)
+            reply = self._take_now(protocol.take_reply)
+            if reply is not None:
+                if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                    self._reads_in_a_row = 0
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return reply
+        self._request_lock.try_acquire()  # (both free: nothing has awaited since the test)
+        self._read_lock.try_acquire()
+        return await self._finish_exchange(payload, timeout, data[sent:], None)
+
+    async def _exchange_in_turn(self, payload: bytes, timeout: float | None) -> bytes:
+        """:meth:`_exchange` once the requests before it are answered."""
+        limit = self.call_timeout if timeout is None else timeout
+        deadline = trio.current_time() + limit
+        await self._lock_requests(deadline)
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()  # cancelled while queued: send nothing
+            data = self._acks.before(self._protocol.send_request(payload))  # (raises first)
+            self._reply = None
+            if self._output:
+                self._output.clear()
             sent = self._write_now(data)
-            if sent < len(data):
-                await self._write(data[sent:])
             read_lock = self._read_lock
             if not read_lock.try_acquire():
                 await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
+        except BaseException:
+            self._request_lock.release()
+            raise
+        return await self._finish_exchange(payload, timeout, data[sent:], deadline)
+
+    async def _finish_exchange(
+        self, payload: bytes, timeout: float | None, rest: bytes, deadline: float | None
+    ) -> bytes:
+        """Send ``rest`` of the request and wait for its reply; the caller took both locks,
+        which this releases."""
+        limit = self.call_timeout if timeout is None else timeout
+        reply: bytes | None = None
+        try:
             try:
-                answered = await self._await_reply(deadline)
+                if rest:
+                    await self._write(rest)
+                if deadline is None:
+                    deadline = trio.current_time() + limit
+                if await self._await_reply(deadline):
+                    reply = self._reply
             finally:
-                read_lock.release()
+                self._read_lock.release()
         finally:
             self._request_lock.release()
-        if answered and self._reply is not None:
-            return self._reply
+        if reply is not None:
+            return reply
         raise VirtrioTimeoutError(
             f"GDB request {payload[:40]!r} to {self.address}: no reply within {limit:g} s"
         )
@@ -116,7 +159,7 @@ class GdbClient(GdbConnection):
             await self._lock_requests()  # queued, or a reply still owed
         try:
             await trio.lowlevel.checkpoint_if_cancelled()
-            data = self._protocol.send_resume(payload)
+            data = self._acks.before(self._protocol.send_resume(payload))
             self._resume_error = None
             self._quiet = quiet
             self._stopped = trio.Event()
@@ -139,7 +182,7 @@ class GdbClient(GdbConnection):
         """
         limit = self._deadline(timeout)
         if not self._stopped.is_set():
-            await self._read_stop(trio.current_time() + limit, self._stop_spin)
+            await self._read_stop(limit, self._stop_spin)
         if self.closed_reason is not None:
             raise self._lost()
         if self._resume_error is not None:
@@ -161,6 +204,8 @@ class GdbClient(GdbConnection):
 
     async def aclose(self) -> None:
         """Close the connection (the target stays as it is)."""
+        if self.closed_reason is None and self._protocol.owes_data:
+            self._write_now(self._protocol.data_to_send())  # the last ack, if it fits now
         self._lose(ConnectionLostError(f"GDB connection to {self.address} was closed"))
         await trio.aclose_forcefully(self._stream)
 
@@ -224,6 +269,7 @@ async def open_gdb(
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(client._run_watcher)
+            await nursery.start(client._acks.run, client._send_owed)
             try:
                 with trio.fail_at(deadline.at):
                     await client._handshake()

@@ -7,6 +7,7 @@ through ``request`` (one packet, its reply) and ``_resume`` (a packet answered b
 
 from __future__ import annotations
 
+from binascii import a2b_hex
 from typing import Literal
 
 from ._errors import GdbCommandError, GdbLocalProtocolError, GdbProtocolError, GdbUnsupportedError
@@ -72,8 +73,12 @@ class GdbCommands:
         self._watchpoints: set[tuple[int, int, int]] = set()
         self._pc: int | None = None  # the program counter at this stop, once read
         self._pc_of: tuple[TargetDescription | None, Register | None] = (None, None)
+        self._kind_of: tuple[TargetDescription | None, int] = (None, 1)  # breakpoint kind
 
     async def request(self, packet: bytes | str, *, timeout: float | None = None) -> bytes:
+        raise NotImplementedError
+
+    async def _exchange(self, payload: bytes, timeout: float | None) -> bytes:
         raise NotImplementedError
 
     async def _request_output(self, payload: bytes, timeout: float | None) -> tuple[bytes, bytes]:
@@ -179,34 +184,42 @@ class GdbCommands:
         """
         if not self.target.registers:
             raise GdbLocalProtocolError("the stub gave no target description: no register names")
-        text, values = self._decode_g(await self.request(b"g", timeout=timeout))
-        order = self.target.byteorder
-        covered = len(text) // 2
-        registers = self.target.registers[len(values) :]  # those g did not carry or decode
-        for reg in registers:
-            end = reg.offset + reg.size
-            if end <= covered:
-                value = _hex_register(text[reg.offset * 2 : end * 2], reg, order)
-            elif self._p_packet:
-                value = await self._read_p(reg, timeout)
-            else:
-                continue
-            if value is not None:
-                values[reg.name] = value
-        pc_reg = self._pc_register()
-        if pc_reg is not None and pc_reg.name in values:
-            self._pc = values[pc_reg.name]
+        text, values = self._decode_g(await self._exchange(b"g", timeout))
+        target = self.target
+        if len(values) < len(target.registers):  # some g did not carry or decode
+            order = target.byteorder
+            covered = len(text) // 2
+            for reg in target.registers[len(values) :]:
+                end = reg.offset + reg.size
+                if end <= covered:
+                    value = _hex_register(text[reg.offset * 2 : end * 2], reg, order)
+                elif self._p_packet:
+                    value = await self._read_p(reg, timeout)
+                else:
+                    continue
+                if value is not None:
+                    values[reg.name] = value
+        pc_reg = self._pc_of[1] if self._pc_of[0] is target else self._pc_register()
+        if pc_reg is not None:
+            self._pc = values.get(pc_reg.name)
         return values
 
     def _decode_g(self, reply: bytes) -> tuple[bytes, dict[str, int]]:
+        if reply:  # hex, the usual case, is never an error reply (E NN is three characters)
+            try:
+                data = a2b_hex(reply)
+            except ValueError:
+                pass
+            else:
+                return reply, self.target.decode_registers(data)
         text = _check(reply, b"g")
-        if b"x" in text or b"X" in text:  # some unavailable: one by one
+        if 0x78 in text or 0x58 in text:  # x or X: some unavailable, one by one
             return text, {}
-        return text, self.target.decode_registers(decode_hex(text, "g reply"))
+        raise GdbProtocolError(f"g reply is not hex: {text[:64]!r}")
 
     async def _read_p(self, reg: Register, timeout: float | None) -> int | None:
         command = b"p%x" % reg.regnum
-        reply = await self.request(command, timeout=timeout)
+        reply = await self._exchange(command, timeout)
         if not reply:
             self._p_packet = False
             return None
@@ -226,7 +239,7 @@ class GdbCommands:
         value: int | None = None
         if self._p_packet:
             command = b"p%x" % reg.regnum
-            reply = await self.request(command, timeout=timeout)
+            reply = await self._exchange(command, timeout)
             if reply:
                 value = _hex_register(_check(reply, command), reg, self.target.byteorder)
             else:
@@ -285,11 +298,12 @@ class GdbCommands:
         """
         if address < 0 or length < 0:
             raise ValueError(f"address and length must be >= 0, got {address:#x}, {length}")
-        out = bytearray()
+        pieces: list[bytes] = []
+        done = 0
         chunk = self._read_chunk()
-        while len(out) < length:
-            at = address + len(out)
-            n = min(chunk, length - len(out))
+        while done < length:  # (a stub may answer with fewer bytes than asked)
+            at = address + done
+            n = min(chunk, length - done)
             data = await self._read_memory_once(at, n, timeout)
             if not data:
                 raise GdbCommandError(
@@ -298,8 +312,11 @@ class GdbCommands:
                     command=f"m{at:x},{n:x}",
                     code=None,
                 )
-            out += data[:n]
-        return bytes(out)
+            if len(data) > n:
+                data = data[:n]
+            pieces.append(data)
+            done += len(data)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def _read_memory_once(self, address: int, n: int, timeout: float | None) -> bytes:
         if self._binary_read is not False:
@@ -313,7 +330,7 @@ class GdbCommands:
                 return reply[1:] if reply[:1] == b"b" else reply
             self._binary_read = False
         command = b"m%x,%x" % (address, n)
-        return decode_hex(_check(await self.request(command, timeout=timeout), command), "m reply")
+        return decode_hex(_check(await self._exchange(command, timeout), command), "m reply")
 
     async def write_memory(
         self, address: int, data: bytes, *, timeout: float | None = None

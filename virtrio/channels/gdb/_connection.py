@@ -2,10 +2,12 @@
 
 The RSP carries one exchange at a time and the stub's next packet answers the last one, so
 there is no reader task handing replies over: the caller that sent a request reads the socket
-itself until its reply has come (``_take_fast``, then ``_pump``), straight from the
-descriptor: it polls it for a short adaptive window first (``open_gdb(spin=...)``, see
-``_fastpath``), then parks on :func:`trio.lowlevel.wait_readable`. A round trip answered
-within the window costs no pass through the scheduler at all. While the target runs, the task in
+itself until its reply has come, straight from the descriptor: one read at once (``_take_now``:
+a stub on the caller's CPU has answered by the time the write returns), then it polls for a
+short adaptive window (``_take_fast``, ``open_gdb(spin=...)``, see ``_fastpath``), then parks on
+:func:`trio.lowlevel.wait_readable` (``_pump``). A round trip answered before parking costs no
+pass through the scheduler at all. The ack of a packet taken that way goes out with the next
+packet, or alone a little later (``_acks``). While the target runs, the task in
 :meth:`~virtrio.channels.gdb.GdbClient.wait_stop` reads the stop reply the same way; when no
 one waits for it, a small watcher task reads instead (console output and the stop reach
 :meth:`events` with no caller waiting). While nothing is asked and the target is stopped,
@@ -26,6 +28,7 @@ from virtrio.channels._jsonstream import NeedData
 from virtrio.errors import ConnectionLostError
 from virtrio.primitives import Fanout, Subscription
 
+from ._acks import AckTimer
 from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError
 from ._execution import GdbExecution
 from ._fastpath import Mutex, SpinPolicy
@@ -63,6 +66,10 @@ class GdbConnection(GdbExecution):
         self._stream = stream
         # the socket (non-blocking, as Trio keeps it), read and written through its descriptor
         self._socket = stream.socket if type(stream) is trio.SocketStream else None
+        # its descriptor, for the fast paths (-1 once the connection is lost: every path that
+        # closes the stream loses the connection first, so a closed descriptor's number, maybe
+        # reused by then, is never written to or read)
+        self._fd = -1 if self._socket is None else self._socket.fileno()
         self._reads_in_a_row = 0
         self.address = address
         #: Deadline (seconds) of a call that passes ``timeout=None``.
@@ -89,6 +96,7 @@ class GdbConnection(GdbExecution):
         self._resume_error: GdbError | None = None
         self._quiet = False  # the stop of an internal step (off a breakpoint) is not published
         self._watch = trio.Event()  # wakes the watcher: the target runs and maybe no one reads
+        self._acks = AckTimer(self._protocol)  # acks owed: with the next packet, or later
         self.closed_reason: BaseException | None = None
         self._closed = trio.Event()
 
@@ -131,9 +139,11 @@ class GdbConnection(GdbExecution):
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
+        self._fd = -1
         self._stopped.set()
         self._closed.set()
         self._watch.set()
+        self._acks.close()
         self._events.close(ConnectionLostError(str(reason), address=self.address))
 
     def _publish(self, event: GdbEvent) -> None:
@@ -147,16 +157,19 @@ class GdbConnection(GdbExecution):
         number of bytes written (0 if it could not; the caller sends the rest with
         :meth:`_write` before any checkpoint, so nothing comes between, and :meth:`_write`
         also reports a broken socket)."""
-        sock = self._socket
-        if sock is None or self.closed_reason is not None or self._send_lock.locked():
-            return 0
-        fd = sock.fileno()
-        if fd < 0:
+        fd = self._fd
+        if fd < 0 or self._send_lock.locked():
             return 0
         try:
             return os.write(fd, data)
         except OSError:  # full (BlockingIOError) or broken: _write says which
             return 0
+
+    async def _send_owed(self, data: bytes) -> None:
+        """Write acks the :class:`AckTimer` sends alone."""
+        sent = self._write_now(data)
+        if sent < len(data):
+            await self._write(data[sent:])
 
     async def _write(self, data: bytes) -> None:
         if self.closed_reason is not None:
@@ -239,6 +252,35 @@ class GdbConnection(GdbExecution):
             self._reads_in_a_row = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
+    def _take_now(self, take: Callable[[bytes], _T]) -> _T | None:
+        """:meth:`_take_fast` without waiting: one read of what the socket holds, the usual
+        answer taken by ``take`` (its ack owed); or None: nothing came (then nothing is
+        changed), or a lone ``+`` (taken), or something else (left for :meth:`_pump`). The
+        caller yields when ``_reads_in_a_row`` reaches ``_READS_WITHOUT_YIELD``.
+
+        Raises:
+            ConnectionLostError: the socket failed.
+        """
+        fd = self._fd
+        if fd < 0 or self._pending is not None:
+            return None
+        try:
+            data = os.read(fd, _RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
+            raise self._lost() from exc
+        self._reads_in_a_row += 1
+        protocol = self._protocol
+        if data and (taken := take(data)) is not None:
+            if protocol.ack_mode:
+                self._acks.owe()
+            return taken
+        if not protocol.take_ack(data):
+            self._pending = data
+        return None
+
     async def _await_reply(self, deadline: float) -> bool:
         """Read until the request in flight is answered: True, or False once ``deadline``
         passed first. The caller holds the read lock."""
@@ -254,11 +296,10 @@ class GdbConnection(GdbExecution):
     ) -> _T | None:
         """The usual answer (the stub's ``+`` and its packet, together or apart, each whole in
         one read within the polling window), taken by ``take`` (the protocol's ``take_reply``
-        or ``take_stop``) in a few C-level scans and acked at once: what ``take`` returned; or
-        None, and anything else read is left for the general way (:meth:`_pump`, which also
-        raises its errors, and polls no more if this found nothing: see ``_waited``). The ack
-        goes out before the answer is decoded or acted on: a stub on another CPU handles it
-        meanwhile (on one CPU the order makes no difference)."""
+        or ``take_stop``) in a few C-level scans, its ack owed (``_acks``): what
+        ``take`` returned; or None, and anything else read is left for the general way
+        (:meth:`_pump`, which also raises its errors, and polls no more if this found nothing:
+        see ``_waited``)."""
         self._waited = False
         sock = self._socket
         if sock is None or self._pending is not None:
@@ -281,11 +322,8 @@ class GdbConnection(GdbExecution):
                 self._reads_in_a_row = 0
                 await trio.lowlevel.cancel_shielded_checkpoint()
             if data and (taken := take(data)) is not None:
-                owed = protocol.data_to_send()
-                if owed:  # the ack
-                    sent = self._write_now(owed)
-                    if sent < len(owed):
-                        await self._write(owed[sent:])
+                if protocol.ack_mode:
+                    self._acks.owe()
                 return taken
             if not protocol.take_ack(data):
                 self._pending = data
@@ -329,11 +367,8 @@ class GdbConnection(GdbExecution):
     async def _feed(self, data: bytes | bytearray) -> None:
         protocol = self._protocol
         if type(data) is bytes and data and (reply := protocol.take_reply(data)) is not None:
-            owed = protocol.data_to_send()
-            if owed:  # the ack, before the reply is acted on
-                sent = self._write_now(owed)
-                if sent < len(owed):
-                    await self._write(owed[sent:])
+            if protocol.ack_mode:
+                self._acks.owe()
             self._reply = reply
             return
         protocol.receive_data(data)
@@ -376,19 +411,29 @@ class GdbConnection(GdbExecution):
     def _not_running(self) -> bool:
         return self._protocol.state is not ProtocolState.RUNNING
 
-    async def _read_stop(self, deadline: float, spin: SpinPolicy | None = None) -> None:
-        """Read until the target stops or ``deadline``, if no other task reads; otherwise wait
-        for the stop that task will see."""
+    async def _read_stop(self, limit: float, spin: SpinPolicy | None = None) -> None:
+        """Read until the target stops or ``limit`` seconds have passed, if no other task
+        reads; otherwise wait for the stop that task will see."""
         lock = self._read_lock
         if not lock.try_acquire():
-            with trio.move_on_at(deadline):
+            with trio.move_on_after(limit):
                 await self._stopped.wait()
             return
         try:
-            stop: StopReply | None = await self._take_fast(deadline, spin, self._protocol.take_stop)
-            if stop is not None:
-                self._dispatch(stop)
-            await self._pump(self._not_running, deadline, None if self._waited else spin)
+            # a target run on this CPU has stopped by the time the resume's write returned
+            stop: StopReply | None = self._take_now(self._protocol.take_stop)
+            if stop is None:
+                deadline = trio.current_time() + limit
+                stop = await self._take_fast(deadline, spin, self._protocol.take_stop)
+                if stop is None:
+                    await self._pump(self._not_running, deadline, None if self._waited else spin)
+                    return
+                self._dispatch(stop)  # (which ends the run: idle again)
+                return
+            self._dispatch(stop)
+            if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
+                self._reads_in_a_row = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
             lock.release()
             if self.is_running:

@@ -24,19 +24,24 @@ class GdbExecution(GdbCommands):
     def default_breakpoint_kind(self) -> int:
         """The breakpoint kind (instruction size) GDB would use on this architecture: 2 for
         Thumb (M-profile ARM), 4 for ARM/AArch64/RISC-V, 1 elsewhere (x86)."""
-        arch = self.target.architecture or ""
+        target = self.target
+        if self._kind_of[0] is target:
+            return self._kind_of[1]
+        arch = target.architecture or ""
         if arch.startswith("arm"):
-            profile_m = any("m-profile" in f for f in self.target.features)
-            return 2 if profile_m else 4
-        if arch.startswith(("aarch64", "riscv", "mips", "powerpc", "sparc")):
-            return 4
-        return 1
+            kind = 2 if any("m-profile" in f for f in target.features) else 4
+        elif arch.startswith(("aarch64", "riscv", "mips", "powerpc", "sparc")):
+            kind = 4
+        else:
+            kind = 1
+        self._kind_of = (target, kind)
+        return kind
 
     async def _z(
         self, insert: bool, kind_type: int, address: int, kind: int, timeout: float | None
     ) -> None:
         command = b"%s%d,%x,%x" % (b"Z" if insert else b"z", kind_type, address, kind)
-        _ok(await self.request(command, timeout=timeout), command)
+        _ok(await self._exchange(command, timeout), command)
         table = self._breakpoints if kind_type < 2 else self._watchpoints
         if insert:
             table.add((kind_type, address, kind))

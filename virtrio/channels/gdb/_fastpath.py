@@ -128,10 +128,11 @@ class Mutex:
     attribute reads (a :class:`trio.Lock`'s fast path costs microseconds, and each exchange
     takes three locks); a waiter is handed the lock by :meth:`release`, in FIFO order."""
 
-    __slots__ = ("_held", "_waiters")
+    __slots__ = ("_held", "_waiters", "_waiting")
 
     def __init__(self) -> None:
         self._held = False
+        self._waiting = 0  # tasks in acquire's park (a plain int: cheaper to test than the lot)
         self._waiters = trio.lowlevel.ParkingLot()
 
     def locked(self) -> bool:
@@ -151,13 +152,17 @@ class Mutex:
         if not self._held:
             self._held = True
             return
-        await self._waiters.park()  # woken by release, which hands the lock over
+        self._waiting += 1
+        try:
+            await self._waiters.park()  # woken by release, which hands the lock over
+        finally:
+            self._waiting -= 1
 
     def release(self) -> None:
         """Release it, handing it to the longest waiter if any."""
-        if self._waiters:
-            self._waiters.unpark()  # the lock stays held: it passes to that task
-        else:
+        # (a waiter cancelled but not yet resumed is counted and no longer parked: unpark
+        # then finds no one, and the lock is free)
+        if not (self._waiting and self._waiters.unpark()):
             self._held = False
 
     async def __aenter__(self) -> None:

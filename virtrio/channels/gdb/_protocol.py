@@ -188,6 +188,11 @@ class GdbProtocol:
         self._ack_mode = False
         self._last_sent = b""
 
+    @property
+    def owes_data(self) -> bool:
+        """True while :meth:`data_to_send` has bytes for the stub."""
+        return bool(self._outgoing)
+
     def data_to_send(self) -> bytes:
         """Acks and retransmissions owed to the stub (send them before anything else)."""
         if not self._outgoing:
@@ -211,7 +216,7 @@ class GdbProtocol:
         ):
             return None
         acked = data[:1] == b"+"
-        payload = plain_packet(data[1:] if acked else data)
+        payload = plain_packet(data, acked)
         if payload is None or (self._command.startswith(b"qRcmd,") and _is_output(payload)):
             return None
         self._took_whole(acked)
@@ -236,7 +241,7 @@ class GdbProtocol:
         if self._state is not ProtocolState.RUNNING or self._reader.buffered or self._eof:
             return None
         acked = data[:1] == b"+"
-        payload = plain_packet(data[1:] if acked else data)
+        payload = plain_packet(data, acked)
         if payload is None or not _is_stop(payload):
             return None
         try:

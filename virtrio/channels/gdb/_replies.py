@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from binascii import a2b_hex
 from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -50,8 +53,10 @@ def decode_hex(text: bytes | str, what: str = "hex data") -> bytes:
         GdbProtocolError: the text is not an even number of hex digits.
     """
     try:
-        return bytes.fromhex(text.decode("ascii") if isinstance(text, bytes) else text)
-    except (ValueError, UnicodeDecodeError):
+        # a2b_hex takes the bytes as they came (no str made first) and, unlike bytes.fromhex,
+        # no spaces between the digits
+        return a2b_hex(text)
+    except ValueError:  # (binascii.Error; a str with non-ASCII characters)
         shown = text[:64]
         raise GdbProtocolError(f"{what} is not hex: {shown!r}") from None
 
@@ -152,12 +157,34 @@ def _pid_suffix(rest: str) -> int | None:
     return _hex_int(rest[len(";process:") :], "process id")
 
 
+#: Stop replies parsed before that hold no registers and no other items (QEMU's every stop is
+#: one of a few such): their value, immutable (frozen, with read-only empty mappings), again.
+_SEEN_STOPS: dict[bytes, StopReply] = {}
+_SEEN_STOPS_MAX = 64
+_NOTHING: Mapping[Any, Any] = MappingProxyType({})
+
+
 def parse_stop_reply(payload: bytes) -> StopReply:
     """Parse a stop reply (``T``, ``S``, ``W`` or ``X``).
 
     Raises:
         GdbProtocolError: the payload is not a stop reply.
     """
+    stop = _SEEN_STOPS.get(payload)
+    if stop is not None:
+        return stop
+    stop = _parse_stop_reply(payload)
+    if isinstance(stop, Stopped):
+        if stop.registers or stop.info:
+            return stop
+        stop = attrs.evolve(stop, registers=_NOTHING, info=_NOTHING)
+    if len(_SEEN_STOPS) >= _SEEN_STOPS_MAX:
+        _SEEN_STOPS.clear()
+    _SEEN_STOPS[payload] = stop
+    return stop
+
+
+def _parse_stop_reply(payload: bytes) -> StopReply:
     try:
         text = payload.decode("ascii")
     except UnicodeDecodeError:

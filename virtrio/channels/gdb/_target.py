@@ -16,13 +16,13 @@ XML is read without namespace processing: element names are taken as written.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from typing import Literal
 from xml.parsers import expat
 
 import attrs
 
+from ._decoder import Decoder, compile_decoder
 from ._errors import GdbProtocolError
 
 __all__ = ["Register", "TargetDescription", "TargetDescriptionReader"]
@@ -31,11 +31,6 @@ Byteorder = Literal["little", "big"]
 
 #: Architectures whose registers travel big-endian (prefixes of GDB's architecture names).
 _BIG_ENDIAN = ("s390", "m68k", "sparc", "hppa", "or1k", "openrisc")
-_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
-#: How a ``g`` reply of one length decodes: its struct (big-endian; over the bytes reversed
-#: for a little-endian target), whether reversed, which fields are bytes to make ints of, and
-#: the register names in order (a dict to copy: the result's keys).
-_Plan = tuple[struct.Struct, bool, list[int], dict[str, int]]
 _FLOAT_TYPES = frozenset(
     {"ieee_half", "ieee_single", "ieee_double", "arm_fpa_ext", "i387_ext", "bfloat16", "float"}
 )
@@ -84,7 +79,8 @@ class TargetDescription:
     byteorder: Byteorder = "little"
     registers_by_name: Mapping[str, Register] = attrs.field(init=False, eq=False, repr=False)
     registers_by_number: Mapping[int, Register] = attrs.field(init=False, eq=False, repr=False)
-    _plans: dict[int, _Plan] = attrs.field(init=False, eq=False, repr=False, factory=dict)
+    # the g decoder (_decoder) for each reply length seen
+    _plans: dict[int, Decoder] = attrs.field(init=False, eq=False, repr=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "registers_by_name", {r.name: r for r in self.registers})
@@ -107,40 +103,11 @@ class TargetDescription:
     def decode_registers(self, data: bytes) -> dict[str, int]:
         """The registers a ``g`` reply (its hex decoded) holds, by name; registers past its end
         are left out."""
-        plan = self._plans.get(len(data))
-        if plan is None:
-            plan = self._plans[len(data)] = self._plan(len(data))
-        layout, reverse, wide, names = plan
-        from_bytes = int.from_bytes
-        if reverse:
-            # little-endian: the registers read backwards are big-endian, which is what
-            # int.from_bytes takes by default (no byte order to pass for each wide register)
-            values = list(layout.unpack_from(data[layout.size - 1 :: -1]))
-            for i in wide:
-                values[i] = from_bytes(values[i])
-            values.reverse()
-        else:
-            values = list(layout.unpack_from(data))
-            for i in wide:
-                values[i] = from_bytes(values[i])
-        registers = names.copy()  # the names, in order, with their hashes: no resizing
-        registers.update(zip(names, values, strict=True))
-        return registers
-
-    def _plan(self, length: int) -> _Plan:
-        # one struct call for the whole packet: registers are contiguous in regnum order;
-        # wider ones than struct has codes for come as bytes, turned into ints one by one
-        covered: list[Register] = []
-        for reg in self.registers:
-            if reg.offset + reg.size > length:
-                break
-            covered.append(reg)
-        reverse = self.byteorder == "little"
-        ordered = covered[::-1] if reverse else covered
-        codes = [_STRUCT_CODES.get(r.size, f"{r.size}s") for r in ordered]
-        wide = [i for i, r in enumerate(ordered) if r.size not in _STRUCT_CODES]
-        layout = struct.Struct(">" + "".join(codes))
-        return layout, reverse, wide, dict.fromkeys((r.name for r in covered), 0)
+        decode = self._plans.get(len(data))
+        if decode is None:
+            covered = [r for r in self.registers if r.offset + r.size <= len(data)]
+            decode = self._plans[len(data)] = compile_decoder(covered, self.byteorder)
+        return decode(data)
 
     def encode_value(self, reg: Register, value: int) -> bytes:
         """``value`` as ``reg``'s bytes in target order (negative values in two's complement).

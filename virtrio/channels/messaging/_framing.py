@@ -5,9 +5,9 @@
 
 A message is copied as little as the stream allows. The decoder keeps what it is fed as
 pieces, and a piece that is exactly one message *is* that message (no copy; a message
-spread over pieces is joined once). Over a yamux stream (anything with ``send_all_nowait``
-and ``receive_some_nowait``), the prefix is queued to leave in the same write as the
-message, in a Data frame of its own, so the message is never joined to it by a copy, and
+spread over pieces is joined once). Over a yamux stream (anything with ``send_all_prefixed``
+and ``receive_some_nowait``), the prefix goes in the message's first Data frame, written
+from its own buffer in the same write, so the message is never joined to it by a copy, and
 the receiving end, asking for just what it still needs, gets each message as one piece.
 """
 
@@ -62,6 +62,11 @@ class LengthPrefixDecoder:
         """How many more bytes the next message (or its prefix) needs at least."""
         want = PREFIX_SIZE if self._want is None else self._want
         return max(1, want - self._size)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is buffered: the next bytes fed start a length prefix."""
+        return not self._size and self._want is None and not self._eof
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed bytes (``b""`` = end of stream). ``bytes`` are kept as they are, without a
@@ -141,9 +146,10 @@ class LengthPrefixDecoder:
 
 @runtime_checkable
 class _Nowait(Protocol):
-    """A stream that can queue and take bytes without waiting (a yamux stream)."""
+    """A stream that can take bytes without waiting, and send a prefix with what follows
+    without joining them (a yamux stream)."""
 
-    def send_all_nowait(self, data: bytes) -> None: ...
+    async def send_all_prefixed(self, prefix: bytes, data: bytes) -> None: ...
 
     def receive_some_nowait(self, max_bytes: int) -> bytes: ...
 
@@ -184,11 +190,7 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         try:
             prefix = len(data).to_bytes(PREFIX_SIZE, "big")
             if self._nowait is not None:
-                try:
-                    self._nowait.send_all_nowait(prefix)
-                except trio.WouldBlock:
-                    await self.stream.send_all(prefix)
-                await self.stream.send_all(data)
+                await self._nowait.send_all_prefixed(prefix, data)
             elif len(data) > _COPY_LIMIT:
                 await self.stream.send_all(prefix)
                 await self.stream.send_all(data)
@@ -213,6 +215,12 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         """
         decoder = self._decoder
         waited = False  # a wait is a checkpoint: then no other is needed
+        if self._nowait is not None and decoder.idle:
+            whole, waited = await self._receive_whole(self._nowait)
+            if whole is not None:
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return whole
         while True:
             try:
                 message = decoder.next_message()
@@ -243,6 +251,37 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         if not waited:
             await trio.lowlevel.cancel_shielded_checkpoint()
         return message
+
+    async def _receive_whole(self, stream: _Nowait) -> tuple[bytes | None, bool]:
+        """The next message taken from a yamux stream with nothing buffered, when its prefix
+        and its bytes are there whole (as a message sent with send_all_prefixed is): two
+        reads of the stream and no decoder. Anything else goes to the decoder as it came,
+        and None is returned (then so is whether it waited, which is a checkpoint)."""
+        waited = False
+        try:
+            try:
+                head = stream.receive_some_nowait(PREFIX_SIZE)
+            except trio.WouldBlock:
+                head = bytes(await self.stream.receive_some(PREFIX_SIZE))
+                waited = True
+            if len(head) == PREFIX_SIZE:
+                want = int.from_bytes(head, "big")
+                if 0 < want <= self._decoder.max_message_size:
+                    try:
+                        body = stream.receive_some_nowait(want)
+                    except trio.WouldBlock:
+                        body = b""
+                    if len(body) == want:
+                        return body, waited
+                    self._decoder.receive_data(head)
+                    if body:  # (b"" would be the end of the stream)
+                        self._decoder.receive_data(body)
+                    return None, waited
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._broken = True
+            raise ConnectionLostError(f"receiving a message failed: {exc}") from exc
+        self._decoder.receive_data(head)  # short, empty (the end), or for the decoder to judge
+        return None, waited
 
     async def send_eof(self) -> None:
         """Half-close: the peer's receive ends after our last message."""

@@ -113,20 +113,24 @@ class SpiceChannel:
         await trio.aclose_forcefully(self._stream)
 
     async def _run_reader(self) -> None:
+        # a plain socket is read straight into the reader's memory; TLS and WebSocket streams
+        # give bytes objects that the reader copies in
+        sock = self._stream.socket if isinstance(self._stream, trio.SocketStream) else None
         try:
-            data: bytes | bytearray = self._early
+            messages = self._reader.feed(self._early)
             self._early = b""
             while True:
-                if not data:
-                    data = await self._receive()
                 try:
-                    for msg in self._reader.feed(data):
+                    for msg in messages:
                         await self._dispatch(msg)
                 except (struct.error, IndexError, ValueError) as exc:
                     raise SpiceProtocolError(
                         f"Spice {self.name}: malformed message ({exc})"
                     ) from None
-                data = b""
+                if sock is None:
+                    messages = self._reader.feed(await self._receive())
+                else:
+                    messages = self._reader.filled(await self._receive_into(sock))
         except (ConnectionLostError, SpiceProtocolError) as exc:
             self.closed_reason = exc
             log.info("%s: %s", self.name, exc)
@@ -137,14 +141,29 @@ class SpiceChannel:
         try:
             data = await self._stream.receive_some(256 * 1024)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise ConnectionLostError(
-                f"Spice {self.name} connection lost: {exc}", address=self.address
-            ) from None
+            raise self._lost(exc) from None
         if not data:
-            raise ConnectionLostError(
+            raise self._lost(None)
+        return data
+
+    async def _receive_into(self, sock: trio.socket.SocketType) -> int:
+        try:
+            with self._reader.buffer() as view:
+                n = await sock.recv_into(view)
+        except (OSError, trio.ClosedResourceError) as exc:
+            raise self._lost(exc) from None
+        if not n:
+            raise self._lost(None)
+        return n
+
+    def _lost(self, exc: BaseException | None) -> ConnectionLostError:
+        if exc is None:
+            return ConnectionLostError(
                 f"Spice server closed the {self.name} channel", address=self.address
             )
-        return data
+        return ConnectionLostError(
+            f"Spice {self.name} connection lost: {exc}", address=self.address
+        )
 
     async def _dispatch(self, msg: Message) -> None:
         if not msg.sub:

@@ -11,6 +11,7 @@ import zlib
 
 import attrs
 
+from virtrio.channels.spice._blit import copy_rect, expand_bgr
 from virtrio.channels.spice._errors import SpiceProtocolError
 
 __all__ = ["DisplayState", "Rect", "Surface", "encode_png"]
@@ -83,11 +84,12 @@ class Surface:
     def region(self, rect: Rect) -> bytes:
         """The BGRX bytes of ``rect`` (clipped), row after row."""
         r = self.clip(rect)
-        stride = self.width * 4
-        return b"".join(
-            bytes(self.pixels[y * stride + r.left * 4 : y * stride + r.right * 4])
-            for y in range(r.top, max(r.top, r.bottom))
-        )
+        if r.width <= 0 or r.height <= 0:
+            return b""
+        stride, row = self.width * 4, r.width * 4
+        out = bytearray(row * r.height)
+        copy_rect(out, 0, row, self.pixels, r.top * stride + r.left * 4, stride, row, r.height)
+        return bytes(out)
 
     def to_png(self) -> bytes:
         """The surface as an RGB PNG."""
@@ -123,12 +125,12 @@ def encode_png(width: int, height: int, bgrx: bytes | bytearray) -> bytes:
     )
 
 
-def _rect(body: bytes, off: int) -> Rect:
+def _rect(body: bytes | bytearray, off: int) -> Rect:
     top, left, bottom, right = struct.unpack_from("<iiii", body, off)
     return Rect(left, top, right, bottom)
 
 
-def _base(body: bytes) -> tuple[int, Rect, list[Rect] | None, int]:
+def _base(body: bytes | bytearray) -> tuple[int, Rect, list[Rect] | None, int]:
     """DisplayBase: surface id, box, clip rects (None = no clip), offset after it."""
     surface_id = struct.unpack_from("<I", body)[0]
     box = _rect(body, 4)
@@ -169,14 +171,14 @@ class DisplayState:
         """The primary surface, if any."""
         return None if self.primary_id is None else self.surfaces.get(self.primary_id)
 
-    def handle(self, mtype: int, body: bytes) -> Rect | None:
+    def handle(self, mtype: int, body: bytes | bytearray) -> Rect | None:
         """Apply one display message; return the changed rect on the primary (or None)."""
         try:
             return self._handle(mtype, body)
         except (struct.error, IndexError):
             raise SpiceProtocolError(f"display message {mtype} is truncated") from None
 
-    def _handle(self, mtype: int, body: bytes) -> Rect | None:
+    def _handle(self, mtype: int, body: bytes | bytearray) -> Rect | None:
         if mtype == MSG_SURFACE_CREATE:
             sid, width, height, _fmt, flags = struct.unpack_from("<IIIII", body)
             if width * height > 16384 * 16384:
@@ -224,7 +226,7 @@ class DisplayState:
         self.generation += 1
         return box if sid == self.primary_id else None
 
-    def _draw_fill(self, body: bytes) -> Rect | None:
+    def _draw_fill(self, body: bytes | bytearray) -> Rect | None:
         sid, box, clips, off = _base(body)
         brush_type = body[off]
         if brush_type != 1:
@@ -239,7 +241,7 @@ class DisplayState:
                 surface.pixels[y * stride + a.left * 4 : y * stride + a.right * 4] = line
         return self._changed(sid, box)
 
-    def _copy_bits(self, body: bytes) -> Rect | None:
+    def _copy_bits(self, body: bytes | bytearray) -> Rect | None:
         sid, box, clips, off = _base(body)
         src_x, src_y = struct.unpack_from("<ii", body, off)
         surface, areas = self._target(sid, box, clips)
@@ -256,7 +258,7 @@ class DisplayState:
                 ]
         return self._changed(sid, box)
 
-    def _draw_copy(self, body: bytes) -> Rect | None:
+    def _draw_copy(self, body: bytes | bytearray) -> Rect | None:
         sid, box, clips, off = _base(body)
         (image_ptr,) = struct.unpack_from("<I", body, off)
         src = _rect(body, off + 4)
@@ -278,8 +280,6 @@ class DisplayState:
         if src.width != box.width or src.height != box.height:
             raise SpiceProtocolError("scaled DRAW_COPY not supported")
         sstride = surface.width * 4
-        pixels = surface.pixels
-        data = memoryview(body)
         top_down = bool(flags & _TOP_DOWN)
         for a in areas:
             first = src.top + (a.top - box.top)
@@ -287,26 +287,29 @@ class DisplayState:
             col = src.left + (a.left - box.left)
             if not (first >= 0 and last < height and col >= 0 and col + a.width <= width):
                 raise SpiceProtocolError("DRAW_COPY source area outside the bitmap")
-            row_bytes = a.width * bpp
-            # source offset of the area's first destination row, and the step to the next one
-            start = b + (first if top_down else height - 1 - first) * stride + col * bpp
-            step = stride if top_down else -stride
-            dst = a.top * sstride + a.left * 4
-            if bpp == 4 and top_down and stride == sstride == row_bytes:
-                # whole rows, both sides contiguous: one copy
-                size = row_bytes * a.height
-                pixels[dst : dst + size] = data[start : start + size]
-                continue
-            for _ in range(a.height):
-                if bpp == 4:
-                    pixels[dst : dst + row_bytes] = data[start : start + row_bytes]
-                else:
-                    line = data[start : start + row_bytes]
-                    out = bytearray(a.width * 4)
-                    out[0::4] = line[0::3]
-                    out[1::4] = line[1::3]
-                    out[2::4] = line[2::3]
-                    pixels[dst : dst + a.width * 4] = out
-                start += step
-                dst += sstride
+            # bitmap row of the area's first destination row, and the step to the next one
+            row = first if top_down else height - 1 - first
+            source = body
+            start, step = b + row * stride + col * bpp, stride if top_down else -stride
+            if bpp == 3:
+                # BGR to BGRX for the rows the area covers, then copy that like a 32-bit bitmap
+                low = first if top_down else height - 1 - last
+                if stride == width * 3:
+                    source = expand_bgr(body, b + low * stride, a.height * width)
+                else:  # padded rows: one at a time
+                    source = bytearray()
+                    for r in range(low, low + a.height):
+                        source += expand_bgr(body, b + r * stride, width)
+                step = width * 4 if top_down else -width * 4
+                start = (row - low) * width * 4 + col * 4
+            copy_rect(
+                surface.pixels,
+                a.top * sstride + a.left * 4,
+                sstride,
+                source,
+                start,
+                step,
+                a.width * 4,
+                a.height,
+            )
         return self._changed(sid, box)

@@ -34,16 +34,20 @@ MSGC_PONG = 3
 MSGC_DISCONNECTING = 6
 
 
+#: A message body: ``bytes``, or a ``bytearray`` for one read in place (see MessageReader).
+Body = bytes | bytearray
+
+
 @attrs.frozen
 class Message:
     """One server message: its type, body, and (for acking) whether it was a sub-message."""
 
     type: int
-    body: bytes
+    body: Body
     sub: bool = False
 
 
-def _sub_messages(body: bytes, list_offset: int) -> list[Message]:
+def _sub_messages(body: Body, list_offset: int) -> list[Message]:
     try:
         (count,) = struct.unpack_from("<H", body, list_offset)
         offsets = struct.unpack_from(f"<{count}I", body, list_offset + 2)
@@ -59,46 +63,117 @@ def _sub_messages(body: bytes, list_offset: int) -> list[Message]:
 
 
 class MessageReader:
-    """Turn the received byte stream into messages."""
+    """Turn the received byte stream into messages.
 
-    def __init__(self, *, mini_header: bool) -> None:
+    Two ways to give it bytes: :meth:`feed` (bytes from anywhere), or :meth:`buffer` then
+    :meth:`filled` (the caller reads straight into the reader's memory, e.g. with
+    ``socket.recv_into``). Received bytes land in one reusable buffer; a message body of
+    ``in_place`` bytes or more (a bitmap) gets a ``bytearray`` of its own that :meth:`buffer`
+    then hands out, so the socket writes such a body where its handler reads it: no copy in
+    user space. Smaller bodies are copied out as ``bytes``.
+    """
+
+    def __init__(
+        self, *, mini_header: bool, buffer_size: int = 256 * 1024, in_place: int = 16 * 1024
+    ) -> None:
+        if not 0 < in_place <= buffer_size // 2:
+            raise ValueError("in_place must be positive and at most half the buffer")
         self._mini = mini_header
         self._header = 6 if mini_header else 18
-        self._buffer = bytearray()
+        self._in_place = in_place
+        self._staging = bytearray(buffer_size)
+        self._start = 0  # first byte not yet parsed
+        self._end = 0  # first byte not yet received
+        #: a body being read in place: serial, type, sub-list offset, body; and bytes in it
+        self._body: tuple[int, int, int, bytearray] | None = None
+        self._got = 0
         #: count of received (top-level) messages = the implicit serial with mini headers
         self.last_serial = 0
 
-    def feed(self, data: bytes | bytearray) -> Iterator[Message]:
-        """Add ``data``; yield every message it completes (sub-messages first)."""
-        self._buffer += data
-        while len(self._buffer) >= self._header:
+    def buffer(self) -> memoryview:
+        """Writable memory for the next received bytes (not empty); report them to
+        :meth:`filled`, and take all its messages, before asking again."""
+        if self._body is not None:
+            return memoryview(self._body[3])[self._got :]
+        if len(self._staging) - self._end < self._in_place + self._header:
+            # what is left is under one small message: move it to the front
+            left = self._end - self._start
+            self._staging[:left] = self._staging[self._start : self._end]
+            self._start, self._end = 0, left
+        return memoryview(self._staging)[self._end :]
+
+    def filled(self, n: int) -> Iterator[Message]:
+        """``n`` bytes were written at the start of :meth:`buffer`; yield every message they
+        complete (sub-messages first)."""
+        if self._body is not None:
+            self._got += n
+            serial, mtype, sub_list, body = self._body
+            if self._got < len(body):
+                return
+            self._body = None
+            self.last_serial = serial
+            yield from _unpack(mtype, body, sub_list)
+            return
+        self._end += n
+        staging, header = self._staging, self._header
+        while self._end - self._start >= header:
             if self._mini:
-                mtype, size = struct.unpack_from("<HI", self._buffer)
+                mtype, size = struct.unpack_from("<HI", staging, self._start)
                 sub_list = 0
                 serial = self.last_serial + 1
             else:
-                serial, mtype, size, sub_list = struct.unpack_from("<QHII", self._buffer)
+                serial, mtype, size, sub_list = struct.unpack_from("<QHII", staging, self._start)
             if size > MAX_MESSAGE:
                 raise SpiceProtocolError(f"message of {size} bytes exceeds the limit")
-            if len(self._buffer) < self._header + size:
+            begin = self._start + header
+            have = self._end - begin
+            if have < size:
+                if size < self._in_place:
+                    return
+                # a large body: its own buffer, the part already here copied in once
+                body = bytearray(size)
+                body[:have] = memoryview(staging)[begin : self._end]
+                self._start = self._end = 0
+                self._body, self._got = (serial, mtype, sub_list, body), have
                 return
-            with memoryview(self._buffer) as view:  # one copy out, not two
-                body = bytes(view[self._header : self._header + size])
-            del self._buffer[: self._header + size]
+            with memoryview(staging) as view:
+                chunk = view[begin : begin + size]
+                out: Body = bytearray(chunk) if size >= self._in_place else bytes(chunk)
+                chunk.release()
+            self._start = begin + size
+            if self._start == self._end:
+                self._start = self._end = 0
             self.last_serial = serial
-            if sub_list:
-                yield from _sub_messages(body, sub_list)
-                yield Message(mtype, body[:sub_list])
-            elif mtype == MSG_LIST:
-                yield from _sub_messages(body, 0)
-                yield Message(mtype, b"")
-            else:
-                yield Message(mtype, body)
+            yield from _unpack(mtype, out, sub_list)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Message]:
+        """Add ``data``; yield every message it completes (sub-messages first)."""
+        with memoryview(data) as view:
+            while view:
+                with self.buffer() as target:
+                    n = min(len(target), len(view))
+                    target[:n] = view[:n]
+                view = view[n:]
+                yield from self.filled(n)
 
     @property
     def pending(self) -> int:
         """Bytes received but not yet forming a whole message."""
-        return len(self._buffer)
+        if self._body is not None:
+            return self._header + self._got
+        return self._end - self._start
+
+
+def _unpack(mtype: int, body: Body, sub_list: int) -> Iterator[Message]:
+    """A received message, after the sub-messages it carries."""
+    if sub_list:
+        yield from _sub_messages(body, sub_list)
+        yield Message(mtype, body[:sub_list])
+    elif mtype == MSG_LIST:
+        yield from _sub_messages(body, 0)
+        yield Message(mtype, b"")
+    else:
+        yield Message(mtype, body)
 
 
 class MessageWriter:
@@ -140,11 +215,11 @@ class AckWindow:
         return []
 
 
-def pong_for(body: bytes) -> bytes:
+def pong_for(body: Body) -> bytes:
     """PONG body for a PING body: id + timestamp only."""
     if len(body) < 12:
         raise SpiceProtocolError("PING body too short")
-    return body[:12]
+    return bytes(body[:12])
 
 
 @attrs.frozen
@@ -157,7 +232,7 @@ class Notify:
     text: str
 
 
-def parse_notify(body: bytes) -> Notify:
+def parse_notify(body: Body) -> Notify:
     """Parse NOTIFY."""
     try:
         _ts, severity, visibility, what, length = struct.unpack_from("<QIIII", body)

@@ -51,14 +51,14 @@ class MainInit:
     ram_hint: int
 
 
-def parse_main_init(body: bytes) -> MainInit:
+def parse_main_init(body: bytes | bytearray) -> MainInit:
     """Parse MAIN_INIT (32 bytes)."""
     if len(body) < 32:
         raise SpiceProtocolError(f"MAIN_INIT body is {len(body)} bytes, expected 32")
     return MainInit(*struct.unpack_from("<8I", body))
 
 
-def parse_channels_list(body: bytes) -> list[tuple[int, int]]:
+def parse_channels_list(body: bytes | bytearray) -> list[tuple[int, int]]:
     """Parse CHANNELS_LIST into (type, id) pairs."""
     if len(body) < 4:
         raise SpiceProtocolError("CHANNELS_LIST body too short")
@@ -108,7 +108,7 @@ class MainState:
             (n,) = struct.unpack_from("<I", msg.body)
             self.name = msg.body[4 : 4 + n].rstrip(b"\0").decode(errors="replace")
         elif msg.type == MSG_UUID:
-            self.uuid = msg.body[:16]
+            self.uuid = bytes(msg.body[:16])
         elif msg.type in (MSG_AGENT_CONNECTED, MSG_AGENT_CONNECTED_TOKENS):
             self.agent_connected = True
             if msg.type == MSG_AGENT_CONNECTED_TOKENS and len(msg.body) >= 4:
@@ -120,7 +120,7 @@ class MainState:
         elif msg.type == MSG_AGENT_DATA:
             # nobody reads agent data: drop rather than stall the main channel
             with contextlib.suppress(trio.WouldBlock):
-                self.agent_send.send_nowait(msg.body)
+                self.agent_send.send_nowait(bytes(msg.body))
 
 
 class MainChannel:

@@ -22,7 +22,7 @@ EVENT_OPENED = 0
 EVENT_CLOSED = 1
 
 
-def parse_port_init(body: bytes) -> tuple[str, bool]:
+def parse_port_init(body: bytes | bytearray) -> tuple[str, bool]:
     """PORT_INIT → (name, opened)."""
     try:
         size, ptr = struct.unpack_from("<II", body)
@@ -56,7 +56,7 @@ class PortChannel(trio.abc.Stream):
         elif msg.type == MSG_PORT_EVENT and msg.body:
             self.opened = msg.body[0] == EVENT_OPENED if msg.body[0] in (0, 1) else self.opened
         elif msg.type == MSG_DATA and msg.body:
-            await self._send.send(msg.body)
+            await self._send.send(bytes(msg.body))  # no copy unless read in place
         elif msg.type == MSG_COMPRESSED_DATA:
             raise SpiceProtocolError("compressed port data was not asked for")
 

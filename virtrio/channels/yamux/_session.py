@@ -214,25 +214,33 @@ class YamuxSession(FrameParser):
             return _ACK
         return 0
 
-    def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
+    def send_data(
+        self, stream_id: int, data: bytes | bytearray | memoryview, head: bytes = b""
+    ) -> int:
         """Queue as much of ``data`` as the stream's credit allows (split into frames of at
-        most 256 KiB); returns how many bytes were taken.
+        most 256 KiB), after ``head`` (see :meth:`data_frames`); returns how many bytes of
+        ``data`` were taken.
 
         Raises:
             YamuxLocalProtocolError: the stream is unknown, reset, or half-closed by us.
         """
-        frames = self.data_frames(stream_id, data)
+        frames = self.data_frames(stream_id, data, head)
         out = self._out
         for frame in frames:
             out += frame
         return sum(map(len, frames[1::2]))
 
     def data_frames(
-        self, stream_id: int, data: bytes | bytearray | memoryview
+        self, stream_id: int, data: bytes | bytearray | memoryview, head: bytes = b""
     ) -> list[bytes | memoryview]:
         """As :meth:`send_data`, but the frames are returned instead of queued: headers, and
         bodies as views into ``data`` (no copy), to be written at once after
         :meth:`data_to_send`. The credit is used up as if they had been queued.
+
+        ``head``, a few bytes (a message's length prefix), goes first in the first frame's
+        body, written after that frame's header rather than joined to ``data``: the peer reads
+        ``head + data`` in one frame. It goes whole and with at least one byte of ``data``,
+        or not at all (then nothing is taken: the credit is short).
 
         Raises:
             YamuxLocalProtocolError: the stream is unknown, reset, or half-closed by us.
@@ -240,18 +248,25 @@ class YamuxSession(FrameParser):
         stream = self._live(stream_id)
         if not stream.state.sending:
             raise YamuxLocalProtocolError(f"stream {stream_id} was half-closed: no more data")
-        count = min(len(data), stream.send_window)
+        count = min(len(data), stream.send_window - len(head))
+        if count <= 0:
+            return []
         view = memoryview(data)
-        frames: list[bytes | memoryview] = []
-        flags = self._ack(stream) if count and stream.state.ack_owed else 0  # on the first
-        sent = 0
+        flags = self._ack(stream) if stream.state.ack_owed else 0  # on the first
+        size = min(MAX_FRAME - len(head), count)
+        frames: list[bytes | memoryview] = [
+            HEADER.pack(VERSION, _DATA, flags, stream_id, size + len(head)) + head
+            if head
+            else HEADER.pack(VERSION, _DATA, flags, stream_id, size),
+            view[:size] if size < len(view) else view,
+        ]
+        sent = size
         while sent < count:
             size = min(MAX_FRAME, count - sent)
-            frames.append(HEADER.pack(VERSION, _DATA, flags, stream_id, size))
+            frames.append(HEADER.pack(VERSION, _DATA, 0, stream_id, size))
             frames.append(view[sent : sent + size])
             sent += size
-            flags = 0
-        stream.send_window -= count
+        stream.send_window -= count + len(head)
         return frames
 
     def consumed(self, stream_id: int, count: int) -> None:

@@ -80,6 +80,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._receiving = False
         self._sending = False
         self._outgoing: memoryview | None = None  # what send_all has still to queue
+        self._head = b""  # what goes before it, in the same frame (see send_all_prefixed)
 
     # called by the session's reader
     def _feed(self, data: bytes | memoryview) -> None:
@@ -100,8 +101,13 @@ class MuxStream(trio.abc.HalfCloseableStream):
         # A writer waiting for this credit has its next frame queued by the reader at once,
         # a scheduling round before it wakes (the peer's reader is the bottleneck otherwise).
         view = self._outgoing
-        if view and self._reset is None and self._session._unsent <= HIGH_WATER:
-            self._outgoing = view[self._session._core.send_data(self.stream_id, view) :]
+        if (
+            view
+            and self._reset is None
+            and self._session._unsent <= HIGH_WATER
+            and (taken := self._session._send_data(self.stream_id, view, self._head))
+        ):
+            self._outgoing, self._head = view[taken:], b""
         self._writable.wake()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -112,6 +118,25 @@ class MuxStream(trio.abc.HalfCloseableStream):
             trio.ClosedResourceError: the stream was closed or half-closed by us.
             StreamResetError: the stream was reset.
         """
+        await self._send(b"", data)
+
+    async def send_all_prefixed(self, prefix: bytes, data: bytes | bytearray | memoryview) -> None:
+        """Send ``prefix`` then ``data``, as ``send_all(prefix + data)`` would, but without
+        joining them: ``prefix`` (a few bytes, such as a message's length) goes in the same
+        Data frame as the start of ``data``, written from both buffers in one write, so the
+        peer reads them as one piece and nobody copies ``data``.
+
+        Raises:
+            trio.BusyResourceError: another task is sending on this stream.
+            trio.ClosedResourceError: the stream was closed or half-closed by us.
+            StreamResetError: the stream was reset.
+        """
+        if not data or len(prefix) > 1024:
+            await self._send(b"", bytes(prefix) + bytes(data) if prefix else data)
+        else:
+            await self._send(bytes(prefix), data)
+
+    async def _send(self, head: bytes, data: bytes | bytearray | memoryview) -> None:
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this yamux stream")
         self._sending = True
@@ -120,11 +145,15 @@ class MuxStream(trio.abc.HalfCloseableStream):
             session = self._session
             core = session._core
             self._outgoing = memoryview(data)
+            self._head = head
             waited = False  # a wait is a checkpoint: then no other is needed
             while True:
                 self._check_writable()
-                if self._outgoing and (taken := session._send_data(self.stream_id, self._outgoing)):
+                if self._outgoing and (
+                    taken := session._send_data(self.stream_id, self._outgoing, self._head)
+                ):
                     self._outgoing = self._outgoing[taken:]
+                    self._head = b""
                 else:
                     session._flush()
                 if session._unsent > HIGH_WATER:
@@ -132,7 +161,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
                     waited = True
                 elif not self._outgoing:
                     break
-                elif not core.send_window(self.stream_id):
+                elif core.send_window(self.stream_id) <= len(self._head):
                     await self._writable.wait()
                     waited = True
             if not waited:
@@ -140,6 +169,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         finally:
             self._sending = False
             self._outgoing = None
+            self._head = b""
 
     def send_all_nowait(self, data: bytes | bytearray | memoryview) -> None:
         """Queue all of ``data`` to leave with what is sent next on the session (the next

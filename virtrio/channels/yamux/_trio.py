@@ -19,6 +19,7 @@ from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeo
 from virtrio.primitives import open_service_nursery
 
 from ._frames import DEFAULT_WINDOW, GoAwayCode
+from ._outbox import Outbox
 from ._session import (
     GoAwayReceived,
     PongReceived,
@@ -33,7 +34,7 @@ from ._session import (
     YamuxSession,
 )
 from ._stream import MuxStream, StreamResetError
-from ._wire import wire_for
+from ._wire import Buffer, wire_for
 
 __all__ = ["MuxSession", "open_mux"]
 
@@ -57,12 +58,12 @@ class MuxSession:
         self._can_open = trio.Event()
         self._writer_wake = trio.Event()
         self._writing = False  # the writer task owns the wire until it has sent everything
-        self._unsent_tail: memoryview | None = None  # taken from the core, not yet sent
         self._drained = trio.Event()
         # A socket is written to directly, without blocking, by whichever task has bytes to
         # send; only what the kernel does not take at once is left to the writer task.
         self._wire = wire_for(transport)
         self._direct = self._wire.direct
+        self._outbox = Outbox(self._wire, core)  # what the socket did not take at once
         self._tasks = trio.CancelScope()  # the reader's and writer's, once running
         self._pongs: dict[int, trio.Event] = {}
         self._closed = trio.Event()
@@ -176,42 +177,36 @@ class MuxSession:
             return
         self._write_now([self._core.data_to_send()])
 
-    def _send_data(self, stream_id: int, view: memoryview) -> int:
-        """Send what the stream's credit allows of ``view`` after what is queued: written
-        at once, without copying, as far as the socket takes it. Returns how much of
-        ``view`` was taken."""
-        if self._writing or not self._direct or self.closed_reason is not None:
-            taken = self._core.send_data(stream_id, view)
+    def _send_data(self, stream_id: int, view: memoryview, head: bytes = b"") -> int:
+        """Send what the stream's credit allows of ``view`` (after ``head``, in the same
+        frame: see YamuxSession.data_frames) after what is queued: written at once, without
+        copying, as far as the socket takes it. Returns how much of ``view`` was taken
+        (``head`` went too if it is not 0)."""
+        if not self._direct or self.closed_reason is not None:
+            taken = self._core.send_data(stream_id, view, head)
             self._flush()
             return taken
-        frames = self._core.data_frames(stream_id, view)
+        frames = self._core.data_frames(stream_id, view, head)
         taken = sum(map(len, frames[1::2]))
-        self._write_now([self._core.data_to_send(), *frames])
+        if self._writing:  # behind what the writer task has still to send
+            self._outbox.add([self._core.data_to_send(), *frames], 0)
+            self._writer_wake.set()
+        else:
+            self._write_now([self._core.data_to_send(), *frames])
         return taken
 
-    def _write_now(self, buffers: list[bytes | bytearray | memoryview]) -> None:
+    def _write_now(self, buffers: list[Buffer]) -> None:
         """Write ``buffers`` (the first one the core's, the others borrowed from a caller)
-        as far as the socket takes them without blocking; the writer task sends the rest,
-        a copy of it where it was borrowed."""
+        as far as the socket takes them without blocking; the writer task sends the rest."""
         sent = self._wire.write_now(buffers)
-        rest: list[bytes | bytearray | memoryview] = []
-        for buffer in buffers:
-            if sent >= len(buffer):
-                sent -= len(buffer)
-            else:
-                rest.append(memoryview(buffer)[sent:] if sent else buffer)
-                sent = 0
-        if not rest:
-            return
-        owned = len(rest) == 1 and len(buffers) == 1
-        self._unsent_tail = memoryview(rest[0] if owned else b"".join(rest))
-        self._writing = True
-        self._writer_wake.set()
+        if sent < sum(map(len, buffers)):
+            self._outbox.add(buffers, sent)
+            self._writing = True
+            self._writer_wake.set()
 
     @property
     def _unsent(self) -> int:
-        tail = self._unsent_tail
-        return self._core.bytes_queued + (len(tail) if tail is not None else 0)
+        return self._core.bytes_queued + self._outbox.size
 
     async def _wait_drained(self) -> None:
         self._check_open()
@@ -232,16 +227,16 @@ class MuxSession:
             # Frames that may wait (SYN, ACK, FIN) wait a few scheduling rounds, so they
             # usually leave in one write with the Data frame some task is about to send.
             for _ in range(_DEFER_ROUNDS):
-                if self._unsent_tail is not None or not core.bytes_queued:
+                if self._outbox.size or not core.bytes_queued:
                     break
                 await trio.lowlevel.checkpoint()
             self._writer_wake = trio.Event()
             self._writing = True
-            if (tail := self._unsent_tail) is not None:
-                self._unsent_tail = None
-                await send_all(tail)
-            while data := core.data_to_send():
-                await send_all(data)
+            if self._direct:
+                await self._outbox.send()
+            else:
+                while data := core.data_to_send():
+                    await send_all(data)
             self._writing = False
             self._drained.set()
             self._drained = trio.Event()
