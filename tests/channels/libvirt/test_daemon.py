@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 
 import pytest
 import trio
@@ -251,3 +252,61 @@ async def test_qmp_events_of_an_unknown_domain_end_with_its_error(
                 await conn.wait_qmp_registered("no-such-domain")
             with pytest.raises(DomainNotFoundError):
                 await events.receive()
+
+
+async def test_a_dropped_connection_is_seen_without_a_close_callback(
+    libvirtd: LibvirtDaemon,
+) -> None:
+    """The connection's socket watch going tells it (no close callback registered: that is
+    left to the first wait_closed)."""
+    async with open_connection(libvirtd.uri, domain_events=False) as conn:
+        assert conn._close_callback is None
+        try:
+            await trio.to_thread.run_sync(libvirtd.stop_libvirtd)
+            with trio.fail_after(10):
+                while conn.is_connected:
+                    await trio.sleep(0.01)
+        finally:
+            await trio.to_thread.run_sync(libvirtd.start_libvirtd)
+        assert isinstance(conn.closed_reason, ConnectionLostError)
+        assert "connection lost: the connection dropped" in str(conn.closed_reason)
+        with pytest.raises(ConnectionLostError):
+            await conn.list_domains()
+
+
+async def test_a_daemon_that_stops_answering_is_a_keepalive_timeout(
+    libvirtd: LibvirtDaemon,
+) -> None:
+    async with open_connection(
+        libvirtd.uri, domain_events=False, keepalive_interval=1, keepalive_count=1
+    ) as conn:
+        proc = libvirtd.procs["libvirtd"]
+        proc.send_signal(signal.SIGSTOP)
+        try:
+            with trio.fail_after(15):
+                while conn.is_connected:  # not wait_closed: no close callback, the watch alone
+                    await trio.sleep(0.01)
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        assert conn._close_callback is None
+        assert "connection lost: keepalive timeout" in str(conn.closed_reason)
+    # and the daemon still serves new connections
+    async with open_connection(libvirtd.uri, domain_events=False) as conn:
+        assert await conn.list_domains() is not None
+
+
+async def test_wait_closed_registers_the_close_callback_once_and_close_drops_it(
+    libvirtd: LibvirtDaemon,
+) -> None:
+    async with (
+        open_connection(libvirtd.uri, domain_events=False) as conn,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(conn.wait_closed)
+        nursery.start_soon(conn.wait_closed)
+        with trio.fail_after(10):
+            while not conn._close_callback:
+                await trio.sleep(0.01)
+        await conn.aclose()  # the waiters return: the nursery can close
+    assert conn.closed_reason is not None
+    assert "closed" in str(conn.closed_reason)

@@ -13,11 +13,12 @@ import trio.lowlevel
 from virtrio.channels.libvirt import (
     EventKind,
     _eventloop,
+    _timers,
     ensure_event_loop,
     event_loop_stats,
     open_connection,
 )
-from virtrio.channels.libvirt._eventloop import READABLE, WRITABLE, _TrioEventImpl
+from virtrio.channels.libvirt._eventloop import READABLE, WRITABLE, Handoff, _TrioEventImpl
 from virtrio.errors import LocalProtocolError
 
 
@@ -162,6 +163,34 @@ async def test_fd_reuse_after_free_closes_it() -> None:
         assert reused.recv(1) == b"z"
 
 
+async def test_one_waiter_task_serves_connection_after_connection() -> None:
+    """A connection's socket is waited on by the task that waited on the last one's."""
+    rec = Recorder()
+    impl = attached(rec)
+    await trio.testing.wait_all_tasks_blocked()
+    assert impl._nursery is not None
+    tasks: set[object] = set()
+    for round_ in range(3):
+        a, b = socket.socketpair()
+        with a, b:
+            watch = impl.add_handle(a.fileno(), READABLE, rec.handle, round_)
+            await trio.testing.wait_all_tasks_blocked()
+            if round_ == 0:
+                tasks = set(impl._nursery.child_tasks)  # the timer task and one waiter
+            assert set(impl._nursery.child_tasks) == tasks
+            rec.event = trio.Event()
+            b.send(b"x")
+            with trio.fail_after(5):
+                await rec.event.wait()
+            assert rec.calls[-1][3] == round_
+            a.recv(1)
+            impl.remove_handle(watch)
+            await trio.testing.wait_all_tasks_blocked()
+            assert impl.stats().fd_waiters == 0
+    assert len(tasks) == 2
+    assert len(impl._idle) == 1
+
+
 async def test_timer_semantics() -> None:
     rec = Recorder()
     impl = attached(rec)
@@ -200,6 +229,7 @@ async def test_a_failing_callback_does_not_stop_the_loop(monkeypatch: pytest.Mon
             logged.append(message % args)
 
     monkeypatch.setattr(_eventloop, "log", Log())
+    monkeypatch.setattr(_timers, "log", Log())
     rec = Recorder()
     impl = attached(rec)
 
@@ -260,24 +290,50 @@ async def test_libvirt_events_and_no_leftovers_on_test_driver() -> None:
 
 
 async def test_updating_a_timer_to_the_same_period_restarts_it_in_place() -> None:
-    """libvirt restarts its keepalive timer on every message: no new task, no wake-up."""
+    """libvirt restarts its keepalive timer on every message: no wake-up of the loop for it."""
     rec = Recorder()
     impl = attached(rec)
     timer = impl.add_timeout(300, rec.timer, "ka")
     await trio.testing.wait_all_tasks_blocked()
-    [(scope, _)] = impl._timer_tasks.values()
+    sleep = impl._timer_sleep
+    assert sleep is not None
     # the thing tested: real time past one period (time.monotonic, not Trio's clock)
     for _ in range(15):  # 15 x 30 ms: well past one period, restarted each time
         await trio.sleep(0.03)
         impl.update_timeout(timer, 300)
+        assert not impl._scheduled  # no reconciling asked for
     assert rec.calls == []
-    assert [s for s, _ in impl._timer_tasks.values()] == [scope]  # the same task
     with trio.fail_after(5):
         await rec.event.wait()  # fires one period after the last restart
     assert rec.calls == [(timer, "ka")]
     impl.remove_timeout(timer)
     await trio.testing.wait_all_tasks_blocked()
     assert rec.freed == ["ka"]
+
+
+async def test_one_task_keeps_time_for_every_timer() -> None:
+    rec = Recorder()
+    impl = attached(rec)
+    await trio.testing.wait_all_tasks_blocked()
+    assert impl._nursery is not None
+    tasks = set(impl._nursery.child_tasks)  # the timer task alone
+    assert len(tasks) == 1
+    slow = impl.add_timeout(60_000, rec.timer, "slow")
+    fast = impl.add_timeout(10_000, rec.timer, "fast")
+    await trio.testing.wait_all_tasks_blocked()
+    assert set(impl._nursery.child_tasks) == tasks
+    assert impl.stats().timer_tasks == 2
+    impl.update_timeout(fast, 20)  # shorter than the sleep under way: it is cut short
+    with trio.fail_after(5):
+        await rec.event.wait()
+    assert rec.calls[0] == (fast, "fast")
+    impl.update_timeout(fast, -1)
+    assert impl.stats().timer_tasks == 1
+    for timer in (slow, fast):
+        impl.remove_timeout(timer)
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(rec.freed) == ["fast", "slow"]
+    assert impl.stats().timer_tasks == 0
 
 
 async def test_a_blocking_call_wakes_the_trio_thread_once_at_its_end() -> None:
@@ -310,4 +366,40 @@ async def test_a_blocking_call_wakes_the_trio_thread_once_at_its_end() -> None:
         assert rec.calls[0] == (watch, a.fileno(), READABLE, "sock")  # (level-triggered: again)
         impl.remove_handle(watch)
         await trio.testing.wait_all_tasks_blocked()
+        assert rec.freed == ["sock"]
+
+
+async def test_a_call_hands_its_wake_up_to_the_task_waiting_for_it() -> None:
+    """The loop is reconciled by the task the result wakes, with no wake-up of its own; a
+    call its caller gave up on sends its own."""
+    rec = Recorder()
+    impl = attached(rec)
+    await trio.testing.wait_all_tasks_blocked()
+    a, b = socket.socketpair()
+    with a, b:
+        handoff = Handoff()
+
+        def call() -> tuple[int, bool]:
+            with impl.batched_kicks(handoff):
+                watch = impl.add_handle(a.fileno(), READABLE, rec.handle, "sock")
+            return watch, impl._scheduled
+
+        watch, asked = await trio.to_thread.run_sync(call)
+        assert not asked
+        assert impl.stats().fd_waiters == 0
+        impl.take_handoff(handoff)
+        assert impl.stats().fd_waiters == 1  # at once, on this thread
+        impl.take_handoff(handoff)  # twice: nothing more
+
+        handoff = Handoff()
+        impl.take_handoff(handoff)  # the caller leaves first
+
+        def abandoned() -> bool:
+            with impl.batched_kicks(handoff):
+                impl.remove_handle(watch)
+            return impl._scheduled
+
+        assert await trio.to_thread.run_sync(abandoned)
+        await trio.testing.wait_all_tasks_blocked()
+        assert impl.stats().fd_waiters == 0
         assert rec.freed == ["sock"]

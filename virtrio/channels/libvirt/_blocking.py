@@ -14,7 +14,7 @@ from virtrio.errors import VirtrioTimeoutError
 from virtrio.primitives import run_in_worker
 
 from ._errors import translate_error
-from ._eventloop import batched_kicks
+from ._eventloop import Handoff, batched_kicks, take_handoff
 
 __all__ = ["run_blocking"]
 
@@ -48,9 +48,10 @@ async def run_blocking(
         VirtrioError: libvirt's error, translated (see :func:`._errors.translate_error`).
     """
     libvirt = _libvirt()
+    handoff = Handoff()
 
     def call() -> R:
-        with batched_kicks():
+        with batched_kicks(handoff):  # the event loop's wake-up rides on the result's
             return fn(*args)
 
     with trio.move_on_after(timeout):
@@ -58,4 +59,6 @@ async def run_blocking(
             return await run_in_worker(call, limiter=limiter, abandon_on_cancel=True)
         except libvirt.libvirtError as exc:
             raise translate_error(exc, what, uri=uri, connecting=connecting) from None
+        finally:
+            take_handoff(handoff)
     raise VirtrioTimeoutError(f"libvirt {uri}: {what}: no answer within {timeout:g} s")

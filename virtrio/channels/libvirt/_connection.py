@@ -15,18 +15,26 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, suppress
 from typing import Any, TypeVar
 
-import attrs
 import trio
 
 from virtrio.channels.qmp import QmpEvent
-from virtrio.errors import ConnectionLostError
+from virtrio.errors import ConnectionLostError, VirtrioError
 from virtrio.primitives import Fanout, Subscription, open_service_nursery, run_in_worker
 
 from ._blocking import _libvirt, run_blocking
 from ._errors import VIR_ERR_NO_SUPPORT, LibvirtLocalError
-from ._eventloop import ensure_event_loop
+from ._eventloop import (
+    Handoff,
+    batched_kicks,
+    ensure_event_loop,
+    quiesce,
+    take_handoff,
+    track_losses,
+)
 from ._events import DomainEvent, EventKind, register_domain_events
+from ._losses import LossWatch
 from ._qmp_events import QmpEventRegistrations
+from ._summary import DomainSummary, state_name
 from ._uri import LibvirtUri
 
 __all__ = ["DomainSummary", "LibvirtConnection", "open_connection"]
@@ -42,36 +50,6 @@ DEFAULT_CONCURRENCY = 8
 _CLOSE_DRAIN = 1.0
 
 _CLOSE_REASONS = {0: "error", 1: "end of file", 2: "keepalive timeout", 3: "closed by client"}
-
-
-@attrs.frozen
-class DomainSummary:
-    """A domain as listed by :meth:`LibvirtConnection.list_domains`."""
-
-    name: str
-    uuid: str
-    #: the running domain's id, or -1 when it is not running
-    id: int
-    #: libvirt's state name: ``running``, ``paused``, ``shutoff``, ...
-    state: str
-    persistent: bool
-
-
-_STATE_NAMES = {
-    0: "nostate",
-    1: "running",
-    2: "blocked",
-    3: "paused",
-    4: "shutdown",
-    5: "shutoff",
-    6: "crashed",
-    7: "pmsuspended",
-}
-
-
-def state_name(state: int) -> str:
-    """libvirt's ``virDomainState`` as a lower-case name."""
-    return _STATE_NAMES.get(state, str(state))
 
 
 class LibvirtConnection:
@@ -107,7 +85,10 @@ class LibvirtConnection:
         self._callback_ids: dict[EventKind, int] = {}
         self._qmp = QmpEventRegistrations(self)
         self._closed = trio.Event()
-        self._close_registered = False
+        # set at open: tells the connection it was lost (its socket watch went, see ._losses)
+        self._loss: LossWatch | None = None
+        # libvirt's close callback, registered on the first wait_closed() (see there)
+        self._close_callback: bool | None = None
         #: why the connection closed, once it has
         self.closed_reason: BaseException | None = None
 
@@ -265,8 +246,31 @@ class LibvirtConnection:
         return not self._closed.is_set()
 
     async def wait_closed(self) -> None:
-        """Return once the connection has been closed or lost (keepalive, EOF, daemon gone)."""
+        """Return once the connection has been closed or lost (keepalive, EOF, daemon gone).
+
+        The connection knows it was lost from the start (libvirt removing its socket from the
+        event loop says so, at no cost). The first call also registers libvirt's close
+        callback (a round trip now and one at close), which adds what only the daemon knows: a
+        proxying daemon (virtproxyd) losing the hypervisor daemon behind it.
+        """
+        if self._close_callback is None and not self._closed.is_set():
+            self._close_callback = False
+            with suppress(VirtrioError):
+                await self.call(self._register_close_callback, what="register close callback")
         await self._closed.wait()
+
+    def _register_close_callback(self) -> None:
+        """In a worker thread: libvirt's close callback (for :meth:`wait_closed`)."""
+        libvirt = _libvirt()
+        raw = self.raw
+        if raw is None:
+            return
+        try:
+            raw.registerCloseCallback(self._on_close_callback, None)
+            self._close_callback = True
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
+                raise
 
     def _mark_closed(self, reason: BaseException) -> None:
         if self._closed.is_set():
@@ -277,21 +281,20 @@ class LibvirtConnection:
         self._qmp.close(reason)
 
     def _on_close_callback(self, _conn: Any, reason: int, _opaque: Any) -> None:
-        text = _CLOSE_REASONS.get(reason, str(reason))
+        self._on_lost(_CLOSE_REASONS.get(reason, str(reason)))
+
+    def _on_lost(self, reason: str) -> None:
+        """From any thread, maybe inside a libvirt callback holding the client's lock: so
+        always deferred to the Trio thread."""
         error = ConnectionLostError(
-            f"libvirt {self.uri}: connection lost: {text}", address=self.uri
+            f"libvirt {self.uri}: connection lost: {reason}", address=self.uri
         )
-        self._on_trio(lambda: self._mark_closed(error))
+        with suppress(trio.RunFinishedError):
+            self._token.run_sync_soon(self._mark_closed, error)
 
     def _setup_blocking(self, keepalive_interval: int, keepalive_count: int) -> None:
-        """Close callback and keepalive, in the worker thread that opened the connection."""
+        """Keepalive and domain events, in the worker thread that opened the connection."""
         libvirt = _libvirt()
-        try:
-            self.raw.registerCloseCallback(self._on_close_callback, None)
-            self._close_registered = True
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != VIR_ERR_NO_SUPPORT:
-                raise
         if keepalive_interval > 0:
             try:
                 self.raw.setKeepAlive(keepalive_interval, keepalive_count)
@@ -311,8 +314,17 @@ class LibvirtConnection:
         self._callback_ids.clear()
         qmp_ids = self._qmp.take_ids()
         libvirt = _libvirt()
+        if self._loss is not None:
+            self._loss.disarm()
+            quiesce(self._loss.handles)
+
+        handoff = Handoff()
 
         def close() -> None:
+            with batched_kicks(handoff):  # the event loop's wake-up rides on the result's
+                deregister_and_close()
+
+        def deregister_and_close() -> None:
             if qmp_ids:
                 import libvirt_qemu
 
@@ -322,7 +334,7 @@ class LibvirtConnection:
             for callback_id in ids:
                 with suppress(libvirt.libvirtError):
                     raw.domainEventDeregisterAny(callback_id)
-            if self._close_registered:
+            if self._close_callback:
                 with suppress(libvirt.libvirtError):
                     raw.unregisterCloseCallback()
             with suppress(libvirt.libvirtError):
@@ -330,26 +342,35 @@ class LibvirtConnection:
 
         self._mark_closed(ConnectionLostError(f"libvirt {self.uri}: closed", address=self.uri))
         with trio.CancelScope(shield=True):
-            # Calls their callers gave up on (a deadline, a lost connection) may still run in
-            # worker threads on this connection, each holding a limiter token until its thread
-            # returns. Closing under them once crashed libvirt's client (a segfault in
-            # qemuMonitorCommand, libvirtd SIGKILLed under pending calls): let them return
-            # first, for a moment (a daemon that never answers keeps them for good).
-            tokens: list[object] = []
-            with trio.move_on_after(_CLOSE_DRAIN):
-                for _ in range(int(self.limiter.total_tokens)):
-                    token = object()
-                    try:  # the usual case, no call in flight: no scheduler pass per token
-                        self.limiter.acquire_on_behalf_of_nowait(token)
-                    except trio.WouldBlock:
-                        await self.limiter.acquire_on_behalf_of(token)
-                    tokens.append(token)
+            tokens = await self._wait_for_calls()
             try:
                 # not abandoned: close must finish before the event loop may be torn down
                 await run_in_worker(close)
             finally:
+                take_handoff(handoff)
                 for token in tokens:
                     self.limiter.release_on_behalf_of(token)
+
+    async def _wait_for_calls(self) -> list[object]:
+        """Take every limiter token, within a moment; the tokens taken.
+
+        Calls their callers gave up on (a deadline, a lost connection) may still run in worker
+        threads on this connection, each holding a token until its thread returns. Closing
+        under them once crashed libvirt's client (a segfault in qemuMonitorCommand, libvirtd
+        SIGKILLed under pending calls): let them return first, for a moment (a daemon that
+        never answers keeps them for good). With none in flight (the usual case) there is
+        nothing to wait for, and no new call can start: every way to one (:meth:`call`, a
+        stream's open) needs :attr:`raw`, which :meth:`aclose` has dropped already.
+        """
+        tokens: list[object] = []
+        if self.limiter.borrowed_tokens == 0:
+            return tokens
+        with trio.move_on_after(_CLOSE_DRAIN):
+            for _ in range(int(self.limiter.total_tokens)):
+                token = object()
+                await self.limiter.acquire_on_behalf_of(token)
+                tokens.append(token)
+        return tokens
 
 
 @asynccontextmanager
@@ -389,16 +410,20 @@ async def open_connection(
     abandoned = threading.Event()
 
     def open_and_set_up() -> None:
-        # one worker-thread trip for open, close callback and keepalive
-        connection.raw = libvirt.open(uri)
-        try:
-            connection._setup_blocking(keepalive_interval, keepalive_count)
-            if abandoned.is_set():  # the caller gave up (timeout): nobody will close it
-                raise RuntimeError("open abandoned after its deadline")
-        except BaseException:
-            raw, connection.raw = connection.raw, None
-            raw.close()
-            raise
+        # one worker-thread trip for open, keepalive and domain events; libvirt removing the
+        # socket watch it adds meanwhile tells the connection it was lost (see ._losses)
+        with track_losses(connection._on_lost) as loss:
+            connection.raw = libvirt.open(uri)
+            connection._loss = loss
+            try:
+                connection._setup_blocking(keepalive_interval, keepalive_count)
+                if abandoned.is_set():  # the caller gave up (timeout): nobody will close it
+                    raise RuntimeError("open abandoned after its deadline")
+            except BaseException:
+                loss.disarm()
+                raw, connection.raw = connection.raw, None
+                raw.close()
+                raise
 
     try:
         await run_blocking(

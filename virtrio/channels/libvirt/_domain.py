@@ -91,7 +91,7 @@ class LibvirtDomain:
 
     async def state(self, *, timeout: float | None = None) -> str:
         """libvirt's state name: ``running``, ``paused``, ``shutoff``, ..."""
-        from ._connection import state_name
+        from ._summary import state_name
 
         value = await self.call(lambda d: d.state()[0], what="state", timeout=timeout)
         return state_name(value)

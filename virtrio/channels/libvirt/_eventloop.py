@@ -10,11 +10,13 @@ from whichever thread made an API call. This module implements them on Trio:
   tables updated, and the Trio thread is asked (``TrioToken.run_sync_soon``) to reconcile its
   tasks with the tables;
 * one waiter task per file descriptor and direction (Trio allows only one), which dispatches to
-  every handle registered on that fd for that direction;
+  every handle registered on that fd for that direction; done with its fd, it waits for the
+  next one (the next connection's socket: waking a task costs less than starting one);
 * ``trio.lowlevel.notify_closing`` is called before an fd's last handle is given back, so
   libvirt can close (and the kernel reuse) the fd safely;
 * timers: ``0`` fires on every pass of the Trio loop, ``-1`` is off, ``n`` every ``n`` ms;
-  an update restarts the period (as libvirt's own loop does);
+  an update restarts the period (as libvirt's own loop does); one task keeps time for all
+  of them, so a connection's keepalive timer costs no task of its own;
 * free callbacks are always deferred to the Trio thread, never run inside a remove call; one
   asked for while no Trio run is attached (a connection's last domain object collected after
   the run, or a connection used outside Trio) runs at once in a short-lived thread instead, so
@@ -26,9 +28,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -36,35 +39,45 @@ import trio
 
 from virtrio.errors import LocalProtocolError
 
-__all__ = ["EventLoopStats", "batched_kicks", "ensure_event_loop", "event_loop_stats"]
+from ._fdwaiters import READABLE, WRITABLE, FdWaiters, Handle as _Handle, IdleWaiter as _IdleWaiter
+from ._losses import LossTracker, LossWatch
+from ._timers import Timer as _Timer, TimerTask
+
+__all__ = [
+    "EventLoopStats",
+    "Handoff",
+    "batched_kicks",
+    "ensure_event_loop",
+    "event_loop_stats",
+    "quiesce",
+    "take_handoff",
+    "track_losses",
+]
 
 log = logging.getLogger(__name__)
 
-# libvirt's VIR_EVENT_HANDLE_* values (fixed by its ABI; importing libvirt here is avoided so
-# the module loads without the extra).
-READABLE = 1
-WRITABLE = 2
 
+@attrs.define(eq=False)
+class Handoff:
+    """A blocking call's held-back wake-up, handed to the Trio task waiting for its result: the
+    result's own wake-up then carries it (see :meth:`_TrioEventImpl.batched_kicks`)."""
 
-@attrs.define
-class _Handle:
-    fd: int
-    events: int
-    cb: Callable[..., Any]
-    opaque: Any
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+    _pending: bool = False
+    _gone: bool = False
 
+    def hold(self) -> bool:
+        """In the worker thread: hand the wake-up over; False if nobody waits any more."""
+        with self._lock:
+            self._pending = not self._gone
+            return self._pending
 
-@attrs.define
-class _Timer:
-    interval: int
-    cb: Callable[..., Any]
-    opaque: Any
-    #: bumped by every update that needs a new task, so a running one knows it is stale
-    generation: int = 0
-    #: ``time.monotonic()`` when the current period started (updates restart it)
-    restarted_at: float = attrs.field(factory=time.monotonic)
-    #: the cancel scope of the task serving this timer, if one runs
-    task: trio.CancelScope | None = None
+    def give_up(self) -> bool:
+        """On the Trio thread: stop waiting; True if a wake-up was handed over."""
+        with self._lock:
+            self._gone = True
+            pending, self._pending = self._pending, False
+            return pending
 
 
 @attrs.frozen
@@ -77,13 +90,13 @@ class EventLoopStats:
     timers: int
     #: fd waiter tasks running on Trio
     fd_waiters: int
-    #: timer tasks running on Trio (timers at -1 have none)
+    #: timers the loop keeps time for (those not at -1)
     timer_tasks: int
     #: free callbacks not yet run
     pending_frees: int
 
 
-class _TrioEventImpl:
+class _TrioEventImpl(FdWaiters, TimerTask):
     """The process-wide implementation; see the module docstring."""
 
     def __init__(self, free: Callable[[Any], None] | None = None) -> None:
@@ -102,9 +115,15 @@ class _TrioEventImpl:
         self._waiters: dict[tuple[int, int], trio.CancelScope] = {}
         # waiters whose fd lost interest in their direction, parked until it comes back
         self._parked: dict[tuple[int, int], trio.Event] = {}
-        self._timer_tasks: dict[int, tuple[trio.CancelScope, int]] = {}
+        # waiter tasks done with their last fd, waiting for the next one
+        self._idle: list[_IdleWaiter] = []
+        # the timer task's sleep, and whether a timer changed since it began
+        self._timer_sleep: trio.CancelScope | None = None
+        self._retime = False
         # per worker thread: None, or whether a kick was held back by batched_kicks()
         self._held = threading.local()
+        #: which connection each watch belongs to (see ._losses)
+        self.losses = LossTracker()
 
     # -- the six libvirt callbacks (any thread) ------------------------------------------------
 
@@ -113,6 +132,7 @@ class _TrioEventImpl:
             watch = next(self._ids)
             self._handles[watch] = _Handle(fd, events, cb, opaque)
             self._kick_locked()
+        self.losses.handle_added(watch)
         return watch
 
     def update_handle(self, watch: int, events: int) -> None:
@@ -134,13 +154,16 @@ class _TrioEventImpl:
                 return -1
             self._frees.append((handle.opaque, handle.fd))
             self._kick_locked()
+        self.losses.handle_removed(watch)
         return 0
 
     def add_timeout(self, interval: int, cb: Callable[..., Any], opaque: Any) -> int:
         with self._lock:
             timer_id = next(self._ids)
             self._timers[timer_id] = _Timer(interval, cb, opaque)
+            self._retime = True
             self._kick_locked()
+        self.losses.timer_added(timer_id)
         return timer_id
 
     def update_timeout(self, timer_id: int, interval: int) -> None:
@@ -149,12 +172,12 @@ class _TrioEventImpl:
             if timer is None:
                 return
             timer.restarted_at = time.monotonic()
-            if interval == timer.interval and interval > 0 and timer.task is not None:
-                # Same period, task running: it re-arms itself from restarted_at. libvirt
-                # restarts the keepalive timer on every message, so this path is hot.
+            if interval == timer.interval:
+                # Same period: the timer task sees the restart when it wakes and sleeps on.
+                # libvirt restarts the keepalive timer on every message: this path is hot.
                 return
             timer.interval = interval
-            timer.generation += 1
+            self._retime = True
             self._kick_locked()
 
     def remove_timeout(self, timer_id: int) -> int:
@@ -164,12 +187,14 @@ class _TrioEventImpl:
                 return -1
             self._frees.append((timer.opaque, None))
             self._kick_locked()
+        self.losses.timer_removed(timer_id)
         return 0
 
     @contextlib.contextmanager
-    def batched_kicks(self) -> Iterator[None]:
+    def batched_kicks(self, handoff: Handoff | None = None) -> Iterator[None]:
         """Hold back the Trio thread's wake-ups that this thread's callbacks ask for until the
-        block ends, then send at most one.
+        block ends, then send at most one; or, given a ``handoff``, leave it to the caller
+        waiting for this thread's result (:meth:`take_handoff`), whose wake-up is sent anyway.
 
         A blocking call in a worker thread makes several callbacks (open adds a handle and a
         keepalive timer, every call drops and restores the socket's interest, close removes
@@ -186,9 +211,18 @@ class _TrioEventImpl:
             yield
         finally:
             kick, held.kick = held.kick, None
-            if kick:
+            if kick and not (handoff is not None and handoff.hold()):
                 with self._lock:
                     self._kick_locked()
+
+    @trio.lowlevel.enable_ki_protection
+    def take_handoff(self, handoff: Handoff) -> None:
+        """On the Trio thread, once the call given ``handoff`` has returned or been given up
+        on: reconcile now if it held a wake-up back (no wake-up of its own, no pass of the
+        loop); a call still running will send its own."""
+        if handoff.give_up() and not self._apply():
+            with self._lock:
+                self._kick_locked()
 
     def _kick_locked(self) -> None:
         if self._token is not None and getattr(self._held, "kick", None) is not None:
@@ -249,11 +283,13 @@ class _TrioEventImpl:
                 self._nursery = nursery
                 with self._lock:
                     self._scheduled = True
+                nursery.start_soon(self._run_timers)
                 try:
                     self._apply()
                     await trio.sleep_forever()
                 finally:
                     self._nursery = None  # closed to new tasks from here on
+                    self._timer_sleep = None
         finally:
             with self._lock:
                 self._token = None
@@ -261,25 +297,38 @@ class _TrioEventImpl:
                 frees, self._frees = self._frees, []
             self._waiters.clear()
             self._parked.clear()
-            self._timer_tasks.clear()
+            self._idle.clear()
             self._run_frees(frees)
 
     # -- the Trio side ---------------------------------------------------------------------
 
-    def _apply(self) -> None:
-        """Reconcile the waiter and timer tasks with the tables; run deferred frees."""
+    def quiesce(self, watches: Iterable[int]) -> None:
+        """Stop waiting on the fds of ``watches`` now, ahead of a blocking call in a worker
+        thread that removes them (a connection's close): the daemon's last reply then wakes
+        nobody here. Should the watches stay, the next reconcile waits on them again."""
+        gone = set(watches)
+        with self._lock:
+            fds = {h.fd for w, h in self._handles.items() if w in gone}
+            fds -= {h.fd for w, h in self._handles.items() if w not in gone}
+        for key in [key for key in self._waiters if key[0] in fds]:
+            self._waiters.pop(key).cancel()
+            self._parked.pop(key, None)
+
+    def _apply(self) -> bool:
+        """Reconcile the waiter tasks with the tables, wake the timer task if a timer changed;
+        run deferred frees. False: no loop to reconcile (not started, or ended)."""
         nursery = self._nursery
         with self._lock:
             self._scheduled = False
             if nursery is None:
-                return
+                return False
             wanted: set[tuple[int, int]] = set()
             open_fds = {handle.fd for handle in self._handles.values()}
             for handle in self._handles.values():
                 for direction in (READABLE, WRITABLE):
                     if handle.events & direction:
                         wanted.add((handle.fd, direction))
-            timers = {tid: (t.interval, t.generation) for tid, t in self._timers.items()}
+            retime, self._retime = self._retime, False
             frees, self._frees = self._frees, []
         closing = {fd for _, fd in frees if fd is not None}
         for key in list(self._waiters):
@@ -295,22 +344,18 @@ class _TrioEventImpl:
         for key in wanted - self._waiters.keys():
             scope = trio.CancelScope()
             self._waiters[key] = scope
-            nursery.start_soon(self._wait_fd, key[0], key[1], scope)
-        for tid, (scope, generation) in list(self._timer_tasks.items()):
-            current = timers.get(tid)
-            if current is None or current[0] < 0 or current[1] != generation:
-                scope.cancel()
-                del self._timer_tasks[tid]
-        for tid, (interval, generation) in timers.items():
-            if interval >= 0 and tid not in self._timer_tasks:
-                scope = trio.CancelScope()
-                self._timer_tasks[tid] = (scope, generation)
-                with self._lock:
-                    timer = self._timers.get(tid)
-                    if timer is not None:
-                        timer.task = scope
-                nursery.start_soon(self._run_timer, tid, interval, generation, scope)
+            if self._idle:  # waking a waiter task costs less than starting one
+                idle = self._idle.pop()
+                idle.job = (key, scope)
+                idle.ready.set()
+            else:
+                nursery.start_soon(self._serve_fds, key, scope)
+        if retime and self._timer_sleep is not None:
+            # the timer task's next wake-up, worked out again: no wake-up now unless one is due
+            due, wait = self._due_timers()
+            self._timer_sleep.deadline = -math.inf if due else trio.current_time() + wait
         self._run_frees(frees)
+        return True
 
     def _run_frees(self, frees: list[tuple[Any, int | None]]) -> None:
         if not frees:
@@ -326,87 +371,13 @@ class _TrioEventImpl:
             except Exception:
                 log.exception("libvirt free callback failed")
 
-    def _forget(self, table: dict[Any, Any], key: Any, scope: trio.CancelScope) -> None:
-        entry = table.get(key)
-        if entry is scope or (isinstance(entry, tuple) and entry[0] is scope):
-            del table[key]
-            with self._lock:
-                self._kick_locked()  # the tables may want this task back
-
-    async def _wait_fd(self, fd: int, direction: int, scope: trio.CancelScope) -> None:
-        wait = trio.lowlevel.wait_readable if direction == READABLE else trio.lowlevel.wait_writable
-        key = (fd, direction)
-        try:
-            with scope:
-                while True:
-                    try:
-                        await wait(fd)
-                    except (trio.ClosedResourceError, OSError):
-                        return
-                    with self._lock:
-                        targets = [
-                            (watch, h)
-                            for watch, h in self._handles.items()
-                            if h.fd == fd and h.events & direction
-                        ]
-                    if not targets:
-                        # interest dropped (a call in another thread owns the socket for now)
-                        parked = self._parked[key] = trio.Event()
-                        await parked.wait()
-                        continue
-                    for watch, handle in targets:
-                        with self._lock:
-                            if self._handles.get(watch) is not handle:
-                                continue
-                            if not handle.events & direction:
-                                continue
-                        try:
-                            handle.cb(watch, fd, direction, handle.opaque)
-                        except Exception:
-                            log.exception("libvirt handle callback failed (fd %d)", fd)
-        finally:
-            self._parked.pop(key, None)
-            self._forget(self._waiters, key, scope)
-
-    async def _run_timer(
-        self, tid: int, interval: int, generation: int, scope: trio.CancelScope
-    ) -> None:
-        try:
-            with scope:
-                while True:
-                    if interval == 0:
-                        await trio.lowlevel.checkpoint()
-                    else:
-                        await trio.sleep(interval / 1000)
-                    while True:
-                        with self._lock:
-                            timer = self._timers.get(tid)
-                            if timer is None or timer.generation != generation:
-                                return  # stale: removed or changed since this task started
-                            remaining = timer.restarted_at + interval / 1000 - time.monotonic()
-                        if interval == 0 or remaining <= 0:
-                            break
-                        await trio.sleep(remaining)  # restarted meanwhile: a new full period
-                    try:
-                        timer.cb(tid, timer.opaque)
-                    except Exception:
-                        log.exception("libvirt timer callback failed")
-                    with self._lock:
-                        timer.restarted_at = time.monotonic()
-        finally:
-            with self._lock:
-                timer = self._timers.get(tid)
-                if timer is not None and timer.task is scope:
-                    timer.task = None
-            self._forget(self._timer_tasks, tid, scope)
-
     def stats(self) -> EventLoopStats:
         with self._lock:
             return EventLoopStats(
                 handles=len(self._handles),
                 timers=len(self._timers),
                 fd_waiters=len(self._waiters),
-                timer_tasks=len(self._timer_tasks),
+                timer_tasks=sum(1 for t in self._timers.values() if t.interval >= 0),
                 pending_frees=len(self._frees),
             )
 
@@ -433,7 +404,23 @@ def event_loop_stats() -> EventLoopStats:
     return _IMPL.stats()
 
 
-def batched_kicks() -> contextlib.AbstractContextManager[None]:
+def batched_kicks(handoff: Handoff | None = None) -> contextlib.AbstractContextManager[None]:
     """In a worker thread making a blocking libvirt call: one wake-up of the event loop for
-    the whole call (see :meth:`_TrioEventImpl.batched_kicks`)."""
-    return _IMPL.batched_kicks()
+    the whole call, or none with a ``handoff`` (see :meth:`_TrioEventImpl.batched_kicks`)."""
+    return _IMPL.batched_kicks(handoff)
+
+
+def take_handoff(handoff: Handoff) -> None:
+    """On the Trio thread after the call: see :meth:`_TrioEventImpl.take_handoff`."""
+    _IMPL.take_handoff(handoff)
+
+
+def track_losses(on_lost: Callable[[str], None]) -> contextlib.AbstractContextManager[LossWatch]:
+    """In the worker thread opening a libvirt connection: the watches it adds in the block are
+    the connection's, and their removal by libvirt calls ``on_lost(reason)`` (see ._losses)."""
+    return _IMPL.losses.track(on_lost)
+
+
+def quiesce(watches: Iterable[int]) -> None:
+    """On the Trio thread, before closing a connection: see :meth:`_TrioEventImpl.quiesce`."""
+    _IMPL.quiesce(watches)
