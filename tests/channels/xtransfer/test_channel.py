@@ -18,6 +18,7 @@ from virtrio.channels.xtransfer import (
     XtransferChecksumError,
     XtransferConfig,
     XtransferMagicError,
+    XtransferProtocol,
     XtransferTruncatedError,
     encode_packet,
     open_xtransfer,
@@ -196,3 +197,129 @@ async def test_ack_wait_fails_when_the_peer_goes_away(address: str) -> None:
         nursery.start_soon(close_after_packet)
         with pytest.raises(ConnectionLostError):
             await channel.send(b"never acknowledged")
+
+
+# -- who reads: without acks, the task that waits reads for everyone -------------------------
+
+
+async def test_a_cancelled_reader_hands_the_reading_over(address: str) -> None:
+    async with socket_pair(address) as (raw, ours), open_xtransfer(ours) as channel:
+        got: list[bytes] = []
+        first = trio.CancelScope()
+        with trio.fail_after(5):  # the second would wait for ever if the reading were lost
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_receive_into, channel, got, first)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(_receive_into, channel, got)  # waits for the first's read
+                await trio.testing.wait_all_tasks_blocked()
+                first.cancel()  # the first gives up inside receive_some: nothing was read
+                await trio.testing.wait_all_tasks_blocked()
+                await raw.send_all(encode_packet(PacketType.DATA, 0, b"for the second"))
+        assert got == [b"for the second"]
+
+
+async def _receive_into(
+    channel: XtransferChannel, got: list[bytes], scope: trio.CancelScope | None = None
+) -> None:
+    if scope is None:
+        got.append(await channel.receive())
+        return
+    with scope:
+        got.append(await channel.receive())
+
+
+async def test_wait_closed_reads_while_nobody_receives_and_keeps_the_messages(
+    address: str,
+) -> None:
+    async with socket_pair(address) as (raw, ours), open_xtransfer(ours) as channel:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(channel.wait_closed)
+            await raw.send_all(encode_packet(PacketType.DATA, 0, b"kept"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert channel.is_connected
+            await raw.send_eof()
+        # wait_closed returned: it saw the end, and kept the message for receive
+        assert not channel.is_connected
+        assert await channel.receive() == b"kept"
+        with pytest.raises(trio.EndOfChannel):
+            await channel.receive()
+
+
+async def test_wait_closed_steps_aside_for_a_receiver_and_reads_again_after(
+    address: str,
+) -> None:
+    async with socket_pair(address) as (raw, ours), open_xtransfer(ours) as channel:
+        closed = trio.Event()
+
+        async def watch() -> None:
+            await channel.wait_closed()
+            closed.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await trio.testing.wait_all_tasks_blocked()
+            for index in range(3):  # the watcher's read or the receiver's: either delivers
+                message = b"m%d" % index
+                await raw.send_all(encode_packet(PacketType.DATA, index, message))
+                assert await channel.receive() == message
+            await trio.testing.wait_all_tasks_blocked()
+            assert not closed.is_set()
+            await raw.send_eof()  # nobody receives now: the watcher must see this alone
+            with trio.fail_after(5):
+                await closed.wait()
+
+
+async def test_concurrent_receivers_share_the_messages(address: str) -> None:
+    count = 200
+    async with socket_pair(address) as (raw, ours), open_xtransfer(ours) as channel:
+        got: list[bytes] = []
+
+        async def receiver() -> None:
+            while True:
+                try:
+                    got.append(await channel.receive())
+                except trio.EndOfChannel:
+                    return
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(3):
+                nursery.start_soon(receiver)
+            sender = XtransferProtocol(XtransferConfig(max_frame_size=1024))
+            for index in range(count):
+                sender.send_message(index.to_bytes(2, "big") * (index * 7 % 1500))
+                await raw.send_all(sender.data_to_send())
+            await raw.send_eof()
+        assert sorted(got) == sorted(
+            index.to_bytes(2, "big") * (index * 7 % 1500) for index in range(count)
+        )
+
+
+async def test_senders_take_turns_and_a_cancelled_waiter_loses_no_turn(address: str) -> None:
+    async with channel_pair(address) as (left, right):
+        got: list[bytes] = []
+
+        async def receiver() -> None:
+            while not got or got[-1] != b"last":
+                got.append(await right.receive())
+
+        async def sender(tag: int) -> None:
+            for index in range(20):
+                await left.send(bytes([tag, index]) * 50_000)
+
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(receiver)
+                for tag in range(4):
+                    nursery.start_soon(sender, tag)
+                await trio.testing.wait_all_tasks_blocked()
+                with trio.CancelScope() as scope:
+                    scope.cancel()  # gives up waiting for its turn (or before): none is lost
+                    await left.send(b"cancelled")
+                await left.send(b"last")
+        for tag in range(4):
+            mine = [message for message in got if message[:1] == bytes([tag])]
+            assert mine == [bytes([tag, index]) * 50_000 for index in range(20)]
+        # (a send cancelled once its message was queued still sends it: the next write does)
+        assert set(got) - {
+            bytes([tag, index]) * 50_000 for tag in range(4) for index in range(20)
+        } <= {b"cancelled", b"last"}

@@ -600,3 +600,76 @@ def test_the_crc_backend_is_zlibs_crc32_on_views_and_chained(data: bytes, cut: i
     view = memoryview(data)
     assert crc32(view) == zlib.crc32(data)
     assert crc32(view[cut:], crc32(view[:cut])) == zlib.crc32(data)
+
+
+@given(
+    st.lists(st.integers(0, 20000), max_size=4),
+    st.integers(17, 5000) | st.sampled_from([1024, 4096, 65551]),
+    st.sampled_from([bytes, bytearray, memoryview]),
+)
+def test_buffers_to_send_are_the_same_bytes_and_view_a_bytes_message(
+    sizes: list[int], frame: int, kind: type
+) -> None:
+    """The gathering write's buffers, joined, are data_to_send's bytes; a bytes message's
+    payloads are views of it (no copy), a mutable one's bytes were copied at once."""
+    messages = [(PATTERN * 3)[:size] for size in sizes]
+    gather, join = (XtransferProtocol(XtransferConfig(max_frame_size=frame)) for _ in "ab")
+    buffers: list[bytes | memoryview] = []
+    for message in messages:
+        data = kind(bytearray(message)) if kind is not bytes else message
+        gather.send_message(data)
+        join.send_message(message)
+        buffers += gather.buffers_to_send()
+        if kind is not bytes:
+            data[:] = b"\xff" * len(data)  # a mutable message was copied: this changes nothing
+    assert b"".join(buffers) == join.data_to_send()
+    assert gather.buffers_to_send() == []
+    views = [buffer for buffer in buffers if isinstance(buffer, memoryview)]
+    if kind is bytes:
+        assert {id(view.obj) for view in views} <= {id(message) for message in messages}
+        assert len(views) == sum(
+            1 if size <= frame - 16 else -(-size // (frame - 16)) for size in sizes
+        )
+    else:
+        assert not views
+
+
+@given(
+    st.lists(st.integers(0, 3000), min_size=1, max_size=8),
+    st.integers(-3000, 3000),
+    st.data(),
+)
+def test_hand_made_pieces_of_any_lengths_any_split(
+    lengths: list[int], skew: int, data: st.DataObject
+) -> None:
+    """A MessageHead and MessageData packets of arbitrary lengths, the announced total right
+    or off by ``skew``, followed by a Data packet, cut anywhere: the message and the Data
+    packet when the pieces add up, else a framing error naming the shortfall or excess — never
+    a wrong message, never a crash."""
+    body = (PATTERN * 2)[: sum(lengths)]
+    total = max(0, len(body) + skew)
+    count = len(lengths)
+    wire = [encode_packet(PacketType.MESSAGE_HEAD, 0, struct.pack("<QQII8x", total, 1, count, 0))]
+    offset = 0
+    for index, length in enumerate(lengths):
+        piece = body[offset : offset + length]
+        wire.append(encode_packet(PacketType.MESSAGE_DATA, index + 1, piece))
+        offset += length
+    wire.append(encode_packet(PacketType.DATA, count + 1, b"after"))
+    receiver = XtransferProtocol()
+    got: list[object] = []
+    refused: XtransferError | None = None
+    try:
+        for chunk in data.draw(splits(b"".join(wire))):
+            receiver.receive_data(chunk)
+            got += events(receiver)
+        receiver.receive_data(b"")
+        got += events(receiver)
+    except XtransferError as exc:
+        refused = exc
+    if total == len(body) and count <= total:
+        assert refused is None
+        assert got == [Message(body), Message(b"after"), ConnectionClosed()]
+    else:
+        assert isinstance(refused, XtransferFramingError), refused
+        assert got == []  # no wrong message before the error

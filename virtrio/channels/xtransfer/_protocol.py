@@ -50,7 +50,7 @@ from ._wire import (
     XtransferTruncatedError,
     checksum_error,
     crc32,
-    encode_message,
+    encode_message_parts,
     header_error,
 )
 
@@ -124,7 +124,8 @@ class _Partial:
 class XtransferProtocol:
     """One end of an xtransport connection, without I/O (see the module docs).
 
-    Sending without acks frames a whole message into one buffer at once; receiving parses
+    Sending without acks frames a whole message at once (its payloads views of the message when
+    it is ``bytes``, else one copy); receiving parses
     packets where they lie in the bytes read (a payload is a view of them, never a copy) and
     joins a message's pieces once, so a message costs one copy each way.
     """
@@ -161,8 +162,12 @@ class XtransferProtocol:
         self._tickets += 1
         if self.config.ack:
             self._queue_acked(view, count, self._tickets)
-        else:  # framed at once, so ``data`` is copied once and may change afterwards
-            self._out.append(encode_message(view, payload, self._send_seq, self._message_id))
+        else:
+            parts = encode_message_parts(view, payload, self._send_seq, self._message_id)
+            if type(data) is bytes:  # immutable: its payloads go out as views of it
+                self._out += parts
+            else:  # joined at once, so ``data`` may change afterwards
+                self._out.append(b"".join(parts))
             self._send_seq = (self._send_seq + 1 + count) & _U32
         if count:
             self._message_id = (self._message_id + 1) & _U64
@@ -199,7 +204,14 @@ class XtransferProtocol:
     def data_to_send(self) -> bytes:
         """The bytes to write now, in order (empty if none)."""
         out, self._out = self._out, []
-        return b"".join(out)  # one message's buffer comes back as it is
+        return b"".join(out)
+
+    def buffers_to_send(self) -> list[bytes | memoryview]:
+        """:meth:`data_to_send` as the buffers to write one after the other (a gathering
+        write, ``os.writev`` or ``socket.sendmsg``, takes them without a join); empty if none.
+        A payload of a message given as ``bytes`` is a view of it."""
+        out, self._out = self._out, []
+        return out
 
     @property
     def awaiting_ack(self) -> bool:
@@ -296,29 +308,27 @@ class XtransferProtocol:
         MessageData header's; any other header goes back to :meth:`_parse`, which names its
         fault."""
         unpack, prefix, check = DATA_HEADER.unpack_from, DATA_PREFIX, crc32
-        last, view_min, append = len(data) - HEADER_SIZE, _VIEW_MIN, assembly.pieces.append
-        received, remaining, total = assembly.received, assembly.remaining_packets, assembly.total
-        while remaining and offset <= last:
+        size, last, view_min = len(data), len(data) - HEADER_SIZE, _VIEW_MIN
+        pieces = assembly.pieces
+        append, before, received = pieces.append, len(pieces), assembly.received
+        for _ in range(assembly.remaining_packets):  # (the loop counts them for us)
+            if offset > last:
+                break
             start_of_header, seq, length, crc = unpack(data, offset)
             start = offset + HEADER_SIZE
             end = start + length
-            if start_of_header != prefix or end > last + HEADER_SIZE:
+            if start_of_header != prefix or end > size:
                 break  # _parse reports the fault, or keeps the partial packet
             payload = view[start:end]
             if check(payload) != crc:
                 raise checksum_error(seq, crc, length, check(payload))
             received += length
-            if received > total:
-                break  # _check_assembly below says so
             append(payload if length >= view_min else bytes(payload))
-            remaining -= 1
             offset = end
-        else:
-            if remaining:  # only the whole packets ran out
-                assembly.received, assembly.remaining_packets = received, remaining
-                return offset
-        assembly.received, assembly.remaining_packets = received, remaining
-        if received > total or not remaining:
+        # too many bytes is found here, once per read: what it appended views ``data`` only
+        assembly.received = received
+        assembly.remaining_packets -= len(pieces) - before
+        if received > assembly.total or not assembly.remaining_packets:
             self._check_assembly(assembly)
         return offset
 
