@@ -242,16 +242,20 @@ class Correlator(Generic[R]):
         except BlockingIOError:
             return 0
 
-    async def send(self, data: bytes, *, deadline: float = math.inf) -> None:
+    async def send(self, data: bytes, *, deadline: float = math.inf, schedule: bool = True) -> None:
         """Write ``data`` as one unit. A write interrupted half-way would leave the peer a torn
         message, so the connection is then closed. ``deadline`` bounds the wait for room (no
         cancel scope is made when the socket takes it all at once: a keystroke's path).
+
+        It is always a cancel point. ``schedule=False`` leaves out the schedule point when the
+        socket took it all at once: for a caller whose next step is one anyway (a keystroke
+        sent, then the wait for its echo), which then saves a pass through the scheduler.
 
         Raises:
             ConnectionLostError: the connection is closed or the write failed.
             trio.TooSlowError: the deadline passed before it was all written.
         """
-        if not await self._send(data, deadline):
+        if not await self._send(data, deadline) and schedule:
             await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _send(self, data: bytes, deadline: float = math.inf) -> bool:

@@ -48,6 +48,7 @@ from virtrio.channels.pty import (
     encode,
     encode_output,
 )
+from virtrio.channels.pty._codec import encode_input
 from virtrio.errors import ProtocolError
 
 u32 = st.integers(0, 2**32 - 1)
@@ -138,6 +139,12 @@ def test_round_trip_at_any_split(sent: list[Message], data: st.DataObject) -> No
 @given(st.integers(0, 2**32 - 1), st.binary(max_size=300))
 def test_encode_output_is_encode_of_output(session: int, data: bytes) -> None:
     assert encode_output(session, data) == encode(Output(session, data))
+
+
+@given(st.integers(0, 2**32 - 1), st.binary(max_size=300))
+def test_encode_input_is_encode_of_input(session: int, data: bytes) -> None:
+    assert encode_input(session, data) == encode(Input(session, data))
+    assert encode_input(session, data * 300) == encode(Input(session, data * 300))
 
 
 @pytest.mark.parametrize("size", [255, 256, 65535, 65536, 200_000])

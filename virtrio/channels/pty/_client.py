@@ -41,31 +41,20 @@ from virtrio.errors import (
 from virtrio.primitives import open_service_nursery
 from virtrio.primitives._deprecated import warn_renamed
 
-from ._codec import (
-    NEED_DATA,
-    ConnectionClosed,
-    FrameDecoder,
-    PtyProtocolError,
-    TruncatedFrameError,
-    encode,
-)
+from ._codec import encode, encode_input
 from ._errors import PtyError
+from ._inbound import Inbound, PtyEvent
 from ._messages import (
-    EVENT_TYPES,
     Attach,
-    BackpressureWarning,
     Create,
     Created,
     CreateOptions,
     Detach,
     Error,
-    Exit,
     Input,
     Kill,
     List,
     Message,
-    Ok,
-    Output,
     Request,
     Resize,
     SessionInfo,
@@ -83,8 +72,6 @@ __all__ = [
     "open_pty_client",
 ]
 
-PtyEvent = Output | Exit | BackpressureWarning | Error
-
 
 def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
     """``$RUST_PTY_SOCKET_PATH``, else ``$HOME/.vibest/pty/socket`` (the seed's default)."""
@@ -94,7 +81,8 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("HOME") or Path.home()) / ".vibest" / "pty" / "socket"
 
 
-_RECEIVE_SIZE = 256 * 1024
+#: ``input(wait=False)`` is a schedule point every this many calls (see :meth:`PtyClient.input`).
+_SCHEDULE_EVERY = 16
 
 
 class PtyRequestError(PtyError, CommandError):
@@ -151,7 +139,7 @@ class PtyEvents:
 
     async def __anext__(self) -> PtyEvent:
         try:
-            return await self._client._events.get()
+            return await self._client._inbound.next_event()
         except trio.EndOfChannel:
             raise StopAsyncIteration from None
 
@@ -162,7 +150,7 @@ class PtyEvents:
             ConnectionLostError: the connection closed and every event was received.
         """
         try:
-            return await self._client._events.get()
+            return await self._client._inbound.next_event()
         except trio.EndOfChannel:
             raise self._client._lost_error() from None
 
@@ -180,6 +168,8 @@ class PtyClient:
         self._ids = itertools.count(1)
         self._calls: Correlator[Message] = Correlator(stream, name="pty daemon", address=address)
         self._events: EventQueue[PtyEvent] = EventQueue(max_queue)
+        self._unscheduled = 0  # input(wait=False) calls since the last schedule point in one
+        self._inbound = Inbound(stream, self._calls, self._events, lose=self._lose)
 
     @property
     def closed_reason(self) -> BaseException | None:
@@ -238,7 +228,10 @@ class PtyClient:
 
         With ``wait=False`` it returns once the bytes are on the socket, without waiting for the
         daemon's answer (keystrokes: one trip less); a failure then arrives as an
-        :class:`~virtrio.channels.pty.Error` event.
+        :class:`~virtrio.channels.pty.Error` event. It is then a cancel point but only every
+        :data:`_SCHEDULE_EVERY` th call a schedule point (unless it had to wait for room): a
+        keystroke is followed by the wait for its echo, which is one, and a pass through the
+        scheduler is a good part of an echo's cost.
         """
         raw = data.encode() if isinstance(data, str) else bytes(data)
         if wait:
@@ -247,8 +240,11 @@ class PtyClient:
             raise self._lost_error()
         else:
             timeout = self.call_timeout if timeout is None else timeout
+            self._unscheduled = (self._unscheduled + 1) % _SCHEDULE_EVERY
             await self._calls.send(
-                encode(Input(session, raw)), deadline=trio.current_time() + timeout
+                encode_input(session, raw),
+                deadline=trio.current_time() + timeout,
+                schedule=not self._unscheduled,
             )
 
     async def resize(
@@ -303,6 +299,7 @@ class PtyClient:
         timeout = self.call_timeout if timeout is None else timeout
         ident = request.id
         assert ident is not None
+        self._inbound.wake_reader()  # (a subscriber that held the socket gave it back)
         reply = await self._calls.call(
             ident, encode(request), what=f"request {request.TYPE!r}", timeout=timeout
         )
@@ -318,40 +315,6 @@ class PtyClient:
 
     async def _send(self, data: bytes) -> None:
         await self._calls.send(data)
-
-    async def _run_reader(self, *, task_status: trio.TaskStatus[None]) -> None:
-        decoder = FrameDecoder(max_frame_size=2**31, accept=EVENT_TYPES)
-        task_status.started()
-        last_error: Error | None = None
-        try:
-            while True:
-                data = await self._stream.receive_some(_RECEIVE_SIZE)
-                decoder.receive_data(data)
-                while (message := decoder.next_message()) is not NEED_DATA:
-                    if isinstance(message, ConnectionClosed):
-                        break
-                    if isinstance(message, Created | Sessions | Ok) or (
-                        isinstance(message, Error) and message.id is not None
-                    ):
-                        self._calls.complete(message.id, message)
-                    else:
-                        if isinstance(message, Error):
-                            last_error = message
-                        await self._events.put(message)  # type: ignore[arg-type]
-                if not data:
-                    why = f": {last_error.message}" if last_error else ""
-                    self._lose(ConnectionLostError(f"the daemon closed the connection{why}"))
-                    return
-        except TruncatedFrameError:
-            why = f": {last_error.message}" if last_error else ""
-            self._lose(ConnectionLostError(f"the daemon closed the connection mid-frame{why}"))
-        except PtyProtocolError as exc:
-            self._lose(ConnectionLostError(f"bad frame from the pty daemon: {exc}"))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._lose(ConnectionLostError(f"connection lost: {exc}"))
-        finally:
-            self._lose(ConnectionLostError("the client was closed"))
-            self._events.close()  # after the reason is set: iterators end, then can ask
 
     def _lose(self, reason: ConnectionLostError) -> None:
         reason.address = self.address
@@ -394,7 +357,7 @@ async def open_pty_client(
     client = PtyClient(stream, str(addr), call_timeout=call_timeout, max_queue=max(1, max_queue))
     try:
         async with open_service_nursery() as nursery:
-            await nursery.start(client._run_reader)
+            await nursery.start(client._inbound.run_reader)
             try:
                 yield client
             finally:

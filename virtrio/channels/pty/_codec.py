@@ -194,12 +194,19 @@ _INFO_KINDS: Final = {
 }
 
 
+#: Each message class's (name, default) of its fields, in order: attrs.fields() checks its
+#: argument on every call, and this runs for every frame decoded.
+_FIELDS_OF: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
 def _fields(cls: type, wire: Mapping[str, Any], kinds: Mapping[str, Any], where: str) -> Any:
     values: dict[str, Any] = {}
-    for field in attrs.fields(cls):
-        name = field.name
-        if name not in wire or (wire[name] is None and field.default is not attrs.NOTHING):
-            if field.default is attrs.NOTHING:
+    fields = _FIELDS_OF.get(cls)
+    if fields is None:
+        fields = _FIELDS_OF[cls] = tuple((f.name, f.default) for f in attrs.fields(cls))
+    for name, default in fields:
+        if name not in wire or (wire[name] is None and default is not attrs.NOTHING):
+            if default is attrs.NOTHING:
                 raise InvalidMessageError(f"{where}: missing field {name!r}")
             continue
         try:
@@ -285,13 +292,15 @@ def encode(message: Message) -> bytes:
 
 # {"type": "output", "session": ..., "data": ...} up to the session's value, as msgpack packs it
 _OUTPUT_MAP = b"\x83\xa4type\xa6output\xa7session"
+# the same for {"type": "input", ...}
+_INPUT_MAP = b"\x83\xa4type\xa5input\xa7session"
 _DATA_KEY = b"\xa4data"
 _BIN8, _BIN16, _BIN32 = struct.Struct(">BB"), struct.Struct(">BH"), struct.Struct(">BI")
 
 
-def encode_output(session: int, data: bytes | bytearray | memoryview) -> bytes:
-    """``encode(Output(session, data))`` without building the message (the hot path): the
-    same bytes, with ``data`` copied once, into the frame."""
+def _encode_session_data(
+    map_head: bytes, session: int, data: bytes | bytearray | memoryview
+) -> bytes:
     size = len(data)
     if size < 0x100:
         bin_header = _BIN8.pack(0xC4, size)
@@ -299,8 +308,20 @@ def encode_output(session: int, data: bytes | bytearray | memoryview) -> bytes:
         bin_header = _BIN16.pack(0xC5, size)
     else:
         bin_header = _BIN32.pack(0xC6, size)
-    head = _OUTPUT_MAP + msgpack.packb(session) + _DATA_KEY + bin_header
+    head = map_head + msgpack.packb(session) + _DATA_KEY + bin_header
     return b"".join((_HEADER.pack(len(head) + size), head, data))
+
+
+def encode_output(session: int, data: bytes | bytearray | memoryview) -> bytes:
+    """``encode(Output(session, data))`` without building the message (the hot path): the
+    same bytes, with ``data`` copied once, into the frame."""
+    return _encode_session_data(_OUTPUT_MAP, session, data)
+
+
+def encode_input(session: int, data: bytes | bytearray | memoryview) -> bytes:
+    """``encode(Input(session, data))`` (no id) without building the message: a keystroke's
+    frame, the same bytes."""
+    return _encode_session_data(_INPUT_MAP, session, data)
 
 
 def decode_payload(

@@ -42,6 +42,35 @@ class EventQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def getters(self) -> int:
+        """Tasks waiting in :meth:`get`."""
+        return len(self._getters)
+
+    def has_room(self) -> bool:
+        """Whether :meth:`put_nowait` may queue an item now (fewer than ``limit`` wait)."""
+        return len(self._items) < self._limit
+
+    def put_nowait(self, item: T) -> None:
+        """Queue ``item`` now: the caller checked :meth:`has_room` (the bound is not checked).
+
+        Raises:
+            trio.ClosedResourceError: the queue was closed.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the event queue is closed")
+        self._items.append(item)
+        self._getters.unpark()
+
+    async def wait_room(self) -> None:
+        """Return once :meth:`has_room` (or the queue is closed); a checkpoint."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self.has_room() or self._closed:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        while not self.has_room() and not self._closed:
+            await self._putters.park()
+
     async def put(self, item: T) -> None:
         """Queue ``item``, first waiting for room.
 
@@ -76,6 +105,18 @@ class EventQueue(Generic[T]):
         item = self._items.popleft()
         self._putters.unpark()
         await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
+
+    def get_nowait(self) -> T:
+        """The oldest item, now.
+
+        Raises:
+            trio.WouldBlock: the queue is empty.
+        """
+        if not self._items:
+            raise trio.WouldBlock
+        item = self._items.popleft()
+        self._putters.unpark()
         return item
 
     def close(self) -> None:
