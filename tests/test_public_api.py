@@ -102,8 +102,9 @@ PUBLIC = {
         "with_yamux",
     ],
     "virtrio.primitives": [
-        "Backoff", "ChannelState", "Connection", "Deadline", "Executor", "Fanout", "Pressure",
-        "PressureLevel", "StateChange", "SubscriberOverflowError", "Subscription",
+        "Backoff", "ChannelState", "Connection", "Deadline", "DirectReads", "Executor", "Fanout",
+        "Pressure", "PressureLevel", "READS_WITHOUT_YIELD", "StateChange",
+        "SubscriberOverflowError", "Subscription",
         "SupervisedHandle", "Supervisor", "collapse_groups", "fresh_error", "is_transient",
         "open_service_nursery", "run_in_worker",
     ],

@@ -32,16 +32,13 @@ from typing import Generic, TypeVar
 import trio
 
 from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
+from virtrio.primitives import DirectReads
 
 __all__ = ["Correlator"]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
-
-#: Reads in a row without passing through the scheduler (data kept coming): then it yields, so
-#: a peer that floods the connection cannot starve the other tasks.
-_READS_WITHOUT_YIELD = 16
 
 
 class _Slot(Generic[R]):
@@ -91,9 +88,7 @@ class Correlator(Generic[R]):
         self._closed = trio.Event()
         # the socket under a plain SocketStream, written and read through its fd directly
         self._socket = stream.socket if type(stream) is trio.SocketStream else None
-        self._reads_in_a_row = 0
-        # the last read took less than it could: the socket is most likely empty now
-        self._drained = False
+        self._reads = DirectReads(self._socket, drained=False) if self._socket else None
         # the reader's scope while read_all keeps the calls' deadlines (never later than the
         # earliest deadline of a waiting call)
         self._deadlines: trio.CancelScope | None = None
@@ -150,34 +145,9 @@ class Correlator(Generic[R]):
             trio.ClosedResourceError: the stream was closed here.
             trio.BrokenResourceError, OSError: the connection broke.
         """
-        sock = self._socket
-        if sock is None:
+        if self._reads is None:
             return await self.stream.receive_some(max_bytes)
-        if self._drained and sock.fileno() >= 0:
-            # Wait first rather than try a read that almost always fails: a failed read costs
-            # a system call and an exception, the wait costs nothing more than after one, and
-            # a reply that came meanwhile wakes the reader in the round its callers run in.
-            self._drained = False
-            self._reads_in_a_row = 0
-            await trio.lowlevel.wait_readable(sock)  # (a checkpoint, and where deadlines cancel)
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            fd = sock.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("the socket was closed")
-            try:
-                data = os.read(fd, max_bytes)
-            except BlockingIOError:
-                self._reads_in_a_row = 0
-                await trio.lowlevel.wait_readable(sock)  # the one place a deadline cancels
-                continue
-            self._drained = len(data) < max_bytes
-            self._reads_in_a_row += 1
-            if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
-                self._reads_in_a_row = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+        return await self._reads.read(max_bytes)
 
     async def read_all(self, handle: Callable[[bytes | bytearray], None], max_bytes: int) -> None:
         """The reader task's loop: :meth:`receive_some` and ``handle`` each chunk, until (and

@@ -13,10 +13,16 @@ above it (enforced by the import-linter contract in pyproject.toml).
   :func:`fresh_error` — a copy of an error for one more receiver; :func:`collapse_groups` —
   the one real error out of a nursery's ExceptionGroup.
 * :func:`run_in_worker` — a blocking call in a worker thread, for the cost of the hand-off.
+* :class:`DirectReads` — a Trio socket read through its descriptor, waiting first after a short
+  read and yielding every :data:`READS_WITHOUT_YIELD` th read.
 """
 
 from ._backoff import Backoff as Backoff
 from ._deadline import Deadline as Deadline
+from ._direct_reads import (
+    READS_WITHOUT_YIELD as READS_WITHOUT_YIELD,
+    DirectReads as DirectReads,
+)
 from ._errors import (
     collapse_groups as collapse_groups,
     fresh_error as fresh_error,
@@ -45,10 +51,12 @@ __all__ = [
     "ChannelState",
     "Connection",
     "Deadline",
+    "DirectReads",
     "Executor",
     "Fanout",
     "Pressure",
     "PressureLevel",
+    "READS_WITHOUT_YIELD",
     "StateChange",
     "SubscriberOverflowError",
     "Subscription",

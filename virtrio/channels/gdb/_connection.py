@@ -26,7 +26,7 @@ import trio
 
 from virtrio.channels._jsonstream import NeedData
 from virtrio.errors import ConnectionLostError
-from virtrio.primitives import Fanout, Subscription
+from virtrio.primitives import READS_WITHOUT_YIELD, Fanout, Subscription
 
 from ._acks import AckTimer
 from ._errors import GdbCommandError, GdbError, GdbProtocolError, GdbUnsupportedError
@@ -43,9 +43,8 @@ _T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE = 65536
-#: Reads in a row without passing through the scheduler; then it yields, so a stub flooding
-#: output cannot starve the other tasks.
-_READS_WITHOUT_YIELD = 16
+#: Reads in a row without passing through the scheduler (the rule of every direct reader)
+_READS_WITHOUT_YIELD = READS_WITHOUT_YIELD
 #: The most ``O`` output one ``monitor`` call collects (QEMU's ``info mtree`` is ~100 KiB).
 MAX_MONITOR_OUTPUT = 16 << 20
 

@@ -29,13 +29,13 @@ other stream the reader task reads alone.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 
 import trio
 
 from virtrio.channels._correlator import Correlator
 from virtrio.errors import ConnectionLostError
+from virtrio.primitives import DirectReads
 
 from ._codec import (
     NEED_DATA,
@@ -62,9 +62,6 @@ __all__ = ["Inbound", "PtyEvent"]
 PtyEvent = Output | Exit | BackpressureWarning | Error
 
 _RECEIVE_SIZE = 256 * 1024
-#: Reads in a row without passing through the scheduler (data kept coming): then it yields, so
-#: a daemon that floods the connection cannot starve the other tasks.
-_READS_WITHOUT_YIELD = 16
 
 #: How long after a subscriber gave the socket back the reader task looks whether one holds it
 #: again, and takes it back if not (seconds).
@@ -100,9 +97,8 @@ class Inbound:
         self._reader_wait: trio.CancelScope | None = None
         # the reader task's nap while a subscriber holds the socket (or just gave it back)
         self._nap: trio.CancelScope | None = None
-        # the last read took less than it could: the socket is most likely empty now
-        self._drained = True
-        self._reads_in_a_row = 0
+        # the socket's fd, read directly (waiting first after a short read)
+        self._reads = DirectReads(self._socket) if self._socket is not None else None
 
     # ---- the two readers ---------------------------------------------------------------------
 
@@ -196,46 +192,25 @@ class Inbound:
     # ---- reading -----------------------------------------------------------------------------
 
     async def _read_as_reader(self) -> None:
-        sock = self._socket
-        if sock is None:
+        reads = self._reads
+        if reads is None:
             self._receive(await self._stream.receive_some(_RECEIVE_SIZE))
             return
-        if self._drained:
+        if reads.drained:
             with trio.CancelScope() as self._reader_wait:
-                await trio.lowlevel.wait_readable(sock)
+                await trio.lowlevel.wait_readable(reads.socket)
             self._reader_wait = None
             if self._holder is not _READER:
                 return  # a subscriber took the socket over meanwhile: it reads, not this
-            self._drained = False
-            self._reads_in_a_row = 0
+            reads.waited()
         await self._read()
 
     async def _read(self) -> None:
         """Read one chunk from the socket and dispatch it (the socket's holder)."""
-        sock = self._socket
-        assert sock is not None
-        if self._drained:  # (still set if this wait is cancelled: the socket is as empty)
-            self._reads_in_a_row = 0
-            await trio.lowlevel.wait_readable(sock)
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            fd = sock.fileno()
-            if fd < 0:
-                raise trio.ClosedResourceError("the socket was closed")
-            try:
-                data = os.read(fd, _RECEIVE_SIZE)
-            except BlockingIOError:
-                self._reads_in_a_row = 0
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            break
-        self._drained = len(data) < _RECEIVE_SIZE
-        self._reads_in_a_row += 1
-        self._receive(data)
-        if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
-            self._reads_in_a_row = 0
-            await trio.lowlevel.cancel_shielded_checkpoint()
+        reads = self._reads
+        assert reads is not None
+        self._receive(await reads.read(_RECEIVE_SIZE, settle=False))
+        await reads.settle()  # (after the dispatch: what was read is never held over a yield)
 
     def _receive(self, data: bytes | bytearray) -> None:
         self._decoder.receive_data(data)

@@ -48,6 +48,7 @@ from virtrio.channels.pty import (
     encode_output,
 )
 from virtrio.primitives import (
+    DirectReads,
     PressureLevel,
     SubscriberOverflowError,
     Subscription,
@@ -66,8 +67,6 @@ log = logging.getLogger(__name__)
 _RECEIVE_SIZE = 65536
 #: Buffers per writev at most (Linux takes up to 1024).
 _IOV_MAX = 512
-#: Reads in a row without a pass through the scheduler (data kept coming): then it yields.
-_READS_WITHOUT_YIELD = 16
 #: Output queued for one subscriber is sent in frames of up to this many bytes.
 _BATCH_BYTES = 256 * 1024
 #: Output frames up to this size may be written straight from the reactor (echoes, keystrokes,
@@ -90,9 +89,8 @@ class Connection:
         self._partial: set[int] = set()
         self._scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
-        # the last read took less than it could: the socket is most likely empty now
-        self._drained = True
-        self._reads_in_a_row = 0
+        # the client's requests, read from the socket's fd (waiting first after a short read)
+        self._reads = DirectReads(stream.socket)
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -153,7 +151,7 @@ class Connection:
             max_frame_size=self._daemon.config.max_frame_size, accept=REQUEST_TYPES
         )
         while True:
-            data = await self._receive()
+            data = await self._reads.read(_RECEIVE_SIZE)
             decoder.receive_data(data)
             while True:
                 try:
@@ -172,40 +170,6 @@ class Connection:
                 await self._dispatch(message)  # type: ignore[arg-type]
             if not data:
                 return
-
-    async def _receive(self) -> bytes:
-        """The next bytes from the client (``b""`` at its end), read from the socket's fd:
-        after a short read the socket is most likely empty, so it waits first rather than try a
-        read that fails (Trio's ``receive_some`` tries first: a system call and an exception per
-        keystroke), and a read needs no trip through the scheduler after it (only every
-        _READS_WITHOUT_YIELD th in a row, so a flooding client cannot starve the others).
-
-        Raises:
-            trio.ClosedResourceError: the socket was closed here.
-            OSError: the connection broke.
-        """
-        sock = self._stream.socket
-        if self._drained:
-            self._reads_in_a_row = 0
-            await trio.lowlevel.wait_readable(sock)
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            if (fd := sock.fileno()) < 0:
-                raise trio.ClosedResourceError("the socket was closed")
-            try:
-                data = os.read(fd, _RECEIVE_SIZE)
-            except BlockingIOError:
-                self._reads_in_a_row = 0
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            break
-        self._drained = len(data) < _RECEIVE_SIZE
-        self._reads_in_a_row += 1
-        if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
-            self._reads_in_a_row = 0
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
 
     async def _dispatch(self, request: Request) -> None:
         session_id = getattr(request, "session", None)

@@ -1,0 +1,85 @@
+"""Reading a Trio socket's descriptor directly: :class:`DirectReads`.
+
+Trio's ``receive_some`` tries a read first and takes a checkpoint after it, so a reply that
+usually is not there yet costs a failed system call, an exception and two trips through the
+scheduler. After a short read the socket is most likely empty, so this waits first; after a
+full one it reads at once. A read needs no trip through the scheduler after it, only every
+:data:`READS_WITHOUT_YIELD` th in a row, so a peer that floods the connection cannot starve the
+other tasks::
+
+    reads = DirectReads(stream.socket)
+    data = await reads.read(65536)            # b"" at the end of the stream
+
+The QMP/QGA correlator, the PTY client and the PTY daemon's connections read this way.
+"""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+__all__ = ["READS_WITHOUT_YIELD", "DirectReads"]
+
+#: Reads in a row without passing through the scheduler (data kept coming): then one yields.
+READS_WITHOUT_YIELD = 16
+
+
+class DirectReads:
+    """Reads of ``socket`` (a connected Trio socket) through its descriptor (see the module).
+
+    ``drained`` starts true when nothing is expected yet (the first read waits).
+    """
+
+    __slots__ = ("_in_a_row", "drained", "socket")
+
+    def __init__(self, socket: trio.socket.SocketType, *, drained: bool = True) -> None:
+        self.socket = socket
+        #: The last read took less than it asked for: the socket is most likely empty now.
+        self.drained = drained
+        self._in_a_row = 0
+
+    def waited(self) -> None:
+        """The caller waited for the socket to be readable itself: the next read goes at once."""
+        self.drained = False
+        self._in_a_row = 0
+
+    async def read(self, max_bytes: int, *, settle: bool = True) -> bytes:
+        """Up to ``max_bytes`` bytes, ``b""`` at the end of the stream.
+
+        A checkpoint before reading (cancellation, deadlines); with ``settle=False`` the yield
+        that every :data:`READS_WITHOUT_YIELD` th read owes is left to :meth:`settle` (for a
+        caller that dispatches the bytes first).
+
+        Raises:
+            trio.ClosedResourceError: the socket was closed here.
+            OSError: the connection broke.
+        """
+        sock = self.socket
+        if self.drained and sock.fileno() >= 0:
+            # (still drained if this wait is cancelled: the socket is as empty)
+            self._in_a_row = 0
+            await trio.lowlevel.wait_readable(sock)
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if (fd := sock.fileno()) < 0:
+                raise trio.ClosedResourceError("the socket was closed")
+            try:
+                data = os.read(fd, max_bytes)
+            except BlockingIOError:
+                self._in_a_row = 0
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            break
+        self.drained = len(data) < max_bytes
+        self._in_a_row += 1
+        if settle:
+            await self.settle()
+        return data
+
+    async def settle(self) -> None:
+        """Yield if this was the :data:`READS_WITHOUT_YIELD` th read in a row."""
+        if self._in_a_row >= READS_WITHOUT_YIELD:
+            self._in_a_row = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
