@@ -271,12 +271,16 @@ class GdbConnection(GdbExecution):
             self._lose(ConnectionLostError(f"GDB connection to {self.address} lost: {exc}"))
             raise self._lost() from exc
         self._reads_in_a_row += 1
-        protocol = self._protocol
+        return self._took(data, take)
+
+    def _took(self, data: bytes, take: Callable[[bytes], _T | None]) -> _T | None:
+        """What ``take`` made of ``data``, its ack owed; or None: ``data`` was a lone ``+``
+        (taken), or something else, kept in ``_pending`` for :meth:`_pump`."""
         if data and (taken := take(data)) is not None:
-            if protocol.ack_mode:
+            if self._protocol.ack_mode:
                 self._acks.owe()
             return taken
-        if not protocol.take_ack(data):
+        if not self._protocol.take_ack(data):
             self._pending = data
         return None
 
@@ -303,7 +307,6 @@ class GdbConnection(GdbExecution):
         sock = self._socket
         if sock is None or self._pending is not None:
             return None
-        protocol = self._protocol
         for _ in range(2):  # the ack, then the packet (or both in one read)
             fd = sock.fileno()
             if fd < 0 or self.closed_reason is not None:
@@ -320,13 +323,8 @@ class GdbConnection(GdbExecution):
             if self._reads_in_a_row >= _READS_WITHOUT_YIELD:
                 self._reads_in_a_row = 0
                 await trio.lowlevel.cancel_shielded_checkpoint()
-            if data and (taken := take(data)) is not None:
-                if protocol.ack_mode:
-                    self._acks.owe()
+            if (taken := self._took(data, take)) is not None or self._pending is not None:
                 return taken
-            if not protocol.take_ack(data):
-                self._pending = data
-                return None
         return None
 
     def _answered(self) -> bool:
