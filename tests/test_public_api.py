@@ -103,10 +103,10 @@ PUBLIC = {
     ],
     "virtrio.primitives": [
         "Backoff", "ChannelState", "Connection", "Deadline", "DirectReads", "Executor", "Fanout",
-        "Pressure", "PressureLevel", "READS_WITHOUT_YIELD", "StateChange",
+        "IOV_MAX", "Pressure", "PressureLevel", "READS_WITHOUT_YIELD", "StateChange",
         "SubscriberOverflowError", "Subscription",
         "SupervisedHandle", "Supervisor", "collapse_groups", "fresh_error", "is_transient",
-        "open_service_nursery", "run_in_worker",
+        "open_service_nursery", "run_in_worker", "write_all",
     ],
     "virtrio.nurseries": [
         "BUILTIN_KINDS", "ENTRY_POINT_GROUP", "Backoff", "BuiltChannel", "ChannelContext",

@@ -1,12 +1,13 @@
-"""DirectReads: a Trio socket read through its descriptor (wait first after a short read, a
-yield every READS_WITHOUT_YIELD th read in a row)."""
+"""DirectReads and write_all: a Trio socket read and written through its descriptor (a read
+waits first after a short read and yields every READS_WITHOUT_YIELD th read in a row; a write
+gathers many buffers, waiting only while the socket is full)."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
-from virtrio.primitives import READS_WITHOUT_YIELD, DirectReads
+from virtrio.primitives import READS_WITHOUT_YIELD, DirectReads, write_all
 
 
 async def test_reads_what_came_and_the_end_of_stream() -> None:
@@ -79,3 +80,32 @@ async def test_settle_false_leaves_the_yield_to_the_caller() -> None:
         assert _schedule_points() == before + 1
         await reads.settle()  # once owed, once paid
         assert _schedule_points() == before + 1
+
+
+async def test_write_all_sends_every_buffer_in_order_through_a_full_socket() -> None:
+    a, b = trio.socket.socketpair()
+    with a, b:
+        a.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_SNDBUF, 4096)
+        parts: list[bytes | memoryview] = [bytes([i % 251]) * (i % 97 + 1) for i in range(3000)]
+        expected = b"".join(parts)  # more buffers than one writev takes, more bytes than fit
+        got = bytearray()
+
+        async def drain() -> None:
+            while len(got) < len(expected):
+                got.extend(await b.recv(65536))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            assert await write_all(a, parts)  # it had to wait for room
+        assert parts == []
+        assert bytes(got) == expected
+
+
+async def test_write_all_that_fits_does_not_wait_and_a_closed_socket_is_reported() -> None:
+    a, b = trio.socket.socketpair()
+    with b:
+        assert not await write_all(a, [b"ab", memoryview(b"cd")])
+        assert await b.recv(10) == b"abcd"
+        a.close()
+        with pytest.raises(trio.ClosedResourceError):
+            await write_all(a, [b"x"])

@@ -14,14 +14,17 @@ above it (enforced by the import-linter contract in pyproject.toml).
   the one real error out of a nursery's ExceptionGroup.
 * :func:`run_in_worker` — a blocking call in a worker thread, for the cost of the hand-off.
 * :class:`DirectReads` — a Trio socket read through its descriptor, waiting first after a short
-  read and yielding every :data:`READS_WITHOUT_YIELD` th read.
+  read and yielding every :data:`READS_WITHOUT_YIELD` th read; :func:`write_all` — many
+  buffers to one ``writev``, waiting only while the socket is full.
 """
 
 from ._backoff import Backoff as Backoff
 from ._deadline import Deadline as Deadline
 from ._direct_reads import (
+    IOV_MAX as IOV_MAX,
     READS_WITHOUT_YIELD as READS_WITHOUT_YIELD,
     DirectReads as DirectReads,
+    write_all as write_all,
 )
 from ._errors import (
     collapse_groups as collapse_groups,
@@ -53,6 +56,7 @@ __all__ = [
     "Deadline",
     "DirectReads",
     "Executor",
+    "IOV_MAX",
     "Fanout",
     "Pressure",
     "PressureLevel",
@@ -67,4 +71,5 @@ __all__ = [
     "is_transient",
     "open_service_nursery",
     "run_in_worker",
+    "write_all",
 ]

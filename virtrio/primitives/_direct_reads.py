@@ -1,4 +1,5 @@
-"""Reading a Trio socket's descriptor directly: :class:`DirectReads`.
+"""Reading and writing a Trio socket's descriptor directly: :class:`DirectReads`,
+:func:`write_all`.
 
 Trio's ``receive_some`` tries a read first and takes a checkpoint after it, so a reply that
 usually is not there yet costs a failed system call, an exception and two trips through the
@@ -11,6 +12,8 @@ other tasks::
     data = await reads.read(65536)            # b"" at the end of the stream
 
 The QMP/QGA correlator, the PTY client and the PTY daemon's connections read this way.
+:func:`write_all` hands many buffers to one ``writev`` as they lie (no join, no copy), waiting
+only while the socket is full; xtransport and the PTY daemon write this way.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ import os
 
 import trio
 
-__all__ = ["READS_WITHOUT_YIELD", "DirectReads"]
+__all__ = ["IOV_MAX", "READS_WITHOUT_YIELD", "DirectReads", "write_all"]
 
 #: Reads in a row without passing through the scheduler (data kept coming): then one yields.
 READS_WITHOUT_YIELD = 16
+#: Buffers one writev takes at most (Linux's IOV_MAX); the rest go in the next call.
+IOV_MAX = 1024
 
 
 class DirectReads:
@@ -83,3 +88,40 @@ class DirectReads:
         if self._in_a_row >= READS_WITHOUT_YIELD:
             self._in_a_row = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
+
+
+async def write_all(socket: trio.socket.SocketType, buffers: list[bytes | memoryview]) -> bool:
+    """Write every buffer, in order, with ``writev`` as far as the socket takes them, waiting
+    while it is full; ``buffers`` is emptied. True if it had to wait (a schedule point was
+    taken); a caller that owes one otherwise takes it itself. Cancelled while waiting, part of
+    them may have been written (what is left stays in ``buffers``).
+
+    Raises:
+        trio.ClosedResourceError: the socket was closed here.
+        OSError: the connection broke.
+    """
+    waited = False
+    while buffers:
+        if (fd := socket.fileno()) < 0:
+            raise trio.ClosedResourceError("the socket was closed")
+        batch = buffers[:IOV_MAX] if len(buffers) > IOV_MAX else buffers
+        try:
+            sent = os.writev(fd, batch)
+        except BlockingIOError:
+            await trio.lowlevel.wait_writable(socket)
+            waited = True
+            continue
+        if sent == sum(map(len, batch)):  # the usual case: all of it, no loop in Python
+            del buffers[: len(batch)]
+            continue
+        done = 0
+        for buffer in buffers:  # drop what went; cut the buffer the write ended in
+            size = len(buffer)
+            if sent < size:
+                if sent:
+                    buffers[done] = memoryview(buffer)[sent:]
+                break
+            sent -= size
+            done += 1
+        del buffers[:done]
+    return waited

@@ -22,6 +22,7 @@ from typing import Protocol
 import trio
 
 from virtrio.channels._heap import serve_reads_from_heap
+from virtrio.primitives import write_all
 
 __all__ = ["Buffer", "ChannelIO", "SocketIO", "StreamIO", "io_for"]
 
@@ -31,8 +32,6 @@ Buffer = bytes | memoryview
 RECEIVE_SIZE = 256 * 1024
 #: A read at least this long makes the next one try the socket before waiting for it.
 _STREAMING = 32 * 1024
-#: Buffers one writev may take (Linux's IOV_MAX); the rest go in the next call.
-_IOV_MAX = 1024
 
 
 class ChannelIO(Protocol):
@@ -102,35 +101,15 @@ class SocketIO:
             return data
 
     async def send(self, buffers: list[Buffer]) -> None:
-        """``writev`` the buffers as far as the socket takes them, waiting while it is full.
+        """``writev`` the buffers as far as the socket takes them, waiting while it is full
+        (:func:`~virtrio.primitives.write_all`).
 
         Cancelled while waiting, part of them may have been written. A schedule point even
         when the socket took everything at once (a send is a checkpoint; the caller checked
         for cancellation before).
         """
-        waited = False
-        while buffers:
-            batch = buffers[:_IOV_MAX] if len(buffers) > _IOV_MAX else buffers
-            try:
-                sent = os.writev(self._fd(), batch)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._fd())
-                waited = True
-                continue
-            if sent == sum(map(len, batch)):  # the usual case: all of it, no loop in Python
-                del buffers[: len(batch)]
-                continue
-            done = 0
-            for buffer in buffers:  # drop what went; cut the buffer the write ended in
-                size = len(buffer)
-                if sent < size:
-                    if sent:
-                        buffers[done] = memoryview(buffer)[sent:]
-                    break
-                sent -= size
-                done += 1
-            del buffers[:done]
-        if not waited:
+        self._fd()  # closed here: the xtransport's own message
+        if not await write_all(self._socket, buffers):
             await trio.lowlevel.cancel_shielded_checkpoint()
 
 

@@ -53,6 +53,7 @@ from virtrio.primitives import (
     SubscriberOverflowError,
     Subscription,
     open_service_nursery,
+    write_all,
 )
 
 from ._session import Session, SessionError
@@ -65,8 +66,6 @@ __all__ = ["Connection"]
 log = logging.getLogger(__name__)
 
 _RECEIVE_SIZE = 65536
-#: Buffers per writev at most (Linux takes up to 1024).
-_IOV_MAX = 512
 #: Output queued for one subscriber is sent in frames of up to this many bytes.
 _BATCH_BYTES = 256 * 1024
 #: Output frames up to this size may be written straight from the reactor (echoes, keystrokes,
@@ -107,28 +106,11 @@ class Connection:
             trio.ClosedResourceError: the socket was closed here.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        sock = self._stream.socket
         async with self._send_lock:
-            pending: list[bytes | memoryview] = list(parts)
-            while pending:
-                if (fd := sock.fileno()) < 0:
-                    raise trio.ClosedResourceError("the socket was closed")
-                try:
-                    written = os.writev(fd, pending[:_IOV_MAX])
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(sock)
-                    continue
-                except OSError as exc:
-                    raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
-                done = 0
-                for part in pending:  # drop what went out; the rest of a part in part
-                    if written < len(part):
-                        break
-                    written -= len(part)
-                    done += 1
-                del pending[:done]
-                if written:
-                    pending[0] = memoryview(pending[0])[written:]
+            try:
+                await write_all(self._stream.socket, list(parts))
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
 
     async def run(self) -> None:
         try:
