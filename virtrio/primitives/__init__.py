@@ -20,7 +20,7 @@ above it (enforced by the import-linter contract in pyproject.toml).
 
 from ._backoff import Backoff as Backoff
 from ._deadline import Deadline as Deadline
-from ._direct_reads import (
+from ._direct_io import (
     IOV_MAX as IOV_MAX,
     READS_WITHOUT_YIELD as READS_WITHOUT_YIELD,
     DirectReads as DirectReads,
