@@ -96,6 +96,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
             self._reset = error
         self._readable.wake()
         self._writable.wake()
+        if (turn := self._session._turn) is not None:
+            turn.wake(self)  # its reader may be reading the socket itself
 
     def _window(self) -> None:
         # A writer waiting for this credit has its next frame queued by the reader at once,
@@ -162,6 +164,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 elif not self._outgoing:
                     break
                 elif core.send_window(self.stream_id) <= len(self._head):
+                    session._want_input()  # the credit comes with the input
                     await self._writable.wait()
                     waited = True
             if not waited:
@@ -223,6 +226,7 @@ class MuxStream(trio.abc.HalfCloseableStream):
         self._sending = True
         try:
             while not (core.send_window(self.stream_id) or self._reset or self._closed):
+                self._session._want_input()
                 await self._writable.wait()
         finally:
             self._sending = False
@@ -262,11 +266,13 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 if self._eof:
                     data = b""
                     break
-                self._session._flush()  # what we owe the peer (a SYN, an ACK) goes first
-                if not waited:
-                    self._session._poll_input()  # the data may be there already
-                    if self._chunks or self._eof or self._reset is not None:
+                session = self._session
+                session._flush()  # what we owe the peer (a SYN, an ACK) goes first
+                if (turn := session._turn) is not None:
+                    if turn.take(self):  # read the socket ourselves (see _inbound)
+                        waited = await turn.read_until(self._has_input) or waited
                         continue
+                    turn.want()
                 await self._readable.wait()
                 waited = True
             if not waited:
@@ -301,6 +307,10 @@ class MuxStream(trio.abc.HalfCloseableStream):
         if self._eof:
             return b""
         raise trio.WouldBlock
+
+    def _has_input(self) -> bool:
+        """Something for receive_some: data, the end, or a reset."""
+        return bool(self._chunks) or self._eof or self._reset is not None or self._closed
 
     def _take(self, limit: int) -> bytes:
         """Up to ``limit`` buffered bytes, in one piece (copied once at most)."""
@@ -341,6 +351,8 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 self._session._wake_writer()
             self._readable.wake()
             self._writable.wake()
+            if (turn := self._session._turn) is not None:
+                turn.wake(self)  # its reader may be reading the socket itself
             if self._eof or self._reset is not None:  # both directions done: forget it
                 self._session._streams.pop(self.stream_id, None)
         await trio.lowlevel.checkpoint()

@@ -19,6 +19,7 @@ from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeo
 from virtrio.primitives import open_service_nursery
 
 from ._frames import DEFAULT_WINDOW, GoAwayCode
+from ._inbound import ReadTurn
 from ._outbox import Outbox
 from ._session import (
     GoAwayReceived,
@@ -34,7 +35,7 @@ from ._session import (
     YamuxSession,
 )
 from ._stream import MuxStream, StreamResetError
-from ._wire import Buffer, wire_for
+from ._wire import Buffer, SocketWire, wire_for
 
 __all__ = ["MuxSession", "open_mux"]
 
@@ -64,6 +65,14 @@ class MuxSession:
         self._wire = wire_for(transport)
         self._direct = self._wire.direct
         self._outbox = Outbox(self._wire, core)  # what the socket did not take at once
+        # On a socket a stream's reader may read the input itself (see _inbound).
+        self._turn = (
+            ReadTurn(
+                self._wire, dispatch=self._dispatch, fail=self._fail_input, may_read=self._may_read
+            )
+            if isinstance(self._wire, SocketWire)
+            else None
+        )
         self._tasks = trio.CancelScope()  # the reader's and writer's, once running
         self._pongs: dict[int, trio.Event] = {}
         self._closed = trio.Event()
@@ -107,6 +116,7 @@ class MuxSession:
             if self._can_open.is_set():  # shared by all waiters: renew once used
                 self._can_open = trio.Event()
             self._flush()  # the SYNs waiting for an ACK must be out
+            self._want_input()
             await self._can_open.wait()
         await trio.lowlevel.checkpoint_if_cancelled()
         stream_id = self._core.open_stream()
@@ -128,6 +138,7 @@ class MuxSession:
             self._check_open()
             if self._acceptable.is_set():  # shared by all waiters: renew once used
                 self._acceptable = trio.Event()
+            self._want_input()
             await self._acceptable.wait()
         stream = self._accept_queue.popleft()
         self._core.accept(stream.stream_id)
@@ -146,6 +157,7 @@ class MuxSession:
         opaque = self._core.ping()
         answered = self._pongs[opaque] = trio.Event()
         self._flush()
+        self._want_input()
         with trio.move_on_after(timeout):
             await answered.wait()
         self._pongs.pop(opaque, None)
@@ -241,24 +253,44 @@ class MuxSession:
             self._drained.set()
             self._drained = trio.Event()
 
-    def _poll_input(self) -> None:
-        """Handle what the socket holds already, from a stream's reader about to park:
-        when the peer's frames are there, it goes on at once, and the reader task never
-        has to run."""
-        if not self._direct or self.closed_reason is not None:
-            return
-        if self._core.answers_queued > _MAX_ANSWERS:
-            return  # the reader task waits for the writer; so does this input
-        try:
-            data = self._wire.read_now()
-        except OSError:  # nothing yet (EAGAIN), or broken: the reader task reports it
-            return
+    def _want_input(self) -> None:
+        """A task is about to wait for what only input brings: have it read (see _inbound)."""
+        if self._turn is not None:
+            self._turn.want()
+
+    def _may_read(self) -> bool:
+        # a peer that floods pings (or opens) and never reads would have us queue answers
+        # without bound: nobody reads until the writer got them out
+        return self.closed_reason is None and self._core.answers_queued <= _MAX_ANSWERS
+
+    def _dispatch(self, data: bytes | bytearray) -> None:
+        """Handle bytes read by whoever holds the turn; ``b""`` is the end of the connection.
+
+        Raises:
+            ConnectionLostError: the peer closed the connection, or ended the session.
+            YamuxProtocolError: the peer broke the protocol.
+        """
         if not data:
-            return  # the end of the connection stays readable: the reader task ends it
+            raise self._peer_closed()
+        self._handle(data)
+
+    def _peer_closed(self) -> ConnectionLostError:
         try:
-            self._handle(data)
-        except (YamuxProtocolError, ConnectionLostError) as exc:
-            self._fail(exc)
+            self._core.receive_data(b"")
+        except YamuxProtocolError as exc:
+            error = ConnectionLostError(
+                f"yamux session {self.name}: the peer closed the connection: {exc}"
+            )
+            error.__cause__ = exc
+            return error
+        return ConnectionLostError(f"yamux session {self.name}: the peer closed the connection")
+
+    def _fail_input(self, error: Exception) -> None:
+        """What a stream's reader met reading the input (see _inbound) ends the session."""
+        if isinstance(error, YamuxError | ConnectionLostError):
+            self._fail(error)
+        else:  # the socket broke, or was closed
+            self._fail(ConnectionLostError(f"yamux session {self.name}: {error}"))
 
     def _fail(self, reason: YamuxError | ConnectionLostError) -> None:
         """End the session from outside its tasks (input handled by another task broke it)."""
@@ -270,25 +302,14 @@ class MuxSession:
 
     async def _reader(self) -> None:
         core = self._core
-        receive = self._wire.receive
+        receive = self._wire.receive if self._turn is None else self._turn.next_input
         while True:
             # A peer that sends pings (or opens beyond the backlog) and never reads would have
             # us queue answers without bound: stop reading until the writer got them out.
             while core.answers_queued > _MAX_ANSWERS and self.closed_reason is None:
                 self._wake_writer()
                 await self._drained.wait()
-            data = await receive()
-            if not data:
-                try:
-                    self._core.receive_data(b"")
-                except YamuxProtocolError as exc:
-                    raise ConnectionLostError(
-                        f"yamux session {self.name}: the peer closed the connection: {exc}"
-                    ) from exc
-                raise ConnectionLostError(
-                    f"yamux session {self.name}: the peer closed the connection"
-                )
-            self._handle(data)
+            self._dispatch(await receive())
 
     def _handle(self, data: bytes | bytearray) -> None:
         """Feed bytes read to the core and deliver its events."""
@@ -346,6 +367,8 @@ class MuxSession:
         self._acceptable.set()
         self._can_open.set()
         self._drained.set()
+        if self._turn is not None:
+            self._turn.stop()
         for answered in self._pongs.values():
             answered.set()
         self._closed.set()

@@ -51,6 +51,9 @@ class Wire(Protocol):
         """One non-blocking read: :class:`BlockingIOError` when there is nothing yet,
         :class:`OSError` when broken, empty at the end of the connection."""
 
+    async def wait_readable(self) -> None:
+        """Return once :meth:`read_now` may find something (or would report the end)."""
+
     def write_some(self, buffers: list[Buffer]) -> int:
         """As :meth:`write_now`, but :class:`OSError` when broken (the writer task's)."""
 
@@ -81,6 +84,10 @@ class StreamWire:
     def read_now(self) -> bytes:
         """Nothing is read at once from a stream."""
         raise BlockingIOError
+
+    async def wait_readable(self) -> None:
+        """Never: a stream is read by the reader task alone (:meth:`receive`)."""
+        raise NotImplementedError("a Trio stream is read by the session's reader task")
 
     def write_some(self, buffers: list[Buffer]) -> int:
         """Nothing is written at once on a stream."""
@@ -116,7 +123,7 @@ class SocketWire:
             try:
                 view = view[os.write(fd, view) :]
             except BlockingIOError:
-                await trio.lowlevel.wait_writable(fd)
+                await self.wait_writable()
 
     async def receive(self) -> bytes:
         """Wait until the socket is readable, then read."""
@@ -144,8 +151,42 @@ class SocketWire:
             return 0
 
     async def wait_writable(self) -> None:
-        """Wait until the socket has room."""
-        await trio.lowlevel.wait_writable(self._fd)
+        """Wait until the socket has room (an :meth:`interrupt` while the socket stays open
+        is not its end: it waits again).
+
+        Raises:
+            trio.ClosedResourceError: the socket was closed.
+        """
+        while True:
+            try:
+                await trio.lowlevel.wait_writable(self._fd)
+            except trio.ClosedResourceError:
+                if self.closed:
+                    raise
+                continue
+            return
+
+    async def wait_readable(self) -> None:
+        """Wait until the socket is readable.
+
+        Raises:
+            trio.ClosedResourceError: the socket was closed, or :meth:`interrupt` was called
+                (then :attr:`closed` is false).
+        """
+        await trio.lowlevel.wait_readable(self._fd)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the socket was closed."""
+        return self._socket.fileno() < 0
+
+    def interrupt(self) -> None:
+        """Wake every task waiting for the socket with :class:`trio.ClosedResourceError`,
+        though it stays open (Trio's ``notify_closing`` without the close): a wait stopped
+        without the cost of a cancel scope around each one. :meth:`wait_writable` waits
+        again; a reader looks at why it waited."""
+        if not self.closed:
+            trio.lowlevel.notify_closing(self._fd)
 
     def read_now(self) -> bytes:
         """One non-blocking read."""
