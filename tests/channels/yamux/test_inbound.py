@@ -191,7 +191,8 @@ async def test_a_reset_by_another_task_wakes_a_reader_holding_the_turn() -> None
 
         async def reset_soon() -> None:
             await trio.testing.wait_all_tasks_blocked()
-            assert session._turn is not None and session._turn.holder == "stream"
+            assert session._turn is not None
+            assert session._turn.holder == "stream"
             await stream.reset()
 
         async with trio.open_nursery() as nursery:
