@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings, strategies as st
 
 from virtrio.channels.yamux import (
     MuxSession,
@@ -359,3 +360,43 @@ async def test_send_all_nowait_never_goes_past_the_credit() -> None:
         await trio.testing.wait_all_tasks_blocked()
         with pytest.raises(StreamResetError):
             accepted.receive_some_nowait(1)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 300), st.booleans()), min_size=1, max_size=6),
+    st.integers(1, 300),
+)
+@settings(max_examples=30, deadline=None)
+def test_receive_prefixed_takes_whole_records_and_leaves_anything_else(
+    records: list[tuple[int, bool]], limit: int
+) -> None:
+    """``receive_prefixed`` takes a record sent whole with ``send_all_prefixed`` (1 to
+    ``limit`` bytes); anything else first (an empty record, one over the limit, one sent in
+    two pieces, the end) gives None and leaves the bytes to ``receive_some``, as they came."""
+
+    async def main() -> None:
+        async with mux_pair("socket") as (client, server):
+            opened, accepted = await stream_pair(client, server)
+            for index, (size, whole) in enumerate(records):
+                body = bytes([index + 1]) * size
+                prefix = size.to_bytes(8, "big")
+                if whole:
+                    await opened.send_all_prefixed(prefix, body)
+                else:
+                    await opened.send_all(prefix)
+                    await opened.send_all(body)
+                await trio.testing.wait_all_tasks_blocked()
+                got = await accepted.receive_prefixed(8, limit)
+                if whole and 0 < size <= limit:
+                    assert got == body
+                    continue
+                assert got is None
+                rest = b""
+                while len(rest) < 8 + size:
+                    rest += await accepted.receive_some(8 + size - len(rest))
+                assert rest == prefix + body
+            await opened.send_eof()
+            assert await accepted.receive_prefixed(8, limit) is None
+            assert await accepted.receive_some() == b""
+
+    trio.run(main)

@@ -5,10 +5,11 @@
 
 A message is copied as little as the stream allows. The decoder keeps what it is fed as
 pieces, and a piece that is exactly one message *is* that message (no copy; a message
-spread over pieces is joined once). Over a yamux stream (anything with ``send_all_prefixed``
-and ``receive_some_nowait``), the prefix goes in the message's first Data frame, written
-from its own buffer in the same write, so the message is never joined to it by a copy, and
-the receiving end, asking for just what it still needs, gets each message as one piece.
+spread over pieces is joined once). Over a yamux stream (anything with ``send_all_prefixed``,
+``receive_prefixed`` and ``receive_some_nowait``), the prefix goes in the message's first Data
+frame, written from its own buffer in the same write, so the message is never joined to it by
+a copy, and the receiving end takes each such message whole in one call (``receive_prefixed``);
+anything else goes through the decoder, asking the stream for just what it still needs.
 """
 
 from __future__ import annotations
@@ -153,6 +154,8 @@ class _Nowait(Protocol):
 
     def receive_some_nowait(self, max_bytes: int) -> bytes: ...
 
+    async def receive_prefixed(self, prefix_size: int, limit: int) -> bytes | None: ...
+
 
 class LengthPrefixedChannel(trio.abc.Channel[bytes]):
     """Messages over one byte stream, framed as virga frames them on its yamux stream.
@@ -163,7 +166,10 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
     def __init__(self, stream: trio.abc.HalfCloseableStream, *, max_message_size: int) -> None:
         self.stream = stream
         self._decoder = LengthPrefixDecoder(max_message_size=max_message_size)
-        self._send_lock = trio.StrictFIFOLock()
+        # the send turn: one task sends at a time, the others wait in order (a StrictFIFOLock
+        # without its per-acquire bookkeeping)
+        self._sending = False
+        self._send_queue = trio.lowlevel.ParkingLot()
         self._nowait = stream if isinstance(stream, _Nowait) else None
         self._peer_closed = False
         self._closed = False
@@ -181,12 +187,7 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
             ConnectionLostError: the stream failed or is closed.
         """
         data = value if type(value) is bytes else bytes(value)
-        await trio.lowlevel.checkpoint_if_cancelled()
-        lock = self._send_lock
-        try:  # the lock's own acquire would add a scheduling round to every send
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        await self._take_send_turn()
         try:
             prefix = len(data).to_bytes(PREFIX_SIZE, "big")
             if self._nowait is not None:
@@ -203,7 +204,20 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
             self._broken = True  # part of a message may be on the wire
             raise
         finally:
-            lock.release()
+            self._pass_send_turn()
+
+    async def _take_send_turn(self) -> None:
+        if self._sending:
+            await self._send_queue.park()  # the turn is handed to us: _sending stays True
+        else:  # the usual case: no trip through the scheduler here, the send makes one
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._sending = True
+
+    def _pass_send_turn(self) -> None:
+        if self._send_queue:
+            self._send_queue.unpark()  # to the longest waiting; a woken task cannot be
+        else:  # cancelled any more, so the turn is never lost
+            self._sending = False
 
     async def receive(self) -> bytes:
         """The next message.
@@ -216,11 +230,16 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         decoder = self._decoder
         waited = False  # a wait is a checkpoint: then no other is needed
         if self._nowait is not None and decoder.idle:
-            whole, waited = await self._receive_whole(self._nowait)
+            # a message sent with send_all_prefixed, there whole: taken in one call, without
+            # the decoder (anything else is left for it)
+            try:
+                whole = await self._nowait.receive_prefixed(PREFIX_SIZE, decoder.max_message_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                self._broken = True
+                raise ConnectionLostError(f"receiving a message failed: {exc}") from exc
             if whole is not None:
-                if not waited:
-                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return whole
+            waited = True
         while True:
             try:
                 message = decoder.next_message()
@@ -252,41 +271,13 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
             await trio.lowlevel.cancel_shielded_checkpoint()
         return message
 
-    async def _receive_whole(self, stream: _Nowait) -> tuple[bytes | None, bool]:
-        """The next message taken from a yamux stream with nothing buffered, when its prefix
-        and its bytes are there whole (as a message sent with send_all_prefixed is): two
-        reads of the stream and no decoder. Anything else goes to the decoder as it came,
-        and None is returned (then so is whether it waited, which is a checkpoint)."""
-        waited = False
-        try:
-            try:
-                head = stream.receive_some_nowait(PREFIX_SIZE)
-            except trio.WouldBlock:
-                head = bytes(await self.stream.receive_some(PREFIX_SIZE))
-                waited = True
-            if len(head) == PREFIX_SIZE:
-                want = int.from_bytes(head, "big")
-                if 0 < want <= self._decoder.max_message_size:
-                    try:
-                        body = stream.receive_some_nowait(want)
-                    except trio.WouldBlock:
-                        body = b""
-                    if len(body) == want:
-                        return body, waited
-                    self._decoder.receive_data(head)
-                    if body:  # (b"" would be the end of the stream)
-                        self._decoder.receive_data(body)
-                    return None, waited
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self._broken = True
-            raise ConnectionLostError(f"receiving a message failed: {exc}") from exc
-        self._decoder.receive_data(head)  # short, empty (the end), or for the decoder to judge
-        return None, waited
-
     async def send_eof(self) -> None:
         """Half-close: the peer's receive ends after our last message."""
-        async with self._send_lock:
+        await self._take_send_turn()
+        try:
             await self.stream.send_eof()
+        finally:
+            self._pass_send_turn()
 
     async def aclose(self) -> None:
         """Close the stream."""

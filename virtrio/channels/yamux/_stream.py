@@ -266,18 +266,72 @@ class MuxStream(trio.abc.HalfCloseableStream):
                 if self._eof:
                     data = b""
                     break
-                session = self._session
-                session._flush()  # what we owe the peer (a SYN, an ACK) goes first
-                if (turn := session._turn) is not None:
-                    if turn.take(self):  # read the socket ourselves (see _inbound)
-                        waited = await turn.read_until(self._has_input) or waited
-                        continue
-                    turn.want()
-                await self._readable.wait()
-                waited = True
+                waited = await self._wait_for_input() or waited
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
             return data
+        finally:
+            self._receiving = False
+
+    async def _wait_for_input(self) -> bool:
+        """Wait for data, the end or a reset, reading the socket ourselves if we may (see
+        _inbound); False if nothing had to be waited for (no schedule point)."""
+        session = self._session
+        session._flush()  # what we owe the peer (a SYN, an ACK) goes first
+        if (turn := session._turn) is not None:
+            if turn.take(self):
+                return await turn.read_until(self._has_input)
+            turn.want()
+        await self._readable.wait()
+        return True
+
+    async def receive_prefixed(self, prefix_size: int, limit: int) -> bytes | None:
+        """The next record as :meth:`send_all_prefixed` sends one, when it is there whole:
+        a ``prefix_size``-byte big-endian length, then that many bytes (1 to ``limit``), in
+        the one piece buffered first (the Data frame it came in). Waits until something is
+        buffered (or the end, or a reset); returns the record without its length, or None,
+        having taken nothing, when what comes first is anything else (the end, a length over
+        ``limit``, a record in pieces): :meth:`receive_some` then takes it as it is.
+
+        Raises:
+            StreamResetError: the stream was reset.
+            trio.ClosedResourceError: we closed the stream.
+            trio.BusyResourceError: another task is receiving.
+        """
+        if self._receiving:
+            raise trio.BusyResourceError("another task is receiving on this yamux stream")
+        self._receiving = True
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            waited = False
+            chunks = self._chunks
+            while not chunks:
+                if self._closed:
+                    raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
+                if self._reset is not None:
+                    raise self._broken_error()
+                if self._eof:
+                    break
+                waited = await self._wait_for_input() or waited
+            if self._closed:
+                raise trio.ClosedResourceError(f"yamux stream {self.stream_id} was closed")
+            record: bytes | None = None
+            if chunks and len(chunk := chunks[0]) > prefix_size:
+                end = prefix_size + (want := int.from_bytes(chunk[:prefix_size], "big"))
+                if 0 < want <= limit and end <= len(chunk):
+                    piece = chunk[prefix_size:end]
+                    record = piece if type(piece) is bytes else bytes(piece)
+                    if end == len(chunk):
+                        chunks.popleft()
+                    else:
+                        chunks[0] = memoryview(chunk)[end:]
+                    core = self._session._core
+                    core.consumed(self.stream_id, end)
+                    if core.bytes_queued:
+                        self._session._wake_writer()
+            if not waited:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return record
         finally:
             self._receiving = False
 
