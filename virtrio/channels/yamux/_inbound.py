@@ -11,16 +11,19 @@ The turn to read:
 
 * one task holds it at a time: the reader task, a stream's reader, or nobody;
 * a stream's reader takes it when nobody holds it, or when the reader task only waits for the
-  socket (it holds nothing read then): that wait is stopped, and the reader task, seeing it
-  holds the turn no more, naps;
+  socket (it holds nothing read then) and no other stream's reader waits for it to read: that
+  wait is stopped, and the reader task, seeing it holds the turn no more, naps. With other
+  readers parked (many busy streams), the reader task goes on reading for everybody, and a
+  reader about to park first reads what the socket holds already, without waiting
+  (:meth:`ReadTurn.poll`): its data is usually there, and nobody's task step is spent;
 * the reader task takes the turn back :data:`LEND` seconds after a stream's reader gave it
   back, unless one took it again meanwhile (a receiver iterating messages comes back at
   once: waking the reader task in between would cost a task step per message), or at once if
   a task waits for what only input brings (:meth:`ReadTurn.want`: a stream's reader that
   could not take the turn, a writer waiting for credit, an accept, an open waiting for a
   slot, a ping), so input nobody waits for (a ping, a GoAway) waits :data:`LEND` at most;
-* a stream's reader waits for the socket only after a read that brought nothing for it, so
-  the tasks its reads woke run before it reads again.
+* a stream's reader holding the turn waits for the socket only after a read that brought
+  nothing for it, so the tasks its reads woke run before it reads again.
 
 On any other transport the reader task reads alone (no turn).
 """
@@ -74,6 +77,7 @@ class ReadTurn:
         "_wanted",
         "_wire",
         "holder",
+        "parked",
     )
 
     def __init__(
@@ -95,7 +99,9 @@ class ReadTurn:
         self._reader_waits = False  # the reader task waits for the socket
         self._holder_waits = False  # a stream's reader holding the turn waits for the socket
         self._nap: trio.CancelScope | None = None  # the reader task's nap, if it naps
-        self._wanted = False  # a task waits for input while a stream's reader holds the turn
+        self._wanted = False  # a task waits for input the reader task has not read for yet
+        #: Streams' readers waiting for another task to read for them.
+        self.parked = 0
 
     # --- the reader task ---------------------------------------------------------------------
 
@@ -114,6 +120,7 @@ class ReadTurn:
                 await self._take_a_nap()
                 continue
             self.holder = _READER
+            self._wanted = False  # (whoever wanted input: it reads for them now)
             self._reader_waits = True
             try:
                 await wire.wait_readable()
@@ -147,12 +154,15 @@ class ReadTurn:
     # --- a stream's reader -------------------------------------------------------------------
 
     def take(self, owner: object) -> bool:
-        """Take the turn for the reader of ``owner`` (a stream), if it may be taken now."""
+        """Take the turn for the reader of ``owner`` (a stream), if it may be taken now: when
+        nobody holds it, or when the reader task only waits for the socket and no other
+        stream's reader waits for it to read (then it goes on reading for everybody; see
+        :meth:`poll`)."""
         holder = self.holder
         if holder is None:
             if not self._may_read():
                 return False
-        elif holder is _READER and self._reader_waits and self._may_read():
+        elif holder is _READER and self._reader_waits and not self.parked and self._may_read():
             # the reader task holds nothing read: stop its wait (it checks the holder before
             # reading, so even a wake-up already on its way reads nothing)
             self._reader_waits = False
@@ -194,13 +204,31 @@ class ReadTurn:
             self.give_back()
         return waited
 
+    def poll(self) -> None:
+        """While the reader task waits for the socket (so holds nothing read), read what the
+        socket holds already and dispatch it, without waiting: a stream's reader about to
+        park goes on at once when its data is there, and the reader task need not run."""
+        if self.holder is not _READER or not self._reader_waits or not self._may_read():
+            return
+        try:
+            data = self._wire.read_now()
+        except BlockingIOError:
+            return
+        except OSError:  # broken: the reader task reports it
+            return
+        if not data:
+            return  # the end of the connection stays readable: the reader task ends it
+        try:
+            self._dispatch(data)
+        except (YamuxProtocolError, ConnectionLostError) as exc:
+            self._fail(exc)
+
     def give_back(self) -> None:
         """A stream's reader is done with the turn (see the module)."""
         self.holder = None
         self._owner = None
-        wanted, self._wanted = self._wanted, False
         if (nap := self._nap) is not None:
-            if wanted:
+            if self._wanted or self.parked:
                 nap.cancel()
             elif nap.deadline == math.inf:
                 nap.deadline = trio.current_time() + LEND
@@ -210,10 +238,10 @@ class ReadTurn:
     def want(self) -> None:
         """A task is about to wait for what only input brings: make sure input is read, by
         the reader task if nobody holds the turn (now, not after :data:`LEND`)."""
-        if self.holder is _STREAM:
-            self._wanted = True
-        elif self.holder is None and (nap := self._nap) is not None:
-            nap.cancel()
+        if self.holder is not _READER:
+            self._wanted = True  # (until the reader task reads: see give_back)
+            if self.holder is None and (nap := self._nap) is not None:
+                nap.cancel()
 
     def wake(self, owner: object) -> None:
         """Something happened to ``owner`` that its reader must see (it was closed or reset

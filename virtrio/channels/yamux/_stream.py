@@ -278,11 +278,20 @@ class MuxStream(trio.abc.HalfCloseableStream):
         _inbound); False if nothing had to be waited for (no schedule point)."""
         session = self._session
         session._flush()  # what we owe the peer (a SYN, an ACK) goes first
-        if (turn := session._turn) is not None:
-            if turn.take(self):
-                return await turn.read_until(self._has_input)
-            turn.want()
-        await self._readable.wait()
+        if (turn := session._turn) is None:
+            await self._readable.wait()
+            return True
+        if turn.take(self):
+            return await turn.read_until(self._has_input)
+        turn.poll()  # the data may be there already
+        if self._has_input():
+            return False
+        turn.want()
+        turn.parked += 1
+        try:
+            await self._readable.wait()
+        finally:
+            turn.parked -= 1
         return True
 
     async def receive_prefixed(self, prefix_size: int, limit: int) -> bytes | None:
