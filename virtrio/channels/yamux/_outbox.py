@@ -31,7 +31,8 @@ class Outbox:
 
     def add(self, buffers: list[Buffer], sent: int) -> None:
         """Queue ``buffers`` but their first ``sent`` bytes (which the socket took). The first
-        buffer is the core's (from ``data_to_send``); any other may be borrowed from a caller."""
+        buffer is the core's (from ``data_to_send``) or a frame's header; any other may be
+        borrowed from a caller."""
         queue = self._queue
         for index, buffer in enumerate(buffers):
             size = len(buffer)

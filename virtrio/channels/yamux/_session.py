@@ -232,7 +232,7 @@ class YamuxSession(FrameParser):
 
     def data_frames(
         self, stream_id: int, data: bytes | bytearray | memoryview, head: bytes = b""
-    ) -> list[bytes | memoryview]:
+    ) -> list[bytes | bytearray | memoryview]:
         """As :meth:`send_data`, but the frames are returned instead of queued: headers, and
         bodies as views into ``data`` (no copy), to be written at once after
         :meth:`data_to_send`. The credit is used up as if they had been queued.
@@ -254,7 +254,7 @@ class YamuxSession(FrameParser):
         view = memoryview(data)
         flags = self._ack(stream) if stream.state.ack_owed else 0  # on the first
         size = min(MAX_FRAME - len(head), count)
-        frames: list[bytes | memoryview] = [
+        frames: list[bytes | bytearray | memoryview] = [
             HEADER.pack(VERSION, _DATA, flags, stream_id, size + len(head)) + head
             if head
             else HEADER.pack(VERSION, _DATA, flags, stream_id, size),

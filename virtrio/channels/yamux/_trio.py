@@ -198,18 +198,25 @@ class MuxSession:
             taken = self._core.send_data(stream_id, view, head)
             self._flush()
             return taken
-        frames = self._core.data_frames(stream_id, view, head)
-        taken = sum(map(len, frames[1::2]))
+        core = self._core
+        frames = core.data_frames(stream_id, view, head)
+        if not frames:
+            self._flush()
+            return 0
+        taken = len(frames[1]) if len(frames) == 2 else sum(map(len, frames[1::2]))
+        if core.bytes_queued:  # (what is queued goes first; an empty buffer would be wasted)
+            frames.insert(0, core.data_to_send())
         if self._writing:  # behind what the writer task has still to send
-            self._outbox.add([self._core.data_to_send(), *frames], 0)
+            self._outbox.add(frames, 0)
             self._writer_wake.set()
         else:
-            self._write_now([self._core.data_to_send(), *frames])
+            self._write_now(frames)
         return taken
 
     def _write_now(self, buffers: list[Buffer]) -> None:
-        """Write ``buffers`` (the first one the core's, the others borrowed from a caller)
-        as far as the socket takes them without blocking; the writer task sends the rest."""
+        """Write ``buffers`` (the first one the core's or a header, the others may be
+        borrowed from a caller) as far as the socket takes them without blocking; the writer
+        task sends the rest."""
         sent = self._wire.write_now(buffers)
         if sent < sum(map(len, buffers)):
             self._outbox.add(buffers, sent)
