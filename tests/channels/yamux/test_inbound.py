@@ -221,3 +221,38 @@ async def test_the_end_of_the_connection_read_by_a_stream_ends_the_session() -> 
                 await stream.receive_some()
         await session.wait_closed()
         assert "closed the connection" in str(session.closed_reason)
+
+
+async def test_writers_over_the_high_water_mark_wait_and_the_queue_stays_bounded() -> None:
+    """Eight writers to a peer that does not read: once the session holds more than
+    HIGH_WATER unsent, a writer waits before it queues more; woken by the drain, each queues
+    its piece and goes on. Unsent bytes never exceed the mark by more than one piece per
+    writer, and everything arrives once the peer reads."""
+    from virtrio.channels.yamux._stream import HIGH_WATER
+
+    left, right = trio.socket.socketpair()
+    peer = trio.SocketStream(left)
+    piece = 64 * 1024
+    most = 0
+    async with peer, open_mux(trio.SocketStream(right), client=True) as session:
+
+        async def writer() -> None:
+            nonlocal most
+            stream = await session.open_stream()
+            for _ in range(4):  # 256 KiB: the credit a stream has before any update
+                await stream.send_all(bytes(piece))
+                most = max(most, session._unsent)
+
+        frames: list[tuple[int, int, int, int]] = []
+        async with trio.open_nursery() as reading:
+            async with trio.open_nursery() as writing:
+                for _ in range(8):
+                    writing.start_soon(writer)
+                await trio.testing.wait_all_tasks_blocked()
+                assert session._unsent > HIGH_WATER  # the writers wait: the peer reads nothing
+                reading.start_soon(read_frames, peer, frames)
+            assert most <= HIGH_WATER + 8 * piece
+            with trio.fail_after(10):  # (a hang guard, not a timing)
+                while sum(f[3] for f in frames if f[0] == DATA) < 8 * 4 * piece:
+                    await trio.sleep(0.001)
+            reading.cancel_scope.cancel()

@@ -149,8 +149,17 @@ class MuxStream(trio.abc.HalfCloseableStream):
             self._outgoing = memoryview(data)
             self._head = head
             waited = False  # a wait is a checkpoint: then no other is needed
+            # Over HIGH_WATER queued, a writer waits for the wire to drain before it queues
+            # more; woken, it queues what it may and goes (all the waiting writers wake at
+            # once: had each to look again, most would find the others' frames over the mark
+            # and wait once more for nothing, a task step each).
+            drained = False
             while True:
                 self._check_writable()
+                if not drained and session._unsent > HIGH_WATER:
+                    await session._wait_drained()
+                    waited = drained = True
+                    continue
                 if self._outgoing and (
                     taken := session._send_data(self.stream_id, self._outgoing, self._head)
                 ):
@@ -158,15 +167,13 @@ class MuxStream(trio.abc.HalfCloseableStream):
                     self._head = b""
                 else:
                     session._flush()
-                if session._unsent > HIGH_WATER:
-                    await session._wait_drained()
-                    waited = True
-                elif not self._outgoing:
+                if not self._outgoing:
                     break
-                elif core.send_window(self.stream_id) <= len(self._head):
+                if core.send_window(self.stream_id) <= len(self._head):
                     session._want_input()  # the credit comes with the input
                     await self._writable.wait()
                     waited = True
+                    drained = False
             if not waited:
                 await trio.lowlevel.cancel_shielded_checkpoint()
         finally:
