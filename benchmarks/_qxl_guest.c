@@ -204,7 +204,9 @@ static void pause_while_asked(u32 frames) {
     say("resumed\n");
 }
 
-static u32 take(u32 i) {
+/* wait until bitmap i is free; a pause asked for meanwhile is taken here (a client that stops
+ * reading holds every bitmap) */
+static u32 take(u32 i, u32 frames) {
     u32 spins = 0;
     for (;;) {
         collect();
@@ -212,6 +214,7 @@ static u32 take(u32 i) {
         if (++spins % 20000 == 0) {
             oom_count++;
             outb(io + IO_NOTIFY_OOM, 0);
+            pause_while_asked(frames);
         }
         __asm__ volatile("pause");
     }
@@ -287,7 +290,7 @@ void kmain(void) {
     u32 colour = 0x00204080u;
     for (u32 frame = 0;; frame++) {
         pause_while_asked(frame);
-        u32 i = take(frame % NBUF);
+        u32 i = take(frame % NBUF, frame);
         busy[i] = 1;
         u8 *bits = bitmaps + i * FRAME;
         fill((u32 *)bits, colour);

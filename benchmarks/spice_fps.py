@@ -172,7 +172,7 @@ class Bench:
             def counting(msg: Message) -> None:
                 nonlocal area
                 before = state.generation
-                rect = state.handle(msg.type, msg.body)
+                rect = state.handle(msg.type, msg.body, placed=msg.placed)
                 if rect is not None:
                     area += max(0, min(rect.right, WIDTH) - max(rect.left, 0)) * max(
                         0, min(rect.bottom, HEIGHT) - max(rect.top, 0)
@@ -231,6 +231,9 @@ class Bench:
                 await self.final_frame("gtk")
                 await proc.stdin.send_all(f"{expected_path}\n".encode())
                 equal = bool((await line())["equal"])
+        except BaseException:
+            proc.kill()  # it may be waiting for the path on its stdin
+            raise
         finally:
             await proc.wait()
         await self.resume()
