@@ -18,23 +18,16 @@ import trio
 from virtrio.errors import ConnectionLostError, LocalProtocolError, VirtrioTimeoutError
 from virtrio.primitives import open_service_nursery
 
+from ._delivery import deliver
 from ._frames import DEFAULT_WINDOW, GoAwayCode
 from ._inbound import ReadTurn
 from ._outbox import Outbox
 from ._session import (
-    GoAwayReceived,
-    PongReceived,
-    StreamAcknowledged,
-    StreamData,
-    StreamEnded,
-    StreamOpened,
-    StreamReset,
-    WindowUpdated,
     YamuxError,
     YamuxProtocolError,
     YamuxSession,
 )
-from ._stream import MuxStream, StreamResetError
+from ._stream import MuxStream
 from ._wire import Buffer, SocketWire, wire_for
 
 __all__ = ["MuxSession", "open_mux"]
@@ -318,52 +311,8 @@ class MuxSession:
                 await self._drained.wait()
             self._dispatch(await receive())
 
-    def _handle(self, data: bytes | bytearray) -> None:
-        """Feed bytes read to the core and deliver its events."""
-        core = self._core
-        for event in core.receive_data(data):
-            if isinstance(event, StreamData):
-                stream = self._streams.get(event.stream_id)
-                if stream is None:
-                    pass
-                elif stream._closed:
-                    # data for a stream we closed: refuse it, as TCP does, so the peer's
-                    # writer fails instead of waiting forever for credit
-                    core.send_reset(event.stream_id)
-                    del self._streams[event.stream_id]
-                else:
-                    stream._feed(event.data)
-            elif isinstance(event, WindowUpdated):
-                if (stream := self._streams.get(event.stream_id)) is not None:
-                    stream._window()
-            elif isinstance(event, StreamOpened):
-                stream = MuxStream(self, event.stream_id)
-                self._streams[event.stream_id] = stream
-                self._accept_queue.append(stream)
-                self._acceptable.set()
-            elif isinstance(event, StreamEnded):
-                if (stream := self._streams.get(event.stream_id)) is not None:
-                    stream._end()
-                    if stream._closed:
-                        del self._streams[event.stream_id]
-                        self._can_open.set()  # closed both ways: its open slot may be free
-            elif isinstance(event, StreamReset):
-                if (stream := self._streams.pop(event.stream_id, None)) is not None:
-                    stream._broken(StreamResetError("reset by the peer"))
-                self._can_open.set()  # an unacknowledged stream's open slot may be free
-            elif isinstance(event, StreamAcknowledged):
-                self._can_open.set()
-            elif isinstance(event, PongReceived):
-                if (answered := self._pongs.get(event.opaque)) is not None:
-                    answered.set()
-            elif isinstance(event, GoAwayReceived):
-                self._can_open.set()
-                if event.code != GoAwayCode.NORMAL:
-                    raise ConnectionLostError(
-                        f"yamux session {self.name}: the peer ended it (GoAway code {event.code})"
-                    )
-        if core.bytes_queued:
-            self._flush()
+    #: Feed bytes read to the core and deliver its events (see _delivery).
+    _handle = deliver
 
     def _end(self, reason: BaseException) -> None:
         if self.closed_reason is not None:
