@@ -30,7 +30,7 @@ import trio
 from virtrio.channels import open_stream
 from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo, encode_output
 from virtrio.errors import VirtrioError
-from virtrio.primitives import Fanout
+from virtrio.primitives import Fanout, SpinPolicy
 
 from ._emulator import EmulatorFactory, LaggingScreen
 from ._errors import SessionError, parse_signal
@@ -243,10 +243,27 @@ class Session:
             self._last_output = trio.current_time()
             self._emulate_soon()
 
+    def await_echo(self, spin: SpinPolicy) -> None:
+        """After input was written: poll the PTY for the program's echo within ``spin``'s
+        window (a fair one: never while another task is ready) and forward it now, in this
+        pass, instead of waking the reactor for it. A no-op for a console or an ended session.
+        """
+        terminal = self._terminal
+        if isinstance(terminal, LocalPty) and not self.is_ended and self._reactor is not None:
+            data = spin.poll_call(terminal.read_nowait, trio.current_effective_deadline())
+            if data is not None:
+                self._took(data)
+
     def _on_output_ready(self) -> bool:
         terminal = self._terminal
         assert isinstance(terminal, LocalPty)
-        data = terminal.read_nowait()
+        return self._took(terminal.read_nowait())
+
+    def _took(self, data: bytes | None) -> bool:
+        """Forward what a read of the PTY brought (None: nothing, b"": its end); true when it
+        was a flood (more is likely waiting)."""
+        terminal = self._terminal
+        assert isinstance(terminal, LocalPty)
         if data:
             self._output(data)
             return len(data) >= _BUSY_BYTES  # a flood: the reactor looks again at once
