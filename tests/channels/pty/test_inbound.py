@@ -287,7 +287,7 @@ async def test_after_input_a_subscriber_polls_for_the_echo_once() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(client._inbound.run_reader)
             await client.input(1, b"a", wait=False)
-            os.write(theirs.fileno(), output(1))  # (no checkpoint: the reader task cannot read it first)
+            os.write(theirs.fileno(), output(1))  # (no checkpoint: the reader cannot read it)
             assert number(await client.events().receive()) == 1
             assert (spin.caught, spin.missed) == (1, 0)  # read by the subscriber's poll
             os.write(theirs.fileno(), output(2))  # no input before it: no poll
