@@ -69,9 +69,9 @@ class DirectReads:
         sock = self.socket
         if self.drained and (fd := sock.fileno()) >= 0:
             if spin is not None:
+                await trio.lowlevel.checkpoint_if_cancelled()  # (before: nothing read is lost)
                 data = spin.poll(fd, max_bytes, trio.current_effective_deadline())
                 if data is not None:
-                    await trio.lowlevel.checkpoint_if_cancelled()
                     return await self._took(data, max_bytes, settle)
             # (still drained if this wait is cancelled: the socket is as empty)
             self._in_a_row = 0

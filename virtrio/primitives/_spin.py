@@ -71,7 +71,16 @@ class SpinPolicy:
             window says so (a client waiting for its own answer).
     """
 
-    __slots__ = ("_pays", "_waits_off", "budget", "caught", "fair", "missed", "window")
+    __slots__ = (
+        "_pays",
+        "_waits_off",
+        "budget",
+        "caught",
+        "declined",
+        "fair",
+        "missed",
+        "window",
+    )
 
     def __init__(self, budget: float, *, fair: bool = False) -> None:
         self.budget = budget
@@ -79,10 +88,11 @@ class SpinPolicy:
         self.window = budget  # how long the next wait polls while polling pays
         self._pays = 1.0  # running share of the spins that caught their answer
         self._waits_off = 0  # waits parked at once since the last probe
-        #: Waits whose answer came while polling, and those that polled in vain (for tests and
-        #: benchmarks).
+        #: Waits whose answer came while polling, those that polled in vain, and those a fair
+        #: policy did not poll for because another task was ready (for tests and benchmarks).
         self.caught = 0
         self.missed = 0
+        self.declined = 0
 
     def next_window(self) -> float:
         """The window of the next wait (0: park at once)."""
@@ -131,7 +141,8 @@ class SpinPolicy:
         if self.fair:
             stats = trio.lowlevel.current_statistics()
             if stats.tasks_runnable:
-                return None  # others are ready: they run, and this parks (nothing recorded)
+                self.declined += 1  # others are ready: they run, and this parks (not learnt)
+                return None
             window = min(window, stats.seconds_to_next_deadline)
         limit = deadline - trio.current_time()
         if limit < window:

@@ -362,7 +362,8 @@ async def open_pty_client(
             latency. The window adapts (:class:`~virtrio.primitives.SpinPolicy`): a few times
             the recent echoes' latency, up to ``spin``, and none (a probe every 16th input)
             while input brings no prompt echo. While it polls, the event loop runs nothing
-            else: at most ``spin`` per input, and never past the enclosing deadline.
+            else (at most ``spin`` per input, even if another task is ready: the caller's own
+            wait for its own echo), and never past the enclosing deadline.
 
     Raises:
         ConfigError: ``address`` is an address of another scheme than ``unix:``, or

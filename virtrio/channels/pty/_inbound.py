@@ -101,6 +101,8 @@ class Inbound:
         # the socket's fd, read directly (waiting first after a short read)
         self._reads = DirectReads(self._socket) if self._socket is not None else None
         # how long a subscriber polls the socket, after input, for its echo (see expect_echo)
+        # (not a fair one: the task this one often makes ready is the reader task, which only
+        # goes back to its nap; the window is the caller's own wait for its own echo)
         self._spin = SpinPolicy(spin)
         self._expecting = False
 

@@ -94,6 +94,9 @@ class Connection:
         # how long a write of input polls for the echo (learnt per connection: its client's
         # sessions either echo promptly or not); made with the first input
         self._echo_spin: SpinPolicy | None = None
+        # and how long, once an echo went out, the next request is polled for
+        self._next_spin: SpinPolicy | None = None
+        self._echoed = False
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -137,7 +140,10 @@ class Connection:
             max_frame_size=self._daemon.config.max_frame_size, accept=REQUEST_TYPES
         )
         while True:
-            data = await self._reads.read(_RECEIVE_SIZE)
+            # after an echo went out, the next keystroke often follows at once (a program
+            # typing): poll for it too, with its own fair policy (off while it does not pay)
+            spin, self._echoed = (self._next_spin if self._echoed else None), False
+            data = await self._reads.read(_RECEIVE_SIZE, spin=spin)
             decoder.receive_data(data)
             while True:
                 try:
@@ -176,7 +182,8 @@ class Connection:
                 if ident in self._direct:  # attached here: its echo may go out in this pass
                     if (spin := self._echo_spin) is None:
                         spin = self._echo_spin = SpinPolicy(daemon.config.echo_spin, fair=True)
-                    session.await_echo(spin)
+                        self._next_spin = SpinPolicy(daemon.config.echo_spin, fair=True)
+                    self._echoed = session.await_echo(spin)
                 return ok
             case Create():
                 session = await daemon._create(request)

@@ -243,16 +243,18 @@ class Session:
             self._last_output = trio.current_time()
             self._emulate_soon()
 
-    def await_echo(self, spin: SpinPolicy) -> None:
+    def await_echo(self, spin: SpinPolicy) -> bool:
         """After input was written: poll the PTY for the program's echo within ``spin``'s
         window (a fair one: never while another task is ready) and forward it now, in this
-        pass, instead of waking the reactor for it. A no-op for a console or an ended session.
-        """
+        pass, instead of waking the reactor for it (True then). A no-op for a console or an
+        ended session."""
         terminal = self._terminal
         if isinstance(terminal, LocalPty) and not self.is_ended and self._reactor is not None:
             data = spin.poll_call(terminal.read_nowait, trio.current_effective_deadline())
             if data is not None:
                 self._took(data)
+                return True
+        return False
 
     def _on_output_ready(self) -> bool:
         terminal = self._terminal
