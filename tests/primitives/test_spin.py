@@ -82,3 +82,17 @@ async def test_direct_reads_poll_before_parking() -> None:
             nursery.start_soon(later)
             assert await reads.read(100, spin=missed) == b"later"  # polled in vain, then parked
         assert missed.missed == 1
+
+
+async def test_a_poll_ends_when_other_work_comes() -> None:
+    spin = SpinPolicy(60.0)
+    asked = iter([False, False, True])
+    assert spin.poll_call(lambda: None, stop=lambda: next(asked)) is None
+    assert (spin.caught, spin.missed, spin.declined) == (0, 0, 1)
+
+
+async def test_a_fair_poll_allows_the_tasks_its_caller_made_ready() -> None:
+    spin = SpinPolicy(1.0, fair=True)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 0)
+        assert spin.poll_call(lambda: b"x", ready_ok=1) == b"x"

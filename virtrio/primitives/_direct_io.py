@@ -52,7 +52,12 @@ class DirectReads:
         self._in_a_row = 0
 
     async def read(
-        self, max_bytes: int, *, settle: bool = True, spin: SpinPolicy | None = None
+        self,
+        max_bytes: int,
+        *,
+        settle: bool = True,
+        spin: SpinPolicy | None = None,
+        ready_ok: int = 0,
     ) -> bytes:
         """Up to ``max_bytes`` bytes, ``b""`` at the end of the stream.
 
@@ -60,7 +65,8 @@ class DirectReads:
         that every :data:`READS_WITHOUT_YIELD` th read owes is left to :meth:`settle` (for a
         caller that dispatches the bytes first). With ``spin``, a read that would wait polls
         the socket for the policy's window first (bounded by the enclosing deadline); bytes
-        caught so count as a read in a row (no pass through the scheduler).
+        caught so count as a read in a row (no pass through the scheduler). ``ready_ok`` as
+        :meth:`SpinPolicy.poll_call`'s.
 
         Raises:
             trio.ClosedResourceError: the socket was closed here.
@@ -70,7 +76,8 @@ class DirectReads:
         if self.drained and (fd := sock.fileno()) >= 0:
             if spin is not None:
                 await trio.lowlevel.checkpoint_if_cancelled()  # (before: nothing read is lost)
-                data = spin.poll(fd, max_bytes, trio.current_effective_deadline())
+                deadline = trio.current_effective_deadline()
+                data = spin.poll(fd, max_bytes, deadline, ready_ok=ready_ok)
                 if data is not None:
                     return await self._took(data, max_bytes, settle)
             # (still drained if this wait is cancelled: the socket is as empty)

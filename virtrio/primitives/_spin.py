@@ -28,6 +28,7 @@ ever spends time the event loop would have spent asleep in ``epoll``.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -88,8 +89,8 @@ class SpinPolicy:
         self.window = budget  # how long the next wait polls while polling pays
         self._pays = 1.0  # running share of the spins that caught their answer
         self._waits_off = 0  # waits parked at once since the last probe
-        #: Waits whose answer came while polling, those that polled in vain, and those a fair
-        #: policy did not poll for because another task was ready (for tests and benchmarks).
+        #: Waits whose answer came while polling, those that polled in vain, and those cut
+        #: short or not polled for because other work was ready (for tests and benchmarks).
         self.caught = 0
         self.missed = 0
         self.declined = 0
@@ -120,7 +121,7 @@ class SpinPolicy:
             if self.window < latency:  # never below what just worked
                 self.window = min(self.budget, latency * _HEADROOM)
 
-    def poll(self, fd: int, size: int, deadline: float) -> bytes | None:
+    def poll(self, fd: int, size: int, deadline: float, *, ready_ok: int = 0) -> bytes | None:
         """Read ``fd`` (non-blocking) until bytes come or the window or ``deadline`` (Trio
         time) has passed: the bytes (``b""`` at the end of the stream), or None."""
 
@@ -130,17 +131,28 @@ class SpinPolicy:
             except BlockingIOError:
                 return None
 
-        return self.poll_call(read, deadline)
+        return self.poll_call(read, deadline, ready_ok=ready_ok)
 
-    def poll_call(self, read: Callable[[], _T | None], deadline: float = float("inf")) -> _T | None:
+    def poll_call(
+        self,
+        read: Callable[[], _T | None],
+        deadline: float = math.inf,
+        *,
+        ready_ok: int = 0,
+        stop: Callable[[], bool] | None = None,
+    ) -> _T | None:
         """Call ``read`` (non-blocking: None while nothing has come) until it returns something
-        or the window or ``deadline`` (Trio time) has passed: what it returned, or None."""
+        or the window or ``deadline`` (Trio time) has passed: what it returned, or None.
+
+        ``ready_ok``: tasks the caller itself just made ready and knows will only park again
+        (a fair policy still polls while no more than these are ready). ``stop``, asked after
+        each empty read: true ends the poll at once (other work has come; nothing is learnt)."""
         window = self.next_window()
         if window <= 0:
             return None
         if self.fair:
             stats = trio.lowlevel.current_statistics()
-            if stats.tasks_runnable:
+            if stats.tasks_runnable > ready_ok:
                 self.declined += 1  # others are ready: they run, and this parks (not learnt)
                 return None
             window = min(window, stats.seconds_to_next_deadline)
@@ -155,6 +167,9 @@ class SpinPolicy:
         while (got := read()) is None:
             if clock() >= end:
                 self.record(None)
+                return None
+            if stop is not None and stop():
+                self.declined += 1
                 return None
             _yield_cpu()  # the peer may be waiting for this very CPU
         self.record(clock() - start)

@@ -3,15 +3,16 @@ PTY for the echo (``echo_spin``) and forwards it in the same pass, without the r
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from tests.engine.pty.helpers import read_until
 from virtrio.channels.pty import open_pty_client
-from virtrio.engine.pty import PtyDaemon
+from virtrio.engine.pty import PtyDaemon, PtyDaemonConfig, serve_pty_daemon
 from virtrio.engine.pty._session import Session
-from virtrio.primitives import DirectReads, SpinPolicy
+from virtrio.primitives import SpinPolicy
 
 RAW_CAT = ["-c", "stty raw -echo; echo ready; exec cat"]
 
@@ -39,8 +40,17 @@ async def test_the_echo_is_forwarded_by_the_write_that_caused_it(pty_daemon: Pty
         sub.close()
 
 
+@pytest.fixture
+async def spinning_daemon(nursery: trio.Nursery, pty_config: PtyDaemonConfig) -> PtyDaemon:
+    """A daemon that polls for echoes (off by default)."""
+    socket = pty_config.socket_path.parent.parent / "spinning" / "socket"
+    config = attrs.evolve(pty_config, echo_spin=100e-6, socket_path=socket)
+    daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
+    return daemon
+
+
 async def test_a_connection_polls_for_the_echo_of_its_own_sessions_input(
-    pty_daemon: PtyDaemon, monkeypatch: pytest.MonkeyPatch
+    spinning_daemon: PtyDaemon, pty_daemon: PtyDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     polls: list[SpinPolicy] = []
     await_echo = Session.await_echo
@@ -50,6 +60,14 @@ async def test_a_connection_polls_for_the_echo_of_its_own_sessions_input(
         return await_echo(self, spin)
 
     monkeypatch.setattr(Session, "await_echo", counted)
+    async with open_pty_client(pty_daemon.socket_path) as client:  # echo_spin=0: no poll
+        sid = await client.create(command="/bin/sh", args=RAW_CAT)
+        await client.attach(sid)
+        await read_until(client, sid, b"ready")
+        await client.input(sid, b"x", wait=True)
+        await read_until(client, sid, b"x")
+    assert polls == []
+    pty_daemon = spinning_daemon
     async with open_pty_client(pty_daemon.socket_path) as client:
         sid = await client.create(command="/bin/sh", args=RAW_CAT)
         await client.input(sid, b"x", wait=True)  # not attached: nothing to forward here
@@ -64,36 +82,19 @@ async def test_a_connection_polls_for_the_echo_of_its_own_sessions_input(
         assert polls[0].budget == pty_daemon.config.echo_spin
 
 
-async def test_once_an_echo_went_out_the_next_request_is_polled_for(
-    pty_daemon: PtyDaemon, monkeypatch: pytest.MonkeyPatch
+async def test_the_poll_for_an_echo_gives_way_to_another_sessions_output(
+    pty_daemon: PtyDaemon,
 ) -> None:
-    polled: list[SpinPolicy] = []
-    read = DirectReads.read
-
-    async def recorded(
-        self: DirectReads, max_bytes: int, *, settle: bool = True, spin: SpinPolicy | None = None
-    ) -> bytes:
-        if spin is not None and spin.fair:  # the daemon's (the client's own is not fair)
-            polled.append(spin)
-        return await read(self, max_bytes, settle=settle, spin=spin)
-
-    monkeypatch.setattr(DirectReads, "read", recorded)
-    echoed = Session.await_echo
-    caught = 0
-
-    def counted(self: Session, spin: SpinPolicy) -> bool:
-        nonlocal caught
-        got = echoed(self, spin)
-        caught += got
-        return got
-
-    monkeypatch.setattr(Session, "await_echo", counted)
     async with open_pty_client(pty_daemon.socket_path) as client:
-        sid = await client.create(command="/bin/sh", args=RAW_CAT)
-        await client.attach(sid)
-        await read_until(client, sid, b"ready")
-        for n in range(10):
-            await client.input(sid, b"%d;" % n, wait=False)
-            await read_until(client, sid, b"%d;" % n)
-    assert len(polled) == caught  # one poll for the next request after each echo caught
-    assert len({id(spin) for spin in polled}) <= 1
+        quiet = await client.create(command="/bin/sh", args=RAW_CAT)
+        await client.attach(quiet)
+        await read_until(client, quiet, b"ready")
+        loud = await client.create(command="/bin/sh", args=["-c", "read go; echo hello; cat"])
+        await client.attach(loud)
+        session = pty_daemon.sessions[quiet]
+        spin = SpinPolicy(60.0, fair=True)  # a minute: only the other session can end it
+        await trio.testing.wait_all_tasks_blocked()
+        await pty_daemon.sessions[loud].write(b"go\n")  # (no checkpoint: nothing else runs)
+        assert not session.await_echo(spin)  # no echo comes: "hello" ended the poll
+        assert (spin.caught, spin.missed, spin.declined) == (0, 0, 1)
+        await read_until(client, loud, b"hello")  # which the reactor then forwarded

@@ -361,9 +361,9 @@ async def open_pty_client(
             tens of microseconds, and a wake-up costs about as much CPU again, and more
             latency. The window adapts (:class:`~virtrio.primitives.SpinPolicy`): a few times
             the recent echoes' latency, up to ``spin``, and none (a probe every 16th input)
-            while input brings no prompt echo. While it polls, the event loop runs nothing
-            else (at most ``spin`` per input, even if another task is ready: the caller's own
-            wait for its own echo), and never past the enclosing deadline.
+            while input brings no prompt echo. It never polls while another task of the
+            program is ready to run, nor past the next timer or the enclosing deadline; while
+            it polls, the event loop runs nothing else (at most ``spin`` per input).
 
     Raises:
         ConfigError: ``address`` is an address of another scheme than ``unix:``, or

@@ -101,10 +101,11 @@ class Inbound:
         # the socket's fd, read directly (waiting first after a short read)
         self._reads = DirectReads(self._socket) if self._socket is not None else None
         # how long a subscriber polls the socket, after input, for its echo (see expect_echo)
-        # (not a fair one: the task this one often makes ready is the reader task, which only
-        # goes back to its nap; the window is the caller's own wait for its own echo)
-        self._spin = SpinPolicy(spin)
+        # (a fair one: never while another task of this program is ready, but the reader task
+        # that a subscriber's take-over just woke, which only goes back to its nap)
+        self._spin = SpinPolicy(spin, fair=True)
         self._expecting = False
+        self._woke_reader = False
 
     # ---- the two readers ---------------------------------------------------------------------
 
@@ -197,6 +198,7 @@ class Inbound:
             wait.cancel()
             self._reader_wait = None
             self._holder = _SUBSCRIBER
+            self._woke_reader = True
             return True
         return False
 
@@ -224,7 +226,8 @@ class Inbound:
         if self._expecting:
             self._expecting = False
             spin = self._spin
-        self._receive(await reads.read(_RECEIVE_SIZE, settle=False, spin=spin))
+        woke, self._woke_reader = self._woke_reader, False
+        self._receive(await reads.read(_RECEIVE_SIZE, settle=False, spin=spin, ready_ok=int(woke)))
         await reads.settle()  # (after the dispatch: what was read is never held over a yield)
 
     def _receive(self, data: bytes | bytearray) -> None:

@@ -94,9 +94,6 @@ class Connection:
         # how long a write of input polls for the echo (learnt per connection: its client's
         # sessions either echo promptly or not); made with the first input
         self._echo_spin: SpinPolicy | None = None
-        # and how long, once an echo went out, the next request is polled for
-        self._next_spin: SpinPolicy | None = None
-        self._echoed = False
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -140,10 +137,7 @@ class Connection:
             max_frame_size=self._daemon.config.max_frame_size, accept=REQUEST_TYPES
         )
         while True:
-            # after an echo went out, the next keystroke often follows at once (a program
-            # typing): poll for it too, with its own fair policy (off while it does not pay)
-            spin, self._echoed = (self._next_spin if self._echoed else None), False
-            data = await self._reads.read(_RECEIVE_SIZE, spin=spin)
+            data = await self._reads.read(_RECEIVE_SIZE)
             decoder.receive_data(data)
             while True:
                 try:
@@ -179,11 +173,10 @@ class Connection:
             case Input(session=ident, data=data):
                 session = daemon._session(ident)
                 await session.write(data)
-                if ident in self._direct:  # attached here: its echo may go out in this pass
+                if ident in self._direct and daemon.config.echo_spin:  # (attached here)
                     if (spin := self._echo_spin) is None:
                         spin = self._echo_spin = SpinPolicy(daemon.config.echo_spin, fair=True)
-                        self._next_spin = SpinPolicy(daemon.config.echo_spin, fair=True)
-                    self._echoed = session.await_echo(spin)
+                    session.await_echo(spin)
                 return ok
             case Create():
                 session = await daemon._create(request)

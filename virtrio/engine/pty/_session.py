@@ -246,15 +246,21 @@ class Session:
     def await_echo(self, spin: SpinPolicy) -> bool:
         """After input was written: poll the PTY for the program's echo within ``spin``'s
         window (a fair one: never while another task is ready) and forward it now, in this
-        pass, instead of waking the reactor for it (True then). A no-op for a console or an
-        ended session."""
+        pass, instead of waking the reactor for it (True then). It stops as soon as another
+        descriptor of the reactor is readable. A no-op for a console or an ended session."""
         terminal = self._terminal
-        if isinstance(terminal, LocalPty) and not self.is_ended and self._reactor is not None:
-            data = spin.poll_call(terminal.read_nowait, trio.current_effective_deadline())
-            if data is not None:
-                self._took(data)
-                return True
-        return False
+        reactor = self._reactor
+        if not isinstance(terminal, LocalPty) or self.is_ended or reactor is None:
+            return False
+        # it stops once another session's PTY (or any pidfd) is readable: the reactor serves
+        # it, and the echo with it (a flood elsewhere is never held up)
+        data = spin.poll_call(
+            terminal.read_nowait, trio.current_effective_deadline(), stop=reactor.ready
+        )
+        if data is None:
+            return False
+        self._took(data)
+        return True
 
     def _on_output_ready(self) -> bool:
         terminal = self._terminal
