@@ -53,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import trio
@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._adapter_rows import adapter_rows  # noqa: E402
+from benchmarks._measure import Row, Spread, write_results  # noqa: E402
 from tests.peers.programs import BareMetalProgram, build_program, start_gdb_qemu  # noqa: E402
 from virtrio.channels.gdb import open_gdb  # noqa: E402
 
@@ -69,6 +70,15 @@ N = {"register read": 2000, "4 KiB memory read": 1000, "breakpoint round trip": 
 N_GDB = {"register read": 300, "4 KiB memory read": 300, "breakpoint round trip": 150}
 ROUNDS = 3
 OPS = list(N)
+#: the summary table's key of each operation (benchmarks/summary.py)
+KEYS = {
+    "register read": "gdb.registers",
+    "4 KiB memory read": "gdb.memory4k",
+    "breakpoint round trip": "gdb.breakpoint",
+}
+#: the references a line of the summary table compares virtrio with: the raw socket (issue
+#: 14's target), and the strictest, the busy-poll client making virtrio's very writes
+REFERENCES = {"raw socket": "", "raw busy-poll +next": ".strict"}
 
 # one sample per operation: (wall seconds, CPU seconds for the whole batch / count)
 Result = dict[str, tuple[list[float], float]]
@@ -435,6 +445,32 @@ CLIENTS: dict[str, Callable[[str, BareMetalProgram], Result]] = {
 }
 
 
+def summary_rows(
+    rounds: dict[str, list[Result]], table: dict[str, dict[str, tuple[float, float, float]]]
+) -> Iterable[Row]:
+    """The summary table's lines: each operation's median (µs) against each reference that
+    ran, with both clients' CPU per operation and every round's medians for the spread."""
+    for reference, suffix in REFERENCES.items():
+        if reference not in rounds:
+            continue
+        for op in OPS:
+            ours, theirs = table["virtrio"][op], table[reference][op]
+            yield Row(
+                KEYS[op] + suffix,
+                ours[0] * 1e6,
+                "µs",
+                anchor=reference,
+                anchor_value=theirs[0] * 1e6,
+                cpu_us={
+                    "virtrio": {"client": ours[2] * 1e6},
+                    reference: {"client": theirs[2] * 1e6},
+                },
+                runs=Spread.of(statistics.median(r[op][0]) * 1e6 for r in rounds["virtrio"]),
+                anchor_runs=Spread.of(statistics.median(r[op][0]) * 1e6 for r in rounds[reference]),
+                note=f"best of {len(rounds['virtrio'])} rounds' medians; QEMU 7.2 gdbstub, x86_64",
+            )
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="alternating rounds")
@@ -530,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     )
+    rows = list(summary_rows(rounds, table))
+    if rows:
+        print("written", write_results("backends", rows))
     if args.no_adapter:
         return 0
     print()

@@ -1,6 +1,7 @@
-"""The one benchmark table: every line of issue 16's table (and the lines it says to keep), each
-marked met or not met against its target, from the rows the benchmarks wrote to
-``benchmarks/results/*.json``; written also as ``benchmarks/results/latest.json``.
+"""The one benchmark table: every line of issue 16's table (and the lines it says to keep, and
+issue 14's GDB targets), each marked met or not met against its target, from the rows the
+benchmarks wrote to ``benchmarks/results/*.json``; written also as
+``benchmarks/results/latest.json``.
 
 ``make bench`` runs it last. Run alone: ``.venv/bin/python benchmarks/summary.py`` (``--strict``
 exits 1 when a target is not met or a line has no result).
@@ -73,7 +74,7 @@ def _at_most(bound: float, on: Literal["ratio", "value"] = "ratio") -> Target:
     return Target(on, "<=", bound)
 
 
-#: Issue 16's table, in its order, then the lines it says to keep ahead.
+#: Issue 16's table, in its order, then the lines it says to keep ahead, then issue 14's GDB lines.
 TABLE: tuple[Line, ...] = (
     Line(
         "qmp.concurrent",
@@ -170,6 +171,48 @@ TABLE: tuple[Line, ...] = (
         "spice-gtk",
         _at_least(60, "value"),
         "FPS",
+    ),
+    Line(
+        "gdb.registers",
+        "GDB register read (issue 14)",
+        "backends",
+        "raw socket",
+        _at_most(1.2),
+    ),
+    Line(
+        "gdb.memory4k",
+        "GDB 4 KiB memory read (issue 14)",
+        "backends",
+        "raw socket",
+        _at_most(1.2),
+    ),
+    Line(
+        "gdb.breakpoint",
+        "GDB breakpoint round trip (issue 14)",
+        "backends",
+        "raw socket",
+        _at_most(1.2),
+    ),
+    Line(
+        "gdb.registers.strict",
+        "GDB register read, vs busy-poll, same writes",
+        "backends",
+        "raw busy-poll +next",
+        _at_most(1.2),
+    ),
+    Line(
+        "gdb.memory4k.strict",
+        "GDB 4 KiB memory read, vs busy-poll, same writes",
+        "backends",
+        "raw busy-poll +next",
+        _at_most(1.2),
+    ),
+    Line(
+        "gdb.breakpoint.strict",
+        "GDB breakpoint round trip, vs busy-poll, same writes",
+        "backends",
+        "raw busy-poll +next",
+        _at_most(1.2),
     ),
     Line(
         "spice.dropped",

@@ -9,11 +9,13 @@ independent reference is TLS 1.3 (OpenSSL, through Python's ssl and trio.SSLStre
 same raw socket: what it costs the socket, beside what Encryption costs the yamux channel.
 Messages are random bytes (so Compression has to try and give up), except the rows marked
 "text" (log-like lines, which deflate well). Run:
-``.venv/bin/python benchmarks/xtransport_throughput.py``.
+``.venv/bin/python benchmarks/xtransport_throughput.py`` (``--help``: ``--only`` runs the cases
+whose label contains a word, beside the raw socket, and writes no results file; ``--rounds``).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import ssl
@@ -216,18 +218,39 @@ def transports() -> dict[str, Callable[[], Awaitable[tuple[float, float]]]]:
     return cases
 
 
-async def main() -> None:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="WORD",
+        help="run only the cases whose label contains WORD (repeatable; the raw socket always"
+        " runs); no results file is written",
+    )
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds")
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str] | None = None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    rounds = args.rounds
     print(
         "No independent xtransport peer: kylin-x-kernel/xtransfer is an unpackaged Rust crate,\n"
         "so these are virtrio<->virtrio figures against a raw socket ceiling (TCP loopback).\n"
         f"Throughput: {TOTAL >> 20} MiB in {MESSAGE >> 10} KiB messages, one direction;"
-        f" round trip: median of {ROUND_TRIPS} 64-byte echoes; best of {ROUNDS} rounds.\n"
+        f" round trip: median of {ROUND_TRIPS} 64-byte echoes; best of {rounds} rounds.\n"
     )
     results: dict[str, tuple[float, float]] = {}
     rates: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     cases = transports()
-    for _ in range(ROUNDS):
+    if args.only:
+        cases = {
+            label: case
+            for label, case in cases.items()
+            if label == "raw trio socket" or any(word in label for word in args.only)
+        }
+    for _ in range(rounds):
         for label, case in cases.items():
             throughput, rtt = await case()
             best = results.get(label, (0.0, float("inf")))
@@ -241,6 +264,12 @@ async def main() -> None:
             f"{label:40} {throughput:8.1f} {throughput / ceiling:7.2f}"
             f" {rtt:8.1f} {rtt / raw_rtt:7.2f}"
         )
+    if args.only:
+        print("\nCPU us per MB (both ends, one process), each round:")
+        for label, figures in cpu.items():
+            print(f"  {label:38} " + " ".join(f"{figure:6.0f}" for figure in figures))
+        print("(--only: no results file written)")
+        return
     plain, sealed = results["message API over yamux"], results["yamux + Encryption"]
     tls = results["raw trio socket + TLS 1.3 (OpenSSL)"]
     print(
@@ -269,7 +298,7 @@ async def main() -> None:
                 },
                 runs=Spread.of(rates[label]),
                 anchor_runs=Spread.of(rates[raw]),
-                note=f"best of {ROUNDS} rounds, interleaved",
+                note=f"best of {rounds} rounds, interleaved",
             )
         )
     write_results("xtransport_throughput", rows)

@@ -27,6 +27,7 @@ from virtrio.channels.spice._framing import (
     Message,
     MessageReader,
     MessageWriter,
+    Placer,
     parse_notify,
     pong_for,
 )
@@ -87,6 +88,10 @@ class SpiceChannel:
     def name(self) -> str:
         """E.g. ``display:0``."""
         return f"{channel_name(self.channel_type)}:{self.channel_id}"
+
+    def place_bodies(self, placer: Placer | None) -> None:
+        """Have large message bodies read where ``placer`` says (see :data:`Placer`)."""
+        self._reader.placer = placer
 
     async def send(self, mtype: int, body: bytes = b"") -> None:
         """Send one message (writes are serialised; framing is per message)."""

@@ -2,6 +2,12 @@
 
 Handles SURFACE_CREATE/DESTROY, DRAW_COPY (raw BITMAP 32/24-bit, OP_PUT), DRAW_FILL (solid),
 COPY_BITS, MARK and RESET — what QEMU's simple display sends with compression off.
+
+:meth:`DisplayState.place` is a :data:`~virtrio.channels.spice._framing.Placer`: a DRAW_COPY
+of a top-down bitmap covering the whole surface in its layout (what a QXL guest's full-screen
+update is) has its pixels read from the socket straight into the surface's second buffer, and
+``handle(..., placed=True)`` then swaps the two: no copy in user space, and never a half-drawn
+frame in ``Surface.pixels``.
 """
 
 from __future__ import annotations
@@ -65,7 +71,11 @@ class Surface:
 
     width: int
     height: int
+    #: The current frame. A whole-surface update read in place (:meth:`DisplayState.place`)
+    #: replaces this bytearray by another, so read it anew rather than keep it.
     pixels: bytearray
+    #: the frame a whole-surface update is being read into, swapped with ``pixels`` when whole
+    back: bytearray | None = attrs.field(default=None, repr=False, eq=False)
 
     @classmethod
     def blank(cls, width: int, height: int) -> Surface:
@@ -125,12 +135,12 @@ def encode_png(width: int, height: int, bgrx: bytes | bytearray) -> bytes:
     )
 
 
-def _rect(body: bytes | bytearray, off: int) -> Rect:
+def _rect(body: bytes | bytearray | memoryview, off: int) -> Rect:
     top, left, bottom, right = struct.unpack_from("<iiii", body, off)
     return Rect(left, top, right, bottom)
 
 
-def _base(body: bytes | bytearray) -> tuple[int, Rect, list[Rect] | None, int]:
+def _base(body: bytes | bytearray | memoryview) -> tuple[int, Rect, list[Rect] | None, int]:
     """DisplayBase: surface id, box, clip rects (None = no clip), offset after it."""
     surface_id = struct.unpack_from("<I", body)[0]
     box = _rect(body, 4)
@@ -171,12 +181,60 @@ class DisplayState:
         """The primary surface, if any."""
         return None if self.primary_id is None else self.surfaces.get(self.primary_id)
 
-    def handle(self, mtype: int, body: bytes | bytearray) -> Rect | None:
-        """Apply one display message; return the changed rect on the primary (or None)."""
+    def handle(self, mtype: int, body: bytes | bytearray, *, placed: bool = False) -> Rect | None:
+        """Apply one display message; return the changed rect on the primary (or None).
+
+        ``placed``: the message's pixels are already in the framebuffer (see :meth:`place`),
+        ``body`` is the part before them.
+        """
         try:
+            if placed:
+                sid, box, _clips, _off = _base(body)
+                surface = self.surfaces[sid]
+                assert surface.back is not None
+                surface.pixels, surface.back = surface.back, surface.pixels
+                return self._changed(sid, box)
             return self._handle(mtype, body)
         except (struct.error, IndexError):
             raise SpiceProtocolError(f"display message {mtype} is truncated") from None
+
+    def place(self, mtype: int, head: memoryview, size: int) -> tuple[int, memoryview] | None:
+        """Where the pixels of a DRAW_COPY of ``size`` bytes go, if they can be read straight
+        into a surface: ``(offset of the pixels in the body, the surface's second buffer)``.
+
+        Only for a whole-surface update in the surface's own layout: no clip rects, no scaling,
+        a top-down 32-bit bitmap the size of the surface with its stride, the box the whole
+        surface, and the pixels ending the body. Anything else (or a ``head`` too short to
+        tell) returns None and is read and drawn as usual.
+        """
+        if mtype != MSG_DRAW_COPY:
+            return None
+        try:
+            sid, box, clips, off = _base(head)
+            (image_ptr,) = struct.unpack_from("<I", head, off)
+            src = _rect(head, off + 4)
+            if head[image_ptr + 8] != _IMAGE_BITMAP:
+                return None
+            b = image_ptr + 18
+            fmt, flags, width, height, stride = struct.unpack_from("<BBIII", head, b)
+            b += 14 + (8 if flags & _PAL_FROM_CACHE else 4)
+        except (struct.error, IndexError, SpiceProtocolError):
+            return None  # too short to tell (or garbage: then handle() says what is wrong)
+        surface = self.surfaces.get(sid)
+        if (
+            surface is None
+            or clips is not None
+            or fmt not in (_BITMAP_32, _BITMAP_RGBA)
+            or not flags & _TOP_DOWN
+            or box != Rect(0, 0, surface.width, surface.height)
+            or src != box
+            or (width, height, stride) != (surface.width, surface.height, surface.width * 4)
+            or b + len(surface.pixels) != size
+        ):
+            return None
+        if surface.back is None or len(surface.back) != len(surface.pixels):
+            surface.back = bytearray(len(surface.pixels))
+        return b, memoryview(surface.back)
 
     def _handle(self, mtype: int, body: bytes | bytearray) -> Rect | None:
         if mtype == MSG_SURFACE_CREATE:

@@ -36,11 +36,13 @@ class DisplayChannel:
         self.state = DisplayState()
         self._changed = trio.Event()
         channel.handler = self.handle
+        # full-width bitmaps (a QXL guest's screen updates) are read into the framebuffer
+        channel.place_bodies(self.state.place)
 
     def handle(self, msg: Message) -> None:
         """Apply one display message and wake waiters."""
         before = self.state.generation
-        self.state.handle(msg.type, msg.body)
+        self.state.handle(msg.type, msg.body, placed=msg.placed)
         if self.state.generation != before:
             self._changed.set()
             self._changed = trio.Event()

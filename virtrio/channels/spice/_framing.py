@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 
 from virtrio.channels.spice._errors import SpiceProtocolError
 
-__all__ = ["MAX_MESSAGE", "Message", "MessageReader", "MessageWriter"]
+__all__ = ["MAX_MESSAGE", "Message", "MessageReader", "MessageWriter", "Placer"]
 
 #: Largest body accepted (a full 4K xRGB bitmap is ~33 MB).
 MAX_MESSAGE = 64 * 1024 * 1024
@@ -40,11 +40,26 @@ Body = bytes | bytearray
 
 @attrs.frozen
 class Message:
-    """One server message: its type, body, and (for acking) whether it was a sub-message."""
+    """One server message: its type, body, and (for acking) whether it was a sub-message.
+
+    ``placed``: the body's tail went where the reader's :data:`Placer` said (the framebuffer),
+    and ``body`` holds only the bytes before it.
+    """
 
     type: int
     body: Body
     sub: bool = False
+    placed: bool = False
+
+
+#: Where the tail of a large body goes instead of a buffer of its own. Called with the message
+#: type, the body's first bytes (at least 512 with a reader's buffer of 1 KiB or more; a body
+#: shorter than that is never placed) and the body's size; it
+#: returns ``(offset, target)`` to have the body's bytes from ``offset`` on written into
+#: ``target`` (exactly ``size - offset`` bytes long, ``offset`` > 0), or None to read the body
+#: as usual. It must not keep or change ``head``. It is called only once every earlier message
+#: has been taken from the reader's (lazy) iterators, so it may count on their being handled.
+Placer = Callable[[int, memoryview, int], "tuple[int, memoryview] | None"]
 
 
 def _sub_messages(body: Body, list_offset: int) -> list[Message]:
@@ -71,6 +86,10 @@ class MessageReader:
     ``in_place`` bytes or more (a bitmap) gets a ``bytearray`` of its own that :meth:`buffer`
     then hands out, so the socket writes such a body where its handler reads it: no copy in
     user space. Smaller bodies are copied out as ``bytes``.
+
+    With a :attr:`placer`, a large top-level body can skip that buffer: the part before the
+    placer's offset is read into a small one (the message's ``body``), the rest straight into
+    the placer's target, and the message comes out with ``placed`` set.
     """
 
     def __init__(
@@ -81,12 +100,18 @@ class MessageReader:
         self._mini = mini_header
         self._header = 6 if mini_header else 18
         self._in_place = in_place
+        # with a placer, this much of a large body is read before asking it (its headers)
+        self._peek = min(512, buffer_size // 2 - self._header)
         self._staging = bytearray(buffer_size)
         self._start = 0  # first byte not yet parsed
         self._end = 0  # first byte not yet received
         #: a body being read in place: serial, type, sub-list offset, body; and bytes in it
         self._body: tuple[int, int, int, bytearray] | None = None
         self._got = 0
+        #: a placed body being read: its serial, type, size, first part and target
+        self._placing: tuple[int, int, int, bytearray, memoryview] | None = None
+        #: see :data:`Placer`; None reads every body into memory of its own
+        self.placer: Placer | None = None
         #: count of received (top-level) messages = the implicit serial with mini headers
         self.last_serial = 0
 
@@ -95,6 +120,11 @@ class MessageReader:
         :meth:`filled`, and take all its messages, before asking again."""
         if self._body is not None:
             return memoryview(self._body[3])[self._got :]
+        if self._placing is not None:
+            head, target = self._placing[3], self._placing[4]
+            if self._got < len(head):
+                return memoryview(head)[self._got :]
+            return target[self._got - len(head) :]
         if len(self._staging) - self._end < self._in_place + self._header:
             # what is left is under one small message: move it to the front
             left = self._end - self._start
@@ -114,6 +144,16 @@ class MessageReader:
             self.last_serial = serial
             yield from _unpack(mtype, body, sub_list)
             return
+        if self._placing is not None:
+            self._got += n
+            serial, mtype, size, head, target = self._placing
+            if self._got < size:
+                return
+            self._placing = None
+            target.release()
+            self.last_serial = serial
+            yield Message(mtype, head, placed=True)
+            return
         self._end += n
         staging, header = self._staging, self._header
         while self._end - self._start >= header:
@@ -129,6 +169,10 @@ class MessageReader:
             have = self._end - begin
             if have < size:
                 if size < self._in_place:
+                    return
+                if self.placer is not None and have < self._peek:
+                    return  # the placer decides on the body's first bytes: wait for them
+                if self._place(serial, mtype, size, sub_list, begin):
                     return
                 # a large body: its own buffer, the part already here copied in once
                 body = bytearray(size)
@@ -146,6 +190,29 @@ class MessageReader:
             self.last_serial = serial
             yield from _unpack(mtype, out, sub_list)
 
+    def _place(self, serial: int, mtype: int, size: int, sub_list: int, begin: int) -> bool:
+        """Start reading a large body through the placer, if it takes it."""
+        if self.placer is None or sub_list or mtype == MSG_LIST:
+            return False
+        got = self._end - begin
+        with memoryview(self._staging) as view:
+            have = view[begin : self._end]
+            with have:
+                where = self.placer(mtype, have, size)
+                if where is None:
+                    return False
+                offset, target = where
+                if not 0 < offset <= size or len(target) != size - offset:
+                    target.release()
+                    raise ValueError("the placer's target does not fit the body")
+                head = bytearray(offset)
+                head[: min(got, offset)] = have[:offset]
+                if got > offset:
+                    target[: got - offset] = have[offset:]
+        self._start = self._end = 0
+        self._placing, self._got = (serial, mtype, size, head, target), got
+        return True
+
     def feed(self, data: bytes | bytearray | memoryview) -> Iterator[Message]:
         """Add ``data``; yield every message it completes (sub-messages first)."""
         with memoryview(data) as view:
@@ -159,7 +226,7 @@ class MessageReader:
     @property
     def pending(self) -> int:
         """Bytes received but not yet forming a whole message."""
-        if self._body is not None:
+        if self._body is not None or self._placing is not None:
             return self._header + self._got
         return self._end - self._start
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable
 
 from virtrio.errors import ProtocolError, VirtrioError
 
@@ -49,8 +48,6 @@ __all__ = [
     "XtransferVersionError",
     "checksum_error",
     "crc32",
-    "encode_message",
-    "encode_message_parts",
     "encode_packet",
     "header_error",
 ]
@@ -64,7 +61,6 @@ MESSAGE_HEAD_SIZE = MESSAGE_HEAD.size
 #: The u16 length field bounds a packet's payload, so a frame is at most 16 + 65535 bytes.
 MAX_PAYLOAD = 0xFFFF
 MAX_FRAME_SIZE = HEADER_SIZE + MAX_PAYLOAD
-_U32 = 0xFFFFFFFF
 
 
 class PacketType(enum.IntEnum):
@@ -123,39 +119,6 @@ def encode_packet(kind: PacketType, seq: int, payload: bytes | memoryview = b"")
         HEADER.pack(MAGIC, VERSION, kind, seq, len(payload), crc32(payload) if payload else 0)
         + payload
     )
-
-
-def encode_message(view: memoryview, max_payload: int, seq: int, message_id: int) -> bytes:
-    """Every packet of one message, in one buffer: a Data packet if it fits in
-    ``max_payload`` bytes, else a MessageHead (with ``message_id``) and MessageData packets,
-    numbered from ``seq`` on (the caller has checked that at most 2**32-1 are needed)."""
-    return b"".join(encode_message_parts(view, max_payload, seq, message_id))
-
-
-def encode_message_parts(
-    view: memoryview, max_payload: int, seq: int, message_id: int
-) -> list[bytes | memoryview]:
-    """:func:`encode_message` as the buffers to write one after the other: each packet's
-    header, then its payload as a view of ``view`` (which must not change until they are
-    written)."""
-    size, pack = len(view), HEADER.pack
-    if size <= max_payload:
-        return [pack(MAGIC, VERSION, PacketType.DATA, seq, size, crc32(view)), view]
-    count = -(-size // max_payload)
-    head = MESSAGE_HEAD.pack(size, message_id, count, 0)
-    parts: list[bytes | memoryview] = [
-        pack(MAGIC, VERSION, PacketType.MESSAGE_HEAD, seq, MESSAGE_HEAD_SIZE, crc32(head)),
-        head,
-    ]
-    append, data_header, prefix = parts.append, DATA_HEADER.pack, DATA_PREFIX
-    seqs: Iterable[int] = range(seq + 1, seq + 1 + count)
-    if seq + count > _U32:  # the numbers wrap within this message
-        seqs = [number & _U32 for number in seqs]
-    for number, start in zip(seqs, range(0, size, max_payload), strict=True):
-        piece = view[start : start + max_payload]
-        append(data_header(prefix, number, len(piece), crc32(piece)))
-        append(piece)
-    return parts
 
 
 def header_error(magic: int, version: int, raw: bytes) -> XtransferProtocolError:
