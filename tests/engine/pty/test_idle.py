@@ -57,8 +57,10 @@ async def test_the_working_directory(pty_daemon: PtyDaemon, tmp_path: Path) -> N
     folder = tmp_path / "here"
     folder.mkdir()
     async with open_pty_client(pty_daemon.socket_path) as client:
-        sid = await client.create(command="/bin/pwd", cwd=str(folder))
+        # (it waits for a line: a program that exits at once may end before the attach)
+        sid = await client.create(command="/bin/sh", args=["-c", "read go; pwd"], cwd=str(folder))
         await client.attach(sid)
+        await client.input(sid, b"\n")
         output, exit_event = await read_to_exit(client, sid)
         assert output.strip().endswith(str(folder).encode())
         assert exit_event == Exit(sid, 0, None)
