@@ -41,16 +41,16 @@ async def test_the_echo_is_forwarded_by_the_write_that_caused_it(pty_daemon: Pty
 
 
 @pytest.fixture
-async def spinning_daemon(nursery: trio.Nursery, pty_config: PtyDaemonConfig) -> PtyDaemon:
-    """A daemon that polls for echoes (off by default)."""
-    socket = pty_config.socket_path.parent.parent / "spinning" / "socket"
-    config = attrs.evolve(pty_config, echo_spin=100e-6, socket_path=socket)
+async def still_daemon(nursery: trio.Nursery, pty_config: PtyDaemonConfig) -> PtyDaemon:
+    """A daemon that never polls for echoes (``echo_spin=0``)."""
+    socket = pty_config.socket_path.parent.parent / "still" / "socket"
+    config = attrs.evolve(pty_config, echo_spin=0.0, socket_path=socket)
     daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
     return daemon
 
 
 async def test_a_connection_polls_for_the_echo_of_its_own_sessions_input(
-    spinning_daemon: PtyDaemon, pty_daemon: PtyDaemon, monkeypatch: pytest.MonkeyPatch
+    still_daemon: PtyDaemon, pty_daemon: PtyDaemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     polls: list[SpinPolicy] = []
     await_echo = Session.await_echo
@@ -60,14 +60,13 @@ async def test_a_connection_polls_for_the_echo_of_its_own_sessions_input(
         return await_echo(self, spin)
 
     monkeypatch.setattr(Session, "await_echo", counted)
-    async with open_pty_client(pty_daemon.socket_path) as client:  # echo_spin=0: no poll
+    async with open_pty_client(still_daemon.socket_path) as client:  # echo_spin=0: no poll
         sid = await client.create(command="/bin/sh", args=RAW_CAT)
         await client.attach(sid)
         await read_until(client, sid, b"ready")
         await client.input(sid, b"x", wait=True)
         await read_until(client, sid, b"x")
     assert polls == []
-    pty_daemon = spinning_daemon
     async with open_pty_client(pty_daemon.socket_path) as client:
         sid = await client.create(command="/bin/sh", args=RAW_CAT)
         await client.input(sid, b"x", wait=True)  # not attached: nothing to forward here

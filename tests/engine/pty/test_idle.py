@@ -76,8 +76,10 @@ async def test_an_exit_while_a_background_job_holds_the_terminal(
     for drain_timeout, then the session ends with the program's status."""
     daemon: PtyDaemon = await nursery.start(serve_pty_daemon, pty_config)
     async with open_pty_client(daemon.socket_path) as client:
-        sid = await client.create(command="/bin/sh", args=["-c", "sleep 30 & echo job $!; exit 3"])
+        script = "read go; sleep 30 & echo job $!; exit 3"  # (it starts once attached)
+        sid = await client.create(command="/bin/sh", args=["-c", script])
         await client.attach(sid)
+        await client.input(sid, b"\n")
         output = b""
         with trio.fail_after(10):
             async for event in client.events():
