@@ -244,19 +244,15 @@ class Session:
             self._emulate_soon()
 
     def await_echo(self, spin: SpinPolicy) -> bool:
-        """After input was written: poll the PTY for the program's echo within ``spin``'s
-        window (a fair one: never while another task is ready) and forward it now, in this
-        pass, instead of waking the reactor for it (True then). It stops as soon as another
-        descriptor of the reactor is readable. A no-op for a console or an ended session."""
-        terminal = self._terminal
-        reactor = self._reactor
+        """After input was written: poll the PTY for the echo within ``spin``'s (fair) window
+        and forward it in this pass, not the reactor's (True then). It stops once another of
+        the reactor's descriptors is readable (a flood elsewhere is never held up). A no-op
+        for a console or an ended session."""
+        terminal, reactor = self._terminal, self._reactor
         if not isinstance(terminal, LocalPty) or self.is_ended or reactor is None:
             return False
-        # it stops once another session's PTY (or any pidfd) is readable: the reactor serves
-        # it, and the echo with it (a flood elsewhere is never held up)
-        data = spin.poll_call(
-            terminal.read_nowait, trio.current_effective_deadline(), stop=reactor.ready
-        )
+        deadline = trio.current_effective_deadline()
+        data = spin.poll_call(terminal.read_nowait, deadline, stop=reactor.ready)
         if data is None:
             return False
         self._took(data)
