@@ -15,6 +15,7 @@ from virtrio.channels.pty import (
     Output,
     PtyProtocolError,
     UnexpectedTypeError,
+    _schema as schema,
     encode_output,
 )
 from virtrio.channels.pty._codec import encode_input
@@ -92,3 +93,17 @@ def test_a_fast_path_frame_of_a_type_not_accepted_is_refused() -> None:
         decode_payload(encode_output(1, b"x")[4:], REQUEST_TYPES)
     with pytest.raises(UnexpectedTypeError):
         decode_payload(encode_input(1, b"x")[4:], EVENT_TYPES)
+
+
+@given(encoders, sessions, datas)
+def test_encoded_input_and_output_need_no_msgpack(
+    encoder: tuple[object, type[Input] | type[Output]], session: int, data: bytes
+) -> None:
+    encode, cls = encoder
+    payload = encode(session, data)[4:]  # type: ignore[operator]
+    real = schema.msgpack.unpackb
+    schema.msgpack.unpackb = None  # type: ignore[assignment]  # (a call would fail)
+    try:
+        assert decode_payload(payload) == cls(session, data)
+    finally:
+        schema.msgpack.unpackb = real

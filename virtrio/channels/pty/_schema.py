@@ -223,6 +223,8 @@ OUTPUT_MAP: Final = b"\x83\xa4type\xa6output\xa7session"
 INPUT_MAP: Final = b"\x83\xa4type\xa5input\xa7session"
 #: The data key after the session's value, as msgpack packs it.
 DATA_KEY: Final = b"\xa4data"
+#: How much of a payload's start tells whether a fast path applies.
+_HEAD_SIZE: Final = max(len(OUTPUT_MAP), len(INPUT_MAP))
 _U8, _U16, _U32 = struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I")
 #: msgpack's uint8/16/32 and bin8/16/32 markers, with the size of what follows
 _UINTS: Final = {0xCC: _U8, 0xCD: _U16, 0xCE: _U32}
@@ -265,7 +267,7 @@ def decode_payload(
     Raises:
         InvalidMsgpackError, InvalidMessageError, UnknownTypeError, UnexpectedTypeError
     """
-    head = bytes(payload[:20])
+    head = bytes(payload[:_HEAD_SIZE])
     if head.startswith(OUTPUT_MAP):  # the hot paths: an echo, a flood's chunks, keystrokes
         fast: Message | None = _fast(payload, len(OUTPUT_MAP), Output, accept)
         if fast is not None:
