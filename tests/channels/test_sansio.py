@@ -21,6 +21,7 @@ CORES = [
     "virtrio.channels.qmp._protocol",
     "virtrio.channels.qga._protocol",
     "virtrio.channels.pty._codec",
+    "virtrio.channels.pty._schema",
     "virtrio.channels.yamux._session",
     "virtrio.channels.spice._link",
     "virtrio.channels.xtransfer._config",
@@ -106,6 +107,7 @@ def test_error_state_keeps_the_first_error() -> None:
         "virtrio.channels._jsonstream",
         "virtrio.channels.qmp._protocol",
         "virtrio.channels.pty._codec",
+        "virtrio.channels.pty._schema",
     ],
 )
 def test_the_docstring_examples_run(name: str) -> None:

@@ -16,6 +16,8 @@ above it (enforced by the import-linter contract in pyproject.toml).
 * :class:`DirectReads` — a Trio socket read through its descriptor, waiting first after a short
   read and yielding every :data:`READS_WITHOUT_YIELD` th read; :func:`write_all` — many
   buffers to one ``writev``, waiting only while the socket is full.
+* :class:`SpinPolicy` — a bounded, adaptive busy-poll of a descriptor before parking on it
+  (the GDB client, the PTY client and daemon).
 """
 
 from ._backoff import Backoff as Backoff
@@ -41,6 +43,7 @@ from ._fanout import (
 )
 from ._handle import SupervisedHandle as SupervisedHandle
 from ._nursery import open_service_nursery as open_service_nursery
+from ._spin import SpinPolicy as SpinPolicy
 from ._supervisor import (
     ChannelState as ChannelState,
     Connection as Connection,
@@ -61,6 +64,7 @@ __all__ = [
     "Pressure",
     "PressureLevel",
     "READS_WITHOUT_YIELD",
+    "SpinPolicy",
     "StateChange",
     "SubscriberOverflowError",
     "Subscription",

@@ -22,6 +22,8 @@ import os
 
 import trio
 
+from ._spin import SpinPolicy
+
 __all__ = ["IOV_MAX", "READS_WITHOUT_YIELD", "DirectReads", "write_all"]
 
 #: Reads in a row without passing through the scheduler (data kept coming): then one yields.
@@ -49,19 +51,35 @@ class DirectReads:
         self.drained = False
         self._in_a_row = 0
 
-    async def read(self, max_bytes: int, *, settle: bool = True) -> bytes:
+    async def read(
+        self,
+        max_bytes: int,
+        *,
+        settle: bool = True,
+        spin: SpinPolicy | None = None,
+        ready_ok: int = 0,
+    ) -> bytes:
         """Up to ``max_bytes`` bytes, ``b""`` at the end of the stream.
 
         A checkpoint before reading (cancellation, deadlines); with ``settle=False`` the yield
         that every :data:`READS_WITHOUT_YIELD` th read owes is left to :meth:`settle` (for a
-        caller that dispatches the bytes first).
+        caller that dispatches the bytes first). With ``spin``, a read that would wait polls
+        the socket for the policy's window first (bounded by the enclosing deadline); bytes
+        caught so count as a read in a row (no pass through the scheduler). ``ready_ok`` as
+        :meth:`SpinPolicy.poll_call`'s.
 
         Raises:
             trio.ClosedResourceError: the socket was closed here.
             OSError: the connection broke.
         """
         sock = self.socket
-        if self.drained and sock.fileno() >= 0:
+        if self.drained and (fd := sock.fileno()) >= 0:
+            if spin is not None:
+                await trio.lowlevel.checkpoint_if_cancelled()  # (before: nothing read is lost)
+                deadline = trio.current_effective_deadline()
+                data = spin.poll(fd, max_bytes, deadline, ready_ok=ready_ok)
+                if data is not None:
+                    return await self._took(data, max_bytes, settle)
             # (still drained if this wait is cancelled: the socket is as empty)
             self._in_a_row = 0
             await trio.lowlevel.wait_readable(sock)
@@ -77,6 +95,9 @@ class DirectReads:
                 await trio.lowlevel.wait_readable(sock)
                 continue
             break
+        return await self._took(data, max_bytes, settle)
+
+    async def _took(self, data: bytes, max_bytes: int, settle: bool) -> bytes:
         self.drained = len(data) < max_bytes
         self._in_a_row += 1
         if settle:

@@ -4,6 +4,7 @@ the hand-overs. Against a scripted daemon on a socketpair."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,8 +23,9 @@ from virtrio.channels.pty import (
     Sessions,
     encode,
     encode_output,
+    open_pty_client,
 )
-from virtrio.errors import ConnectionLostError
+from virtrio.errors import ConfigError, ConnectionLostError
 
 FAIL_AFTER = 5  # seconds: a generous bound on waits that should not wait at all
 
@@ -273,3 +275,32 @@ async def test_input_without_waiting_is_a_schedule_point_only_every_16th_call() 
         assert received.count(b"input") == 32
         assert b"never" not in received
         nursery.cancel_scope.cancel()
+
+
+async def test_after_input_a_subscriber_polls_for_the_echo_once() -> None:
+    ours, theirs = trio.socket.socketpair()
+    stream = trio.SocketStream(ours)
+    client = PtyClient(stream, "unix:/fake", call_timeout=10, max_queue=16, spin=1.0)
+    daemon = FakeDaemon(trio.SocketStream(theirs))
+    spin = client._inbound._spin
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client._inbound.run_reader)
+            await client.input(1, b"a", wait=False)
+            os.write(theirs.fileno(), output(1))  # (no checkpoint: the reader cannot read it)
+            assert number(await client.events().receive()) == 1
+            assert (spin.caught, spin.missed) == (1, 0)  # read by the subscriber's poll
+            os.write(theirs.fileno(), output(2))  # no input before it: no poll
+            assert number(await client.events().receive()) == 2
+            assert (spin.caught, spin.missed) == (1, 0)
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.aclose_forcefully(stream)
+        await trio.aclose_forcefully(daemon.stream)
+
+
+async def test_the_spin_must_be_finite_and_not_negative() -> None:
+    for spin in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="spin"):
+            async with open_pty_client("/nonexistent/socket", spin=spin):
+                pass

@@ -57,3 +57,13 @@ def test_environment_then_options() -> None:
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         PtyDaemonConfig.from_env({"HOME": "/h", **env})
+
+
+def test_the_echo_spin_is_virtrios_own_knob_in_microseconds() -> None:
+    assert PtyDaemonConfig.from_env({"HOME": "/h"}).echo_spin == 100e-6
+    env = {"HOME": "/h", "VIRTRIO_PTY_ECHO_SPIN_US": "250"}
+    assert PtyDaemonConfig.from_env(env).echo_spin == 250e-6
+    assert PtyDaemonConfig.from_env({**env, "VIRTRIO_PTY_ECHO_SPIN_US": "0"}).echo_spin == 0
+    for bad in (-1e-6, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="echo_spin"):
+            PtyDaemonConfig(echo_spin=bad)

@@ -57,8 +57,10 @@ async def test_the_working_directory(pty_daemon: PtyDaemon, tmp_path: Path) -> N
     folder = tmp_path / "here"
     folder.mkdir()
     async with open_pty_client(pty_daemon.socket_path) as client:
-        sid = await client.create(command="/bin/pwd", cwd=str(folder))
+        # (it waits for a line: a program that exits at once may end before the attach)
+        sid = await client.create(command="/bin/sh", args=["-c", "read go; pwd"], cwd=str(folder))
         await client.attach(sid)
+        await client.input(sid, b"\n")
         output, exit_event = await read_to_exit(client, sid)
         assert output.strip().endswith(str(folder).encode())
         assert exit_event == Exit(sid, 0, None)
@@ -74,8 +76,10 @@ async def test_an_exit_while_a_background_job_holds_the_terminal(
     for drain_timeout, then the session ends with the program's status."""
     daemon: PtyDaemon = await nursery.start(serve_pty_daemon, pty_config)
     async with open_pty_client(daemon.socket_path) as client:
-        sid = await client.create(command="/bin/sh", args=["-c", "sleep 30 & echo job $!; exit 3"])
+        script = "read go; sleep 30 & echo job $!; exit 3"  # (it starts once attached)
+        sid = await client.create(command="/bin/sh", args=["-c", script])
         await client.attach(sid)
+        await client.input(sid, b"\n")
         output = b""
         with trio.fail_after(10):
             async for event in client.events():

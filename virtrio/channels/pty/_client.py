@@ -23,6 +23,7 @@ configured, disconnect it — slow consumers never cost unbounded memory on eith
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -80,6 +81,9 @@ def default_socket_path(environ: Mapping[str, str] | None = None) -> Path:
         return Path(path)
     return Path(env.get("HOME") or Path.home()) / ".vibest" / "pty" / "socket"
 
+
+#: Default busy-poll budget for an echo after input (``open_pty_client(spin=...)``), seconds.
+DEFAULT_SPIN = 300e-6
 
 #: ``input(wait=False)`` is a schedule point every this many calls (see :meth:`PtyClient.input`).
 _SCHEDULE_EVERY = 16
@@ -159,7 +163,13 @@ class PtyClient:
     """A connection to the daemon; made by :func:`open_pty_client`."""
 
     def __init__(
-        self, stream: trio.abc.Stream, address: str, *, call_timeout: float, max_queue: int
+        self,
+        stream: trio.abc.Stream,
+        address: str,
+        *,
+        call_timeout: float,
+        max_queue: int,
+        spin: float = 0.0,
     ) -> None:
         self._stream = stream
         self.address = address
@@ -169,7 +179,7 @@ class PtyClient:
         self._calls: Correlator[Message] = Correlator(stream, name="pty daemon", address=address)
         self._events: EventQueue[PtyEvent] = EventQueue(max_queue)
         self._unscheduled = 0  # input(wait=False) calls since the last schedule point in one
-        self._inbound = Inbound(stream, self._calls, self._events, lose=self._lose)
+        self._inbound = Inbound(stream, self._calls, self._events, lose=self._lose, spin=spin)
 
     @property
     def closed_reason(self) -> BaseException | None:
@@ -234,6 +244,7 @@ class PtyClient:
         scheduler is a good part of an echo's cost.
         """
         raw = data.encode() if isinstance(data, str) else bytes(data)
+        self._inbound.expect_echo()
         if wait:
             await self._request(Input(session, raw, id=self._next_id()), timeout)
         elif self.closed_reason is not None:
@@ -333,6 +344,7 @@ async def open_pty_client(
     call_timeout: float = 10.0,
     max_queue: int = 1024,
     max_events: int | None = None,
+    spin: float = DEFAULT_SPIN,
 ) -> AsyncIterator[PtyClient]:
     """Connect to the daemon at ``address`` (default: ``$RUST_PTY_SOCKET_PATH``, else
     ``~/.vibest/pty/socket``).
@@ -344,17 +356,30 @@ async def open_pty_client(
         call_timeout: the deadline of a request that passes ``timeout=None``.
         max_queue: events buffered before this client stops reading its socket.
         max_events: deprecated name of ``max_queue``.
+        spin: the most a subscriber busy-polls the socket, after :meth:`PtyClient.input`, for
+            the echo before it parks (seconds; 0: never). The daemon forwards an echo within
+            tens of microseconds, and a wake-up costs about as much CPU again, and more
+            latency. The window adapts (:class:`~virtrio.primitives.SpinPolicy`): a few times
+            the recent echoes' latency, up to ``spin``, and none (a probe every 16th input)
+            while input brings no prompt echo. It never polls while another task of the
+            program is ready to run, nor past the next timer or the enclosing deadline; while
+            it polls, the event loop runs nothing else (at most ``spin`` per input).
 
     Raises:
-        ConfigError: ``address`` is an address of another scheme than ``unix:``.
+        ConfigError: ``address`` is an address of another scheme than ``unix:``, or
+            ``spin`` is negative or not finite.
         ConnectError: no daemon listens there.
     """
     if max_events is not None:
         warn_renamed("open_pty_client", "max_events", "max_queue", stacklevel=4)
         max_queue = max_events
+    if not 0 <= spin < math.inf:  # (NaN fails too)
+        raise ConfigError(f"spin must be a finite number of seconds >= 0, got {spin}")
     addr = _pty_address(address)
     stream = await open_stream(addr, connect_timeout=connect_timeout)
-    client = PtyClient(stream, str(addr), call_timeout=call_timeout, max_queue=max(1, max_queue))
+    client = PtyClient(
+        stream, str(addr), call_timeout=call_timeout, max_queue=max(1, max_queue), spin=spin
+    )
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(client._inbound.run_reader)

@@ -35,7 +35,7 @@ import trio
 
 from virtrio.channels._correlator import Correlator
 from virtrio.errors import ConnectionLostError
-from virtrio.primitives import DirectReads
+from virtrio.primitives import DirectReads, SpinPolicy
 
 from ._codec import (
     NEED_DATA,
@@ -81,6 +81,7 @@ class Inbound:
         events: EventQueue[PtyEvent],
         *,
         lose: Callable[[ConnectionLostError], None],
+        spin: float = 0.0,
     ) -> None:
         self._stream = stream
         self._socket = stream.socket if type(stream) is trio.SocketStream else None
@@ -99,6 +100,12 @@ class Inbound:
         self._nap: trio.CancelScope | None = None
         # the socket's fd, read directly (waiting first after a short read)
         self._reads = DirectReads(self._socket) if self._socket is not None else None
+        # how long a subscriber polls the socket, after input, for its echo (see expect_echo)
+        # (a fair one: never while another task of this program is ready, but the reader task
+        # that a subscriber's take-over just woke, which only goes back to its nap)
+        self._spin = SpinPolicy(spin, fair=True)
+        self._expecting = False
+        self._woke_reader = False
 
     # ---- the two readers ---------------------------------------------------------------------
 
@@ -153,6 +160,11 @@ class Inbound:
         await trio.lowlevel.checkpoint_if_cancelled()
         return events.get_nowait()
 
+    def expect_echo(self) -> None:
+        """Input was sent: the next read of a subscriber that finds the socket empty polls it
+        for the spin's window before it parks (one window per input)."""
+        self._expecting = True
+
     def wake_reader(self) -> None:
         """Someone waits for what the socket brings (a call for its reply): make sure it is
         read now, by the reader task if no subscriber holds the socket."""
@@ -186,6 +198,7 @@ class Inbound:
             wait.cancel()
             self._reader_wait = None
             self._holder = _SUBSCRIBER
+            self._woke_reader = True
             return True
         return False
 
@@ -209,7 +222,12 @@ class Inbound:
         """Read one chunk from the socket and dispatch it (the socket's holder)."""
         reads = self._reads
         assert reads is not None
-        self._receive(await reads.read(_RECEIVE_SIZE, settle=False))
+        spin = None
+        if self._expecting:
+            self._expecting = False
+            spin = self._spin
+        woke, self._woke_reader = self._woke_reader, False
+        self._receive(await reads.read(_RECEIVE_SIZE, settle=False, spin=spin, ready_ok=int(woke)))
         await reads.settle()  # (after the dispatch: what was read is never held over a yield)
 
     def _receive(self, data: bytes | bytearray) -> None:

@@ -50,6 +50,7 @@ from virtrio.channels.pty import (
 from virtrio.primitives import (
     DirectReads,
     PressureLevel,
+    SpinPolicy,
     SubscriberOverflowError,
     Subscription,
     open_service_nursery,
@@ -90,6 +91,9 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         # the client's requests, read from the socket's fd (waiting first after a short read)
         self._reads = DirectReads(stream.socket)
+        # how long a write of input polls for the echo (learnt per connection: its client's
+        # sessions either echo promptly or not); made with the first input
+        self._echo_spin: SpinPolicy | None = None
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -167,7 +171,12 @@ class Connection:
         ok = Ok(id=request.id) if request.id is not None else None
         match request:
             case Input(session=ident, data=data):
-                await daemon._session(ident).write(data)
+                session = daemon._session(ident)
+                await session.write(data)
+                if ident in self._direct and daemon.config.echo_spin:  # (attached here)
+                    if (spin := self._echo_spin) is None:
+                        spin = self._echo_spin = SpinPolicy(daemon.config.echo_spin, fair=True)
+                    session.await_echo(spin)
                 return ok
             case Create():
                 session = await daemon._create(request)

@@ -50,6 +50,10 @@ class Reactor:
         self._epoll.register(fd, select.EPOLLIN)
         self._callbacks[fd] = callback
 
+    def ready(self) -> bool:
+        """Whether a polled descriptor is readable now (a system call; no callback runs)."""
+        return not self._epoll.closed and bool(self._epoll.poll(0, 1))
+
     def remove(self, fd: int) -> None:
         """Stop polling ``fd`` (a no-op if it is not polled); call it before closing ``fd``."""
         if self._callbacks.pop(fd, None) is not None and not self._epoll.closed:

@@ -30,7 +30,7 @@ import trio
 from virtrio.channels import open_stream
 from virtrio.channels.pty import CreateOptions, ErrorCode, SessionInfo, encode_output
 from virtrio.errors import VirtrioError
-from virtrio.primitives import Fanout
+from virtrio.primitives import Fanout, SpinPolicy
 
 from ._emulator import EmulatorFactory, LaggingScreen
 from ._errors import SessionError, parse_signal
@@ -243,10 +243,31 @@ class Session:
             self._last_output = trio.current_time()
             self._emulate_soon()
 
+    def await_echo(self, spin: SpinPolicy) -> bool:
+        """After input was written: poll the PTY for the echo within ``spin``'s (fair) window
+        and forward it in this pass, not the reactor's (True then). It stops once another of
+        the reactor's descriptors is readable (a flood elsewhere is never held up). A no-op
+        for a console or an ended session."""
+        terminal, reactor = self._terminal, self._reactor
+        if not isinstance(terminal, LocalPty) or self.is_ended or reactor is None:
+            return False
+        deadline = trio.current_effective_deadline()
+        data = spin.poll_call(terminal.read_nowait, deadline, stop=reactor.ready)
+        if data is None:
+            return False
+        self._took(data)
+        return True
+
     def _on_output_ready(self) -> bool:
         terminal = self._terminal
         assert isinstance(terminal, LocalPty)
-        data = terminal.read_nowait()
+        return self._took(terminal.read_nowait())
+
+    def _took(self, data: bytes | None) -> bool:
+        """Forward what a read of the PTY brought (None: nothing, b"": its end); true when it
+        was a flood (more is likely waiting)."""
+        terminal = self._terminal
+        assert isinstance(terminal, LocalPty)
         if data:
             self._output(data)
             return len(data) >= _BUSY_BYTES  # a flood: the reactor looks again at once
