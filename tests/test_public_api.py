@@ -103,8 +103,8 @@ PUBLIC = {
     ],
     "virtrio.primitives": [
         "Backoff", "ChannelState", "Connection", "Deadline", "DirectReads", "Executor", "Fanout",
-        "IOV_MAX", "Pressure", "PressureLevel", "READS_WITHOUT_YIELD", "SpinPolicy", "StateChange",
-        "SubscriberOverflowError", "Subscription",
+        "IOV_MAX", "Mutex", "Pressure", "PressureLevel", "READS_WITHOUT_YIELD", "SpinPolicy",
+        "StateChange", "SubscriberOverflowError", "Subscription",
         "SupervisedHandle", "Supervisor", "collapse_groups", "fresh_error", "is_transient",
         "open_service_nursery", "run_in_worker", "write_all",
     ],

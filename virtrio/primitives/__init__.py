@@ -16,6 +16,7 @@ above it (enforced by the import-linter contract in pyproject.toml).
 * :class:`DirectReads` — a Trio socket read through its descriptor, waiting first after a short
   read and yielding every :data:`READS_WITHOUT_YIELD` th read; :func:`write_all` — many
   buffers to one ``writev``, waiting only while the socket is full.
+* :class:`Mutex` — a FIFO lock whose uncontended take and release are a few attribute reads.
 * :class:`SpinPolicy` — a bounded, adaptive busy-poll of a descriptor before parking on it
   (the GDB client, the PTY client and daemon).
 """
@@ -42,6 +43,7 @@ from ._fanout import (
     Subscription as Subscription,
 )
 from ._handle import SupervisedHandle as SupervisedHandle
+from ._mutex import Mutex as Mutex
 from ._nursery import open_service_nursery as open_service_nursery
 from ._spin import SpinPolicy as SpinPolicy
 from ._supervisor import (
@@ -61,6 +63,7 @@ __all__ = [
     "Executor",
     "IOV_MAX",
     "Fanout",
+    "Mutex",
     "Pressure",
     "PressureLevel",
     "READS_WITHOUT_YIELD",

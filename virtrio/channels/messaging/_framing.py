@@ -21,6 +21,7 @@ import trio
 
 from virtrio.channels._jsonstream import NEED_DATA, NeedData
 from virtrio.errors import ConnectionLostError, ProtocolError
+from virtrio.primitives import Mutex
 
 from ._errors import MessagingError
 
@@ -168,8 +169,7 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
         self._decoder = LengthPrefixDecoder(max_message_size=max_message_size)
         # the send turn: one task sends at a time, the others wait in order (a StrictFIFOLock
         # without its per-acquire bookkeeping)
-        self._sending = False
-        self._send_queue = trio.lowlevel.ParkingLot()
+        self._send_turn = Mutex()  # one message on the wire at a time, in FIFO order
         self._nowait = stream if isinstance(stream, _Nowait) else None
         self._peer_closed = False
         self._closed = False
@@ -207,17 +207,13 @@ class LengthPrefixedChannel(trio.abc.Channel[bytes]):
             self._pass_send_turn()
 
     async def _take_send_turn(self) -> None:
-        if self._sending:
-            await self._send_queue.park()  # the turn is handed to us: _sending stays True
-        else:  # the usual case: no trip through the scheduler here, the send makes one
-            await trio.lowlevel.checkpoint_if_cancelled()
-            self._sending = True
+        # a cancel point either way; uncontended, no trip through the scheduler (the send
+        # makes one)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._send_turn.acquire()
 
     def _pass_send_turn(self) -> None:
-        if self._send_queue:
-            self._send_queue.unpark()  # to the longest waiting; a woken task cannot be
-        else:  # cancelled any more, so the turn is never lost
-            self._sending = False
+        self._send_turn.release()
 
     async def receive(self) -> bytes:
         """The next message.

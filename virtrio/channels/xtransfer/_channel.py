@@ -11,7 +11,7 @@ from typing import NoReturn
 import trio
 
 from virtrio.errors import ConnectionLostError, VirtrioError
-from virtrio.primitives import open_service_nursery
+from virtrio.primitives import Mutex, open_service_nursery
 
 from ._io import io_for
 from ._protocol import (
@@ -62,8 +62,7 @@ class XtransferChannel(trio.abc.Channel[bytes]):
         self._changed = trio.lowlevel.ParkingLot()
         # the send turn: one task writes at a time, the others wait in order (a StrictFIFOLock
         # without its per-acquire bookkeeping, ~3% of a 64 KiB message's CPU)
-        self._sending = False
-        self._send_queue = trio.lowlevel.ParkingLot()
+        self._send_turn = Mutex()  # one message on the wire at a time, in FIFO order
         self._delivered: dict[int, trio.Event] = {}
         self._acknowledged: set[int] = set()
         self._reader_done = False
@@ -196,17 +195,13 @@ class XtransferChannel(trio.abc.Channel[bytes]):
             event.set()
 
     async def _take_send_turn(self) -> None:
-        if self._sending:
-            await self._send_queue.park()  # the turn is handed to us: _sending stays True
-        else:  # the usual case: no trip through the scheduler here, the write makes one
-            await trio.lowlevel.checkpoint_if_cancelled()
-            self._sending = True
+        # a cancel point either way; uncontended, no trip through the scheduler (the write
+        # makes one)
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await self._send_turn.acquire()
 
     def _pass_send_turn(self) -> None:
-        if self._send_queue:
-            self._send_queue.unpark()  # to the longest waiting; a woken task cannot be
-        else:  # cancelled any more, so the turn is never lost
-            self._sending = False
+        self._send_turn.release()
 
     async def _flush(self) -> None:
         await self._take_send_turn()
