@@ -44,15 +44,20 @@ from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 from virtrio.nurseries import Backoff, ChannelState, open_vm
 
 
+async def _wait_until_stopped_and_drained(pid: int) -> None:
+    """The waits below are for unsolicited updates: let the stopped server really stop (SIGSTOP
+    is asynchronous), then let the client read what the server had sent before, so that nothing
+    answers them."""
+    flags = os.WSTOPPED | os.WNOWAIT  # WNOWAIT: the stop stays to be reaped by wait()
+    await trio.to_thread.run_sync(os.waitid, os.P_PID, pid, flags)
+    await trio.testing.wait_all_tasks_blocked()
+
+
 async def test_sigkill_fails_every_pending_call_fast(spice_vm: SpiceVM) -> None:
     async with open_spice_session(spice_vm.address) as spice:
         await spice.screenshot(timeout=30)  # every channel the call needs is up
         os.kill(spice_vm.proc.pid, signal.SIGSTOP)
-        # the waits are for unsolicited updates: let the server really stop (the signal is
-        # asynchronous), then the client read what it had sent before, so none is answered
-        flags = os.WSTOPPED | os.WNOWAIT  # WNOWAIT: the stop stays to be reaped by wait()
-        await trio.to_thread.run_sync(os.waitid, os.P_PID, spice_vm.proc.pid, flags)
-        await trio.testing.wait_all_tasks_blocked()
+        await _wait_until_stopped_and_drained(spice_vm.proc.pid)
         await pending_calls_fail_fast(
             lambda: spice.wait_screen_change(timeout=30), spice_vm.proc.kill, calls=5
         )
@@ -64,6 +69,8 @@ async def test_a_stopped_server_lets_the_deadline_fire(spice_vm: SpiceVM) -> Non
         await spice.screenshot(timeout=30)
         os.kill(spice_vm.proc.pid, signal.SIGSTOP)
         try:
+            # as above: an update sent before the stop took hold must not count as a change
+            await _wait_until_stopped_and_drained(spice_vm.proc.pid)
             with pytest.raises(VirtrioTimeoutError):
                 await spice.wait_screen_change(timeout=0.3)
         finally:
