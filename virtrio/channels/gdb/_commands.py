@@ -10,8 +10,8 @@ from __future__ import annotations
 from binascii import a2b_hex
 from typing import Literal
 
-from ._errors import GdbCommandError, GdbLocalProtocolError, GdbProtocolError, GdbUnsupportedError
-from ._framing import escape
+from ._errors import GdbLocalProtocolError, GdbProtocolError
+from ._memory import GdbMemory, check_reply as _check, expect_ok as _ok
 from ._replies import (
     GdbEvent,
     StopReply,
@@ -32,20 +32,6 @@ WatchAccess = Literal["write", "read", "access"]
 _OUR_FEATURES = b"qSupported:multiprocess+;swbreak+;hwbreak+;vContSupported+;no-resumed+"
 
 
-def _check(reply: bytes, command: bytes) -> bytes:
-    """``reply``, unless it is an error or the empty (unsupported) reply."""
-    if not reply:
-        raise GdbUnsupportedError(command[:64].decode("ascii", "replace"))
-    if reply[:1] == b"E" and (len(reply) == 3 or reply[1:2] == b"."):
-        raise GdbCommandError.from_reply(reply, command[:64].decode("ascii", "replace"))
-    return reply
-
-
-def _ok(reply: bytes, command: bytes) -> None:
-    if _check(reply, command) != b"OK":
-        raise GdbProtocolError(f"{command[:32]!r}: expected OK, got {reply[:64]!r}")
-
-
 def _hex_register(text: bytes, reg: Register, byteorder: Byteorder) -> int | None:
     """A register's value from its hex (None when the stub says ``xx``: unavailable)."""
     if text[:1] in (b"x", b"X"):
@@ -53,8 +39,8 @@ def _hex_register(text: bytes, reg: Register, byteorder: Byteorder) -> int | Non
     return int.from_bytes(decode_hex(text, f"register {reg.name}"), byteorder)
 
 
-class GdbCommands:
-    """The typed calls, mixed into the client."""
+class GdbCommands(GdbMemory):
+    """The typed calls, mixed into the client (memory's are in ``_memory``)."""
 
     def __init__(self, byteorder: Byteorder | None) -> None:
         self._byteorder = byteorder
@@ -64,6 +50,7 @@ class GdbCommands:
         self.target = TargetDescription(None, ())
         #: The ``vCont`` actions the stub supports (``{"c", "s", ...}``), empty without vCont.
         self.vcont_actions: frozenset[str] = frozenset()
+        self._pipeline = False  # memory pieces go out together (open_gdb(pipeline=True))
         self._binary_read: bool | None = None  # x: unknown until tried
         self._binary_write: bool | None = None
         self._p_packet = True
@@ -74,12 +61,6 @@ class GdbCommands:
         self._pc: int | None = None  # the program counter at this stop, once read
         self._pc_of: tuple[TargetDescription | None, Register | None] = (None, None)
         self._kind_of: tuple[TargetDescription | None, int] = (None, 1)  # breakpoint kind
-
-    async def request(self, packet: bytes | str, *, timeout: float | None = None) -> bytes:
-        raise NotImplementedError
-
-    async def _exchange(self, payload: bytes, timeout: float | None) -> bytes:
-        raise NotImplementedError
 
     async def _request_output(self, payload: bytes, timeout: float | None) -> tuple[bytes, bytes]:
         raise NotImplementedError
@@ -279,85 +260,6 @@ class GdbCommands:
             raise GdbLocalProtocolError(f"register {name} is not in the g packet and P is missing")
         text[reg.offset * 2 : (reg.offset + reg.size) * 2] = raw.hex().encode()
         _ok(await self.request(b"G" + bytes(text), timeout=timeout), b"G")
-
-    # --- memory ----------------------------------------------------------------------------
-
-    def _read_chunk(self) -> int:
-        # a reply's hex doubles the bytes; QEMU refuses m above PacketSize/2 (E22)
-        return max(1, self.features.packet_size // 2)
-
-    async def read_memory(
-        self, address: int, length: int, *, timeout: float | None = None
-    ) -> bytes:
-        """``length`` bytes at ``address`` (in PacketSize pieces; binary ``x`` where the stub
-        has it, hex ``m`` otherwise).
-
-        Raises:
-            GdbCommandError: the stub refused (unmapped memory: ``E14`` or ``E22`` on QEMU).
-            ValueError: a negative address or length.
-        """
-        if address < 0 or length < 0:
-            raise ValueError(f"address and length must be >= 0, got {address:#x}, {length}")
-        pieces: list[bytes] = []
-        done = 0
-        chunk = self._read_chunk()
-        while done < length:  # (a stub may answer with fewer bytes than asked)
-            at = address + done
-            n = min(chunk, length - done)
-            data = await self._read_memory_once(at, n, timeout)
-            if not data:
-                raise GdbCommandError(
-                    "short",
-                    f"the stub returned no bytes at {at:#x}",
-                    command=f"m{at:x},{n:x}",
-                    code=None,
-                )
-            if len(data) > n:
-                data = data[:n]
-            pieces.append(data)
-            done += len(data)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-    async def _read_memory_once(self, address: int, n: int, timeout: float | None) -> bytes:
-        if self._binary_read is not False:
-            command = b"x%x,%x" % (address, n)
-            reply = await self.request(command, timeout=timeout)
-            if reply:
-                self._binary_read = True
-                if reply[:1] == b"E" and len(reply) == 3:
-                    raise GdbCommandError.from_reply(reply, command.decode())
-                # GDB 14's x replies start with 'b' (binary); older drafts sent bare data
-                return reply[1:] if reply[:1] == b"b" else reply
-            self._binary_read = False
-        command = b"m%x,%x" % (address, n)
-        return decode_hex(_check(await self._exchange(command, timeout), command), "m reply")
-
-    async def write_memory(
-        self, address: int, data: bytes, *, timeout: float | None = None
-    ) -> None:
-        """Write ``data`` at ``address`` (binary ``X`` where the stub has it, hex ``M``).
-
-        Raises:
-            GdbCommandError: the stub refused.
-        """
-        if address < 0:
-            raise ValueError(f"address must be >= 0, got {address:#x}")
-        # room for "X<addr>,<len>:" and framing; binary data escapes to at most twice its size
-        chunk = max(1, (self.features.packet_size - 64) // 2)
-        view = memoryview(bytes(data))
-        for done in range(0, len(view), chunk):  # nothing to send for no bytes
-            piece = view[done : done + chunk]
-            at = address + done
-            if self._binary_write is not False:
-                command = b"X%x,%x:" % (at, len(piece)) + escape(piece)
-                reply = await self.request(command, timeout=timeout)
-                if reply:
-                    self._binary_write = True
-                    _ok(reply, command[:24])
-                    continue
-                self._binary_write = False  # the empty reply: X is unsupported, M from now on
-            command = b"M%x,%x:" % (at, len(piece)) + piece.hex().encode()
-            _ok(await self.request(command, timeout=timeout), command[:24])
 
     # --- threads and the rest --------------------------------------------------------------
 

@@ -6,12 +6,12 @@ itself until its reply has come, straight from the descriptor: one read at once 
 a stub on the caller's CPU has answered by the time the write returns), then it polls for a
 short adaptive window (``_take_fast``, ``open_gdb(spin=...)``, see ``_fastpath``), then parks on
 :func:`trio.lowlevel.wait_readable` (``_pump``). A round trip answered before parking costs no
-pass through the scheduler at all. The ack of a packet taken that way goes out with the next
-packet, or alone a little later (``_acks``). While the target runs, the task in
-:meth:`~virtrio.channels.gdb.GdbClient.wait_stop` reads the stop reply the same way; when no
-one waits for it, a small watcher task reads instead (console output and the stop reach
-:meth:`events` with no caller waiting). While nothing is asked and the target is stopped,
-nothing reads: a stub that hangs up then is noticed by the next call.
+pass through the scheduler at all. The ack of a packet taken that way goes out at once (or, if
+the socket cannot take it then, with the next packet or alone a little later: ``_acks``). While
+the target runs, the task in :meth:`~virtrio.channels.gdb.GdbClient.wait_stop` reads the stop
+reply the same way; when no one waits for it, a small watcher task reads instead (console
+output and the stop reach :meth:`events` with no caller waiting). While nothing is asked and
+the target is stopped, nothing reads: a stub that hangs up then is noticed by the next call.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class GdbConnection(GdbExecution):
         self._reply_spin = SpinPolicy(spin)
         self._stop_spin = SpinPolicy(spin)
         self._reply: bytes | None = None  # the answer to the request in flight, once come
+        self._replies: list[bytes] | None = None  # every answer, while requests sent together
         self._pending: bytes | None = None  # read by the fast path, not yet handled
         self._waited = False  # the fast path found nothing to read (and spent its window)
         self._output = bytearray()  # its console output (qRcmd)
@@ -95,7 +96,7 @@ class GdbConnection(GdbExecution):
         self._resume_error: GdbError | None = None
         self._quiet = False  # the stop of an internal step (off a breakpoint) is not published
         self._watch = trio.Event()  # wakes the watcher: the target runs and maybe no one reads
-        self._acks = AckTimer(self._protocol)  # acks owed: with the next packet, or later
+        self._acks = AckTimer(self._protocol, self._write_now)  # at once, or owed
         self.closed_reason: BaseException | None = None
         self._closed = trio.Event()
 
@@ -278,7 +279,7 @@ class GdbConnection(GdbExecution):
         (taken), or something else, kept in ``_pending`` for :meth:`_pump`."""
         if data and (taken := take(data)) is not None:
             if self._protocol.ack_mode:
-                self._acks.owe()
+                self._acks.ack_now()
             return taken
         if not self._protocol.take_ack(data):
             self._pending = data
@@ -289,7 +290,7 @@ class GdbConnection(GdbExecution):
         passed first. The caller holds the read lock."""
         reply = await self._take_fast(deadline, self._reply_spin, self._protocol.take_reply)
         if reply is not None:
-            self._reply = reply
+            self._got_reply(reply)
             return True
         spin = None if self._waited else self._reply_spin  # one window per wait
         return await self._pump(self._answered, deadline, spin)
@@ -365,8 +366,8 @@ class GdbConnection(GdbExecution):
         protocol = self._protocol
         if type(data) is bytes and data and (reply := protocol.take_reply(data)) is not None:
             if protocol.ack_mode:
-                self._acks.owe()
-            self._reply = reply
+                self._acks.ack_now()
+            self._got_reply(reply)
             return
         protocol.receive_data(data)
         while not isinstance(event := protocol.next_event(), NeedData):
@@ -382,7 +383,7 @@ class GdbConnection(GdbExecution):
 
     def _dispatch(self, event: Reply | ResumeRefused | GdbEvent) -> None:
         if isinstance(event, Reply):
-            self._reply = event.payload
+            self._got_reply(event.payload)
         elif isinstance(event, ResumeRefused):
             command = self._protocol.command.decode("ascii", "replace")
             self._resume_error = (
@@ -404,6 +405,11 @@ class GdbConnection(GdbExecution):
             self._stopped.set()
             if not self._quiet:
                 self._publish(event)
+
+    def _got_reply(self, payload: bytes) -> None:
+        self._reply = payload
+        if self._replies is not None:
+            self._replies.append(payload)
 
     def _not_running(self) -> bool:
         return self._protocol.state is not ProtocolState.RUNNING

@@ -8,7 +8,8 @@ resuming first steps one instruction with those lifted (``_step_off``).
 
 from __future__ import annotations
 
-from ._commands import GdbCommands, WatchAccess, _ok
+from ._commands import GdbCommands, WatchAccess
+from ._memory import expect_ok as _ok
 from ._replies import WATCH_REASONS, Stopped, StopReply, ThreadId
 
 __all__ = ["GdbExecution"]

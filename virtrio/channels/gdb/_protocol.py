@@ -9,20 +9,25 @@ read in the light of it:
 state     entered by                  a received packet is
 ========  ==========================  ==========================================================
 idle      a reply, a stop reply       unexpected (a protocol error)
-waiting   :meth:`send_request`        the :class:`Reply` (``O`` console output first, for qRcmd)
+waiting   :meth:`send_request`,       the :class:`Reply` (``O`` console output first, for qRcmd);
+          :meth:`send_requests`       after several requests, one each, in order
 running   :meth:`send_resume`         ``O`` output, or the stop reply that ends the run
 ========  ==========================  ==========================================================
 
 Only ``\\x03`` (:meth:`send_interrupt`) may be sent while running. In ack mode every packet
 received intact is answered with ``+`` (one with a bad checksum with ``-``, and the stub sends
 it again), and a ``-`` from the stub makes us send our last packet again: those bytes wait in
-:meth:`data_to_send`.
+:meth:`data_to_send`. Requests sent together (:meth:`send_requests`, for a stub that reads its
+input in order and never waits for an ack, as QEMU's system-mode stub) cannot be repaired that
+way (which packet would a ``-`` ask for?), so while they are answered a ``-`` or a bad checksum
+is a protocol error.
 """
 
 from __future__ import annotations
 
 import collections
 import enum
+from collections.abc import Sequence
 
 import attrs
 
@@ -105,6 +110,8 @@ class GdbProtocol:
         self._last_sent = b""
         self._retransmits = 0
         self._command = b""
+        self._queued: collections.deque[bytes] = collections.deque()  # sent after _command
+        self._pipelined = False  # the packets in flight went out together: no retransmits
         self._events: collections.deque[Reply | ResumeRefused | GdbEvent] = collections.deque()
         self._eof = False
         # short requests framed before (g, p10, Z0,...): framing them again is most of _send
@@ -150,7 +157,15 @@ class GdbProtocol:
         self._state = state
         self._last_sent = data if self._ack_mode else b""
         self._retransmits = 0
+        self._pipelined = False
         return data
+
+    def _next_request(self) -> None:
+        """The request in flight was answered: the next one sent with it is, or none (idle)."""
+        if self._queued:
+            self._command = self._queued.popleft()
+        else:
+            self._state = ProtocolState.IDLE
 
     def send_request(self, payload: bytes) -> bytes:
         """Encode a request whose answer is a :class:`Reply`; returns the bytes to write.
@@ -160,6 +175,30 @@ class GdbProtocol:
             ValueError: the payload holds an unescaped ``$`` or ``#``.
         """
         return self._send(payload, ProtocolState.WAITING)
+
+    def send_requests(self, payloads: Sequence[bytes]) -> bytes:
+        """Encode requests to be written together, each answered by a :class:`Reply`, in
+        order; returns the bytes to write. Only for a stub that reads its input in order and
+        answers each packet before the next without waiting for our ack (QEMU's system-mode
+        stub): a stub that waits for the ``+`` of its reply before reading on (gdbserver) would
+        take the next packet for a garbled ack.
+
+        Raises:
+            GdbLocalProtocolError: a request is in flight, the target is running, or no reply
+                has come yet (the handshake's first request is answered alone).
+            ValueError: no payloads, or one holds an unescaped ``$`` or ``#``.
+        """
+        if not payloads:
+            raise ValueError("send_requests needs at least one payload")
+        if len(payloads) > 1 and self._greeting_stop_allowed:
+            raise GdbLocalProtocolError("requests go out together only after the first reply")
+        rest = [encode_packet(payload) for payload in payloads[1:]]
+        data = self._send(payloads[0], ProtocolState.WAITING)
+        if rest:
+            self._queued.extend(payloads[1:])
+            self._pipelined = True
+            self._last_sent = b""
+        return data + b"".join(rest) if rest else data
 
     def send_resume(self, payload: bytes) -> bytes:
         """Encode ``c``, ``s``, ``vCont;...`` and the like, answered by a stop reply whenever
@@ -200,6 +239,11 @@ class GdbProtocol:
         data = bytes(self._outgoing)
         self._outgoing.clear()
         return data
+
+    def keep_unsent(self, data: bytes) -> None:
+        """Put back the start of :meth:`data_to_send`'s bytes that could not be written yet:
+        ``data``, what was not (it goes out first next time)."""
+        self._outgoing[:0] = data
 
     def take_reply(self, data: bytes) -> bytes | None:
         """The fast path for the usual case: while a request waits and nothing is buffered,
@@ -258,7 +302,7 @@ class GdbProtocol:
             self._last_sent = b""
         if self._ack_mode:
             self._outgoing += b"+"
-        self._state = ProtocolState.IDLE
+        self._next_request()
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Feed received bytes; ``b""`` means the stub closed the connection.
@@ -298,6 +342,10 @@ class GdbProtocol:
         elif isinstance(frame, Ack):
             self._last_sent = b""
         elif isinstance(frame, Nak):
+            if self._pipelined and self._state is ProtocolState.WAITING:
+                raise GdbProtocolError(
+                    f"the stub refused one of the packets sent together with {self._command[:32]!r}"
+                )
             if self._last_sent:
                 self._retransmits += 1
                 if self._retransmits > MAX_RETRANSMITS:
@@ -306,10 +354,12 @@ class GdbProtocol:
                     )
                 self._outgoing += self._last_sent
         elif isinstance(frame, _BadChecksum):
-            if not self._ack_mode:
+            pipelined = self._pipelined and self._state is ProtocolState.WAITING
+            if not self._ack_mode or pipelined:
+                where = "a reply to packets sent together" if pipelined else "no-ack mode"
                 raise GdbProtocolError(
-                    f"bad checksum {frame.expected:02x} (computed {frame.actual:02x}) in no-ack "
-                    f"mode, packet {frame.raw[:64]!r}"
+                    f"bad checksum {frame.expected:02x} (computed {frame.actual:02x}) in "
+                    f"{where}, packet {frame.raw[:64]!r}"
                 )
             self._outgoing += b"-"
         elif isinstance(frame, Notification):
@@ -327,7 +377,7 @@ class GdbProtocol:
                 self._events.append(parse_stop_reply(payload))
                 return
             self._greeting_stop_allowed = False
-            self._state = ProtocolState.IDLE
+            self._next_request()
             self._events.append(Reply(payload))
         elif state is ProtocolState.RUNNING:
             if _is_output(payload):

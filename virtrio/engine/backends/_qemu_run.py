@@ -197,6 +197,7 @@ async def _connect(
                 Address.unix(folder / "gdb.sock"),
                 connect_timeout=spec.connect_timeout,
                 call_timeout=spec.call_timeout,
+                pipeline=True,  # QEMU's system-mode stub never waits for an ack
             ) as gdb:
                 run.gdb = gdb
                 await on_gdb(gdb)
