@@ -4,6 +4,8 @@ timing of how fast pending calls fail."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,6 +48,14 @@ async def hostile_server(
             yield address
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def freeze(pid: int) -> None:
+    """SIGSTOP ``pid`` (a child of this process) and return once it has stopped: the signal is
+    asynchronous, and a process running on the other CPU goes on for a moment (answering what
+    it was about to). The stop stays to be reaped by the process's ``wait()`` (``WNOWAIT``)."""
+    os.kill(pid, signal.SIGSTOP)
+    await trio.to_thread.run_sync(os.waitid, os.P_PID, pid, os.WSTOPPED | os.WNOWAIT)
 
 
 def reset(stream: trio.SocketStream) -> None:

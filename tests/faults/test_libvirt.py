@@ -27,7 +27,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.faults.hostile import pending_calls_fail_fast
+from tests.faults.hostile import freeze, pending_calls_fail_fast
 from tests.peers.libvirtd import LibvirtGuest
 from virtrio.errors import VirtrioTimeoutError
 from virtrio.nurseries import Backoff
@@ -66,8 +66,8 @@ async def test_a_stopped_libvirtd_lets_the_deadline_fire(libvirt_guest: LibvirtG
     async with open_host(daemon.uri, call_timeout=30) as host:
         qmp = host.qmp(libvirt_guest.name)
         assert (await qmp.query_status()).running
-        os.kill(daemon.procs["libvirtd"].pid, signal.SIGSTOP)
         try:
+            await freeze(daemon.procs["libvirtd"].pid)
             with pytest.raises(VirtrioTimeoutError):
                 await qmp.query_status(timeout=0.3)
         finally:

@@ -36,7 +36,14 @@ import pytest
 import trio
 import trio.testing
 
-from tests.faults.hostile import MIB, PeakRss, hostile_server, pending_calls_fail_fast, reset
+from tests.faults.hostile import (
+    MIB,
+    PeakRss,
+    freeze,
+    hostile_server,
+    pending_calls_fail_fast,
+    reset,
+)
 from tests.peers import stop_process
 from tests.peers.spice import SpiceVM
 from virtrio.channels.spice import SpiceProtocolError, open_spice_session
@@ -44,20 +51,17 @@ from virtrio.errors import ConnectionLostError, VirtrioTimeoutError
 from virtrio.nurseries import Backoff, ChannelState, open_vm
 
 
-async def _wait_until_stopped_and_drained(pid: int) -> None:
-    """The waits below are for unsolicited updates: let the stopped server really stop (SIGSTOP
-    is asynchronous), then let the client read what the server had sent before, so that nothing
-    answers them."""
-    flags = os.WSTOPPED | os.WNOWAIT  # WNOWAIT: the stop stays to be reaped by wait()
-    await trio.to_thread.run_sync(os.waitid, os.P_PID, pid, flags)
+async def _freeze_and_drain(pid: int) -> None:
+    """The waits below are for unsolicited updates: stop the server, then let the client read
+    what the server had sent before, so that nothing answers them."""
+    await freeze(pid)
     await trio.testing.wait_all_tasks_blocked()
 
 
 async def test_sigkill_fails_every_pending_call_fast(spice_vm: SpiceVM) -> None:
     async with open_spice_session(spice_vm.address) as spice:
         await spice.screenshot(timeout=30)  # every channel the call needs is up
-        os.kill(spice_vm.proc.pid, signal.SIGSTOP)
-        await _wait_until_stopped_and_drained(spice_vm.proc.pid)
+        await _freeze_and_drain(spice_vm.proc.pid)
         await pending_calls_fail_fast(
             lambda: spice.wait_screen_change(timeout=30), spice_vm.proc.kill, calls=5
         )
@@ -67,10 +71,9 @@ async def test_sigkill_fails_every_pending_call_fast(spice_vm: SpiceVM) -> None:
 async def test_a_stopped_server_lets_the_deadline_fire(spice_vm: SpiceVM) -> None:
     async with open_spice_session(spice_vm.address) as spice:
         await spice.screenshot(timeout=30)
-        os.kill(spice_vm.proc.pid, signal.SIGSTOP)
         try:
             # as above: an update sent before the stop took hold must not count as a change
-            await _wait_until_stopped_and_drained(spice_vm.proc.pid)
+            await _freeze_and_drain(spice_vm.proc.pid)
             with pytest.raises(VirtrioTimeoutError):
                 await spice.wait_screen_change(timeout=0.3)
         finally:
