@@ -194,27 +194,6 @@ TABLE: tuple[Line, ...] = (
         _at_most(1.2),
     ),
     Line(
-        "gdb.registers.strict",
-        "GDB register read, vs busy-poll",
-        "backends",
-        "raw busy-poll",
-        _at_most(1.2),
-    ),
-    Line(
-        "gdb.memory4k.strict",
-        "GDB 4 KiB memory read, vs busy-poll",
-        "backends",
-        "raw busy-poll",
-        _at_most(1.2),
-    ),
-    Line(
-        "gdb.breakpoint.strict",
-        "GDB breakpoint round trip, vs busy-poll",
-        "backends",
-        "raw busy-poll",
-        _at_most(1.2),
-    ),
-    Line(
         "spice.dropped",
         "Spice frames dropped from the framebuffer state",
         "spice_fps",
@@ -270,7 +249,9 @@ def compose(
     known = {line.key for line in table}
     for key, row in rows.items():
         if key not in known:
-            out.append({**row, "status": "no target", "target": ""})
+            anchor_value = row.get("anchor_value")
+            ratio = row["value"] / anchor_value if anchor_value and row.get("value") else None
+            out.append({**row, "ratio": ratio, "status": "no target", "target": ""})
     return out
 
 
