@@ -211,12 +211,17 @@ class RawRsp:
         self.sock.connect(path)
         self.buffer = bytearray()
 
-    def packet(self) -> bytes:
+    def receive(self) -> bytes:
+        """The next packet's payload, blocking (not acknowledged yet)."""
         while (payload := take_packet(self.buffer)) is None:
             data = self.sock.recv(65536)
             if not data:
                 raise ConnectionError("the stub closed the connection")
             self.buffer += data
+        return payload
+
+    def packet(self) -> bytes:
+        payload = self.receive()
         self.sock.sendall(b"+")
         return payload
 
@@ -224,7 +229,7 @@ class RawRsp:
         """Busy-poll for replies instead of sleeping in ``recv`` (as virtrio's client does for
         a moment): what the stub's round trip costs without the wake-up from a blocking read.
         With ``ack_with_next``, each ``+`` goes out in front of the next packet (as virtrio
-        sends it) rather than on its own."""
+        sent it until 2026-12-04) rather than on its own."""
         self.sock.setblocking(False)
         receive = self.sock.recv
         if ack_with_next:
@@ -279,15 +284,9 @@ class RawRsp:
     def exchange_together(self, sequence: list[bytes]) -> bytes:
         """All of ``sequence`` in one write, then their replies (one ack for them all)."""
         self.sock.sendall(b"".join(b"$%s#%02x" % (p, sum(p) & 0xFF) for p in sequence))
-        reply = b""
-        for _ in sequence:
-            while (reply := take_packet(self.buffer)) is None:
-                data = self.sock.recv(65536)
-                if not data:
-                    raise ConnectionError("the stub closed the connection")
-                self.buffer += data
+        replies = [self.receive() for _ in sequence]
         self.sock.sendall(b"+")
-        return reply
+        return replies[-1]
 
     def handshake(self) -> None:
         if is_stop(self.exchange([SUPPORTED])):
