@@ -125,7 +125,15 @@ async def test_pipelined_reads_match_reads_one_piece_at_a_time(
         one_by_one = await gdb.read_memory(address, length)
         pattern = await gdb.read_memory(target.program.symbols["pattern"], 4096)
     async with open_gdb(target.gdb_address, pipeline=True) as gdb:
+        batches: list[int] = []
+        send_requests = gdb._protocol.send_requests
+        gdb._protocol.send_requests = lambda payloads: (  # type: ignore[method-assign]
+            batches.append(len(payloads)) or send_requests(payloads)
+        )
         assert await gdb.read_memory(address, length) == one_by_one
+        # the first piece alone (it finds out whether x works), the rest in windows of 16
+        pieces = -(-length // (gdb.features.packet_size // 2))  # 2 KiB each on QEMU 7.2
+        assert batches == [PIPELINE_DEPTH, pieces - 1 - PIPELINE_DEPTH]
         assert await gdb.read_memory(target.program.symbols["pattern"], 4096) == pattern
         assert pattern == bytes((i * 7 + 1) & 0xFF for i in range(4096))
         start, n = OFF_THE_END[arch]
