@@ -70,7 +70,7 @@ class GdbClient(GdbConnection):
             and not self._request_lock.locked()
             and not self._read_lock.locked()
         ):
-            return await self._exchange_in_turn(payload, timeout)  # queued, or in trouble
+            return (await self._exchange_in_turn([payload], timeout))[0]  # queued, or in trouble
         # the usual case: no other task sends or reads, and none can until this one awaits, so
         # it takes no lock unless it has to wait
         data = self._acks.before(protocol.send_request(payload))  # (raises first)
@@ -89,17 +89,27 @@ class GdbClient(GdbConnection):
                 return reply
         self._request_lock.try_acquire()  # (both free: nothing has awaited since the test)
         self._read_lock.try_acquire()
-        return await self._finish_exchange(payload, timeout, data[sent:], None)
+        return await self._finish_exchange(payload, 1, timeout, data[sent:], None)
 
-    async def _exchange_in_turn(self, payload: bytes, timeout: float | None) -> bytes:
-        """:meth:`_exchange` once the requests before it are answered."""
+    async def _exchange_in_turn(self, payloads: list[bytes], timeout: float | None) -> list[bytes]:
+        """:meth:`_exchange` once the requests before it are answered; or, given several
+        payloads, those sent together (``GdbProtocol.send_requests``): their replies, in
+        order, all within one ``timeout``."""
         limit = self.call_timeout if timeout is None else timeout
         deadline = trio.current_time() + limit
         await self._lock_requests(deadline)
+        protocol = self._protocol
+        replies: list[bytes] = []
         try:
             await trio.lowlevel.checkpoint_if_cancelled()  # cancelled while queued: send nothing
-            data = self._acks.before(self._protocol.send_request(payload))  # (raises first)
+            packets = (
+                protocol.send_request(payloads[0])
+                if len(payloads) == 1
+                else protocol.send_requests(payloads)
+            )
+            data = self._acks.before(packets)  # (raises first)
             self._reply = None
+            self._replies = replies if len(payloads) > 1 else None
             if self._output:
                 self._output.clear()
             sent = self._write_now(data)
@@ -107,15 +117,19 @@ class GdbClient(GdbConnection):
             if not read_lock.try_acquire():
                 await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
         except BaseException:
+            self._replies = None
             self._request_lock.release()
             raise
-        return await self._finish_exchange(payload, timeout, data[sent:], deadline)
+        last = await self._finish_exchange(
+            payloads[0], len(payloads), timeout, data[sent:], deadline
+        )
+        return replies or [last]
 
     async def _finish_exchange(
-        self, payload: bytes, timeout: float | None, rest: bytes, deadline: float | None
+        self, first: bytes, count: int, timeout: float | None, rest: bytes, deadline: float | None
     ) -> bytes:
-        """Send ``rest`` of the request and wait for its reply; the caller took both locks,
-        which this releases."""
+        """Send ``rest`` of the ``count`` requests (``first`` the first of them) and wait for
+        their replies; the caller took both locks, which this releases. The last reply."""
         limit = self.call_timeout if timeout is None else timeout
         reply: bytes | None = None
         try:
@@ -127,13 +141,15 @@ class GdbClient(GdbConnection):
                 if await self._await_reply(deadline):
                     reply = self._reply
             finally:
+                self._replies = None
                 self._read_lock.release()
         finally:
             self._request_lock.release()
         if reply is not None:
             return reply
+        more = f" and {count - 1} more" if count > 1 else ""
         raise VirtrioTimeoutError(
-            f"GDB request {payload[:40]!r} to {self.address}: no reply within {limit:g} s"
+            f"GDB request {first[:40]!r}{more} to {self.address}: no reply within {limit:g} s"
         )
 
     async def _exchange_all(self, payloads: list[bytes], timeout: float | None) -> list[bytes]:
@@ -141,33 +157,7 @@ class GdbClient(GdbConnection):
         replies, in order, all within one ``timeout``."""
         if len(payloads) == 1:
             return [await self._exchange(payloads[0], timeout)]
-        limit = self.call_timeout if timeout is None else timeout
-        deadline = trio.current_time() + limit
-        await self._lock_requests(deadline)
-        replies: list[bytes] = []
-        try:
-            await trio.lowlevel.checkpoint_if_cancelled()  # cancelled while queued: send nothing
-            data = self._acks.before(self._protocol.send_requests(payloads))  # (raises first)
-            self._replies = replies
-            sent = self._write_now(data)
-            read_lock = self._read_lock
-            if not read_lock.try_acquire():
-                await read_lock.acquire()  # (waits only for a stop's reader finishing its chunk)
-            try:
-                if sent < len(data):
-                    await self._write(data[sent:])
-                answered = await self._pump(self._answered, deadline, self._reply_spin)
-            finally:
-                read_lock.release()
-        finally:
-            self._replies = None
-            self._request_lock.release()
-        if not answered:
-            raise VirtrioTimeoutError(
-                f"GDB requests {payloads[0][:40]!r} and {len(payloads) - 1} more to "
-                f"{self.address}: not all answered within {limit:g} s"
-            )
-        return replies
+        return await self._exchange_in_turn(payloads, timeout)
 
     async def request(self, packet: bytes | str, *, timeout: float | None = None) -> bytes:
         """Send one packet and return the stub's reply payload, as it came (``b""``: the stub
@@ -304,8 +294,7 @@ async def open_gdb(
     deadline = Deadline.after(connect_timeout)  # connecting and the handshake, together
     stream = await open_stream(addr, connect_timeout=connect_timeout)
     events: Fanout[GdbEvent] = Fanout(max_queue=1024)
-    client = GdbClient(stream, str(addr), call_timeout, events, byteorder, spin)
-    client._pipeline = pipeline
+    client = GdbClient(stream, str(addr), call_timeout, events, byteorder, spin, pipeline)
     try:
         async with open_service_nursery() as nursery:
             await nursery.start(client._run_watcher)

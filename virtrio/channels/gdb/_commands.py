@@ -50,7 +50,7 @@ class GdbCommands(GdbMemory):
         self.target = TargetDescription(None, ())
         #: The ``vCont`` actions the stub supports (``{"c", "s", ...}``), empty without vCont.
         self.vcont_actions: frozenset[str] = frozenset()
-        self._pipeline = False  # memory pieces go out together (open_gdb(pipeline=True))
+        self._pipeline = False
         self._binary_read: bool | None = None  # x: unknown until tried
         self._binary_write: bool | None = None
         self._p_packet = True

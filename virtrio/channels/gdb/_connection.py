@@ -60,8 +60,10 @@ class GdbConnection(GdbExecution):
         events: Fanout[GdbEvent],
         byteorder: Byteorder | None,
         spin: float = 0.0,
+        pipeline: bool = False,
     ) -> None:
         super().__init__(byteorder)
+        self._pipeline = pipeline  # memory pieces go out together (open_gdb(pipeline=True))
         self._stream = stream
         # the socket (non-blocking, as Trio keeps it), read and written through its descriptor
         self._socket = stream.socket if type(stream) is trio.SocketStream else None
@@ -286,12 +288,13 @@ class GdbConnection(GdbExecution):
         return None
 
     async def _await_reply(self, deadline: float) -> bool:
-        """Read until the request in flight is answered: True, or False once ``deadline``
+        """Read until the requests in flight are answered: True, or False once ``deadline``
         passed first. The caller holds the read lock."""
         reply = await self._take_fast(deadline, self._reply_spin, self._protocol.take_reply)
         if reply is not None:
             self._got_reply(reply)
-            return True
+            if self._answered():  # (requests sent together: the others' replies follow)
+                return True
         spin = None if self._waited else self._reply_spin  # one window per wait
         return await self._pump(self._answered, deadline, spin)
 
