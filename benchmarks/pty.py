@@ -313,31 +313,47 @@ async def main() -> None:
                     )
                 )
 
-            print(f"input -> echo round trip (raw-mode cat), {args.round_trips} round trips")
-            bare_rt = bare_pty_round_trip(args.round_trips)
-            with (meter := Meter(peers={"daemon": daemon.pid}, own="client")):
-                ours = await daemon_round_trip(socket, args.round_trips)
-            for name, times in (("bare PTY", bare_rt), ("virtrio daemon", ours)):
+            print(
+                f"input -> echo round trip (raw-mode cat), {args.round_trips} round trips,"
+                f" {args.runs} interleaved rounds (median of each; best round counts)"
+            )
+            rounds: dict[str, list[list[float]]] = {"bare PTY": [], "virtrio daemon": []}
+            meter = Meter(peers={"daemon": daemon.pid}, own="client")
+            usages: list[Usage] = []
+            for _ in range(args.runs):
+                rounds["bare PTY"].append(bare_pty_round_trip(args.round_trips))
+                with meter:
+                    rounds["virtrio daemon"].append(
+                        await daemon_round_trip(socket, args.round_trips)
+                    )
+                usages.append(meter.usage(args.round_trips))
+            best: dict[str, float] = {}
+            for name, samples in rounds.items():
+                medians = [statistics.median(times) for times in samples]
+                best[name] = min(medians)
+                times = min(samples, key=statistics.median)
                 times.sort()
                 p99 = times[int(len(times) * 0.99) - 1]
-                print(f"  {name:15} median {ms(statistics.median(times))}  p99 {ms(p99)}")
-            echo_cpu = meter.usage(args.round_trips).cpu_us_per_op()
+                spread = " ".join(ms(m) for m in medians)
+                print(f"  {name:15} median {ms(best[name])}  p99 {ms(p99)}  (rounds: {spread})")
+            echo_cpu = cpu_of(usages)
             print(
                 "  CPU us per round trip: "
                 + ", ".join(f"{side} {us:.0f}" for side, us in echo_cpu.items())
             )
-            print(
-                f"  ratio daemon/bare median:         "
-                f"{statistics.median(ours) / statistics.median(bare_rt):.1f}x"
-            )
+            ratio = best["virtrio daemon"] / best["bare PTY"]
+            print(f"  ratio daemon/bare median:         {ratio:.1f}x")
             rows.append(
                 Row(
                     "pty.echo",
-                    statistics.median(ours) * 1000,
+                    best["virtrio daemon"] * 1000,
                     "ms",
                     "bare PTY",
-                    statistics.median(bare_rt) * 1000,
+                    best["bare PTY"] * 1000,
                     cpu_us={"virtrio": echo_cpu},
+                    runs=Spread.of(statistics.median(t) * 1000 for t in rounds["virtrio daemon"]),
+                    anchor_runs=Spread.of(statistics.median(t) * 1000 for t in rounds["bare PTY"]),
+                    note=f"median of {args.round_trips}, best of {args.runs} interleaved rounds",
                 )
             )
         finally:

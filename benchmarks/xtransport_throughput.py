@@ -50,7 +50,7 @@ from virtrio.channels.xtransfer import XtransferConfig
 TOTAL = 64 * 1024 * 1024
 MESSAGE = 64 * 1024
 ROUND_TRIPS = 2000
-ROUNDS = 2
+ROUNDS = 3
 RANDOM = os.urandom(MESSAGE)
 TEXT = b"".join(
     b"2026-12-01T19:%02d:%02d.%06d vm-%d qmp event=RESUME status=running\n"
