@@ -3,9 +3,10 @@
 Run: ``.venv/bin/python benchmarks/pty.py [--size-mb 100] [--runs 3]``. In the same run it
 measures the anchors: the same ``cat`` inside tmux (a detached session: tmux reads the PTY and
 emulates the terminal) and through a bare PTY read by a plain blocking loop, and prints ratios.
-The cat runs of all contenders are interleaved, ``--runs`` rounds of them; beside the median and
-spread of each it prints the CPU each side spent per MB (the daemon and the tmux server from
-/proc, the subscribers and the bare loop from getrusage), which a busy machine does not skew.
+The cat runs of all contenders are interleaved, ``--runs`` rounds of them (and as many rounds of
+the echo round trips, the best median kept for each side); beside the median and spread of each
+it prints the CPU each side spent per MB (the daemon and the tmux server from /proc, the
+subscribers and the bare loop from getrusage), which a busy machine does not skew.
 
 The daemon runs as its own process (``python -m virtrio pty-daemon``), like the real thing;
 the subscribers are SDK clients in this process.
@@ -232,7 +233,12 @@ def cpu_of(usages: list[Usage]) -> dict[str, float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=int, default=100)
-    parser.add_argument("--runs", type=int, default=3, help="interleaved rounds of the cat runs")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        help="interleaved rounds of the cat runs and of the echo round trips",
+    )
     parser.add_argument("--round-trips", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=50, help="for memory per session")
     args = parser.parse_args()
