@@ -18,7 +18,8 @@ from virtrio.channels.libvirt import (
     event_loop_stats,
     open_connection,
 )
-from virtrio.channels.libvirt._eventloop import READABLE, WRITABLE, Handoff, _TrioEventImpl
+from virtrio.channels.libvirt._eventloop import Handoff, _TrioEventImpl
+from virtrio.channels.libvirt._fdpoll import READABLE, WRITABLE
 from virtrio.errors import LocalProtocolError
 
 
@@ -64,7 +65,7 @@ async def test_handles_registered_from_a_worker_thread_fire_on_the_trio_thread()
             await rec.event.wait()
         assert rec.calls[0] == (watch, a.fileno(), READABLE, 7)
         assert rec.threads == {threading.get_ident()}
-        assert impl.stats().fd_waiters == 1
+        assert impl.stats().watched_fds == 1
 
         # removal from a thread: the free callback is deferred to the Trio thread
         def remove() -> tuple[int, list[Any]]:
@@ -103,20 +104,19 @@ def test_a_free_asked_for_with_no_run_attached_runs_at_once_on_another_thread() 
     assert impl.stats() == impl.stats().__class__(0, 0, 0, 0, 0)
 
 
-async def test_update_handle_switches_direction_and_one_waiter_serves_many_handles() -> None:
+async def test_update_handle_switches_direction_and_one_fd_serves_many_handles() -> None:
     rec = Recorder()
     impl = attached(rec)
     a, b = socket.socketpair()
     with a, b:
         w1 = impl.add_handle(a.fileno(), 0, rec.handle, "one")
         w2 = impl.add_handle(a.fileno(), READABLE, rec.handle, "two")
-        await trio.testing.wait_all_tasks_blocked()
-        assert impl.stats().fd_waiters == 1
+        assert impl.stats().watched_fds == 1  # in the set at once, from any thread
         impl.update_handle(w1, WRITABLE | READABLE)
         with trio.fail_after(5):
             await rec.event.wait()  # writable at once
         assert (w1, a.fileno(), WRITABLE, "one") in rec.calls
-        assert impl.stats().fd_waiters == 2  # one per direction, not per handle
+        assert impl.stats().watched_fds == 1  # one per fd, whatever its handles and directions
         impl.update_handle(w1, 0)
         b.send(b"y")
         rec.calls.clear()
@@ -124,15 +124,25 @@ async def test_update_handle_switches_direction_and_one_waiter_serves_many_handl
         with trio.fail_after(5):
             await rec.event.wait()
         assert {c[3] for c in rec.calls} == {"two"}
+        impl.update_handle(w2, 0)  # nobody wants its events: out of the set
+        assert impl.stats().watched_fds == 0
+        rec.calls.clear()
+        await trio.testing.wait_all_tasks_blocked()
+        assert rec.calls == []  # the unread byte wakes nobody
+        rec.event = trio.Event()
+        impl.update_handle(w2, READABLE)
+        with trio.fail_after(5):
+            await rec.event.wait()
+        assert rec.calls[0][3] == "two"
         impl.remove_handle(w1)
         impl.remove_handle(w2)
         await trio.testing.wait_all_tasks_blocked()
         assert sorted(rec.freed) == ["one", "two"]
-        assert impl.stats().fd_waiters == 0
+        assert impl.stats().watched_fds == 0
 
 
 async def test_fd_reuse_after_free_closes_it() -> None:
-    """notify_closing runs before the free callback closes the fd; a new fd of the same number
+    """The fd leaves the set before the free callback closes it; a new fd of the same number
     is then watched afresh."""
     rec = Recorder()
     closed: list[int] = []
@@ -163,32 +173,28 @@ async def test_fd_reuse_after_free_closes_it() -> None:
         assert reused.recv(1) == b"z"
 
 
-async def test_one_waiter_task_serves_connection_after_connection() -> None:
-    """A connection's socket is waited on by the task that waited on the last one's."""
+async def test_connections_come_and_go_with_no_task_of_their_own() -> None:
+    """Every connection's socket is waited on by the loop's one task for its epoll set."""
     rec = Recorder()
     impl = attached(rec)
     await trio.testing.wait_all_tasks_blocked()
     assert impl._nursery is not None
-    tasks: set[object] = set()
+    tasks = set(impl._nursery.child_tasks)  # the timer task and the epoll set's
+    assert len(tasks) == 2
     for round_ in range(3):
         a, b = socket.socketpair()
         with a, b:
             watch = impl.add_handle(a.fileno(), READABLE, rec.handle, round_)
-            await trio.testing.wait_all_tasks_blocked()
-            if round_ == 0:
-                tasks = set(impl._nursery.child_tasks)  # the timer task and one waiter
-            assert set(impl._nursery.child_tasks) == tasks
             rec.event = trio.Event()
             b.send(b"x")
             with trio.fail_after(5):
                 await rec.event.wait()
             assert rec.calls[-1][3] == round_
+            assert set(impl._nursery.child_tasks) == tasks
             a.recv(1)
             impl.remove_handle(watch)
             await trio.testing.wait_all_tasks_blocked()
-            assert impl.stats().fd_waiters == 0
-    assert len(tasks) == 2
-    assert len(impl._idle) == 1
+            assert impl.stats().watched_fds == 0
 
 
 async def test_timer_semantics() -> None:
@@ -286,7 +292,7 @@ async def test_libvirt_events_and_no_leftovers_on_test_driver() -> None:
         del dom
     await trio.testing.wait_all_tasks_blocked()
     stats = event_loop_stats()
-    assert (stats.handles, stats.timers, stats.fd_waiters, stats.timer_tasks) == (0, 0, 0, 0)
+    assert (stats.handles, stats.timers, stats.watched_fds, stats.timer_tasks) == (0, 0, 0, 0)
 
 
 async def test_updating_a_timer_to_the_same_period_restarts_it_in_place() -> None:
@@ -316,8 +322,8 @@ async def test_one_task_keeps_time_for_every_timer() -> None:
     impl = attached(rec)
     await trio.testing.wait_all_tasks_blocked()
     assert impl._nursery is not None
-    tasks = set(impl._nursery.child_tasks)  # the timer task alone
-    assert len(tasks) == 1
+    tasks = set(impl._nursery.child_tasks)  # the timer task and the epoll set's
+    assert len(tasks) == 2
     slow = impl.add_timeout(60_000, rec.timer, "slow")
     fast = impl.add_timeout(10_000, rec.timer, "fast")
     await trio.testing.wait_all_tasks_blocked()
@@ -351,15 +357,12 @@ async def test_a_blocking_call_wakes_the_trio_thread_once_at_its_end() -> None:
                 with impl.batched_kicks():  # nested: still held by the outer block
                     impl.update_handle(watch, 0)
                     impl.update_handle(watch, READABLE)
-                asked_midway, waiters_midway = impl._scheduled, impl.stats().fd_waiters
-            return asked_midway, watch, waiters_midway
+                asked_midway, watched_midway = impl._scheduled, impl.stats().watched_fds
+            return asked_midway, watch, watched_midway
 
-        asked_midway, watch, waiters_midway = await trio.to_thread.run_sync(call_with_callbacks)
-        # the Trio side was not woken mid-call
-        assert not asked_midway
-        assert waiters_midway == 0
-        await trio.testing.wait_all_tasks_blocked()
-        assert impl.stats().fd_waiters == 1  # ...and is reconciled once the block ended
+        asked_midway, watch, watched_midway = await trio.to_thread.run_sync(call_with_callbacks)
+        assert not asked_midway  # the Trio side was not woken mid-call...
+        assert watched_midway == 1  # ...and the socket was in the set all along
         b.send(b"x")
         with trio.fail_after(5):
             await rec.event.wait()
@@ -375,31 +378,28 @@ async def test_a_call_hands_its_wake_up_to_the_task_waiting_for_it() -> None:
     rec = Recorder()
     impl = attached(rec)
     await trio.testing.wait_all_tasks_blocked()
-    a, b = socket.socketpair()
-    with a, b:
-        handoff = Handoff()
+    handoff = Handoff()
 
-        def call() -> tuple[int, bool]:
-            with impl.batched_kicks(handoff):
-                watch = impl.add_handle(a.fileno(), READABLE, rec.handle, "sock")
-            return watch, impl._scheduled
+    def call() -> tuple[int, bool]:
+        with impl.batched_kicks(handoff):
+            timer = impl.add_timeout(10_000, rec.timer, "keepalive")
+        return timer, impl._scheduled
 
-        watch, asked = await trio.to_thread.run_sync(call)
-        assert not asked
-        assert impl.stats().fd_waiters == 0
-        impl.take_handoff(handoff)
-        assert impl.stats().fd_waiters == 1  # at once, on this thread
-        impl.take_handoff(handoff)  # twice: nothing more
+    timer, asked = await trio.to_thread.run_sync(call)
+    assert not asked
+    assert impl._retime  # the timer task has not been told yet
+    impl.take_handoff(handoff)
+    assert not impl._retime  # at once, on this thread
+    impl.take_handoff(handoff)  # twice: nothing more
 
-        handoff = Handoff()
-        impl.take_handoff(handoff)  # the caller leaves first
+    handoff = Handoff()
+    impl.take_handoff(handoff)  # the caller leaves first
 
-        def abandoned() -> bool:
-            with impl.batched_kicks(handoff):
-                impl.remove_handle(watch)
-            return impl._scheduled
+    def abandoned() -> bool:
+        with impl.batched_kicks(handoff):
+            impl.remove_timeout(timer)
+        return impl._scheduled
 
-        assert await trio.to_thread.run_sync(abandoned)
-        await trio.testing.wait_all_tasks_blocked()
-        assert impl.stats().fd_waiters == 0
-        assert rec.freed == ["sock"]
+    assert await trio.to_thread.run_sync(abandoned)
+    await trio.testing.wait_all_tasks_blocked()
+    assert rec.freed == ["keepalive"]

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 
 from tests.channels.libvirt.test_eventloop import Recorder, attached
-from virtrio.channels.libvirt._eventloop import READABLE
+from virtrio.channels.libvirt._fdpoll import READABLE
 from virtrio.channels.libvirt._losses import DROPPED, KEEPALIVE_TIMEOUT, LossTracker
 
 

@@ -27,7 +27,6 @@ from ._eventloop import (
     Handoff,
     batched_kicks,
     ensure_event_loop,
-    quiesce,
     take_handoff,
     track_losses,
 )
@@ -316,7 +315,6 @@ class LibvirtConnection:
         libvirt = _libvirt()
         if self._loss is not None:
             self._loss.disarm()
-            quiesce(self._loss.handles)
 
         handoff = Handoff()
 

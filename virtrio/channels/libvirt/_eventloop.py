@@ -7,13 +7,10 @@ from whichever thread made an API call. This module implements them on Trio:
 * registered once per process (:func:`ensure_event_loop`); the loop is then attached to the
   current Trio run as a system task and detached when the run ends;
 * the callbacks may come from any thread: ids are handed out at once under a lock and the
-  tables updated, and the Trio thread is asked (``TrioToken.run_sync_soon``) to reconcile its
-  tasks with the tables;
-* one waiter task per file descriptor and direction (Trio allows only one), which dispatches to
-  every handle registered on that fd for that direction; done with its fd, it waits for the
-  next one (the next connection's socket: waking a task costs less than starting one);
-* ``trio.lowlevel.notify_closing`` is called before an fd's last handle is given back, so
-  libvirt can close (and the kernel reuse) the fd safely;
+  tables updated; the Trio thread is asked (``TrioToken.run_sync_soon``) only for what must run
+  there (the timer task told of a changed timer, free callbacks);
+* the handles' descriptors are in an epoll set of the loop's own, changed at once from any
+  thread and waited on by one task (:mod:`._fdpoll`): an interest change wakes nobody;
 * timers: ``0`` fires on every pass of the Trio loop, ``-1`` is off, ``n`` every ``n`` ms;
   an update restarts the period (as libvirt's own loop does); one task keeps time for all
   of them, so a connection's keepalive timer costs no task of its own;
@@ -29,9 +26,10 @@ import contextlib
 import itertools
 import logging
 import math
+import select
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -39,7 +37,7 @@ import trio
 
 from virtrio.errors import LocalProtocolError
 
-from ._fdwaiters import READABLE, WRITABLE, FdWaiters, Handle as _Handle, IdleWaiter as _IdleWaiter
+from ._fdpoll import FdPoll, Handle as _Handle
 from ._losses import LossTracker, LossWatch
 from ._timers import Timer as _Timer, TimerTask
 
@@ -49,7 +47,6 @@ __all__ = [
     "batched_kicks",
     "ensure_event_loop",
     "event_loop_stats",
-    "quiesce",
     "take_handoff",
     "track_losses",
 ]
@@ -88,15 +85,15 @@ class EventLoopStats:
     handles: int
     #: timers libvirt has registered and not removed
     timers: int
-    #: fd waiter tasks running on Trio
-    fd_waiters: int
+    #: file descriptors in the loop's epoll set (those some handle wants events of)
+    watched_fds: int
     #: timers the loop keeps time for (those not at -1)
     timer_tasks: int
     #: free callbacks not yet run
     pending_frees: int
 
 
-class _TrioEventImpl(FdWaiters, TimerTask):
+class _TrioEventImpl(FdPoll, TimerTask):
     """The process-wide implementation; see the module docstring."""
 
     def __init__(self, free: Callable[[Any], None] | None = None) -> None:
@@ -106,17 +103,15 @@ class _TrioEventImpl(FdWaiters, TimerTask):
         self._ids = itertools.count(1)
         self._handles: dict[int, _Handle] = {}
         self._timers: dict[int, _Timer] = {}
-        self._frees: list[tuple[Any, int | None]] = []
+        self._frees: list[Any] = []
         self._token: trio.lowlevel.TrioToken | None = None
         self._scheduled = False
         self._registered = False
         # Trio-thread state
         self._nursery: trio.Nursery | None = None
-        self._waiters: dict[tuple[int, int], trio.CancelScope] = {}
-        # waiters whose fd lost interest in their direction, parked until it comes back
-        self._parked: dict[tuple[int, int], trio.Event] = {}
-        # waiter tasks done with their last fd, waiting for the next one
-        self._idle: list[_IdleWaiter] = []
+        # the handles' epoll set while a run is attached, and each fd's interest in it
+        self._epoll: select.epoll | None = None
+        self._polled: dict[int, int] = {}
         # the timer task's sleep, and whether a timer changed since it began
         self._timer_sleep: trio.CancelScope | None = None
         self._retime = False
@@ -131,7 +126,7 @@ class _TrioEventImpl(FdWaiters, TimerTask):
         with self._lock:
             watch = next(self._ids)
             self._handles[watch] = _Handle(fd, events, cb, opaque)
-            self._kick_locked()
+            self._poll_fd_locked(fd)  # no Trio-side work: the task waits on the whole set
         self.losses.handle_added(watch)
         return watch
 
@@ -139,20 +134,18 @@ class _TrioEventImpl(FdWaiters, TimerTask):
         with self._lock:
             handle = self._handles.get(watch)
             if handle is not None and handle.events != events:
-                grows = events & ~handle.events
+                # libvirt's remote driver drops and restores interest around every call made
+                # from another thread: this path is hot, and wakes nobody
                 handle.events = events
-                # Less interest needs no Trio-side work: a waiter that wakes for nothing parks
-                # itself. libvirt's remote driver drops and restores interest around every
-                # call made from another thread, so this halves the wake-ups per call.
-                if grows:
-                    self._kick_locked()
+                self._poll_fd_locked(handle.fd)
 
     def remove_handle(self, watch: int) -> int:
         with self._lock:
             handle = self._handles.pop(watch, None)
             if handle is None:
                 return -1
-            self._frees.append((handle.opaque, handle.fd))
+            self._poll_fd_locked(handle.fd)  # out of the set before libvirt may close it
+            self._frees.append(handle.opaque)
             self._kick_locked()
         self.losses.handle_removed(watch)
         return 0
@@ -185,7 +178,7 @@ class _TrioEventImpl(FdWaiters, TimerTask):
             timer = self._timers.pop(timer_id, None)
             if timer is None:
                 return -1
-            self._frees.append((timer.opaque, None))
+            self._frees.append(timer.opaque)
             self._kick_locked()
         self.losses.timer_removed(timer_id)
         return 0
@@ -275,15 +268,18 @@ class _TrioEventImpl(FdWaiters, TimerTask):
             self._token = token
         if register:
             self.register()
-        trio.lowlevel.spawn_system_task(self._driver, name="virtrio-libvirt-event-loop")
+        # the set now: handles added before the driver's first step are in it at once
+        epoll = self._open_poll()
+        trio.lowlevel.spawn_system_task(self._driver, epoll, name="virtrio-libvirt-event-loop")
 
-    async def _driver(self) -> None:
+    async def _driver(self, epoll: select.epoll) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 with self._lock:
                     self._scheduled = True
                 nursery.start_soon(self._run_timers)
+                nursery.start_soon(self._serve_poll, epoll)
                 try:
                     self._apply()
                     await trio.sleep_forever()
@@ -291,65 +287,25 @@ class _TrioEventImpl(FdWaiters, TimerTask):
                     self._nursery = None  # closed to new tasks from here on
                     self._timer_sleep = None
         finally:
+            self._close_poll()
             with self._lock:
                 self._token = None
                 self._scheduled = False
                 frees, self._frees = self._frees, []
-            self._waiters.clear()
-            self._parked.clear()
-            self._idle.clear()
             self._run_frees(frees)
 
     # -- the Trio side ---------------------------------------------------------------------
 
-    def quiesce(self, watches: Iterable[int]) -> None:
-        """Stop waiting on the fds of ``watches`` now, ahead of a blocking call in a worker
-        thread that removes them (a connection's close): the daemon's last reply then wakes
-        nobody here. Should the watches stay, the next reconcile waits on them again."""
-        gone = set(watches)
-        with self._lock:
-            fds = {h.fd for w, h in self._handles.items() if w in gone}
-            fds -= {h.fd for w, h in self._handles.items() if w not in gone}
-        for key in [key for key in self._waiters if key[0] in fds]:
-            self._waiters.pop(key).cancel()
-            self._parked.pop(key, None)
-
     def _apply(self) -> bool:
-        """Reconcile the waiter tasks with the tables, wake the timer task if a timer changed;
-        run deferred frees. False: no loop to reconcile (not started, or ended)."""
+        """Wake the timer task if a timer changed, run the deferred frees. False: no loop to
+        do it in (not started, or ended)."""
         nursery = self._nursery
         with self._lock:
             self._scheduled = False
             if nursery is None:
                 return False
-            wanted: set[tuple[int, int]] = set()
-            open_fds = {handle.fd for handle in self._handles.values()}
-            for handle in self._handles.values():
-                for direction in (READABLE, WRITABLE):
-                    if handle.events & direction:
-                        wanted.add((handle.fd, direction))
             retime, self._retime = self._retime, False
             frees, self._frees = self._frees, []
-        closing = {fd for _, fd in frees if fd is not None}
-        for key in list(self._waiters):
-            if key[0] not in open_fds or key[0] in closing:
-                self._waiters.pop(key).cancel()
-                self._parked.pop(key, None)
-            elif key in wanted and key in self._parked:
-                self._parked.pop(key).set()
-        for fd in closing:
-            # wakes (with ClosedResourceError) anything still waiting on it, before libvirt
-            # closes it in the free callback below
-            trio.lowlevel.notify_closing(fd)
-        for key in wanted - self._waiters.keys():
-            scope = trio.CancelScope()
-            self._waiters[key] = scope
-            if self._idle:  # waking a waiter task costs less than starting one
-                idle = self._idle.pop()
-                idle.job = (key, scope)
-                idle.ready.set()
-            else:
-                nursery.start_soon(self._serve_fds, key, scope)
         if retime and self._timer_sleep is not None:
             # the timer task's next wake-up, worked out again: no wake-up now unless one is due
             due, wait = self._due_timers()
@@ -357,7 +313,7 @@ class _TrioEventImpl(FdWaiters, TimerTask):
         self._run_frees(frees)
         return True
 
-    def _run_frees(self, frees: list[tuple[Any, int | None]]) -> None:
+    def _run_frees(self, frees: list[Any]) -> None:
         if not frees:
             return
         free = self._free
@@ -365,7 +321,7 @@ class _TrioEventImpl(FdWaiters, TimerTask):
             import libvirt
 
             free = self._free = libvirt.virEventInvokeFreeCallback
-        for opaque, _fd in frees:
+        for opaque in frees:
             try:
                 free(opaque)
             except Exception:
@@ -376,7 +332,7 @@ class _TrioEventImpl(FdWaiters, TimerTask):
             return EventLoopStats(
                 handles=len(self._handles),
                 timers=len(self._timers),
-                fd_waiters=len(self._waiters),
+                watched_fds=len(self._polled),
                 timer_tasks=sum(1 for t in self._timers.values() if t.interval >= 0),
                 pending_frees=len(self._frees),
             )
@@ -419,8 +375,3 @@ def track_losses(on_lost: Callable[[str], None]) -> contextlib.AbstractContextMa
     """In the worker thread opening a libvirt connection: the watches it adds in the block are
     the connection's, and their removal by libvirt calls ``on_lost(reason)`` (see ._losses)."""
     return _IMPL.losses.track(on_lost)
-
-
-def quiesce(watches: Iterable[int]) -> None:
-    """On the Trio thread, before closing a connection: see :meth:`_TrioEventImpl.quiesce`."""
-    _IMPL.quiesce(watches)
