@@ -403,3 +403,22 @@ async def test_a_call_hands_its_wake_up_to_the_task_waiting_for_it() -> None:
     assert await trio.to_thread.run_sync(abandoned)
     await trio.testing.wait_all_tasks_blocked()
     assert rec.freed == ["keepalive"]
+
+
+async def test_a_handle_removed_after_its_fd_was_closed_leaves_the_set_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The kernel drops a closed fd from an epoll set by itself: taking it out again is no
+    error (only an fd that cannot be watched at all is logged)."""
+    rec = Recorder()
+    impl = attached(rec)
+    a, b = socket.socketpair()
+    with b:
+        watch = impl.add_handle(a.fileno(), READABLE, rec.handle, "gone")
+        assert impl.stats().watched_fds == 1
+        a.close()
+        assert impl.remove_handle(watch) == 0
+    assert impl.stats().watched_fds == 0
+    await trio.testing.wait_all_tasks_blocked()
+    assert rec.freed == ["gone"]
+    assert "cannot be watched" not in caplog.text

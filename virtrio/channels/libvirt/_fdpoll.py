@@ -15,6 +15,7 @@ still wants them, on the Trio thread (level-triggered, like libvirt's own loop).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import threading
@@ -73,11 +74,13 @@ class FdPoll:
         had = self._polled.get(fd, 0)
         if mask == had:
             return
-        try:
-            if not mask:
-                del self._polled[fd]
+        if not mask:
+            del self._polled[fd]
+            with contextlib.suppress(OSError):  # (closed already: the kernel dropped it)
                 epoll.unregister(fd)
-            elif had:
+            return
+        try:
+            if had:
                 self._polled[fd] = mask
                 epoll.modify(fd, mask)
             else:
