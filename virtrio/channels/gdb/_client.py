@@ -102,12 +102,7 @@ class GdbClient(GdbConnection):
         replies: list[bytes] = []
         try:
             await trio.lowlevel.checkpoint_if_cancelled()  # cancelled while queued: send nothing
-            packets = (
-                protocol.send_request(payloads[0])
-                if len(payloads) == 1
-                else protocol.send_requests(payloads)
-            )
-            data = self._acks.before(packets)  # (raises first)
+            data = self._acks.before(protocol.send_requests(payloads))  # (raises first)
             self._reply = None
             self._replies = replies if len(payloads) > 1 else None
             if self._output:
