@@ -11,7 +11,7 @@ import trio.testing
 from hypothesis import given, settings, strategies as st
 
 from tests.strategies import splits
-from virtrio.channels.yamux import SessionLostError, StreamResetError, open_mux
+from virtrio.channels.yamux import SessionLostError, StreamResetError, _wire, open_mux
 from virtrio.channels.yamux._frames import HEADER_SIZE, Flag, FrameType, encode_header
 
 SYN, FIN = int(Flag.SYN), int(Flag.FIN)
@@ -256,3 +256,44 @@ async def test_writers_over_the_high_water_mark_wait_and_the_queue_stays_bounded
                 while sum(f[3] for f in frames if f[0] == DATA) < 8 * 4 * piece:
                     await trio.sleep(0.001)
             reading.cancel_scope.cancel()
+
+
+async def test_a_reader_holding_the_turn_reads_on_after_a_full_read_without_a_socket_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read that filled its buffer leaves more in the socket: the stream's reader holding
+    the turn lets the tasks it woke run, then reads again without waiting for the socket
+    (each wait costs an epoll_ctl and its event). Only a read that found nothing waits; every
+    byte still reaches its stream."""
+    monkeypatch.setattr(_wire, "_RECEIVE_SIZE", 4096)
+    left, right = trio.socket.socketpair()
+    peer = trio.SocketStream(left)
+    async with peer, open_mux(trio.SocketStream(right), client=False) as session:
+        await peer.send_all(
+            encode_header(WINDOW_UPDATE, SYN, 1, 0) + encode_header(WINDOW_UPDATE, SYN, 3, 0)
+        )
+        first, second = await session.accept_stream(), await session.accept_stream()
+        turn, wire = session._turn, session._wire
+        assert turn is not None
+        assert isinstance(wire, _wire.SocketWire)
+        waits = 0
+        wait_readable = wire.wait_readable
+
+        async def counted() -> None:
+            nonlocal waits
+            waits += turn.holder == "stream"
+            await wait_readable()
+
+        monkeypatch.setattr(wire, "wait_readable", counted)
+        others = b"".join(data_frame(3, bytes([n]) * 1000) for n in range(40))
+
+        async def send_soon() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            assert turn.holder == "stream"
+            await peer.send_all(others + data_frame(1, b"mine"))  # several reads' worth
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_soon)
+            assert await first.receive_some() == b"mine"
+        assert waits == 1  # before the first read only: those after it found their bytes
+        assert await second.receive_some() == b"".join(bytes([n]) * 1000 for n in range(40))

@@ -181,7 +181,14 @@ class ReadTurn:
         waited = fresh = False
         try:
             while not done() and self._may_read():
-                if fresh:  # the last read brought nothing for us: let others run first
+                if fresh and wire.filled:
+                    # the last read brought nothing for us but filled its buffer: more is
+                    # there already; let the tasks it woke run first, then read without
+                    # asking the kernel (a wait for the socket costs an epoll_ctl and its
+                    # event each time)
+                    await trio.lowlevel.checkpoint()
+                    waited = True
+                elif fresh:  # the last read brought nothing for us: let others run first
                     self._holder_waits = True
                     try:
                         await wire.wait_readable()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import trio
@@ -38,14 +39,15 @@ class _Wakeup:
     def __init__(self) -> None:
         self._task: trio.lowlevel.Task | None = None
 
-    async def wait(self) -> None:
+    def wait(self) -> Awaitable[object]:
+        # not a coroutine of its own: the caller awaits Trio's directly (one frame fewer to
+        # suspend and resume at every wait)
         self._task = trio.lowlevel.current_task()
+        return trio.lowlevel.wait_task_rescheduled(self._abort)  # noqa: ASYNC105 (awaited by the caller)
 
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self._task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: object) -> trio.lowlevel.Abort:
+        self._task = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def wake(self) -> None:
         if (task := self._task) is not None:
@@ -385,6 +387,9 @@ class MuxStream(trio.abc.HalfCloseableStream):
     def _take(self, limit: int) -> bytes:
         """Up to ``limit`` buffered bytes, in one piece (copied once at most)."""
         chunks = self._chunks
+        if len(chunks) == 1 and len(chunks[0]) <= limit:  # one frame's body: the usual case
+            chunk = chunks.popleft()
+            return chunk if type(chunk) is bytes else bytes(chunk)
         parts: list[bytes | memoryview] = []
         total = 0
         while chunks and total < limit:

@@ -107,6 +107,8 @@ class SocketWire:
         serve_reads_from_heap(_RECEIVE_SIZE)
         self._socket = socket
         self._scratch: bytearray | None = None  # see read_now
+        #: The last read filled its buffer: the socket very likely holds more already.
+        self.filled = False
 
     @property
     def _fd(self) -> int:
@@ -190,10 +192,12 @@ class SocketWire:
 
     def read_now(self) -> bytes:
         """One non-blocking read."""
+        self.filled = False
         if self._scratch is None:
             data = os.read(self._fd, _RECEIVE_SIZE)
             if len(data) < _SMALL_READ:
                 self._scratch = bytearray(_SMALL_READ)
+            self.filled = len(data) == _RECEIVE_SIZE
             return data
         # After a small read (window updates, pings, short messages), the next one goes
         # into a small reused buffer: allocating a large buffer only to shrink it to 12
@@ -202,6 +206,7 @@ class SocketWire:
         data = bytes(memoryview(self._scratch)[:size])
         if size == _SMALL_READ:
             self._scratch = None
+            self.filled = True
         return data
 
 
