@@ -5,13 +5,23 @@ order, whatever the cuts, the cancellations and the number of readers."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings, strategies as st
 
 from tests.strategies import splits
-from virtrio.channels.yamux import SessionLostError, StreamResetError, _wire, open_mux
+from virtrio.channels.yamux import (
+    MuxSession,
+    MuxStream,
+    SessionLostError,
+    StreamResetError,
+    _wire,
+    open_mux,
+)
 from virtrio.channels.yamux._frames import HEADER_SIZE, Flag, FrameType, encode_header
 
 SYN, FIN = int(Flag.SYN), int(Flag.FIN)
@@ -24,6 +34,21 @@ def data_frame(stream_id: int, body: bytes, flags: int = 0) -> bytes:
 
 def ping(opaque: int) -> bytes:
     return encode_header(PING, SYN, 0, opaque)
+
+
+@asynccontextmanager
+async def two_streams() -> AsyncIterator[
+    tuple[trio.SocketStream, MuxSession, MuxStream, MuxStream]
+]:
+    """A server session on one end of a socketpair, the raw peer on the other, and the two
+    streams (1 and 3) the peer opened, accepted."""
+    left, right = trio.socket.socketpair()
+    peer = trio.SocketStream(left)
+    async with peer, open_mux(trio.SocketStream(right), client=False) as session:
+        await peer.send_all(
+            encode_header(WINDOW_UPDATE, SYN, 1, 0) + encode_header(WINDOW_UPDATE, SYN, 3, 0)
+        )
+        yield peer, session, await session.accept_stream(), await session.accept_stream()
 
 
 async def read_frames(sock: trio.SocketStream, frames: list[tuple[int, int, int, int]]) -> None:
@@ -153,13 +178,7 @@ async def test_input_nobody_waits_for_is_read_once_the_last_reader_is_gone() -> 
 async def test_a_reader_cancelled_while_it_holds_the_turn_hands_the_reading_over() -> None:
     """A stream's reader waiting for the socket is cancelled: the data that comes next, for
     another stream whose reader waits for the turn, still reaches it."""
-    left, right = trio.socket.socketpair()
-    peer = trio.SocketStream(left)
-    async with peer, open_mux(trio.SocketStream(right), client=False) as session:
-        await peer.send_all(
-            encode_header(WINDOW_UPDATE, SYN, 1, 0) + encode_header(WINDOW_UPDATE, SYN, 3, 0)
-        )
-        first, second = await session.accept_stream(), await session.accept_stream()
+    async with two_streams() as (peer, _, first, second):
         got: list[bytes] = []
 
         async def wait_for_second() -> None:
@@ -266,13 +285,7 @@ async def test_a_reader_holding_the_turn_reads_on_after_a_full_read_without_a_so
     (each wait costs an epoll_ctl and its event). Only a read that found nothing waits; every
     byte still reaches its stream."""
     monkeypatch.setattr(_wire, "_RECEIVE_SIZE", 4096)
-    left, right = trio.socket.socketpair()
-    peer = trio.SocketStream(left)
-    async with peer, open_mux(trio.SocketStream(right), client=False) as session:
-        await peer.send_all(
-            encode_header(WINDOW_UPDATE, SYN, 1, 0) + encode_header(WINDOW_UPDATE, SYN, 3, 0)
-        )
-        first, second = await session.accept_stream(), await session.accept_stream()
+    async with two_streams() as (peer, session, first, second):
         turn, wire = session._turn, session._wire
         assert turn is not None
         assert isinstance(wire, _wire.SocketWire)
