@@ -244,6 +244,8 @@ def compose(
                 ratio=ratio,
                 status="met" if met else "not met",
             )
+            if (shown := _shown(line.target, value, ratio)) is not None:
+                entry[f"{line.target.on}_shown"] = shown
         entry["target"] = line.target.describe(unit, entry["anchor"])
         out.append(entry)
     known = {line.key for line in table}
@@ -255,10 +257,38 @@ def compose(
     return out
 
 
-def _figure(value: float | None, unit: str) -> str:
+#: How a ratio is shown: two decimals, or more where two would round it across its target.
+_RATIO_SPECS = (".2f", ".3f", ".4f")
+
+
+def _figure_specs(value: float) -> tuple[str, ...]:
+    return (",.0f", ",.1f", ",.2f") if abs(value) >= 100 else (".3g", ".4g", ".5g")
+
+
+def _shown(target: Target, value: float, ratio: float | None) -> str | None:
+    """The figure ``target`` is on (the ratio, or virtrio's value) as the table shows it: with
+    the fewest digits whose rounding agrees with the line's status, so 1.196 against "≥ 1.2x"
+    reads 1.196, not a 1.20 marked not met. None without a ratio to show."""
+    met = target.met(value, ratio)
+    if target.on == "ratio":
+        if ratio is None:
+            return None
+        subject, specs = ratio, _RATIO_SPECS
+    else:
+        subject, specs = value, _figure_specs(value)
+    for spec in specs:
+        text = format(subject, spec)
+        rounded = float(text.replace(",", ""))
+        on_ratio = target.on == "ratio"
+        if (target.met(value, rounded) if on_ratio else target.met(rounded, ratio)) == met:
+            return text
+    return format(subject, specs[-1])
+
+
+def _figure(value: float | None, unit: str, shown: str | None = None) -> str:
     if value is None:
         return "—"
-    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    text = shown or format(value, _figure_specs(value)[0])
     return f"{text} {unit}".strip()
 
 
@@ -279,9 +309,12 @@ def render(entries: Iterable[Mapping[str, Any]]) -> str:
     for e in entries:
         unit = e.get("unit", "")
         anchor = f"{e.get('anchor', '')} {_figure(e.get('anchor_value'), unit)}"
-        ratio = "" if e.get("ratio") is None else f"{e['ratio']:.2f}x"
+        ratio = ""
+        if e.get("ratio") is not None:
+            ratio = f"{e.get('ratio_shown') or format(e['ratio'], _RATIO_SPECS[0])}x"
+        figure = _figure(e.get("value"), unit, e.get("value_shown"))
         lines.append(
-            f"{e.get('workload', e['key']):<50} {_figure(e.get('value'), unit):>14} "
+            f"{e.get('workload', e['key']):<50} {figure:>14} "
             f"{anchor:>30} {ratio:>7}  {e.get('target', ''):<24} {e['status']}"
         )
     cpu_lines = [f"  {e['key']:<22} {text}" for e in entries if (text := _cpu(e))]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._measure import Cpu, Meter, Row, Spread, own_cpu, process_cpu, write_results
-from benchmarks.summary import TABLE, compose, main
+from benchmarks.summary import TABLE, compose, main, render
 
 
 def sample_rows(folder: Path) -> None:
@@ -92,3 +92,24 @@ def test_meter_reads_this_process_and_a_peer() -> None:
     # /proc counts whole clock ticks of the same clock: never more than getrusage's reading
     assert process_cpu(os.getpid()).total <= own_cpu().total + 0.02
     assert (Cpu(1.0, 2.0) - Cpu(0.5, 0.5)).total == 2.0
+
+
+def test_a_figure_is_never_shown_rounded_across_its_target() -> None:
+    """1.196 against "≥ 1.2x" is not met, and reads 1.196, not 1.20; 1.204 reads 1.20, met.
+    An absolute target likewise: 0.1504 ms against "≤ 0.15 ms" reads 0.1504."""
+    rows = {
+        "pty.cat1": {"key": "pty.cat1", "value": 1.196, "unit": "MB/s", "anchor_value": 1.0},
+        "pty.cat10": {"key": "pty.cat10", "value": 1.204, "unit": "MB/s", "anchor_value": 1.2},
+        "pty.echo": {"key": "pty.echo", "value": 0.1504, "unit": "ms", "anchor_value": 0.07},
+    }
+    text = render(compose(rows))
+    lines = {line.split("  ")[0]: line for line in text.splitlines()}
+    [cat1] = [line for key, line in lines.items() if key.startswith("PTY: cat")]
+    [echo] = [line for key, line in lines.items() if key.startswith("PTY: input")]
+    assert "1.196x" in cat1
+    assert cat1.endswith("not met")
+    assert "0.1504 ms" in echo
+    assert echo.endswith("not met")
+    entries = {e["key"]: e for e in compose(rows)}
+    assert entries["pty.cat10"]["ratio_shown"] == "1.00"
+    assert entries["pty.cat10"]["status"] == "met"
