@@ -279,8 +279,7 @@ def _shown(target: Target, value: float, ratio: float | None) -> str | None:
     for spec in specs:
         text = format(subject, spec)
         rounded = float(text.replace(",", ""))
-        on_ratio = target.on == "ratio"
-        if (target.met(value, rounded) if on_ratio else target.met(rounded, ratio)) == met:
+        if target.met(*((value, rounded) if target.on == "ratio" else (rounded, ratio))) == met:
             return text
     return format(subject, specs[-1])
 

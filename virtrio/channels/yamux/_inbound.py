@@ -181,7 +181,7 @@ class ReadTurn:
         waited = fresh = False
         try:
             while not done() and self._may_read():
-                if fresh and wire.filled:
+                if fresh and not wire.drained:
                     # the last read brought nothing for us but filled its buffer: more is
                     # there already; let the tasks it woke run first, then read without
                     # asking the kernel (a wait for the socket costs an epoll_ctl and its

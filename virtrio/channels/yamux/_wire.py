@@ -107,8 +107,9 @@ class SocketWire:
         serve_reads_from_heap(_RECEIVE_SIZE)
         self._socket = socket
         self._scratch: bytearray | None = None  # see read_now
-        #: The last read filled its buffer: the socket very likely holds more already.
-        self.filled = False
+        #: The last read took less than it asked for (or found nothing): the socket is most
+        #: likely empty now; after a full one it very likely holds more (DirectReads' rule).
+        self.drained = True
 
     @property
     def _fd(self) -> int:
@@ -192,12 +193,12 @@ class SocketWire:
 
     def read_now(self) -> bytes:
         """One non-blocking read."""
-        self.filled = False
+        self.drained = True
         if self._scratch is None:
             data = os.read(self._fd, _RECEIVE_SIZE)
             if len(data) < _SMALL_READ:
                 self._scratch = bytearray(_SMALL_READ)
-            self.filled = len(data) == _RECEIVE_SIZE
+            self.drained = len(data) < _RECEIVE_SIZE
             return data
         # After a small read (window updates, pings, short messages), the next one goes
         # into a small reused buffer: allocating a large buffer only to shrink it to 12
@@ -206,7 +207,7 @@ class SocketWire:
         data = bytes(memoryview(self._scratch)[:size])
         if size == _SMALL_READ:
             self._scratch = None
-            self.filled = True
+            self.drained = False
         return data
 
 
