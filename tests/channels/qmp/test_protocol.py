@@ -274,6 +274,44 @@ def test_an_event_between_qmp_capabilities_and_its_reply_is_delivered() -> None:
     assert protocol.state is QmpState.READY
 
 
+@given(st.data())
+def test_an_event_before_the_greeting_is_delivered_and_the_greeting_still_awaited(
+    data: st.DataObject,
+) -> None:
+    """QEMU resets a monitor to negotiation mode only when it handles the next client's
+    connection: an event emitted meanwhile (the previous client's ``cont``) reaches the new
+    client before its greeting (seen in CI)."""
+    wire = (
+        b'{"timestamp": {"seconds": 7, "microseconds": 250000}, "event": "RESUME"}\r\n' + GREETING
+    )
+    protocol = QmpProtocol()
+    got: list[Any] = []
+    for chunk in data.draw(splits(wire)):
+        protocol.receive_data(chunk)
+        got += events(protocol)
+        if got == [QmpEvent("RESUME", {}, 7.25)]:
+            assert protocol.state is QmpState.AWAITING_GREETING
+            with pytest.raises(QmpLocalProtocolError, match="awaiting greeting"):
+                protocol.send_command("qmp_capabilities")
+    assert got == [QmpEvent("RESUME", {}, 7.25), GREETED]
+    assert protocol.state is QmpState.NEGOTIATING
+
+
+@pytest.mark.parametrize(
+    ("wire", "match"),
+    [
+        (b'{"event": 5, "timestamp": {}}\n', "malformed QMP event"),
+        (b'{"event": "STOP", "QMP": {}}\n', "malformed QMP version"),
+    ],
+)
+def test_a_bad_event_before_the_greeting_is_an_error(wire: bytes, match: str) -> None:
+    protocol = QmpProtocol()
+    protocol.receive_data(wire + GREETING)
+    with pytest.raises(QmpProtocolError, match=match):
+        events(protocol)
+    assert protocol.state is QmpState.ERROR
+
+
 @pytest.mark.parametrize(
     ("state", "wire", "match"),
     [
@@ -362,9 +400,11 @@ class QmpMachine(RuleBasedStateMachine):
                 Reply(ident, False, None, "GenericError", "no"),
             )
 
-    @precondition(lambda self: self.qemu_negotiated and not self.ended)
+    @precondition(lambda self: (self.qemu_negotiated or not self.greeted) and not self.ended)
     @rule(name=st.sampled_from(["STOP", "RESUME"]))
     def qemu_emits(self, name: str) -> None:
+        """Once negotiated; or before the greeting, while the monitor is still in the previous
+        client's command mode."""
         self._qemu_sends(
             b'{"event": "%s", "data": {}, "timestamp": {"seconds": 5, "microseconds": 0}}\r\n'
             % name.encode(),

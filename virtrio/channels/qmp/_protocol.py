@@ -6,9 +6,13 @@ each is :data:`SENDABLE`)::
     AWAITING_GREETING --greeting--> NEGOTIATING --qmp_capabilities answered--> READY
             (every state) --end of input--> CLOSED      (every state) --bad input--> ERROR
 
-QEMU sends nothing but the greeting first, answers only ``qmp_capabilities`` while negotiating
-and emits events only once it has taken ``qmp_capabilities`` (an event may come just before
-its reply); the core holds both sides to that. It keeps the contract of
+QEMU sends the greeting first, answers only ``qmp_capabilities`` while negotiating and emits
+events only once it has taken ``qmp_capabilities`` (an event may come just before its reply);
+the core holds both sides to that, with one exception: an event may come before the greeting.
+QEMU leaves a monitor in command mode when its client disconnects and resets it only once it
+handles the next client's connection, so an event emitted in between (the previous client's
+``cont`` has its RESUME) goes to the new client first. The core delivers it (nobody else got
+it) and still waits for the greeting. It keeps the contract of
 :mod:`virtrio.channels._sansio`: a clean end of input is a :class:`ConnectionClosed` event, an
 error is raised again by every later call, and a command the state forbids raises
 :class:`QmpLocalProtocolError`.
@@ -94,7 +98,12 @@ _NEGOTIATION: Final = "qmp_capabilities"
 #: the success reply to ``qmp_capabilities``). Anything else from the peer is a protocol error;
 #: a protocol error, in any state, leads to ERROR.
 TRANSITIONS: Final[dict[QmpState, dict[str, QmpState]]] = {
-    QmpState.AWAITING_GREETING: {"greeting": QmpState.NEGOTIATING, "closed": QmpState.CLOSED},
+    QmpState.AWAITING_GREETING: {
+        "greeting": QmpState.NEGOTIATING,
+        # meant for the previous client of the monitor (see the module docstring)
+        "event before the greeting": QmpState.AWAITING_GREETING,
+        "closed": QmpState.CLOSED,
+    },
     QmpState.NEGOTIATING: {
         "reply": QmpState.NEGOTIATING,  # an error reply to qmp_capabilities: try again
         "negotiated": QmpState.READY,
@@ -240,6 +249,10 @@ class QmpProtocol:
 
     def _receive(self, message: dict[str, Any]) -> QmpGreeting | Reply | QmpEvent:
         if self._state is QmpState.AWAITING_GREETING:
+            if "event" in message and "QMP" not in message:
+                event = _event(message)
+                self._advance("event before the greeting")
+                return event
             greeting = self._greeting(message)
             self._advance("greeting")
             return greeting
