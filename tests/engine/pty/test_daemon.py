@@ -229,6 +229,35 @@ async def flood_past_a_slow_subscriber(
         yield daemon, slow, sid
 
 
+async def test_a_flood_reaches_a_subscriber_that_lags_whole_and_in_order(
+    nursery: trio.Nursery, pty_config: PtyDaemonConfig
+) -> None:
+    """Output goes straight from the reactor to a subscriber with nothing queued, in part when
+    its socket fills, the rest queued and sent by its forwarder in batches: one that reads
+    along and one that reads nothing until the flood is over (4 MB: far more than its socket
+    holds, far less than its queue bound) both get every byte, in order."""
+    config = attrs.evolve(pty_config, max_queue_size=4096)  # 32 MiB
+    daemon: PtyDaemon = await nursery.start(serve_pty_daemon, config)
+    count = 500_000
+    expected = b"go\r\n" + b"".join(b"%d\r\n" % i for i in range(1, count + 1))  # echo first
+    async with (
+        open_pty_client(daemon.socket_path) as along,
+        open_pty_client(daemon.socket_path, max_queue=1) as behind,
+    ):
+        sid = await along.create(command="/bin/sh", args=["-c", f"read go; seq {count}"])
+        await behind.attach(sid)
+        await along.attach(sid)
+        await along.input(sid, "go\n")
+        output, exit_event = await read_to_exit(along, sid, timeout=120)
+        assert output == expected
+        assert exit_event == Exit(sid, 0, None)
+        late, late_exit = await read_to_exit(behind, sid, timeout=60)
+        assert late == expected
+        assert late_exit == Exit(sid, 0, None)
+    stats = daemon.statistics()
+    assert (stats.red_warnings, stats.chunks_dropped) == (0, 0)  # held back, nothing lost
+
+
 async def test_a_subscriber_that_never_reads_gets_red_and_others_everything(
     nursery: trio.Nursery, pty_config: PtyDaemonConfig
 ) -> None:
