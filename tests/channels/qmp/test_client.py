@@ -6,6 +6,8 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -225,6 +227,27 @@ GREETING = (
 )
 
 
+@asynccontextmanager
+async def in_process_qmp_server(
+    tmp_path: Path, talk: Callable[[trio.socket.SocketType], Awaitable[None]]
+) -> AsyncIterator[str]:
+    """A QMP peer in this process, for what QEMU does rarely or never: ``talk`` has the one
+    connection it accepts; yields the address to give ``open_qmp``."""
+    listener = trio.socket.socket(socket.AF_UNIX)
+    await listener.bind(str(tmp_path / "qmp.sock"))
+    listener.listen()
+
+    async def serve() -> None:
+        conn, _ = await listener.accept()
+        with conn:
+            await talk(conn)
+
+    with listener:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve)
+            yield f"unix:{tmp_path / 'qmp.sock'}"
+
+
 @pytest.mark.parametrize(
     ("answer", "match"),
     [
@@ -235,26 +258,18 @@ GREETING = (
 async def test_a_failed_negotiation_is_a_connect_error(
     tmp_path: Path, answer: bytes, match: str
 ) -> None:
-    """A peer that greets, then hangs up or refuses qmp_capabilities (an in-process server:
-    QEMU does neither)."""
-    listener = trio.socket.socket(socket.AF_UNIX)
-    await listener.bind(str(tmp_path / "qmp.sock"))
-    listener.listen()
+    """A peer that greets, then hangs up or refuses qmp_capabilities (QEMU does neither)."""
 
-    async def serve() -> None:
-        conn, _ = await listener.accept()
-        with conn:
-            await conn.send(GREETING)
-            assert b"qmp_capabilities" in await conn.recv(1024)
-            if answer:
-                await conn.send(answer)
+    async def talk(conn: trio.socket.SocketType) -> None:
+        await conn.send(GREETING)
+        assert b"qmp_capabilities" in await conn.recv(1024)
+        if answer:
+            await conn.send(answer)
 
-    with listener:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve)
-            with pytest.raises(ConnectError, match=match):
-                async with open_qmp(f"unix:{tmp_path / 'qmp.sock'}", connect_timeout=5):
-                    pass
+    async with in_process_qmp_server(tmp_path, talk) as address:
+        with pytest.raises(ConnectError, match=match):
+            async with open_qmp(address, connect_timeout=5):
+                pass
 
 
 @pytest.mark.parametrize(
@@ -270,23 +285,18 @@ async def test_a_failed_negotiation_is_a_connect_error(
 async def test_oob_is_enabled_when_offered(tmp_path: Path, offered: bytes, sent: bytes) -> None:
     """As qemu.qmp does: QEMU then reads ahead while it runs a command, instead of reading
     nothing more until it has answered it."""
-    listener = trio.socket.socket(socket.AF_UNIX)
-    await listener.bind(str(tmp_path / "qmp.sock"))
-    listener.listen()
 
-    async def serve() -> None:
-        conn, _ = await listener.accept()
-        with conn:
-            await conn.send(GREETING.replace(b'"capabilities": []', b'"capabilities": ' + offered))
-            assert await conn.recv(1024) == sent
-            await conn.send(b'{"return": {}, "id": 1}\r\n')
-            await conn.recv(1024)  # until the client hangs up
+    async def talk(conn: trio.socket.SocketType) -> None:
+        await conn.send(GREETING.replace(b'"capabilities": []', b'"capabilities": ' + offered))
+        assert await conn.recv(1024) == sent
+        await conn.send(b'{"return": {}, "id": 1}\r\n')
+        await conn.recv(1024)  # until the client hangs up
 
-    with listener:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve)
-            async with open_qmp(f"unix:{tmp_path / 'qmp.sock'}", connect_timeout=5) as qmp:
-                assert qmp.greeting.capabilities == (("oob",) if b"oob" in offered else ())
+    async with (
+        in_process_qmp_server(tmp_path, talk) as address,
+        open_qmp(address, connect_timeout=5) as qmp,
+    ):
+        assert qmp.greeting.capabilities == (("oob",) if b"oob" in offered else ())
 
 
 async def test_qmp_over_tcp(qemu_binary: str) -> None:
@@ -337,28 +347,21 @@ async def test_an_event_before_the_greeting_is_published_and_the_connection_open
     connection, so an event emitted just before (the previous client's ``cont``) reaches the
     new client ahead of its greeting (seen in CI; an in-process server here, as the window is
     too short to hit at will). Nobody else got that event: it is published."""
-    listener = trio.socket.socket(socket.AF_UNIX)
-    await listener.bind(str(tmp_path / "qmp.sock"))
-    listener.listen()
 
-    async def serve() -> None:
-        conn, _ = await listener.accept()
-        with conn:
-            await conn.send(
-                b'{"timestamp": {"seconds": 7, "microseconds": 0}, "event": "RESUME"}\r\n'
-                + GREETING
-            )
-            assert b"qmp_capabilities" in await conn.recv(1024)
-            await conn.send(b'{"return": {}, "id": 1}\r\n')
-            await conn.recv(1024)  # until the client hangs up
+    async def talk(conn: trio.socket.SocketType) -> None:
+        await conn.send(
+            b'{"timestamp": {"seconds": 7, "microseconds": 0}, "event": "RESUME"}\r\n' + GREETING
+        )
+        assert b"qmp_capabilities" in await conn.recv(1024)
+        await conn.send(b'{"return": {}, "id": 1}\r\n')
+        await conn.recv(1024)  # until the client hangs up
 
     vm_events: Fanout[QmpEvent] = Fanout(max_queue=16)
-    with listener, vm_events.subscribe() as listening:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve)
-            async with open_qmp(
-                f"unix:{tmp_path / 'qmp.sock'}", connect_timeout=5, event_fanout=vm_events
-            ) as qmp:
-                assert qmp.is_connected
-                assert str(qmp.greeting.version) == "8.2.0"
-                assert listening.receive_nowait() == QmpEvent("RESUME", {}, 7.0)
+    with vm_events.subscribe() as listening:
+        async with (
+            in_process_qmp_server(tmp_path, talk) as address,
+            open_qmp(address, connect_timeout=5, event_fanout=vm_events) as qmp,
+        ):
+            assert qmp.is_connected
+            assert str(qmp.greeting.version) == "8.2.0"
+            assert listening.receive_nowait() == QmpEvent("RESUME", {}, 7.0)
