@@ -304,3 +304,42 @@ async def test_the_spin_must_be_finite_and_not_negative() -> None:
         with pytest.raises(ConfigError, match="spin"):
             async with open_pty_client("/nonexistent/socket", spin=spin):
                 pass
+
+
+async def test_the_reader_looks_less_often_while_a_subscriber_keeps_the_socket(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """A subscriber iterating a flood comes back for the socket after every event: each look
+    of the reader task that finds it held doubles the next one's wait (5 ms up to 160 ms).
+    Once the subscriber stops, the reader takes the socket back after that wait and queues
+    what comes (and waits 5 ms again next time)."""
+    async with connected() as (client, daemon):
+        inbound = client._inbound
+        received: list[int] = []
+
+        async def iterate() -> None:
+            async for event in client.events():
+                received.append(number(event))
+
+        lends = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(iterate)
+            await trio.testing.wait_all_tasks_blocked()  # it waits with the socket; the reader naps
+            for n in range(7):
+                await daemon.send(output(n))
+                await trio.testing.wait_all_tasks_blocked()
+                assert received[-1] == n
+                assert inbound._holder == "subscriber"  # waiting for the next one
+                mock_clock.jump(inbound._lend)  # the reader's look finds the socket held
+                await trio.testing.wait_all_tasks_blocked()
+                lends.append(inbound._lend)
+            nursery.cancel_scope.cancel()  # the subscriber stops
+        assert lends == [0.01, 0.02, 0.04, 0.08, 0.16, 0.16, 0.16]
+        await daemon.send(b"".join(output(n) for n in (7, 8)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(client._events) == 0  # the reader still waits
+        mock_clock.jump(0.16)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(client._events) == 2  # it took the socket back and read
+        assert inbound._lend == 0.005
+        assert [number(await client.events().receive()) for _ in range(2)] == [7, 8]
