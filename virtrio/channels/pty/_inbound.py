@@ -68,7 +68,7 @@ _RECEIVE_SIZE = 256 * 1024
 _LEND = 0.005
 #: ...doubled each time it finds a subscriber holding it, up to this: a subscriber iterating a
 #: flood comes back for every event, and the reader's look every 5 ms cost 10 subscribers of a
-#: cat about 15% of their CPU (measured 2026-12-04). Back to _LEND once the reader reads again.
+#: cat about a fifth of their CPU (measured 2026-12-04). Back to _LEND once the reader reads again.
 _LEND_MAX = 0.16
 
 _READER, _SUBSCRIBER = "reader", "subscriber"
