@@ -37,15 +37,16 @@ __all__ = ["HEAP_BLOCK", "serve_reads_from_heap"]
 #: it (just under the 32 MiB beyond which glibc adjusts neither).
 HEAP_BLOCK: Final = 31 * 1024 * 1024
 
-_raised_to = 0
+_kept = False
 
 
 def serve_reads_from_heap(read_size: int) -> None:
     """Make reads of up to ``read_size`` bytes, and what a burst of them leaves free, stay on
-    the heap (see the module; once per size)."""
-    global _raised_to
-    if read_size > _raised_to:
-        _raised_to = read_size
+    the heap (see the module). Once per process: the one block sets both thresholds for every
+    size up to :data:`HEAP_BLOCK`; a larger read cannot come from the heap (glibc maps it)."""
+    global _kept
+    if not _kept and read_size <= HEAP_BLOCK:
+        _kept = True
         # bytes(n) is calloc'ed: a fresh mapping, never written, costs no page fault
-        block = bytes(max(2 * read_size, HEAP_BLOCK))
+        block = bytes(HEAP_BLOCK)
         del block
