@@ -4,9 +4,11 @@ the hand-overs. Against a scripted daemon on a socketpair."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import pytest
 import trio
@@ -37,13 +39,26 @@ class FakeDaemon:
         self.stream = stream
         self._decoder = FrameDecoder(accept=REQUEST_TYPES)
         self._sending = trio.StrictFIFOLock()
+        self._outbox, self._queued = trio.open_memory_channel[bytes](math.inf)
 
     async def send(self, data: bytes) -> None:
         async with self._sending:  # (a reply may still be on its way out of its task)
             await self.stream.send_all(data)
 
-    async def answer_lists(self, count: int, then: bytes = b"") -> None:
-        """Answer ``count`` list requests (with ``then`` right behind each reply)."""
+    def queue(self, data: bytes) -> None:
+        """Send ``data`` after everything queued before, without waiting: a client that
+        stops reading (its event queue full) does not block the test, as a real daemon's
+        queue per subscriber does not block the daemon (:meth:`write_queued` sends it)."""
+        self._outbox.send_nowait(data)
+
+    async def write_queued(self) -> None:
+        """Send what :meth:`queue` was given, in order (a task of :func:`connected`)."""
+        async for data in self._queued:
+            await self.send(data)
+
+    async def answer_lists(self, count: int, then: bytes = b"", *, queued: bool = False) -> None:
+        """Answer ``count`` list requests (with ``then`` right behind each reply; after what
+        was queued before if ``queued``)."""
         answered = 0
         while answered < count:
             message = self._decoder.next_message()
@@ -51,7 +66,11 @@ class FakeDaemon:
                 self._decoder.receive_data(await self.stream.receive_some(65536))
                 continue
             assert isinstance(message, List), message
-            await self.send(encode(Sessions((), id=message.id)) + then)
+            reply = encode(Sessions((), id=message.id)) + then
+            if queued:
+                self.queue(reply)
+            else:
+                await self.send(reply)
             answered += 1
 
 
@@ -64,6 +83,7 @@ async def connected(max_queue: int = 1024) -> AsyncIterator[tuple[PtyClient, Fak
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(client._inbound.run_reader)
+            nursery.start_soon(daemon.write_queued)
             yield client, daemon
             nursery.cancel_scope.cancel()
     finally:
@@ -220,7 +240,10 @@ def test_any_interleaving_delivers_every_event_in_order_and_every_reply(
                     wire = b"".join(output(sent + n) for n in range(int(a)))
                     sent += int(a)
                     for at in range(0, len(wire), b):  # pieces of b bytes
-                        await daemon.send(wire[at : at + b])
+                        # (queued: hundreds of tiny writes fill a socketpair's buffer while
+                        # the client, its queue full, is not reading)
+                        daemon.queue(wire[at : at + b])
+                    await trio.lowlevel.checkpoint()  # the writer may start
                 elif op == "receive":
                     for _ in range(int(a)):
                         if len(seen) == sent:
@@ -238,7 +261,7 @@ def test_any_interleaving_delivers_every_event_in_order_and_every_reply(
                             seen.append(number(await client.events().receive()))
                     behind = b"".join(output(sent + n) for n in range(int(a)))
                     sent += int(a)
-                    nursery.start_soon(daemon.answer_lists, 1, behind)
+                    nursery.start_soon(partial(daemon.answer_lists, 1, behind, queued=True))
                     with trio.fail_after(FAIL_AFTER):
                         assert await client.list() == ()
                 else:
