@@ -1,13 +1,11 @@
 """Messages into packets: :func:`encode_message` and the buffers of a gathering write,
-:func:`encode_message_parts` (each header, then a view of its payload)."""
+:func:`encode_message_parts` (each header, then a view of its payload; the MessageData packets
+framed by :func:`~._loops.encode_data_packets`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from ._loops import encode_data_packets
 from ._wire import (
-    DATA_HEADER,
-    DATA_PREFIX,
     HEADER,
     MAGIC,
     MESSAGE_HEAD,
@@ -18,8 +16,6 @@ from ._wire import (
 )
 
 __all__ = ["encode_message", "encode_message_parts"]
-
-_U32 = 0xFFFFFFFF
 
 
 def encode_message(view: memoryview, max_payload: int, seq: int, message_id: int) -> bytes:
@@ -44,12 +40,5 @@ def encode_message_parts(
         pack(MAGIC, VERSION, PacketType.MESSAGE_HEAD, seq, MESSAGE_HEAD_SIZE, crc32(head)),
         head,
     ]
-    append, data_header, prefix = parts.append, DATA_HEADER.pack, DATA_PREFIX
-    seqs: Iterable[int] = range(seq + 1, seq + 1 + count)
-    if seq + count > _U32:  # the numbers wrap within this message
-        seqs = [number & _U32 for number in seqs]
-    for number, start in zip(seqs, range(0, size, max_payload), strict=True):
-        piece = view[start : start + max_payload]
-        append(data_header(prefix, number, len(piece), crc32(piece)))
-        append(piece)
+    encode_data_packets(view, max_payload, seq + 1, crc32, parts)
     return parts

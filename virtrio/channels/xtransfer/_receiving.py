@@ -3,9 +3,9 @@
 :class:`PacketReceiver` parses packets where they lie in the bytes read (a payload is a view of
 them, never a copy; one shorter than ``_VIEW_MIN`` is copied) and joins a message's pieces
 once. Without acks, the MessageData packets of a message are taken in a tight loop
-(:meth:`PacketReceiver._parse_pieces`); anything unusual goes through the general path, which
-names the fault. :class:`~._protocol.XtransferProtocol` adds the sending half and ack mode (the
-``_acknowledge`` and ``_on_ack`` hooks).
+(:func:`~._loops.parse_pieces`, in C when built); anything unusual goes through the general
+path, which names the fault. :class:`~._protocol.XtransferProtocol` adds the sending half and
+ack mode (the ``_acknowledge`` and ``_on_ack`` hooks).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import attrs
 from virtrio.channels._sansio import NEED_DATA, ConnectionClosed, ErrorState, NeedData
 
 from ._config import XtransferConfig
+from ._loops import parse_pieces
 from ._wire import (
-    DATA_HEADER,
-    DATA_PREFIX,
     HEADER,
     HEADER_SIZE,
     MAGIC,
@@ -195,34 +194,16 @@ class PacketReceiver:
 
     def _parse_pieces(self, data: bytes, view: memoryview, offset: int, assembly: _Assembly) -> int:
         """The hot path (no acks): the whole MessageData packets of ``assembly`` from
-        ``offset`` on, its counters kept in locals; returns where it stopped (at the end of
-        the message, of the whole packets, or at a packet :meth:`_parse` must look at).
-
-        A header is checked by comparing its magic, version and type at once with a
-        MessageData header's; any other header goes back to :meth:`_parse`, which names its
-        fault."""
-        unpack, prefix, check = DATA_HEADER.unpack_from, DATA_PREFIX, crc32
-        size, last, view_min = len(data), len(data) - HEADER_SIZE, _VIEW_MIN
-        pieces = assembly.pieces
-        append, before, received = pieces.append, len(pieces), assembly.received
-        for _ in range(assembly.remaining_packets):  # (the loop counts them for us)
-            if offset > last:
-                break
-            start_of_header, seq, length, crc = unpack(data, offset)
-            start = offset + HEADER_SIZE
-            end = start + length
-            if start_of_header != prefix or end > size:
-                break  # _parse reports the fault, or keeps the partial packet
-            payload = view[start:end]
-            if check(payload) != crc:
-                raise checksum_error(seq, crc, length, check(payload))
-            received += length
-            append(payload if length >= view_min else bytes(payload))
-            offset = end
+        ``offset`` on (:func:`~._loops.parse_pieces`); returns where it stopped (at the end of
+        the message, of the whole packets, or at a packet :meth:`_parse` must look at, which
+        names its fault)."""
+        offset, taken, received = parse_pieces(
+            data, view, offset, assembly.remaining_packets, _VIEW_MIN, crc32, assembly.pieces
+        )
         # too many bytes is found here, once per read: what it appended views ``data`` only
-        assembly.received = received
-        assembly.remaining_packets -= len(pieces) - before
-        if received > assembly.total or not assembly.remaining_packets:
+        assembly.received += received
+        assembly.remaining_packets -= taken
+        if assembly.received > assembly.total or not assembly.remaining_packets:
             self._check_assembly(assembly)
         return offset
 
