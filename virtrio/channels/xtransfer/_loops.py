@@ -31,7 +31,9 @@ __all__ = [
 
 _U32 = 0xFFFFFFFF
 
+#: A CRC-32 function (zlib's or zlib-ng's ``crc32``).
 Crc32 = Callable[[bytes | memoryview], int]
+#: The buffers of a gathering write: headers, then payload views.
 Parts = list[bytes | memoryview]
 
 
@@ -104,9 +106,11 @@ def _compiled() -> ModuleType | None:
 _speedups = _compiled()
 #: True when the C loops are in use.
 COMPILED = _speedups is not None
+#: :func:`encode_data_packets_py`, or the C loop that does the same.
 encode_data_packets: Callable[[memoryview, int, int, Crc32, Parts], None] = (
     _speedups.encode_data_packets if _speedups is not None else encode_data_packets_py
 )
+#: :func:`parse_pieces_py`, or the C loop that does the same.
 parse_pieces: Callable[[bytes, memoryview, int, int, int, Crc32, Parts], tuple[int, int, int]] = (
     _speedups.parse_pieces if _speedups is not None else parse_pieces_py
 )
