@@ -1,8 +1,8 @@
 /* The two per-packet loops of xtransport in C: framing a message's MessageData packets and
- * taking them apart again. Each is exactly the pure-Python loop it replaces (_codec.py's
- * encode_message_parts and _receiving.py's PacketReceiver._parse_pieces), which stays the
- * fallback and the reference the tests hold this module to; neither loop raises for bad
- * input: it stops where the Python code must look (and name the fault).
+ * taking them apart again. Each does exactly what its Python twin in _loops.py does
+ * (encode_data_packets_py, parse_pieces_py), which stays the fallback and the reference the
+ * tests hold this module to; neither loop raises for bad input: it stops where the general
+ * parser must look (and name the fault).
  *
  * The CRC-32 is zlib-ng's zng_crc32, taken from the zlib_ng extension module that is
  * already loaded (it exports the symbol); without it every CRC goes through the Python
